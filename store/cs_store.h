@@ -1,0 +1,308 @@
+/*
+ * libcertstore: the pin store, accounts, mappings and the one policy
+ * function that decides a verified client chain.
+ *
+ * The library never prints and never exits: every call returns a cs_status
+ * and, on failure, leaves a one-line message in cs_db_errmsg().
+ * A cs_db handle is used by one thread at a time.
+ */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <openssl/x509.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cs_db cs_db;
+
+typedef enum {
+    CS_OK = 0,
+    CS_NOTFOUND, /* no such pin / account / mapping */
+    CS_EXISTS,   /* already there (unique key) */
+    CS_INUSE,    /* account still used by mappings */
+    CS_INVALID,  /* bad argument or input (message says which) */
+    CS_BUSY,     /* locked past the busy timeout */
+    CS_ERR       /* I/O, corruption, schema, anything else */
+} cs_status;
+
+/* Newest schema this library knows (PRAGMA user_version). */
+#define CS_SCHEMA_VERSION 1
+
+#define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
+#define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
+
+#define CS_FP_HEX_LEN 64    /* SHA-256 as lowercase hex */
+#define CS_ACCOUNT_MAX 255  /* bytes of an account name */
+#define CS_NOTE_MAX 4096    /* bytes of a note */
+#define CS_KEY_MAX 128      /* bytes of a binary mapping key */
+#define CS_TIME_NONE INT64_MIN /* "no time given" */
+#define CS_TIME_FOREVER INT64_MAX
+
+/*
+ * Open a database. On CS_OK the schema has been checked (read-only opens
+ * refuse a file whose user_version is not CS_SCHEMA_VERSION; writable opens
+ * refuse a newer one and leave an older one for cs_db_migrate()).
+ * *out is always set (NULL only when out of memory) so the caller can read
+ * cs_db_errmsg() and must call cs_db_close().
+ * Writable opens set WAL mode, foreign_keys=ON, busy_timeout and keep the
+ * -wal/-shm files in place (persistent WAL) so read-only users can open it.
+ */
+cs_status cs_db_open(cs_db **out, const char *path, unsigned flags);
+void cs_db_close(cs_db *db);
+const char *cs_db_errmsg(const cs_db *db);
+const char *cs_db_path(const cs_db *db);
+
+/* Create the schema or apply forward migrations; refuses a newer schema. */
+cs_status cs_db_migrate(cs_db *db);
+cs_status cs_db_schema_version(cs_db *db, int *version);
+
+/* Milliseconds a statement waits for a lock before CS_BUSY (default 2000). */
+void cs_db_set_busy_timeout(cs_db *db, int ms);
+
+/*
+ * Nonzero when the file at the opened path is no longer the one this handle
+ * has open (replaced by rename, deleted): the caller should reopen.
+ */
+int cs_db_file_replaced(const cs_db *db);
+
+/*
+ * The policy generation: bumped in the same transaction by every write that
+ * narrows access (mapping/account/pin removed or disabled, a validity window
+ * shortened). Sessions bound to an older generation must not resume.
+ */
+cs_status cs_db_generation(cs_db *db, int64_t *generation);
+
+/*
+ * Write transactions. Every mutating call below must run between
+ * cs_db_begin() and cs_db_commit()/cs_db_rollback(); each appends a
+ * change-log row (time, OS user, command, what changed).
+ * `command` is the CLI command line as the operator typed it.
+ */
+cs_status cs_db_begin(cs_db *db, const char *command);
+cs_status cs_db_commit(cs_db *db);
+void cs_db_rollback(cs_db *db);
+
+/* ---- fingerprints and times ---------------------------------------------- */
+
+/* SHA-256 over DER as 64 lowercase hex chars + NUL. */
+int cs_fp_of_cert(const X509 *cert, char hex[CS_FP_HEX_LEN + 1]);
+/* Normalise user input (any case, optional colons) to lowercase hex; 0 if bad. */
+int cs_fp_normalise(const char *in, char hex[CS_FP_HEX_LEN + 1]);
+
+/* Parse YYYY-MM-DD or RFC 3339 (Z or +hh:mm) into Unix seconds; 0 if bad. */
+int cs_time_parse(const char *text, int64_t *out);
+/* Format Unix seconds as RFC 3339 UTC (2027-01-31T12:00:00Z). */
+void cs_time_format(int64_t t, char buf[32]);
+
+/* ---- pins ---------------------------------------------------------------- */
+
+typedef struct {
+    int64_t id;
+    char fp[CS_FP_HEX_LEN + 1];
+    const char *subject; /* one-line RFC 2253 */
+    int64_t not_after;
+    int enabled;
+    const char *note; /* "" when none */
+    int64_t created;
+    const unsigned char *der;
+    size_t der_len;
+} cs_pin;
+
+/* Refuses (CS_INVALID) a certificate without basicConstraints CA:TRUE. */
+cs_status cs_pin_add(cs_db *db, X509 *ca, const char *note, char fp_out[CS_FP_HEX_LEN + 1]);
+cs_status cs_pin_remove(cs_db *db, const char *fp);
+cs_status cs_pin_set_enabled(cs_db *db, const char *fp, int enabled);
+/* Callback returns 0 to continue, nonzero to stop (returned as CS_OK). */
+typedef int (*cs_pin_cb)(const cs_pin *pin, void *arg);
+/* One pin by fingerprint; CS_NOTFOUND if none. */
+cs_status cs_pin_get(cs_db *db, const char *fp, cs_pin_cb cb, void *arg);
+cs_status cs_pin_foreach(cs_db *db, cs_pin_cb cb, void *arg);
+
+/* ---- accounts ------------------------------------------------------------ */
+
+typedef struct {
+    int64_t id;
+    const char *name;
+    int enabled;
+    const char *note;
+    int64_t created;
+    int64_t mappings; /* how many mappings use it */
+} cs_account;
+
+/* Names: 1..CS_ACCOUNT_MAX bytes of valid UTF-8 without control chars. */
+int cs_account_name_valid(const char *name);
+cs_status cs_account_add(cs_db *db, const char *name, const char *note);
+cs_status cs_account_set_enabled(cs_db *db, const char *name, int enabled);
+/* CS_INUSE while mappings use it, unless cascade (then they go too). */
+cs_status cs_account_remove(cs_db *db, const char *name, int cascade);
+typedef int (*cs_account_cb)(const cs_account *acct, void *arg);
+cs_status cs_account_foreach(cs_db *db, cs_account_cb cb, void *arg);
+
+/* ---- mappings ------------------------------------------------------------ */
+
+typedef enum {
+    CS_KIND_CERT = 0,      /* SHA-256 of the leaf DER (32 bytes) */
+    CS_KIND_ISSUER_SERIAL, /* SHA-256 of issuer Name DER (32) || serial magnitude */
+    CS_KIND_SKI,           /* subjectKeyIdentifier octets */
+    CS_KIND_SPKI,          /* SHA-256 of SubjectPublicKeyInfo DER (32) */
+    CS_KIND_COUNT
+} cs_kind;
+
+const char *cs_kind_name(cs_kind kind); /* "cert", "issuer-serial", "ski", "spki" */
+int cs_kind_parse(const char *name, cs_kind *out);
+
+typedef struct {
+    unsigned char bytes[CS_KEY_MAX];
+    size_t len;
+} cs_key;
+
+/* Key of `kind` for a leaf; CS_NOTFOUND when it has none (no SKI). */
+cs_status cs_key_from_cert(const X509 *leaf, cs_kind kind, cs_key *out);
+/*
+ * Text form: lowercase hex; issuer-serial is "ISSUERHASHHEX:SERIALHEX".
+ * Parse accepts any case and colons between byte pairs; 0 if bad.
+ */
+int cs_key_parse(cs_kind kind, const char *text, cs_key *out);
+void cs_key_format(cs_kind kind, const cs_key *key, char *buf, size_t buflen);
+
+typedef struct {
+    cs_kind kind;
+    cs_key key;
+    const char *account;
+    const char *pin_fp;     /* NULL: any pinned issuer */
+    int64_t not_before;     /* CS_TIME_NONE when open */
+    int64_t not_after;      /* CS_TIME_NONE when open */
+    const char *note;       /* NULL or "" when none */
+    /* Optional, kept when the mapping was made from a certificate: */
+    int64_t cert_not_after; /* the leaf's notAfter, CS_TIME_NONE if unknown */
+    int have_sha1;
+    unsigned char sha1[20]; /* leaf SHA-1, for nginx's $ssl_client_fingerprint */
+} cs_mapping_spec;
+
+typedef struct {
+    int64_t id;
+    cs_kind kind;
+    cs_key key;
+    const char *account;
+    const char *pin_fp; /* NULL when unrestricted */
+    int64_t not_before, not_after;
+    int enabled;
+    const char *note;
+    int64_t created;
+    int64_t cert_not_after;
+    int have_sha1;
+    unsigned char sha1[20];
+} cs_mapping;
+
+/* Fill spec->kind/key/cert_not_after/sha1 from a leaf certificate. */
+cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_kind kind);
+
+/* Account must exist unless create_account. id_out may be NULL. */
+cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_account,
+                         int64_t *id_out);
+/* Select one mapping: by id (id > 0) or by kind+key. */
+typedef struct {
+    int64_t id;
+    cs_kind kind;
+    cs_key key;
+} cs_mapping_ref;
+cs_status cs_mapping_remove(cs_db *db, const cs_mapping_ref *ref);
+cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabled);
+typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
+/* account NULL: all mappings, ordered by id. */
+cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
+
+/* ---- import -------------------------------------------------------------- */
+
+typedef enum { CS_IMPORT_AUTO = 0, CS_IMPORT_CSV, CS_IMPORT_JSONL } cs_import_format;
+typedef struct {
+    int64_t rows;             /* mappings imported */
+    int64_t accounts_created;
+    int64_t bad_line;         /* 1-based line of the first error, 0 if none */
+} cs_import_result;
+/*
+ * Read CSV (header kind,key,account[,not_before,not_after,note,pin] in any
+ * order) or JSON lines with the same names. Runs inside the caller's
+ * transaction; on any error returns CS_INVALID with the line number in
+ * result->bad_line and the message in cs_db_errmsg(); the caller rolls back.
+ * progress (may be NULL) is called every few thousand rows.
+ */
+cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
+                    void (*progress)(int64_t rows, void *arg), void *arg);
+
+/* ---- stats and change log ------------------------------------------------ */
+
+typedef struct {
+    int64_t pins, pins_enabled;
+    int64_t accounts, accounts_enabled;
+    int64_t mappings, mappings_enabled;
+    int64_t by_kind[CS_KIND_COUNT];
+    int64_t generation;
+    int schema_version;
+} cs_stats;
+cs_status cs_stats_get(cs_db *db, cs_stats *out);
+
+typedef struct {
+    int64_t id;
+    int64_t time;
+    const char *user;
+    const char *command;
+    const char *detail;
+} cs_change;
+typedef int (*cs_change_cb)(const cs_change *c, void *arg);
+cs_status cs_change_foreach(cs_db *db, int64_t since, cs_change_cb cb, void *arg);
+
+/* ---- the policy ---------------------------------------------------------- */
+
+typedef enum {
+    CS_REASON_NONE = 0, /* accepted */
+    CS_REASON_CHAIN_INVALID,
+    CS_REASON_ISSUER_NOT_PINNED,
+    CS_REASON_PIN_DISABLED,
+    CS_REASON_NO_MAPPING,
+    CS_REASON_MAPPING_DISABLED,
+    CS_REASON_MAPPING_NOT_YET_VALID,
+    CS_REASON_MAPPING_EXPIRED,
+    CS_REASON_ACCOUNT_DISABLED,
+    CS_REASON_STORE_UNAVAILABLE,
+    CS_REASON_COUNT
+} cs_reason;
+
+/* The interface tokens: "chain-invalid", "issuer-not-pinned", ... */
+const char *cs_reason_token(cs_reason reason);
+
+typedef struct {
+    int accept;
+    cs_reason reason;
+    char account[CS_ACCOUNT_MAX + 1]; /* "" unless accepted */
+    int64_t mapping_id;               /* 0 if none matched */
+    cs_kind kind;                     /* of the matching mapping */
+    int64_t generation;               /* policy generation the decision saw */
+    /*
+     * Until when this acceptance holds by time alone: the earliest of the
+     * mapping's not_after and the leaf's and issuer's notAfter.
+     */
+    int64_t valid_until;
+    char leaf_fp[CS_FP_HEX_LEN + 1];
+    char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" for a chain of length 1 */
+    char detail[160]; /* store error text when store-unavailable */
+} cs_decision;
+
+/*
+ * Decide a chain OpenSSL has verified (leaf first, as
+ * X509_STORE_CTX_get0_chain returns it) at time `now`. db may be NULL
+ * (store unavailable). Reads one consistent snapshot; allocates nothing on
+ * the heap beyond SQLite's own caches. Always fills *out; never accepts on
+ * an error. Returns out->accept.
+ */
+int cs_decide(cs_db *db, STACK_OF(X509) *chain, int64_t now, cs_decision *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CS_STORE_H */
