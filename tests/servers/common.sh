@@ -173,9 +173,13 @@ cs_make_pki() {
         echo "Bail out! mkpki failed" >&2
         exit 1
     }
+    # Certificates world-readable, keys for root only: servers load them
+    # before dropping privileges.
     chmod -R a+rX "$PKI"
+    chmod 0600 "$PKI"/*.key
     # Servers that take one file with certificate and key (HAProxy).
     cat "$PKI/server.pem" "$PKI/server.key" >"$PKI/server-combined.pem"
+    chmod 0600 "$PKI/server-combined.pem"
 }
 
 # cs_cli ARGS...: the certstore CLI on $CS_DB; output in $WORK/out/cli.txt.
@@ -330,7 +334,7 @@ cs_next_out() {
 }
 
 # cs_tls_client PORT NAME [s_client ARGS...]: openssl s_client with client
-# certificate $PKI/NAME.pem, sends $CS_PAYLOAD and reads until the server
+# certificate $PKI/NAME.pem (and NAME-chain.pem), sends $CS_PAYLOAD and reads until the server
 # closes (bounded by $CS_TIMEOUT). NAME "-" sends no certificate.
 # Transcript (stdout+stderr) in $CS_OUT; returns s_client's status.
 cs_tls_client() {
@@ -338,6 +342,8 @@ cs_tls_client() {
     shift 2
     local certargs=()
     [ "$name" = - ] || certargs=(-cert "$PKI/$name.pem" -key "$PKI/$name.key")
+    # The server trusts only the root: the client sends its intermediate.
+    [ -f "$PKI/$name-chain.pem" ] && certargs+=(-cert_chain "$PKI/$name-chain.pem")
     cs_next_out "s_client-$name"
     printf '%s' "$CS_PAYLOAD" |
         timeout "$CS_TIMEOUT" openssl s_client -connect "127.0.0.1:$port" \
@@ -416,7 +422,12 @@ cs_curl() {
     local url=$1 name=$2
     shift 2
     local certargs=()
-    [ "$name" = - ] || certargs=(--cert "$PKI/$name.pem" --key "$PKI/$name.key")
+    # curl sends every certificate of a PEM file: leaf plus intermediate.
+    if [ -f "$PKI/$name-chain.pem" ]; then
+        certargs=(--cert "$PKI/$name-chain.pem" --key "$PKI/$name.key")
+    elif [ "$name" != - ]; then
+        certargs=(--cert "$PKI/$name.pem" --key "$PKI/$name.key")
+    fi
     cs_next_out "curl-$name"
     CS_CURL_RC=0
     curl -sS -i --max-time "$CS_TIMEOUT" --cacert "$PKI/roots.pem" "${certargs[@]}" \
