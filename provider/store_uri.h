@@ -215,9 +215,7 @@ static inline csp_store_uri_status csp_store_uri_parse(const char *uri, csp_stor
             return *p == '\0' ? CSP_URI_RELATIVE : CSP_URI_AUTHORITY;
     }
     status = csp_uri_decode_path(p, &end, out);
-    if (status != CSP_URI_OK)
-        return status;
-    if (*end == '?')
+    if (status == CSP_URI_OK && *end == '?')
         status = csp_uri_parse_query(end + 1, out);
     if (status != CSP_URI_OK)
         memset(out, 0, sizeof(*out));
