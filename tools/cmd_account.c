@@ -1,0 +1,207 @@
+/* certstore account: the identities that client certificates map to. */
+#include <string.h>
+
+#include "cli.h"
+
+static int parse_name(const cli_ctx *ctx, const cli_positional *pos, const char **name)
+{
+    int rc = cli_expect_args(ctx, pos, 1, 1, "NAME");
+    if (rc != CLI_CONTINUE)
+        return rc;
+    *name = pos->args[0];
+    if (!cs_account_name_valid(*name))
+        return cli_usage_error(ctx,
+                               "invalid account name (1-%d bytes of UTF-8, no control "
+                               "characters)",
+                               CS_ACCOUNT_MAX);
+    return CLI_CONTINUE;
+}
+
+static void print_account_name(const char *prefix, const char *name)
+{
+    fputs(prefix, stdout);
+    cli_put_text(stdout, name);
+    putchar('\n');
+}
+
+static int run_account_add(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *note = NULL;
+    const cli_option opts[] = {{"note", &note, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    const char *name = NULL;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = parse_name(ctx, &pos, &name)) != CLI_CONTINUE)
+        return rc;
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    cs_status st = cs_account_add(db, name, note != NULL ? note : "");
+    if (st == CS_EXISTS)
+        cli_fail(ctx, "account already exists");
+    else if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    rc = cli_end_write(ctx, db, st);
+    if (rc == CLI_OK)
+        print_account_name("added account ", name);
+    return rc;
+}
+
+typedef enum { ACCOUNT_REMOVE, ACCOUNT_DISABLE, ACCOUNT_ENABLE } account_change;
+
+static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name,
+                              account_change change, int cascade)
+{
+    cs_status st = change == ACCOUNT_REMOVE
+                       ? cs_account_remove(db, name, cascade)
+                       : cs_account_set_enabled(db, name, change == ACCOUNT_ENABLE);
+    if (st == CS_NOTFOUND)
+        cli_fail(ctx, "no such account");
+    else if (st == CS_INUSE)
+        cli_fail(ctx, "account is used by mappings (remove them, or use --cascade)");
+    else if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    return st;
+}
+
+static int change_account(cli_ctx *ctx, int argc, char **argv, account_change change)
+{
+    int cascade = 0;
+    const cli_option rm_opts[] = {{"cascade", NULL, &cascade}, CLI_OPTIONS_END};
+    static const cli_option no_opts[] = {CLI_OPTIONS_END};
+    cli_positional pos;
+    const char *name = NULL;
+    int rc = cli_parse(ctx, change == ACCOUNT_REMOVE ? rm_opts : no_opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = parse_name(ctx, &pos, &name)) != CLI_CONTINUE)
+        return rc;
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade));
+    if (rc == CLI_OK)
+        print_account_name(change == ACCOUNT_REMOVE   ? "removed account "
+                           : change == ACCOUNT_ENABLE ? "enabled account "
+                                                      : "disabled account ",
+                           name);
+    return rc;
+}
+
+static int run_account_rm(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_account(ctx, argc, argv, ACCOUNT_REMOVE);
+}
+
+static int run_account_disable(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_account(ctx, argc, argv, ACCOUNT_DISABLE);
+}
+
+static int run_account_enable(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_account(ctx, argc, argv, ACCOUNT_ENABLE);
+}
+
+typedef struct {
+    int json;
+    cli_json_list list;
+} account_listing;
+
+static int print_account(const cs_account *a, void *arg)
+{
+    account_listing *l = arg;
+    if (l->json) {
+        cli_json_list_row(&l->list);
+        printf("{\"id\":%lld,\"name\":", (long long)a->id);
+        cli_put_json_string(stdout, a->name);
+        printf(",\"enabled\":%s,\"mappings\":%lld,\"note\":", a->enabled ? "true" : "false",
+               (long long)a->mappings);
+        cli_put_json_string(stdout, a->note != NULL ? a->note : "");
+        printf(",\"created\":");
+        cli_put_json_time(stdout, a->created);
+        putchar('}');
+        return 0;
+    }
+    cli_put_text(stdout, a->name);
+    printf(" %s mappings=%lld", a->enabled ? "enabled" : "disabled", (long long)a->mappings);
+    if (a->note != NULL && *a->note != '\0') {
+        printf(" note=");
+        cli_put_text(stdout, a->note);
+    }
+    putchar('\n');
+    return 0;
+}
+
+static int run_account_ls(cli_ctx *ctx, int argc, char **argv)
+{
+    account_listing l = {0};
+    const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
+    cli_positional pos;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
+        return rc;
+    cs_db *db = cli_open_read(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    if (l.json)
+        cli_json_list_begin(&l.list, stdout);
+    if (cs_account_foreach(db, print_account, &l) != CS_OK) {
+        rc = cli_store_fail(ctx, db);
+    } else {
+        if (l.json)
+            cli_json_list_end(&l.list);
+        rc = CLI_OK;
+    }
+    cs_db_close(db);
+    return rc;
+}
+
+static const cli_command account_subcommands[] = {
+    {"add", "add an account", run_account_add,
+     "Usage: certstore account add NAME [--note TEXT]\n"
+     "\n"
+     "Add an account that client certificates can be mapped to.\n"
+     "\n"
+     "  --note TEXT   free text kept with the account\n"},
+    {"disable", "disable an account", run_account_disable,
+     "Usage: certstore account disable NAME\n"
+     "\n"
+     "Disable an account: its certificates are rejected with account-disabled.\n"},
+    {"enable", "enable a disabled account", run_account_enable,
+     "Usage: certstore account enable NAME\n"
+     "\n"
+     "Enable a disabled account again.\n"},
+    {"rm", "remove an account", run_account_rm,
+     "Usage: certstore account rm NAME [--cascade]\n"
+     "\n"
+     "Remove an account. Refused while mappings use it, unless --cascade.\n"
+     "\n"
+     "  --cascade   remove the account's mappings too\n"},
+    {"ls", "list accounts", run_account_ls,
+     "Usage: certstore account ls [--json]\n"
+     "\n"
+     "List the accounts with their state and number of mappings.\n"
+     "\n"
+     "  --json   one JSON array of objects\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static int run_account(cli_ctx *ctx, int argc, char **argv);
+
+const cli_command cli_cmd_account = {
+    "account",
+    "manage accounts (add, disable, enable, rm, ls)",
+    run_account,
+    "Usage: certstore account add NAME [--note TEXT]\n"
+    "       certstore account disable NAME\n"
+    "       certstore account enable NAME\n"
+    "       certstore account rm NAME [--cascade]\n"
+    "       certstore account ls [--json]\n"
+    "\n"
+    "Manage the accounts that client certificates map to.\n"
+    "Run 'certstore account SUBCOMMAND --help' for details.\n",
+};
+
+static int run_account(cli_ctx *ctx, int argc, char **argv)
+{
+    return cli_dispatch(ctx, &cli_cmd_account, account_subcommands, argc, argv);
+}

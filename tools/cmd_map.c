@@ -1,0 +1,349 @@
+/* certstore map: which client certificate is which account. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define KEY_TEXT_MAX (2 * CS_KEY_MAX + 2)
+
+static int parse_kind(const cli_ctx *ctx, const char *text, cs_kind *kind)
+{
+    if (text == NULL) {
+        *kind = CS_KIND_CERT;
+        return CLI_CONTINUE;
+    }
+    if (!cs_kind_parse(text, kind))
+        return cli_usage_error(ctx, "--kind: '%s' is not one of cert, issuer-serial, ski, spki",
+                               text);
+    return CLI_CONTINUE;
+}
+
+static int key_from_file(const cli_ctx *ctx, const char *path, cs_kind kind, cs_key *key)
+{
+    X509 *leaf = cli_read_one_cert(ctx, path);
+    if (leaf == NULL)
+        return CLI_FAIL;
+    cs_status st = cs_key_from_cert(leaf, kind, key);
+    X509_free(leaf);
+    if (st == CS_NOTFOUND)
+        return cli_fail(ctx, "%s: certificate has no %s key (no Subject Key Identifier?)", path,
+                        cs_kind_name(kind));
+    if (st != CS_OK)
+        return cli_fail(ctx, "%s: cannot compute the %s key", path, cs_kind_name(kind));
+    return CLI_CONTINUE;
+}
+
+/* REF: a mapping id (all digits), a certificate file, or a key in hex. */
+static int resolve_ref(const cli_ctx *ctx, const char *text, cs_kind kind, cs_mapping_ref *ref)
+{
+    memset(ref, 0, sizeof(*ref));
+    ref->kind = kind;
+    if (*text != '\0' && strspn(text, "0123456789") == strlen(text)) {
+        if (strlen(text) > 18 || (ref->id = strtoll(text, NULL, 10)) <= 0)
+            return cli_usage_error(ctx, "'%s' is not a valid mapping id", text);
+        return CLI_CONTINUE;
+    }
+    if (access(text, F_OK) == 0)
+        return key_from_file(ctx, text, kind, &ref->key);
+    if (cs_key_parse(kind, text, &ref->key))
+        return CLI_CONTINUE;
+    return cli_usage_error(ctx, "'%s' is not a mapping id, a certificate file or a %s key", text,
+                           cs_kind_name(kind));
+}
+
+typedef struct {
+    const char *account, *kind, *pin, *not_before, *not_after, *note;
+    int create_account;
+} map_add_options;
+
+/* Everything from the options except what comes from the certificate. */
+static int fill_spec_options(const cli_ctx *ctx, const map_add_options *o, cs_mapping_spec *spec,
+                             char pin_fp[CS_FP_HEX_LEN + 1])
+{
+    spec->account = o->account;
+    spec->note = o->note != NULL ? o->note : "";
+    spec->pin_fp = NULL;
+    spec->not_before = CS_TIME_NONE;
+    spec->not_after = CS_TIME_NONE;
+    if (!cs_account_name_valid(o->account))
+        return cli_usage_error(ctx, "--account: invalid account name");
+    if (o->pin != NULL) {
+        if (!cs_fp_normalise(o->pin, pin_fp))
+            return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", o->pin);
+        spec->pin_fp = pin_fp;
+    }
+    if (o->not_before != NULL &&
+        !cli_parse_time_option(ctx, "--not-before", o->not_before, &spec->not_before))
+        return CLI_USAGE;
+    if (o->not_after != NULL &&
+        !cli_parse_time_option(ctx, "--not-after", o->not_after, &spec->not_after))
+        return CLI_USAGE;
+    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE &&
+        spec->not_before > spec->not_after)
+        return cli_usage_error(ctx, "--not-before is after --not-after");
+    return CLI_CONTINUE;
+}
+
+static cs_status add_mapping(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec,
+                             int create_account, int64_t *id)
+{
+    cs_status st = cs_mapping_add(db, spec, create_account, id);
+    if (st == CS_EXISTS)
+        cli_fail(ctx, "a %s mapping for this certificate already exists", cs_kind_name(spec->kind));
+    else if (st == CS_NOTFOUND)
+        cli_fail(ctx, "%s (use --create-account to create the account)", cs_db_errmsg(db));
+    else if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    return st;
+}
+
+static void print_added(const cs_mapping_spec *spec, int64_t id)
+{
+    char key[KEY_TEXT_MAX];
+    cs_key_format(spec->kind, &spec->key, key, sizeof(key));
+    printf("mapping %lld: %s %s -> ", (long long)id, cs_kind_name(spec->kind), key);
+    cli_put_text(stdout, spec->account);
+    putchar('\n');
+}
+
+static int run_map_add(cli_ctx *ctx, int argc, char **argv)
+{
+    map_add_options o = {0};
+    const cli_option opts[] = {
+        {"account", &o.account, NULL},
+        {"kind", &o.kind, NULL},
+        {"pin", &o.pin, NULL},
+        {"not-before", &o.not_before, NULL},
+        {"not-after", &o.not_after, NULL},
+        {"note", &o.note, NULL},
+        {"create-account", NULL, &o.create_account},
+        CLI_OPTIONS_END,
+    };
+    cli_positional pos;
+    cs_kind kind;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "CERT.pem")) != CLI_CONTINUE)
+        return rc;
+    if (o.account == NULL)
+        return cli_usage_error(ctx, "missing --account");
+    if ((rc = parse_kind(ctx, o.kind, &kind)) != CLI_CONTINUE)
+        return rc;
+    cs_mapping_spec spec;
+    char pin_fp[CS_FP_HEX_LEN + 1];
+    memset(&spec, 0, sizeof(spec));
+    if ((rc = fill_spec_options(ctx, &o, &spec, pin_fp)) != CLI_CONTINUE)
+        return rc;
+
+    X509 *leaf = cli_read_one_cert(ctx, pos.args[0]);
+    if (leaf == NULL)
+        return CLI_FAIL;
+    cs_status st = cs_mapping_spec_from_cert(&spec, leaf, kind);
+    X509_free(leaf);
+    if (st == CS_NOTFOUND)
+        return cli_fail(ctx, "%s: certificate has no %s key (no Subject Key Identifier?)",
+                        pos.args[0], cs_kind_name(kind));
+    if (st != CS_OK)
+        return cli_fail(ctx, "%s: cannot compute the %s key", pos.args[0], cs_kind_name(kind));
+
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    int64_t id = 0;
+    rc = cli_end_write(ctx, db, add_mapping(ctx, db, &spec, o.create_account, &id));
+    if (rc == CLI_OK)
+        print_added(&spec, id);
+    return rc;
+}
+
+typedef enum { MAP_REMOVE, MAP_DISABLE, MAP_ENABLE } map_change;
+
+static int change_mapping(cli_ctx *ctx, int argc, char **argv, map_change change)
+{
+    const char *kind_text = NULL;
+    const cli_option opts[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    cs_kind kind;
+    cs_mapping_ref ref;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
+        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE ||
+        (rc = resolve_ref(ctx, pos.args[0], kind, &ref)) != CLI_CONTINUE)
+        return rc;
+
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    cs_status st = change == MAP_REMOVE ? cs_mapping_remove(db, &ref)
+                                        : cs_mapping_set_enabled(db, &ref, change == MAP_ENABLE);
+    if (st == CS_NOTFOUND)
+        cli_fail(ctx, "no such mapping");
+    else if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    rc = cli_end_write(ctx, db, st);
+    if (rc == CLI_OK)
+        printf("%s mapping\n", change == MAP_REMOVE   ? "removed"
+                               : change == MAP_ENABLE ? "enabled"
+                                                      : "disabled");
+    return rc;
+}
+
+static int run_map_rm(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_mapping(ctx, argc, argv, MAP_REMOVE);
+}
+
+static int run_map_disable(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_mapping(ctx, argc, argv, MAP_DISABLE);
+}
+
+static int run_map_enable(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_mapping(ctx, argc, argv, MAP_ENABLE);
+}
+
+typedef struct {
+    int json;
+    cli_json_list list;
+} map_listing;
+
+static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *key)
+{
+    cli_json_list_row(&l->list);
+    printf("{\"id\":%lld,\"kind\":\"%s\",\"key\":\"%s\",\"account\":", (long long)m->id,
+           cs_kind_name(m->kind), key);
+    cli_put_json_string(stdout, m->account);
+    printf(",\"enabled\":%s,\"pin\":", m->enabled ? "true" : "false");
+    cli_put_json_string(stdout, m->pin_fp);
+    printf(",\"not_before\":");
+    cli_put_json_time(stdout, m->not_before);
+    printf(",\"not_after\":");
+    cli_put_json_time(stdout, m->not_after);
+    printf(",\"note\":");
+    cli_put_json_string(stdout, m->note != NULL ? m->note : "");
+    printf(",\"created\":");
+    cli_put_json_time(stdout, m->created);
+    putchar('}');
+}
+
+static int print_mapping(const cs_mapping *m, void *arg)
+{
+    map_listing *l = arg;
+    char key[KEY_TEXT_MAX];
+    cs_key_format(m->kind, &m->key, key, sizeof(key));
+    if (l->json) {
+        print_mapping_json(l, m, key);
+        return 0;
+    }
+    printf("%lld %s %s account=", (long long)m->id, cs_kind_name(m->kind), key);
+    cli_put_text(stdout, m->account);
+    printf(" %s", m->enabled ? "enabled" : "disabled");
+    if (m->pin_fp != NULL)
+        printf(" pin=%s", m->pin_fp);
+    if (m->not_before != CS_TIME_NONE) {
+        printf(" not-before=");
+        cli_put_text_time(stdout, m->not_before);
+    }
+    if (m->not_after != CS_TIME_NONE) {
+        printf(" not-after=");
+        cli_put_text_time(stdout, m->not_after);
+    }
+    if (m->note != NULL && *m->note != '\0') {
+        printf(" note=");
+        cli_put_text(stdout, m->note);
+    }
+    putchar('\n');
+    return 0;
+}
+
+static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
+{
+    map_listing l = {0};
+    const char *account = NULL;
+    const cli_option opts[] = {
+        {"json", NULL, &l.json}, {"account", &account, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
+        return rc;
+    cs_db *db = cli_open_read(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    if (l.json)
+        cli_json_list_begin(&l.list, stdout);
+    if (cs_mapping_foreach(db, account, print_mapping, &l) != CS_OK) {
+        rc = cli_store_fail(ctx, db);
+    } else {
+        if (l.json)
+            cli_json_list_end(&l.list);
+        rc = CLI_OK;
+    }
+    cs_db_close(db);
+    return rc;
+}
+
+#define REF_HELP                                                                                   \
+    "REF is a mapping id (all digits, see 'certstore map ls'), a certificate\n"                    \
+    "file (PEM or DER; its key of --kind is used), or a key in hex.\n"                             \
+    "\n"                                                                                           \
+    "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
+
+static const cli_command map_subcommands[] = {
+    {"add", "map a client certificate to an account", run_map_add,
+     "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
+     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
+     "                         [--create-account]\n"
+     "\n"
+     "Map a client certificate (PEM or DER) to an account.\n"
+     "\n"
+     "  --account NAME     the account (must exist unless --create-account)\n"
+     "  --kind KIND        what identifies the certificate:\n"
+     "                       cert           SHA-256 of the certificate (default)\n"
+     "                       issuer-serial  issuer name and serial number\n"
+     "                       ski            Subject Key Identifier\n"
+     "                       spki           SHA-256 of the public key (survives renewal)\n"
+     "  --pin FP           only when issued by this pinned CA\n"
+     "  --not-before T     mapping valid from T (YYYY-MM-DD or RFC 3339)\n"
+     "  --not-after T      mapping valid until T\n"
+     "  --note TEXT        free text kept with the mapping\n"
+     "  --create-account   create the account if it does not exist\n"},
+    {"rm", "remove a mapping", run_map_rm,
+     "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
+    {"disable", "disable a mapping", run_map_disable,
+     "Usage: certstore map disable REF [--kind KIND]\n\nDisable a mapping: its certificate "
+     "is rejected with mapping-disabled.\n\n" REF_HELP},
+    {"enable", "enable a disabled mapping", run_map_enable,
+     "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
+    {"ls", "list mappings", run_map_ls,
+     "Usage: certstore map ls [--account NAME] [--json]\n"
+     "\n"
+     "List mappings, ordered by id.\n"
+     "\n"
+     "  --account NAME   only this account's mappings\n"
+     "  --json           one JSON array of objects\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static int run_map(cli_ctx *ctx, int argc, char **argv);
+
+const cli_command cli_cmd_map = {
+    "map",
+    "map client certificates to accounts (add, rm, disable, enable, ls)",
+    run_map,
+    "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
+    "                         [--not-before T] [--not-after T] [--note TEXT]\n"
+    "                         [--create-account]\n"
+    "       certstore map rm REF [--kind KIND]\n"
+    "       certstore map disable REF [--kind KIND]\n"
+    "       certstore map enable REF [--kind KIND]\n"
+    "       certstore map ls [--account NAME] [--json]\n"
+    "\n"
+    "Manage the mappings from client certificates to accounts.\n"
+    "Run 'certstore map SUBCOMMAND --help' for details.\n",
+};
+
+static int run_map(cli_ctx *ctx, int argc, char **argv)
+{
+    return cli_dispatch(ctx, &cli_cmd_map, map_subcommands, argc, argv);
+}

@@ -1,0 +1,228 @@
+/*
+ * certstore pin: the NTAuth-like list of issuing CAs whose clients may be
+ * accepted at all.
+ */
+#include <string.h>
+
+#include <openssl/x509v3.h>
+
+#include "cli.h"
+
+#define PIN_USAGE                                                                                  \
+    "Usage: certstore pin add CA.pem [--note TEXT]\n"                                              \
+    "       certstore pin rm FINGERPRINT\n"                                                        \
+    "       certstore pin disable FINGERPRINT\n"                                                   \
+    "       certstore pin enable FINGERPRINT\n"                                                    \
+    "       certstore pin ls [--json]\n"
+
+/* basicConstraints CA:TRUE exactly; keyUsage or v1 heuristics do not count. */
+static int has_ca_basic_constraints(X509 *cert)
+{
+    uint32_t flags = X509_get_extension_flags(cert);
+    return (flags & EXFLAG_BCONS) != 0 && (flags & EXFLAG_CA) != 0;
+}
+
+static cs_status add_pin(const cli_ctx *ctx, cs_db *db, X509 *ca, const char *note,
+                         char fp[CS_FP_HEX_LEN + 1])
+{
+    cs_status st = cs_pin_add(db, ca, note, fp);
+    if (st == CS_EXISTS) {
+        cs_fp_of_cert(ca, fp);
+        cli_fail(ctx, "already pinned: %s", fp);
+    } else if (st != CS_OK) {
+        cli_store_fail(ctx, db);
+    }
+    return st;
+}
+
+static int run_pin_add(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *note = NULL;
+    const cli_option opts[] = {{"note", &note, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "CA.pem")) != CLI_CONTINUE)
+        return rc;
+
+    const char *path = pos.args[0];
+    X509 *ca = cli_read_one_cert(ctx, path);
+    if (ca == NULL)
+        return CLI_FAIL;
+    if (!has_ca_basic_constraints(ca)) {
+        X509_free(ca);
+        return cli_fail(ctx, "%s: not a CA certificate (no basicConstraints CA:TRUE)", path);
+    }
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL) {
+        X509_free(ca);
+        return CLI_FAIL;
+    }
+    char fp[CS_FP_HEX_LEN + 1] = "";
+    cs_status st = add_pin(ctx, db, ca, note != NULL ? note : "", fp);
+    rc = cli_end_write(ctx, db, st);
+    if (rc == CLI_OK) {
+        char *subject = cli_subject_text(ca);
+        printf("pinned %s ", fp);
+        cli_put_text(stdout, subject != NULL ? subject : "?");
+        putchar('\n');
+        OPENSSL_free(subject);
+    }
+    X509_free(ca);
+    return rc;
+}
+
+/* pin rm / disable / enable share everything but the store call. */
+typedef enum { PIN_REMOVE, PIN_DISABLE, PIN_ENABLE } pin_change;
+
+static int change_pin(cli_ctx *ctx, int argc, char **argv, pin_change change)
+{
+    static const cli_option opts[] = {CLI_OPTIONS_END};
+    cli_positional pos;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE ||
+        (rc = cli_expect_args(ctx, &pos, 1, 1, "FINGERPRINT")) != CLI_CONTINUE)
+        return rc;
+    char fp[CS_FP_HEX_LEN + 1];
+    if (!cs_fp_normalise(pos.args[0], fp))
+        return cli_usage_error(ctx, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
+                               pos.args[0]);
+
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    cs_status st = change == PIN_REMOVE ? cs_pin_remove(db, fp)
+                                        : cs_pin_set_enabled(db, fp, change == PIN_ENABLE);
+    if (st == CS_NOTFOUND)
+        cli_fail(ctx, "no pin with fingerprint %s", fp);
+    else if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    rc = cli_end_write(ctx, db, st);
+    if (rc == CLI_OK)
+        printf("%s pin %s\n",
+               change == PIN_REMOVE   ? "removed"
+               : change == PIN_ENABLE ? "enabled"
+                                      : "disabled",
+               fp);
+    return rc;
+}
+
+static int run_pin_rm(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_pin(ctx, argc, argv, PIN_REMOVE);
+}
+
+static int run_pin_disable(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_pin(ctx, argc, argv, PIN_DISABLE);
+}
+
+static int run_pin_enable(cli_ctx *ctx, int argc, char **argv)
+{
+    return change_pin(ctx, argc, argv, PIN_ENABLE);
+}
+
+typedef struct {
+    int json;
+    cli_json_list list;
+} pin_listing;
+
+static int print_pin(const cs_pin *pin, void *arg)
+{
+    pin_listing *l = arg;
+    if (l->json) {
+        cli_json_list_row(&l->list);
+        printf("{\"id\":%lld,\"fingerprint\":\"%s\",\"subject\":", (long long)pin->id, pin->fp);
+        cli_put_json_string(stdout, pin->subject);
+        printf(",\"not_after\":");
+        cli_put_json_time(stdout, pin->not_after);
+        printf(",\"enabled\":%s,\"note\":", pin->enabled ? "true" : "false");
+        cli_put_json_string(stdout, pin->note != NULL ? pin->note : "");
+        printf(",\"created\":");
+        cli_put_json_time(stdout, pin->created);
+        putchar('}');
+        return 0;
+    }
+    printf("%s %-8s not-after=", pin->fp, pin->enabled ? "enabled" : "disabled");
+    cli_put_text_time(stdout, pin->not_after);
+    printf(" subject=");
+    cli_put_text(stdout, pin->subject);
+    if (pin->note != NULL && *pin->note != '\0') {
+        printf(" note=");
+        cli_put_text(stdout, pin->note);
+    }
+    putchar('\n');
+    return 0;
+}
+
+static int run_pin_ls(cli_ctx *ctx, int argc, char **argv)
+{
+    pin_listing l = {0};
+    const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
+    cli_positional pos;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
+        return rc;
+    cs_db *db = cli_open_read(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    if (l.json)
+        cli_json_list_begin(&l.list, stdout);
+    cs_status st = cs_pin_foreach(db, print_pin, &l);
+    if (st != CS_OK) {
+        /* Never leave a listing that looks complete when it is not. */
+        rc = cli_store_fail(ctx, db);
+    } else {
+        if (l.json)
+            cli_json_list_end(&l.list);
+        rc = CLI_OK;
+    }
+    cs_db_close(db);
+    return rc;
+}
+
+static const cli_command pin_subcommands[] = {
+    {"add", "pin an issuing CA", run_pin_add,
+     "Usage: certstore pin add CA.pem [--note TEXT]\n"
+     "\n"
+     "Pin an issuing CA certificate (PEM or DER). Clients whose verified chain\n"
+     "has this CA as the leaf's issuer may be accepted. The certificate must\n"
+     "have basicConstraints CA:TRUE.\n"
+     "\n"
+     "  --note TEXT   free text kept with the pin\n"},
+    {"rm", "remove a pin", run_pin_rm,
+     "Usage: certstore pin rm FINGERPRINT\n"
+     "\n"
+     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed).\n"},
+    {"disable", "disable a pin, keeping it", run_pin_disable,
+     "Usage: certstore pin disable FINGERPRINT\n"
+     "\n"
+     "Disable the pin: its clients are rejected with pin-disabled.\n"},
+    {"enable", "enable a disabled pin", run_pin_enable,
+     "Usage: certstore pin enable FINGERPRINT\n"
+     "\n"
+     "Enable a disabled pin again.\n"},
+    {"ls", "list pins", run_pin_ls,
+     "Usage: certstore pin ls [--json]\n"
+     "\n"
+     "List the pinned CAs.\n"
+     "\n"
+     "  --json   one JSON array of objects\n"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static int run_pin(cli_ctx *ctx, int argc, char **argv);
+
+const cli_command cli_cmd_pin = {
+    "pin",
+    "manage pinned issuing CAs (add, rm, disable, enable, ls)",
+    run_pin,
+    PIN_USAGE "\n"
+              "Manage the pinned issuing CAs. A client chain is accepted only when the\n"
+              "leaf's issuer, as OpenSSL verified it, is pinned by SHA-256 fingerprint.\n"
+              "Run 'certstore pin SUBCOMMAND --help' for details.\n",
+};
+
+static int run_pin(cli_ctx *ctx, int argc, char **argv)
+{
+    return cli_dispatch(ctx, &cli_cmd_pin, pin_subcommands, argc, argv);
+}

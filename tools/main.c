@@ -1,0 +1,160 @@
+/*
+ * certstore: the admin CLI for the certstore pin store and account mappings.
+ *
+ *   certstore [--db PATH] [--help] [--version] COMMAND ...
+ *
+ * main() only resolves the database path, records the command line for the
+ * change log and dispatches through the command table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "cli.h"
+
+static const cli_command *const commands[] = {
+    &cli_cmd_init,   &cli_cmd_pin,    &cli_cmd_account, &cli_cmd_map,   &cli_cmd_check,
+    &cli_cmd_import, &cli_cmd_export, &cli_cmd_log,     &cli_cmd_stats,
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void print_overview(FILE *out)
+{
+    fputs("Usage: certstore [--db PATH] [--help] [--version] COMMAND [ARGS...]\n"
+          "\n"
+          "Administer the certstore pin store (issuing CAs that may vouch for\n"
+          "clients) and the mappings from client certificates to accounts.\n"
+          "\n"
+          "Commands:\n",
+          out);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
+    fputs("\n"
+          "Options:\n"
+          "  --db PATH   database file (default: $CERTSTORE_DB, else " CERTSTORE_DEFAULT_DB ")\n"
+          "  --help      show this help, or a command's help after the command\n"
+          "  --version   show the version\n"
+          "\n"
+          "Exit status: 0 success (check: accepted), 1 failure (check: rejected),\n"
+          "2 usage error. Run 'certstore COMMAND --help' for a command's options.\n",
+          out);
+}
+
+/* what, then the offending word in quotes when there is one. */
+static int top_usage_error(const char *what, const char *word)
+{
+    if (word != NULL)
+        fprintf(stderr, "certstore: %s '%s'\n", what, word);
+    else
+        fprintf(stderr, "certstore: %s\n", what);
+    fputs("Try 'certstore --help'.\n", stderr);
+    return CLI_USAGE;
+}
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
+    return NULL;
+}
+
+/* Characters that need no shell quoting in the recorded command line. */
+static int is_shell_safe(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                     "@%+=:,./_-") == strlen(s);
+}
+
+/*
+ * The command line as the operator typed it, shell-quoted where needed so
+ * the change log shows exactly which arguments were given.
+ */
+static char *join_command_line(int argc, char **argv)
+{
+    size_t len = sizeof("certstore");
+    for (int i = 0; i < argc; i++)
+        len += 3 + 4 * strlen(argv[i]);
+    char *line = malloc(len);
+    if (line == NULL)
+        return NULL;
+    char *p = line;
+    p += sprintf(p, "certstore");
+    for (int i = 0; i < argc; i++) {
+        *p++ = ' ';
+        if (is_shell_safe(argv[i])) {
+            p = stpcpy(p, argv[i]);
+            continue;
+        }
+        *p++ = '\'';
+        for (const char *s = argv[i]; *s != '\0'; s++) {
+            if (*s == '\'')
+                p = stpcpy(p, "'\\''");
+            else
+                *p++ = *s;
+        }
+        *p++ = '\'';
+    }
+    *p = '\0';
+    return line;
+}
+
+static const char *default_db_path(void)
+{
+    const char *env = getenv("CERTSTORE_DB");
+    return env != NULL && *env != '\0' ? env : CERTSTORE_DEFAULT_DB;
+}
+
+int main(int argc, char **argv)
+{
+    cli_ctx ctx = {.db_path = default_db_path(), .name = "certstore"};
+    int i = 1;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_overview(stdout);
+            return CLI_OK;
+        } else if (strcmp(arg, "--version") == 0) {
+            printf("certstore %s\n", CERTSTORE_VERSION);
+            return CLI_OK;
+        } else if (strcmp(arg, "--db") == 0) {
+            if (i + 1 >= argc)
+                return top_usage_error("missing value for", arg);
+            ctx.db_path = argv[++i];
+        } else if (strncmp(arg, "--db=", 5) == 0) {
+            ctx.db_path = arg + 5;
+        } else {
+            return top_usage_error("unknown option", arg);
+        }
+    }
+    if (i >= argc)
+        return top_usage_error("missing COMMAND", NULL);
+    if (*ctx.db_path == '\0')
+        return top_usage_error("empty database path", NULL);
+
+    const cli_command *cmd = find_command(argv[i]);
+    if (cmd == NULL)
+        return top_usage_error("unknown command", argv[i]);
+
+    char *command_line = join_command_line(argc - 1, argv + 1);
+    if (command_line == NULL) {
+        fputs("certstore: out of memory\n", stderr);
+        return CLI_FAIL;
+    }
+    ctx.command_line = command_line;
+    ctx.name = cmd->name;
+    ctx.usage = cmd->usage;
+    int status = cmd->run(&ctx, argc - i, argv + i);
+    free(command_line);
+    ERR_clear_error();
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fputs("certstore: error writing standard output\n", stderr);
+        return CLI_FAIL;
+    }
+    return status;
+}
