@@ -120,12 +120,18 @@ static int csp_store_snapshot(csp_store_ctx *ctx, const csp_store_uri *uri)
     cs_status status = cs_db_open(&db, uri->path, CS_OPEN_READONLY);
     int ok = 0;
 
-    if (status == CS_OK)
-        status = uri->have_fp ? cs_pin_get(db, uri->fp, csp_store_take_pin, ctx)
-                              : cs_pin_foreach(db, csp_store_take_pin, ctx);
-    if (status != CS_OK && status != CS_NOTFOUND)
-        CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE, "certstore: %s: %s", uri->path,
+    if (status != CS_OK) {
+        /* The store's message names the file already. */
+        CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE, "certstore: %s",
                   db != NULL ? cs_db_errmsg(db) : "out of memory");
+        cs_db_close(db);
+        return 0;
+    }
+    status = uri->have_fp ? cs_pin_get(db, uri->fp, csp_store_take_pin, ctx)
+                          : cs_pin_foreach(db, csp_store_take_pin, ctx);
+    if (status != CS_OK && !(status == CS_NOTFOUND && uri->have_fp))
+        CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE, "certstore: %s: %s", uri->path,
+                  cs_db_errmsg(db));
     else if (ctx->failed)
         CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE,
                   "certstore: %s: a pin is not a valid certificate (or out of memory)",
@@ -135,7 +141,7 @@ static int csp_store_snapshot(csp_store_ctx *ctx, const csp_store_uri *uri)
         CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE,
                   "certstore: %s: no pin in force with fingerprint %s", uri->path, uri->fp);
     else
-        ok = status == CS_OK;
+        ok = 1;
     cs_db_close(db);
     return ok;
 }

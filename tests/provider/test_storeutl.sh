@@ -142,10 +142,23 @@ else
     diag_file "$WORK/out"
 fi
 
-check "storeutl -subject finds ca-a by name" \
-    ossl storeutl -certs -subject "/$(openssl x509 -noout -subject -nameopt compat -in "$PKI/ca-a.pem" |
-        sed 's/^subject=//; s/, /\//g')" "certstore:$DB"
-if grep -q "BEGIN CERTIFICATE" "$WORK/out"; then ok "the subject search returned ca-a"; else not_ok "the subject search returned ca-a"; diag_file "$WORK/out"; fi
+# storeutl -subject wants the /type=value/... form that -nameopt compat prints.
+subject_of() { openssl x509 -noout -subject -nameopt compat -in "$1" | sed 's/^subject=//'; }
+# expect_subject_hits DESC CERT.pem COUNT: a search by CERT's subject finds COUNT pins.
+expect_subject_hits() {
+    local desc=$1 cert=$2 want=$3 got
+    if ossl storeutl -certs -subject "$(subject_of "$cert")" "certstore:$DB" >"$WORK/out" 2>"$WORK/err"; then
+        got=$(grep -c "BEGIN CERTIFICATE" "$WORK/out")
+        if [ "$got" = "$want" ]; then ok "$desc"; return; fi
+        printf '#   want %s certificate(s), got %s\n' "$want" "$got"
+    fi
+    not_ok "$desc"
+    diag_file "$WORK/out"
+    diag_file "$WORK/err"
+}
+expect_subject_hits "storeutl -subject finds the pinned ca-a by name" "$PKI/ca-a.pem" 1
+expect_subject_hits "storeutl -subject of the root finds nothing" "$PKI/root.pem" 0
+expect_subject_hits "storeutl -subject of the disabled ca-b finds nothing" "$PKI/ca-b.pem" 0
 
 check_fails "?fp= of a disabled pin is refused" "no pin in force" \
     ossl storeutl -certs "certstore:$DB?fp=$FP_B"
