@@ -14,6 +14,11 @@
  * Searches: by subject (what X509_LOOKUP_store asks when it looks for an
  * issuer) and by issuer+serial; a key-fingerprint or alias search is
  * refused rather than ignored, since ignoring it would return every pin.
+ *
+ * URI grammar and its strictness: store_uri.h. Through -CAstore, libcrypto
+ * copies each pin it finds into the X509_STORE and keeps it there, so a
+ * long-running process sees a pin disabled later only after a reload; the
+ * live policy is the verification hook's job, not this loader's.
  */
 #include <limits.h>
 #include <string.h>
