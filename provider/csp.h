@@ -2,13 +2,26 @@
  * Internal interface shared by the files of the certstore provider module.
  * provider.c owns the context; every other file reaches it through these
  * accessors.
+ *
+ * Two kinds of state live here:
+ * - CSP_CTX, one per library context that activated the provider (the core
+ *   handle, for raising errors);
+ * - the process-wide policy state (config.c): the verification hook is
+ *   installed once per process, whatever the number of library contexts,
+ *   because SSL_CTX ex_data callbacks are process-wide.
  */
 #ifndef CSP_H
 #define CSP_H
 
+#include <limits.h>
+#include <stdint.h>
+
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/e_os2.h>
+#include <openssl/ssl.h>
+
+#include "cs_store.h"
 
 typedef struct csp_ctx CSP_CTX;
 
@@ -27,5 +40,91 @@ void csp_raise(const CSP_CTX *ctx, int reason, const char *file, int line, const
 
 /* The OSSL_STORE loader for certstore: URIs (store.c). */
 extern const OSSL_DISPATCH csp_store_functions[];
+
+/* ---- debug trace (log.c): free when CERTSTORE_DEBUG is not "1" ------------ */
+
+extern int csp_debug_enabled;
+void csp_debug_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define CSP_DEBUG(...)                                                                         \
+    do {                                                                                       \
+        if (csp_debug_enabled)                                                                 \
+            csp_debug_printf(__VA_ARGS__);                                                     \
+    } while (0)
+
+/* ---- configuration (config.c) --------------------------------------------- */
+
+typedef enum { CSP_MODE_ENFORCE = 0, CSP_MODE_AUDIT, CSP_MODE_OFF } csp_mode;
+typedef enum { CSP_LOG_SYSLOG = 0, CSP_LOG_STDERR, CSP_LOG_FILE } csp_log_kind;
+
+#define CSP_BUSY_TIMEOUT_DEFAULT 2000
+#define CSP_BUSY_TIMEOUT_MAX 60000
+
+typedef struct {
+    char db[PATH_MAX];
+    csp_mode mode;
+    csp_log_kind log_kind;
+    char log_file[PATH_MAX];
+    int busy_timeout_ms;
+    /* Set when a value was missing or invalid: every client is denied. */
+    int config_error;
+    char config_error_text[256];
+} csp_config;
+
+/* Read and validate the provider's openssl.cnf section. Always fills *out. */
+void csp_config_read(const OSSL_CORE_HANDLE *handle, OSSL_FUNC_core_get_params_fn *get_params,
+                     csp_config *out);
+const char *csp_mode_name(csp_mode mode);
+
+/*
+ * Make `cfg` the process-wide policy (first activation) or check it against
+ * the one in force (later activations in other library contexts); then
+ * open the log and install the hooks once. Returns 1 (the provider always
+ * initialises: failing closed means staying loaded).
+ */
+int csp_policy_activate(const csp_config *cfg);
+/* The process-wide policy; valid once csp_policy_activate() ran. */
+const csp_config *csp_policy(void);
+
+/* ---- hooks (hook.c) ------------------------------------------------------- */
+
+/* Register the SSL_CTX/SSL ex_data callbacks, once per process. 1 on success. */
+int csp_hooks_install(void);
+/* The SSL ex_data index holding the per-connection state (-1 if none). */
+int csp_hooks_account_index(void);
+
+/* ---- database handles (dbpool.c) ------------------------------------------ */
+
+/*
+ * This thread's read-only handle, opened or reopened as needed (fork, file
+ * replaced, earlier failure); NULL when the store cannot be opened, with
+ * the reason copied to why (why_len bytes).
+ */
+cs_db *csp_dbpool_get(char *why, size_t why_len);
+/* Drop this thread's handle after a failure so the next call reopens. */
+void csp_dbpool_discard(void);
+/* Close this thread's handle (process exit). */
+void csp_dbpool_close_current(void);
+/* One-off open at init: 1 if usable, else 0 with the cause in why. */
+int csp_dbpool_probe(const char *path, char *why, size_t why_len);
+
+/* ---- decision log (log.c) ------------------------------------------------- */
+
+/* Open the sink named by cfg (syslog, stderr, file). 1 on success. */
+int csp_log_open(const csp_config *cfg, char *why, size_t why_len);
+
+typedef struct {
+    const char *result; /* "accept", "reject", "would-reject" */
+    const char *reason; /* token, "none" on accept */
+    const char *account;
+    const char *detail; /* may be NULL */
+    const X509 *leaf;   /* may be NULL */
+    const char *leaf_fp, *issuer_fp;
+    const SSL *ssl;     /* for the peer address; may be NULL */
+    const char *mode;
+} csp_log_decision_args;
+
+void csp_log_decision(const csp_log_decision_args *args);
+/* An operational message (init problems), printf-style, one line. */
+void csp_log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif /* CSP_H */

@@ -1,0 +1,139 @@
+/*
+ * Read-only database handles, one per thread, opened lazily.
+ *
+ * Why per thread: a cs_db is used by one thread at a time and the verify
+ * hook must not take a global lock. Why lazily: servers load openssl.cnf as
+ * root, then fork, drop privileges and chroot; the handle must be opened by
+ * the process that uses it. Each handle remembers the pid that opened it: a
+ * forked child finds its parent's handle and abandons it without calling
+ * into SQLite (sharing an SQLite connection across fork corrupts locks),
+ * then opens its own. A handle whose file was replaced (atomic rename by a
+ * deploy tool) is closed and reopened; a failed open is retried on the next
+ * handshake, so a store that comes back is picked up without a reload.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "csp.h"
+
+typedef struct {
+    cs_db *db;
+    pid_t pid;
+} csp_thread_db;
+
+static pthread_key_t csp_db_key;
+static pthread_once_t csp_db_key_once = PTHREAD_ONCE_INIT;
+static int csp_db_key_ok;
+
+static void csp_thread_db_free(void *p)
+{
+    csp_thread_db *t = p;
+
+    if (t->db != NULL && t->pid == getpid())
+        cs_db_close(t->db);
+    free(t);
+}
+
+static void csp_db_key_create(void)
+{
+    csp_db_key_ok = pthread_key_create(&csp_db_key, csp_thread_db_free) == 0;
+}
+
+static csp_thread_db *csp_thread_slot(void)
+{
+    csp_thread_db *t;
+
+    pthread_once(&csp_db_key_once, csp_db_key_create);
+    if (!csp_db_key_ok)
+        return NULL;
+    t = pthread_getspecific(csp_db_key);
+    if (t != NULL)
+        return t;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    if (pthread_setspecific(csp_db_key, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static cs_db *csp_db_open_readonly(const char *path, char *why, size_t why_len)
+{
+    cs_db *db = NULL;
+    cs_status st;
+
+    st = cs_db_open(&db, path, CS_OPEN_READONLY);
+    if (st == CS_OK) {
+        cs_db_set_busy_timeout(db, csp_policy()->busy_timeout_ms);
+        return db;
+    }
+    snprintf(why, why_len, "%s", db != NULL ? cs_db_errmsg(db) : "out of memory");
+    cs_db_close(db);
+    return NULL;
+}
+
+cs_db *csp_dbpool_get(char *why, size_t why_len)
+{
+    csp_thread_db *t = csp_thread_slot();
+    pid_t pid = getpid();
+
+    if (t == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    if (t->db != NULL && t->pid != pid) {
+        CSP_DEBUG("pid changed (%d -> %d): abandoning the inherited handle", (int)t->pid,
+                  (int)pid);
+        t->db = NULL; /* the parent's connection: never touch it here */
+    }
+    if (t->db != NULL && cs_db_file_replaced(t->db)) {
+        CSP_DEBUG("database file replaced: reopening");
+        cs_db_close(t->db);
+        t->db = NULL;
+    }
+    if (t->db == NULL) {
+        t->db = csp_db_open_readonly(csp_policy()->db, why, why_len);
+        t->pid = pid;
+    }
+    return t->db;
+}
+
+void csp_dbpool_discard(void)
+{
+    csp_thread_db *t = csp_thread_slot();
+
+    if (t == NULL || t->db == NULL)
+        return;
+    if (t->pid == getpid())
+        cs_db_close(t->db);
+    t->db = NULL;
+}
+
+void csp_dbpool_close_current(void)
+{
+    csp_thread_db *t;
+
+    if (!csp_db_key_ok)
+        return;
+    t = pthread_getspecific(csp_db_key);
+    if (t == NULL)
+        return;
+    pthread_setspecific(csp_db_key, NULL);
+    csp_thread_db_free(t);
+}
+
+int csp_dbpool_probe(const char *path, char *why, size_t why_len)
+{
+    cs_db *db = csp_db_open_readonly(path, why, why_len);
+
+    if (db == NULL)
+        return 0;
+    cs_db_close(db);
+    return 1;
+}

@@ -1,0 +1,320 @@
+/*
+ * The verification hook: installed in every SSL_CTX of the process through
+ * an ex_data "new" callback, it lets OpenSSL verify the client chain as
+ * usual and then, on server-side connections, asks the store's policy.
+ *
+ * Rejection sets X509_V_ERR_APPLICATION_VERIFICATION: the client sees alert
+ * 40 (handshake_failure) and the server's own verify callback is told (it
+ * cannot overrule the rejection in enforce mode).
+ *
+ * Resumption skips certificate verification, so every server-side SSL gets
+ * a session-id context bound to the policy generation: a session made
+ * before a narrowing change carries an older sid_ctx, OpenSSL treats it as a
+ * cache miss (session IDs, TLS 1.2 tickets, TLS 1.3 tickets stateless and
+ * stateful alike) and the client gets a full handshake, decided anew. The
+ * sid_ctx is tag || SSL_CTX address || generation: OpenSSL 3.0 cannot read
+ * a context's own sid_ctx back, so the SSL_CTX identity stands in for it.
+ */
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "certstore.h"
+#include "csp.h"
+
+/* Per-connection state; account first, as certstore.h reads it. */
+typedef struct {
+    char account[CS_ACCOUNT_MAX + 1];
+    unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH];
+    unsigned int sid_ctx_len;
+} csp_conn;
+
+#define CSP_SID_TAG "certstr1"         /* bound to a known generation */
+#define CSP_SID_TAG_UNKNOWN "certstr0" /* store unreadable: never resumes */
+#define CSP_SID_TAG_LEN 8
+
+static int csp_ctx_index = -1;
+static int csp_conn_index = -1;
+static CRYPTO_ONCE csp_hooks_once = CRYPTO_ONCE_STATIC_INIT;
+static int csp_hooks_ok;
+
+int csp_hooks_account_index(void)
+{
+    return csp_conn_index;
+}
+
+static int csp_denying_all(void)
+{
+    return csp_policy()->config_error;
+}
+
+/* ---- session-id context ---------------------------------------------------- */
+
+static void csp_sid_append(csp_conn *conn, const void *bytes, size_t len)
+{
+    memcpy(conn->sid_ctx + conn->sid_ctx_len, bytes, len);
+    conn->sid_ctx_len += (unsigned int)len;
+}
+
+/*
+ * When the generation cannot be read, a per-connection value makes the
+ * session unresumable: pid and a counter cannot repeat within the process.
+ */
+static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
+{
+    static uint64_t unknown_counter;
+    char why[256];
+    int64_t generation = 0;
+    cs_db *db = csp_denying_all() ? NULL : csp_dbpool_get(why, sizeof(why));
+    int known = db != NULL && cs_db_generation(db, &generation) == CS_OK;
+
+    conn->sid_ctx_len = 0;
+    csp_sid_append(conn, known ? CSP_SID_TAG : CSP_SID_TAG_UNKNOWN, CSP_SID_TAG_LEN);
+    csp_sid_append(conn, &ctx, sizeof(ctx));
+    if (known) {
+        csp_sid_append(conn, &generation, sizeof(generation));
+    } else {
+        uint64_t n = __atomic_add_fetch(&unknown_counter, 1, __ATOMIC_RELAXED);
+        uint32_t pid = (uint32_t)getpid();
+
+        csp_sid_append(conn, &pid, sizeof(pid));
+        csp_sid_append(conn, &n, sizeof(n));
+        if (db != NULL)
+            csp_dbpool_discard(); /* a handle that cannot read: reopen next time */
+    }
+}
+
+/* ---- ex_data callbacks ------------------------------------------------------ */
+
+static int csp_verify(X509_STORE_CTX *store_ctx, void *arg);
+
+static void csp_ctx_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                        void *argp)
+{
+    if (parent != NULL)
+        SSL_CTX_set_cert_verify_callback(parent, csp_verify, NULL);
+}
+
+/*
+ * Runs inside SSL_new, after the context's sid_ctx was copied into the SSL.
+ * A context made with a client-only method is left alone: a client's own
+ * session cache must keep resuming across generations.
+ */
+static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
+{
+    SSL *ssl = parent;
+    csp_conn *conn;
+
+    if (ssl == NULL || !SSL_is_server(ssl))
+        return;
+    conn = OPENSSL_zalloc(sizeof(*conn));
+    if (conn == NULL)
+        return; /* verify then finds no state and rejects */
+    csp_sid_compute(conn, SSL_get_SSL_CTX(ssl));
+    if (!CRYPTO_set_ex_data(ad, idx, conn)) {
+        OPENSSL_free(conn);
+        return;
+    }
+    SSL_set_session_id_context(ssl, conn->sid_ctx, conn->sid_ctx_len);
+}
+
+static void csp_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    OPENSSL_free(ptr);
+}
+
+static int csp_conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
+                        long argl, void *argp)
+{
+    /* SSL_dup: the copy's own new-callback state is replaced by a copy. */
+    OPENSSL_free(CRYPTO_get_ex_data(to, idx));
+    if (*from_d != NULL)
+        *from_d = OPENSSL_memdup(*from_d, sizeof(csp_conn));
+    return 1;
+}
+
+static void csp_hooks_register(void)
+{
+    csp_ctx_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new,
+                                            NULL, NULL);
+    csp_conn_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, csp_conn_new,
+                                             csp_conn_dup, csp_conn_free);
+    csp_hooks_ok = csp_ctx_index >= 0 && csp_conn_index >= 0;
+    CSP_DEBUG("hooks registered: SSL_CTX index %d, SSL index %d", csp_ctx_index,
+              csp_conn_index);
+}
+
+int csp_hooks_install(void)
+{
+    return CRYPTO_THREAD_run_once(&csp_hooks_once, csp_hooks_register) && csp_hooks_ok;
+}
+
+/* ---- the decision ----------------------------------------------------------- */
+
+/*
+ * X509_verify_cert returned 1, but an application callback may have let an
+ * error through (nginx optional_no_ca, HAProxy crt-ignore-err, Apache
+ * optional_no_ca). Trust the chain only if no error is left standing and
+ * it ends in a certificate from the trust store (num_untrusted counts the
+ * chain's leading certificates that did not come from it).
+ */
+static int csp_chain_trustworthy(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain)
+{
+    return X509_STORE_CTX_get_error(store_ctx) == X509_V_OK && chain != NULL &&
+           X509_STORE_CTX_get_num_untrusted(store_ctx) < sk_X509_num(chain);
+}
+
+static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
+                             cs_decision *d)
+{
+    char why[sizeof(d->detail)];
+    cs_db *db;
+
+    if (csp_denying_all()) {
+        cs_decide(NULL, chain, time(NULL), d);
+        snprintf(d->detail, sizeof(d->detail), "%.150s", csp_policy()->config_error_text);
+        return;
+    }
+    if (!csp_chain_trustworthy(store_ctx, chain)) {
+        cs_decide(NULL, chain, time(NULL), d);
+        d->reason = CS_REASON_CHAIN_INVALID;
+        snprintf(d->detail, sizeof(d->detail), "chain accepted despite error %d (%s)",
+                 X509_STORE_CTX_get_error(store_ctx),
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(store_ctx)));
+        return;
+    }
+    why[0] = '\0';
+    db = csp_dbpool_get(why, sizeof(why));
+    cs_decide(db, chain, time(NULL), d);
+    if (db == NULL)
+        snprintf(d->detail, sizeof(d->detail), "%.60s: %.90s", csp_policy()->db, why);
+    else if (!d->accept && d->reason == CS_REASON_STORE_UNAVAILABLE)
+        csp_dbpool_discard(); /* retry the open on the next handshake */
+}
+
+static const char *csp_reason_name(const cs_decision *d)
+{
+    if (d->accept)
+        return "none";
+    if (csp_denying_all())
+        return "config-error";
+    return cs_reason_token(d->reason);
+}
+
+static void csp_log(const cs_decision *d, STACK_OF(X509) *chain, const SSL *ssl,
+                    const char *result)
+{
+    csp_log_decision_args a = {
+        .result = result,
+        .reason = csp_reason_name(d),
+        .account = d->account,
+        .detail = d->detail,
+        .leaf = chain != NULL && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL,
+        .leaf_fp = d->leaf_fp,
+        .issuer_fp = d->issuer_fp,
+        .ssl = ssl,
+        .mode = csp_mode_name(csp_policy()->mode),
+    };
+
+    csp_log_decision(&a);
+}
+
+#define CSP_APPDATA_PREFIX "certstore-account="
+
+/*
+ * Bind the session being built to this connection's generation and cap its
+ * lifetime at the moment the decision stops holding by time alone. An
+ * application that put its own sid_ctx on the SSL (Apache, HAProxy) built
+ * the session under that value: stamping ours makes it a cache miss under
+ * the application's value, i.e. not resumable, which is safe.
+ */
+static void csp_stamp_session(SSL *ssl, const csp_conn *conn, const cs_decision *d)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    unsigned int len = 0;
+    const unsigned char *current;
+    char appdata[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 1];
+    void *old = NULL;
+    size_t old_len = 0;
+    int64_t left = d->valid_until - (int64_t)time(NULL);
+
+    if (sess == NULL)
+        return;
+    current = SSL_SESSION_get0_id_context(sess, &len);
+    if (len != conn->sid_ctx_len || memcmp(current, conn->sid_ctx, len) != 0) {
+        CSP_DEBUG("session sid_ctx set by the application: made non-resumable");
+        SSL_SESSION_set1_id_context(sess, conn->sid_ctx, conn->sid_ctx_len);
+    }
+    if (d->valid_until != CS_TIME_FOREVER && d->valid_until != CS_TIME_NONE &&
+        left < (int64_t)SSL_SESSION_get_timeout(sess))
+        SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
+    /* The account for resumed connections; never clobber the application's data. */
+    SSL_SESSION_get0_ticket_appdata(sess, &old, &old_len);
+    if (old_len == 0 || (old_len > strlen(CSP_APPDATA_PREFIX) &&
+                         memcmp(old, CSP_APPDATA_PREFIX, strlen(CSP_APPDATA_PREFIX)) == 0)) {
+        int n = snprintf(appdata, sizeof(appdata), "%s%s", CSP_APPDATA_PREFIX, d->account);
+
+        SSL_SESSION_set1_ticket_appdata(sess, appdata, (size_t)n + 1);
+    }
+}
+
+/* Tell the application's own verify callback, as OpenSSL would. */
+static void csp_tell_application(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain)
+{
+    X509_STORE_CTX_verify_cb app_cb = X509_STORE_CTX_get_verify_cb(store_ctx);
+
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+    X509_STORE_CTX_set_error_depth(store_ctx, 0);
+    X509_STORE_CTX_set_current_cert(store_ctx, sk_X509_value(chain, 0));
+    if (app_cb != NULL)
+        (void)app_cb(0, store_ctx);
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+}
+
+static int csp_verify_server(X509_STORE_CTX *store_ctx, SSL *ssl)
+{
+    STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(store_ctx);
+    csp_conn *conn = SSL_get_ex_data(ssl, csp_conn_index);
+    cs_decision d;
+
+    csp_decide_chain(store_ctx, chain, &d);
+    if (d.accept && conn == NULL) {
+        d.accept = 0; /* no per-connection state: cannot bind the session */
+        d.reason = CS_REASON_STORE_UNAVAILABLE;
+        snprintf(d.detail, sizeof(d.detail), "no connection state (out of memory)");
+    }
+    if (d.accept) {
+        memcpy(conn->account, d.account, sizeof(conn->account));
+        csp_stamp_session(ssl, conn, &d);
+        csp_log(&d, chain, ssl, "accept");
+        return 1;
+    }
+    if (csp_policy()->mode == CSP_MODE_AUDIT) {
+        csp_log(&d, chain, ssl, "would-reject");
+        return 1;
+    }
+    csp_log(&d, chain, ssl, "reject");
+    if (chain != NULL && sk_X509_num(chain) > 0)
+        csp_tell_application(store_ctx, chain);
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+static int csp_verify(X509_STORE_CTX *store_ctx, void *arg)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+    int ret = X509_verify_cert(store_ctx);
+
+    if (ssl == NULL || !SSL_is_server(ssl))
+        return ret; /* client side, or not a TLS verification: untouched */
+    if (ret <= 0)
+        return ret; /* OpenSSL's (and the application's) verdict stands */
+    return csp_verify_server(store_ctx, ssl);
+}

@@ -1,0 +1,283 @@
+/*
+ * The decision log: one key=value line per decision, always on, to syslog
+ * (facility authpriv), stderr or a file. Both syslog and the file are opened
+ * at init, while the server still runs as root outside its chroot; later
+ * writes go to the open descriptor.
+ *
+ * Values are quoted and escaped so that a subject or account can never
+ * break a line or forge a key. Repeated identical failures (a store that is
+ * down under a flood of handshakes) are rate-limited per thread: after
+ * CSP_LOG_BURST identical lines in one second the rest are counted, and the
+ * count is logged when the burst ends, so nothing disappears silently.
+ *
+ * The debug trace (CERTSTORE_DEBUG=1, to stderr) is separate and costs one
+ * branch when off.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/x509.h>
+
+#include "csp.h"
+
+#define CSP_LOG_LINE_MAX 2048
+#define CSP_LOG_BURST 10
+
+int csp_debug_enabled;
+
+__attribute__((constructor)) static void csp_debug_init(void)
+{
+    const char *env = getenv("CERTSTORE_DEBUG");
+
+    csp_debug_enabled = env != NULL && strcmp(env, "1") == 0;
+}
+
+void csp_debug_printf(const char *fmt, ...)
+{
+    char line[CSP_LOG_LINE_MAX];
+    va_list args;
+    int n;
+
+    va_start(args, fmt);
+    n = vsnprintf(line, sizeof(line) - 1, fmt, args);
+    va_end(args);
+    if (n < 0)
+        return;
+    fprintf(stderr, "certstore debug [%d]: %s\n", (int)getpid(), line);
+}
+
+/* ---- sinks ---------------------------------------------------------------- */
+
+static csp_log_kind csp_log_sink = CSP_LOG_SYSLOG;
+static int csp_log_fd = -1;
+static int csp_log_syslog_open;
+
+int csp_log_open(const csp_config *cfg, char *why, size_t why_len)
+{
+    csp_log_sink = cfg->log_kind;
+    if (cfg->log_kind == CSP_LOG_FILE) {
+        /* Opened once, O_APPEND: survives chroot and privilege drop. */
+        csp_log_fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (csp_log_fd >= 0)
+            return 1;
+        snprintf(why, why_len, "%s: %s", cfg->log_file, strerror(errno));
+        csp_log_sink = CSP_LOG_SYSLOG; /* still say it somewhere */
+    }
+    if (csp_log_sink == CSP_LOG_SYSLOG && !csp_log_syslog_open) {
+        /* LOG_NDELAY connects now, before any chroot hides /dev/log. */
+        openlog("certstore", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+        csp_log_syslog_open = 1;
+    }
+    return cfg->log_kind != CSP_LOG_FILE;
+}
+
+static void csp_log_write(int priority, const char *line, size_t len)
+{
+    char buf[CSP_LOG_LINE_MAX + 1];
+    ssize_t unused;
+
+    if (csp_log_sink == CSP_LOG_SYSLOG) {
+        syslog(LOG_AUTHPRIV | priority, "%s", line);
+        return;
+    }
+    /* One write() per line, so concurrent writers never interleave. */
+    memcpy(buf, line, len);
+    buf[len] = '\n';
+    unused = write(csp_log_sink == CSP_LOG_FILE ? csp_log_fd : STDERR_FILENO, buf, len + 1);
+    (void)unused;
+}
+
+void csp_log_notice(const char *fmt, ...)
+{
+    char line[CSP_LOG_LINE_MAX];
+    va_list args;
+    int n;
+
+    va_start(args, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, args);
+    va_end(args);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line))
+        n = sizeof(line) - 1;
+    csp_log_write(LOG_WARNING, line, (size_t)n);
+}
+
+/* ---- line building -------------------------------------------------------- */
+
+typedef struct {
+    char text[CSP_LOG_LINE_MAX];
+    size_t len;
+} csp_line;
+
+static void csp_line_raw(csp_line *l, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n > sizeof(l->text) - 1 - l->len)
+        n = sizeof(l->text) - 1 - l->len;
+    memcpy(l->text + l->len, s, n);
+    l->len += n;
+    l->text[l->len] = '\0';
+}
+
+/* key="value", with quotes, backslashes and every control byte escaped. */
+static void csp_line_quoted(csp_line *l, const char *key, const char *value)
+{
+    char esc[8];
+    const unsigned char *p;
+
+    csp_line_raw(l, " ");
+    csp_line_raw(l, key);
+    csp_line_raw(l, "=\"");
+    for (p = (const unsigned char *)(value != NULL ? value : ""); *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            esc[2] = '\0';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\x%02x", *p);
+        } else {
+            esc[0] = (char)*p;
+            esc[1] = '\0';
+        }
+        if (l->len + strlen(esc) + 2 >= sizeof(l->text))
+            break; /* truncated, still closed below */
+        csp_line_raw(l, esc);
+    }
+    csp_line_raw(l, "\"");
+}
+
+/* key=value for values that are tokens, hex or numbers (never user text). */
+static void csp_line_token(csp_line *l, const char *key, const char *value)
+{
+    csp_line_raw(l, " ");
+    csp_line_raw(l, key);
+    csp_line_raw(l, "=");
+    csp_line_raw(l, value != NULL && *value != '\0' ? value : "-");
+}
+
+static void csp_line_subject(csp_line *l, const X509 *leaf)
+{
+    char subject[512] = "";
+    BIO *mem;
+    int n;
+
+    if (leaf != NULL && (mem = BIO_new(BIO_s_mem())) != NULL) {
+        if (X509_NAME_print_ex(mem, X509_get_subject_name(leaf), 0, XN_FLAG_RFC2253) >= 0) {
+            n = BIO_read(mem, subject, sizeof(subject) - 1);
+            subject[n > 0 ? n : 0] = '\0';
+        }
+        BIO_free(mem);
+    }
+    csp_line_quoted(l, "subject", subject);
+}
+
+static void csp_line_peer(csp_line *l, const SSL *ssl)
+{
+    struct sockaddr_storage addr;
+    socklen_t addr_len = sizeof(addr);
+    char host[INET6_ADDRSTRLEN] = "";
+    char text[INET6_ADDRSTRLEN + 16];
+    BIO *rbio;
+    int fd = -1;
+    unsigned port = 0;
+
+    rbio = ssl != NULL ? SSL_get_rbio(ssl) : NULL;
+    if (rbio == NULL || BIO_get_fd(rbio, &fd) <= 0 || fd < 0 ||
+        getpeername(fd, (struct sockaddr *)&addr, &addr_len) != 0)
+        return; /* memory BIOs, pipes: no peer to name */
+    if (addr.ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)&addr;
+
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+        port = ntohs(in4->sin_port);
+        snprintf(text, sizeof(text), "%s:%u", host, port);
+    } else if (addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(text, sizeof(text), "[%s]:%u", host, port);
+    } else {
+        return;
+    }
+    csp_line_token(l, "peer", text);
+}
+
+/* ---- rate limiting -------------------------------------------------------- */
+
+typedef struct {
+    char key[CS_FP_HEX_LEN + 256];
+    time_t second;
+    unsigned count;
+    unsigned long suppressed;
+} csp_limiter;
+
+static __thread csp_limiter csp_thread_limiter;
+
+static void csp_limiter_flush(csp_limiter *lim)
+{
+    if (lim->suppressed > 0)
+        csp_log_notice("certstore: %lu similar messages suppressed (%s)", lim->suppressed,
+                       lim->key);
+    lim->suppressed = 0;
+}
+
+/* 1 if this failure line may be written now. */
+static int csp_limiter_allow(const csp_log_decision_args *a)
+{
+    csp_limiter *lim = &csp_thread_limiter;
+    char key[sizeof(lim->key)];
+    time_t now = time(NULL);
+    int per_client = strcmp(a->reason, "store-unavailable") != 0 &&
+                     strcmp(a->reason, "config-error") != 0;
+
+    snprintf(key, sizeof(key), "reason=%s detail=%s leaf=%s", a->reason,
+             a->detail != NULL ? a->detail : "", per_client && a->leaf_fp ? a->leaf_fp : "*");
+    if (strcmp(key, lim->key) != 0 || now != lim->second) {
+        csp_limiter_flush(lim);
+        if (strcmp(key, lim->key) != 0)
+            strcpy(lim->key, key);
+        lim->second = now;
+        lim->count = 0;
+    }
+    if (++lim->count <= CSP_LOG_BURST)
+        return 1;
+    lim->suppressed++;
+    return 0;
+}
+
+void csp_log_decision(const csp_log_decision_args *a)
+{
+    csp_line l = {.len = 0};
+    char number[32];
+
+    if (strcmp(a->result, "accept") != 0 && !csp_limiter_allow(a))
+        return;
+    csp_line_raw(&l, "certstore:");
+    csp_line_token(&l, "result", a->result);
+    csp_line_token(&l, "reason", a->reason);
+    csp_line_quoted(&l, "account", a->account);
+    csp_line_subject(&l, a->leaf);
+    csp_line_token(&l, "leaf_sha256", a->leaf_fp);
+    csp_line_token(&l, "issuer_sha256", a->issuer_fp);
+    csp_line_peer(&l, a->ssl);
+    snprintf(number, sizeof(number), "%d", (int)getpid());
+    csp_line_token(&l, "pid", number);
+    csp_line_token(&l, "mode", a->mode);
+    if (a->detail != NULL && *a->detail != '\0')
+        csp_line_quoted(&l, "detail", a->detail);
+    csp_log_write(strcmp(a->result, "accept") == 0 ? LOG_INFO : LOG_NOTICE, l.text, l.len);
+}

@@ -1,0 +1,179 @@
+/*
+ * The certstore provider: init, teardown, params, query_operation and the
+ * reason strings. The work happens elsewhere: config.c reads openssl.cnf,
+ * hook.c decides every server-side client certificate, store.c serves
+ * certstore: URIs.
+ *
+ * Init never fails once the core is reachable. OpenSSL carries on without a
+ * provider whose init returned 0, so a server with a broken certstore
+ * section would run with no policy at all; instead a broken configuration
+ * installs the hook in deny-all mode and says why.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+
+#include "csp.h"
+
+struct csp_ctx {
+    const OSSL_CORE_HANDLE *handle;
+};
+
+static OSSL_FUNC_core_new_error_fn *core_new_error;
+static OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
+static OSSL_FUNC_core_vset_error_fn *core_vset_error;
+
+static OSSL_FUNC_provider_teardown_fn csp_teardown;
+static OSSL_FUNC_provider_gettable_params_fn csp_gettable_params;
+static OSSL_FUNC_provider_get_params_fn csp_get_params;
+static OSSL_FUNC_provider_query_operation_fn csp_query_operation;
+static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
+
+/* Provider parameter an application reads to find the account (certstore.h). */
+#define CSP_PARAM_ACCOUNT_INDEX "certstore-account-index"
+
+static const OSSL_ITEM csp_reason_strings[] = {
+    {CSP_R_BAD_CONFIG, "invalid certstore configuration"},
+    {CSP_R_STORE_UNAVAILABLE, "certstore database unavailable"},
+    {CSP_R_BAD_URI, "invalid certstore URI"},
+    {CSP_R_INTERNAL, "certstore internal error"},
+    {0, NULL}};
+
+void csp_raise(const CSP_CTX *ctx, int reason, const char *file, int line, const char *func,
+               const char *fmt, ...)
+{
+    va_list args;
+
+    if (ctx == NULL || core_new_error == NULL || core_set_error_debug == NULL ||
+        core_vset_error == NULL)
+        return;
+    core_new_error(ctx->handle);
+    core_set_error_debug(ctx->handle, file, line, func);
+    va_start(args, fmt);
+    core_vset_error(ctx->handle, (uint32_t)reason, fmt, args);
+    va_end(args);
+}
+
+static const OSSL_PARAM *csp_gettable_params(void *provctx)
+{
+    static const OSSL_PARAM gettable[] = {
+        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_NAME, NULL, 0),
+        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_VERSION, NULL, 0),
+        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
+        OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
+        OSSL_PARAM_int(CSP_PARAM_ACCOUNT_INDEX, NULL),
+        OSSL_PARAM_END};
+
+    return gettable;
+}
+
+static int csp_get_params(void *provctx, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, "certstore"))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, CERTSTORE_VERSION))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, "certstore " CERTSTORE_VERSION))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
+    if (p != NULL && !OSSL_PARAM_set_int(p, 1))
+        return 0;
+    p = OSSL_PARAM_locate(params, CSP_PARAM_ACCOUNT_INDEX);
+    if (p != NULL && !OSSL_PARAM_set_int(p, csp_hooks_account_index()))
+        return 0;
+    return 1;
+}
+
+static const OSSL_ALGORITHM csp_store_algorithms[] = {
+    {"certstore", "provider=certstore", csp_store_functions,
+     "certstore: URIs, the pinned issuing CAs of a certstore database"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM *csp_query_operation(void *provctx, int operation_id,
+                                                 int *no_cache)
+{
+    *no_cache = 0;
+    if (operation_id == OSSL_OP_STORE)
+        return csp_store_algorithms;
+    return NULL;
+}
+
+static const OSSL_ITEM *csp_get_reason_strings(void *provctx)
+{
+    return csp_reason_strings;
+}
+
+/*
+ * Only the per-context handle goes away: the process-wide hook stays, since
+ * SSL_CTXs made earlier still call it (the module is linked -z nodelete).
+ */
+static void csp_teardown(void *provctx)
+{
+    OPENSSL_free(provctx);
+}
+
+static const OSSL_DISPATCH csp_provider_functions[] = {
+    {OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))csp_teardown},
+    {OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))csp_gettable_params},
+    {OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))csp_get_params},
+    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))csp_query_operation},
+    {OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))csp_get_reason_strings},
+    {0, NULL}};
+
+static void csp_capture_core(const OSSL_DISPATCH *in, OSSL_FUNC_core_get_params_fn **get_params)
+{
+    for (; in->function_id != 0; in++) {
+        switch (in->function_id) {
+        case OSSL_FUNC_CORE_GET_PARAMS:
+            *get_params = OSSL_FUNC_core_get_params(in);
+            break;
+        case OSSL_FUNC_CORE_NEW_ERROR:
+            core_new_error = OSSL_FUNC_core_new_error(in);
+            break;
+        case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
+            core_set_error_debug = OSSL_FUNC_core_set_error_debug(in);
+            break;
+        case OSSL_FUNC_CORE_VSET_ERROR:
+            core_vset_error = OSSL_FUNC_core_vset_error(in);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* The one exported symbol; everything else is hidden. */
+__attribute__((visibility("default"))) OSSL_provider_init_fn OSSL_provider_init;
+
+__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                       const OSSL_DISPATCH **out, void **provctx)
+{
+    OSSL_FUNC_core_get_params_fn *get_params = NULL;
+    csp_config cfg;
+    CSP_CTX *ctx;
+
+    csp_capture_core(in, &get_params);
+    csp_config_read(handle, get_params, &cfg);
+    /*
+     * Activate before anything can fail: even out of memory below, the hook
+     * is in place (or deliberately off).
+     */
+    csp_policy_activate(&cfg);
+
+    ctx = OPENSSL_zalloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return 0;
+    ctx->handle = handle;
+    *provctx = ctx;
+    *out = csp_provider_functions;
+    return 1;
+}
