@@ -213,6 +213,12 @@ typedef struct {
 } cs_mapping_ref;
 cs_status cs_mapping_remove(cs_db *db, const cs_mapping_ref *ref);
 cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabled);
+/*
+ * Replace a mapping's validity window (CS_TIME_NONE: open). Bumps the policy
+ * generation when the window narrows (not_before later or not_after earlier).
+ */
+cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t not_before,
+                                int64_t not_after);
 typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
 /* account NULL: all mappings, ordered by id. */
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
@@ -234,6 +240,17 @@ typedef struct {
  */
 cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
                     void (*progress)(int64_t rows, void *arg), void *arg);
+
+/*
+ * The import parser alone, a pure function of its input (for fuzzing and
+ * checks): each valid row goes to cb (spec strings live until cb returns);
+ * cb returns CS_OK to go on. On a bad row returns CS_INVALID with the line in
+ * *bad_line and "line N: ..." in msg; a cb failure is returned as is.
+ */
+typedef cs_status (*cs_import_row_cb)(const cs_mapping_spec *spec, int64_t line, void *arg);
+cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt,
+                          cs_import_row_cb cb, void *arg, int64_t *bad_line, char *msg,
+                          size_t msglen);
 
 /* ---- stats and change log ------------------------------------------------ */
 

@@ -1,0 +1,106 @@
+/*
+ * Internals shared by the files of libcertstore. Not installed, not used
+ * outside store/.
+ */
+#ifndef CS_INTERNAL_H
+#define CS_INTERNAL_H
+
+#include <sqlite3.h>
+#include <sys/types.h>
+
+#include <openssl/asn1.h>
+
+#include "cs_store.h"
+
+/* Every statement is prepared once per handle, on first use, and reused. */
+typedef enum {
+    STMT_BEGIN_READ,
+    STMT_BEGIN_WRITE,
+    STMT_COMMIT,
+    STMT_ROLLBACK,
+    STMT_GENERATION_GET,
+    STMT_GENERATION_BUMP,
+    STMT_CHANGE_ADD,
+    STMT_CHANGE_LIST,
+    STMT_PIN_ADD,
+    STMT_PIN_REMOVE,
+    STMT_PIN_ENABLED_GET,
+    STMT_PIN_SET_ENABLED,
+    STMT_PIN_GET,
+    STMT_PIN_LIST,
+    STMT_ACCOUNT_ADD,
+    STMT_ACCOUNT_FIND,
+    STMT_ACCOUNT_SET_ENABLED,
+    STMT_ACCOUNT_COUNT_MAPPINGS,
+    STMT_ACCOUNT_DELETE_MAPPINGS,
+    STMT_ACCOUNT_REMOVE,
+    STMT_ACCOUNT_LIST,
+    STMT_MAPPING_ADD,
+    STMT_MAPPING_FIND_ID,
+    STMT_MAPPING_FIND_KEY,
+    STMT_MAPPING_REMOVE,
+    STMT_MAPPING_SET_ENABLED,
+    STMT_MAPPING_SET_WINDOW,
+    STMT_MAPPING_LIST,
+    STMT_MAPPING_LIST_ACCOUNT,
+    STMT_DECIDE_PIN,
+    STMT_DECIDE_MAPPING,
+    STMT_STATS,
+    STMT_STATS_BY_KIND,
+    STMT_COUNT
+} cs_stmt_id;
+
+struct cs_db {
+    sqlite3 *sql;
+    char *path;
+    unsigned flags;
+    dev_t dev;
+    ino_t ino;
+    int in_write; /* between cs_db_begin and commit/rollback */
+    char command[1024];
+    char user[64];
+    char errmsg[512];
+    sqlite3_stmt *stmts[STMT_COUNT];
+};
+
+/* Statement by id, reset and with bindings cleared; NULL (message set) on failure. */
+sqlite3_stmt *cs_stmt(cs_db *db, cs_stmt_id id);
+/* Run a statement that returns no rows (SQLITE_DONE expected). */
+cs_status cs_stmt_exec(cs_db *db, sqlite3_stmt *stmt, const char *what);
+
+/* Set the message and return status. */
+cs_status cs_fail(cs_db *db, cs_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Message from SQLite's last error; CS_BUSY for locks, CS_ERR otherwise. */
+cs_status cs_sql_fail(cs_db *db, const char *what);
+
+/* Mutations must be inside cs_db_begin(); CS_INVALID otherwise. */
+cs_status cs_require_write(cs_db *db);
+/* Append a change-log row for the current command. */
+cs_status cs_log_change(cs_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A write that narrows access: same transaction. */
+cs_status cs_generation_bump(cs_db *db);
+
+/* Time helpers (util.c). */
+int64_t cs_asn1_time_to_unix(const ASN1_TIME *t, int *ok);
+int64_t cs_now(void);
+
+/* Short key text for log lines: first bytes as hex plus an ellipsis. */
+void cs_key_abbrev(cs_kind kind, const cs_key *key, char *buf, size_t buflen);
+
+/* Bind helpers: CS_TIME_NONE and NULL become SQL NULL. */
+int cs_bind_time(sqlite3_stmt *stmt, int index, int64_t t);
+int cs_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text);
+int64_t cs_column_time(sqlite3_stmt *stmt, int col);
+
+/* Account id by name (CS_NOTFOUND if none). */
+cs_status cs_account_id(cs_db *db, const char *name, int64_t *id);
+/* Insert an account without logging (callers log); id of the new row. */
+cs_status cs_account_insert(cs_db *db, const char *name, const char *note, int64_t *id);
+/* Insert a mapping row for a known account id, no logging, no account lookup. */
+cs_status cs_mapping_insert(cs_db *db, const cs_mapping_spec *spec, int64_t account_id,
+                            int64_t *id_out);
+/* Check a spec's fields (key length, times, note, pin); CS_INVALID with message. */
+cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pin_hex);
+
+#endif /* CS_INTERNAL_H */

@@ -1,0 +1,693 @@
+/*
+ * Opening, schema migrations, transactions, the change log, the policy
+ * generation and statistics.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cs_internal.h"
+
+#define CS_BUSY_TIMEOUT_MS 2000
+/* Writers only: big enough that a bulk import keeps the key index in memory. */
+#define CS_WRITER_CACHE_KIB 65536
+/* Truncate the WAL at checkpoint so it never stays large on disk. */
+#define CS_JOURNAL_SIZE_LIMIT 4194304
+
+static const char schema_v1[] =
+    "CREATE TABLE meta ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  generation INTEGER NOT NULL);"
+    "INSERT INTO meta (id, generation) VALUES (1, 1);"
+    "CREATE TABLE pins ("
+    "  id INTEGER PRIMARY KEY,"
+    "  fp TEXT NOT NULL UNIQUE CHECK (length(fp) = 64),"
+    "  der BLOB NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  not_after INTEGER NOT NULL,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  note TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE accounts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  note TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL);"
+    /* Kept small: keys are BLOBs and absent values are NULL. */
+    "CREATE TABLE mappings ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind INTEGER NOT NULL,"
+    "  key BLOB NOT NULL,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  pin_fp TEXT,"
+    "  not_before INTEGER,"
+    "  not_after INTEGER,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  note TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  cert_not_after INTEGER,"
+    "  sha1 BLOB,"
+    "  UNIQUE (kind, key));"
+    "CREATE INDEX mappings_by_account ON mappings(account_id);"
+    "CREATE TABLE changes ("
+    "  id INTEGER PRIMARY KEY,"
+    "  time INTEGER NOT NULL,"
+    "  user TEXT NOT NULL,"
+    "  command TEXT NOT NULL,"
+    "  detail TEXT NOT NULL);";
+
+typedef struct {
+    int version;
+    const char *sql;
+} cs_migration;
+
+/* Forward steps; each runs in its own transaction ending with its version. */
+static const cs_migration migrations[] = {
+    {1, schema_v1},
+};
+#define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
+
+static const char *const statement_sql[STMT_COUNT] = {
+    [STMT_BEGIN_READ] = "BEGIN",
+    [STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_GENERATION_GET] = "SELECT generation FROM meta WHERE id = 1",
+    [STMT_GENERATION_BUMP] = "UPDATE meta SET generation = generation + 1 WHERE id = 1",
+    [STMT_CHANGE_ADD] = "INSERT INTO changes (time, user, command, detail) VALUES (?, ?, ?, ?)",
+    [STMT_CHANGE_LIST] = "SELECT id, time, user, command, detail FROM changes"
+                         " WHERE time >= ? ORDER BY id",
+    [STMT_PIN_ADD] = "INSERT INTO pins (fp, der, subject, not_after, enabled, note, created)"
+                     " VALUES (?, ?, ?, ?, 1, ?, ?)",
+    [STMT_PIN_REMOVE] = "DELETE FROM pins WHERE fp = ?",
+    [STMT_PIN_ENABLED_GET] = "SELECT enabled FROM pins WHERE fp = ?",
+    [STMT_PIN_SET_ENABLED] = "UPDATE pins SET enabled = ? WHERE fp = ?",
+    [STMT_PIN_GET] = "SELECT id, fp, subject, not_after, enabled, note, created, der"
+                     " FROM pins WHERE fp = ?",
+    [STMT_PIN_LIST] = "SELECT id, fp, subject, not_after, enabled, note, created, der"
+                      " FROM pins ORDER BY id",
+    [STMT_ACCOUNT_ADD] = "INSERT INTO accounts (name, enabled, note, created) VALUES (?, 1, ?, ?)",
+    [STMT_ACCOUNT_FIND] = "SELECT id, enabled FROM accounts WHERE name = ?",
+    [STMT_ACCOUNT_SET_ENABLED] = "UPDATE accounts SET enabled = ? WHERE id = ?",
+    [STMT_ACCOUNT_COUNT_MAPPINGS] = "SELECT count(*) FROM mappings WHERE account_id = ?",
+    [STMT_ACCOUNT_DELETE_MAPPINGS] = "DELETE FROM mappings WHERE account_id = ?",
+    [STMT_ACCOUNT_REMOVE] = "DELETE FROM accounts WHERE id = ?",
+    [STMT_ACCOUNT_LIST] = "SELECT a.id, a.name, a.enabled, a.note, a.created,"
+                          " (SELECT count(*) FROM mappings m WHERE m.account_id = a.id)"
+                          " FROM accounts a ORDER BY a.id",
+    [STMT_MAPPING_ADD] = "INSERT INTO mappings (kind, key, account_id, pin_fp, not_before,"
+                         " not_after, enabled, note, created, cert_not_after, sha1)"
+                         " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+    [STMT_MAPPING_FIND_ID] = "SELECT m.id, m.kind, m.key, a.name, m.enabled, m.not_before,"
+                             " m.not_after FROM mappings m JOIN accounts a"
+                             " ON a.id = m.account_id WHERE m.id = ?",
+    [STMT_MAPPING_FIND_KEY] = "SELECT m.id, m.kind, m.key, a.name, m.enabled, m.not_before,"
+                              " m.not_after FROM mappings m JOIN accounts a"
+                              " ON a.id = m.account_id WHERE m.kind = ? AND m.key = ?",
+    [STMT_MAPPING_REMOVE] = "DELETE FROM mappings WHERE id = ?",
+    [STMT_MAPPING_SET_ENABLED] = "UPDATE mappings SET enabled = ? WHERE id = ?",
+    [STMT_MAPPING_SET_WINDOW] = "UPDATE mappings SET not_before = ?, not_after = ? WHERE id = ?",
+    [STMT_MAPPING_LIST] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
+                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1"
+                          " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                          " ORDER BY m.id",
+    [STMT_MAPPING_LIST_ACCOUNT] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
+                                  " m.not_after, m.enabled, m.note, m.created,"
+                                  " m.cert_not_after, m.sha1"
+                                  " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                                  " WHERE a.name = ? ORDER BY m.id",
+    [STMT_DECIDE_PIN] = "SELECT enabled FROM pins WHERE fp = ?",
+    [STMT_DECIDE_MAPPING] = "SELECT m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
+                            " a.enabled, a.name FROM mappings m JOIN accounts a"
+                            " ON a.id = m.account_id WHERE m.kind = ? AND m.key = ?",
+    [STMT_STATS] = "SELECT (SELECT count(*) FROM pins),"
+                   " (SELECT count(*) FROM pins WHERE enabled),"
+                   " (SELECT count(*) FROM accounts),"
+                   " (SELECT count(*) FROM accounts WHERE enabled),"
+                   " (SELECT count(*) FROM mappings),"
+                   " (SELECT count(*) FROM mappings WHERE enabled),"
+                   " (SELECT generation FROM meta WHERE id = 1)",
+    [STMT_STATS_BY_KIND] = "SELECT kind, count(*) FROM mappings GROUP BY kind",
+};
+
+/* ---- errors --------------------------------------------------------------- */
+
+cs_status cs_fail(cs_db *db, cs_status status, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (db == NULL)
+        return status;
+    va_start(ap, fmt);
+    vsnprintf(db->errmsg, sizeof(db->errmsg), fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static int sqlite_code_is_busy(int code)
+{
+    code &= 0xff;
+    return code == SQLITE_BUSY || code == SQLITE_LOCKED;
+}
+
+cs_status cs_sql_fail(cs_db *db, const char *what)
+{
+    int code = sqlite3_extended_errcode(db->sql);
+    cs_status status = sqlite_code_is_busy(code) ? CS_BUSY : CS_ERR;
+
+    return cs_fail(db, status, "%s: %s", what, sqlite3_errmsg(db->sql));
+}
+
+const char *cs_db_errmsg(const cs_db *db)
+{
+    if (db == NULL)
+        return "out of memory";
+    return db->errmsg;
+}
+
+const char *cs_db_path(const cs_db *db)
+{
+    return db ? db->path : NULL;
+}
+
+/* ---- statements ----------------------------------------------------------- */
+
+sqlite3_stmt *cs_stmt(cs_db *db, cs_stmt_id id)
+{
+    sqlite3_stmt **slot = &db->stmts[id];
+
+    if (*slot == NULL) {
+        if (sqlite3_prepare_v3(db->sql, statement_sql[id], -1, SQLITE_PREPARE_PERSISTENT, slot,
+                               NULL)
+            != SQLITE_OK) {
+            cs_sql_fail(db, "preparing a statement");
+            *slot = NULL;
+            return NULL;
+        }
+        return *slot;
+    }
+    sqlite3_reset(*slot);
+    sqlite3_clear_bindings(*slot);
+    return *slot;
+}
+
+cs_status cs_stmt_exec(cs_db *db, sqlite3_stmt *stmt, const char *what)
+{
+    int rc = sqlite3_step(stmt);
+    cs_status status = CS_OK;
+
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        status = cs_sql_fail(db, what);
+    sqlite3_reset(stmt);
+    return status;
+}
+
+static cs_status exec_simple(cs_db *db, cs_stmt_id id, const char *what)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, id);
+
+    return stmt ? cs_stmt_exec(db, stmt, what) : CS_ERR;
+}
+
+static void finalize_statements(cs_db *db)
+{
+    for (int i = 0; i < STMT_COUNT; i++) {
+        sqlite3_finalize(db->stmts[i]);
+        db->stmts[i] = NULL;
+    }
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+static cs_status pragma_int(cs_db *db, const char *sql, int *value)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(db->sql, sql, -1, &stmt, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW) {
+        cs_status status = cs_sql_fail(db, "reading the database");
+
+        sqlite3_finalize(stmt);
+        return status;
+    }
+    if (value != NULL)
+        *value = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return CS_OK;
+}
+
+static cs_status exec_sql(cs_db *db, const char *sql, const char *what)
+{
+    if (sqlite3_exec(db->sql, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, what);
+    return CS_OK;
+}
+
+cs_status cs_db_schema_version(cs_db *db, int *version)
+{
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    return pragma_int(db, "PRAGMA user_version", version);
+}
+
+/* A version-0 file is ours to create only if it holds nothing else. */
+static cs_status check_empty_schema(cs_db *db)
+{
+    int objects = 0;
+    cs_status status = pragma_int(db, "SELECT count(*) FROM sqlite_master", &objects);
+
+    if (status != CS_OK)
+        return status;
+    if (objects != 0)
+        return cs_fail(db, CS_ERR, "%s: not a certstore database (it has other tables)", db->path);
+    return CS_OK;
+}
+
+static cs_status check_schema(cs_db *db)
+{
+    int version = 0;
+    cs_status status = cs_db_schema_version(db, &version);
+
+    if (status != CS_OK) {
+        if ((sqlite3_extended_errcode(db->sql) & 0xff) == SQLITE_NOTADB)
+            return cs_fail(db, CS_ERR, "%s: not a certstore database (%s)", db->path,
+                           sqlite3_errmsg(db->sql));
+        return cs_fail(db, status, "%s: %s", db->path, sqlite3_errmsg(db->sql));
+    }
+    if (version > CS_SCHEMA_VERSION)
+        return cs_fail(db, CS_ERR, "%s: schema version %d is newer than this certstore (%d)",
+                       db->path, version, CS_SCHEMA_VERSION);
+    if (version < 0)
+        return cs_fail(db, CS_ERR, "%s: not a certstore database (schema version %d)", db->path,
+                       version);
+    if (db->flags & CS_OPEN_READONLY) {
+        if (version == 0)
+            return cs_fail(db, CS_ERR, "%s: not a certstore database (not initialised)",
+                           db->path);
+        if (version != CS_SCHEMA_VERSION)
+            return cs_fail(db, CS_ERR, "%s: schema version %d is older than this certstore (%d)",
+                           db->path, version, CS_SCHEMA_VERSION);
+        return CS_OK;
+    }
+    return version == 0 ? check_empty_schema(db) : CS_OK;
+}
+
+static cs_status configure_writer(cs_db *db)
+{
+    int persist = 1;
+    char sql[128];
+    cs_status status = exec_sql(db, "PRAGMA journal_mode = WAL", "setting WAL mode");
+
+    if (status != CS_OK)
+        return status;
+    /* Readers who cannot create -wal/-shm need them to outlive this handle. */
+    sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d",
+             CS_JOURNAL_SIZE_LIMIT, CS_WRITER_CACHE_KIB);
+    return exec_sql(db, sql, "configuring the database");
+}
+
+static cs_status remember_file_identity(cs_db *db)
+{
+    struct stat st;
+
+    if (stat(db->path, &st) != 0)
+        return cs_fail(db, CS_ERR, "%s: %s", db->path, strerror(errno));
+    db->dev = st.st_dev;
+    db->ino = st.st_ino;
+    return CS_OK;
+}
+
+static cs_status open_connection(cs_db *db)
+{
+    int readonly = (db->flags & CS_OPEN_READONLY) != 0;
+    int oflags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+
+    if (!readonly && (db->flags & CS_OPEN_CREATE))
+        oflags |= SQLITE_OPEN_CREATE;
+    /* One thread per handle: SQLite's per-connection mutex buys nothing. */
+    oflags |= SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(db->path, &db->sql, oflags, NULL) != SQLITE_OK) {
+        if (db->sql == NULL)
+            return cs_fail(db, CS_ERR, "%s: out of memory", db->path);
+        return cs_fail(db, CS_ERR, "%s: %s", db->path, sqlite3_errmsg(db->sql));
+    }
+    sqlite3_extended_result_codes(db->sql, 1);
+    sqlite3_busy_timeout(db->sql, CS_BUSY_TIMEOUT_MS);
+    return CS_OK;
+}
+
+static cs_status open_and_check(cs_db *db)
+{
+    cs_status status = open_connection(db);
+
+    if (status == CS_OK)
+        status = remember_file_identity(db);
+    if (status == CS_OK)
+        status = exec_sql(db, "PRAGMA foreign_keys = ON", "enabling foreign keys");
+    /* Check before configuring: a newer or foreign file must stay untouched. */
+    if (status == CS_OK)
+        status = check_schema(db);
+    if (status == CS_OK && !(db->flags & CS_OPEN_READONLY))
+        status = configure_writer(db);
+    return status;
+}
+
+cs_status cs_db_open(cs_db **out, const char *path, unsigned flags)
+{
+    cs_db *db = calloc(1, sizeof(*db));
+
+    *out = db;
+    if (db == NULL)
+        return CS_ERR;
+    db->flags = flags;
+    if (path == NULL || *path == '\0')
+        return cs_fail(db, CS_INVALID, "no database path given");
+    db->path = strdup(path);
+    if (db->path == NULL)
+        return cs_fail(db, CS_ERR, "out of memory");
+    return open_and_check(db);
+}
+
+/*
+ * SQLite creates -wal/-shm with the database's mode, but only as far as the
+ * creating process's umask and ownership allow; readers that may read the
+ * database must be able to read these too.
+ */
+static void align_sidecar_files(const cs_db *db)
+{
+    static const char *const suffixes[] = {"-wal", "-shm"};
+    struct stat st;
+    char path[4096];
+
+    if (db->path == NULL || stat(db->path, &st) != 0)
+        return;
+    for (size_t i = 0; i < 2; i++) {
+        if (snprintf(path, sizeof(path), "%s%s", db->path, suffixes[i]) >= (int)sizeof(path))
+            continue;
+        if (chmod(path, st.st_mode & 0666) != 0)
+            continue;
+        if (chown(path, st.st_uid, st.st_gid) != 0) {
+            /* Not root: the files are already ours, which is all we can do. */
+        }
+    }
+}
+
+void cs_db_close(cs_db *db)
+{
+    if (db == NULL)
+        return;
+    if (db->sql != NULL) {
+        int writer = !(db->flags & CS_OPEN_READONLY);
+
+        if (db->in_write)
+            cs_db_rollback(db);
+        finalize_statements(db);
+        if (writer)
+            sqlite3_wal_checkpoint_v2(db->sql, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_close_v2(db->sql);
+        if (writer)
+            align_sidecar_files(db);
+    }
+    free(db->path);
+    free(db);
+}
+
+void cs_db_set_busy_timeout(cs_db *db, int ms)
+{
+    if (db != NULL && db->sql != NULL)
+        sqlite3_busy_timeout(db->sql, ms < 0 ? 0 : ms);
+}
+
+int cs_db_file_replaced(const cs_db *db)
+{
+    struct stat st;
+
+    if (db == NULL || db->path == NULL || stat(db->path, &st) != 0)
+        return 1;
+    return st.st_dev != db->dev || st.st_ino != db->ino;
+}
+
+/* ---- migrations ----------------------------------------------------------- */
+
+static cs_status apply_migration(cs_db *db, const cs_migration *step)
+{
+    char sql[64];
+    cs_status status = exec_sql(db, "BEGIN IMMEDIATE", "starting a migration");
+
+    if (status != CS_OK)
+        return status;
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", step->version);
+    status = exec_sql(db, step->sql, "migrating the schema");
+    if (status == CS_OK)
+        status = exec_sql(db, sql, "migrating the schema");
+    if (status == CS_OK)
+        status = exec_sql(db, "COMMIT", "committing a migration");
+    if (status != CS_OK)
+        sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+    return status;
+}
+
+cs_status cs_db_migrate(cs_db *db)
+{
+    int version = 0;
+    cs_status status;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (db->flags & CS_OPEN_READONLY)
+        return cs_fail(db, CS_INVALID, "%s: opened read-only, cannot migrate", db->path);
+    status = check_schema(db);
+    if (status == CS_OK)
+        status = cs_db_schema_version(db, &version);
+    for (size_t i = 0; status == CS_OK && i < MIGRATION_COUNT; i++)
+        if (migrations[i].version > version)
+            status = apply_migration(db, &migrations[i]);
+    if (status == CS_OK)
+        align_sidecar_files(db);
+    return status;
+}
+
+/* ---- transactions, change log, generation -------------------------------- */
+
+static void remember_os_user(cs_db *db)
+{
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    uid_t uid = geteuid();
+
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+        snprintf(db->user, sizeof(db->user), "%s", found->pw_name);
+    else
+        snprintf(db->user, sizeof(db->user), "%lu", (unsigned long)uid);
+}
+
+cs_status cs_db_begin(cs_db *db, const char *command)
+{
+    cs_status status;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (db->flags & CS_OPEN_READONLY)
+        return cs_fail(db, CS_INVALID, "%s: opened read-only", db->path);
+    if (db->in_write)
+        return cs_fail(db, CS_INVALID, "a transaction is already open");
+    status = exec_simple(db, STMT_BEGIN_WRITE, "starting a transaction");
+    if (status != CS_OK)
+        return status;
+    snprintf(db->command, sizeof(db->command), "%s", command ? command : "");
+    remember_os_user(db);
+    db->in_write = 1;
+    return CS_OK;
+}
+
+cs_status cs_db_commit(cs_db *db)
+{
+    cs_status status;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (!db->in_write)
+        return cs_fail(db, CS_INVALID, "no transaction is open");
+    status = exec_simple(db, STMT_COMMIT, "committing");
+    if (status != CS_OK) {
+        cs_db_rollback(db);
+        return status;
+    }
+    db->in_write = 0;
+    return CS_OK;
+}
+
+void cs_db_rollback(cs_db *db)
+{
+    if (db == NULL || db->sql == NULL)
+        return;
+    /* Reset every statement first: an active one would keep the transaction. */
+    for (int i = 0; i < STMT_COUNT; i++)
+        if (db->stmts[i] != NULL)
+            sqlite3_reset(db->stmts[i]);
+    if (!sqlite3_get_autocommit(db->sql))
+        sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+    db->in_write = 0;
+}
+
+cs_status cs_require_write(cs_db *db)
+{
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (!db->in_write)
+        return cs_fail(db, CS_INVALID, "changes need a transaction (cs_db_begin)");
+    return CS_OK;
+}
+
+cs_status cs_log_change(cs_db *db, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_CHANGE_ADD);
+
+    if (stmt == NULL)
+        return CS_ERR;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    sqlite3_bind_int64(stmt, 1, cs_now());
+    sqlite3_bind_text(stmt, 2, db->user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, db->command, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, detail, -1, SQLITE_TRANSIENT);
+    return cs_stmt_exec(db, stmt, "writing the change log");
+}
+
+cs_status cs_generation_bump(cs_db *db)
+{
+    return exec_simple(db, STMT_GENERATION_BUMP, "bumping the policy generation");
+}
+
+cs_status cs_db_generation(cs_db *db, int64_t *generation)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if ((stmt = cs_stmt(db, STMT_GENERATION_GET)) == NULL)
+        return CS_ERR;
+    rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW) {
+        cs_status status = rc == SQLITE_DONE
+                               ? cs_fail(db, CS_ERR, "%s: policy generation missing", db->path)
+                               : cs_sql_fail(db, "reading the policy generation");
+
+        sqlite3_reset(stmt);
+        return status;
+    }
+    *generation = sqlite3_column_int64(stmt, 0);
+    sqlite3_reset(stmt);
+    return CS_OK;
+}
+
+cs_status cs_change_foreach(cs_db *db, int64_t since, cs_change_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if ((stmt = cs_stmt(db, STMT_CHANGE_LIST)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int64(stmt, 1, since == CS_TIME_NONE ? INT64_MIN : since);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        cs_change change = {
+            .id = sqlite3_column_int64(stmt, 0),
+            .time = sqlite3_column_int64(stmt, 1),
+            .user = (const char *)sqlite3_column_text(stmt, 2),
+            .command = (const char *)sqlite3_column_text(stmt, 3),
+            .detail = (const char *)sqlite3_column_text(stmt, 4),
+        };
+        if (cb(&change, arg) != 0) {
+            sqlite3_reset(stmt);
+            return CS_OK;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        cs_status status = cs_sql_fail(db, "reading the change log");
+
+        sqlite3_reset(stmt);
+        return status;
+    }
+    sqlite3_reset(stmt);
+    return CS_OK;
+}
+
+/* ---- statistics ----------------------------------------------------------- */
+
+static cs_status stats_totals(cs_db *db, cs_stats *out)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_STATS);
+
+    if (stmt == NULL)
+        return CS_ERR;
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        cs_status status = cs_sql_fail(db, "counting");
+
+        sqlite3_reset(stmt);
+        return status;
+    }
+    out->pins = sqlite3_column_int64(stmt, 0);
+    out->pins_enabled = sqlite3_column_int64(stmt, 1);
+    out->accounts = sqlite3_column_int64(stmt, 2);
+    out->accounts_enabled = sqlite3_column_int64(stmt, 3);
+    out->mappings = sqlite3_column_int64(stmt, 4);
+    out->mappings_enabled = sqlite3_column_int64(stmt, 5);
+    out->generation = sqlite3_column_int64(stmt, 6);
+    sqlite3_reset(stmt);
+    return CS_OK;
+}
+
+static cs_status stats_by_kind(cs_db *db, cs_stats *out)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_STATS_BY_KIND);
+    int rc;
+
+    if (stmt == NULL)
+        return CS_ERR;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        int kind = sqlite3_column_int(stmt, 0);
+
+        if (kind >= 0 && kind < CS_KIND_COUNT)
+            out->by_kind[kind] = sqlite3_column_int64(stmt, 1);
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "counting mappings");
+}
+
+cs_status cs_stats_get(cs_db *db, cs_stats *out)
+{
+    cs_status status;
+    int own_txn;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    memset(out, 0, sizeof(*out));
+    /* One snapshot, so the numbers agree with each other. */
+    own_txn = sqlite3_get_autocommit(db->sql);
+    if (own_txn && (status = exec_simple(db, STMT_BEGIN_READ, "starting a read")) != CS_OK)
+        return status;
+    status = cs_db_schema_version(db, &out->schema_version);
+    if (status == CS_OK)
+        status = stats_totals(db, out);
+    if (status == CS_OK)
+        status = stats_by_kind(db, out);
+    if (own_txn)
+        sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
+    return status;
+}

@@ -1,0 +1,791 @@
+/*
+ * Bulk import of mappings from CSV (RFC 4180, header row) or JSON lines.
+ *
+ * The parser is a pure function of its input (cs_import_parse) so it can be
+ * fuzzed; cs_import feeds its rows into the caller's transaction.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cs_internal.h"
+
+#define RECORD_MAX 65536 /* bytes of one record (CSV) or line (JSON) */
+#define PROGRESS_EVERY 10000
+
+typedef enum {
+    COL_KIND,
+    COL_KEY,
+    COL_ACCOUNT,
+    COL_NOT_BEFORE,
+    COL_NOT_AFTER,
+    COL_NOTE,
+    COL_PIN,
+    COL_COUNT
+} column;
+
+static const char *const column_names[COL_COUNT] = {
+    "kind", "key", "account", "not_before", "not_after", "note", "pin",
+};
+
+#define CSV_FIELDS_MAX COL_COUNT
+
+/* ---- the byte source: a buffer or a stream --------------------------------- */
+
+typedef struct {
+    FILE *fp;
+    const unsigned char *buf;
+    size_t len, pos;
+    int64_t line; /* 1-based physical line of the next byte */
+    int peeked;   /* -2: none */
+} byte_source;
+
+static int src_next(byte_source *s)
+{
+    int c;
+
+    if (s->peeked != -2) {
+        c = s->peeked;
+        s->peeked = -2;
+    } else if (s->fp != NULL) {
+        c = getc_unlocked(s->fp);
+        if (c == EOF)
+            c = -1;
+    } else {
+        c = s->pos < s->len ? s->buf[s->pos++] : -1;
+    }
+    if (c == '\n')
+        s->line++;
+    return c;
+}
+
+static int src_peek(byte_source *s)
+{
+    if (s->peeked == -2) {
+        int64_t line = s->line;
+
+        s->peeked = src_next(s);
+        s->line = line; /* counted when really consumed */
+    }
+    return s->peeked;
+}
+
+/* ---- parser state ---------------------------------------------------------- */
+
+typedef struct {
+    byte_source src;
+    cs_import_format fmt;
+    char *text;   /* record bytes, NUL-separated fields */
+    size_t used;
+    const char *values[COL_COUNT]; /* the current row, NULL when absent */
+    column csv_columns[CSV_FIELDS_MAX];
+    size_t csv_column_count;
+    int64_t record_line;
+    char *msg;
+    size_t msglen;
+} parser;
+
+static cs_status parse_error(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static cs_status parse_error(parser *p, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    snprintf(p->msg, p->msglen, "line %lld: %s", (long long)p->record_line, text);
+    return CS_INVALID;
+}
+
+/* A value fit for an error line: bounded, control bytes shown as '?'. */
+static const char *printable(const char *value, char buf[48])
+{
+    size_t i = 0;
+
+    for (; value[i] != '\0' && i < 40; i++)
+        buf[i] = (unsigned char)value[i] < 0x20 || value[i] == 0x7f ? '?' : value[i];
+    if (value[i] != '\0' && i >= 3)
+        memcpy(buf + i - 3, "...", 3);
+    buf[i] = '\0';
+    return buf;
+}
+
+static int append_byte(parser *p, int c)
+{
+    if (p->used + 1 >= RECORD_MAX)
+        return 0;
+    p->text[p->used++] = (char)c;
+    return 1;
+}
+
+static int column_by_name(const char *name, column *out)
+{
+    for (int c = 0; c < COL_COUNT; c++) {
+        if (strcmp(name, column_names[c]) == 0) {
+            *out = (column)c;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- CSV -------------------------------------------------------------------- */
+
+typedef enum { RECORD_OK, RECORD_EOF, RECORD_BAD } record_status;
+
+/* After a field: ',' continues, EOL/EOF ends the record. 1 more fields, 0 end, -1 bad. */
+static int csv_field_end(parser *p, int c)
+{
+    if (c == ',')
+        return 1;
+    if (c == '\n' || c == -1)
+        return 0;
+    if (c == '\r' && src_peek(&p->src) == '\n') {
+        src_next(&p->src);
+        return 0;
+    }
+    return -1;
+}
+
+static int csv_quoted_field(parser *p)
+{
+    for (;;) {
+        int c = src_next(&p->src);
+
+        if (c == -1) {
+            parse_error(p, "unterminated quoted field");
+            return -1;
+        }
+        if (c == '"') {
+            if (src_peek(&p->src) != '"') {
+                int end = csv_field_end(p, src_next(&p->src));
+
+                if (end < 0)
+                    parse_error(p, "unexpected character after a closing quote");
+                return end;
+            }
+            src_next(&p->src);
+        }
+        if (c == '\0' || !append_byte(p, c)) {
+            parse_error(p, c == '\0' ? "NUL byte in the input" : "record longer than %d bytes",
+                        RECORD_MAX);
+            return -1;
+        }
+    }
+}
+
+static int csv_plain_field(parser *p, int c)
+{
+    for (;; c = src_next(&p->src)) {
+        int end;
+
+        if (c == ',' || c == '\n' || c == '\r' || c == -1) {
+            end = csv_field_end(p, c);
+            if (end < 0)
+                parse_error(p, "carriage return without a line feed");
+            return end;
+        }
+        if (c == '"') {
+            parse_error(p, "quote inside an unquoted field");
+            return -1;
+        }
+        if (c == '\0' || !append_byte(p, c)) {
+            parse_error(p, c == '\0' ? "NUL byte in the input" : "record longer than %d bytes",
+                        RECORD_MAX);
+            return -1;
+        }
+    }
+}
+
+/* Fields of one record into fields[]; *count 0 for an empty line. */
+static record_status csv_record(parser *p, const char *fields[CSV_FIELDS_MAX + 1], size_t *count)
+{
+    int c = src_next(&p->src), more = 1;
+
+    p->used = 0;
+    *count = 0;
+    p->record_line = p->src.line - (c == '\n');
+    if (c == -1)
+        return RECORD_EOF;
+    if (c == '\n' || (c == '\r' && src_peek(&p->src) == '\n' && src_next(&p->src) == '\n'))
+        return RECORD_OK;
+    while (more > 0) {
+        size_t start = p->used;
+
+        if (*count >= CSV_FIELDS_MAX + 1) {
+            parse_error(p, "too many fields");
+            return RECORD_BAD;
+        }
+        if (*count > 0)
+            c = src_next(&p->src);
+        more = c == '"' ? csv_quoted_field(p) : csv_plain_field(p, c);
+        if (more < 0)
+            return RECORD_BAD;
+        p->text[p->used++] = '\0';
+        fields[(*count)++] = p->text + start;
+    }
+    return RECORD_OK;
+}
+
+static cs_status csv_header(parser *p)
+{
+    const char *fields[CSV_FIELDS_MAX + 1];
+    size_t count = 0;
+    int seen[COL_COUNT] = {0};
+    record_status rs;
+
+    do
+        rs = csv_record(p, fields, &count);
+    while (rs == RECORD_OK && count == 0);
+    if (rs == RECORD_BAD)
+        return CS_INVALID;
+    if (rs == RECORD_EOF)
+        return parse_error(p, "no header row (kind,key,account)");
+    if (count > CSV_FIELDS_MAX)
+        return parse_error(p, "too many columns in the header");
+    for (size_t i = 0; i < count; i++) {
+        char shown[48];
+        column col;
+        /* A UTF-8 byte order mark is not part of the first name. */
+        const char *name = i == 0 && strncmp(fields[0], "\xef\xbb\xbf", 3) == 0 ? fields[0] + 3
+                                                                                 : fields[i];
+
+        if (!column_by_name(name, &col))
+            return parse_error(p, "unknown column '%s'", printable(name, shown));
+        if (seen[col]++)
+            return parse_error(p, "column '%s' given twice", column_names[col]);
+        p->csv_columns[i] = col;
+    }
+    p->csv_column_count = count;
+    for (int c = COL_KIND; c <= COL_ACCOUNT; c++)
+        if (!seen[c])
+            return parse_error(p, "missing column '%s'", column_names[c]);
+    return CS_OK;
+}
+
+/* Next data row into p->values; CS_NOTFOUND at the end. */
+static cs_status csv_row(parser *p)
+{
+    const char *fields[CSV_FIELDS_MAX + 1];
+    size_t count = 0;
+    record_status rs;
+
+    do
+        rs = csv_record(p, fields, &count);
+    while (rs == RECORD_OK && count == 0);
+    if (rs == RECORD_EOF)
+        return CS_NOTFOUND;
+    if (rs == RECORD_BAD)
+        return CS_INVALID;
+    if (count != p->csv_column_count)
+        return parse_error(p, "expected %zu fields, found %zu", p->csv_column_count, count);
+    memset(p->values, 0, sizeof(p->values));
+    for (size_t i = 0; i < count; i++)
+        p->values[p->csv_columns[i]] = fields[i];
+    return CS_OK;
+}
+
+/* ---- JSON lines ----------------------------------------------------------- */
+
+typedef struct {
+    const char *s, *end;
+} json_cursor;
+
+static void json_ws(json_cursor *j)
+{
+    while (j->s < j->end && (*j->s == ' ' || *j->s == '\t' || *j->s == '\r'))
+        j->s++;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static size_t utf8_encode(unsigned cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* \uXXXX (with a following low surrogate when needed); advances j->s past it. */
+static int json_unicode_escape(json_cursor *j, unsigned *cp)
+{
+    unsigned low;
+
+    if (j->end - j->s < 4 || !hex4(j->s, cp))
+        return 0;
+    j->s += 4;
+    if (*cp >= 0xdc00 && *cp <= 0xdfff)
+        return 0;
+    if (*cp >= 0xd800 && *cp <= 0xdbff) {
+        if (j->end - j->s < 6 || j->s[0] != '\\' || j->s[1] != 'u' || !hex4(j->s + 2, &low)
+            || low < 0xdc00 || low > 0xdfff)
+            return 0;
+        j->s += 6;
+        *cp = 0x10000 + ((*cp - 0xd800) << 10) + (low - 0xdc00);
+    }
+    return *cp != 0; /* NUL cannot live in a C string */
+}
+
+static int json_simple_escape(char c, char *out)
+{
+    static const char from[] = "\"\\/bfnrt";
+    static const char to[] = "\"\\/\b\f\n\r\t";
+    const char *hit = c ? strchr(from, c) : NULL;
+
+    if (hit == NULL)
+        return 0;
+    *out = to[hit - from];
+    return 1;
+}
+
+/* A JSON string at j->s into p->text; its start in *out. */
+static int json_string(parser *p, json_cursor *j, const char **out)
+{
+    size_t start = p->used;
+
+    if (j->s >= j->end || *j->s != '"')
+        return 0;
+    for (j->s++; j->s < j->end && *j->s != '"';) {
+        char c = *j->s++;
+        char enc[4];
+        size_t n = 1;
+        unsigned cp;
+
+        if ((unsigned char)c < 0x20)
+            return 0;
+        enc[0] = c;
+        if (c == '\\') {
+            if (j->s >= j->end)
+                return 0;
+            c = *j->s++;
+            if (c == 'u') {
+                if (!json_unicode_escape(j, &cp))
+                    return 0;
+                n = utf8_encode(cp, enc);
+            } else if (!json_simple_escape(c, enc)) {
+                return 0;
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (!append_byte(p, enc[i]))
+                return 0;
+    }
+    if (j->s >= j->end)
+        return 0;
+    j->s++;
+    p->text[p->used++] = '\0';
+    *out = p->text + start;
+    return 1;
+}
+
+static cs_status json_member(parser *p, json_cursor *j)
+{
+    const char *name = NULL, *value = NULL;
+    char shown[48];
+    column col;
+
+    if (!json_string(p, j, &name))
+        return parse_error(p, "expected a field name in double quotes");
+    json_ws(j);
+    if (j->s >= j->end || *j->s++ != ':')
+        return parse_error(p, "expected ':' after a field name");
+    json_ws(j);
+    if (j->s < j->end && *j->s != '"')
+        return parse_error(p, "field '%s': values must be strings", printable(name, shown));
+    if (!json_string(p, j, &value))
+        return parse_error(p, "bad string value for field '%s'", printable(name, shown));
+    if (!column_by_name(name, &col))
+        return parse_error(p, "unknown field '%s'", printable(name, shown));
+    if (p->values[col] != NULL)
+        return parse_error(p, "field '%s' given twice", column_names[col]);
+    p->values[col] = value;
+    return CS_OK;
+}
+
+static cs_status json_object(parser *p, const char *line, size_t len)
+{
+    json_cursor j = {line, line + len};
+    cs_status status;
+
+    memset(p->values, 0, sizeof(p->values));
+    json_ws(&j);
+    if (j.s >= j.end || *j.s++ != '{')
+        return parse_error(p, "expected a JSON object");
+    json_ws(&j);
+    if (j.s < j.end && *j.s == '}') {
+        j.s++;
+    } else {
+        for (;;) {
+            if ((status = json_member(p, &j)) != CS_OK)
+                return status;
+            json_ws(&j);
+            if (j.s < j.end && *j.s == ',') {
+                j.s++;
+                json_ws(&j);
+                continue;
+            }
+            if (j.s < j.end && *j.s == '}') {
+                j.s++;
+                break;
+            }
+            return parse_error(p, "expected ',' or '}'");
+        }
+    }
+    json_ws(&j);
+    if (j.s != j.end)
+        return parse_error(p, "unexpected text after the object");
+    return CS_OK;
+}
+
+static int is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* One line of JSON into p->values; CS_NOTFOUND at the end. */
+static cs_status json_row(parser *p, char *line)
+{
+    for (;;) {
+        size_t len = 0;
+        int c = src_next(&p->src);
+
+        if (c == -1)
+            return CS_NOTFOUND;
+        p->record_line = p->src.line - (c == '\n');
+        for (; c != '\n' && c != -1; c = src_next(&p->src)) {
+            if (c == '\0')
+                return parse_error(p, "NUL byte in the input");
+            if (len + 1 >= RECORD_MAX)
+                return parse_error(p, "line longer than %d bytes", RECORD_MAX);
+            line[len++] = (char)c;
+        }
+        if (is_blank(line, len))
+            continue;
+        p->used = 0;
+        return json_object(p, line, len);
+    }
+}
+
+/* ---- rows into mapping specs ---------------------------------------------- */
+
+static cs_status time_value(parser *p, column col, int64_t *out)
+{
+    const char *v = p->values[col];
+    char shown[48];
+
+    *out = CS_TIME_NONE;
+    if (v == NULL || v[0] == '\0')
+        return CS_OK;
+    if (!cs_time_parse(v, out))
+        return parse_error(p, "bad %s '%s' (YYYY-MM-DD or RFC 3339)", column_names[col],
+                           printable(v, shown));
+    return CS_OK;
+}
+
+static cs_status row_to_spec(parser *p, cs_mapping_spec *spec, char pin_hex[CS_FP_HEX_LEN + 1])
+{
+    const char **v = p->values;
+    char shown[48];
+    cs_status status;
+
+    memset(spec, 0, sizeof(*spec));
+    for (int c = COL_KIND; c <= COL_ACCOUNT; c++)
+        if (v[c] == NULL || v[c][0] == '\0')
+            return parse_error(p, "missing %s", column_names[c]);
+    if (!cs_kind_parse(v[COL_KIND], &spec->kind))
+        return parse_error(p, "unknown kind '%s'", printable(v[COL_KIND], shown));
+    if (!cs_key_parse(spec->kind, v[COL_KEY], &spec->key))
+        return parse_error(p, "bad %s key '%s'", cs_kind_name(spec->kind),
+                           printable(v[COL_KEY], shown));
+    if (!cs_account_name_valid(v[COL_ACCOUNT]))
+        return parse_error(p, "invalid account name '%s'", printable(v[COL_ACCOUNT], shown));
+    spec->account = v[COL_ACCOUNT];
+    if ((status = time_value(p, COL_NOT_BEFORE, &spec->not_before)) != CS_OK
+        || (status = time_value(p, COL_NOT_AFTER, &spec->not_after)) != CS_OK)
+        return status;
+    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE
+        && spec->not_before > spec->not_after)
+        return parse_error(p, "not_before is after not_after");
+    if (v[COL_NOTE] != NULL && strlen(v[COL_NOTE]) > CS_NOTE_MAX)
+        return parse_error(p, "note longer than %d bytes", CS_NOTE_MAX);
+    spec->note = v[COL_NOTE] && v[COL_NOTE][0] ? v[COL_NOTE] : NULL;
+    if (v[COL_PIN] != NULL && v[COL_PIN][0] != '\0') {
+        if (!cs_fp_normalise(v[COL_PIN], pin_hex))
+            return parse_error(p, "bad pin fingerprint '%s'", printable(v[COL_PIN], shown));
+        spec->pin_fp = pin_hex;
+    }
+    spec->cert_not_after = CS_TIME_NONE;
+    return CS_OK;
+}
+
+/* First non-space byte '{' means JSON lines. */
+static cs_import_format detect_format(byte_source *s)
+{
+    const unsigned char *p;
+
+    if (s->fp == NULL) {
+        for (p = s->buf; p < s->buf + s->len; p++)
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                return *p == '{' ? CS_IMPORT_JSONL : CS_IMPORT_CSV;
+        return CS_IMPORT_CSV;
+    }
+    for (;;) {
+        int c = src_peek(s);
+
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            src_next(s);
+            continue;
+        }
+        return c == '{' ? CS_IMPORT_JSONL : CS_IMPORT_CSV;
+    }
+}
+
+typedef cs_status (*row_sink)(const cs_mapping_spec *spec, int64_t line, void *arg);
+
+static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink, void *arg,
+                           int64_t *bad_line, char *msg, size_t msglen)
+{
+    parser p = {.src = *src, .msg = msg, .msglen = msglen};
+    char *line = NULL;
+    cs_status status = CS_OK;
+
+    p.src.peeked = -2;
+    p.src.line = 1;
+    p.text = malloc(RECORD_MAX);
+    if (fmt == CS_IMPORT_AUTO)
+        fmt = detect_format(&p.src);
+    if (fmt == CS_IMPORT_JSONL)
+        line = malloc(RECORD_MAX);
+    if (p.text == NULL || (fmt == CS_IMPORT_JSONL && line == NULL)) {
+        snprintf(msg, msglen, "out of memory");
+        status = CS_ERR;
+    } else if (fmt == CS_IMPORT_CSV) {
+        status = csv_header(&p);
+    }
+    while (status == CS_OK) {
+        cs_mapping_spec spec;
+        char pin_hex[CS_FP_HEX_LEN + 1];
+
+        status = fmt == CS_IMPORT_CSV ? csv_row(&p) : json_row(&p, line);
+        if (status == CS_NOTFOUND) {
+            status = CS_OK;
+            break;
+        }
+        if (status == CS_OK)
+            status = row_to_spec(&p, &spec, pin_hex);
+        if (status == CS_OK && (status = sink(&spec, p.record_line, arg)) != CS_OK)
+            break;
+    }
+    if (status != CS_OK && bad_line != NULL)
+        *bad_line = p.record_line;
+    free(line);
+    free(p.text);
+    return status;
+}
+
+cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt,
+                          cs_import_row_cb cb, void *arg, int64_t *bad_line, char *msg,
+                          size_t msglen)
+{
+    byte_source src = {.buf = data, .len = len};
+    char fallback[8];
+    cs_status status;
+
+    if (msg == NULL || msglen == 0) {
+        msg = fallback;
+        msglen = sizeof(fallback);
+    }
+    msg[0] = '\0';
+    if (bad_line != NULL)
+        *bad_line = 0;
+    status = parse_all(&src, fmt, cb, arg, bad_line, msg, msglen);
+    if (status != CS_OK && msg[0] == '\0' && bad_line != NULL)
+        snprintf(msg, msglen, "line %lld: rejected", (long long)*bad_line);
+    return status;
+}
+
+/* ---- into the database ----------------------------------------------------- */
+
+/* Account name -> id, so a million rows do not mean a million lookups. */
+typedef struct {
+    char *name;
+    int64_t id;
+} cache_slot;
+
+typedef struct {
+    cs_db *db;
+    cache_slot *slots;
+    size_t cap, used;
+    cs_import_result *result;
+    void (*progress)(int64_t rows, void *arg);
+    void *progress_arg;
+} import_ctx;
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static cache_slot *cache_find(import_ctx *ctx, const char *name)
+{
+    size_t i = (size_t)name_hash(name) & (ctx->cap - 1);
+
+    while (ctx->slots[i].name != NULL && strcmp(ctx->slots[i].name, name) != 0)
+        i = (i + 1) & (ctx->cap - 1);
+    return &ctx->slots[i];
+}
+
+static int cache_grow(import_ctx *ctx)
+{
+    size_t old_cap = ctx->cap;
+    cache_slot *old = ctx->slots;
+
+    ctx->cap = old_cap ? old_cap * 2 : 1024;
+    ctx->slots = calloc(ctx->cap, sizeof(*ctx->slots));
+    if (ctx->slots == NULL) {
+        ctx->slots = old;
+        ctx->cap = old_cap;
+        return 0;
+    }
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].name != NULL)
+            *cache_find(ctx, old[i].name) = old[i];
+    free(old);
+    return 1;
+}
+
+static void cache_free(import_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->cap; i++)
+        free(ctx->slots[i].name);
+    free(ctx->slots);
+}
+
+static cs_status cache_put(import_ctx *ctx, const char *name, int64_t id)
+{
+    cache_slot *slot;
+
+    if ((ctx->used + 1) * 2 > ctx->cap && !cache_grow(ctx))
+        return cs_fail(ctx->db, CS_ERR, "out of memory");
+    slot = cache_find(ctx, name);
+    if ((slot->name = strdup(name)) == NULL)
+        return cs_fail(ctx->db, CS_ERR, "out of memory");
+    slot->id = id;
+    ctx->used++;
+    return CS_OK;
+}
+
+static cs_status account_for_row(import_ctx *ctx, const char *name, int64_t *id)
+{
+    cache_slot *slot = ctx->cap ? cache_find(ctx, name) : NULL;
+    cs_status status;
+
+    if (slot != NULL && slot->name != NULL) {
+        *id = slot->id;
+        return CS_OK;
+    }
+    status = cs_account_id(ctx->db, name, id);
+    if (status == CS_NOTFOUND) {
+        status = cs_account_insert(ctx->db, name, NULL, id);
+        if (status == CS_OK)
+            ctx->result->accounts_created++;
+    }
+    return status == CS_OK ? cache_put(ctx, name, *id) : status;
+}
+
+static cs_status import_row(const cs_mapping_spec *spec, int64_t line, void *arg)
+{
+    import_ctx *ctx = arg;
+    int64_t account_id = 0;
+    cs_status status = account_for_row(ctx, spec->account, &account_id);
+
+    if (status == CS_OK)
+        status = cs_mapping_insert(ctx->db, spec, account_id, NULL);
+    if (status == CS_EXISTS)
+        status = CS_INVALID;
+    if (status != CS_OK)
+        return status;
+    if (++ctx->result->rows % PROGRESS_EVERY == 0 && ctx->progress != NULL)
+        ctx->progress(ctx->result->rows, ctx->progress_arg);
+    return CS_OK;
+}
+
+cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
+                    void (*progress)(int64_t rows, void *arg), void *arg)
+{
+    cs_import_result local;
+    import_ctx ctx = {.db = db, .progress = progress, .progress_arg = arg};
+    byte_source src = {.fp = in};
+    char msg[sizeof(db->errmsg)];
+    cs_status status = cs_require_write(db);
+
+    if (result == NULL)
+        result = &local;
+    memset(result, 0, sizeof(*result));
+    ctx.result = result;
+    if (status != CS_OK)
+        return status;
+    if (in == NULL)
+        return cs_fail(db, CS_INVALID, "no input");
+    msg[0] = '\0';
+    db->errmsg[0] = '\0';
+    status = parse_all(&src, fmt, import_row, &ctx, &result->bad_line, msg, sizeof(msg));
+    cache_free(&ctx);
+    if (status == CS_OK && ferror(in))
+        status = cs_fail(db, CS_ERR, "reading the input failed");
+    if (status != CS_OK) {
+        /* A database complaint about a row is still that row's fault. */
+        if (msg[0] == '\0')
+            snprintf(msg, sizeof(msg), "line %lld: %.400s", (long long)result->bad_line,
+                     db->errmsg);
+        cs_fail(db, status == CS_BUSY || status == CS_ERR ? status : CS_INVALID, "%s", msg);
+        return status == CS_BUSY || status == CS_ERR ? status : CS_INVALID;
+    }
+    return cs_log_change(db, "import rows=%lld accounts_created=%lld", (long long)result->rows,
+                         (long long)result->accounts_created);
+}

@@ -1,0 +1,368 @@
+/*
+ * Mappings: certificate key of one kind -> account.
+ */
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cs_internal.h"
+
+#define SHA256_LEN 32
+
+static int key_length_ok(cs_kind kind, size_t len)
+{
+    switch (kind) {
+    case CS_KIND_CERT:
+    case CS_KIND_SPKI:
+        return len == SHA256_LEN;
+    case CS_KIND_ISSUER_SERIAL:
+        return len >= SHA256_LEN && len <= CS_KEY_MAX;
+    case CS_KIND_SKI:
+        return len >= 1 && len <= CS_KEY_MAX;
+    case CS_KIND_COUNT:
+        break;
+    }
+    return 0;
+}
+
+cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pin_hex)
+{
+    pin_hex[0] = '\0';
+    if ((int)spec->kind < 0 || spec->kind >= CS_KIND_COUNT)
+        return cs_fail(db, CS_INVALID, "unknown mapping kind %d", (int)spec->kind);
+    if (!key_length_ok(spec->kind, spec->key.len))
+        return cs_fail(db, CS_INVALID, "a %s key cannot be %zu bytes long",
+                       cs_kind_name(spec->kind), spec->key.len);
+    if (!cs_account_name_valid(spec->account))
+        return cs_fail(db, CS_INVALID,
+                       "invalid account name: 1 to %d bytes of UTF-8 without control characters",
+                       CS_ACCOUNT_MAX);
+    if (spec->note != NULL && strlen(spec->note) > CS_NOTE_MAX)
+        return cs_fail(db, CS_INVALID, "note longer than %d bytes", CS_NOTE_MAX);
+    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE
+        && spec->not_before > spec->not_after)
+        return cs_fail(db, CS_INVALID, "not-before is after not-after");
+    if (spec->pin_fp != NULL && spec->pin_fp[0] != '\0' && !cs_fp_normalise(spec->pin_fp, pin_hex))
+        return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
+                       spec->pin_fp);
+    return CS_OK;
+}
+
+int cs_bind_time(sqlite3_stmt *stmt, int index, int64_t t)
+{
+    if (t == CS_TIME_NONE)
+        return sqlite3_bind_null(stmt, index);
+    return sqlite3_bind_int64(stmt, index, t);
+}
+
+int cs_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *text)
+{
+    if (text == NULL || text[0] == '\0')
+        return sqlite3_bind_null(stmt, index);
+    return sqlite3_bind_text(stmt, index, text, -1, SQLITE_STATIC);
+}
+
+int64_t cs_column_time(sqlite3_stmt *stmt, int col)
+{
+    if (sqlite3_column_type(stmt, col) == SQLITE_NULL)
+        return CS_TIME_NONE;
+    return sqlite3_column_int64(stmt, col);
+}
+
+cs_status cs_mapping_insert(cs_db *db, const cs_mapping_spec *spec, int64_t account_id,
+                            int64_t *id_out)
+{
+    char pin_hex[CS_FP_HEX_LEN + 1];
+    sqlite3_stmt *stmt;
+    int rc;
+    cs_status status = cs_mapping_spec_check(db, spec, pin_hex);
+
+    if (status != CS_OK)
+        return status;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_ADD)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int(stmt, 1, (int)spec->kind);
+    sqlite3_bind_blob(stmt, 2, spec->key.bytes, (int)spec->key.len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, account_id);
+    cs_bind_text_or_null(stmt, 4, pin_hex);
+    cs_bind_time(stmt, 5, spec->not_before);
+    cs_bind_time(stmt, 6, spec->not_after);
+    cs_bind_text_or_null(stmt, 7, spec->note);
+    sqlite3_bind_int64(stmt, 8, cs_now());
+    cs_bind_time(stmt, 9, spec->cert_not_after);
+    if (spec->have_sha1)
+        sqlite3_bind_blob(stmt, 10, spec->sha1, sizeof(spec->sha1), SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE) {
+        if (id_out != NULL)
+            *id_out = sqlite3_last_insert_rowid(db->sql);
+        return CS_OK;
+    }
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        char key[48];
+
+        cs_key_abbrev(spec->kind, &spec->key, key, sizeof(key));
+        return cs_fail(db, CS_EXISTS, "a %s mapping for %s already exists",
+                       cs_kind_name(spec->kind), key);
+    }
+    return cs_sql_fail(db, "adding the mapping");
+}
+
+cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_kind kind)
+{
+    unsigned int sha1_len = 0;
+    int ok = 0;
+    int64_t not_after;
+    cs_status status = cs_key_from_cert(leaf, kind, &spec->key);
+
+    if (status != CS_OK)
+        return status;
+    spec->kind = kind;
+    not_after = cs_asn1_time_to_unix(X509_get0_notAfter(leaf), &ok);
+    spec->cert_not_after = ok ? not_after : CS_TIME_NONE;
+    spec->have_sha1 = X509_digest(leaf, EVP_sha1(), spec->sha1, &sha1_len) == 1
+                      && sha1_len == sizeof(spec->sha1);
+    return CS_OK;
+}
+
+cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_account,
+                         int64_t *id_out)
+{
+    char key[48], pin_hex[CS_FP_HEX_LEN + 1];
+    int64_t account_id = 0, id = 0;
+    cs_status status = cs_require_write(db);
+
+    if (status == CS_OK && spec == NULL)
+        status = cs_fail(db, CS_INVALID, "no mapping given");
+    if (status == CS_OK)
+        status = cs_mapping_spec_check(db, spec, pin_hex);
+    if (status == CS_OK)
+        status = cs_account_id(db, spec->account, &account_id);
+    if (status == CS_NOTFOUND && create_account) {
+        status = cs_account_insert(db, spec->account, NULL, &account_id);
+        if (status == CS_OK)
+            status = cs_log_change(db, "account add name=%s", spec->account);
+    }
+    if (status == CS_OK)
+        status = cs_mapping_insert(db, spec, account_id, &id);
+    if (status != CS_OK)
+        return status;
+    cs_key_abbrev(spec->kind, &spec->key, key, sizeof(key));
+    status = cs_log_change(db, "map add id=%lld kind=%s key=%s account=%s%s%s", (long long)id,
+                           cs_kind_name(spec->kind), key, spec->account,
+                           pin_hex[0] ? " pin=" : "", pin_hex);
+    if (status == CS_OK && id_out != NULL)
+        *id_out = id;
+    return status;
+}
+
+/* What a mapping ref points at, enough to change it and to log it. */
+typedef struct {
+    int64_t id;
+    cs_kind kind;
+    cs_key key;
+    char account[CS_ACCOUNT_MAX + 1];
+    int enabled;
+    int64_t not_before, not_after;
+} found_mapping;
+
+static cs_status find_mapping(cs_db *db, const cs_mapping_ref *ref, found_mapping *out)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (ref == NULL)
+        return cs_fail(db, CS_INVALID, "no mapping given");
+    if (ref->id <= 0 && !key_length_ok(ref->kind, ref->key.len))
+        return cs_fail(db, CS_INVALID, "no mapping id or valid key given");
+    stmt = cs_stmt(db, ref->id > 0 ? STMT_MAPPING_FIND_ID : STMT_MAPPING_FIND_KEY);
+    if (stmt == NULL)
+        return CS_ERR;
+    if (ref->id > 0) {
+        sqlite3_bind_int64(stmt, 1, ref->id);
+    } else {
+        sqlite3_bind_int(stmt, 1, (int)ref->kind);
+        sqlite3_bind_blob(stmt, 2, ref->key.bytes, (int)ref->key.len, SQLITE_STATIC);
+    }
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const void *key = sqlite3_column_blob(stmt, 2);
+        int key_len = sqlite3_column_bytes(stmt, 2);
+        const unsigned char *account = sqlite3_column_text(stmt, 3);
+
+        out->id = sqlite3_column_int64(stmt, 0);
+        out->kind = (cs_kind)sqlite3_column_int(stmt, 1);
+        out->key.len = key_len > 0 && key_len <= CS_KEY_MAX ? (size_t)key_len : 0;
+        if (out->key.len > 0)
+            memcpy(out->key.bytes, key, out->key.len);
+        snprintf(out->account, sizeof(out->account), "%s", account ? (const char *)account : "");
+        out->enabled = sqlite3_column_int(stmt, 4) != 0;
+        out->not_before = cs_column_time(stmt, 5);
+        out->not_after = cs_column_time(stmt, 6);
+    }
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE) {
+        if (ref->id > 0)
+            return cs_fail(db, CS_NOTFOUND, "no mapping with id %lld", (long long)ref->id);
+        return cs_fail(db, CS_NOTFOUND, "no %s mapping with that key", cs_kind_name(ref->kind));
+    }
+    return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "reading the mapping");
+}
+
+static cs_status log_mapping_change(cs_db *db, const char *verb, const found_mapping *m)
+{
+    char key[48];
+
+    cs_key_abbrev(m->kind, &m->key, key, sizeof(key));
+    return cs_log_change(db, "map %s id=%lld kind=%s key=%s account=%s", verb, (long long)m->id,
+                         cs_kind_name(m->kind), key, m->account);
+}
+
+cs_status cs_mapping_remove(cs_db *db, const cs_mapping_ref *ref)
+{
+    found_mapping m;
+    sqlite3_stmt *stmt;
+    cs_status status = cs_require_write(db);
+
+    if (status == CS_OK)
+        status = find_mapping(db, ref, &m);
+    if (status != CS_OK)
+        return status;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_REMOVE)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int64(stmt, 1, m.id);
+    status = cs_stmt_exec(db, stmt, "removing the mapping");
+    if (status == CS_OK)
+        status = cs_generation_bump(db);
+    if (status == CS_OK)
+        status = log_mapping_change(db, "rm", &m);
+    return status;
+}
+
+cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabled)
+{
+    found_mapping m;
+    sqlite3_stmt *stmt;
+    cs_status status = cs_require_write(db);
+
+    enabled = enabled != 0;
+    if (status == CS_OK)
+        status = find_mapping(db, ref, &m);
+    if (status != CS_OK)
+        return status;
+    if (m.enabled != enabled) {
+        if ((stmt = cs_stmt(db, STMT_MAPPING_SET_ENABLED)) == NULL)
+            return CS_ERR;
+        sqlite3_bind_int(stmt, 1, enabled);
+        sqlite3_bind_int64(stmt, 2, m.id);
+        status = cs_stmt_exec(db, stmt, "updating the mapping");
+        if (status == CS_OK && !enabled)
+            status = cs_generation_bump(db);
+    }
+    if (status == CS_OK)
+        status = log_mapping_change(db, enabled ? "enable" : "disable", &m);
+    return status;
+}
+
+/* Open bounds (CS_TIME_NONE) are the widest: -inf before, +inf after. */
+static int window_narrows(const found_mapping *m, int64_t not_before, int64_t not_after)
+{
+    int64_t old_nb = m->not_before == CS_TIME_NONE ? INT64_MIN : m->not_before;
+    int64_t new_nb = not_before == CS_TIME_NONE ? INT64_MIN : not_before;
+    int64_t old_na = m->not_after == CS_TIME_NONE ? INT64_MAX : m->not_after;
+    int64_t new_na = not_after == CS_TIME_NONE ? INT64_MAX : not_after;
+
+    return new_nb > old_nb || new_na < old_na;
+}
+
+cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t not_before,
+                                int64_t not_after)
+{
+    found_mapping m;
+    char nb[32], na[32];
+    sqlite3_stmt *stmt;
+    cs_status status = cs_require_write(db);
+
+    if (status == CS_OK && not_before != CS_TIME_NONE && not_after != CS_TIME_NONE
+        && not_before > not_after)
+        status = cs_fail(db, CS_INVALID, "not-before is after not-after");
+    if (status == CS_OK)
+        status = find_mapping(db, ref, &m);
+    if (status != CS_OK)
+        return status;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_SET_WINDOW)) == NULL)
+        return CS_ERR;
+    cs_bind_time(stmt, 1, not_before);
+    cs_bind_time(stmt, 2, not_after);
+    sqlite3_bind_int64(stmt, 3, m.id);
+    status = cs_stmt_exec(db, stmt, "updating the mapping");
+    if (status == CS_OK && window_narrows(&m, not_before, not_after))
+        status = cs_generation_bump(db);
+    cs_time_format(not_before, nb);
+    cs_time_format(not_after, na);
+    if (status == CS_OK)
+        status = cs_log_change(db, "map window id=%lld account=%s not_before=%s not_after=%s",
+                               (long long)m.id, m.account, nb, na);
+    return status;
+}
+
+static void mapping_from_row(sqlite3_stmt *stmt, cs_mapping *m)
+{
+    int key_len = sqlite3_column_bytes(stmt, 2);
+    const void *key = sqlite3_column_blob(stmt, 2);
+    const void *sha1 = sqlite3_column_blob(stmt, 11);
+
+    memset(m, 0, sizeof(*m));
+    m->id = sqlite3_column_int64(stmt, 0);
+    m->kind = (cs_kind)sqlite3_column_int(stmt, 1);
+    if (key_len > 0 && key_len <= CS_KEY_MAX) {
+        memcpy(m->key.bytes, key, (size_t)key_len);
+        m->key.len = (size_t)key_len;
+    }
+    m->account = (const char *)sqlite3_column_text(stmt, 3);
+    m->pin_fp = (const char *)sqlite3_column_text(stmt, 4);
+    m->not_before = cs_column_time(stmt, 5);
+    m->not_after = cs_column_time(stmt, 6);
+    m->enabled = sqlite3_column_int(stmt, 7) != 0;
+    m->note = (const char *)sqlite3_column_text(stmt, 8);
+    m->created = sqlite3_column_int64(stmt, 9);
+    m->cert_not_after = cs_column_time(stmt, 10);
+    if (sha1 != NULL && sqlite3_column_bytes(stmt, 11) == (int)sizeof(m->sha1)) {
+        memcpy(m->sha1, sha1, sizeof(m->sha1));
+        m->have_sha1 = 1;
+    }
+    if (m->note == NULL)
+        m->note = "";
+}
+
+cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    cs_mapping m;
+    int64_t account_id;
+    int rc;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (account != NULL) {
+        cs_status status = cs_account_id(db, account, &account_id);
+
+        if (status != CS_OK)
+            return status;
+    }
+    stmt = cs_stmt(db, account ? STMT_MAPPING_LIST_ACCOUNT : STMT_MAPPING_LIST);
+    if (stmt == NULL)
+        return CS_ERR;
+    if (account != NULL)
+        sqlite3_bind_text(stmt, 1, account, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        mapping_from_row(stmt, &m);
+        if (cb(&m, arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "reading mappings");
+}

@@ -1,0 +1,291 @@
+/*
+ * The one policy function: a verified chain -> accept + account, or reject
+ * + reason. The provider and `certstore check` both call it, so a decision
+ * is the same everywhere. It runs on the verify path: fixed buffers only.
+ */
+#include <string.h>
+
+#include "cs_internal.h"
+
+static const char *const reason_tokens[CS_REASON_COUNT] = {
+    [CS_REASON_NONE] = "accept",
+    [CS_REASON_CHAIN_INVALID] = "chain-invalid",
+    [CS_REASON_ISSUER_NOT_PINNED] = "issuer-not-pinned",
+    [CS_REASON_PIN_DISABLED] = "pin-disabled",
+    [CS_REASON_NO_MAPPING] = "no-mapping",
+    [CS_REASON_MAPPING_DISABLED] = "mapping-disabled",
+    [CS_REASON_MAPPING_NOT_YET_VALID] = "mapping-not-yet-valid",
+    [CS_REASON_MAPPING_EXPIRED] = "mapping-expired",
+    [CS_REASON_ACCOUNT_DISABLED] = "account-disabled",
+    [CS_REASON_STORE_UNAVAILABLE] = "store-unavailable",
+};
+
+/* Lookup order of rule 3: the first existing mapping decides. */
+static const cs_kind lookup_order[] = {CS_KIND_CERT, CS_KIND_ISSUER_SERIAL, CS_KIND_SKI,
+                                       CS_KIND_SPKI};
+
+const char *cs_reason_token(cs_reason reason)
+{
+    if ((int)reason < 0 || reason >= CS_REASON_COUNT)
+        return "store-unavailable";
+    return reason_tokens[reason];
+}
+
+static int reject(cs_decision *out, cs_reason reason)
+{
+    out->accept = 0;
+    out->reason = reason;
+    out->account[0] = '\0';
+    return 0;
+}
+
+static int store_unavailable(cs_decision *out, cs_db *db, const char *what)
+{
+    if (db != NULL && db->sql != NULL)
+        snprintf(out->detail, sizeof(out->detail), "%s: %s", what, sqlite3_errmsg(db->sql));
+    else
+        snprintf(out->detail, sizeof(out->detail), "%s", what);
+    return reject(out, CS_REASON_STORE_UNAVAILABLE);
+}
+
+/* The raw step result, so SQLite errors become store-unavailable. */
+typedef enum { LOOKUP_FOUND, LOOKUP_NONE, LOOKUP_ERROR } lookup_result;
+
+static lookup_result step_lookup(sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+
+    if (rc == SQLITE_ROW)
+        return LOOKUP_FOUND;
+    return rc == SQLITE_DONE ? LOOKUP_NONE : LOOKUP_ERROR;
+}
+
+static lookup_result read_generation(cs_db *db, int64_t *generation)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_GENERATION_GET);
+    lookup_result r;
+
+    if (stmt == NULL)
+        return LOOKUP_ERROR;
+    r = step_lookup(stmt);
+    if (r == LOOKUP_FOUND)
+        *generation = sqlite3_column_int64(stmt, 0);
+    if (r != LOOKUP_ERROR)
+        sqlite3_reset(stmt);
+    return r;
+}
+
+static lookup_result read_pin(cs_db *db, const char *fp, int *enabled)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_PIN);
+    lookup_result r;
+
+    if (stmt == NULL)
+        return LOOKUP_ERROR;
+    sqlite3_bind_text(stmt, 1, fp, CS_FP_HEX_LEN, SQLITE_STATIC);
+    r = step_lookup(stmt);
+    if (r == LOOKUP_FOUND)
+        *enabled = sqlite3_column_int(stmt, 0) != 0;
+    if (r != LOOKUP_ERROR)
+        sqlite3_reset(stmt);
+    return r;
+}
+
+typedef struct {
+    int64_t id;
+    int enabled;
+    int64_t not_before, not_after;
+    int restricted; /* pin_fp set */
+    int pin_matches;
+    int account_enabled;
+    char account[CS_ACCOUNT_MAX + 1];
+} mapping_row;
+
+static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key,
+                                  const char *issuer_fp, mapping_row *row)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_MAPPING);
+    lookup_result r;
+
+    if (stmt == NULL)
+        return LOOKUP_ERROR;
+    sqlite3_bind_int(stmt, 1, (int)kind);
+    sqlite3_bind_blob(stmt, 2, key->bytes, (int)key->len, SQLITE_STATIC);
+    r = step_lookup(stmt);
+    if (r == LOOKUP_FOUND) {
+        const unsigned char *pin = sqlite3_column_text(stmt, 4);
+        const unsigned char *name = sqlite3_column_text(stmt, 6);
+
+        row->id = sqlite3_column_int64(stmt, 0);
+        row->enabled = sqlite3_column_int(stmt, 1) != 0;
+        row->not_before = cs_column_time(stmt, 2);
+        row->not_after = cs_column_time(stmt, 3);
+        row->restricted = pin != NULL;
+        row->pin_matches = pin != NULL && strcmp((const char *)pin, issuer_fp) == 0;
+        row->account_enabled = sqlite3_column_int(stmt, 5) != 0;
+        snprintf(row->account, sizeof(row->account), "%s", name ? (const char *)name : "");
+    }
+    if (r != LOOKUP_ERROR)
+        sqlite3_reset(stmt);
+    return r;
+}
+
+static int64_t earliest(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Rule 3's checks on the mapping that decides. */
+static int judge_mapping(const mapping_row *row, cs_kind kind, int64_t now, int64_t cert_limit,
+                         cs_decision *out)
+{
+    out->mapping_id = row->id;
+    out->kind = kind;
+    /* A mapping for another issuer does not apply here; do not reveal its state. */
+    if (row->restricted && !row->pin_matches) {
+        out->mapping_id = 0;
+        return reject(out, CS_REASON_NO_MAPPING);
+    }
+    if (!row->enabled)
+        return reject(out, CS_REASON_MAPPING_DISABLED);
+    if (row->not_before != CS_TIME_NONE && now < row->not_before)
+        return reject(out, CS_REASON_MAPPING_NOT_YET_VALID);
+    if (row->not_after != CS_TIME_NONE && now > row->not_after)
+        return reject(out, CS_REASON_MAPPING_EXPIRED);
+    if (!row->account_enabled)
+        return reject(out, CS_REASON_ACCOUNT_DISABLED);
+    out->accept = 1;
+    out->reason = CS_REASON_NONE;
+    memcpy(out->account, row->account, sizeof(out->account));
+    out->valid_until =
+        row->not_after == CS_TIME_NONE ? cert_limit : earliest(row->not_after, cert_limit);
+    return 1;
+}
+
+/* Earliest notAfter of leaf and issuer; a time that cannot be read limits to now. */
+static int64_t certificate_limit(X509 *leaf, X509 *issuer, int64_t now)
+{
+    int ok_leaf = 0, ok_issuer = 0;
+    int64_t leaf_end = cs_asn1_time_to_unix(X509_get0_notAfter(leaf), &ok_leaf);
+    int64_t issuer_end = cs_asn1_time_to_unix(X509_get0_notAfter(issuer), &ok_issuer);
+
+    if (!ok_leaf || !ok_issuer)
+        return now;
+    return earliest(leaf_end, issuer_end);
+}
+
+static int decide_mappings(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
+{
+    int64_t cert_limit = certificate_limit(leaf, issuer, now);
+
+    for (size_t i = 0; i < sizeof(lookup_order) / sizeof(lookup_order[0]); i++) {
+        cs_key key;
+        mapping_row row;
+        lookup_result r;
+        cs_status status = cs_key_from_cert(leaf, lookup_order[i], &key);
+
+        if (status == CS_NOTFOUND)
+            continue;
+        if (status != CS_OK) {
+            snprintf(out->detail, sizeof(out->detail), "cannot compute the %s key",
+                     cs_kind_name(lookup_order[i]));
+            return reject(out, CS_REASON_NO_MAPPING);
+        }
+        r = read_mapping(db, lookup_order[i], &key, out->issuer_fp, &row);
+        if (r == LOOKUP_ERROR)
+            return store_unavailable(out, db, "looking up mappings");
+        if (r == LOOKUP_FOUND)
+            return judge_mapping(&row, lookup_order[i], now, cert_limit, out);
+    }
+    return reject(out, CS_REASON_NO_MAPPING);
+}
+
+/* Rules 2 and 3, inside the snapshot. */
+static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now,
+                              cs_decision *out)
+{
+    int pin_enabled = 0;
+    lookup_result r = read_generation(db, &out->generation);
+
+    if (r != LOOKUP_FOUND)
+        return store_unavailable(out, db, r == LOOKUP_NONE ? "policy generation missing"
+                                                           : "reading the policy generation");
+    r = read_pin(db, out->issuer_fp, &pin_enabled);
+    if (r == LOOKUP_ERROR)
+        return store_unavailable(out, db, "looking up the pin");
+    if (r == LOOKUP_NONE)
+        return reject(out, CS_REASON_ISSUER_NOT_PINNED);
+    if (!pin_enabled)
+        return reject(out, CS_REASON_PIN_DISABLED);
+    return decide_mappings(db, leaf, issuer, now, out);
+}
+
+static int begin_snapshot(cs_db *db, int *own)
+{
+    sqlite3_stmt *stmt;
+
+    /* Inside a caller's transaction the snapshot is already that one. */
+    *own = sqlite3_get_autocommit(db->sql);
+    if (!*own)
+        return 1;
+    stmt = cs_stmt(db, STMT_BEGIN_READ);
+    return stmt != NULL && sqlite3_step(stmt) == SQLITE_DONE;
+}
+
+static void end_snapshot(cs_db *db, int own)
+{
+    sqlite3_stmt *stmt;
+
+    if (!own)
+        return;
+    if ((stmt = cs_stmt(db, STMT_COMMIT)) == NULL || sqlite3_step(stmt) != SQLITE_DONE) {
+        /* A read-only transaction: rolling back loses nothing. */
+        for (int i = 0; i < STMT_COUNT; i++)
+            if (db->stmts[i] != NULL)
+                sqlite3_reset(db->stmts[i]);
+        if (!sqlite3_get_autocommit(db->sql))
+            sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (stmt != NULL)
+        sqlite3_reset(stmt);
+}
+
+static void reset_all(cs_db *db)
+{
+    for (int i = 0; i < STMT_COUNT; i++)
+        if (db->stmts[i] != NULL)
+            sqlite3_reset(db->stmts[i]);
+}
+
+int cs_decide(cs_db *db, STACK_OF(X509) *chain, int64_t now, cs_decision *out)
+{
+    X509 *leaf, *issuer;
+    int own = 0, accepted;
+
+    memset(out, 0, sizeof(*out));
+    out->reason = CS_REASON_STORE_UNAVAILABLE;
+    if (chain == NULL || sk_X509_num(chain) < 1 || (leaf = sk_X509_value(chain, 0)) == NULL) {
+        snprintf(out->detail, sizeof(out->detail), "no certificate chain");
+        return reject(out, CS_REASON_CHAIN_INVALID);
+    }
+    cs_fp_of_cert(leaf, out->leaf_fp);
+    if (db == NULL || db->sql == NULL)
+        return store_unavailable(out, NULL, "no database open");
+    /* Rule 1: a chain of one has no issuing CA that could be pinned. */
+    if (sk_X509_num(chain) < 2 || (issuer = sk_X509_value(chain, 1)) == NULL)
+        return reject(out, CS_REASON_ISSUER_NOT_PINNED);
+    if (!cs_fp_of_cert(issuer, out->issuer_fp)) {
+        snprintf(out->detail, sizeof(out->detail), "cannot fingerprint the issuer");
+        return reject(out, CS_REASON_ISSUER_NOT_PINNED);
+    }
+    if (!begin_snapshot(db, &own)) {
+        accepted = store_unavailable(out, db, "starting a read");
+        reset_all(db);
+        return accepted;
+    }
+    accepted = decide_in_snapshot(db, leaf, issuer, now, out);
+    if (out->reason == CS_REASON_STORE_UNAVAILABLE)
+        reset_all(db);
+    end_snapshot(db, own);
+    return accepted;
+}
