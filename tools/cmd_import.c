@@ -53,7 +53,7 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     const char *format = NULL;
     const cli_option opts[] = {{"format", &format, NULL}, CLI_OPTIONS_END};
     cli_positional pos;
-    cs_import_format fmt;
+    cs_import_format fmt = CS_IMPORT_AUTO;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "FILE")) != CLI_CONTINUE ||
         (rc = parse_format(ctx, format, &fmt)) != CLI_CONTINUE)

@@ -121,7 +121,7 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
         CLI_OPTIONS_END,
     };
     cli_positional pos;
-    cs_kind kind;
+    cs_kind kind = CS_KIND_CERT;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "CERT.pem")) != CLI_CONTINUE)
         return rc;
@@ -163,7 +163,7 @@ static int change_mapping(cli_ctx *ctx, int argc, char **argv, map_change change
     const char *kind_text = NULL;
     const cli_option opts[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
     cli_positional pos;
-    cs_kind kind;
+    cs_kind kind = CS_KIND_CERT;
     cs_mapping_ref ref;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
