@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# certstore benchmarks (issue 6): the one command that prints the table.
+#
+#   tests/bench/run.sh [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]
+#
+# Builds a Release tree in build-bench (or DIR), then measures, each against
+# plain OpenSSL in the same run: in-process handshakes with stores of 0, 10k,
+# 1M and 10M mappings, decision latency warm and cold, peak RSS, import and
+# map add/rm at scale, HAProxy with and without the provider, and liveness.
+# The generated PKI and databases are cached in DIR/bench-cache and rebuilt
+# only when missing (--fresh rebuilds them, re-measuring the imports).
+# --smoke: tiny store, a few handshakes, everything in a temp dir; checks that
+# every part works (the provider rejects what it must, no stale decisions),
+# never how fast. --no-servers skips HAProxy and liveness.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=$top/build-bench
+do_build=1 fresh=0 smoke=0 servers=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --build) build=$(cd "$2" && pwd); shift ;;
+    --no-build) do_build=0 ;;
+    --fresh) fresh=1 ;;
+    --smoke) smoke=1 ;;
+    --no-servers) servers=0 ;;
+    *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" >&2
+       exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$do_build" -eq 1 ]; then
+    cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$build" -j"$(nproc)" --target certstore certstore_provider mkpki \
+        bench_handshake bench_gen bench_decide bench_load >/dev/null
+fi
+# shellcheck source=/dev/null
+. "$build/tests/bench/bench_env.sh"
+
+RUN=$(mktemp -d /tmp/certstore-bench-XXXXXX)
+SERVER_PIDS=()
+cleanup() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+note() { echo "$*" >&2; }
+
+if [ "$smoke" -eq 1 ]; then
+    CACHE=$RUN/cache
+    SIZES="0:0 1k:1000"
+    DECIDE_SIZES="1k"
+    BIG=1k
+    LEAVES_N=50 ROUNDS=2 HS_COUNT=20 HS_WARMUP=5 DECIDE_SAMPLES=1000
+    HAP_ROUNDS=1 HAP_COUNT=20 LIVE_COUNT=3
+else
+    CACHE=$build/bench-cache
+    SIZES="0:0 10k:10000 1m:1000000 10m:10000000"
+    DECIDE_SIZES="10k 1m 10m"
+    BIG=10m
+    LEAVES_N=1000 ROUNDS=7 HS_COUNT=3000 HS_WARMUP=300 DECIDE_SAMPLES=200000
+    HAP_ROUNDS=5 HAP_COUNT=3000 LIVE_COUNT=100
+fi
+[ "$fresh" -eq 0 ] || rm -rf "$CACHE"
+PKI_EC=$CACHE/pki-ec PKI_RSA=$CACHE/pki-rsa LEAVES=$CACHE/leaves.pem
+
+cli() { "$CERTSTORE_CLI" --db "$1" "${@:2}"; }
+now_ns() { date +%s%N; }
+
+# ---- inputs (cached) ---------------------------------------------------------
+
+ensure_pki() {
+    [ -f "$CACHE/pki.done" ] && return 0
+    # A new PKI invalidates every database made for the old one.
+    rm -rf "$CACHE"
+    mkdir -p "$PKI_EC" "$PKI_RSA"
+    "$MKPKI" "$PKI_EC" >/dev/null
+    "$MKPKI" "$PKI_RSA" --rsa >/dev/null
+    "$BENCH_GEN" leaves --pki "$PKI_EC" --count "$LEAVES_N" --out "$LEAVES"
+    touch "$CACHE/pki.done"
+}
+
+db_bytes() {
+    local total=0 f
+    for f in "$1" "$1-wal"; do
+        [ -f "$f" ] && total=$((total + $(stat -c %s "$f")))
+    done
+    echo "$total"
+}
+
+# The real certificates every store maps (so handshakes and decisions are
+# accepted) plus `count` synthetic mappings.
+ensure_db() {
+    local size=$1 count=$2 db=$CACHE/db-$1.db
+    [ -f "$db.done" ] && return 0
+    rm -f "$db" "$db-wal" "$db-shm" "$db.import"
+    local csv=$CACHE/import-$size.csv
+    note "bench: generating the $size store (one-time, cached in $CACHE)"
+    "$BENCH_GEN" csv --count "$count" --issuer "$PKI_EC/ca-a.pem" --out "$csv" \
+        --real "$PKI_EC/alice.pem:alice" --real "$PKI_RSA/alice.pem:alice-rsa" \
+        --real "$LEAVES:bench-leaf"
+    local rows=$(($(wc -l <"$csv") - 1))
+    cli "$db" init >/dev/null
+    cli "$db" pin add "$PKI_EC/ca-a.pem" --note "bench EC" >/dev/null
+    cli "$db" pin add "$PKI_RSA/ca-a.pem" --note "bench RSA" >/dev/null
+    local t0 t1
+    t0=$(now_ns)
+    cli "$db" import "$csv" >/dev/null
+    t1=$(now_ns)
+    rm -f "$csv"
+    echo "$rows $((t1 - t0)) $(db_bytes "$db") $(date -u +%Y-%m-%dT%H:%MZ)" >"$db.import"
+    touch "$db.done"
+}
+
+write_conf() { # FILE [DB]: with DB the certstore provider is active too
+    {
+        printf 'openssl_conf = openssl_init\n\n[openssl_init]\nproviders = provider_sect\n\n'
+        printf '[provider_sect]\ndefault = default_sect\n'
+        [ $# -lt 2 ] || printf 'certstore = certstore_sect\n'
+        printf '\n[default_sect]\nactivate = 1\n'
+        [ $# -lt 2 ] ||
+            printf '\n[certstore_sect]\nmodule = %s\nactivate = 1\ndb = %s\nmode = enforce\nlog = %s\n' \
+                "$CERTSTORE_MODULE" "$2" "$RUN/decisions.log"
+    } >"$1"
+}
+
+# ---- the sections ------------------------------------------------------------
+
+describe_machine() {
+    echo "## certstore benchmark ($(date -u +%Y-%m-%d))"
+    echo
+    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+    echo "- $(openssl version), SQLite $(sqlite3 --version 2>/dev/null | cut -d' ' -f1 || echo '?'), Linux $(uname -r)"
+    [ "$smoke" -eq 0 ] || echo "- SMOKE RUN: tiny store, few handshakes; the numbers mean nothing"
+    echo
+}
+
+section_handshakes() {
+    echo "### 1. In-process handshakes (server CPU in SSL_do_handshake)"
+    echo
+    echo "TLS 1.3, mutual auth, memory BIO pair; median of $ROUNDS interleaved rounds of $HS_COUNT handshakes"
+    echo "(after $HS_WARMUP warm-up) per side; ratio = median of per-round ratios."
+    echo
+    echo "| chain, synthetic mappings | hs/s off | hs/s on | ratio on/off | peak RSS off (MiB) | peak RSS on (MiB) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    local entry size
+    for entry in $SIZES; do
+        size=${entry%%:*}
+        "$BENCH_HANDSHAKE" --pki "$PKI_EC" --conf-on "$RUN/on-$size.cnf" \
+            --conf-off "$RUN/off.cnf" --rounds "$ROUNDS" --count "$HS_COUNT" \
+            --warmup "$HS_WARMUP" --label "ECDSA P-256, $size" | tee -a "$RUN/handshakes.md"
+    done
+    for size in 0 "$BIG"; do
+        "$BENCH_HANDSHAKE" --pki "$PKI_RSA" --conf-on "$RUN/on-$size.cnf" \
+            --conf-off "$RUN/off.cnf" --rounds "$ROUNDS" --count "$HS_COUNT" \
+            --warmup "$HS_WARMUP" --label "RSA-2048, $size"
+    done
+    echo
+}
+
+drop_page_cache() {
+    sync
+    if [ "$smoke" -eq 0 ] && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+        echo dropped
+    else
+        echo "not dropped"
+    fi
+}
+
+section_decisions() {
+    echo "### 2. Decision latency (cs_decide on a verified chain)"
+    echo
+    echo "$LEAVES_N distinct mapped leaves; warm: $DECIDE_SAMPLES decisions after one untimed pass;"
+    echo "cold: fresh process, each leaf once. Last column: cs_db_open and the first decision."
+    echo
+    echo "| synthetic mappings | mode | p50 (µs) | p99 (µs) | max (µs) | samples | open / first (µs) |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    local size dropped
+    for size in $DECIDE_SIZES; do
+        "$BENCH_DECIDE" --db "$CACHE/db-$size.db" --pki "$PKI_EC" --leaves "$LEAVES" \
+            --mode warm --samples "$DECIDE_SAMPLES" --label "$size"
+        dropped=$(drop_page_cache)
+        "$BENCH_DECIDE" --db "$CACHE/db-$size.db" --pki "$PKI_EC" --leaves "$LEAVES" \
+            --mode cold --label "$size (page cache $dropped)"
+    done
+    echo
+}
+
+section_memory() {
+    local row off on
+    row=$(grep "ECDSA P-256, $BIG " "$RUN/handshakes.md")
+    off=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $6); print $6}')
+    on=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $7); print $7}')
+    echo "### 3. Memory"
+    echo
+    echo "Peak RSS (VmHWM) of the in-process benchmark, $BIG-mapping store: $on MiB with the"
+    echo "provider, $off MiB without: +$(awk -v a="$on" -v b="$off" 'BEGIN { printf "%.1f", a - b }') MiB."
+    echo
+}
+
+section_admin() {
+    echo "### 4. Administration at scale"
+    echo
+    echo "| import | mappings | seconds | mappings/s | database bytes | bytes/mapping | measured |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    local entry size rows ns bytes when
+    for entry in $SIZES; do
+        size=${entry%%:*}
+        [ "$size" != 0 ] || continue
+        read -r rows ns bytes when <"$CACHE/db-$size.db.import"
+        awk -v s="$size" -v r="$rows" -v ns="$ns" -v b="$bytes" -v w="$when" 'BEGIN {
+            printf "| %s | %d | %.1f | %.0f | %d | %.0f | %s |\n",
+                s, r, ns / 1e9, r / (ns / 1e9), b, b / r, w }'
+    done
+    echo
+    echo "map add / map rm latency on the $BIG store (wall time of the CLI process) is in"
+    echo "the liveness table below."
+    echo
+}
+
+free_port() {
+    local port tries=0
+    while [ $tries -lt 100 ]; do
+        port=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+        tries=$((tries + 1))
+    done
+    return 1
+}
+
+wait_port() { # PORT PID
+    local i
+    for i in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Start HAProxy (one process, one thread) with OPENSSL_CONF=$1; sets HAP_PID, HAP_PORT.
+haproxy_start() {
+    local conf=$1 pki=$2
+    HAP_PORT=$(free_port)
+    [ -f "$pki/server-combined.pem" ] || cat "$pki/server.pem" "$pki/server.key" >"$pki/server-combined.pem"
+    cat >"$RUN/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 2000
+    tune.ssl.cachesize 0
+    ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+
+frontend fe_tls
+    bind 127.0.0.1:$HAP_PORT ssl crt $pki/server-combined.pem ca-file $pki/root.pem verify required
+    http-request return status 200 content-type text/plain string ok
+EOF
+    OPENSSL_CONF=$conf haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 &
+    HAP_PID=$!
+    SERVER_PIDS+=("$HAP_PID")
+    if ! wait_port "$HAP_PORT" "$HAP_PID"; then
+        cat "$RUN/haproxy.log" >&2
+        note "bench: haproxy did not start"
+        return 1
+    fi
+}
+
+haproxy_stop() {
+    kill "$HAP_PID" 2>/dev/null || true
+    wait "$HAP_PID" 2>/dev/null || true
+}
+
+# CPU time of every thread of a process, in ns (schedstat), else from ticks.
+process_cpu_ns() {
+    local total=0 f t
+    for f in /proc/"$1"/task/*/schedstat; do
+        read -r t _ <"$f" || return 1
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+# One HAProxy run: prints "wall_hs_per_s cpu_hs_per_s".
+haproxy_round() {
+    local conf=$1 out cpu0 cpu1 count ns
+    haproxy_start "$conf" "$PKI_EC" || return 1
+    "$BENCH_LOAD" load --port "$HAP_PORT" --pki "$PKI_EC" --count 20 --threads 2 >/dev/null
+    cpu0=$(process_cpu_ns "$HAP_PID")
+    out=$("$BENCH_LOAD" load --port "$HAP_PORT" --pki "$PKI_EC" --count "$HAP_COUNT" --threads 2)
+    cpu1=$(process_cpu_ns "$HAP_PID")
+    haproxy_stop
+    count=$(echo "$out" | sed -n 's/.*handshakes=\([0-9]*\).*/\1/p')
+    ns=$(echo "$out" | sed -n 's/.*elapsed_ns=\([0-9]*\).*/\1/p')
+    awk -v c="$count" -v ns="$ns" -v cpu="$((cpu1 - cpu0))" \
+        'BEGIN { printf "%.1f %.1f\n", c / (ns / 1e9), c / (cpu / 1e9) }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+section_haproxy() {
+    local r on off
+    : >"$RUN/hap.txt"
+    for r in $(seq 1 "$HAP_ROUNDS"); do
+        if [ $((r % 2)) -eq 1 ]; then
+            on=$(haproxy_round "$RUN/on-$BIG.cnf")
+            off=$(haproxy_round "$RUN/off.cnf")
+        else
+            off=$(haproxy_round "$RUN/off.cnf")
+            on=$(haproxy_round "$RUN/on-$BIG.cnf")
+        fi
+        echo "$off $on" >>"$RUN/hap.txt"
+    done
+    echo "### 5. HAProxy $(haproxy -v | head -1 | awk '{print $3}') (nbthread 1), $BIG store"
+    echo
+    echo "bench_load: 2 client threads, $HAP_COUNT full handshakes + one HTTP/1.0 request each, no"
+    echo "resumption; median of $HAP_ROUNDS interleaved rounds; ratio = median of per-round ratios."
+    echo
+    echo "| measure | off | on | ratio on/off |"
+    echo "| --- | ---: | ---: | ---: |"
+    awk '{ print $1 }' "$RUN/hap.txt" | median >"$RUN/m1"
+    awk '{ print $3 }' "$RUN/hap.txt" | median >"$RUN/m2"
+    awk '{ print $3 / $1 }' "$RUN/hap.txt" | median >"$RUN/m3"
+    printf '| handshakes/s (wall) | %.0f | %.0f | %.3f |\n' "$(cat "$RUN/m1")" "$(cat "$RUN/m2")" "$(cat "$RUN/m3")"
+    awk '{ print $2 }' "$RUN/hap.txt" | median >"$RUN/m1"
+    awk '{ print $4 }' "$RUN/hap.txt" | median >"$RUN/m2"
+    awk '{ print $4 / $2 }' "$RUN/hap.txt" | median >"$RUN/m3"
+    printf '| handshakes per HAProxy CPU second | %.0f | %.0f | %.3f |\n' "$(cat "$RUN/m1")" "$(cat "$RUN/m2")" "$(cat "$RUN/m3")"
+    echo
+}
+
+section_liveness() {
+    echo "### 6. Liveness and map add / rm latency (HAProxy running, $BIG store)"
+    echo
+    echo "Each of $LIVE_COUNT rounds: \`certstore map add\` (next handshake must be accepted), then"
+    echo "\`certstore map rm\`; the very next handshake must be rejected, else it is stale."
+    echo
+    echo "| server | removals | stale | missed adds | rm → rejected p50 / max (ms) | map add p50 / p99 (ms) | map rm p50 / p99 (ms) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    haproxy_start "$RUN/on-$BIG.cnf" "$PKI_EC" || return 1
+    "$BENCH_LOAD" live --port "$HAP_PORT" --pki "$PKI_EC" --cli "$CERTSTORE_CLI" \
+        --db "$CACHE/db-$BIG.db" --count "$LIVE_COUNT" --label HAProxy
+    haproxy_stop
+    echo
+}
+
+# ---- main --------------------------------------------------------------------
+
+mkdir -p "$CACHE"
+ensure_pki
+write_conf "$RUN/off.cnf"
+for entry in $SIZES; do
+    ensure_db "${entry%%:*}" "${entry##*:}"
+    write_conf "$RUN/on-${entry%%:*}.cnf" "$CACHE/db-${entry%%:*}.db"
+done
+
+describe_machine
+section_handshakes
+section_decisions
+section_memory
+section_admin
+if [ "$servers" -eq 1 ] && command -v haproxy >/dev/null; then
+    section_haproxy
+    section_liveness
+elif [ "$servers" -eq 1 ]; then
+    echo "(haproxy not installed: server and liveness sections skipped)"
+fi
