@@ -272,7 +272,10 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
         return CLI_FAIL;
     if (l.json)
         cli_json_list_begin(&l.list, stdout);
-    if (cs_mapping_foreach(db, account, print_mapping, &l) != CS_OK) {
+    cs_status st = cs_mapping_foreach(db, account, print_mapping, &l);
+    if (st == CS_NOTFOUND) {
+        rc = cli_fail(ctx, "no such account");
+    } else if (st != CS_OK) {
         rc = cli_store_fail(ctx, db);
     } else {
         if (l.json)
