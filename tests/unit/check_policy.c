@@ -655,7 +655,7 @@ int main(void)
         return EXIT_FAILURE;
     }
     runner = srunner_create(policy_suite());
-    srunner_run_all(runner, CK_NORMAL);
+    srunner_run_all(runner, CK_ENV);
     failed = srunner_ntests_failed(runner);
     srunner_free(runner);
     /* Failed tests skip their teardown; everything lives under tmp_root. */
