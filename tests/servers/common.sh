@@ -345,7 +345,10 @@ cs_tls_client() {
     # The server trusts only the root: the client sends its intermediate.
     [ -f "$PKI/$name-chain.pem" ] && certargs+=(-cert_chain "$PKI/$name-chain.pem")
     cs_next_out "s_client-$name"
-    printf '%s' "$CS_PAYLOAD" |
+    # Wait before sending: a TLS 1.3 client is done before the server has
+    # judged its certificate, and data sent into a connection the server
+    # is closing turns the alert into a reset. $CS_PAYLOAD_DELAY seconds.
+    { sleep "${CS_PAYLOAD_DELAY:-0.3}"; printf '%s' "$CS_PAYLOAD"; } |
         timeout "$CS_TIMEOUT" openssl s_client -connect "127.0.0.1:$port" \
             -servername localhost -CAfile "$PKI/roots.pem" -verify_return_error \
             -ign_eof "${certargs[@]}" "$@" >"$CS_OUT" 2>&1
