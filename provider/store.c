@@ -139,8 +139,7 @@ static int csp_store_snapshot(csp_store_ctx *ctx, const csp_store_uri *uri)
                   cs_db_errmsg(db));
     else if (ctx->failed)
         CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE,
-                  "certstore: %s: a pin is not a valid certificate (or out of memory)",
-                  uri->path);
+                  "certstore: %s: a pin is not a valid certificate (or out of memory)", uri->path);
     else if (uri->have_fp && ctx->count == 0)
         /* Asked for one pin: absent or disabled must not look like an empty store. */
         CSP_RAISE(ctx->provctx, CSP_R_STORE_UNAVAILABLE,
@@ -187,8 +186,7 @@ static const OSSL_PARAM *csp_store_settable_ctx_params(void *provctx)
         OSSL_PARAM_octet_string(OSSL_STORE_PARAM_ISSUER, NULL, 0),
         OSSL_PARAM_BN(OSSL_STORE_PARAM_SERIAL, NULL, 0),
         OSSL_PARAM_utf8_string(OSSL_STORE_PARAM_PROPERTIES, NULL, 0),
-        OSSL_PARAM_END
-    };
+        OSSL_PARAM_END};
 
     return settable;
 }
@@ -289,10 +287,9 @@ static int csp_store_load(void *loaderctx, OSSL_CALLBACK *object_cb, void *objec
         return 0;
     pin = &ctx->pins[ctx->next++];
     params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object_type);
-    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                                 (char *)"CERTIFICATE", 0);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, pin->der,
-                                                  pin->der_len);
+    params[1] =
+        OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)"CERTIFICATE", 0);
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, pin->der, pin->der_len);
     params[3] = OSSL_PARAM_construct_end();
     return object_cb(params, object_cbarg);
 }
@@ -309,11 +306,10 @@ static int csp_store_close(void *loaderctx)
 }
 
 const OSSL_DISPATCH csp_store_functions[] = {
-    { OSSL_FUNC_STORE_OPEN, (void (*)(void))csp_store_open },
-    { OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))csp_store_settable_ctx_params },
-    { OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))csp_store_set_ctx_params },
-    { OSSL_FUNC_STORE_LOAD, (void (*)(void))csp_store_load },
-    { OSSL_FUNC_STORE_EOF, (void (*)(void))csp_store_eof },
-    { OSSL_FUNC_STORE_CLOSE, (void (*)(void))csp_store_close },
-    { 0, NULL }
-};
+    {OSSL_FUNC_STORE_OPEN, (void (*)(void))csp_store_open},
+    {OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))csp_store_settable_ctx_params},
+    {OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))csp_store_set_ctx_params},
+    {OSSL_FUNC_STORE_LOAD, (void (*)(void))csp_store_load},
+    {OSSL_FUNC_STORE_EOF, (void (*)(void))csp_store_eof},
+    {OSSL_FUNC_STORE_CLOSE, (void (*)(void))csp_store_close},
+    {0, NULL}};

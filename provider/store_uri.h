@@ -118,7 +118,7 @@ static inline int csp_uri_scheme_matches(const char *uri, size_t *after)
 
 /* Decode the path up to "?" or the end into out->path. */
 static inline csp_store_uri_status csp_uri_decode_path(const char *p, const char **end,
-                                                        csp_store_uri *out)
+                                                       csp_store_uri *out)
 {
     size_t len = 0;
 
@@ -155,7 +155,7 @@ static inline csp_store_uri_status csp_uri_decode_path(const char *p, const char
 
 /* 64 hex digits, or 32 pairs joined by single colons; lowercased into fp. */
 static inline csp_store_uri_status csp_uri_parse_fp(const char *text,
-                                                     char fp[CSP_STORE_URI_FP_LEN + 1])
+                                                    char fp[CSP_STORE_URI_FP_LEN + 1])
 {
     size_t digits = 0;
     int colons = -1; /* unknown until the first separator position */

@@ -51,7 +51,8 @@ static const char *module_dir(void)
 
     if (dir == NULL || *dir == '\0')
         dir = getenv("OPENSSL_MODULES");
-    ck_assert_msg(dir != NULL && *dir != '\0', "set CERTSTORE_MODULE_DIR to the provider build dir");
+    ck_assert_msg(dir != NULL && *dir != '\0',
+                  "set CERTSTORE_MODULE_DIR to the provider build dir");
     return dir;
 }
 
@@ -135,7 +136,7 @@ static OSSL_STORE_CTX *open_store(const char *u)
 }
 
 /* Every certificate the opened store hands out, in order. */
-static STACK_OF(X509) *load_all(OSSL_STORE_CTX *store)
+static STACK_OF(X509) * load_all(OSSL_STORE_CTX *store)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     int guard;
@@ -155,10 +156,10 @@ static STACK_OF(X509) *load_all(OSSL_STORE_CTX *store)
     return certs;
 }
 
-static STACK_OF(X509) *load_uri(const char *u)
+static STACK_OF(X509) * load_uri(const char *u)
 {
     OSSL_STORE_CTX *store = open_store(u);
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
 
     ck_assert_msg(store != NULL, "could not open %s", u);
     certs = load_all(store);
@@ -166,7 +167,7 @@ static STACK_OF(X509) *load_uri(const char *u)
     return certs;
 }
 
-static void assert_only(STACK_OF(X509) *certs, const X509 *want)
+static void assert_only(STACK_OF(X509) * certs, const X509 *want)
 {
     ck_assert_int_eq(sk_X509_num(certs), 1);
     ck_assert_int_eq(X509_cmp(sk_X509_value(certs, 0), want), 0);
@@ -195,8 +196,8 @@ static void assert_open_fails(const char *u, const char *expected)
     if (store != NULL)
         OSSL_STORE_close(store);
     ck_assert_msg(store == NULL, "%s opened", u);
-    ck_assert_msg(strstr(errors, expected) != NULL, "%s: want \"%s\" in errors: %s", u,
-                  expected, errors);
+    ck_assert_msg(strstr(errors, expected) != NULL, "%s: want \"%s\" in errors: %s", u, expected,
+                  errors);
 }
 
 static char *fp_of(const X509 *cert, char hex[CS_FP_HEX_LEN + 1])
@@ -280,7 +281,7 @@ END_TEST
 START_TEST(test_expect_other_type_yields_nothing)
 {
     OSSL_STORE_CTX *store = open_store(uri);
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
 
     ck_assert_ptr_nonnull(store);
     ck_assert_int_eq(OSSL_STORE_expect(store, OSSL_STORE_INFO_CRL), 1);
@@ -295,7 +296,7 @@ START_TEST(test_each_open_sees_current_pins)
 {
     cs_db *db = NULL;
     char fp_b[CS_FP_HEX_LEN + 1];
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
 
     ck_assert_int_eq(cs_db_open(&db, db_path, 0), CS_OK);
     ck_assert_int_eq(cs_db_begin(db, "check_loader enable"), CS_OK);
@@ -310,10 +311,10 @@ END_TEST
 
 /* ---- searches ------------------------------------------------------------ */
 
-static STACK_OF(X509) *load_searched(OSSL_STORE_SEARCH *search)
+static STACK_OF(X509) * load_searched(OSSL_STORE_SEARCH *search)
 {
     OSSL_STORE_CTX *store = open_store(uri);
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
 
     ck_assert_ptr_nonnull(store);
     ck_assert_ptr_nonnull(search);
@@ -335,7 +336,7 @@ END_TEST
 
 START_TEST(test_search_by_other_subject_finds_nothing)
 {
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
 
     certs = load_searched(OSSL_STORE_SEARCH_by_name(X509_get_subject_name(pki->root.cert)));
     ck_assert_int_eq(sk_X509_num(certs), 0);
@@ -352,10 +353,9 @@ START_TEST(test_search_by_issuer_serial_finds_pin)
     X509_NAME *issuer = X509_get_issuer_name(pki->ca_a.cert);
     const ASN1_INTEGER *serial = X509_get0_serialNumber(pki->ca_a.cert);
     const ASN1_INTEGER *other = X509_get0_serialNumber(pki->alice.cert);
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
 
-    assert_only(load_searched(OSSL_STORE_SEARCH_by_issuer_serial(issuer, serial)),
-                pki->ca_a.cert);
+    assert_only(load_searched(OSSL_STORE_SEARCH_by_issuer_serial(issuer, serial)), pki->ca_a.cert);
     certs = load_searched(OSSL_STORE_SEARCH_by_issuer_serial(issuer, other));
     ck_assert_int_eq(sk_X509_num(certs), 0);
     sk_X509_free(certs);
@@ -450,8 +450,8 @@ END_TEST
 /* ---- the parser, directly ------------------------------------------------ */
 
 #define FP_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-#define FP_A_COLONS                                                                            \
-    "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:" \
+#define FP_A_COLONS                                                                                \
+    "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:"   \
     "cd:ef"
 
 static const struct {
@@ -460,7 +460,8 @@ static const struct {
     const char *path;
     const char *fp;
 } parse_cases[] = {
-    {"certstore:/var/lib/certstore/certstore.db", CSP_URI_OK, "/var/lib/certstore/certstore.db", NULL},
+    {"certstore:/var/lib/certstore/certstore.db", CSP_URI_OK, "/var/lib/certstore/certstore.db",
+     NULL},
     {"certstore:///var/lib/c.db", CSP_URI_OK, "/var/lib/c.db", NULL},
     {"CERTSTORE:/x", CSP_URI_OK, "/x", NULL},
     {"certstore:/a%20b/c%2Fd", CSP_URI_OK, "/a b/c/d", NULL},
@@ -499,9 +500,8 @@ START_TEST(test_uri_parser_cases)
     csp_store_uri parsed;
     csp_store_uri_status status = csp_store_uri_parse(parse_cases[_i].uri, &parsed);
 
-    ck_assert_msg(status == parse_cases[_i].status, "%s: got %d (%s), want %d",
-                  parse_cases[_i].uri, status, csp_store_uri_strerror(status),
-                  parse_cases[_i].status);
+    ck_assert_msg(status == parse_cases[_i].status, "%s: got %d (%s), want %d", parse_cases[_i].uri,
+                  status, csp_store_uri_strerror(status), parse_cases[_i].status);
     if (parse_cases[_i].path != NULL)
         ck_assert_str_eq(parsed.path, parse_cases[_i].path);
     ck_assert_int_eq(parsed.have_fp, parse_cases[_i].fp != NULL);
