@@ -493,3 +493,16 @@ cs_chroot_bind() {
     mount --bind -- "$dir" "$target" || return 1
     cs_on_exit "umount -- '$target' 2>/dev/null || umount -l -- '$target'"
 }
+
+# cs_child_pids PID: the direct children of PID, one per line, sorted
+# (from /proc, so no procps needed).
+cs_child_pids() {
+    local parent=$1 f pid rest ppid
+    for f in /proc/[0-9]*/stat; do
+        { read -r pid rest <"$f"; } 2>/dev/null || continue
+        # Field 4, after the ")" that closes the command name.
+        rest=${rest##*) }
+        read -r _ ppid _ <<<"$rest"
+        [ "$ppid" = "$parent" ] && echo "$pid"
+    done | sort
+}

@@ -74,7 +74,7 @@ if ! cs_wait_port "$PORT" 20 "$MASTER_PID" || ! cs_wait_port "$BACKEND_PORT" 5 "
     exit 1
 fi
 
-worker_pids() { ps -o pid= --ppid "$MASTER_PID" | tr -d ' ' | sort; }
+worker_pids() { cs_child_pids "$MASTER_PID"; }
 cs_diag "haproxy master $MASTER_PID, worker(s) $(worker_pids | tr '\n' ' ')on 127.0.0.1:$PORT"
 
 accept_as() { cs_expect_curl_accept "$URL" "$1" "$(BODY_OF "$1")" "$2"; }
