@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables here are for the scripts that source it
 # Shared helpers for the real-server drop-in tests (tests/servers/test_*.sh).
 #
 # Source it from bash, then call cs_setup first:
@@ -484,7 +485,7 @@ cs_expect_curl_reject() {
 # had to create. Register it before starting the server so the server is
 # stopped (LIFO) before the unmount.
 cs_chroot_bind() {
-    local chroot=$1 dir=$2 target=$1$2 created d
+    local dir=$2 target=$1$2 created d
     created=$(mkdir -pv -- "$target" | sed -E "s/^mkdir: created directory '(.*)'$/\\1/") ||
         return 1
     for d in $created; do
