@@ -36,13 +36,16 @@ http_start_server() {
     HTTP_SERVER_PID=$!
     cs_on_exit "http_stop_group $HTTP_SERVER_PID"
     # setsid forks (and the pid above is not the server) only when called
-    # by a process group leader; this script never is one, but check.
-    local pgid
-    pgid=$(ps -o pgid= -p "$HTTP_SERVER_PID" | tr -d ' ')
-    if [ "$pgid" != "$HTTP_SERVER_PID" ]; then
-        cs_diag "server pid $HTTP_SERVER_PID is not its own process group ($pgid)"
-        return 1
-    fi
+    # by a process group leader; this script never is one, but check, once
+    # setsid has had the moment it needs to exec and call setsid().
+    local pgid i
+    for ((i = 0; i < 50; i++)); do
+        pgid=$(ps -o pgid= -p "$HTTP_SERVER_PID" | tr -d ' ')
+        [ "$pgid" = "$HTTP_SERVER_PID" ] && return 0
+        sleep 0.1
+    done
+    cs_diag "server pid $HTTP_SERVER_PID is not its own process group (${pgid:-gone})"
+    return 1
 }
 
 # Child pids of PID, sorted, one line.
@@ -79,14 +82,20 @@ http_wait_replaced() {
 
 # Every child of PID runs as USER: the workers really dropped privileges.
 http_children_run_as() {
-    local pid=$1 user=$2 c u
+    local pid=$1 user=$2 c u n=0
     for c in $(pgrep -P "$pid"); do
         u=$(ps -o user= -p "$c" | tr -d ' ')
-        [ -z "$u" ] || [ "$u" = "$user" ] || {
+        [ -n "$u" ] || continue # exited meanwhile
+        n=$((n + 1))
+        [ "$u" = "$user" ] || {
             cs_diag "child $c runs as $u, not $user"
             return 1
         }
     done
+    [ "$n" -gt 0 ] || {
+        cs_diag "$pid has no worker children"
+        return 1
+    }
 }
 
 # ---- clients ----------------------------------------------------------------
@@ -109,8 +118,7 @@ http_reject_both() {
     local url=$1 port=$2 name=$3 reason=$4 proto
     http_reject "$url" "$name" "$reason" || return 1
     for proto in -tls1_2 -tls1_3; do
-        cs_expect_reject "$port" "$name" "$reason" \
-            "$proto" || {
+        cs_expect_reject "$port" "$name" "$reason" "$proto" || {
             cs_diag "(s_client $proto)"
             return 1
         }
