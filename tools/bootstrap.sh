@@ -63,6 +63,8 @@ demo)
     install_packages "${build_deps[@]}"
     build "$top/build"
     CERTSTORE_BUILD="$top/build" bash "$top/tools/demo.sh"
+    echo
+    CERTSTORE_BUILD="$top/build" bash "$top/tools/demo_live.sh"
     ;;
 test)
     install_packages "${build_deps[@]}" "${test_deps[@]}"
