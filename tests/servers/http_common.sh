@@ -9,13 +9,33 @@
 # the master and every worker, even a worker orphaned by a crashed master.
 
 # ---- server processes -------------------------------------------------------
+#
+# Process facts come from /proc: CI images need not have procps.
+
+# http_pgid PID: the process group of PID (field 5 of /proc/PID/stat).
+http_pgid() {
+    local rest pgrp
+    { read -r _ rest <"/proc/$1/stat"; } 2>/dev/null || return 1
+    rest=${rest##*) }
+    read -r _ _ pgrp _ <<<"$rest"
+    echo "$pgrp"
+}
+
+# http_euid PID: the effective uid of PID.
+http_euid() {
+    local key effective
+    while read -r key _ effective _; do
+        [ "$key" = Uid: ] && { echo "$effective"; return 0; }
+    done <"/proc/$1/status" 2>/dev/null
+    return 1
+}
 
 # http_stop_group PGID: TERM the whole process group, KILL what is left
 # after 10 s. Refuses to signal the test's own group.
 http_stop_group() {
     local pgid=$1 i
     [ -n "$pgid" ] && [ "$pgid" -gt 1 ] || return 0
-    [ "$pgid" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] || return 0
+    [ "$pgid" != "$(http_pgid $$)" ] || return 0
     kill -TERM -- "-$pgid" 2>/dev/null || return 0
     for ((i = 0; i < 100; i++)); do
         kill -0 -- "-$pgid" 2>/dev/null || break
@@ -40,7 +60,7 @@ http_start_server() {
     # setsid has had the moment it needs to exec and call setsid().
     local pgid i
     for ((i = 0; i < 50; i++)); do
-        pgid=$(ps -o pgid= -p "$HTTP_SERVER_PID" | tr -d ' ')
+        pgid=$(http_pgid "$HTTP_SERVER_PID")
         [ "$pgid" = "$HTTP_SERVER_PID" ] && return 0
         sleep 0.1
     done
@@ -49,17 +69,17 @@ http_start_server() {
 }
 
 # Child pids of PID, sorted, one line.
-http_children() { pgrep -P "$1" | sort | tr '\n' ' '; }
+http_children() { cs_child_pids "$1" | tr '\n' ' '; }
 
 # http_wait_children PID COUNT [SECONDS]: PID has at least COUNT children.
 http_wait_children() {
     local pid=$1 count=$2 secs=${3:-20} i n
     for ((i = 0; i < secs * 10; i++)); do
-        n=$(pgrep -P "$pid" | wc -l)
+        n=$(cs_child_pids "$pid" | wc -l)
         [ "$n" -ge "$count" ] && return 0
         sleep 0.1
     done
-    cs_diag "$pid has $(pgrep -P "$pid" | wc -l) children, expected $count"
+    cs_diag "$pid has $(cs_child_pids "$pid" | wc -l) children, expected $count"
     return 1
 }
 
@@ -72,7 +92,7 @@ http_wait_replaced() {
         for c in $old; do
             kill -0 "$c" 2>/dev/null && left=1
         done
-        now=$(pgrep -P "$pid" | wc -l)
+        now=$(cs_child_pids "$pid" | wc -l)
         [ "$left" -eq 0 ] && [ "$now" -ge "$count" ] && return 0
         sleep 0.1
     done
@@ -82,13 +102,13 @@ http_wait_replaced() {
 
 # Every child of PID runs as USER: the workers really dropped privileges.
 http_children_run_as() {
-    local pid=$1 user=$2 c u n=0
-    for c in $(pgrep -P "$pid"); do
-        u=$(ps -o user= -p "$c" | tr -d ' ')
-        [ -n "$u" ] || continue # exited meanwhile
+    local pid=$1 user=$2 c uid want n=0
+    want=$(id -u "$user") || return 1
+    for c in $(cs_child_pids "$pid"); do
+        uid=$(http_euid "$c") || continue # exited meanwhile
         n=$((n + 1))
-        [ "$u" = "$user" ] || {
-            cs_diag "child $c runs as $u, not $user"
+        [ "$uid" = "$want" ] || {
+            cs_diag "child $c runs as uid $uid, not $user ($want)"
             return 1
         }
     done
