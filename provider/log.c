@@ -5,10 +5,13 @@
  * writes go to the open descriptor.
  *
  * Values are quoted and escaped so that a subject or account can never
- * break a line or forge a key. Repeated identical failures (a store that is
- * down under a flood of handshakes) are rate-limited per thread: after
- * CSP_LOG_BURST identical lines in one second the rest are counted, and the
- * count is logged when the burst ends, so nothing disappears silently.
+ * break a line or forge a key. Repeated identical failures are rate-limited
+ * per thread: a client's own rejection may repeat CSP_LOG_BURST times a
+ * second; a store-wide cause (store-unavailable, config-error) is said once
+ * per CSP_LOG_STORE_QUIET seconds, because under a flood of handshakes one
+ * line per handshake would bury it. The rest are counted and the count is
+ * logged when the cause changes, the window ends or a client is accepted
+ * again, so nothing disappears silently.
  *
  * The debug trace (CERTSTORE_DEBUG=1, to stderr) is separate and costs one
  * branch when off.
@@ -33,6 +36,7 @@
 
 #define CSP_LOG_LINE_MAX 2048
 #define CSP_LOG_BURST 10
+#define CSP_LOG_STORE_QUIET 60
 
 int csp_debug_enabled;
 
@@ -220,7 +224,7 @@ static void csp_line_peer(csp_line *l, const SSL *ssl)
 
 typedef struct {
     char key[CS_FP_HEX_LEN + 256];
-    time_t second;
+    time_t since;
     unsigned count;
     unsigned long suppressed;
 } csp_limiter;
@@ -235,6 +239,14 @@ static void csp_limiter_flush(csp_limiter *lim)
     lim->suppressed = 0;
 }
 
+/* An acceptance ends any failure streak: report it, and say the next one anew. */
+static void csp_limiter_end_streak(void)
+{
+    csp_limiter_flush(&csp_thread_limiter);
+    csp_thread_limiter.key[0] = '\0';
+    csp_thread_limiter.count = 0;
+}
+
 /* 1 if this failure line may be written now. */
 static int csp_limiter_allow(const csp_log_decision_args *a)
 {
@@ -243,17 +255,19 @@ static int csp_limiter_allow(const csp_log_decision_args *a)
     time_t now = time(NULL);
     int per_client = strcmp(a->reason, "store-unavailable") != 0 &&
                      strcmp(a->reason, "config-error") != 0;
+    time_t window = per_client ? 1 : CSP_LOG_STORE_QUIET;
+    unsigned burst = per_client ? CSP_LOG_BURST : 1;
 
     snprintf(key, sizeof(key), "reason=%s detail=%s leaf=%s", a->reason,
              a->detail != NULL ? a->detail : "", per_client && a->leaf_fp ? a->leaf_fp : "*");
-    if (strcmp(key, lim->key) != 0 || now != lim->second) {
+    if (strcmp(key, lim->key) != 0 || now < lim->since || now - lim->since >= window) {
         csp_limiter_flush(lim);
         if (strcmp(key, lim->key) != 0)
             strcpy(lim->key, key);
-        lim->second = now;
+        lim->since = now;
         lim->count = 0;
     }
-    if (++lim->count <= CSP_LOG_BURST)
+    if (++lim->count <= burst)
         return 1;
     lim->suppressed++;
     return 0;
@@ -264,7 +278,9 @@ void csp_log_decision(const csp_log_decision_args *a)
     csp_line l = {.len = 0};
     char number[32];
 
-    if (strcmp(a->result, "accept") != 0 && !csp_limiter_allow(a))
+    if (strcmp(a->result, "accept") == 0)
+        csp_limiter_end_streak();
+    else if (!csp_limiter_allow(a))
         return;
     csp_line_raw(&l, "certstore:");
     csp_line_token(&l, "result", a->result);
