@@ -8,14 +8,20 @@
  * forked child finds its parent's handle and abandons it without calling
  * into SQLite (sharing an SQLite connection across fork corrupts locks),
  * then opens its own. A handle whose file was replaced (atomic rename by a
- * deploy tool) is closed and reopened; a failed open is retried on the next
- * handshake, so a store that comes back is picked up without a reload.
+ * deploy tool) or changed behind SQLite's back (permissions, owner, size or
+ * mtime: chmod 000, truncation, bytes written over it) is closed and
+ * reopened, so the server decides from what the file says now and not from
+ * an open descriptor or SQLite's page cache; a failed open is retried on the
+ * next handshake, so a store that comes back is picked up without a reload.
+ * A committed write goes to the -wal file and leaves the database file
+ * alone until a checkpoint, so reopening costs one open per checkpoint.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "csp.h"
@@ -23,6 +29,7 @@
 typedef struct {
     cs_db *db;
     pid_t pid;
+    struct stat opened; /* the file as it was just before the open */
 } csp_thread_db;
 
 static pthread_key_t csp_db_key;
@@ -78,6 +85,21 @@ static cs_db *csp_db_open_readonly(const char *path, char *why, size_t why_len)
     return NULL;
 }
 
+static int csp_same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode &&
+           a->st_uid == b->st_uid && a->st_gid == b->st_gid && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Nonzero when the file is not the one, or not in the state, the handle opened. */
+static int csp_file_changed(const csp_thread_db *t)
+{
+    struct stat now;
+
+    return stat(csp_policy()->db, &now) != 0 || !csp_same_file_state(&t->opened, &now);
+}
+
 cs_db *csp_dbpool_get(char *why, size_t why_len)
 {
     csp_thread_db *t = csp_thread_slot();
@@ -92,12 +114,15 @@ cs_db *csp_dbpool_get(char *why, size_t why_len)
                   (int)pid);
         t->db = NULL; /* the parent's connection: never touch it here */
     }
-    if (t->db != NULL && cs_db_file_replaced(t->db)) {
-        CSP_DEBUG("database file replaced: reopening");
+    if (t->db != NULL && csp_file_changed(t)) {
+        CSP_DEBUG("database file replaced or changed: reopening");
         cs_db_close(t->db);
         t->db = NULL;
     }
     if (t->db == NULL) {
+        /* Stat first: a change between stat and open is seen next time. */
+        if (stat(csp_policy()->db, &t->opened) != 0)
+            memset(&t->opened, 0, sizeof(t->opened));
         t->db = csp_db_open_readonly(csp_policy()->db, why, why_len);
         t->pid = pid;
     }
