@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/params.h>
@@ -181,11 +182,47 @@ static void csp_policy_merge(const csp_config *cfg)
         csp_hooks_install();
 }
 
+static int csp_writable_by_others(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+}
+
+/*
+ * Whoever may write the database, or its directory (rename another file in
+ * its place), decides who gets in. Not a reason to deny: the operator may
+ * have meant it (a group of admins), but it must be said.
+ */
+static void csp_policy_warn_permissions(void)
+{
+    char dir[PATH_MAX];
+    char *slash;
+
+    snprintf(dir, sizeof(dir), "%s", csp_active.db);
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    if (csp_writable_by_others(csp_active.db))
+        csp_log_notice("certstore: warning: %s is writable by group or others; they can "
+                       "change who is accepted",
+                       csp_active.db);
+    if (csp_writable_by_others(dir))
+        csp_log_notice("certstore: warning: directory %s of the database is writable by "
+                       "group or others; they can replace the database",
+                       dir);
+}
+
 static void csp_policy_report_db(void)
 {
     char why[256];
 
-    if (csp_active.config_error || csp_dbpool_probe(csp_active.db, why, sizeof(why)))
+    if (csp_active.config_error)
+        return;
+    csp_policy_warn_permissions();
+    if (csp_dbpool_probe(csp_active.db, why, sizeof(why)))
         return;
     /* Not a config error: the file may appear later and is opened lazily. */
     csp_log_notice("certstore: store-unavailable: %s: %s; denying client certificates until "
