@@ -193,7 +193,9 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
     why[0] = '\0';
     db = csp_dbpool_get(why, sizeof(why));
     cs_decide(db, chain, time(NULL), d);
-    if (db == NULL)
+    if (db == NULL && strncmp(why, csp_policy()->db, strlen(csp_policy()->db)) == 0)
+        snprintf(d->detail, sizeof(d->detail), "%s", why); /* names the file already */
+    else if (db == NULL)
         snprintf(d->detail, sizeof(d->detail), "%.60s: %.90s", csp_policy()->db, why);
     else if (!d->accept && d->reason == CS_REASON_STORE_UNAVAILABLE)
         csp_dbpool_discard(); /* retry the open on the next handshake */
