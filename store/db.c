@@ -16,7 +16,7 @@
 
 #define CS_BUSY_TIMEOUT_MS 2000
 /* Writers only: big enough that a bulk import keeps the key index in memory. */
-#define CS_WRITER_CACHE_KIB 65536
+#define CS_WRITER_CACHE_KIB 524288
 /* Truncate the WAL at checkpoint so it never stays large on disk. */
 #define CS_JOURNAL_SIZE_LIMIT 4194304
 

@@ -647,6 +647,29 @@ cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt,
 
 /* ---- into the database ----------------------------------------------------- */
 
+/*
+ * Rows are validated and staged in memory, sorted by key and inserted in key
+ * order: random keys inserted one by one cost a B-tree descent into cold
+ * pages each, sorted ones append. Mapping ids therefore follow key order
+ * within one import. Sorting also finds duplicate keys within the file.
+ */
+typedef struct {
+    int64_t line, account_id, not_before, not_after, created;
+    const char *pin_fp; /* NULL or 64 hex, in the arena */
+    const char *note;   /* NULL or text, in the arena */
+    unsigned char kind;
+    unsigned char key_len;
+    unsigned char key[];
+} staged_row;
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, size;
+    unsigned char data[];
+} arena_chunk;
+
+#define ARENA_CHUNK_BYTES (4u << 20)
+
 /* Account name -> id, so a million rows do not mean a million lookups. */
 typedef struct {
     char *name;
@@ -657,10 +680,61 @@ typedef struct {
     cs_db *db;
     cache_slot *slots;
     size_t cap, used;
+    arena_chunk *arena;
+    staged_row **rows;
+    size_t row_count, row_cap;
     cs_import_result *result;
     void (*progress)(int64_t rows, void *arg);
     void *progress_arg;
 } import_ctx;
+
+static void *arena_alloc(import_ctx *ctx, size_t size)
+{
+    arena_chunk *chunk = ctx->arena;
+    void *p;
+
+    size = (size + 7) & ~(size_t)7;
+    if (chunk == NULL || chunk->size - chunk->used < size) {
+        size_t bytes = size > ARENA_CHUNK_BYTES ? size : ARENA_CHUNK_BYTES;
+
+        if ((chunk = malloc(sizeof(*chunk) + bytes)) == NULL)
+            return NULL;
+        chunk->next = ctx->arena;
+        chunk->used = 0;
+        chunk->size = bytes;
+        ctx->arena = chunk;
+    }
+    p = chunk->data + chunk->used;
+    chunk->used += size;
+    return p;
+}
+
+static const char *arena_strdup(import_ctx *ctx, const char *text)
+{
+    size_t len;
+    char *copy;
+
+    if (text == NULL || text[0] == '\0')
+        return NULL;
+    len = strlen(text) + 1;
+    if ((copy = arena_alloc(ctx, len)) != NULL)
+        memcpy(copy, text, len);
+    return copy;
+}
+
+static void ctx_free(import_ctx *ctx)
+{
+    while (ctx->arena != NULL) {
+        arena_chunk *next = ctx->arena->next;
+
+        free(ctx->arena);
+        ctx->arena = next;
+    }
+    for (size_t i = 0; i < ctx->cap; i++)
+        free(ctx->slots[i].name);
+    free(ctx->slots);
+    free(ctx->rows);
+}
 
 static uint64_t name_hash(const char *s)
 {
@@ -699,13 +773,6 @@ static int cache_grow(import_ctx *ctx)
     return 1;
 }
 
-static void cache_free(import_ctx *ctx)
-{
-    for (size_t i = 0; i < ctx->cap; i++)
-        free(ctx->slots[i].name);
-    free(ctx->slots);
-}
-
 static cs_status cache_put(import_ctx *ctx, const char *name, int64_t id)
 {
     cache_slot *slot;
@@ -738,6 +805,42 @@ static cs_status account_for_row(import_ctx *ctx, const char *name, int64_t *id)
     return status == CS_OK ? cache_put(ctx, name, *id) : status;
 }
 
+static cs_status stage_row(import_ctx *ctx, const cs_mapping_spec *spec, int64_t account_id,
+                           int64_t line)
+{
+    char pin_hex[CS_FP_HEX_LEN + 1];
+    staged_row *row;
+    cs_status status = cs_mapping_spec_check(ctx->db, spec, pin_hex);
+
+    if (status != CS_OK)
+        return status;
+    if (ctx->row_count == ctx->row_cap) {
+        size_t cap = ctx->row_cap ? ctx->row_cap * 2 : 4096;
+        staged_row **rows = realloc(ctx->rows, cap * sizeof(*rows));
+
+        if (rows == NULL)
+            return cs_fail(ctx->db, CS_ERR, "out of memory");
+        ctx->rows = rows;
+        ctx->row_cap = cap;
+    }
+    if ((row = arena_alloc(ctx, sizeof(*row) + spec->key.len)) == NULL)
+        return cs_fail(ctx->db, CS_ERR, "out of memory");
+    row->line = line;
+    row->account_id = account_id;
+    row->not_before = spec->not_before;
+    row->not_after = spec->not_after;
+    row->created = cs_now();
+    row->kind = (unsigned char)spec->kind;
+    row->key_len = (unsigned char)spec->key.len;
+    memcpy(row->key, spec->key.bytes, spec->key.len);
+    row->pin_fp = arena_strdup(ctx, pin_hex);
+    row->note = arena_strdup(ctx, spec->note);
+    if ((pin_hex[0] && row->pin_fp == NULL) || (spec->note && spec->note[0] && row->note == NULL))
+        return cs_fail(ctx->db, CS_ERR, "out of memory");
+    ctx->rows[ctx->row_count++] = row;
+    return CS_OK;
+}
+
 static cs_status import_row(const cs_mapping_spec *spec, int64_t line, void *arg)
 {
     import_ctx *ctx = arg;
@@ -745,14 +848,132 @@ static cs_status import_row(const cs_mapping_spec *spec, int64_t line, void *arg
     cs_status status = account_for_row(ctx, spec->account, &account_id);
 
     if (status == CS_OK)
-        status = cs_mapping_insert(ctx->db, spec, account_id, NULL);
-    if (status == CS_EXISTS)
-        status = CS_INVALID;
+        status = stage_row(ctx, spec, account_id, line);
     if (status != CS_OK)
         return status;
     if (++ctx->result->rows % PROGRESS_EVERY == 0 && ctx->progress != NULL)
         ctx->progress(ctx->result->rows, ctx->progress_arg);
     return CS_OK;
+}
+
+static int same_key(const staged_row *a, const staged_row *b)
+{
+    return a->kind == b->kind && a->key_len == b->key_len
+           && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+static int compare_rows(const void *pa, const void *pb)
+{
+    const staged_row *a = *(staged_row *const *)pa, *b = *(staged_row *const *)pb;
+    size_t common = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c;
+
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    if ((c = memcmp(a->key, b->key, common)) != 0)
+        return c;
+    if (a->key_len != b->key_len)
+        return a->key_len < b->key_len ? -1 : 1;
+    return a->line < b->line ? -1 : a->line > b->line;
+}
+
+/* Lines of the first duplicate in the file (and its first copy); 0 if none. */
+static int64_t first_duplicate(const import_ctx *ctx, int64_t *first_copy)
+{
+    int64_t best = 0;
+    size_t group = 0;
+
+    for (size_t i = 1; i < ctx->row_count; i++) {
+        if (!same_key(ctx->rows[i], ctx->rows[group])) {
+            group = i;
+            continue;
+        }
+        if (i == group + 1 && (best == 0 || ctx->rows[i]->line < best)) {
+            best = ctx->rows[i]->line;
+            *first_copy = ctx->rows[group]->line;
+        }
+    }
+    return best;
+}
+
+static cs_status insert_staged(cs_db *db, const staged_row *row)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_MAPPING_ADD);
+    int rc;
+
+    if (stmt == NULL)
+        return CS_ERR;
+    sqlite3_bind_int(stmt, 1, row->kind);
+    sqlite3_bind_blob(stmt, 2, row->key, row->key_len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, row->account_id);
+    cs_bind_text_or_null(stmt, 4, row->pin_fp);
+    cs_bind_time(stmt, 5, row->not_before);
+    cs_bind_time(stmt, 6, row->not_after);
+    cs_bind_text_or_null(stmt, 7, row->note);
+    sqlite3_bind_int64(stmt, 8, row->created);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE)
+        return CS_OK;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return CS_EXISTS;
+    return cs_sql_fail(db, "adding imported mappings");
+}
+
+/* After a clash with the database: the first line whose key was already there. */
+static int64_t first_existing(cs_db *db, const import_ctx *ctx)
+{
+    int64_t best = 0;
+
+    for (size_t i = 0; i < ctx->row_count; i++) {
+        const staged_row *row = ctx->rows[i];
+        sqlite3_stmt *stmt;
+
+        if (best != 0 && row->line >= best)
+            continue;
+        if ((stmt = cs_stmt(db, STMT_MAPPING_FIND_KEY)) == NULL)
+            return best;
+        sqlite3_bind_int(stmt, 1, row->kind);
+        sqlite3_bind_blob(stmt, 2, row->key, row->key_len, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            best = row->line;
+        sqlite3_reset(stmt);
+    }
+    return best;
+}
+
+static cs_status insert_all(import_ctx *ctx)
+{
+    cs_db *db = ctx->db;
+    int64_t copy = 0, duplicate, existing;
+    cs_status status = CS_OK;
+
+    qsort(ctx->rows, ctx->row_count, sizeof(*ctx->rows), compare_rows);
+    duplicate = first_duplicate(ctx, &copy);
+    /* A savepoint lets a clash be undone so the database can say which line. */
+    if (sqlite3_exec(db->sql, "SAVEPOINT import_rows", NULL, NULL, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, "starting the import");
+    for (size_t i = 0; status == CS_OK && duplicate == 0 && i < ctx->row_count; i++)
+        status = insert_staged(db, ctx->rows[i]);
+    if (status == CS_OK && duplicate == 0)
+        return sqlite3_exec(db->sql, "RELEASE import_rows", NULL, NULL, NULL) == SQLITE_OK
+                   ? CS_OK
+                   : cs_sql_fail(db, "finishing the import");
+    sqlite3_exec(db->sql, "ROLLBACK TO import_rows; RELEASE import_rows", NULL, NULL, NULL);
+    if (status != CS_OK && status != CS_EXISTS)
+        return status;
+    existing = first_existing(db, ctx);
+    if (existing > 0 && (duplicate == 0 || existing < duplicate)) {
+        ctx->result->bad_line = existing;
+        return cs_fail(db, CS_INVALID, "line %lld: a mapping with this kind and key already exists",
+                       (long long)existing);
+    }
+    if (duplicate > 0) {
+        ctx->result->bad_line = duplicate;
+        return cs_fail(db, CS_INVALID, "line %lld: same kind and key as line %lld",
+                       (long long)duplicate, (long long)copy);
+    }
+    return cs_fail(db, CS_ERR, "import clashed with the database but no line was found");
 }
 
 cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
@@ -775,17 +996,21 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result 
     msg[0] = '\0';
     db->errmsg[0] = '\0';
     status = parse_all(&src, fmt, import_row, &ctx, &result->bad_line, msg, sizeof(msg));
-    cache_free(&ctx);
     if (status == CS_OK && ferror(in))
         status = cs_fail(db, CS_ERR, "reading the input failed");
-    if (status != CS_OK) {
+    if (status != CS_OK && result->bad_line > 0) {
         /* A database complaint about a row is still that row's fault. */
         if (msg[0] == '\0')
             snprintf(msg, sizeof(msg), "line %lld: %.400s", (long long)result->bad_line,
                      db->errmsg);
-        cs_fail(db, status == CS_BUSY || status == CS_ERR ? status : CS_INVALID, "%s", msg);
-        return status == CS_BUSY || status == CS_ERR ? status : CS_INVALID;
+        status = status == CS_BUSY || status == CS_ERR ? status : CS_INVALID;
+        cs_fail(db, status, "%s", msg);
     }
+    if (status == CS_OK)
+        status = insert_all(&ctx);
+    ctx_free(&ctx);
+    if (status != CS_OK)
+        return status;
     return cs_log_change(db, "import rows=%lld accounts_created=%lld", (long long)result->rows,
                          (long long)result->accounts_created);
 }

@@ -1136,7 +1136,7 @@ START_TEST(test_import_rejects_malformed_input)
         {"kind,key,account,kind\n", 1, "given twice"},
         {"", 1, "no header"},
         {"kind,key,account\ncert,@\n", 2, "expected 3 fields"},
-        {"kind,key,account\ncert,@,acme\ncert,@,acme\n", 3, "already exists"},
+        {"kind,key,account\ncert,@,acme\ncert,@,acme\n", 3, "same kind and key as line 2"},
         {"kind,key,account\ncert,abcd,acme\n", 2, "bad cert key"},
         {"kind,key,account\ncert,@,\"acme\n", 2, "unterminated"},
         {"kind,key,account\ncert,@,ac\"me\n", 2, "quote inside"},
@@ -1180,6 +1180,7 @@ START_TEST(test_import_existing_mapping_is_bad_line)
     snprintf(text, sizeof(text), "kind,key,account\ncert,%s,other\n", alice_hex);
     ck_status(import_text(text, CS_IMPORT_CSV, &r), CS_INVALID);
     ck_assert_int_eq(r.bad_line, 2);
+    ck_assert_str_eq(cs_db_errmsg(db), "line 2: a mapping with this kind and key already exists");
     ck_assert_int_eq(mapping_count(), 1);
 }
 END_TEST
