@@ -35,6 +35,15 @@ static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
 
 /* Provider parameter an application reads to find the account (certstore.h). */
 #define CSP_PARAM_ACCOUNT_INDEX "certstore-account-index"
+/*
+ * What the process-wide policy made of the configuration, for `certstore
+ * doctor`: the database path, the mode name, "ok" or "deny-all", and why
+ * it denies all ("" when ok). All are read-only strings.
+ */
+#define CSP_PARAM_DB "certstore-db"
+#define CSP_PARAM_MODE "certstore-mode"
+#define CSP_PARAM_STATUS "certstore-status"
+#define CSP_PARAM_STATUS_REASON "certstore-status-reason"
 
 static const OSSL_ITEM csp_reason_strings[] = {
     {CSP_R_BAD_CONFIG, "invalid certstore configuration"},
@@ -66,9 +75,35 @@ static const OSSL_PARAM *csp_gettable_params(void *provctx)
         OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
         OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
         OSSL_PARAM_int(CSP_PARAM_ACCOUNT_INDEX, NULL),
+        OSSL_PARAM_utf8_ptr(CSP_PARAM_DB, NULL, 0),
+        OSSL_PARAM_utf8_ptr(CSP_PARAM_MODE, NULL, 0),
+        OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS, NULL, 0),
+        OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS_REASON, NULL, 0),
         OSSL_PARAM_END};
 
     return gettable;
+}
+
+/* The policy lives as long as the process, so handing out pointers is safe. */
+static int csp_get_policy_params(OSSL_PARAM params[])
+{
+    const csp_config *policy = csp_policy();
+    OSSL_PARAM *p;
+
+    p = OSSL_PARAM_locate(params, CSP_PARAM_DB);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, policy->db))
+        return 0;
+    p = OSSL_PARAM_locate(params, CSP_PARAM_MODE);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, csp_mode_name(policy->mode)))
+        return 0;
+    p = OSSL_PARAM_locate(params, CSP_PARAM_STATUS);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, policy->config_error ? "deny-all" : "ok"))
+        return 0;
+    p = OSSL_PARAM_locate(params, CSP_PARAM_STATUS_REASON);
+    if (p != NULL &&
+        !OSSL_PARAM_set_utf8_ptr(p, policy->config_error ? policy->config_error_text : ""))
+        return 0;
+    return 1;
 }
 
 static int csp_get_params(void *provctx, OSSL_PARAM params[])
@@ -90,7 +125,7 @@ static int csp_get_params(void *provctx, OSSL_PARAM params[])
     p = OSSL_PARAM_locate(params, CSP_PARAM_ACCOUNT_INDEX);
     if (p != NULL && !OSSL_PARAM_set_int(p, csp_hooks_account_index()))
         return 0;
-    return 1;
+    return csp_get_policy_params(params);
 }
 
 static const OSSL_ALGORITHM csp_store_algorithms[] = {
