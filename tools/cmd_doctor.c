@@ -320,7 +320,9 @@ static void check_database(doctor *d)
     check_contents(d);
 }
 
-static void check_not_writable_by_others(doctor *d, const char *what, const char *path)
+/* quiet: say nothing when all is well (the WAL companions). */
+static void check_not_writable_by_others(doctor *d, const char *what, const char *path,
+                                         int quiet)
 {
     struct stat st;
 
@@ -330,7 +332,7 @@ static void check_not_writable_by_others(doctor *d, const char *what, const char
         report(d, LEVEL_WARN, "permissions",
                "%s %s is writable by %s (mode %04o): anyone there can change the policy", what,
                path, (st.st_mode & S_IWOTH) ? "others" : "group", (unsigned)(st.st_mode & 07777));
-    else
+    else if (!quiet)
         report(d, LEVEL_OK, "permissions", "%s %s: mode %04o, owner uid %u gid %u", what, path,
                (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid);
 }
@@ -426,11 +428,15 @@ static void check_permissions(doctor *d)
     if (d->facts.prov == NULL || *d->facts.db == '\0' || access(d->facts.db, F_OK) != 0)
         return;
     store_files_init(&s, d->facts.db);
-    check_not_writable_by_others(d, "database", s.paths[0]);
+    check_not_writable_by_others(d, "database", s.paths[0], 0);
+    /* Whoever may write the directory may replace the file. */
     dir_copy = strdup(s.paths[0]);
     if (dir_copy != NULL)
-        check_not_writable_by_others(d, "directory", dirname(dir_copy));
+        check_not_writable_by_others(d, "directory", dirname(dir_copy), 0);
     free(dir_copy);
+    /* Committed changes sit in the -wal until a checkpoint. */
+    check_not_writable_by_others(d, "file", s.paths[1], 1);
+    check_not_writable_by_others(d, "file", s.paths[2], 1);
     for (int i = 0; i < 3; i++) {
         if (access(s.paths[i], F_OK) == 0)
             present |= 1 << i;

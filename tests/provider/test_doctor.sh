@@ -102,6 +102,16 @@ OPENSSL_CONF=$work/good.cnf timeout 60 "$CERTSTORE_BIN" doctor >"$work/env.out" 
 expect_rc env 0
 expect_line env "OK   config: $work/good.cnf (\$OPENSSL_CONF) read"
 
+# --config wins, and the process's own $OPENSSL_CONF is not loaded beside it
+# (a second certstore activation would change the process-wide policy).
+write_config "$work/off.cnf" "$db" "mode = off"
+rc=0
+OPENSSL_CONF=$work/good.cnf timeout 60 "$CERTSTORE_BIN" doctor --config "$work/off.cnf" \
+    >"$work/both.out" 2>&1 || rc=$?
+expect_rc both 1
+expect_line both "OK   config: $work/off.cnf (--config) read"
+expect_line both "FAIL hook: not active: an unpinned test client was accepted"
+
 # JSON: one object, the same verdict.
 doctor json --config "$work/good.cnf" --json
 expect_rc json 0
@@ -188,6 +198,11 @@ doctor groupw --config "$work/good.cnf"
 expect_rc groupw 0
 expect_line groupw "WARN permissions: database $db is writable by group (mode 0664)"
 chmod 0644 "$db"
+chmod 0666 "$db-shm"
+doctor shmw --config "$work/good.cnf"
+expect_rc shmw 0
+expect_line shmw "WARN permissions: file $db-shm is writable by others (mode 0666)"
+chmod 0644 "$db-shm"
 
 # ---- usage ------------------------------------------------------------------------
 doctor usage --config "$work/good.cnf" --chain "$pki/alice-chain.pem"
