@@ -111,8 +111,7 @@ static void take_openssl_error(char *buf, size_t len, const char *fallback)
 /* ---- the configuration and the providers --------------------------------- */
 
 /* --config, else $OPENSSL_CONF, else OpenSSL's own default file. */
-static const char *config_path(const doctor_options *o, char *buf, size_t len,
-                               const char **source)
+static const char *config_path(const doctor_options *o, char *buf, size_t len, const char **source)
 {
     const char *env = getenv("OPENSSL_CONF");
 
@@ -138,8 +137,7 @@ static const char *check_config(doctor *d, const doctor_options *o, char *buf, s
     FILE *f = fopen(path, "r");
 
     if (f == NULL) {
-        report(d, LEVEL_FAIL, "config", "%s (%s): cannot read: %s", path, source,
-               strerror(errno));
+        report(d, LEVEL_FAIL, "config", "%s (%s): cannot read: %s", path, source, strerror(errno));
         return path;
     }
     fclose(f);
@@ -272,8 +270,7 @@ static void check_contents(doctor *d)
     cs_stats s;
 
     if (cs_stats_get(d->db, &s) != CS_OK) {
-        report(d, LEVEL_FAIL, "store", "store-unavailable: cannot count: %s",
-               cs_db_errmsg(d->db));
+        report(d, LEVEL_FAIL, "store", "store-unavailable: cannot count: %s", cs_db_errmsg(d->db));
         return;
     }
     report(d, LEVEL_OK, "store",
@@ -321,8 +318,7 @@ static void check_database(doctor *d)
 }
 
 /* quiet: say nothing when all is well (the WAL companions). */
-static void check_not_writable_by_others(doctor *d, const char *what, const char *path,
-                                         int quiet)
+static void check_not_writable_by_others(doctor *d, const char *what, const char *path, int quiet)
 {
     struct stat st;
 
@@ -397,8 +393,7 @@ static void check_reader(doctor *d, const char *user, const store_files *s, int 
         return;
     }
     if (geteuid() != 0 && geteuid() != pw->pw_uid) {
-        report(d, LEVEL_SKIP, "reader", "%s: not checked (run as root to check other users)",
-               user);
+        report(d, LEVEL_SKIP, "reader", "%s: not checked (run as root to check other users)", user);
         return;
     }
     mask = readable_by(pw, s);
@@ -415,8 +410,10 @@ static void check_reader(doctor *d, const char *user, const store_files *s, int 
     if (missing[0] == '\0')
         report(d, LEVEL_OK, "reader", "%s can read the store", user);
     else
-        report(d, LEVEL_WARN, "reader", "%s cannot read:%s (a server running as %s rejects "
-               "every client with store-unavailable)", user, missing, user);
+        report(d, LEVEL_WARN, "reader",
+               "%s cannot read:%s (a server running as %s rejects "
+               "every client with store-unavailable)",
+               user, missing, user);
 }
 
 static void check_permissions(doctor *d)
@@ -443,7 +440,8 @@ static void check_permissions(doctor *d)
         else
             report(d, LEVEL_WARN, "permissions",
                    "%s is missing: a server user that cannot create it cannot open the store "
-                   "(run any 'certstore' write command to recreate it)", s.paths[i]);
+                   "(run any 'certstore' write command to recreate it)",
+                   s.paths[i]);
     }
     for (size_t i = 0; i < sizeof(server_users) / sizeof(server_users[0]); i++)
         check_reader(d, server_users[i], &s, present);
@@ -477,13 +475,12 @@ static X509 *make_cert(OSSL_LIB_CTX *libctx, const char *cn, long serial, EVP_PK
     X509_NAME *name = X509_NAME_new();
     int ok = cert != NULL && name != NULL && X509_set_version(cert, X509_VERSION_3) &&
              ASN1_INTEGER_set(X509_get_serialNumber(cert), serial) &&
-             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1,
-                                        -1, 0) &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                        0) &&
              X509_set_subject_name(cert, name) &&
              X509_set_issuer_name(cert, issuer != NULL ? X509_get_subject_name(issuer) : name) &&
              X509_gmtime_adj(X509_getm_notBefore(cert), -300) != NULL &&
-             X509_gmtime_adj(X509_getm_notAfter(cert), 3600) != NULL &&
-             X509_set_pubkey(cert, key);
+             X509_gmtime_adj(X509_getm_notAfter(cert), 3600) != NULL && X509_set_pubkey(cert, key);
 
     if (ok && eku == NULL)
         ok = add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE") &&
@@ -521,19 +518,19 @@ static int test_pki_make(OSSL_LIB_CTX *libctx, test_pki *p)
     if (p->ca == NULL)
         return 0;
     p->server = make_cert(libctx, "localhost", 2, p->leaf_key, p->ca, p->ca_key, "serverAuth");
-    p->client = make_cert(libctx, "certstore doctor test client", 3, p->leaf_key, p->ca,
-                          p->ca_key, "clientAuth");
+    p->client = make_cert(libctx, "certstore doctor test client", 3, p->leaf_key, p->ca, p->ca_key,
+                          "clientAuth");
     return p->server != NULL && p->client != NULL;
 }
 
 /* ---- the live handshake -------------------------------------------------- */
 
 typedef struct {
-    int ran;          /* the handshake could be set up and run */
-    int accepted;     /* the server side completed it */
-    long verify;      /* the server's verify result */
-    char error[256];  /* why it could not run, or the TLS error */
-    char reason[64];  /* certstore's reason token for the chain the server verified */
+    int ran;         /* the handshake could be set up and run */
+    int accepted;    /* the server side completed it */
+    long verify;     /* the server's verify result */
+    char error[256]; /* why it could not run, or the TLS error */
+    char reason[64]; /* certstore's reason token for the chain the server verified */
     char account[CS_ACCOUNT_MAX + 1];
 } handshake_result;
 
@@ -643,8 +640,7 @@ static void report_hook(doctor *d, const handshake_result *r)
     if (!r->ran)
         report(d, LEVEL_FAIL, "hook", "test handshake could not run: %s", r->error);
     else if (r->accepted)
-        report(d, LEVEL_FAIL, "hook",
-               "not active: an unpinned test client was accepted%s",
+        report(d, LEVEL_FAIL, "hook", "not active: an unpinned test client was accepted%s",
                d->facts.prov != NULL && strcmp(d->facts.mode, "audit") == 0
                    ? " (audit mode only logs it)"
                    : "");
@@ -688,8 +684,7 @@ static void report_chain_decision(doctor *d, const char *chain, const handshake_
     char why[80];
 
     if (!r->ran)
-        report(d, LEVEL_FAIL, "decision", "%s: could not run the handshake: %s", chain,
-               r->error);
+        report(d, LEVEL_FAIL, "decision", "%s: could not run the handshake: %s", chain, r->error);
     else if (r->accepted && strcmp(r->reason, "none") == 0)
         report(d, LEVEL_OK, "decision", "%s accepted as account \"%s\"", chain, r->account);
     else if (r->accepted)
@@ -699,8 +694,8 @@ static void report_chain_decision(doctor *d, const char *chain, const handshake_
         report(d, LEVEL_WARN, "decision", "%s rejected by certstore%s", chain,
                reason_suffix(r, why, sizeof(why)));
     else
-        report(d, LEVEL_WARN, "decision", "%s rejected by OpenSSL before certstore: %s%s%s",
-               chain, r->verify != X509_V_OK ? X509_verify_cert_error_string(r->verify) : "",
+        report(d, LEVEL_WARN, "decision", "%s rejected by OpenSSL before certstore: %s%s%s", chain,
+               r->verify != X509_V_OK ? X509_verify_cert_error_string(r->verify) : "",
                r->verify != X509_V_OK ? "; " : "", r->error);
 }
 
@@ -735,12 +730,9 @@ static void check_chain(doctor *d, const doctor_options *o)
 
 static int parse_doctor_options(cli_ctx *ctx, int argc, char **argv, doctor_options *o)
 {
-    const cli_option opts[] = {{"config", &o->config, NULL},
-                               {"chain", &o->chain, NULL},
-                               {"key", &o->key, NULL},
-                               {"ca", &o->ca, NULL},
-                               {"json", NULL, &o->json},
-                               CLI_OPTIONS_END};
+    const cli_option opts[] = {{"config", &o->config, NULL}, {"chain", &o->chain, NULL},
+                               {"key", &o->key, NULL},       {"ca", &o->ca, NULL},
+                               {"json", NULL, &o->json},     CLI_OPTIONS_END};
     cli_positional pos;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
 

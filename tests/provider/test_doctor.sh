@@ -29,6 +29,8 @@ cs init
 cs pin add "$pki/ca-a.pem"
 cs map add "$pki/alice.pem" --account alice --create-account
 chmod 0644 "$db" "$db-wal" "$db-shm"
+schema=$("$CERTSTORE_BIN" --db "$db" stats | sed -n 's/^schema-version: //p')
+[ -n "$schema" ] || { echo "FAIL: certstore stats shows no schema version" >&2; exit 1; }
 
 # write_config FILE DB [extra lines for the certstore section...]
 write_config() {
@@ -83,7 +85,7 @@ expect_line good "OK   config: $work/good.cnf (--config) read"
 expect_line good "OK   provider: certstore "
 expect_line good "OK   default-provider: active"
 expect_line good "OK   mode: enforce"
-expect_line good "OK   database: $db opens read-only, schema version 1"
+expect_line good "OK   database: $db opens read-only, schema version $schema"
 expect_line good "OK   store: 1 pins (1 enabled), 1 accounts (1 enabled), 1 mappings (1 enabled)"
 expect_line good "OK   permissions: database $db: mode 0644"
 expect_line good "OK   hook: active: an unpinned test client was refused (issuer-not-pinned)"
