@@ -96,7 +96,7 @@ __attribute__((format(printf, 4, 5))) static void report(doctor *d, level lv, co
     putchar('\n');
 }
 
-/* The first queued OpenSSL error as text (or `fallback`); empties the queue. */
+/* The last (most specific) queued OpenSSL error, or `fallback`; empties the queue. */
 static void take_openssl_error(char *buf, size_t len, const char *fallback)
 {
     unsigned long e = ERR_peek_last_error();
