@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The generated man pages cannot drift from the CLI: certstore(1) must hold
+# every command's and subcommand's --help exactly, one subsection each, and
+# certstore-provider(7) must document every openssl.cnf key of the example
+# configuration and every reason token the CLI names. Both must render
+# without warnings from groff.
+#
+#   test_manpage.sh CERTSTORE_BIN MAN_BUILD_DIR SOURCE_DIR
+set -uo pipefail
+
+bin=${1:?usage: test_manpage.sh CERTSTORE_BIN MAN_BUILD_DIR SOURCE_DIR}
+mandir=${2:?}
+src=${3:?}
+page1=$mandir/certstore.1
+page7=$mandir/certstore-provider.7
+
+WORK=$(mktemp -d /tmp/certstore-man-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+
+fails=0
+n=0
+diag() { printf '# %s\n' "$*"; }
+check() {
+    local desc=$1
+    shift
+    n=$((n + 1))
+    if "$@"; then
+        printf 'ok %d - %s\n' "$n" "$desc"
+    else
+        printf 'not ok %d - %s\n' "$n" "$desc"
+        fails=$((fails + 1))
+    fi
+}
+
+# Commands as the overview lists them; a group's subcommands as its usage
+# lines name them (the CLI's convention, which mkman.sh relies on too).
+commands() {
+    "$bin" --help | awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on { print $1 }'
+}
+subcommands() {
+    "$bin" "$1" --help |
+        sed -n "s/^\(Usage:\)\{0,1\} *certstore $1 \([a-z][a-z-]*\)\( .*\)\{0,1\}\$/\2/p" |
+        awk '!seen[$0]++'
+}
+
+# The body of subsection "certstore WORDS" with the roff escapes undone.
+page_section() {
+    awk -v want=".SS \"certstore $*\"" '
+        $0 == want { on = 1; next }
+        on && /^\.(SS|SH)/ { exit }
+        on && !/^\.(nf|fi)$/ { print }' "$page1" |
+        sed -e 's/^\\&//' -e 's/\\-/-/g' -e 's/\\e/\\/g'
+}
+
+section_matches_help() {
+    "$bin" "$@" --help >"$WORK/help" || { diag "certstore $* --help failed"; return 1; }
+    page_section "$@" >"$WORK/section"
+    if ! diff -u "$WORK/help" "$WORK/section" >"$WORK/diff"; then
+        diag "certstore $*: page differs from --help:"
+        sed 's/^/#   /' "$WORK/diff" | head -n 20
+        return 1
+    fi
+}
+
+every_command_documented() {
+    local cmd sub ok=0 expected=0 found
+    [ -n "$(commands)" ] || { diag "no commands in certstore --help"; return 1; }
+    for cmd in $(commands); do
+        expected=$((expected + 1))
+        section_matches_help "$cmd" || ok=1
+        for sub in $(subcommands "$cmd"); do
+            expected=$((expected + 1))
+            section_matches_help "$cmd" "$sub" || ok=1
+        done
+    done
+    found=$(grep -c '^\.SS "certstore ' "$page1")
+    [ "$found" -eq "$expected" ] || { diag "$found subsections, $expected commands"; ok=1; }
+    return $ok
+}
+
+overview_in_page() {
+    "$bin" --help | sed -e 's/-/\\-/g' >"$WORK/overview"
+    while IFS= read -r line; do
+        [ -z "$line" ] && continue
+        grep -qxF -- "$line" "$page1" || { diag "overview line missing: $line"; return 1; }
+    done <"$WORK/overview"
+}
+
+version_in_pages() {
+    local version
+    version=$("$bin" --version | awk '{print $2}')
+    grep -q "^\.TH CERTSTORE 1 .*\"certstore $version\"" "$page1" &&
+        grep -q "^\.TH CERTSTORE\\\\-PROVIDER 7 .*\"certstore $version\"" "$page7"
+}
+
+renders_cleanly() {
+    command -v groff >/dev/null || { diag "groff not installed"; return 1; }
+    local page out ok=0
+    for page in "$page1" "$page7"; do
+        out=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
+        [ -z "$out" ] || { diag "$page: $out"; ok=1; }
+    done
+    return $ok
+}
+
+# Keys of [certstore_sect] in openssl.cnf.example, commented out or not.
+config_keys() {
+    awk '/^\[certstore_sect\]/ { on = 1; next } on && /^\[/ { exit }
+         on { sub(/^# ?/, ""); if (match($0, /^[a-z_]+ = /)) print substr($0, 1, RLENGTH - 3) }' \
+        "$src/openssl.cnf.example" | sort -u
+}
+
+provider_page_documents_keys() {
+    local key ok=0
+    [ -n "$(config_keys)" ] || { diag "no keys found in openssl.cnf.example"; return 1; }
+    for key in $(config_keys); do
+        grep -q "^\.BI\{0,1\}R\{0,1\} $key\( \|$\)" "$page7" ||
+            { diag "key $key not documented"; ok=1; }
+    done
+    return $ok
+}
+
+# Reason tokens as certstore check --help lists them.
+reason_tokens() {
+    "$bin" check --help | awk '/REASON is one of/ { on = 1; sub(/.*one of/, ""); }
+                               on { print } on && /\.$/ { exit }' |
+        tr ',. ' '\n\n\n' | grep -E '^[a-z]+(-[a-z]+)+$'
+}
+
+provider_page_documents_reasons() {
+    local token ok=0
+    [ -n "$(reason_tokens)" ] || { diag "no reason tokens in certstore check --help"; return 1; }
+    for token in $(reason_tokens) config-error; do
+        grep -q "^\.BR\{0,1\} ${token//-/\\\\-}\( \|$\)" "$page7" ||
+            { diag "reason $token not documented"; ok=1; }
+    done
+    return $ok
+}
+
+check "certstore(1) holds every command's --help verbatim" every_command_documented
+check "certstore(1) holds the overview" overview_in_page
+check "both pages carry the CLI's version" version_in_pages
+check "both pages render without groff warnings" renders_cleanly
+check "certstore-provider(7) documents every openssl.cnf key" provider_page_documents_keys
+check "certstore-provider(7) documents every reason token" provider_page_documents_reasons
+
+echo "1..$n"
+[ "$fails" -eq 0 ]

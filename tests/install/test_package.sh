@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# The Debian package, end to end on this machine: build it with CPack,
+# install it with apt-get, run the demo against the installed files only
+# (/usr/bin/certstore and certstore.so in libcrypto's modules directory,
+# loaded by name), check lintian, then remove (the database stays) and
+# purge (it goes). The machine is left as it was found: an EXIT trap purges
+# the package and drops the certstore group if this test created them.
+#
+#   test_package.sh BUILD_DIR SOURCE_DIR SANITIZED(0|1)
+#
+# TAP output. Exit 77 (skip) only when not root, dpkg/apt-get are missing,
+# the build is sanitizer-instrumented (a package must not be), or a
+# certstore package or /var/lib/certstore is already on the machine (the
+# test would destroy it).
+set -uo pipefail
+
+build=${1:?usage: test_package.sh BUILD_DIR SOURCE_DIR SANITIZED}
+src=${2:?usage: test_package.sh BUILD_DIR SOURCE_DIR SANITIZED}
+sanitized=${3:-0}
+
+skip() {
+    printf '1..0 # SKIP %s\n' "$*"
+    exit 77
+}
+
+[ "$(id -u)" -eq 0 ] || skip "installing a package needs root"
+command -v dpkg >/dev/null && command -v apt-get >/dev/null || skip "dpkg/apt-get missing"
+[ "$sanitized" = 0 ] || skip "sanitizer-instrumented build: not packaged"
+if dpkg-query -W -f='${Status}' certstore 2>/dev/null | grep -q 'installed\|config-files'; then
+    skip "a certstore package is already on this machine; not replacing it"
+fi
+[ ! -e /var/lib/certstore ] || skip "/var/lib/certstore exists; purge would delete it"
+
+DATA_DIR=/var/lib/certstore
+MODULES_DIR=$(openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"$/\1/p')
+APT=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
+WORK=$(mktemp -d /tmp/certstore-pkg-XXXXXX)
+chmod 0755 "$WORK"
+group_existed=0
+getent group certstore >/dev/null && group_existed=1
+fails=0
+n=0
+
+cleanup() {
+    if dpkg-query -W -f='${Status}' certstore 2>/dev/null | grep -q 'installed\|config-files'; then
+        echo "# cleanup: purging the certstore package"
+        "${APT[@]}" purge certstore >/dev/null 2>&1 || dpkg --purge certstore >/dev/null 2>&1
+    fi
+    rm -rf "$DATA_DIR"
+    if [ "$group_existed" = 0 ] && getent group certstore >/dev/null; then
+        groupdel certstore
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+diag() { printf '# %s\n' "$*"; }
+diag_file() { sed 's/^/#   /' "$1" | tail -n 40; }
+
+check() {
+    local desc=$1
+    shift
+    n=$((n + 1))
+    if "$@"; then
+        printf 'ok %d - %s\n' "$n" "$desc"
+    else
+        printf 'not ok %d - %s\n' "$n" "$desc"
+        fails=$((fails + 1))
+    fi
+}
+
+# Bail out: later steps depend on this one.
+require() {
+    check "$@" || {
+        echo "Bail out! $1"
+        exit 1
+    }
+}
+
+# ---- steps -----------------------------------------------------------------
+
+# Checksums of every server's configuration, to show install touched none.
+server_config_sums() {
+    local d
+    for d in /etc/ssl /etc/nginx /etc/apache2 /etc/haproxy /etc/stunnel /etc/default \
+        /etc/systemd/system; do
+        [ -d "$d" ] && find "$d" -type f -print0 | sort -z | xargs -0 -r sha256sum
+    done
+    ls /etc/systemd/system 2>/dev/null
+}
+
+build_package() {
+    if ! cpack -G DEB -B "$WORK/pkg" --config "$build/CPackConfig.cmake" >"$WORK/cpack.log" 2>&1; then
+        diag_file "$WORK/cpack.log"
+        return 1
+    fi
+    DEB=$(ls "$WORK"/pkg/certstore_*_amd64.deb 2>/dev/null | head -n 1)
+    [ -n "$DEB" ] || { diag "no certstore_*_amd64.deb in $WORK/pkg"; return 1; }
+    diag "built $(basename "$DEB")"
+}
+
+package_name_and_depends() {
+    local version depends
+    version=$("$build/tools/certstore" --version | awk '{print $2}')
+    [ "$(basename "$DEB")" = "certstore_${version}_amd64.deb" ] ||
+        { diag "file name $(basename "$DEB"), version $version"; return 1; }
+    depends=$(dpkg-deb -f "$DEB" Depends)
+    diag "Depends: $depends"
+    [[ $depends == *libssl3* && $depends == *libsqlite3-0* ]]
+}
+
+lintian_clean() {
+    command -v lintian >/dev/null || { diag "lintian is not installed"; return 1; }
+    # lintian dislikes running as root but works; errors (E:) fail the test.
+    lintian --fail-on error "$DEB" >"$WORK/lintian.log" 2>&1
+    local rc=$?
+    grep -v '^running with root' "$WORK/lintian.log" | sed 's/^/# /'
+    return $rc
+}
+
+install_package() {
+    server_config_sums >"$WORK/etc.before"
+    if ! "${APT[@]}" install --no-install-recommends "$DEB" >"$WORK/apt.log" 2>&1; then
+        diag_file "$WORK/apt.log"
+        return 1
+    fi
+}
+
+installed_layout() {
+    local f ok=0
+    for f in /usr/bin/certstore "$MODULES_DIR/certstore.so" /usr/include/certstore.h \
+        /usr/share/man/man1/certstore.1.gz /usr/share/man/man7/certstore-provider.7.gz \
+        /usr/share/doc/certstore/openssl.cnf.example /usr/share/doc/certstore/copyright \
+        /usr/share/doc/certstore/snippets/nginx.conf \
+        /usr/share/bash-completion/completions/certstore; do
+        [ -f "$f" ] || { diag "missing $f"; ok=1; }
+    done
+    return $ok
+}
+
+data_dir_created() {
+    getent group certstore >/dev/null || { diag "no certstore group"; return 1; }
+    local mode
+    mode=$(stat -c '%U:%G %a' "$DATA_DIR" 2>/dev/null)
+    [ "$mode" = "root:certstore 750" ] || { diag "$DATA_DIR is '$mode'"; return 1; }
+    # Nothing enabled: no database made for the administrator.
+    [ -z "$(ls -A "$DATA_DIR")" ] || { diag "$DATA_DIR not empty"; return 1; }
+}
+
+no_server_config_changed() {
+    server_config_sums >"$WORK/etc.after"
+    diff -u "$WORK/etc.before" "$WORK/etc.after" | sed 's/^/# /'
+    cmp -s "$WORK/etc.before" "$WORK/etc.after" || return 1
+    ! dpkg -L certstore | grep -q '^/etc/'
+}
+
+# The provider loaded by name from the system modules directory reports
+# the same name and version as the installed CLI.
+provider_listed_by_name() {
+    cat >"$WORK/by-name.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+certstore = certstore_sect
+[default_sect]
+activate = 1
+[certstore_sect]
+activate = 1
+db = $WORK/none.db
+mode = enforce
+log = stderr
+CNF
+    local out version
+    version=$(/usr/bin/certstore --version | awk '{print $2}')
+    out=$(env -u OPENSSL_MODULES OPENSSL_CONF="$WORK/by-name.cnf" \
+        openssl list -providers -verbose 2>&1)
+    printf '%s\n' "$out" | sed 's/^/# /'
+    printf '%s\n' "$out" | grep -A4 '^  certstore$' >"$WORK/listed" || return 1
+    grep -q "name: certstore" "$WORK/listed" &&
+        grep -q "version: $version\$" "$WORK/listed" &&
+        grep -q "status: active" "$WORK/listed"
+}
+
+man_pages_installed() {
+    command -v man >/dev/null || { diag "man not installed"; return 1; }
+    MANPAGER=cat man -w certstore >/dev/null && MANPAGER=cat man -w 7 certstore-provider >/dev/null
+}
+
+demo_against_installed() {
+    (cd "$WORK" && env -u OPENSSL_MODULES -u CERTSTORE_BUILD CERTSTORE_BIN=/usr/bin/certstore \
+        MKPKI_BIN="$build/tests/common/mkpki" bash "$src/tools/demo.sh") >"$WORK/demo.log" 2>&1 ||
+        { diag_file "$WORK/demo.log"; return 1; }
+}
+
+live_demo_against_installed() {
+    (cd "$WORK" && env -u OPENSSL_MODULES -u CERTSTORE_BUILD CERTSTORE_BIN=/usr/bin/certstore \
+        MKPKI_BIN="$build/tests/common/mkpki" CERTSTORE_MODULE_DIR="$MODULES_DIR" \
+        timeout 300 bash "$src/tools/demo_live.sh") >"$WORK/live.log" 2>&1 ||
+        { diag_file "$WORK/live.log"; return 1; }
+}
+
+make_system_database() {
+    /usr/bin/certstore init >/dev/null &&
+        /usr/bin/certstore account add kept >/dev/null &&
+        [ -f "$DATA_DIR/certstore.db" ]
+}
+
+remove_keeps_database() {
+    "${APT[@]}" remove certstore >"$WORK/apt.log" 2>&1 || { diag_file "$WORK/apt.log"; return 1; }
+    [ ! -e /usr/bin/certstore ] || { diag "/usr/bin/certstore still there"; return 1; }
+    [ ! -e "$MODULES_DIR/certstore.so" ] || { diag "module still there"; return 1; }
+    [ -f "$DATA_DIR/certstore.db" ] || { diag "database gone after remove"; return 1; }
+    [ "$(stat -c '%U:%G %a' "$DATA_DIR")" = "root:certstore 750" ]
+}
+
+purge_removes_data_dir() {
+    "${APT[@]}" purge certstore >"$WORK/apt.log" 2>&1 || { diag_file "$WORK/apt.log"; return 1; }
+    [ ! -e "$DATA_DIR" ] || { diag "$DATA_DIR still there after purge"; return 1; }
+    ! dpkg-query -W -f='${Status}' certstore 2>/dev/null | grep -q 'installed\|config-files'
+}
+
+# ---- plan --------------------------------------------------------------------
+
+require "package builds with cpack" build_package
+check "file name certstore_<version>_amd64.deb, depends on libssl3 and libsqlite3-0" \
+    package_name_and_depends
+check "lintian reports no errors" lintian_clean
+require "apt-get install ./certstore_*.deb" install_package
+check "CLI, module, header, man pages, docs, snippets, completion installed" installed_layout
+check "group certstore and $DATA_DIR root:certstore 0750, empty" data_dir_created
+check "no server configuration changed, nothing under /etc" no_server_config_changed
+check "openssl list -providers -verbose: certstore by name, same version, active" \
+    provider_listed_by_name
+check "man finds certstore(1) and certstore-provider(7)" man_pages_installed
+check "demo with the installed certstore" demo_against_installed
+check "live demo: openssl s_server with the installed module" live_demo_against_installed
+require "certstore init makes the system database" make_system_database
+check "apt-get remove: binaries gone, database kept" remove_keeps_database
+check "apt-get purge: $DATA_DIR removed" purge_removes_data_dir
+
+echo "1..$n"
+[ "$fails" -eq 0 ]
