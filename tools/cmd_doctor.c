@@ -625,10 +625,17 @@ static void run_handshake(const doctor *d, SSL_CTX *server_ctx, SSL_CTX *client_
     ERR_clear_error();
 }
 
+/*
+ * The reason is this binary's own reading of the store; for a rejection it
+ * cannot explain, the module (and its store library) must differ from it.
+ */
 static const char *reason_suffix(const handshake_result *r, char *buf, size_t len)
 {
     if (r->reason[0] == '\0')
         return "";
+    if (strcmp(r->reason, "none") == 0 && !r->accepted)
+        return " (the module's reason is in its decision log: this certstore binary would "
+               "accept it, so the module is probably a different version)";
     snprintf(buf, len, " (%s)", r->reason);
     return buf;
 }
