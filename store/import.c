@@ -942,19 +942,51 @@ static int64_t first_existing(cs_db *db, const import_ctx *ctx)
     return best;
 }
 
+/*
+ * Keeping mappings_by_account current row by row costs about a fifth of a
+ * large import; building it once afterwards (a sort) is cheaper whenever the
+ * import is big next to what the table already holds. Both statements run
+ * inside the import's transaction, so the index is never seen missing.
+ */
+#define INDEX_REBUILD_MIN_ROWS 50000
+
+static int rebuild_account_index(cs_db *db, size_t rows)
+{
+    sqlite3_stmt *stmt;
+    int64_t existing = 0;
+
+    if (rows < INDEX_REBUILD_MIN_ROWS)
+        return 0;
+    if (sqlite3_prepare_v2(db->sql, "SELECT max(id) FROM mappings", -1, &stmt, NULL) != SQLITE_OK)
+        return 0;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        existing = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return (int64_t)rows * 4 >= existing;
+}
+
 static cs_status insert_all(import_ctx *ctx)
 {
     cs_db *db = ctx->db;
     int64_t copy = 0, duplicate, existing;
     cs_status status = CS_OK;
+    int rebuild;
 
     qsort(ctx->rows, ctx->row_count, sizeof(*ctx->rows), compare_rows);
     duplicate = first_duplicate(ctx, &copy);
     /* A savepoint lets a clash be undone so the database can say which line. */
     if (sqlite3_exec(db->sql, "SAVEPOINT import_rows", NULL, NULL, NULL) != SQLITE_OK)
         return cs_sql_fail(db, "starting the import");
+    rebuild = duplicate == 0 && rebuild_account_index(db, ctx->row_count);
+    if (rebuild && sqlite3_exec(db->sql, "DROP INDEX mappings_by_account", NULL, NULL, NULL) !=
+                       SQLITE_OK)
+        status = cs_sql_fail(db, "preparing the import");
     for (size_t i = 0; status == CS_OK && duplicate == 0 && i < ctx->row_count; i++)
         status = insert_staged(db, ctx->rows[i]);
+    if (status == CS_OK && rebuild &&
+        sqlite3_exec(db->sql, "CREATE INDEX mappings_by_account ON mappings(account_id)", NULL,
+                     NULL, NULL) != SQLITE_OK)
+        status = cs_sql_fail(db, "indexing the imported mappings");
     if (status == CS_OK && duplicate == 0)
         return sqlite3_exec(db->sql, "RELEASE import_rows", NULL, NULL, NULL) == SQLITE_OK
                    ? CS_OK
