@@ -125,7 +125,7 @@ provider_page_documents_keys() {
 reason_tokens() {
     "$bin" check --help | awk '/REASON is one of/ { on = 1; sub(/.*one of/, ""); }
                                on { print } on && /\.$/ { exit }' |
-        tr ',. ' '\n\n\n' | grep -E '^[a-z]+(-[a-z]+)+$'
+        tr ',. ' '\n' | grep -E '^[a-z]+(-[a-z]+)+$'
 }
 
 provider_page_documents_reasons() {

@@ -24,7 +24,8 @@ skip() {
 }
 
 [ "$(id -u)" -eq 0 ] || skip "installing a package needs root"
-command -v dpkg >/dev/null && command -v apt-get >/dev/null || skip "dpkg/apt-get missing"
+command -v dpkg >/dev/null || skip "dpkg missing"
+command -v apt-get >/dev/null || skip "apt-get missing"
 [ "$sanitized" = 0 ] || skip "sanitizer-instrumented build: not packaged"
 if dpkg-query -W -f='${Status}' certstore 2>/dev/null | grep -q 'installed\|config-files'; then
     skip "a certstore package is already on this machine; not replacing it"
@@ -95,7 +96,7 @@ build_package() {
         diag_file "$WORK/cpack.log"
         return 1
     fi
-    DEB=$(ls "$WORK"/pkg/certstore_*_amd64.deb 2>/dev/null | head -n 1)
+    DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'certstore_*_amd64.deb' | head -n 1)
     [ -n "$DEB" ] || { diag "no certstore_*_amd64.deb in $WORK/pkg"; return 1; }
     diag "built $(basename "$DEB")"
 }
@@ -186,7 +187,7 @@ CNF
 
 man_pages_installed() {
     command -v man >/dev/null || { diag "man not installed"; return 1; }
-    MANPAGER=cat man -w certstore >/dev/null && MANPAGER=cat man -w 7 certstore-provider >/dev/null
+    man -w 1 certstore >/dev/null && man -w 7 certstore-provider >/dev/null
 }
 
 demo_against_installed() {

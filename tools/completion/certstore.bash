@@ -63,10 +63,16 @@ _certstore_accounts()
     _certstore_db_json account ls | grep -o '"name":"[A-Za-z0-9._@+=:,/-]*"' | cut -d'"' -f4
 }
 
+# Offer the words of $1 that start with the current word.
+_certstore_reply()
+{
+    mapfile -t COMPREPLY < <(compgen -W "$1" -- "$cur")
+}
+
 _certstore()
 {
     local cur prev words cword
-    _init_completion 2>/dev/null || {
+    _init_completion -n =: 2>/dev/null || {
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD - 1]}
         words=("${COMP_WORDS[@]}")
@@ -94,14 +100,14 @@ _certstore()
     done
 
     if [[ $prev == --db ]]; then
-        COMPREPLY=($(compgen -f -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return
     fi
     if [[ -z $cmd ]]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--db --help --version" -- "$cur"))
+            _certstore_reply "--db --help --version"
         else
-            COMPREPLY=($(compgen -W "$(_certstore_commands)" -- "$cur"))
+            _certstore_reply "$(_certstore_commands)"
         fi
         return
     fi
@@ -109,7 +115,7 @@ _certstore()
     local subs
     subs=$(_certstore_subcommands "$cmd")
     if [[ -n $subs && -z $sub ]]; then
-        COMPREPLY=($(compgen -W "$subs --help" -- "$cur"))
+        _certstore_reply "$subs --help"
         return
     fi
     local path=("$cmd")
@@ -117,15 +123,15 @@ _certstore()
 
     case $prev in
     --account)
-        COMPREPLY=($(compgen -W "$(_certstore_accounts)" -- "$cur"))
+        _certstore_reply "$(_certstore_accounts)"
         return
         ;;
     --pin)
-        COMPREPLY=($(compgen -W "$(_certstore_fingerprints)" -- "$cur"))
+        _certstore_reply "$(_certstore_fingerprints)"
         return
         ;;
     --kind | --format)
-        COMPREPLY=($(compgen -W "$(_certstore_option_values "$prev" "${path[@]}")" -- "$cur"))
+        _certstore_reply "$(_certstore_option_values "$prev" "${path[@]}")"
         return
         ;;
     --note | --since | --at | --not-before | --not-after)
@@ -134,18 +140,18 @@ _certstore()
     esac
 
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$(_certstore_options "${path[@]}") --db --help" -- "$cur"))
+        _certstore_reply "$(_certstore_options "${path[@]}") --db --help"
         return
     fi
     case "$cmd $sub" in
     "pin rm" | "pin disable" | "pin enable")
-        COMPREPLY=($(compgen -W "$(_certstore_fingerprints)" -- "$cur"))
+        _certstore_reply "$(_certstore_fingerprints)"
         ;;
     "account disable" | "account enable" | "account rm")
-        COMPREPLY=($(compgen -W "$(_certstore_accounts)" -- "$cur"))
+        _certstore_reply "$(_certstore_accounts)"
         ;;
     *)
-        COMPREPLY=($(compgen -f -- "$cur")) # certificate files, CSV, chains
+        mapfile -t COMPREPLY < <(compgen -f -- "$cur") # certificate files, CSV, chains
         compopt -o filenames 2>/dev/null
         ;;
     esac
