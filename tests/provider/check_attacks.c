@@ -1,0 +1,1183 @@
+/*
+ * Attacks on the provider, each a real TLS handshake in process (a server
+ * and a client SSL over a memory BIO pair, the module just built loaded from
+ * a generated openssl.cnf, a real SQLite store in a temp dir), each asserting
+ * a rejection and the reason token the decision log gives for it:
+ *
+ * - chains: a pinned CA sent beside a chain through an unpinned one, a twin
+ *   of a pinned CA (same DN, leaf with the same issuer and serial), leaves
+ *   from the root and self-signed leaves that are mapped and trusted, a leaf
+ *   without clientAuth;
+ * - sessions: resumption (TLS 1.2 session ID and ticket, TLS 1.3 ticket)
+ *   after the mapping was removed or the pin disabled;
+ * - a new certificate mid-connection: TLS 1.2 renegotiation (server- and
+ *   client-initiated) and TLS 1.3 post-handshake authentication;
+ * - strings: account names and notes shaped like SQL, shell and log
+ *   injection, and a certificate subject that tries to forge a log line.
+ *
+ * Each positive control (the same path with a mapped certificate) shows the
+ * path really reaches the policy, so a rejection is the policy's doing.
+ * The hook keeps the configuration of the first activation, so every test
+ * runs in its own process (Check's default fork mode).
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/provider.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "certstore.h"
+#include "cs_store.h"
+#include "testpki.h"
+
+#define ALICE_ACCOUNT "alice@partner-a"
+#define HANDSHAKE_STEPS 200
+
+typedef struct {
+    char *dir;
+    char db[512];
+    char cnf[512];
+    char log[512];
+    testpki *pki;
+    OSSL_LIB_CTX *libctx;
+    SSL_CTX *server;
+} fixture;
+
+static fixture fx;
+
+/* ---- store set-up ---------------------------------------------------------- */
+
+static cs_db *store_begin(void)
+{
+    cs_db *db = NULL;
+
+    ck_assert_int_eq(cs_db_open(&db, fx.db, CS_OPEN_CREATE), CS_OK);
+    ck_assert_int_eq(cs_db_migrate(db), CS_OK);
+    ck_assert_int_eq(cs_db_begin(db, "check_attacks"), CS_OK);
+    return db;
+}
+
+static void store_commit(cs_db *db)
+{
+    ck_assert_msg(cs_db_commit(db) == CS_OK, "%s", cs_db_errmsg(db));
+    cs_db_close(db);
+}
+
+static void map_cert(cs_db *db, X509 *leaf, const char *account, cs_kind kind)
+{
+    cs_mapping_spec spec;
+
+    memset(&spec, 0, sizeof(spec));
+    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, leaf, kind), CS_OK);
+    spec.account = account;
+    spec.not_before = CS_TIME_NONE;
+    spec.not_after = CS_TIME_NONE;
+    ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
+}
+
+static void map_leaf(cs_db *db, const char *leaf, const char *account, cs_kind kind)
+{
+    map_cert(db, testpki_get(fx.pki, leaf)->cert, account, kind);
+}
+
+static void pin_ca_a(cs_db *db)
+{
+    char fp[CS_FP_HEX_LEN + 1];
+
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
+}
+
+/* Pin ca-a, map alice (by certificate) to ALICE_ACCOUNT. */
+static void store_standard(void)
+{
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT);
+    store_commit(db);
+}
+
+static void remove_alice_mapping(void)
+{
+    cs_db *db = store_begin();
+    cs_mapping_ref ref;
+
+    memset(&ref, 0, sizeof(ref));
+    ref.kind = CS_KIND_CERT;
+    ck_assert_int_eq(cs_key_from_cert(fx.pki->alice.cert, CS_KIND_CERT, &ref.key), CS_OK);
+    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
+    store_commit(db);
+}
+
+static void disable_ca_a_pin(void)
+{
+    cs_db *db = store_begin();
+    char fp[CS_FP_HEX_LEN + 1];
+
+    ck_assert_int_eq(cs_fp_of_cert(fx.pki->ca_a.cert, fp), 1);
+    ck_assert_int_eq(cs_pin_set_enabled(db, fp, 0), CS_OK);
+    store_commit(db);
+}
+
+/* ---- provider ---------------------------------------------------------------- */
+
+static void load_provider(void)
+{
+    FILE *f = fopen(fx.cnf, "w");
+    const char *module = getenv("CERTSTORE_MODULE");
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "openssl_conf = openssl_init\n"
+            "[openssl_init]\nproviders = provider_sect\n"
+            "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
+            "[default_sect]\nactivate = 1\n"
+            "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
+            fx.db, fx.log);
+    if (module != NULL)
+        fprintf(f, "module = %s\n", module);
+    fclose(f);
+    fx.libctx = OSSL_LIB_CTX_new();
+    ck_assert_ptr_nonnull(fx.libctx);
+    ck_assert_msg(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf) == 1, "cannot load %s", fx.cnf);
+    ck_assert_msg(OSSL_PROVIDER_available(fx.libctx, "certstore"), "certstore not active");
+}
+
+/* ---- TLS contexts ------------------------------------------------------------ */
+
+/* The root, plus any further trust anchors given (NULL-terminated). */
+static X509_STORE *trust_store(X509 *extra, ...)
+{
+    X509_STORE *store = X509_STORE_new();
+    va_list ap;
+
+    ck_assert_ptr_nonnull(store);
+    ck_assert_int_eq(X509_STORE_add_cert(store, fx.pki->root.cert), 1);
+    va_start(ap, extra);
+    for (; extra != NULL; extra = va_arg(ap, X509 *))
+        ck_assert_int_eq(X509_STORE_add_cert(store, extra), 1);
+    va_end(ap);
+    return store;
+}
+
+static int forgive_every_error(int ok, X509_STORE_CTX *ctx)
+{
+    return 1; /* like nginx optional_no_ca / HAProxy crt-ignore-err */
+}
+
+typedef struct {
+    long options;
+    int max_version;
+    int verify_mode; /* 0: require a client certificate */
+    int forgiving;   /* the application's callback forgives every error */
+    X509_STORE *trust;
+} server_spec;
+
+static void make_server(const server_spec *spec)
+{
+    int mode = spec->verify_mode != 0 ? spec->verify_mode
+                                      : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+
+    fx.server = SSL_CTX_new_ex(fx.libctx, NULL, TLS_server_method());
+    ck_assert_ptr_nonnull(fx.server);
+    ck_assert_int_eq(SSL_CTX_use_certificate(fx.server, fx.pki->server.cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
+    SSL_CTX_set_cert_store(fx.server, spec->trust != NULL ? spec->trust : trust_store(NULL));
+    SSL_CTX_set_verify(fx.server, mode, spec->forgiving ? forgive_every_error : NULL);
+    SSL_CTX_set_options(fx.server, spec->options);
+    if (spec->max_version != 0)
+        ck_assert_int_eq(SSL_CTX_set_max_proto_version(fx.server, spec->max_version), 1);
+}
+
+static void make_default_server(void)
+{
+    server_spec spec;
+
+    memset(&spec, 0, sizeof(spec));
+    make_server(&spec);
+}
+
+/* A client presenting cert/key and exactly the extra certificates given (NULL-terminated). */
+static SSL_CTX *make_client_with(X509 *cert, EVP_PKEY *key, X509 *extra, ...)
+{
+    SSL_CTX *ctx = SSL_CTX_new_ex(fx.libctx, NULL, TLS_client_method());
+    va_list ap;
+
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    va_start(ap, extra);
+    for (; extra != NULL; extra = va_arg(ap, X509 *)) {
+        X509_up_ref(extra);
+        ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(ctx, extra), 1);
+    }
+    va_end(ap);
+    SSL_CTX_set_cert_store(ctx, trust_store(NULL));
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+    return ctx;
+}
+
+/* A client sending the leaf and its real issuing intermediate (if any). */
+static SSL_CTX *make_client(const char *leaf)
+{
+    const testpki_cred *cred = testpki_get(fx.pki, leaf);
+    const testpki_cred *issuer = testpki_issuer_of(fx.pki, cred);
+    int send_issuer = issuer != NULL && issuer != cred && issuer != &fx.pki->root;
+
+    return make_client_with(cred->cert, cred->key, send_issuer ? issuer->cert : NULL, NULL);
+}
+
+/* ---- connections ------------------------------------------------------------- */
+
+typedef struct {
+    SSL *server;
+    SSL *client;
+} conn;
+
+static conn conn_new(SSL_CTX *client_ctx, SSL_SESSION *resume)
+{
+    conn c;
+    BIO *sbio = NULL, *cbio = NULL;
+
+    c.server = SSL_new(fx.server);
+    c.client = SSL_new(client_ctx);
+    ck_assert_ptr_nonnull(c.server);
+    ck_assert_ptr_nonnull(c.client);
+    ck_assert_int_eq(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
+    SSL_set_bio(c.server, sbio, sbio);
+    SSL_set_bio(c.client, cbio, cbio);
+    SSL_set_accept_state(c.server);
+    SSL_set_connect_state(c.client);
+    ck_assert_int_eq(SSL_set_tlsext_host_name(c.client, "localhost"), 1);
+    if (resume != NULL)
+        ck_assert_int_eq(SSL_set_session(c.client, resume), 1);
+    return c;
+}
+
+static void conn_free(conn *c)
+{
+    SSL_free(c->server);
+    SSL_free(c->client);
+    ERR_clear_error();
+}
+
+/* One non-blocking step of `ssl`: 1 while it is fine (data or waiting), 0 on failure. */
+static int handshake_step(SSL *ssl, int *done)
+{
+    int r;
+
+    if (*done)
+        return 1;
+    r = SSL_do_handshake(ssl);
+    if (r == 1) {
+        *done = 1;
+        return 1;
+    }
+    return SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
+}
+
+static int run_handshake(conn *c)
+{
+    int server_done = 0, client_done = 0, i;
+
+    for (i = 0; i < HANDSHAKE_STEPS && !(server_done && client_done); i++) {
+        if (!handshake_step(c->client, &client_done) ||
+            !handshake_step(c->server, &server_done))
+            return 0;
+    }
+    return server_done && client_done;
+}
+
+/* SSL_read once: 1 if data came or it only wants more input, 0 on failure. */
+static int read_step(SSL *ssl)
+{
+    char buf[64];
+    int r = SSL_read(ssl, buf, sizeof(buf));
+
+    if (r > 0)
+        return 1;
+    return SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
+}
+
+/* `from` writes, `to` reads it back (driving any pending handshake). */
+static int send_and_receive(SSL *from, SSL *to)
+{
+    char buf[16];
+    int i;
+
+    if (SSL_write(from, "ping", 4) != 4)
+        return 0;
+    for (i = 0; i < 10; i++) {
+        int r = SSL_read(to, buf, sizeof(buf));
+
+        if (r == 4)
+            return 1;
+        if (r <= 0 && SSL_get_error(to, r) != SSL_ERROR_WANT_READ)
+            return 0;
+        if (!read_step(from))
+            return 0;
+    }
+    return 0;
+}
+
+/* Application data both ways, which also delivers TLS 1.3 tickets. */
+static int exchange_data(conn *c)
+{
+    return send_and_receive(c->server, c->client) && send_and_receive(c->client, c->server);
+}
+
+typedef struct {
+    int ok;             /* handshake and data exchange completed */
+    int reused;         /* the server resumed a session */
+    long server_verify; /* SSL_get_verify_result on the server */
+    char account[CS_ACCOUNT_MAX + 1];
+    int have_account;
+    SSL_SESSION *session; /* the client's session, when kept */
+} outcome;
+
+static void read_account(const SSL *server, outcome *out)
+{
+    const char *account = certstore_ssl_account_ex(server, fx.libctx);
+
+    out->have_account = account != NULL;
+    snprintf(out->account, sizeof(out->account), "%s", account != NULL ? account : "");
+}
+
+static outcome connect_with(SSL_CTX *client_ctx, SSL_SESSION *resume, int keep_session)
+{
+    conn c = conn_new(client_ctx, resume);
+    outcome out;
+
+    memset(&out, 0, sizeof(out));
+    out.ok = run_handshake(&c) && exchange_data(&c);
+    out.reused = SSL_session_reused(c.server);
+    out.server_verify = SSL_get_verify_result(c.server);
+    read_account(c.server, &out);
+    if (out.ok && keep_session)
+        out.session = SSL_get1_session(c.client);
+    if (out.ok) { /* a connection freed without close_notify loses its session */
+        SSL_shutdown(c.client);
+        SSL_shutdown(c.server);
+    }
+    conn_free(&c);
+    return out;
+}
+
+static outcome connect_as(const char *leaf)
+{
+    SSL_CTX *client = make_client(leaf);
+    outcome out = connect_with(client, NULL, 0);
+
+    SSL_CTX_free(client);
+    return out;
+}
+
+/* ---- the decision log --------------------------------------------------------- */
+
+static char *read_log(void)
+{
+    FILE *f = fopen(fx.log, "r");
+    char *text = calloc(1, 1 << 20);
+    size_t n = 0;
+
+    ck_assert_ptr_nonnull(text);
+    if (f != NULL) {
+        n = fread(text, 1, (1 << 20) - 1, f);
+        fclose(f);
+    }
+    text[n] = '\0';
+    return text;
+}
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (text = strstr(text, needle); text != NULL; text = strstr(text + 1, needle))
+        n++;
+    return n;
+}
+
+static int log_count(const char *needle)
+{
+    char *text = read_log();
+    int n = count_in(text, needle);
+
+    free(text);
+    return n;
+}
+
+static void assert_log_count(const char *needle, int expected)
+{
+    char *text = read_log();
+    int n = count_in(text, needle);
+
+    ck_assert_msg(n == expected, "log has \"%s\" %d times, want %d:\n%s", needle, n, expected,
+                  text);
+    free(text);
+}
+
+static void assert_no_acceptance_logged(void)
+{
+    assert_log_count("result=accept", 0);
+}
+
+/* A rejection by the policy: the handshake failed and the log names the reason. */
+static void assert_policy_rejected(const outcome *out, const char *what, const char *reason)
+{
+    char needle[128];
+
+    ck_assert_msg(!out->ok, "%s was accepted (account '%s')", what, out->account);
+    ck_assert_msg(out->server_verify == X509_V_ERR_APPLICATION_VERIFICATION,
+                  "%s: verify result %ld, not the policy's", what, out->server_verify);
+    ck_assert_msg(!out->have_account || out->account[0] == '\0', "%s: account '%s' handed on",
+                  what, out->account);
+    snprintf(needle, sizeof(needle), "result=reject reason=%s", reason);
+    ck_assert_msg(log_count(needle) >= 1, "%s: log lacks \"%s\"", what, needle);
+}
+
+static void assert_accepted(const outcome *out, const char *what, const char *account)
+{
+    ck_assert_msg(out->ok, "%s was rejected (verify result %ld)", what, out->server_verify);
+    ck_assert_msg(out->have_account, "%s: no account", what);
+    ck_assert_str_eq(out->account, account);
+}
+
+/* ---- fixture ------------------------------------------------------------------- */
+
+static void setup(void)
+{
+    memset(&fx, 0, sizeof(fx));
+    fx.dir = testpki_tmpdir();
+    ck_assert_ptr_nonnull(fx.dir);
+    fx.pki = testpki_new(0);
+    ck_assert_ptr_nonnull(fx.pki);
+    snprintf(fx.db, sizeof(fx.db), "%s/certstore.db", fx.dir);
+    snprintf(fx.cnf, sizeof(fx.cnf), "%s/openssl.cnf", fx.dir);
+    snprintf(fx.log, sizeof(fx.log), "%s/decisions.log", fx.dir);
+}
+
+static void teardown(void)
+{
+    SSL_CTX_free(fx.server);
+    OSSL_LIB_CTX_free(fx.libctx);
+    testpki_free(fx.pki);
+    testpki_rmtree(fx.dir);
+    free(fx.dir);
+}
+
+/* ---- chains ---------------------------------------------------------------------- */
+
+/*
+ * carol chains through CA B (not pinned) but also sends the pinned CA A,
+ * first, where "element 1 of what the client sent" would find it.
+ */
+START_TEST(test_pinned_ca_sent_beside_unpinned_chain_rejected)
+{
+    SSL_CTX *client;
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "carol", "carol", CS_KIND_CERT);
+    store_commit(db);
+    load_provider();
+    make_default_server();
+
+    client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert,
+                              fx.pki->ca_b.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    assert_policy_rejected(&out, "carol + [ca-a, ca-b]", "issuer-not-pinned");
+
+    client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_b.cert,
+                              fx.pki->ca_a.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    assert_policy_rejected(&out, "carol + [ca-b, ca-a]", "issuer-not-pinned");
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+/* Sending only the pinned CA: no chain to a trust anchor, OpenSSL itself refuses. */
+START_TEST(test_pinned_ca_instead_of_real_issuer_fails_verification)
+{
+    SSL_CTX *client;
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "carol", "carol", CS_KIND_CERT);
+    store_commit(db);
+    load_provider();
+    make_default_server();
+    client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    ck_assert_msg(!out.ok, "carol sending only ca-a was accepted");
+    ck_assert_int_ne(out.server_verify, X509_V_OK);
+    ck_assert_int_eq(out.have_account && out.account[0] != '\0', 0);
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+/*
+ * mallory: issued by ca-twin (ca-a's subject DN, another key) with alice's
+ * issuer DN and serial, while alice is mapped by issuer+serial. The pin is
+ * the CA certificate itself, so the twin is not it.
+ */
+START_TEST(test_twin_ca_with_issuer_serial_mapping_rejected)
+{
+    SSL_CTX *client;
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_ISSUER_SERIAL);
+    store_commit(db);
+    load_provider();
+    make_default_server();
+
+    out = connect_as("alice"); /* control: the issuer-serial mapping works */
+    assert_accepted(&out, "alice", ALICE_ACCOUNT);
+
+    out = connect_as("mallory");
+    assert_policy_rejected(&out, "mallory + [ca-twin]", "issuer-not-pinned");
+
+    /* The real pinned CA sent too, first: the chain still goes through the twin. */
+    client = make_client_with(fx.pki->mallory.cert, fx.pki->mallory.key, fx.pki->ca_a.cert,
+                              fx.pki->ca_twin.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    ck_assert_msg(!out.ok, "mallory + [ca-a, ca-twin] was accepted as '%s'", out.account);
+    ck_assert_int_eq(out.have_account && out.account[0] != '\0', 0);
+    assert_log_count("result=accept", 1); /* alice's, nothing else */
+    assert_log_count("result=reject reason=issuer-not-pinned", 2);
+}
+END_TEST
+
+/* mallory sending only the real ca-a: its signature does not verify. */
+START_TEST(test_twin_leaf_with_real_ca_fails_verification)
+{
+    SSL_CTX *client;
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_ISSUER_SERIAL);
+    store_commit(db);
+    load_provider();
+    make_default_server();
+    client = make_client_with(fx.pki->mallory.cert, fx.pki->mallory.key, fx.pki->ca_a.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    ck_assert_msg(!out.ok, "mallory + [ca-a] was accepted");
+    ck_assert_int_ne(out.server_verify, X509_V_OK);
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+START_TEST(test_root_issued_mapped_leaf_rejected)
+{
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "direct", "direct", CS_KIND_CERT);
+    store_commit(db);
+    load_provider();
+    make_default_server();
+    out = connect_as("direct");
+    assert_policy_rejected(&out, "direct (issued by the root)", "issuer-not-pinned");
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+/*
+ * A self-signed leaf the server trusts outright (in its CA file) and that
+ * is mapped: a chain of one has no issuing CA to be pinned. Nor can the
+ * leaf itself be pinned: pins are CA certificates.
+ */
+START_TEST(test_trusted_mapped_selfsigned_leaf_rejected)
+{
+    server_spec spec;
+    outcome out;
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->selfsigned.cert, "not a CA", fp), CS_INVALID);
+    map_leaf(db, "selfsigned", "selfsigned", CS_KIND_CERT);
+    map_leaf(db, "selfsigned", "selfsigned", CS_KIND_SPKI);
+    store_commit(db);
+    load_provider();
+    memset(&spec, 0, sizeof(spec));
+    spec.trust = trust_store(fx.pki->selfsigned.cert, NULL);
+    make_server(&spec);
+    out = connect_as("selfsigned");
+    assert_policy_rejected(&out, "trusted self-signed leaf", "issuer-not-pinned");
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+/* serverAuth only: OpenSSL's own purpose check refuses it before the policy runs. */
+START_TEST(test_leaf_without_client_auth_fails_verification)
+{
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "noclient", "noclient", CS_KIND_CERT);
+    store_commit(db);
+    load_provider();
+    make_default_server();
+    out = connect_as("noclient");
+    ck_assert_msg(!out.ok, "a leaf without clientAuth was accepted");
+    ck_assert_int_eq(out.server_verify, X509_V_ERR_INVALID_PURPOSE);
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+/* An application that forgives the purpose error does not get the leaf through. */
+START_TEST(test_leaf_without_client_auth_forgiven_by_application_rejected)
+{
+    server_spec spec;
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "noclient", "noclient", CS_KIND_CERT);
+    store_commit(db);
+    load_provider();
+    memset(&spec, 0, sizeof(spec));
+    spec.forgiving = 1;
+    make_server(&spec);
+    out = connect_as("noclient");
+    assert_policy_rejected(&out, "noclient, error forgiven", "chain-invalid");
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+/* ---- resumption ---------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    long options;
+    int max_version;
+} resumption_kind;
+
+static const resumption_kind resumption_kinds[] = {
+    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
+    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
+    {"TLS 1.3 ticket", 0, 0},
+};
+
+/*
+ * alice connects, resumes once (proof that this kind of resumption works
+ * here), then `narrow` runs and she offers the session again: the server
+ * must run a full handshake and reject it with `reason`.
+ */
+static void resume_after(const resumption_kind *k, void (*narrow)(void), const char *reason)
+{
+    server_spec spec;
+    SSL_CTX *client;
+    outcome first, again, after;
+    char needle[128];
+
+    store_standard();
+    load_provider();
+    memset(&spec, 0, sizeof(spec));
+    spec.options = k->options;
+    spec.max_version = k->max_version;
+    make_server(&spec);
+    client = make_client("alice");
+    first = connect_with(client, NULL, 1);
+    ck_assert_msg(first.ok && first.session != NULL, "%s: first handshake failed", k->name);
+    again = connect_with(client, first.session, 0);
+    ck_assert_msg(again.ok && again.reused, "%s: control did not resume", k->name);
+    ck_assert_str_eq(again.account, ALICE_ACCOUNT);
+
+    narrow();
+    after = connect_with(client, first.session, 0);
+    ck_assert_msg(!after.reused, "%s: resumed after the change", k->name);
+    ck_assert_msg(!after.ok, "%s: accepted after the change", k->name);
+    ck_assert_int_eq(after.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
+    snprintf(needle, sizeof(needle), "result=reject reason=%s", reason);
+    assert_log_count(needle, 1);
+    SSL_SESSION_free(first.session);
+    SSL_CTX_free(client);
+}
+
+START_TEST(test_resumption_after_mapping_removed_rejected)
+{
+    resume_after(&resumption_kinds[_i], remove_alice_mapping, "no-mapping");
+}
+END_TEST
+
+START_TEST(test_resumption_after_pin_disabled_rejected)
+{
+    resume_after(&resumption_kinds[_i], disable_ca_a_pin, "pin-disabled");
+}
+END_TEST
+
+/* ---- renegotiation and post-handshake authentication ----------------------------- */
+
+/* Switch the client's certificate, sent with its real issuing CA. */
+static void present_certificate(SSL *client, const char *leaf)
+{
+    const testpki_cred *cred = testpki_get(fx.pki, leaf);
+    STACK_OF(X509) *chain = testpki_chain(testpki_issuer_of(fx.pki, cred)->cert, NULL);
+
+    ck_assert_ptr_nonnull(chain);
+    ck_assert_int_eq(SSL_use_certificate(client, cred->cert), 1);
+    ck_assert_int_eq(SSL_use_PrivateKey(client, cred->key), 1);
+    ck_assert_int_eq(SSL_set1_chain(client, chain), 1);
+    sk_X509_pop_free(chain, X509_free);
+}
+
+/* The server has finished a handshake in which the client presented `leaf`. */
+static int server_saw(SSL *server, X509 *leaf)
+{
+    X509 *peer = SSL_get0_peer_certificate(server);
+
+    return SSL_is_init_finished(server) && peer != NULL && X509_cmp(peer, leaf) == 0;
+}
+
+/*
+ * Drive a TLS 1.2 renegotiation started by `initiator`, with both sides
+ * reading, until the server has finished a handshake with `leaf` (or one
+ * side fails). A server-initiated one starts with a HelloRequest that the
+ * server counts as a finished handshake by itself, hence the certificate
+ * test. Returns 1 when it completed and data flows again.
+ */
+static int renegotiate(conn *c, SSL *initiator, X509 *leaf)
+{
+    int i, r;
+
+    ck_assert_int_eq(SSL_renegotiate(initiator), 1);
+    r = SSL_do_handshake(initiator);
+    if (r <= 0 && SSL_get_error(initiator, r) != SSL_ERROR_WANT_READ)
+        return 0;
+    for (i = 0; i < HANDSHAKE_STEPS && !server_saw(c->server, leaf); i++) {
+        if (!read_step(c->client) || !read_step(c->server))
+            return 0;
+    }
+    return server_saw(c->server, leaf) && exchange_data(c);
+}
+
+/*
+ * alice (mapped) connects over TLS 1.2, then the connection renegotiates
+ * and the client presents `second`. Returns whether it went through; the
+ * server-side account afterwards goes to *out.
+ */
+static int renegotiate_as(const char *second, int client_initiated, outcome *out)
+{
+    server_spec spec;
+    SSL_CTX *client = make_client("alice");
+    conn c;
+    int renegotiated;
+
+    memset(&spec, 0, sizeof(spec));
+    spec.max_version = TLS1_2_VERSION;
+    /*
+     * OpenSSL 3 refuses client-initiated renegotiation unless allowed. A
+     * server renegotiating to ask for a certificate refuses resumption on
+     * it (as mod_ssl does), or the client would resume and send none.
+     */
+    spec.options = client_initiated ? SSL_OP_ALLOW_CLIENT_RENEGOTIATION
+                                    : SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION;
+    make_server(&spec);
+    c = conn_new(client, NULL);
+    ck_assert_msg(run_handshake(&c) && exchange_data(&c), "alice's handshake failed");
+    read_account(c.server, out);
+    ck_assert_str_eq(out->account, ALICE_ACCOUNT);
+
+    present_certificate(c.client, second);
+    renegotiated = renegotiate(&c, client_initiated ? c.client : c.server,
+                               testpki_get(fx.pki, second)->cert);
+    memset(out, 0, sizeof(*out));
+    out->ok = renegotiated;
+    out->server_verify = SSL_get_verify_result(c.server);
+    read_account(c.server, out);
+    conn_free(&c);
+    SSL_CTX_free(client);
+    return renegotiated;
+}
+
+static void store_alice_and_bob(void)
+{
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT);
+    map_leaf(db, "bob", "bob", CS_KIND_CERT);
+    store_commit(db);
+}
+
+START_TEST(test_renegotiation_with_unmapped_certificate_rejected)
+{
+    int client_initiated = _i;
+    outcome out;
+
+    store_standard();
+    load_provider();
+    ck_assert_msg(!renegotiate_as("bob", client_initiated, &out),
+                  "%s renegotiation to an unmapped certificate went through",
+                  client_initiated ? "client-initiated" : "server-initiated");
+    ck_assert_int_eq(out.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
+    ck_assert_msg(strcmp(out.account, "bob") != 0, "bob's account handed on");
+    assert_log_count("result=reject reason=no-mapping", 1);
+}
+END_TEST
+
+START_TEST(test_renegotiation_with_unpinned_chain_rejected)
+{
+    outcome out;
+    cs_db *db = store_begin();
+
+    pin_ca_a(db);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT);
+    map_leaf(db, "carol", "carol", CS_KIND_CERT);
+    store_commit(db);
+    load_provider();
+    ck_assert_msg(!renegotiate_as("carol", 0, &out), "renegotiation to carol went through");
+    ck_assert_int_eq(out.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
+    ck_assert_msg(strcmp(out.account, "carol") != 0, "carol's account handed on");
+    assert_log_count("result=reject reason=issuer-not-pinned", 1);
+    assert_log_count("result=accept", 1); /* alice's first handshake only */
+}
+END_TEST
+
+/* Control: renegotiation does reach the policy, and the account follows the new certificate. */
+START_TEST(test_renegotiation_with_mapped_certificate_changes_account)
+{
+    int client_initiated = _i;
+    outcome out;
+
+    store_alice_and_bob();
+    load_provider();
+    ck_assert_msg(renegotiate_as("bob", client_initiated, &out), "renegotiation to bob failed");
+    ck_assert_str_eq(out.account, "bob");
+    assert_log_count("result=accept", 2);
+}
+END_TEST
+
+/*
+ * TLS 1.3: no certificate in the handshake; the server asks for one after
+ * it (as a server does for one protected path) and the client answers with
+ * `leaf`. Returns whether the authentication went through.
+ */
+static int post_handshake_auth_as(const char *leaf, outcome *out)
+{
+    server_spec spec;
+    SSL_CTX *client = make_client(leaf);
+    conn c;
+    int i, server_failed = 0;
+
+    memset(&spec, 0, sizeof(spec));
+    spec.verify_mode =
+        SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_POST_HANDSHAKE;
+    make_server(&spec);
+    c = conn_new(client, NULL);
+    SSL_set_post_handshake_auth(c.client, 1);
+    ck_assert_msg(run_handshake(&c) && exchange_data(&c), "TLS 1.3 handshake failed");
+    ck_assert_int_eq(SSL_version(c.server), TLS1_3_VERSION);
+    ck_assert_ptr_null(SSL_get0_peer_certificate(c.server));
+    assert_log_count("result=", 0); /* no certificate yet, no decision */
+
+    ck_assert_int_eq(SSL_verify_client_post_handshake(c.server), 1);
+    ck_assert_int_eq(SSL_do_handshake(c.server), 1); /* sends the CertificateRequest */
+    for (i = 0; i < 10 && !server_failed; i++) {
+        ck_assert(read_step(c.client) || i > 0);
+        server_failed = !read_step(c.server);
+    }
+    memset(out, 0, sizeof(*out));
+    out->ok = !server_failed && send_and_receive(c.client, c.server);
+    out->server_verify = SSL_get_verify_result(c.server);
+    read_account(c.server, out);
+    conn_free(&c);
+    SSL_CTX_free(client);
+    return out->ok;
+}
+
+START_TEST(test_post_handshake_auth_with_unmapped_certificate_rejected)
+{
+    outcome out;
+
+    store_standard();
+    load_provider();
+    ck_assert_msg(!post_handshake_auth_as("bob", &out), "post-handshake auth as bob went through");
+    ck_assert_int_eq(out.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
+    ck_assert_msg(out.account[0] == '\0', "account '%s' handed on", out.account);
+    assert_log_count("result=reject reason=no-mapping", 1);
+    assert_no_acceptance_logged();
+}
+END_TEST
+
+START_TEST(test_post_handshake_auth_with_mapped_certificate_accepted)
+{
+    outcome out;
+
+    store_standard();
+    load_provider();
+    ck_assert_msg(post_handshake_auth_as("alice", &out), "post-handshake auth as alice failed");
+    ck_assert_str_eq(out.account, ALICE_ACCOUNT);
+    assert_log_count("result=accept", 1);
+}
+END_TEST
+
+/* ---- strings ------------------------------------------------------------------------ */
+
+/* Valid UTF-8 without control characters: allowed, and must come back verbatim. */
+#define HOSTILE_ACCOUNT                                                                            \
+    "'; DROP TABLE mappings; -- \" $(reboot) `reboot` %s%n \\ <b> \xe2\x80\xae"                   \
+    "result=accept M\xc3\xbcller"
+#define HOSTILE_NOTE                                                                               \
+    "line one\nresult=accept reason=none account=\"root\"\r\n\x1b[2J'); DELETE FROM pins; --"  \
+    "\xff\xfe invalid UTF-8"
+
+typedef struct {
+    const char *want_name;
+    const char *want_note;
+    int found;
+} account_probe;
+
+static int probe_account(const cs_account *acct, void *arg)
+{
+    account_probe *p = arg;
+
+    if (strcmp(acct->name, p->want_name) == 0 && strcmp(acct->note, p->want_note) == 0)
+        p->found++;
+    return 0;
+}
+
+START_TEST(test_hostile_account_and_note_stored_and_handed_on_verbatim)
+{
+    account_probe probe = {HOSTILE_ACCOUNT, HOSTILE_NOTE, 0};
+    cs_stats stats;
+    outcome out;
+    char *log;
+    cs_db *db = store_begin();
+
+    ck_assert(cs_account_name_valid(HOSTILE_ACCOUNT));
+    pin_ca_a(db);
+    ck_assert_int_eq(cs_account_add(db, HOSTILE_ACCOUNT, HOSTILE_NOTE), CS_OK);
+    map_leaf(db, "alice", HOSTILE_ACCOUNT, CS_KIND_CERT);
+    store_commit(db);
+
+    load_provider();
+    make_default_server();
+    out = connect_as("alice");
+    assert_accepted(&out, "alice", HOSTILE_ACCOUNT);
+
+    db = store_begin(); /* the store is intact and holds the strings as given */
+    ck_assert_int_eq(cs_account_foreach(db, probe_account, &probe), CS_OK);
+    ck_assert_int_eq(probe.found, 1);
+    ck_assert_int_eq(cs_stats_get(db, &stats), CS_OK);
+    ck_assert_int_eq(stats.pins, 1);
+    ck_assert_int_eq(stats.mappings, 1);
+    cs_db_rollback(db);
+    cs_db_close(db);
+
+    /* One decision, one line; the account's quote and backslash escaped in it. */
+    log = read_log();
+    ck_assert_int_eq(count_in(log, "\n"), 1);
+    ck_assert_int_eq(count_in(log, "result=accept"), 2); /* the real one, and inside the name */
+    ck_assert_msg(strstr(log, "account=\"'; DROP TABLE mappings; -- \\\" $(reboot)") != NULL,
+                  "account not quoted and escaped in the log:\n%s", log);
+    free(log);
+}
+END_TEST
+
+START_TEST(test_control_characters_and_bad_utf8_in_account_refused)
+{
+    static const char *const refused[] = {
+        "",
+        "alice\nresult=accept",
+        "alice\r",
+        "tab\there",
+        "esc\x1b[31m",
+        "del\x7f",
+        "c1\xc2\x85",   /* U+0085 NEXT LINE */
+        "\xff\xfe",     /* not UTF-8 */
+        "\xc0\xaf",     /* overlong "/" */
+        "\xed\xa0\x80", /* a surrogate */
+        "trunc\xe2\x82",
+    };
+    char *long_name = malloc(64 * 1024 + 1);
+    char *long_note = malloc(64 * 1024 + 1);
+    size_t i;
+    cs_db *db = store_begin();
+
+    ck_assert_ptr_nonnull(long_name);
+    ck_assert_ptr_nonnull(long_note);
+    for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        ck_assert_msg(!cs_account_name_valid(refused[i]), "name %zu accepted", i);
+        ck_assert_int_eq(cs_account_add(db, refused[i], NULL), CS_INVALID);
+    }
+    memset(long_name, 'a', 64 * 1024);
+    long_name[64 * 1024] = '\0';
+    ck_assert_int_eq(cs_account_add(db, long_name, NULL), CS_INVALID);
+    long_name[CS_ACCOUNT_MAX] = '\0';
+    ck_assert_int_eq(cs_account_add(db, long_name, NULL), CS_OK); /* the longest allowed */
+    memset(long_note, 'n', 64 * 1024);
+    long_note[64 * 1024] = '\0';
+    ck_assert_int_eq(cs_account_add(db, "long-note", long_note), CS_INVALID);
+    long_note[CS_NOTE_MAX] = '\0';
+    ck_assert_int_eq(cs_account_add(db, "long-note", long_note), CS_OK);
+    store_commit(db);
+    free(long_name);
+    free(long_note);
+}
+END_TEST
+
+/* A leaf from the pinned CA whose subject holds `cn` (UTF8String), on alice's key. */
+static X509 *issue_leaf_with_cn(const char *cn)
+{
+    X509 *leaf = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    X509V3_CTX v3;
+    X509_EXTENSION *ext;
+    static const char *const extensions[][2] = {
+        {"basicConstraints", "critical,CA:FALSE"},
+        {"keyUsage", "critical,digitalSignature"},
+        {"extendedKeyUsage", "clientAuth"},
+        {"authorityKeyIdentifier", "keyid:always"},
+    };
+    size_t i;
+
+    ck_assert_ptr_nonnull(leaf);
+    ck_assert_ptr_nonnull(name);
+    ck_assert_int_eq(X509_set_version(leaf, X509_VERSION_3), 1);
+    ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(leaf), 0x5eed), 1);
+    /* As raw UTF8String bytes: the attacker's CA software need not honour ub-common-name. */
+    ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", V_ASN1_UTF8STRING,
+                                                (const unsigned char *)cn, -1, -1, 0),
+                     1);
+    ck_assert_int_eq(X509_set_subject_name(leaf, name), 1);
+    X509_NAME_free(name);
+    ck_assert_int_eq(X509_set_issuer_name(leaf, X509_get_subject_name(fx.pki->ca_a.cert)), 1);
+    ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(leaf), -3600));
+    ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(leaf), 86400));
+    ck_assert_int_eq(X509_set_pubkey(leaf, fx.pki->alice.key), 1);
+    X509V3_set_ctx(&v3, fx.pki->ca_a.cert, leaf, NULL, NULL, 0);
+    for (i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++) {
+        ext = X509V3_EXT_conf(NULL, &v3, extensions[i][0], extensions[i][1]);
+        ck_assert_ptr_nonnull(ext);
+        ck_assert_int_eq(X509_add_ext(leaf, ext, -1), 1);
+        X509_EXTENSION_free(ext);
+    }
+    ck_assert_int_gt(X509_sign(leaf, fx.pki->ca_a.key, EVP_sha256()), 0);
+    return leaf;
+}
+
+/*
+ * Anyone with a certificate from a trusted CA chooses its subject, and
+ * every decision logs it: a subject with line breaks, quotes and escape
+ * sequences must not add or forge a log line.
+ */
+START_TEST(test_forged_log_line_in_subject_stays_one_line)
+{
+    static const char forged[] = "x\" result=accept reason=none account=\"root\"\n"
+                                 "certstore: result=accept account=\"root\"\r\x1b[1A\xe2\x80\xa8";
+    X509 *leaf;
+    SSL_CTX *client;
+    outcome out;
+    char *log;
+
+    store_standard();
+    load_provider();
+    make_default_server();
+    leaf = issue_leaf_with_cn(forged);
+    client = make_client_with(leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    assert_policy_rejected(&out, "forged subject", "no-mapping");
+
+    /* Mapped, the same certificate is accepted: still one line per decision. */
+    {
+        cs_db *db = store_begin();
+
+        map_cert(db, leaf, "forger", CS_KIND_CERT);
+        store_commit(db);
+    }
+    client = make_client_with(leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    assert_accepted(&out, "forged subject, mapped", "forger");
+    X509_free(leaf);
+
+    log = read_log();
+    ck_assert_msg(count_in(log, "\n") == 2, "two decisions, not two lines:\n%s", log);
+    ck_assert_msg(count_in(log, "\r") == 0 && count_in(log, "\x1b") == 0,
+                  "raw control bytes in the log:\n%s", log);
+    ck_assert_msg(count_in(log, "account=\"root\"") == 0, "forged field unescaped:\n%s", log);
+    ck_assert_int_eq(count_in(log, "result=reject reason=no-mapping"), 1);
+    ck_assert_int_eq(count_in(log, "result=accept reason=none account=\"forger\""), 1);
+    free(log);
+}
+END_TEST
+
+static Suite *attacks_suite(void)
+{
+    Suite *s = suite_create("attacks");
+    TCase *chains = tcase_create("chains");
+    TCase *resumption = tcase_create("resumption");
+    TCase *renegotiation = tcase_create("new_certificate_mid_connection");
+    TCase *strings = tcase_create("strings");
+    int kinds = (int)(sizeof(resumption_kinds) / sizeof(resumption_kinds[0]));
+
+    tcase_add_checked_fixture(chains, setup, teardown);
+    tcase_add_test(chains, test_pinned_ca_sent_beside_unpinned_chain_rejected);
+    tcase_add_test(chains, test_pinned_ca_instead_of_real_issuer_fails_verification);
+    tcase_add_test(chains, test_twin_ca_with_issuer_serial_mapping_rejected);
+    tcase_add_test(chains, test_twin_leaf_with_real_ca_fails_verification);
+    tcase_add_test(chains, test_root_issued_mapped_leaf_rejected);
+    tcase_add_test(chains, test_trusted_mapped_selfsigned_leaf_rejected);
+    tcase_add_test(chains, test_leaf_without_client_auth_fails_verification);
+    tcase_add_test(chains, test_leaf_without_client_auth_forgiven_by_application_rejected);
+    suite_add_tcase(s, chains);
+
+    tcase_add_checked_fixture(resumption, setup, teardown);
+    tcase_add_loop_test(resumption, test_resumption_after_mapping_removed_rejected, 0, kinds);
+    tcase_add_loop_test(resumption, test_resumption_after_pin_disabled_rejected, 0, kinds);
+    suite_add_tcase(s, resumption);
+
+    tcase_add_checked_fixture(renegotiation, setup, teardown);
+    /* loop index: 0 server-initiated (as Apache does per location), 1 client-initiated */
+    tcase_add_loop_test(renegotiation, test_renegotiation_with_unmapped_certificate_rejected, 0,
+                        2);
+    tcase_add_test(renegotiation, test_renegotiation_with_unpinned_chain_rejected);
+    tcase_add_loop_test(renegotiation, test_renegotiation_with_mapped_certificate_changes_account,
+                        0, 2);
+    tcase_add_test(renegotiation, test_post_handshake_auth_with_unmapped_certificate_rejected);
+    tcase_add_test(renegotiation, test_post_handshake_auth_with_mapped_certificate_accepted);
+    suite_add_tcase(s, renegotiation);
+
+    tcase_add_checked_fixture(strings, setup, teardown);
+    tcase_add_test(strings, test_hostile_account_and_note_stored_and_handed_on_verbatim);
+    tcase_add_test(strings, test_control_characters_and_bad_utf8_in_account_refused);
+    tcase_add_test(strings, test_forged_log_line_in_subject_stays_one_line);
+    suite_add_tcase(s, strings);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(attacks_suite());
+    int failed;
+
+    srunner_run_all(runner, CK_NORMAL);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
