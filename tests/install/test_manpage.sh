@@ -27,10 +27,11 @@ check() {
     n=$((n + 1))
     if "$@"; then
         printf 'ok %d - %s\n' "$n" "$desc"
-    else
-        printf 'not ok %d - %s\n' "$n" "$desc"
-        fails=$((fails + 1))
+        return 0
     fi
+    printf 'not ok %d - %s\n' "$n" "$desc"
+    fails=$((fails + 1))
+    return 1
 }
 
 # Commands as the overview lists them; a group's subcommands as its usage
