@@ -40,7 +40,8 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
         cli_fail(ctx, "%s: read error", name);
         return CS_ERR;
     }
-    if (st != CS_OK && res->bad_line > 0)
+    /* The store's message names the line itself ("line N: ..."); say it once. */
+    if (st != CS_OK && res->bad_line > 0 && strncmp(cs_db_errmsg(db), "line ", 5) != 0)
         cli_fail(ctx, "%s: line %lld: %s; nothing imported", name, (long long)res->bad_line,
                  cs_db_errmsg(db));
     else if (st != CS_OK)
