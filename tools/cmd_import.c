@@ -3,6 +3,8 @@
  * one transaction.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,6 +31,26 @@ static int parse_format(const cli_ctx *ctx, const char *text, cs_import_format *
     return CLI_CONTINUE;
 }
 
+/*
+ * The store's message quotes the offending input, which comes from a file
+ * someone else may have written: show it escaped like any untrusted text.
+ * Caller frees; NULL when out of memory.
+ */
+static char *escaped_store_message(const cs_db *db)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL)
+        return NULL;
+    cli_put_text(out, cs_db_errmsg(db));
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const char *name,
                                cs_import_format fmt, cs_import_result *res)
 {
@@ -40,12 +62,16 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
         cli_fail(ctx, "%s: read error", name);
         return CS_ERR;
     }
+    if (st == CS_OK)
+        return st;
+    char *why = escaped_store_message(db);
     /* The store's message names the line itself ("line N: ..."); say it once. */
-    if (st != CS_OK && res->bad_line > 0 && strncmp(cs_db_errmsg(db), "line ", 5) != 0)
+    if (res->bad_line > 0 && strncmp(cs_db_errmsg(db), "line ", 5) != 0)
         cli_fail(ctx, "%s: line %lld: %s; nothing imported", name, (long long)res->bad_line,
-                 cs_db_errmsg(db));
-    else if (st != CS_OK)
-        cli_fail(ctx, "%s: %s; nothing imported", name, cs_db_errmsg(db));
+                 why != NULL ? why : "out of memory");
+    else
+        cli_fail(ctx, "%s: %s; nothing imported", name, why != NULL ? why : "out of memory");
+    free(why);
     return st;
 }
 
