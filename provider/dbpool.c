@@ -15,6 +15,9 @@
  * next handshake, so a store that comes back is picked up without a reload.
  * A committed write goes to the -wal file and leaves the database file
  * alone until a checkpoint, so reopening costs one open per checkpoint.
+ * A failed open is not retried for CSP_RETRY_MS unless the file changes:
+ * an open that waits on a lock costs the store's busy timeout, and one
+ * handshake asks twice (session context, then decision).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,14 +25,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "csp.h"
+
+#define CSP_RETRY_MS 1000
 
 typedef struct {
     cs_db *db;
     pid_t pid;
     struct stat opened; /* the file as it was just before the open */
+    int64_t failed_at_ms; /* last failed open (monotonic), 0 if none */
+    char failed_why[256];
 } csp_thread_db;
 
 static pthread_key_t csp_db_key;
@@ -100,6 +108,38 @@ static int csp_file_changed(const csp_thread_db *t)
     return stat(csp_policy()->db, &now) != 0 || !csp_same_file_state(&t->opened, &now);
 }
 
+static int64_t csp_monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A recent failed open on an unchanged file: answer with it, without waiting again. */
+static int csp_recent_failure(const csp_thread_db *t, pid_t pid, char *why, size_t why_len)
+{
+    if (t->failed_at_ms == 0 || t->pid != pid ||
+        csp_monotonic_ms() - t->failed_at_ms >= CSP_RETRY_MS || csp_file_changed(t))
+        return 0;
+    snprintf(why, why_len, "%s", t->failed_why);
+    return 1;
+}
+
+static void csp_open_for_thread(csp_thread_db *t, pid_t pid, char *why, size_t why_len)
+{
+    /* Stat first: a change between stat and open is seen next time. */
+    if (stat(csp_policy()->db, &t->opened) != 0)
+        memset(&t->opened, 0, sizeof(t->opened));
+    t->db = csp_db_open_readonly(csp_policy()->db, why, why_len);
+    t->pid = pid;
+    t->failed_at_ms = 0;
+    if (t->db == NULL) {
+        t->failed_at_ms = csp_monotonic_ms();
+        snprintf(t->failed_why, sizeof(t->failed_why), "%s", why);
+    }
+}
+
 cs_db *csp_dbpool_get(char *why, size_t why_len)
 {
     csp_thread_db *t = csp_thread_slot();
@@ -119,13 +159,8 @@ cs_db *csp_dbpool_get(char *why, size_t why_len)
         cs_db_close(t->db);
         t->db = NULL;
     }
-    if (t->db == NULL) {
-        /* Stat first: a change between stat and open is seen next time. */
-        if (stat(csp_policy()->db, &t->opened) != 0)
-            memset(&t->opened, 0, sizeof(t->opened));
-        t->db = csp_db_open_readonly(csp_policy()->db, why, why_len);
-        t->pid = pid;
-    }
+    if (t->db == NULL && !csp_recent_failure(t, pid, why, why_len))
+        csp_open_for_thread(t, pid, why, why_len);
     return t->db;
 }
 
