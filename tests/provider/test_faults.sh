@@ -89,7 +89,7 @@ module = $CERTSTORE_MODULE_DIR/certstore.so
 activate = 1
 db = $db
 log = $log
-busy_timeout_ms = 1000
+busy_timeout_ms = 3000
 EOF
 chmod 644 "$work/openssl.cnf"
 
@@ -255,16 +255,22 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 grep -qx 0 "$work/sqlite.out" || fail "long transaction: the writer did not start"
+# A reader that waited on the lock would be rejected after the busy timeout
+# (3 s): the acceptance proves it did not wait; the time shows by how much.
 slowest=0
-for i in $(seq 1 10); do
+timed() {
+    local start ms
     start=$(date +%s%N)
-    expect_accepted alice "during the long transaction ($i)"
-    expect_rejected carol "during the long transaction ($i)"
+    "$@"
     ms=$((($(date +%s%N) - start) / 1000000))
     [ "$ms" -le "$slowest" ] || slowest=$ms
+}
+for i in $(seq 1 10); do
+    timed expect_accepted alice "during the long transaction ($i)"
+    timed expect_rejected carol "during the long transaction ($i)"
 done
-echo "long transaction: slowest accept+reject pair ${slowest} ms"
-[ "$slowest" -lt 1000 ] || fail "long transaction: handshakes stalled ($slowest ms, busy timeout 1000)"
+echo "long transaction: slowest handshake ${slowest} ms"
+[ "$slowest" -lt 1500 ] || fail "long transaction: a handshake took $slowest ms (busy timeout 3000)"
 printf 'ROLLBACK;\n.quit\n' >&7
 exec 7>&-
 wait "$holder_pid" || true
@@ -281,17 +287,14 @@ holder_pid=$!
 slowest=0 during=0
 for i in $(seq 1 200); do
     kill -0 "$holder_pid" 2>/dev/null || break
-    start=$(date +%s%N)
-    expect_accepted alice "during the import ($i)"
-    ms=$((($(date +%s%N) - start) / 1000000))
-    [ "$ms" -le "$slowest" ] || slowest=$ms
+    timed expect_accepted alice "during the import ($i)"
     during=$i
 done
 wait "$holder_pid" || { cat "$work/import.out" >&2; fail "import failed"; }
 holder_pid=
 echo "import: $during handshakes during the import, slowest ${slowest} ms"
 [ "$during" -ge 1 ] || echo "note: the import finished before the first handshake"
-[ "$slowest" -lt 1000 ] || fail "import: handshakes stalled ($slowest ms)"
+[ "$slowest" -lt 1500 ] || fail "import: a handshake took $slowest ms (busy timeout 3000)"
 server_alive "long writers"
 stop_server
 
