@@ -223,6 +223,11 @@ static record_status csv_record(parser *p, const char *fields[CSV_FIELDS_MAX + 1
         more = c == '"' ? csv_quoted_field(p) : csv_plain_field(p, c);
         if (more < 0)
             return RECORD_BAD;
+        /* Each field's terminator needs room too: empty fields add no bytes. */
+        if (p->used >= RECORD_MAX) {
+            parse_error(p, "record longer than %d bytes", RECORD_MAX);
+            return RECORD_BAD;
+        }
         p->text[p->used++] = '\0';
         fields[(*count)++] = p->text + start;
     }
@@ -411,6 +416,10 @@ static int json_string(parser *p, json_cursor *j, const char **out)
     if (j->s >= j->end)
         return 0;
     j->s++;
+    if (p->used >= RECORD_MAX) {
+        parse_error(p, "line longer than %d bytes", RECORD_MAX);
+        return 0;
+    }
     p->text[p->used++] = '\0';
     *out = p->text + start;
     return 1;
