@@ -174,7 +174,8 @@ static void csp_policy_merge(const csp_config *cfg)
         snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text),
                  "two library contexts load certstore with different settings");
     csp_active.config_error = 1;
-    if (csp_active.mode == CSP_MODE_OFF && cfg->mode != CSP_MODE_OFF)
+    /* Deny-all must deny: audit would let everything through. */
+    if (csp_active.mode != CSP_MODE_OFF || cfg->mode != CSP_MODE_OFF)
         csp_active.mode = CSP_MODE_ENFORCE;
     csp_log_notice("certstore: config-error: %s; denying every client certificate",
                    csp_active.config_error_text);
