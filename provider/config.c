@@ -25,6 +25,7 @@ typedef enum {
     CSP_KEY_MODE,
     CSP_KEY_LOG,
     CSP_KEY_BUSY_TIMEOUT_MS,
+    CSP_KEY_REQUIRE_STRONG,
     CSP_KEY_COUNT
 } csp_key;
 
@@ -33,6 +34,7 @@ static const char *const csp_key_names[CSP_KEY_COUNT] = {
     [CSP_KEY_MODE] = "mode",
     [CSP_KEY_LOG] = "log",
     [CSP_KEY_BUSY_TIMEOUT_MS] = "busy_timeout_ms",
+    [CSP_KEY_REQUIRE_STRONG] = "require_strong",
 };
 
 static const char *const csp_mode_names[] = {
@@ -123,6 +125,17 @@ static void csp_config_busy_timeout(csp_config *cfg, const char *value)
     cfg->busy_timeout_ms = (int)ms;
 }
 
+/* Accept only strong mappings (KB5014754): rules are refused as weak-mapping-refused. */
+static void csp_config_require_strong(csp_config *cfg, const char *value)
+{
+    if (value == NULL || strcmp(value, "no") == 0)
+        cfg->require_strong = 0;
+    else if (strcmp(value, "yes") == 0)
+        cfg->require_strong = 1;
+    else
+        csp_config_fail(cfg, "require_strong must be yes or no, not \"%.40s\"", value);
+}
+
 void csp_config_read(const OSSL_CORE_HANDLE *handle, OSSL_FUNC_core_get_params_fn *get_params,
                      csp_config *out)
 {
@@ -146,6 +159,7 @@ void csp_config_read(const OSSL_CORE_HANDLE *handle, OSSL_FUNC_core_get_params_f
     csp_config_log(out, values[CSP_KEY_LOG]);
     csp_config_db(out, values[CSP_KEY_DB]);
     csp_config_busy_timeout(out, values[CSP_KEY_BUSY_TIMEOUT_MS]);
+    csp_config_require_strong(out, values[CSP_KEY_REQUIRE_STRONG]);
 }
 
 /* ---- the process-wide policy ---------------------------------------------- */
@@ -162,7 +176,7 @@ static int csp_config_same(const csp_config *a, const csp_config *b)
 {
     return strcmp(a->db, b->db) == 0 && a->mode == b->mode && a->log_kind == b->log_kind &&
            strcmp(a->log_file, b->log_file) == 0 && a->busy_timeout_ms == b->busy_timeout_ms &&
-           a->config_error == b->config_error;
+           a->config_error == b->config_error && a->require_strong == b->require_strong;
 }
 
 /* A later library context: identical section, nothing to do; else deny all. */

@@ -65,6 +65,7 @@ typedef struct {
     csp_log_kind log_kind;
     char log_file[PATH_MAX];
     int busy_timeout_ms;
+    int require_strong; /* refuse acceptances through rules (weak mappings) */
     /* Set when a value was missing or invalid: every client is denied. */
     int config_error;
     char config_error_text[256];

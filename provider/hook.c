@@ -175,6 +175,7 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
                              cs_decision *d)
 {
     char why[sizeof(d->detail)];
+    cs_policy_opts opts = {.require_strong = csp_policy()->require_strong};
     cs_db *db;
 
     if (csp_denying_all()) {
@@ -192,7 +193,7 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
     }
     why[0] = '\0';
     db = csp_dbpool_get(why, sizeof(why));
-    cs_decide(db, chain, time(NULL), d);
+    cs_decide_ex(db, chain, time(NULL), &opts, d);
     if (db == NULL && strncmp(why, csp_policy()->db, strlen(csp_policy()->db)) == 0)
         snprintf(d->detail, sizeof(d->detail), "%s", why); /* names the file already */
     else if (db == NULL)

@@ -169,9 +169,9 @@ cs_status cs_account_set_enabled(cs_db *db, const char *name, int enabled)
     return status;
 }
 
-static cs_status count_mappings(cs_db *db, int64_t id, int64_t *count)
+static cs_status count_by_account(cs_db *db, cs_stmt_id which, int64_t id, int64_t *count)
 {
-    sqlite3_stmt *stmt = cs_stmt(db, STMT_ACCOUNT_COUNT_MAPPINGS);
+    sqlite3_stmt *stmt = cs_stmt(db, which);
     int rc;
 
     if (stmt == NULL)
@@ -181,7 +181,7 @@ static cs_status count_mappings(cs_db *db, int64_t id, int64_t *count)
     if (rc == SQLITE_ROW)
         *count = sqlite3_column_int64(stmt, 0);
     sqlite3_reset(stmt);
-    return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "counting mappings");
+    return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "counting what uses the account");
 }
 
 static cs_status delete_by_id(cs_db *db, cs_stmt_id which, int64_t id, const char *what)
@@ -196,7 +196,7 @@ static cs_status delete_by_id(cs_db *db, cs_stmt_id which, int64_t id, const cha
 
 cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
 {
-    int64_t id = 0, mappings = 0;
+    int64_t id = 0, mappings = 0, rules = 0;
     cs_status status = cs_require_write(db);
 
     if (status == CS_OK)
@@ -204,14 +204,21 @@ cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
     if (status == CS_OK)
         status = account_find(db, name, &id, NULL);
     if (status == CS_OK)
-        status = count_mappings(db, id, &mappings);
+        status = count_by_account(db, STMT_ACCOUNT_COUNT_MAPPINGS, id, &mappings);
+    if (status == CS_OK)
+        status = count_by_account(db, STMT_ACCOUNT_COUNT_RULES, id, &rules);
     if (status != CS_OK)
         return status;
     if (mappings > 0 && !cascade)
         return cs_fail(db, CS_INUSE, "account '%s' is used by %lld mapping%s", name,
                        (long long)mappings, mappings == 1 ? "" : "s");
+    if (rules > 0 && !cascade)
+        return cs_fail(db, CS_INUSE, "account '%s' is used by %lld rule%s", name,
+                       (long long)rules, rules == 1 ? "" : "s");
     if (mappings > 0)
         status = delete_by_id(db, STMT_ACCOUNT_DELETE_MAPPINGS, id, "removing mappings");
+    if (status == CS_OK && rules > 0)
+        status = delete_by_id(db, STMT_ACCOUNT_DELETE_RULES, id, "removing rules");
     if (status == CS_OK)
         status = delete_by_id(db, STMT_ACCOUNT_REMOVE, id, "removing the account");
     if (status == CS_OK)

@@ -47,6 +47,16 @@ typedef enum {
     STMT_DECIDE_MAPPING,
     STMT_STATS,
     STMT_STATS_BY_KIND,
+    STMT_DECIDE_RULES,
+    STMT_RULE_ADD,
+    STMT_RULE_ENABLED_GET,
+    STMT_RULE_REMOVE,
+    STMT_RULE_SET_ENABLED,
+    STMT_RULE_LIST,
+    STMT_MAPPING_SET_NIBC,
+    STMT_MAPPING_GET_NIBC,
+    STMT_ACCOUNT_COUNT_RULES,
+    STMT_ACCOUNT_DELETE_RULES,
     STMT_COUNT
 } cs_stmt_id;
 
@@ -102,5 +112,29 @@ cs_status cs_mapping_insert(cs_db *db, const cs_mapping_spec *spec, int64_t acco
                             int64_t *id_out);
 /* Check a spec's fields (key length, times, note, pin); CS_INVALID with message. */
 cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pin_hex);
+
+/* Mapping id of a reference (by id or kind+key); CS_NOTFOUND if none. */
+cs_status cs_mapping_ref_id(cs_db *db, const cs_mapping_ref *ref, int64_t *id);
+
+/* ---- rule matching (dn_match.c) ------------------------------------------- */
+
+/*
+ * Parse one "ATTR=PATTERN,..." condition into NID + glob pairs. Returns the
+ * number of pairs (>= 1), or -1 with a message in msg.
+ */
+#define CS_DN_PAIRS_MAX 16
+#define CS_PATTERN_MAX 256
+typedef struct {
+    int nid;
+    char glob[CS_PATTERN_MAX]; /* '*', '?' wild; '\' quotes the next byte */
+} cs_dn_pair;
+int cs_dn_parse(const char *text, cs_dn_pair *pairs, size_t max, char *msg, size_t msglen);
+/* Validate a list field (san, eku, policy); 1 ok, 0 with message. */
+int cs_san_list_valid(const char *text, char *msg, size_t msglen);
+int cs_oid_list_valid(const char *text, char *msg, size_t msglen);
+/* Glob match of UTF-8 text (validated by the caller). */
+int cs_glob_match(const char *glob, const char *text, size_t textlen, int case_sensitive);
+/* 1 if s[0..len) is well-formed UTF-8 without NUL. */
+int cs_utf8_valid(const unsigned char *s, size_t len);
 
 #endif /* CS_INTERNAL_H */

@@ -31,7 +31,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 1
+#define CS_SCHEMA_VERSION 2
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -223,6 +223,75 @@ typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
 /* account NULL: all mappings, ordered by id. */
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
 
+/*
+ * Backdating check (Windows' event 40): when on, a certificate whose
+ * notBefore is earlier than the mapping's creation is rejected with
+ * issued-before-mapping. Turning it on narrows access (generation bump).
+ */
+cs_status cs_mapping_set_not_issued_before_created(cs_db *db, const cs_mapping_ref *ref, int on);
+/* Whether the check is on for a mapping (*on set); CS_NOTFOUND if no such mapping. */
+cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_ref *ref, int *on);
+
+/* ---- many-to-one rules (rules.c, dn_match.c) ------------------------------ */
+
+/*
+ * A rule maps every certificate of one pinned issuer that satisfies all of
+ * its conditions to an account (allow), or rejects it (deny). Rules are
+ * weak ways in. They are tried after the one-to-one mappings, by priority
+ * (lower first, then id); the first that matches decides.
+ *
+ * Condition syntax (validated by cs_rule_check, stored as given):
+ *   subject, issuer: "O=Acme,CN=gw-*": comma-separated ATTR=PATTERN, every
+ *     pair must hold; an attribute present several times in the name holds
+ *     when any of its values matches. ATTR is CN, O, OU, L, ST, C,
+ *     emailAddress (or E), serialNumber, UID, DC (any case). RFC 4514
+ *     escapes \, \+ \" \\ \; \< \> \= \# \XX; '*' and '?' are globs, '\*' and
+ *     '\?' literal. issuer is matched against the leaf's issuer name.
+ *   san: one "TYPE:PATTERN" per line, TYPE DNS, email, URI, IP (exact
+ *     address), UPN (Microsoft UPN otherName); each line must be satisfied
+ *     by some entry of that type.
+ *   eku, policy: one OID per line (dotted, or a name OpenSSL knows such as
+ *     clientAuth); every one must be present in the leaf.
+ * Values are compared as UTF-8 after validation (invalid UTF-8 never
+ * matches), ASCII letters case-insensitively unless case_sensitive, other
+ * characters byte for byte (no Unicode normalisation).
+ */
+typedef enum { CS_RULE_ALLOW = 0, CS_RULE_DENY = 1 } cs_rule_action;
+
+#define CS_RULE_PRIORITY_DEFAULT 100
+#define CS_RULE_TEXT_MAX 2048 /* bytes of each condition field */
+
+typedef struct {
+    cs_rule_action action;
+    const char *account; /* allow: required; deny: NULL */
+    const char *pin_fp;  /* required: a rule never spans CAs */
+    int64_t priority;
+    const char *subject, *issuer, *san, *eku, *policy; /* NULL or "" when absent */
+    int case_sensitive;
+    int not_issued_before_created;
+    const char *note;
+} cs_rule_spec;
+
+typedef struct {
+    int64_t id;
+    cs_rule_spec spec; /* account NULL for deny; strings valid during the callback */
+    int enabled;
+    int64_t created;
+} cs_rule;
+
+/* Validate a rule (syntax of every condition); CS_INVALID with msg. */
+cs_status cs_rule_check(const cs_rule_spec *spec, char *msg, size_t msglen);
+/* Add (account must exist unless create_account); id_out may be NULL. */
+cs_status cs_rule_add(cs_db *db, const cs_rule_spec *spec, int create_account, int64_t *id_out);
+cs_status cs_rule_remove(cs_db *db, int64_t id);
+cs_status cs_rule_set_enabled(cs_db *db, int64_t id, int enabled);
+typedef int (*cs_rule_cb)(const cs_rule *rule, void *arg);
+/* In evaluation order (priority, then id). */
+cs_status cs_rule_foreach(cs_db *db, cs_rule_cb cb, void *arg);
+
+/* Match a rule's conditions against a leaf: 1 match, 0 no match, -1 unreadable rule. */
+int cs_rule_matches(const cs_rule_spec *spec, const X509 *leaf);
+
 /* ---- import -------------------------------------------------------------- */
 
 typedef enum { CS_IMPORT_AUTO = 0, CS_IMPORT_CSV, CS_IMPORT_JSONL } cs_import_format;
@@ -251,6 +320,42 @@ typedef cs_status (*cs_import_row_cb)(const cs_mapping_spec *spec, int64_t line,
 cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt,
                           cs_import_row_cb cb, void *arg, int64_t *bad_line, char *msg,
                           size_t msglen);
+
+/* ---- migration from Windows (import_iis.c, import_altsecid.c) -------------- */
+
+typedef struct {
+    int64_t mappings;         /* strong one-to-one mappings added */
+    int64_t rules;            /* rules added */
+    int64_t accounts_created;
+    int64_t refused;          /* entries not imported (each reported to note) */
+    int64_t bad_line;         /* line of the first error, 0 if none */
+} cs_foreign_result;
+
+/* Told about every entry that was not imported, and why; may be NULL. */
+typedef void (*cs_foreign_note_cb)(int64_t line, const char *why, void *arg);
+
+/*
+ * IIS applicationHost.config / web.config: <oneToOneMappings> become cert
+ * mappings, <manyToOneMappings> become rules of issuer pin_fp (IIS does not
+ * name the issuer; required when the file has many-to-one mappings), in file
+ * order. Passwords are never read into memory beyond the parser. Runs in the
+ * caller's transaction; a malformed file is CS_INVALID with bad_line.
+ */
+cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin_fp,
+                        cs_foreign_note_cb note, void *arg, cs_foreign_result *res);
+
+/*
+ * Active Directory altSecurityIdentities, one "account<TAB>X509:..." per
+ * line. <I>..<SR>.. and <SKI>.. become strong mappings (the issuer DN is
+ * matched against the pins' subjects, in AD's reversed order or not);
+ * <SHA1-PUKEY> is refused (certstore keys are SHA-256: the certificate
+ * itself is needed); the weak forms <I>..<S>.., <S>.., <RFC822>.. become
+ * rules only with allow_weak (<S> and <RFC822> name no issuer: pin_fp is
+ * required for them), otherwise they are refused.
+ */
+cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
+                             int allow_weak, cs_foreign_note_cb note, void *arg,
+                             cs_foreign_result *res);
 
 /* ---- stats and change log ------------------------------------------------ */
 
@@ -287,6 +392,9 @@ typedef enum {
     CS_REASON_MAPPING_EXPIRED,
     CS_REASON_ACCOUNT_DISABLED,
     CS_REASON_STORE_UNAVAILABLE,
+    CS_REASON_DENIED_BY_RULE,       /* a deny rule matched first */
+    CS_REASON_WEAK_MAPPING_REFUSED, /* accepted by a rule, but require_strong */
+    CS_REASON_ISSUED_BEFORE_MAPPING, /* notBefore earlier than the mapping/rule */
     CS_REASON_COUNT
 } cs_reason;
 
@@ -308,6 +416,8 @@ typedef struct {
     char leaf_fp[CS_FP_HEX_LEN + 1];
     char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" for a chain of length 1 */
     char detail[160]; /* store error text when store-unavailable */
+    int64_t rule_id;  /* the rule that decided, 0 if none (then mapping_id says) */
+    int weak;         /* decided by a weak way in (a rule, KB5014754) */
 } cs_decision;
 
 /*
@@ -318,6 +428,23 @@ typedef struct {
  * an error. Returns out->accept.
  */
 int cs_decide(cs_db *db, STACK_OF(X509) *chain, int64_t now, cs_decision *out);
+
+/* Options of a server's policy (the provider's openssl.cnf section). */
+typedef struct {
+    /*
+     * Accept only through strong ways in (cert, issuer-serial, ski, spki;
+     * Microsoft KB5014754): an acceptance by a rule becomes
+     * weak-mapping-refused.
+     */
+    int require_strong;
+} cs_policy_opts;
+
+/* cs_decide with options; opts NULL means the defaults (cs_decide). */
+int cs_decide_ex(cs_db *db, STACK_OF(X509) *chain, int64_t now, const cs_policy_opts *opts,
+                 cs_decision *out);
+
+/* Strong (1) or weak (0) way in, per KB5014754: every mapping kind is strong. */
+int cs_kind_is_strong(cs_kind kind);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,30 @@ static const char schema_v1[] =
     "  command TEXT NOT NULL,"
     "  detail TEXT NOT NULL);";
 
+/* Many-to-one rules and the backdating check (issue 8). */
+static const char schema_v2[] =
+    "ALTER TABLE mappings ADD COLUMN not_issued_before_created INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE rules ("
+    "  id INTEGER PRIMARY KEY,"
+    "  priority INTEGER NOT NULL,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  action INTEGER NOT NULL CHECK (action IN (0, 1)),"
+    "  account_id INTEGER REFERENCES accounts(id),"
+    "  pin_fp TEXT NOT NULL CHECK (length(pin_fp) = 64),"
+    "  subject TEXT,"
+    "  issuer TEXT,"
+    "  san TEXT,"
+    "  eku TEXT,"
+    "  policy TEXT,"
+    "  case_sensitive INTEGER NOT NULL DEFAULT 0,"
+    "  not_issued_before_created INTEGER NOT NULL DEFAULT 0,"
+    "  note TEXT,"
+    "  created INTEGER NOT NULL,"
+    /* allow names an account, deny never does */
+    "  CHECK ((action = 0) = (account_id IS NOT NULL)));"
+    "CREATE INDEX rules_by_pin ON rules(pin_fp, priority, id);"
+    "CREATE INDEX rules_by_account ON rules(account_id);";
+
 typedef struct {
     int version;
     const char *sql;
@@ -71,6 +95,7 @@ typedef struct {
 /* Forward steps; each runs in its own transaction ending with its version. */
 static const cs_migration migrations[] = {
     {1, schema_v1},
+    {2, schema_v2},
 };
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -125,8 +150,29 @@ static const char *const statement_sql[STMT_COUNT] = {
                                   " WHERE a.name = ? ORDER BY m.id",
     [STMT_DECIDE_PIN] = "SELECT enabled FROM pins WHERE fp = ?",
     [STMT_DECIDE_MAPPING] = "SELECT m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
-                            " a.enabled, a.name FROM mappings m JOIN accounts a"
+                            " a.enabled, a.name, m.created, m.not_issued_before_created"
+                            " FROM mappings m JOIN accounts a"
                             " ON a.id = m.account_id WHERE m.kind = ? AND m.key = ?",
+    [STMT_DECIDE_RULES] = "SELECT r.id, r.action, r.subject, r.issuer, r.san, r.eku, r.policy,"
+                          " r.case_sensitive, r.not_issued_before_created, r.created,"
+                          " a.enabled, a.name FROM rules r LEFT JOIN accounts a"
+                          " ON a.id = r.account_id WHERE r.pin_fp = ? AND r.enabled"
+                          " ORDER BY r.priority, r.id",
+    [STMT_RULE_ADD] = "INSERT INTO rules (priority, enabled, action, account_id, pin_fp, subject,"
+                      " issuer, san, eku, policy, case_sensitive, not_issued_before_created,"
+                      " note, created) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [STMT_RULE_ENABLED_GET] = "SELECT enabled FROM rules WHERE id = ?",
+    [STMT_RULE_REMOVE] = "DELETE FROM rules WHERE id = ?",
+    [STMT_RULE_SET_ENABLED] = "UPDATE rules SET enabled = ? WHERE id = ?",
+    [STMT_RULE_LIST] = "SELECT r.id, r.priority, r.enabled, r.action, a.name, r.pin_fp,"
+                       " r.subject, r.issuer, r.san, r.eku, r.policy, r.case_sensitive,"
+                       " r.not_issued_before_created, r.note, r.created"
+                       " FROM rules r LEFT JOIN accounts a ON a.id = r.account_id"
+                       " ORDER BY r.priority, r.id",
+    [STMT_ACCOUNT_COUNT_RULES] = "SELECT count(*) FROM rules WHERE account_id = ?",
+    [STMT_ACCOUNT_DELETE_RULES] = "DELETE FROM rules WHERE account_id = ?",
+    [STMT_MAPPING_SET_NIBC] = "UPDATE mappings SET not_issued_before_created = ? WHERE id = ?",
+    [STMT_MAPPING_GET_NIBC] = "SELECT not_issued_before_created FROM mappings WHERE id = ?",
     [STMT_STATS] = "SELECT (SELECT count(*) FROM pins),"
                    " (SELECT count(*) FROM pins WHERE enabled),"
                    " (SELECT count(*) FROM accounts),"

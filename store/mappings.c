@@ -366,3 +366,58 @@ cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, v
     sqlite3_reset(stmt);
     return rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "reading mappings");
 }
+
+cs_status cs_mapping_ref_id(cs_db *db, const cs_mapping_ref *ref, int64_t *id)
+{
+    found_mapping m;
+    cs_status status = find_mapping(db, ref, &m);
+
+    if (status == CS_OK)
+        *id = m.id;
+    return status;
+}
+
+cs_status cs_mapping_set_not_issued_before_created(cs_db *db, const cs_mapping_ref *ref, int on)
+{
+    found_mapping m;
+    sqlite3_stmt *stmt;
+    cs_status status = cs_require_write(db);
+
+    if (status == CS_OK)
+        status = find_mapping(db, ref, &m);
+    if (status != CS_OK)
+        return status;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_SET_NIBC)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int(stmt, 1, on != 0);
+    sqlite3_bind_int64(stmt, 2, m.id);
+    status = cs_stmt_exec(db, stmt, "updating the mapping");
+    /* Turning the check on can only refuse more certificates. */
+    if (status == CS_OK && on)
+        status = cs_generation_bump(db);
+    if (status == CS_OK)
+        status = cs_log_change(db, "map not-issued-before id=%lld account=%s check=%s",
+                               (long long)m.id, m.account, on ? "created" : "off");
+    return status;
+}
+
+cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_ref *ref, int *on)
+{
+    found_mapping m;
+    sqlite3_stmt *stmt;
+    int rc;
+    cs_status status = find_mapping(db, ref, &m);
+
+    if (status != CS_OK)
+        return status;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_GET_NIBC)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int64(stmt, 1, m.id);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        *on = sqlite3_column_int(stmt, 0) != 0;
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE)
+        return cs_fail(db, CS_NOTFOUND, "no mapping with id %lld", (long long)m.id);
+    return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "reading the mapping");
+}

@@ -18,6 +18,9 @@ static const char *const reason_tokens[CS_REASON_COUNT] = {
     [CS_REASON_MAPPING_EXPIRED] = "mapping-expired",
     [CS_REASON_ACCOUNT_DISABLED] = "account-disabled",
     [CS_REASON_STORE_UNAVAILABLE] = "store-unavailable",
+    [CS_REASON_DENIED_BY_RULE] = "denied-by-rule",
+    [CS_REASON_WEAK_MAPPING_REFUSED] = "weak-mapping-refused",
+    [CS_REASON_ISSUED_BEFORE_MAPPING] = "issued-before-mapping",
 };
 
 /* Lookup order of rule 3: the first existing mapping decides. */
@@ -29,6 +32,12 @@ const char *cs_reason_token(cs_reason reason)
     if ((int)reason < 0 || reason >= CS_REASON_COUNT)
         return "store-unavailable";
     return reason_tokens[reason];
+}
+
+/* KB5014754: issuer+serial, SKI and key hashes are strong; so is the whole certificate. */
+int cs_kind_is_strong(cs_kind kind)
+{
+    return kind >= CS_KIND_CERT && kind < CS_KIND_COUNT;
 }
 
 static int reject(cs_decision *out, cs_reason reason)
@@ -99,6 +108,8 @@ typedef struct {
     int pin_matches;
     int account_enabled;
     char account[CS_ACCOUNT_MAX + 1];
+    int64_t created;
+    int not_issued_before_created;
 } mapping_row;
 
 static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key,
@@ -124,6 +135,8 @@ static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key,
         row->pin_matches = pin != NULL && strcmp((const char *)pin, issuer_fp) == 0;
         row->account_enabled = sqlite3_column_int(stmt, 5) != 0;
         snprintf(row->account, sizeof(row->account), "%s", name ? (const char *)name : "");
+        row->created = sqlite3_column_int64(stmt, 7);
+        row->not_issued_before_created = sqlite3_column_int(stmt, 8) != 0;
     }
     if (r != LOOKUP_ERROR)
         sqlite3_reset(stmt);
@@ -135,19 +148,29 @@ static int64_t earliest(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/*
+ * Windows' event 40: a certificate issued before the mapping (or rule) that
+ * admits it was made may predate the operator's decision. A notBefore that
+ * cannot be read is treated as too early.
+ */
+static int issued_before(const X509 *leaf, int64_t created)
+{
+    int ok = 0;
+    int64_t not_before = cs_asn1_time_to_unix(X509_get0_notBefore(leaf), &ok);
+
+    return !ok || not_before < created;
+}
+
 /* Rule 3's checks on the mapping that decides. */
-static int judge_mapping(const mapping_row *row, cs_kind kind, int64_t now, int64_t cert_limit,
-                         cs_decision *out)
+static int judge_mapping(const mapping_row *row, cs_kind kind, const X509 *leaf, int64_t now,
+                         int64_t cert_limit, cs_decision *out)
 {
     out->mapping_id = row->id;
     out->kind = kind;
-    /* A mapping for another issuer does not apply here; do not reveal its state. */
-    if (row->restricted && !row->pin_matches) {
-        out->mapping_id = 0;
-        return reject(out, CS_REASON_NO_MAPPING);
-    }
     if (!row->enabled)
         return reject(out, CS_REASON_MAPPING_DISABLED);
+    if (row->not_issued_before_created && issued_before(leaf, row->created))
+        return reject(out, CS_REASON_ISSUED_BEFORE_MAPPING);
     if (row->not_before != CS_TIME_NONE && now < row->not_before)
         return reject(out, CS_REASON_MAPPING_NOT_YET_VALID);
     if (row->not_after != CS_TIME_NONE && now > row->not_after)
@@ -174,10 +197,18 @@ static int64_t certificate_limit(X509 *leaf, X509 *issuer, int64_t now)
     return earliest(leaf_end, issuer_end);
 }
 
-static int decide_mappings(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
-{
-    int64_t cert_limit = certificate_limit(leaf, issuer, now);
+/* Whether a step of the evaluation order decided (out filled) or passes on. */
+typedef enum { STEP_DECIDED, STEP_NEXT } step_result;
 
+static step_result decided(int accepted)
+{
+    (void)accepted;
+    return STEP_DECIDED;
+}
+
+static step_result decide_mappings(cs_db *db, X509 *leaf, int64_t now, int64_t cert_limit,
+                                   cs_decision *out)
+{
     for (size_t i = 0; i < sizeof(lookup_order) / sizeof(lookup_order[0]); i++) {
         cs_key key;
         mapping_row row;
@@ -189,15 +220,84 @@ static int decide_mappings(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_
         if (status != CS_OK) {
             snprintf(out->detail, sizeof(out->detail), "cannot compute the %s key",
                      cs_kind_name(lookup_order[i]));
-            return reject(out, CS_REASON_NO_MAPPING);
+            return decided(reject(out, CS_REASON_NO_MAPPING));
         }
         r = read_mapping(db, lookup_order[i], &key, out->issuer_fp, &row);
         if (r == LOOKUP_ERROR)
-            return store_unavailable(out, db, "looking up mappings");
+            return decided(store_unavailable(out, db, "looking up mappings"));
+        /* A mapping for another issuer does not apply here; do not reveal its state. */
+        if (r == LOOKUP_FOUND && row.restricted && !row.pin_matches)
+            return STEP_NEXT;
         if (r == LOOKUP_FOUND)
-            return judge_mapping(&row, lookup_order[i], now, cert_limit, out);
+            return decided(judge_mapping(&row, lookup_order[i], leaf, now, cert_limit, out));
     }
-    return reject(out, CS_REASON_NO_MAPPING);
+    return STEP_NEXT;
+}
+
+/* One rule row of STMT_DECIDE_RULES; strings valid until the next step. */
+static void rule_spec_from_row(sqlite3_stmt *stmt, cs_rule_spec *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->action = sqlite3_column_int(stmt, 1) == CS_RULE_DENY ? CS_RULE_DENY : CS_RULE_ALLOW;
+    spec->subject = (const char *)sqlite3_column_text(stmt, 2);
+    spec->issuer = (const char *)sqlite3_column_text(stmt, 3);
+    spec->san = (const char *)sqlite3_column_text(stmt, 4);
+    spec->eku = (const char *)sqlite3_column_text(stmt, 5);
+    spec->policy = (const char *)sqlite3_column_text(stmt, 6);
+    spec->case_sensitive = sqlite3_column_int(stmt, 7) != 0;
+    spec->not_issued_before_created = sqlite3_column_int(stmt, 8) != 0;
+}
+
+/* The first matching rule decides: deny, or allow subject to its account. */
+static int judge_rule(sqlite3_stmt *stmt, const cs_rule_spec *spec, const X509 *leaf,
+                      int64_t cert_limit, cs_decision *out)
+{
+    const unsigned char *name = sqlite3_column_text(stmt, 11);
+
+    out->rule_id = sqlite3_column_int64(stmt, 0);
+    out->weak = 1;
+    /* Logs say which rule decided: the operator's first question. */
+    snprintf(out->detail, sizeof(out->detail), "rule %lld", (long long)out->rule_id);
+    if (spec->action == CS_RULE_DENY)
+        return reject(out, CS_REASON_DENIED_BY_RULE);
+    if (spec->not_issued_before_created && issued_before(leaf, sqlite3_column_int64(stmt, 9)))
+        return reject(out, CS_REASON_ISSUED_BEFORE_MAPPING);
+    if (name == NULL || sqlite3_column_int(stmt, 10) == 0)
+        return reject(out, CS_REASON_ACCOUNT_DISABLED);
+    out->accept = 1;
+    out->reason = CS_REASON_NONE;
+    snprintf(out->account, sizeof(out->account), "%s", (const char *)name);
+    out->valid_until = cert_limit;
+    return 1;
+}
+
+static int decide_rules(cs_db *db, const X509 *leaf, int64_t cert_limit, cs_decision *out)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_RULES);
+    int rc = SQLITE_DONE, accepted = -1;
+
+    if (stmt == NULL)
+        return store_unavailable(out, db, "looking up rules");
+    sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
+    while (accepted < 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        cs_rule_spec spec;
+        int match;
+
+        rule_spec_from_row(stmt, &spec);
+        match = cs_rule_matches(&spec, leaf);
+        if (match < 0) {
+            /* A deny that cannot be read must not be skipped: refuse. */
+            snprintf(out->detail, sizeof(out->detail), "rule %lld cannot be read",
+                     (long long)sqlite3_column_int64(stmt, 0));
+            accepted = reject(out, CS_REASON_STORE_UNAVAILABLE);
+        } else if (match) {
+            accepted = judge_rule(stmt, &spec, leaf, cert_limit, out);
+        }
+    }
+    if (accepted < 0 && rc != SQLITE_DONE)
+        return store_unavailable(out, db, "looking up rules");
+    sqlite3_reset(stmt);
+    return accepted < 0 ? reject(out, CS_REASON_NO_MAPPING) : accepted;
 }
 
 /* Rules 2 and 3, inside the snapshot. */
@@ -205,6 +305,7 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now,
                               cs_decision *out)
 {
     int pin_enabled = 0;
+    int64_t cert_limit;
     lookup_result r = read_generation(db, &out->generation);
 
     if (r != LOOKUP_FOUND)
@@ -217,7 +318,10 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now,
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     if (!pin_enabled)
         return reject(out, CS_REASON_PIN_DISABLED);
-    return decide_mappings(db, leaf, issuer, now, out);
+    cert_limit = certificate_limit(leaf, issuer, now);
+    if (decide_mappings(db, leaf, now, cert_limit, out) == STEP_DECIDED)
+        return out->accept;
+    return decide_rules(db, leaf, cert_limit, out);
 }
 
 static int begin_snapshot(cs_db *db, int *own)
@@ -255,6 +359,23 @@ static void reset_all(cs_db *db)
     for (int i = 0; i < STMT_COUNT; i++)
         if (db->stmts[i] != NULL)
             sqlite3_reset(db->stmts[i]);
+}
+
+/* require_strong: an acceptance through a weak way in is refused. */
+static int apply_options(const cs_policy_opts *opts, cs_decision *out)
+{
+    if (opts == NULL || !opts->require_strong || !out->accept || !out->weak)
+        return out->accept;
+    snprintf(out->detail, sizeof(out->detail), "rule %lld maps it to account %.100s",
+             (long long)out->rule_id, out->account);
+    return reject(out, CS_REASON_WEAK_MAPPING_REFUSED);
+}
+
+int cs_decide_ex(cs_db *db, STACK_OF(X509) *chain, int64_t now, const cs_policy_opts *opts,
+                 cs_decision *out)
+{
+    cs_decide(db, chain, now, out);
+    return apply_options(opts, out);
 }
 
 int cs_decide(cs_db *db, STACK_OF(X509) *chain, int64_t now, cs_decision *out)

@@ -17,6 +17,7 @@
 typedef struct {
     const char *chain_path, *ca_path, *at;
     int json;
+    int require_strong;
 } check_options;
 
 typedef struct {
@@ -47,8 +48,10 @@ static X509_STORE *build_trust_store(const cli_ctx *ctx, const char *ca_path)
 }
 
 /* The policy on a verified chain; a database that does not open is "store unavailable". */
-static void decide(const cli_ctx *ctx, STACK_OF(X509) * chain, int64_t now, check_result *r)
+static void decide(const cli_ctx *ctx, STACK_OF(X509) * chain, int64_t now,
+                   const check_options *o, check_result *r)
 {
+    cs_policy_opts opts = {.require_strong = o->require_strong};
     cs_db *db = NULL;
     if (cs_db_open(&db, ctx->db_path, CS_OPEN_READONLY) != CS_OK) {
         snprintf(r->detail, sizeof(r->detail), "%s: %s", ctx->db_path,
@@ -56,7 +59,7 @@ static void decide(const cli_ctx *ctx, STACK_OF(X509) * chain, int64_t now, chec
         cs_db_close(db);
         db = NULL;
     }
-    cs_decide(db, chain, now, &r->decision);
+    cs_decide_ex(db, chain, now, &opts, &r->decision);
     if (r->decision.reason == CS_REASON_STORE_UNAVAILABLE && r->detail[0] == '\0')
         snprintf(r->detail, sizeof(r->detail), "%s", r->decision.detail);
     cs_db_close(db);
@@ -80,7 +83,7 @@ static int verify_and_decide(const cli_ctx *ctx, X509_STORE *trust, X509 *leaf,
         X509_VERIFY_PARAM_set_time(param, (time_t)now);
 
     if (X509_verify_cert(vctx) == 1) {
-        decide(ctx, X509_STORE_CTX_get0_chain(vctx), now, r);
+        decide(ctx, X509_STORE_CTX_get0_chain(vctx), now, o, r);
     } else {
         r->decision.accept = 0;
         r->decision.reason = CS_REASON_CHAIN_INVALID;
@@ -97,9 +100,16 @@ static void print_text(const check_result *r)
     if (d->accept) {
         printf("accept account=");
         cli_put_text(stdout, d->account);
-        printf(" kind=%s mapping=%lld\n", cs_kind_name(d->kind), (long long)d->mapping_id);
+        if (d->rule_id > 0)
+            printf(" rule=%lld\n", (long long)d->rule_id);
+        else
+            printf(" kind=%s mapping=%lld\n", cs_kind_name(d->kind), (long long)d->mapping_id);
     } else if (r->chain_error != NULL) {
         printf("reject %s (%s)\n", cs_reason_token(d->reason), r->chain_error);
+    } else if (d->rule_id > 0) {
+        printf("reject %s rule=%lld\n", cs_reason_token(d->reason), (long long)d->rule_id);
+    } else if (d->mapping_id > 0) {
+        printf("reject %s mapping=%lld\n", cs_reason_token(d->reason), (long long)d->mapping_id);
     } else {
         printf("reject %s\n", cs_reason_token(d->reason));
     }
@@ -124,11 +134,15 @@ static void print_json(const check_result *r)
     else
         printf("\"%s\",\"account\":", cs_reason_token(d->reason));
     cli_put_json_string(stdout, d->accept ? d->account : NULL);
-    if (d->accept)
+    if (d->accept && d->rule_id == 0)
         printf(",\"kind\":\"%s\",\"mapping\":%lld", cs_kind_name(d->kind),
                (long long)d->mapping_id);
     else
         printf(",\"kind\":null,\"mapping\":null");
+    if (d->rule_id > 0)
+        printf(",\"rule\":%lld,\"strength\":\"weak\"", (long long)d->rule_id);
+    else
+        printf(",\"rule\":null,\"strength\":%s", d->accept ? "\"strong\"" : "null");
     printf(",\"subject\":");
     cli_put_json_string(stdout, r->subject);
     printf(",\"leaf_sha256\":\"%s\",\"issuer_sha256\":", r->leaf_fp);
@@ -143,7 +157,11 @@ static void print_json(const check_result *r)
 static int parse_check_options(cli_ctx *ctx, int argc, char **argv, check_options *o, int64_t *now)
 {
     const cli_option opts[] = {
-        {"ca", &o->ca_path, NULL}, {"at", &o->at, NULL}, {"json", NULL, &o->json}, CLI_OPTIONS_END};
+        {"ca", &o->ca_path, NULL},
+        {"at", &o->at, NULL},
+        {"json", NULL, &o->json},
+        {"require-strong", NULL, &o->require_strong},
+        CLI_OPTIONS_END};
     cli_positional pos;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "CHAIN.pem")) != CLI_CONTINUE)
@@ -199,22 +217,27 @@ const cli_command cli_cmd_check = {
     "explain the decision for a client chain, as a server would make it",
     run_check,
     "Usage: certstore check CHAIN.pem --ca ROOTS.pem [--at TIME] [--json]\n"
+    "                       [--require-strong]\n"
     "\n"
     "Verify a client certificate chain (leaf first, then intermediates; PEM,\n"
     "or one DER certificate) against the trusted roots exactly as a TLS server\n"
     "does (purpose sslclient), then apply the certstore policy from the\n"
     "database, opened read-only as a server opens it. Prints\n"
     "  accept account=NAME kind=KIND mapping=ID\n"
+    "or, when a many-to-one rule decided,\n"
+    "  accept account=NAME rule=ID\n"
     "or\n"
-    "  reject REASON\n"
+    "  reject REASON [rule=ID | mapping=ID]\n"
     "followed by the leaf's subject and fingerprints. REASON is one of\n"
     "chain-invalid, issuer-not-pinned, pin-disabled, no-mapping,\n"
     "mapping-disabled, mapping-not-yet-valid, mapping-expired,\n"
-    "account-disabled, store-unavailable.\n"
+    "account-disabled, store-unavailable, denied-by-rule,\n"
+    "weak-mapping-refused, issued-before-mapping.\n"
     "\n"
     "  --ca ROOTS.pem   trusted root certificates (PEM bundle)\n"
     "  --at TIME        decide at this time instead of now (YYYY-MM-DD or RFC 3339)\n"
     "  --json           print one JSON object\n"
+    "  --require-strong decide as a server with require_strong = yes\n"
     "\n"
     "Exit status: 0 accepted, 1 rejected or error, 2 usage error.\n",
 };

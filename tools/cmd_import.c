@@ -75,22 +75,114 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
     return st;
 }
 
+/* ---- from Windows: IIS configuration, AD altSecurityIdentities ------------ */
+
+#define FOREIGN_FILE_LIMIT (64 * 1024 * 1024)
+
+static void show_refused(int64_t line, const char *why, void *arg)
+{
+    const cli_ctx *ctx = arg;
+    char text[600];
+
+    snprintf(text, sizeof(text), "line %lld: not imported: %s", (long long)line, why);
+    cli_warn(ctx, "%s", text);
+}
+
+static char *read_all(const cli_ctx *ctx, FILE *in, const char *name, size_t *len)
+{
+    size_t cap = 65536, used = 0, n;
+    char *buf = malloc(cap);
+
+    while (buf != NULL && (n = fread(buf + used, 1, cap - used, in)) > 0) {
+        used += n;
+        if (used == cap) {
+            char *bigger = cap >= FOREIGN_FILE_LIMIT ? NULL : realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                cli_fail(ctx, "%s: larger than 64 MiB or out of memory", name);
+                return NULL;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    if (buf == NULL || ferror(in)) {
+        free(buf);
+        cli_fail(ctx, "%s: read error", name);
+        return NULL;
+    }
+    *len = used;
+    return buf;
+}
+
+static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, const char *pin,
+                          int allow_weak)
+{
+    char pin_fp[CS_FP_HEX_LEN + 1];
+    cs_foreign_result res;
+    size_t len = 0;
+    char *data;
+    cs_status st;
+
+    if (pin != NULL && !cs_fp_normalise(pin, pin_fp))
+        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", pin);
+    if ((data = read_all(ctx, in, name, &len)) == NULL)
+        return CLI_FAIL;
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL) {
+        free(data);
+        return CLI_FAIL;
+    }
+    st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, show_refused, ctx, &res)
+             : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused,
+                                  ctx, &res);
+    free(data);
+    if (st != CS_OK && res.bad_line > 0)
+        cli_fail(ctx, "%s: line %lld: %s; nothing imported", name, (long long)res.bad_line,
+                 cs_db_errmsg(db));
+    else if (st != CS_OK)
+        cli_fail(ctx, "%s: %s; nothing imported", name, cs_db_errmsg(db));
+    int rc = cli_end_write(ctx, db, st);
+    if (rc == CLI_OK)
+        printf("imported %lld mappings and %lld rules (%lld accounts created, %lld entries "
+               "not imported)\n",
+               (long long)res.mappings, (long long)res.rules, (long long)res.accounts_created,
+               (long long)res.refused);
+    return rc;
+}
+
 static int run_import(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *format = NULL;
-    const cli_option opts[] = {{"format", &format, NULL}, CLI_OPTIONS_END};
+    const char *format = NULL, *pin = NULL;
+    int allow_weak = 0;
+    const cli_option opts[] = {{"format", &format, NULL},
+                               {"pin", &pin, NULL},
+                               {"allow-weak", NULL, &allow_weak},
+                               CLI_OPTIONS_END};
     cli_positional pos;
     cs_import_format fmt = CS_IMPORT_AUTO;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    int iis = format != NULL && strcmp(format, "iis") == 0;
+    int altsecid = format != NULL && strcmp(format, "altsecid") == 0;
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "FILE")) != CLI_CONTINUE ||
-        (rc = parse_format(ctx, format, &fmt)) != CLI_CONTINUE)
+        (!iis && !altsecid && (rc = parse_format(ctx, format, &fmt)) != CLI_CONTINUE))
         return rc;
+    if (!iis && !altsecid && (pin != NULL || allow_weak))
+        return cli_usage_error(ctx, "--pin and --allow-weak are for --format iis or altsecid");
+    if (iis && allow_weak)
+        return cli_usage_error(ctx, "--allow-weak is for --format altsecid");
 
     const char *path = pos.args[0];
     int from_stdin = strcmp(path, "-") == 0;
     FILE *in = from_stdin ? stdin : fopen(path, "r");
     if (in == NULL)
         return cli_fail(ctx, "%s: %s", path, strerror(errno));
+    if (iis || altsecid) {
+        rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, allow_weak);
+        if (!from_stdin)
+            fclose(in);
+        return rc;
+    }
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL) {
         if (!from_stdin)
@@ -114,6 +206,8 @@ const cli_command cli_cmd_import = {
     "import mappings from CSV or JSON lines (all or nothing)",
     run_import,
     "Usage: certstore import FILE|- [--format csv|jsonl]\n"
+    "       certstore import FILE|- --format iis [--pin FP]\n"
+    "       certstore import FILE|- --format altsecid [--pin FP] [--allow-weak]\n"
     "\n"
     "Import mappings in one transaction: either every line is imported or\n"
     "nothing is, and the first bad line is reported by number. Accounts are\n"
@@ -123,5 +217,20 @@ const cli_command cli_cmd_import = {
     "not_before,not_after,note,pin, in any order; JSON lines are objects with\n"
     "the same names. 'certstore export --format csv' writes this format.\n"
     "\n"
-    "  --format FMT   csv or jsonl (default: detected from the content)\n",
+    "  --format FMT   csv or jsonl (default: detected from the content), or:\n"
+    "    iis          an IIS applicationHost.config or web.config: each\n"
+    "                 <oneToOneMappings> entry becomes a cert mapping, each\n"
+    "                 <manyToOneMappings> entry a rule (in file order) of the CA\n"
+    "                 given by --pin. Passwords are never stored or printed.\n"
+    "    altsecid     AD altSecurityIdentities, one ACCOUNT<TAB>X509:... per line:\n"
+    "                 <I>..<SR>.. and <SKI>.. become strong mappings (the issuer\n"
+    "                 must be pinned); <SHA1-PUKEY> is refused (map the\n"
+    "                 certificate instead); the weak <I>..<S>.., <S>.. and\n"
+    "                 <RFC822>.. are listed and refused unless --allow-weak makes\n"
+    "                 them rules (<S> and <RFC822> need --pin).\n"
+    "  --pin FP       the issuing CA for rules (iis, altsecid)\n"
+    "  --allow-weak   import weak altSecurityIdentities as rules\n"
+    "\n"
+    "Entries that are not imported are listed on stderr, with the reason;\n"
+    "the rest is imported. A malformed file imports nothing.\n",
 };

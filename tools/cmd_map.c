@@ -53,7 +53,7 @@ static int resolve_ref(const cli_ctx *ctx, const char *text, cs_kind kind, cs_ma
 }
 
 typedef struct {
-    const char *account, *kind, *pin, *not_before, *not_after, *note;
+    const char *account, *kind, *pin, *not_before, *not_after, *note, *not_issued_before;
     int create_account;
 } map_add_options;
 
@@ -118,6 +118,7 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
         {"not-after", &o.not_after, NULL},
         {"note", &o.note, NULL},
         {"create-account", NULL, &o.create_account},
+        {"not-issued-before", &o.not_issued_before, NULL},
         CLI_OPTIONS_END,
     };
     cli_positional pos;
@@ -129,6 +130,8 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "missing --account");
     if ((rc = parse_kind(ctx, o.kind, &kind)) != CLI_CONTINUE)
         return rc;
+    if (o.not_issued_before != NULL && strcmp(o.not_issued_before, "created") != 0)
+        return cli_usage_error(ctx, "--not-issued-before: only 'created' is supported");
     cs_mapping_spec spec;
     char pin_fp[CS_FP_HEX_LEN + 1];
     memset(&spec, 0, sizeof(spec));
@@ -150,7 +153,13 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     if (db == NULL)
         return CLI_FAIL;
     int64_t id = 0;
-    rc = cli_end_write(ctx, db, add_mapping(ctx, db, &spec, o.create_account, &id));
+    st = add_mapping(ctx, db, &spec, o.create_account, &id);
+    if (st == CS_OK && o.not_issued_before != NULL) {
+        cs_mapping_ref ref = {.id = id};
+        if ((st = cs_mapping_set_not_issued_before_created(db, &ref, 1)) != CS_OK)
+            cli_store_fail(ctx, db);
+    }
+    rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         print_added(&spec, id);
     return rc;
@@ -296,7 +305,7 @@ static const cli_command map_subcommands[] = {
     {"add", "map a client certificate to an account", run_map_add,
      "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
      "                         [--not-before T] [--not-after T] [--note TEXT]\n"
-     "                         [--create-account]\n"
+     "                         [--create-account] [--not-issued-before created]\n"
      "\n"
      "Map a client certificate (PEM or DER) to an account.\n"
      "\n"
@@ -310,7 +319,10 @@ static const cli_command map_subcommands[] = {
      "  --not-before T     mapping valid from T (YYYY-MM-DD or RFC 3339)\n"
      "  --not-after T      mapping valid until T\n"
      "  --note TEXT        free text kept with the mapping\n"
-     "  --create-account   create the account if it does not exist\n"},
+     "  --create-account   create the account if it does not exist\n"
+     "  --not-issued-before created\n"
+     "                     reject certificates whose notBefore is earlier than\n"
+     "                     this mapping (reason issued-before-mapping)\n"},
     {"rm", "remove a mapping", run_map_rm,
      "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
     {"disable", "disable a mapping", run_map_disable,

@@ -1,0 +1,1147 @@
+/*
+ * Many-to-one rules: every operator and field, DN injection and
+ * normalisation, the order of evaluation, strong/weak, backdating, the v1 ->
+ * v2 migration, and the CLI (rule, check, map --not-issued-before,
+ * expiring). Leaves with the subjects and extensions each case needs are
+ * made here, signed by the shared test PKI's "Partner CA A".
+ */
+#include <check.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/x509v3.h>
+
+#include "cs_store.h"
+#include "testpki.h"
+
+static testpki *pki;
+static char *tmp_root;
+static char test_dir[PATH_MAX];
+static char db_path[PATH_MAX + 32];
+static cs_db *writer;
+static cs_db *reader;
+static int64_t now;
+
+#define ck_ok(expr) ck_assert_msg((expr) == CS_OK, "%s failed: %s", #expr, cs_db_errmsg(writer))
+
+static void setup(void)
+{
+    ck_assert_int_lt(snprintf(test_dir, sizeof(test_dir), "%s/t-XXXXXX", tmp_root),
+                     (int)sizeof(test_dir));
+    ck_assert_ptr_nonnull(mkdtemp(test_dir));
+    snprintf(db_path, sizeof(db_path), "%s/certstore.db", test_dir);
+    ck_assert_int_eq(cs_db_open(&writer, db_path, CS_OPEN_CREATE), CS_OK);
+    ck_ok(cs_db_migrate(writer));
+    ck_assert_int_eq(cs_db_open(&reader, db_path, CS_OPEN_READONLY), CS_OK);
+    now = (int64_t)time(NULL);
+}
+
+static void teardown(void)
+{
+    cs_db_close(reader);
+    cs_db_close(writer);
+    reader = writer = NULL;
+    testpki_rmtree(test_dir);
+}
+
+/* ---- leaves made to order -------------------------------------------------- */
+
+typedef struct {
+    const char *subject[8]; /* "CN=x", "+O=y" adds to the previous RDN */
+    const char *san, *eku, *policy;
+    long not_before_secs; /* relative to now */
+    const testpki_cred *issuer;
+} leaf_spec;
+
+static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+
+    if (value == NULL)
+        return;
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    ck_assert_msg(ext != NULL, "extension %d '%s'", nid, value);
+    ck_assert(X509_add_ext(cert, ext, -1));
+    X509_EXTENSION_free(ext);
+}
+
+/* certificatePolicies needs a config database in X509V3_EXT_conf: build it directly. */
+static void add_policy(X509 *cert, const char *oid)
+{
+    CERTIFICATEPOLICIES *pols;
+    POLICYINFO *info;
+
+    if (oid == NULL)
+        return;
+    pols = sk_POLICYINFO_new_null();
+    info = POLICYINFO_new();
+    ck_assert(pols && info);
+    ASN1_OBJECT_free(info->policyid);
+    info->policyid = OBJ_txt2obj(oid, 1);
+    ck_assert_ptr_nonnull(info->policyid);
+    ck_assert(sk_POLICYINFO_push(pols, info));
+    ck_assert(X509_add1_ext_i2d(cert, NID_certificate_policies, pols, 0, 0) == 1);
+    CERTIFICATEPOLICIES_free(pols);
+}
+
+static X509 *make_leaf(const leaf_spec *spec)
+{
+    const testpki_cred *ca = spec->issuer ? spec->issuer : &pki->ca_a;
+    X509 *cert = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    ASN1_INTEGER *serial = ASN1_INTEGER_new();
+    static long next_serial = 5000;
+
+    ck_assert(cert && name && serial);
+    ck_assert(X509_set_version(cert, 2));
+    ck_assert(ASN1_INTEGER_set(serial, next_serial++));
+    ck_assert(X509_set_serialNumber(cert, serial));
+    ASN1_INTEGER_free(serial);
+    for (int i = 0; i < 8 && spec->subject[i] != NULL; i++) {
+        const char *entry = spec->subject[i];
+        int multi = entry[0] == '+';
+        const char *eq = strchr(entry + multi, '=');
+        char field[64];
+
+        ck_assert_ptr_nonnull(eq);
+        snprintf(field, sizeof(field), "%.*s", (int)(eq - entry - multi), entry + multi);
+        ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                                                    (const unsigned char *)eq + 1, -1, -1,
+                                                    multi ? -1 : 0),
+                         1);
+    }
+    ck_assert(X509_set_subject_name(cert, name));
+    X509_NAME_free(name);
+    ck_assert(X509_set_issuer_name(cert, X509_get_subject_name(ca->cert)));
+    ck_assert(X509_time_adj_ex(X509_getm_notBefore(cert), 0, spec->not_before_secs - 60, NULL));
+    ck_assert(X509_time_adj_ex(X509_getm_notAfter(cert), 30, 0, NULL));
+    ck_assert(X509_set_pubkey(cert, pki->alice.key));
+    add_ext(cert, ca->cert, NID_subject_alt_name, spec->san);
+    add_ext(cert, ca->cert, NID_ext_key_usage, spec->eku ? spec->eku : "clientAuth");
+    add_policy(cert, spec->policy);
+    ck_assert(X509_sign(cert, ca->key, EVP_sha256()) > 0);
+    return cert;
+}
+
+/* A leaf with one raw-typed subject value (BMPString, invalid UTF-8...). */
+static X509 *make_raw_leaf(int nid, int type, const unsigned char *bytes, int len)
+{
+    leaf_spec spec = {.subject = {"O=Acme"}};
+    X509 *cert = make_leaf(&spec);
+    X509_NAME *name = X509_NAME_dup(X509_get_subject_name(cert));
+
+    ck_assert(X509_NAME_add_entry_by_NID(name, nid, type, bytes, len, -1, 0));
+    ck_assert(X509_set_subject_name(cert, name));
+    X509_NAME_free(name);
+    ck_assert(X509_sign(cert, pki->ca_a.key, EVP_sha256()) > 0);
+    return cert;
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static void begin(void)
+{
+    ck_ok(cs_db_begin(writer, "check_rules"));
+}
+
+static void commit(void)
+{
+    ck_ok(cs_db_commit(writer));
+}
+
+static void fp_of(const testpki_cred *cred, char fp[CS_FP_HEX_LEN + 1])
+{
+    ck_assert(cs_fp_of_cert(cred->cert, fp));
+}
+
+static void pin(const testpki_cred *ca)
+{
+    begin();
+    ck_ok(cs_pin_add(writer, ca->cert, "test pin", NULL));
+    commit();
+}
+
+static char ca_a_fp[CS_FP_HEX_LEN + 1];
+
+static cs_rule_spec allow_rule(const char *account)
+{
+    cs_rule_spec r = {.action = CS_RULE_ALLOW, .account = account, .pin_fp = ca_a_fp,
+                      .priority = CS_RULE_PRIORITY_DEFAULT};
+    fp_of(&pki->ca_a, ca_a_fp);
+    return r;
+}
+
+static cs_rule_spec deny_rule(void)
+{
+    cs_rule_spec r = allow_rule(NULL);
+    r.action = CS_RULE_DENY;
+    return r;
+}
+
+static int64_t add_rule(const cs_rule_spec *r)
+{
+    int64_t id = 0;
+
+    begin();
+    ck_ok(cs_rule_add(writer, r, 1, &id));
+    commit();
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+static int64_t map_cert(X509 *leaf, const char *account)
+{
+    cs_mapping_spec spec = {0};
+    int64_t id = 0;
+
+    ck_ok(cs_mapping_spec_from_cert(&spec, leaf, CS_KIND_CERT));
+    spec.account = account;
+    spec.not_before = spec.not_after = CS_TIME_NONE;
+    begin();
+    ck_ok(cs_mapping_add(writer, &spec, 1, &id));
+    commit();
+    return id;
+}
+
+static cs_decision decide_cert_opts(X509 *leaf, const cs_policy_opts *opts)
+{
+    STACK_OF(X509) *chain = testpki_chain(leaf, pki->ca_a.cert, pki->root.cert, (X509 *)NULL);
+    cs_decision d;
+    int accepted;
+
+    ck_assert_ptr_nonnull(chain);
+    accepted = cs_decide_ex(reader, chain, now, opts, &d);
+    sk_X509_pop_free(chain, X509_free);
+    ck_assert_int_eq(accepted, d.accept);
+    if (!d.accept)
+        ck_assert_str_eq(d.account, "");
+    return d;
+}
+
+static cs_decision decide_cert(X509 *leaf)
+{
+    return decide_cert_opts(leaf, NULL);
+}
+
+#define ck_rejected(d, why)                                                                    \
+    do {                                                                                       \
+        cs_decision d_ = (d);                                                                  \
+        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));              \
+        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                    \
+    } while (0)
+
+#define ck_accepted(d, acct)                                                                   \
+    do {                                                                                       \
+        cs_decision d_ = (d);                                                                  \
+        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);    \
+        ck_assert_str_eq(d_.account, (acct));                                                  \
+    } while (0)
+
+/* Match one leaf against one condition set. */
+static int matches(const cs_rule_spec *r, X509 *leaf)
+{
+    char msg[256];
+
+    ck_assert_msg(cs_rule_check(r, msg, sizeof(msg)) == CS_OK, "rule refused: %s", msg);
+    return cs_rule_matches(r, leaf);
+}
+
+static int subject_matches(const char *cond, const leaf_spec *ls)
+{
+    cs_rule_spec r = allow_rule("x");
+    X509 *leaf = make_leaf(ls);
+    int m;
+
+    r.subject = cond;
+    m = matches(&r, leaf);
+    X509_free(leaf);
+    return m;
+}
+
+static void assert_refused(const cs_rule_spec *r, const char *why_part)
+{
+    char msg[256] = "";
+
+    ck_assert_int_eq(cs_rule_check(r, msg, sizeof(msg)), CS_INVALID);
+    ck_assert_msg(strstr(msg, why_part) != NULL, "message '%s' lacks '%s'", msg, why_part);
+}
+
+/* ---- syntax ---------------------------------------------------------------- */
+
+START_TEST(test_condition_syntax_refused)
+{
+    cs_rule_spec r = allow_rule("acme");
+
+    r.subject = "XX=1";
+    assert_refused(&r, "unknown attribute");
+    r.subject = "CN=a\\q";
+    assert_refused(&r, "bad escape");
+    r.subject = "CN=a;b";
+    assert_refused(&r, "must be escaped");
+    r.subject = "CN=";
+    assert_refused(&r, "empty value");
+    r.subject = "CN=\\ff";
+    assert_refused(&r, "not valid UTF-8");
+    r.subject = "CN=\\00";
+    assert_refused(&r, "NUL");
+    r.subject = "CN";
+    assert_refused(&r, "ATTR=VALUE");
+    r.subject = NULL;
+    r.san = "FTP:x";
+    assert_refused(&r, "TYPE:PATTERN");
+    r.san = "IP:300.1.1.1";
+    assert_refused(&r, "not an IPv4");
+    r.san = NULL;
+    r.eku = "noSuchUsage";
+    assert_refused(&r, "OID");
+    r.eku = NULL;
+    r.policy = "1..2";
+    assert_refused(&r, "OID");
+    r.policy = NULL;
+    r.pin_fp = NULL;
+    assert_refused(&r, "issuer pin");
+}
+END_TEST
+
+START_TEST(test_allow_needs_account_deny_has_none)
+{
+    cs_rule_spec r = allow_rule(NULL);
+
+    assert_refused(&r, "needs a valid account");
+    r = deny_rule();
+    r.account = "acme";
+    assert_refused(&r, "deny rule has no account");
+}
+END_TEST
+
+START_TEST(test_rule_needs_existing_pin)
+{
+    cs_rule_spec r = allow_rule("acme");
+
+    begin();
+    ck_assert_int_eq(cs_rule_add(writer, &r, 1, NULL), CS_NOTFOUND);
+    cs_db_rollback(writer);
+}
+END_TEST
+
+/* ---- subject and issuer ------------------------------------------------------ */
+
+START_TEST(test_subject_glob_and_exact)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}};
+
+    ck_assert_int_eq(subject_matches("O=Acme,CN=gw-*", &ls), 1);
+    ck_assert_int_eq(subject_matches("CN=gw-0?", &ls), 1);
+    ck_assert_int_eq(subject_matches("CN=gw-?", &ls), 0);
+    ck_assert_int_eq(subject_matches("O=Acme,CN=web-*", &ls), 0);
+    ck_assert_int_eq(subject_matches("O=Acm", &ls), 0);
+    ck_assert_int_eq(subject_matches("OU=*", &ls), 0); /* absent attribute never holds */
+}
+END_TEST
+
+START_TEST(test_case_insensitive_unless_asked)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=GW-01"}};
+    cs_rule_spec r = allow_rule("x");
+    X509 *leaf = make_leaf(&ls);
+
+    r.subject = "o=ACME,cn=gw-01";
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    r.case_sensitive = 1;
+    ck_assert_int_eq(matches(&r, leaf), 0);
+    r.subject = "O=Acme,CN=GW-01";
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_cn_with_comma_cannot_inject_o)
+{
+    leaf_spec ls = {.subject = {"O=Good", "CN=gw,O=Evil"}};
+
+    ck_assert_int_eq(subject_matches("O=Evil", &ls), 0);
+    ck_assert_int_eq(subject_matches("O=Good,CN=gw", &ls), 0);
+    ck_assert_int_eq(subject_matches("CN=gw\\,O=Evil", &ls), 1);
+    ck_assert_int_eq(subject_matches("CN=gw\\2CO=Evil", &ls), 1);
+}
+END_TEST
+
+START_TEST(test_escapes_and_literal_globs)
+{
+    leaf_spec ls = {.subject = {"CN=a*b+c\"d\\e"}};
+    leaf_spec other = {.subject = {"CN=aXb+c\"d\\e"}};
+
+    ck_assert_int_eq(subject_matches("CN=a\\*b\\+c\\\"d\\\\e", &ls), 1);
+    ck_assert_int_eq(subject_matches("CN=a\\*b\\+c\\\"d\\\\e", &other), 0);
+    ck_assert_int_eq(subject_matches("CN=a*b\\+c\\\"d\\\\e", &other), 1);
+}
+END_TEST
+
+START_TEST(test_multi_valued_rdn)
+{
+    leaf_spec ls = {.subject = {"CN=gw", "+O=Acme", "C=DE"}};
+    X509 *leaf = make_leaf(&ls);
+
+    /* The test builds what it claims: O shares CN's RDN. */
+    ck_assert_int_eq(X509_NAME_entry_count(X509_get_subject_name(leaf)), 3);
+    ck_assert_int_eq(X509_NAME_ENTRY_set(X509_NAME_get_entry(X509_get_subject_name(leaf), 1)),
+                     X509_NAME_ENTRY_set(X509_NAME_get_entry(X509_get_subject_name(leaf), 0)));
+    X509_free(leaf);
+    ck_assert_int_eq(subject_matches("O=Acme,CN=gw,C=de", &ls), 1);
+    ck_assert_int_eq(subject_matches("CN=gw+O=Acme", &ls), 1);
+}
+END_TEST
+
+START_TEST(test_repeated_attribute_any_value)
+{
+    leaf_spec ls = {.subject = {"OU=Sales", "OU=Gateways", "CN=x"}};
+
+    ck_assert_int_eq(subject_matches("OU=Gateways", &ls), 1);
+    ck_assert_int_eq(subject_matches("OU=Sales,OU=Gate*", &ls), 1);
+    ck_assert_int_eq(subject_matches("OU=Marketing", &ls), 0);
+}
+END_TEST
+
+START_TEST(test_every_attribute)
+{
+    leaf_spec ls = {.subject = {"DC=example", "C=DE", "ST=Bayern", "L=M\xc3\xbcnchen", "O=Acme",
+                                "OU=Ops", "CN=gw", "emailAddress=ops@acme.example"}};
+    leaf_spec ls2 = {.subject = {"serialNumber=12345", "UID=u42", "CN=x"}};
+
+    ck_assert_int_eq(subject_matches("DC=EXAMPLE,C=de,ST=bayern,L=m\xc3\xbcnchen,O=acme,OU=ops,"
+                                     "CN=GW,emailAddress=*@acme.example",
+                                     &ls),
+                     1);
+    ck_assert_int_eq(subject_matches("E=ops@*,S=Bayern", &ls), 1);
+    ck_assert_int_eq(subject_matches("serialNumber=123*,UID=u42", &ls2), 1);
+    ck_assert_int_eq(subject_matches("UID=u43", &ls2), 0);
+}
+END_TEST
+
+START_TEST(test_non_ascii_byte_compare_and_question_mark)
+{
+    leaf_spec ls = {.subject = {"CN=Jos\xc3\xa9"}};
+
+    ck_assert_int_eq(subject_matches("CN=jos\xc3\xa9", &ls), 1);
+    ck_assert_int_eq(subject_matches("CN=Jos?", &ls), 1); /* one character, two bytes */
+    ck_assert_int_eq(subject_matches("CN=Jos??", &ls), 0);
+    ck_assert_int_eq(subject_matches("CN=JOS\xc3\x89", &ls), 0); /* no Unicode case folding */
+}
+END_TEST
+
+START_TEST(test_bmpstring_converted)
+{
+    static const unsigned char bmp[] = {0, 'G', 0, 'w', 0, 0xe9};
+    X509 *leaf = make_raw_leaf(NID_commonName, V_ASN1_BMPSTRING, bmp, sizeof(bmp));
+    cs_rule_spec r = allow_rule("x");
+
+    r.subject = "CN=gw\xc3\xa9";
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    X509_free(leaf);
+}
+END_TEST
+
+/*
+ * OpenSSL itself refuses to parse a name whose UTF8String is malformed, so
+ * what reaches the matcher is an IA5String or PrintableString holding bytes
+ * that are not ASCII, or a NUL: neither ever matches, not even '*'.
+ */
+START_TEST(test_invalid_utf8_never_matches)
+{
+    static const unsigned char high[] = {'g', 'w', 0xff};
+    static const unsigned char nul[] = {'g', 'w', 0, 'x'};
+    X509 *leaf = make_raw_leaf(NID_commonName, V_ASN1_IA5STRING, high, sizeof(high));
+    X509 *leaf2 = make_raw_leaf(NID_organizationalUnitName, V_ASN1_UTF8STRING, nul, sizeof(nul));
+    cs_rule_spec r = allow_rule("x");
+
+    r.subject = "CN=*";
+    ck_assert_int_eq(matches(&r, leaf), 0);
+    r.subject = "OU=*";
+    ck_assert_int_eq(matches(&r, leaf2), 0);
+    r.subject = "O=Acme"; /* the valid values still match */
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    X509_free(leaf);
+    X509_free(leaf2);
+}
+END_TEST
+
+START_TEST(test_issuer_condition)
+{
+    leaf_spec ls = {.subject = {"CN=x"}};
+    cs_rule_spec r = allow_rule("x");
+    X509 *leaf = make_leaf(&ls);
+    X509_NAME *issuer = X509_get_subject_name(pki->ca_a.cert);
+    char cn[128], cond[160];
+
+    ck_assert_int_gt(X509_NAME_get_text_by_NID(issuer, NID_commonName, cn, sizeof(cn)), 0);
+    snprintf(cond, sizeof(cond), "CN=%s", cn);
+    r.issuer = cond;
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    r.issuer = "CN=Someone Else";
+    ck_assert_int_eq(matches(&r, leaf), 0);
+    X509_free(leaf);
+}
+END_TEST
+
+/* ---- SAN, EKU, policy --------------------------------------------------------- */
+
+static int san_matches(const char *cond, const char *san)
+{
+    leaf_spec ls = {.subject = {"CN=x"}, .san = san};
+    cs_rule_spec r = allow_rule("x");
+    X509 *leaf = make_leaf(&ls);
+    int m;
+
+    r.san = cond;
+    m = matches(&r, leaf);
+    X509_free(leaf);
+    return m;
+}
+
+START_TEST(test_san_types)
+{
+    const char *san = "DNS:gw1.acme.example,email:ops@acme.example,URI:https://acme.example/gw,"
+                      "IP:192.0.2.7,IP:2001:db8::7,"
+                      "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:gw1@corp.acme.example";
+
+    ck_assert_int_eq(san_matches("DNS:*.acme.example", san), 1);
+    ck_assert_int_eq(san_matches("DNS:*.evil.example", san), 0);
+    ck_assert_int_eq(san_matches("email:*@ACME.example", san), 1);
+    ck_assert_int_eq(san_matches("URI:https://acme.example/*", san), 1);
+    ck_assert_int_eq(san_matches("IP:192.0.2.7", san), 1);
+    ck_assert_int_eq(san_matches("IP:192.0.2.8", san), 0);
+    ck_assert_int_eq(san_matches("IP:2001:db8:0::7", san), 1);
+    ck_assert_int_eq(san_matches("UPN:gw1@corp.acme.example", san), 1);
+    ck_assert_int_eq(san_matches("UPN:gw2@*", san), 0);
+    ck_assert_int_eq(san_matches("DNS:gw1.acme.example\nIP:192.0.2.7", san), 1);
+    ck_assert_int_eq(san_matches("DNS:gw1.acme.example\nIP:192.0.2.9", san), 0);
+    /* A type's pattern only looks at entries of that type. */
+    ck_assert_int_eq(san_matches("DNS:ops@acme.example", san), 0);
+    ck_assert_int_eq(san_matches("DNS:*", "email:ops@acme.example"), 0);
+}
+END_TEST
+
+START_TEST(test_san_condition_without_san_extension)
+{
+    ck_assert_int_eq(san_matches("DNS:*", NULL), 0);
+}
+END_TEST
+
+START_TEST(test_eku_and_policy)
+{
+    leaf_spec ls = {.subject = {"CN=x"}, .eku = "clientAuth,emailProtection",
+                    .policy = "1.3.6.1.4.1.99999.1.2"};
+    leaf_spec server_only = {.subject = {"CN=x"}, .eku = "serverAuth"};
+    cs_rule_spec r = allow_rule("x");
+    X509 *leaf = make_leaf(&ls), *srv = make_leaf(&server_only);
+
+    r.eku = "clientAuth";
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    ck_assert_int_eq(matches(&r, srv), 0);
+    r.eku = "1.3.6.1.5.5.7.3.2\nemailProtection";
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    r.eku = "codeSigning";
+    ck_assert_int_eq(matches(&r, leaf), 0);
+    r.eku = NULL;
+    r.policy = "1.3.6.1.4.1.99999.1.2";
+    ck_assert_int_eq(matches(&r, leaf), 1);
+    r.policy = "1.3.6.1.4.1.99999.1";
+    ck_assert_int_eq(matches(&r, leaf), 0);
+    ck_assert_int_eq(matches(&r, srv), 0);
+    X509_free(leaf);
+    X509_free(srv);
+}
+END_TEST
+
+/* ---- evaluation order ----------------------------------------------------------- */
+
+START_TEST(test_allow_rule_accepts_weak_with_rule_id)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec r = allow_rule("acme");
+    int64_t id;
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    r.subject = "O=Acme,CN=gw-*";
+    id = add_rule(&r);
+    d = decide_cert(leaf);
+    ck_accepted(d, "acme");
+    ck_assert_int_eq(d.rule_id, id);
+    ck_assert_int_eq(d.mapping_id, 0);
+    ck_assert_int_eq(d.weak, 1);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_no_matching_rule_no_mapping)
+{
+    leaf_spec ls = {.subject = {"O=Other", "CN=gw-01"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec r = allow_rule("acme");
+
+    pin(&pki->ca_a);
+    r.subject = "O=Acme";
+    add_rule(&r);
+    ck_rejected(decide_cert(leaf), CS_REASON_NO_MAPPING);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_mapping_decides_before_rules)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec deny = deny_rule();
+    cs_mapping_ref ref = {0};
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    deny.subject = "O=Acme";
+    add_rule(&deny);
+    ref.id = map_cert(leaf, "gw-one");
+    d = decide_cert(leaf);
+    ck_accepted(d, "gw-one");
+    ck_assert_int_eq(d.weak, 0);
+    ck_assert_int_eq(d.rule_id, 0);
+    /* A disabled one-to-one mapping rejects; rules do not get a say. */
+    begin();
+    ck_ok(cs_mapping_set_enabled(writer, &ref, 0));
+    commit();
+    cs_rule_spec allow = allow_rule("acme");
+    allow.priority = 1;
+    add_rule(&allow);
+    ck_rejected(decide_cert(leaf), CS_REASON_MAPPING_DISABLED);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_deny_beats_later_allow)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec allow = allow_rule("acme"), deny = deny_rule();
+    int64_t deny_id;
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    allow.subject = "O=Acme";
+    allow.priority = 200;
+    add_rule(&allow);
+    deny.subject = "CN=gw-01";
+    deny.priority = 10;
+    deny_id = add_rule(&deny);
+    d = decide_cert(leaf);
+    ck_rejected(d, CS_REASON_DENIED_BY_RULE);
+    ck_assert_int_eq(d.rule_id, deny_id);
+    /* Disabled, the deny no longer decides. */
+    begin();
+    ck_ok(cs_rule_set_enabled(writer, deny_id, 0));
+    commit();
+    ck_accepted(decide_cert(leaf), "acme");
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_earlier_allow_beats_deny_and_ties_go_by_id)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec first = allow_rule("first"), deny = deny_rule(), second = allow_rule("second");
+
+    pin(&pki->ca_a);
+    add_rule(&first);
+    add_rule(&deny);
+    add_rule(&second);
+    ck_accepted(decide_cert(leaf), "first");
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_rule_of_other_pin_does_not_apply)
+{
+    leaf_spec ls = {.subject = {"O=Acme"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec r = allow_rule("acme");
+    char fp_b[CS_FP_HEX_LEN + 1];
+
+    pin(&pki->ca_a);
+    pin(&pki->ca_b);
+    fp_of(&pki->ca_b, fp_b);
+    r.pin_fp = fp_b;
+    add_rule(&r);
+    ck_rejected(decide_cert(leaf), CS_REASON_NO_MAPPING);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_rule_account_disabled)
+{
+    leaf_spec ls = {.subject = {"O=Acme"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec r = allow_rule("acme");
+
+    pin(&pki->ca_a);
+    add_rule(&r);
+    begin();
+    ck_ok(cs_account_set_enabled(writer, "acme", 0));
+    commit();
+    ck_rejected(decide_cert(leaf), CS_REASON_ACCOUNT_DISABLED);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_unreadable_rule_fails_closed)
+{
+    leaf_spec ls = {.subject = {"O=Acme"}};
+    X509 *leaf = make_leaf(&ls);
+    cs_rule_spec deny = deny_rule(), allow = allow_rule("acme");
+    int64_t deny_id;
+    char sql[128];
+
+    pin(&pki->ca_a);
+    deny.subject = "O=Acme";
+    deny_id = add_rule(&deny);
+    allow.priority = 500;
+    add_rule(&allow);
+    /* Damage the deny behind the library's back. */
+    {
+        sqlite3 *raw = NULL;
+        ck_assert_int_eq(sqlite3_open(db_path, &raw), SQLITE_OK);
+        snprintf(sql, sizeof(sql), "UPDATE rules SET subject = 'XX=1' WHERE id = %lld",
+                 (long long)deny_id);
+        ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    ck_rejected(decide_cert(leaf), CS_REASON_STORE_UNAVAILABLE);
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_deny_rule_bumps_generation)
+{
+    int64_t before = 0, after = 0;
+    cs_rule_spec deny = deny_rule();
+
+    pin(&pki->ca_a);
+    ck_ok(cs_db_generation(writer, &before));
+    add_rule(&deny);
+    ck_ok(cs_db_generation(writer, &after));
+    ck_assert_int_gt(after, before);
+}
+END_TEST
+
+START_TEST(test_account_removal_respects_rules)
+{
+    cs_rule_spec r = allow_rule("acme");
+
+    pin(&pki->ca_a);
+    add_rule(&r);
+    begin();
+    ck_assert_int_eq(cs_account_remove(writer, "acme", 0), CS_INUSE);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(writer), "1 rule"));
+    ck_ok(cs_account_remove(writer, "acme", 1));
+    commit();
+}
+END_TEST
+
+/* ---- strong/weak, backdating -------------------------------------------------------- */
+
+START_TEST(test_require_strong_refuses_rules_only)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}};
+    leaf_spec ls2 = {.subject = {"O=Acme", "CN=gw-02"}};
+    X509 *by_rule = make_leaf(&ls), *by_map = make_leaf(&ls2);
+    cs_rule_spec r = allow_rule("acme");
+    cs_policy_opts strong = {.require_strong = 1};
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    add_rule(&r);
+    map_cert(by_map, "gw-two");
+    d = decide_cert_opts(by_rule, &strong);
+    ck_rejected(d, CS_REASON_WEAK_MAPPING_REFUSED);
+    ck_assert_int_gt(d.rule_id, 0);
+    ck_assert_ptr_nonnull(strstr(d.detail, "acme"));
+    ck_accepted(decide_cert_opts(by_map, &strong), "gw-two");
+    ck_accepted(decide_cert(by_rule), "acme");
+    for (int k = 0; k < CS_KIND_COUNT; k++)
+        ck_assert(cs_kind_is_strong((cs_kind)k));
+    X509_free(by_rule);
+    X509_free(by_map);
+}
+END_TEST
+
+START_TEST(test_rule_not_issued_before_created)
+{
+    leaf_spec old_spec = {.subject = {"O=Acme", "CN=old"}, .not_before_secs = -3600};
+    leaf_spec new_spec = {.subject = {"O=Acme", "CN=new"}, .not_before_secs = 3600};
+    X509 *old_leaf = make_leaf(&old_spec), *new_leaf = make_leaf(&new_spec);
+    cs_rule_spec r = allow_rule("acme");
+
+    pin(&pki->ca_a);
+    r.not_issued_before_created = 1;
+    add_rule(&r);
+    ck_rejected(decide_cert(old_leaf), CS_REASON_ISSUED_BEFORE_MAPPING);
+    ck_accepted(decide_cert(new_leaf), "acme");
+    X509_free(old_leaf);
+    X509_free(new_leaf);
+}
+END_TEST
+
+START_TEST(test_mapping_not_issued_before_created)
+{
+    leaf_spec old_spec = {.subject = {"CN=old"}, .not_before_secs = -3600};
+    X509 *old_leaf = make_leaf(&old_spec);
+    cs_mapping_ref ref = {0};
+    int on = 0;
+    int64_t before = 0, after = 0;
+
+    pin(&pki->ca_a);
+    ref.id = map_cert(old_leaf, "old");
+    ck_accepted(decide_cert(old_leaf), "old");
+    ck_ok(cs_db_generation(writer, &before));
+    begin();
+    ck_ok(cs_mapping_set_not_issued_before_created(writer, &ref, 1));
+    commit();
+    ck_ok(cs_db_generation(writer, &after));
+    ck_assert_int_gt(after, before);
+    ck_ok(cs_mapping_get_not_issued_before_created(writer, &ref, &on));
+    ck_assert_int_eq(on, 1);
+    ck_rejected(decide_cert(old_leaf), CS_REASON_ISSUED_BEFORE_MAPPING);
+    X509_free(old_leaf);
+}
+END_TEST
+
+/* ---- schema --------------------------------------------------------------------------- */
+
+static const char v1_schema[] =
+    "CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);"
+    "INSERT INTO meta VALUES (1, 1);"
+    "CREATE TABLE pins (id INTEGER PRIMARY KEY, fp TEXT NOT NULL UNIQUE CHECK (length(fp) = 64),"
+    " der BLOB NOT NULL, subject TEXT NOT NULL, not_after INTEGER NOT NULL,"
+    " enabled INTEGER NOT NULL DEFAULT 1, note TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL);"
+    "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " enabled INTEGER NOT NULL DEFAULT 1, note TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL);"
+    "CREATE TABLE mappings (id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, key BLOB NOT NULL,"
+    " account_id INTEGER NOT NULL REFERENCES accounts(id), pin_fp TEXT, not_before INTEGER,"
+    " not_after INTEGER, enabled INTEGER NOT NULL DEFAULT 1, note TEXT, created INTEGER NOT NULL,"
+    " cert_not_after INTEGER, sha1 BLOB, UNIQUE (kind, key));"
+    "CREATE INDEX mappings_by_account ON mappings(account_id);"
+    "CREATE TABLE changes (id INTEGER PRIMARY KEY, time INTEGER NOT NULL, user TEXT NOT NULL,"
+    " command TEXT NOT NULL, detail TEXT NOT NULL);"
+    "PRAGMA user_version = 1;";
+
+START_TEST(test_v1_database_upgrades_in_place)
+{
+    char path[PATH_MAX + 32], sql[512], fp[CS_FP_HEX_LEN + 1];
+    sqlite3 *raw = NULL;
+    cs_db *db = NULL;
+    cs_key key;
+    int version = 0;
+
+    snprintf(path, sizeof(path), "%s/v1.db", test_dir);
+    ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(raw, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    fp_of(&pki->ca_a, fp);
+    ck_ok(cs_key_from_cert(pki->alice.cert, CS_KIND_CERT, &key));
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO pins VALUES (1, '%s', x'00', 'CN=A', 4000000000, 1, '', 1);"
+             "INSERT INTO accounts VALUES (1, 'alice', 1, '', 1);",
+             fp);
+    ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+    {
+        sqlite3_stmt *st = NULL;
+        ck_assert_int_eq(sqlite3_prepare_v2(raw,
+                                            "INSERT INTO mappings (kind, key, account_id, created)"
+                                            " VALUES (0, ?, 1, 1)",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_blob(st, 1, key.bytes, (int)key.len, SQLITE_STATIC);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(raw);
+
+    /* A server cannot use it before the upgrade, and says why. */
+    ck_assert_int_ne(cs_db_open(&db, path, CS_OPEN_READONLY), CS_OK);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(db), "older"));
+    cs_db_close(db);
+    ck_assert_int_eq(cs_db_open(&db, path, 0), CS_OK);
+    ck_assert_int_eq(cs_db_migrate(db), CS_OK);
+    ck_assert_int_eq(cs_db_schema_version(db, &version), CS_OK);
+    ck_assert_int_eq(version, 2);
+    cs_db_close(db);
+
+    ck_assert_int_eq(cs_db_open(&db, path, CS_OPEN_READONLY), CS_OK);
+    {
+        STACK_OF(X509) *chain = testpki_chain_for(pki, &pki->alice);
+        cs_decision d;
+        cs_decide(db, chain, now, &d);
+        sk_X509_pop_free(chain, X509_free);
+        ck_accepted(d, "alice");
+    }
+    cs_db_close(db);
+}
+END_TEST
+
+/* ---- the CLI ---------------------------------------------------------------------------- */
+
+static char cli_out[16384];
+
+/* Run the certstore binary with --db and args; stdout in cli_out; exit status returned. */
+static int cli(const char *first, ...)
+{
+    const char *bin = getenv("CERTSTORE_BIN");
+    const char *argv[40];
+    int argc = 0, pipefd[2], status = 0;
+    va_list ap;
+    pid_t pid;
+    size_t used = 0;
+    ssize_t n;
+
+    ck_assert_msg(bin != NULL, "CERTSTORE_BIN is not set");
+    argv[argc++] = bin;
+    argv[argc++] = "--db";
+    argv[argc++] = db_path;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && argc < 39; a = va_arg(ap, const char *))
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    while ((n = read(pipefd[0], cli_out + used, sizeof(cli_out) - 1 - used)) > 0)
+        used += (size_t)n;
+    cli_out[used] = '\0';
+    close(pipefd[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+#define ck_out_has(s) ck_assert_msg(strstr(cli_out, (s)) != NULL, "output lacks '%s':\n%s", (s), cli_out)
+
+static void write_cert(const char *name, X509 *leaf, char *path, size_t len)
+{
+    snprintf(path, len, "%s/%s", test_dir, name);
+    ck_assert(testpki_write_pem(path, leaf, pki->ca_a.cert, (X509 *)NULL));
+}
+
+START_TEST(test_cli_rule_lifecycle_and_check)
+{
+    leaf_spec ls = {.subject = {"O=Acme", "CN=gw-01"}, .san = "DNS:gw1.acme.example"};
+    X509 *leaf = make_leaf(&ls);
+    char chain[PATH_MAX + 64], roots[PATH_MAX + 64], ca[PATH_MAX + 64], fp[CS_FP_HEX_LEN + 1];
+
+    write_cert("gw-chain.pem", leaf, chain, sizeof(chain));
+    snprintf(roots, sizeof(roots), "%s/roots.pem", test_dir);
+    ck_assert(testpki_write_pem(roots, pki->root.cert, (X509 *)NULL));
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
+    fp_of(&pki->ca_a, fp);
+
+    ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
+    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", NULL), 1);
+    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--deny", NULL), 2);
+    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--subject", "XX=1",
+                         NULL),
+                     2);
+    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--create-account",
+                         "--subject", "O=Acme,CN=gw-*", "--san", "DNS:*.acme.example", "--eku",
+                         "clientAuth", "--note", "gateways", NULL),
+                     0);
+    ck_out_has("rule 1: allow -> acme");
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 0);
+    ck_out_has("accept account=acme rule=1\n");
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, "--require-strong", NULL), 1);
+    ck_out_has("reject weak-mapping-refused rule=1");
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, "--json", NULL), 0);
+    ck_out_has("\"rule\":1,\"strength\":\"weak\"");
+
+    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--deny", "--priority", "5", "--san",
+                         "DNS:gw1.*", "--san", "DNS:*.example", NULL),
+                     0);
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 1);
+    ck_out_has("reject denied-by-rule rule=2");
+    ck_assert_int_eq(cli("rule", "ls", NULL), 0);
+    ck_out_has("2 deny priority=5 enabled");
+    ck_out_has("san=\"DNS:gw1.*; DNS:*.example\"");
+    ck_out_has("1 allow account=acme priority=100 enabled");
+    ck_out_has("subject=\"O=Acme,CN=gw-*\"");
+    ck_assert_int_lt(strstr(cli_out, "2 deny") - cli_out, strstr(cli_out, "1 allow") - cli_out);
+    ck_assert_int_eq(cli("rule", "ls", "--json", NULL), 0);
+    ck_out_has("\"san\":[\"DNS:gw1.*\",\"DNS:*.example\"]");
+    ck_out_has("\"eku\":[\"clientAuth\"]");
+    ck_assert_int_eq(cli("rule", "disable", "2", NULL), 0);
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 0);
+    ck_assert_int_eq(cli("rule", "enable", "2", NULL), 0);
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 1);
+    ck_assert_int_eq(cli("rule", "rm", "2", NULL), 0);
+    ck_assert_int_eq(cli("rule", "rm", "2", NULL), 1);
+    ck_assert_int_eq(cli("rule", "rm", "x", NULL), 2);
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 0);
+    ck_assert_int_eq(cli("log", NULL), 0);
+    ck_out_has("rule rm id=2");
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_cli_map_not_issued_before_created)
+{
+    leaf_spec ls = {.subject = {"CN=old"}, .not_before_secs = -3600};
+    X509 *leaf = make_leaf(&ls);
+    char chain[PATH_MAX + 64], roots[PATH_MAX + 64], ca[PATH_MAX + 64];
+
+    char single[PATH_MAX + 64];
+
+    write_cert("old-chain.pem", leaf, chain, sizeof(chain));
+    snprintf(single, sizeof(single), "%s/old.pem", test_dir);
+    ck_assert(testpki_write_pem(single, leaf, (X509 *)NULL));
+    snprintf(roots, sizeof(roots), "%s/roots.pem", test_dir);
+    ck_assert(testpki_write_pem(roots, pki->root.cert, (X509 *)NULL));
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
+    ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
+    ck_assert_int_eq(cli("map", "add", single, "--account", "old", "--create-account",
+                         "--not-issued-before", "yesterday", NULL),
+                     2);
+    ck_assert_int_eq(cli("map", "add", single, "--account", "old", "--create-account",
+                         "--not-issued-before", "created", NULL),
+                     0);
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 1);
+    ck_out_has("reject issued-before-mapping mapping=1");
+    X509_free(leaf);
+}
+END_TEST
+
+START_TEST(test_cli_expiring)
+{
+    char ca[PATH_MAX + 64], alice[PATH_MAX + 64], expired[PATH_MAX + 64];
+
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
+    snprintf(alice, sizeof(alice), "%s/alice.pem", test_dir);
+    ck_assert(testpki_write_pem(alice, pki->alice.cert, (X509 *)NULL));
+    snprintf(expired, sizeof(expired), "%s/expired.pem", test_dir);
+    ck_assert(testpki_write_pem(expired, pki->expired.cert, (X509 *)NULL));
+    ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
+    ck_assert_int_eq(cli("map", "add", alice, "--account", "alice", "--create-account", NULL), 0);
+    ck_assert_int_eq(cli("expiring", NULL), 0);
+    ck_out_has("nothing expires within 30 days");
+    ck_assert_int_eq(cli("expiring", "--days", "-1", NULL), 2);
+    ck_assert_int_eq(cli("expiring", "--days", "36501", NULL), 2);
+    /* alice's leaf ends in 825 days: a long horizon reaches it. */
+    ck_assert_int_eq(cli("expiring", "--days", "900", NULL), 1);
+    ck_out_has("mapping 1 cert account=alice expires ");
+    ck_out_has("(in 82");
+    ck_assert_int_eq(cli("map", "add", expired, "--account", "old", "--create-account", NULL), 0);
+    ck_assert_int_eq(cli("expiring", "--json", NULL), 1);
+    ck_out_has("\"what\":\"mapping\",\"mapping\":2,\"kind\":\"cert\",\"account\":\"old\"");
+    ck_out_has("\"expired\":true");
+    ck_assert_msg(strstr(cli_out, "\"account\":\"alice\"") == NULL, "%s", cli_out);
+}
+END_TEST
+
+static Suite *rules_suite(void)
+{
+    Suite *s = suite_create("rules");
+    TCase *syntax = tcase_create("syntax");
+    TCase *match = tcase_create("match");
+    TCase *order = tcase_create("order");
+    TCase *strength = tcase_create("strength");
+    TCase *schema = tcase_create("schema");
+    TCase *cli_tc = tcase_create("cli");
+
+    tcase_add_checked_fixture(syntax, setup, teardown);
+    tcase_add_test(syntax, test_condition_syntax_refused);
+    tcase_add_test(syntax, test_allow_needs_account_deny_has_none);
+    tcase_add_test(syntax, test_rule_needs_existing_pin);
+    suite_add_tcase(s, syntax);
+
+    tcase_add_checked_fixture(match, setup, teardown);
+    tcase_add_test(match, test_subject_glob_and_exact);
+    tcase_add_test(match, test_case_insensitive_unless_asked);
+    tcase_add_test(match, test_cn_with_comma_cannot_inject_o);
+    tcase_add_test(match, test_escapes_and_literal_globs);
+    tcase_add_test(match, test_multi_valued_rdn);
+    tcase_add_test(match, test_repeated_attribute_any_value);
+    tcase_add_test(match, test_every_attribute);
+    tcase_add_test(match, test_non_ascii_byte_compare_and_question_mark);
+    tcase_add_test(match, test_bmpstring_converted);
+    tcase_add_test(match, test_invalid_utf8_never_matches);
+    tcase_add_test(match, test_issuer_condition);
+    tcase_add_test(match, test_san_types);
+    tcase_add_test(match, test_san_condition_without_san_extension);
+    tcase_add_test(match, test_eku_and_policy);
+    suite_add_tcase(s, match);
+
+    tcase_add_checked_fixture(order, setup, teardown);
+    tcase_add_test(order, test_allow_rule_accepts_weak_with_rule_id);
+    tcase_add_test(order, test_no_matching_rule_no_mapping);
+    tcase_add_test(order, test_mapping_decides_before_rules);
+    tcase_add_test(order, test_deny_beats_later_allow);
+    tcase_add_test(order, test_earlier_allow_beats_deny_and_ties_go_by_id);
+    tcase_add_test(order, test_rule_of_other_pin_does_not_apply);
+    tcase_add_test(order, test_rule_account_disabled);
+    tcase_add_test(order, test_unreadable_rule_fails_closed);
+    tcase_add_test(order, test_deny_rule_bumps_generation);
+    tcase_add_test(order, test_account_removal_respects_rules);
+    suite_add_tcase(s, order);
+
+    tcase_add_checked_fixture(strength, setup, teardown);
+    tcase_add_test(strength, test_require_strong_refuses_rules_only);
+    tcase_add_test(strength, test_rule_not_issued_before_created);
+    tcase_add_test(strength, test_mapping_not_issued_before_created);
+    suite_add_tcase(s, strength);
+
+    tcase_add_checked_fixture(schema, setup, teardown);
+    tcase_add_test(schema, test_v1_database_upgrades_in_place);
+    suite_add_tcase(s, schema);
+
+    tcase_add_checked_fixture(cli_tc, setup, teardown);
+    tcase_add_test(cli_tc, test_cli_rule_lifecycle_and_check);
+    tcase_add_test(cli_tc, test_cli_map_not_issued_before_created);
+    tcase_add_test(cli_tc, test_cli_expiring);
+    suite_add_tcase(s, cli_tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner;
+    int failed;
+
+    pki = testpki_new(0);
+    tmp_root = testpki_tmpdir();
+    if (pki == NULL || tmp_root == NULL) {
+        fputs("check_rules: cannot build the test PKI or temp dir\n", stderr);
+        return EXIT_FAILURE;
+    }
+    runner = srunner_create(rules_suite());
+    srunner_run_all(runner, CK_ENV);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    testpki_rmtree(tmp_root);
+    free(tmp_root);
+    testpki_free(pki);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
