@@ -1,0 +1,627 @@
+/*
+ * Migration from Windows: the IIS importer (applicationHost.config /
+ * web.config mappings) and the AD altSecurityIdentities importer, on
+ * realistic files the tests write, judged by the decisions the policy
+ * then makes and by what the database holds (never a password).
+ */
+#include <check.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "cs_store.h"
+#include "testpki.h"
+
+#define PASSWORD "S3cr3t-P4ss!"
+
+static testpki *pki;
+static char *tmp_root;
+static char test_dir[PATH_MAX];
+static char db_path[PATH_MAX + 32];
+static cs_db *writer;
+static cs_db *reader;
+static int64_t now;
+static char notes[8192];
+
+#define ck_ok(expr) ck_assert_msg((expr) == CS_OK, "%s failed: %s", #expr, cs_db_errmsg(writer))
+
+static void setup(void)
+{
+    ck_assert_int_lt(snprintf(test_dir, sizeof(test_dir), "%s/t-XXXXXX", tmp_root),
+                     (int)sizeof(test_dir));
+    ck_assert_ptr_nonnull(mkdtemp(test_dir));
+    snprintf(db_path, sizeof(db_path), "%s/certstore.db", test_dir);
+    ck_assert_int_eq(cs_db_open(&writer, db_path, CS_OPEN_CREATE), CS_OK);
+    ck_ok(cs_db_migrate(writer));
+    ck_assert_int_eq(cs_db_open(&reader, db_path, CS_OPEN_READONLY), CS_OK);
+    now = (int64_t)time(NULL);
+    notes[0] = '\0';
+}
+
+static void teardown(void)
+{
+    cs_db_close(reader);
+    cs_db_close(writer);
+    reader = writer = NULL;
+    testpki_rmtree(test_dir);
+}
+
+static void collect_note(int64_t line, const char *why, void *arg)
+{
+    size_t used = strlen(notes);
+
+    (void)arg;
+    snprintf(notes + used, sizeof(notes) - used, "%lld: %s\n", (long long)line, why);
+}
+
+static void pin(const testpki_cred *ca)
+{
+    ck_ok(cs_db_begin(writer, "check_importers"));
+    ck_ok(cs_pin_add(writer, ca->cert, NULL, NULL));
+    ck_ok(cs_db_commit(writer));
+}
+
+static void fp_of(const testpki_cred *cred, char fp[CS_FP_HEX_LEN + 1])
+{
+    ck_assert(cs_fp_of_cert(cred->cert, fp));
+}
+
+static cs_decision decide(const testpki_cred *leaf)
+{
+    STACK_OF(X509) *chain = testpki_chain_for(pki, leaf);
+    cs_decision d;
+
+    ck_assert_ptr_nonnull(chain);
+    cs_decide(reader, chain, now, &d);
+    sk_X509_pop_free(chain, X509_free);
+    return d;
+}
+
+#define ck_accepted(d, acct)                                                                   \
+    do {                                                                                       \
+        cs_decision d_ = (d);                                                                  \
+        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);    \
+        ck_assert_str_eq(d_.account, (acct));                                                  \
+    } while (0)
+
+#define ck_rejected(d, why)                                                                    \
+    do {                                                                                       \
+        cs_decision d_ = (d);                                                                  \
+        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));              \
+        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                    \
+    } while (0)
+
+/* Base64 of a certificate's DER, as IIS writes it (one line). */
+static char *cert_base64(X509 *cert)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(cert, &der);
+    char *out;
+
+    ck_assert_int_gt(len, 0);
+    out = malloc((size_t)len * 2 + 8);
+    ck_assert_ptr_nonnull(out);
+    EVP_EncodeBlock((unsigned char *)out, der, len);
+    OPENSSL_free(der);
+    return out;
+}
+
+/* ---- IIS -------------------------------------------------------------------------- */
+
+static char *iis_config(void)
+{
+    char *alice = cert_base64(pki->alice.cert), *bob = cert_base64(pki->bob.cert);
+    size_t cap = strlen(alice) + strlen(bob) + 8192;
+    char *xml = malloc(cap);
+
+    ck_assert_ptr_nonnull(xml);
+    snprintf(xml, cap,
+             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n"
+             "<configuration>\r\n"
+             "  <!-- exported from IIS Manager; <add> in a comment is ignored -->\r\n"
+             "  <location path=\"Default Web Site/partners\">\r\n"
+             "    <system.webServer>\r\n"
+             "      <security>\r\n"
+             "        <access sslFlags=\"Ssl, SslNegotiateCert, SslRequireCert\" />\r\n"
+             "        <authentication>\r\n"
+             "          <iisClientCertificateMappingAuthentication enabled=\"true\"\r\n"
+             "              oneToOneCertificateMappingsEnabled=\"true\"\r\n"
+             "              manyToOneCertificateMappingsEnabled=\"true\">\r\n"
+             "            <oneToOneMappings>\r\n"
+             "              <add enabled=\"true\" userName=\"CORP\\alice\" password=\"" PASSWORD
+             "\"\r\n"
+             "                   certificate=\"%s\" />\r\n"
+             "              <add enabled=\"false\" userName='CORP\\bob' password='" PASSWORD
+             "' certificate='%s'/>\r\n"
+             "            </oneToOneMappings>\r\n"
+             "            <manyToOneMappings>\r\n"
+             "              <add name=\"Blocked\" enabled=\"true\" permissionMode=\"Deny\"\r\n"
+             "                   userName=\"ignored\" password=\"" PASSWORD "\">\r\n"
+             "                <rules>\r\n"
+             "                  <add certificateField=\"Subject\" certificateSubField=\"CN\"\r\n"
+             "                       matchCriteria=\"NOCLIENT*\" compareCaseSensitive=\"false\" />\r\n"
+             "                </rules>\r\n"
+             "              </add>\r\n"
+             "              <add name=\"Tests &amp; gateways\" enabled=\"true\" permissionMode=\"Allow\"\r\n"
+             "                   userName=\"CORP\\svc-tests\" password=\"" PASSWORD "\">\r\n"
+             "                <rules>\r\n"
+             "                  <add certificateField=\"Subject\" certificateSubField=\"O\"\r\n"
+             "                       matchCriteria=\"certstore tests\" compareCaseSensitive=\"true\" />\r\n"
+             "                  <add certificateField=\"Subject\" certificateSubField=\"CN\"\r\n"
+             "                       matchCriteria=\"*\" compareCaseSensitive=\"true\" />\r\n"
+             "                </rules>\r\n"
+             "              </add>\r\n"
+             "              <add name=\"Everyone\" permissionMode=\"Allow\" userName=\"x\" password=\"" PASSWORD
+             "\" />\r\n"
+             "              <add name=\"Mixed\" permissionMode=\"Allow\" userName=\"y\">\r\n"
+             "                <rules>\r\n"
+             "                  <add certificateField=\"Subject\" certificateSubField=\"CN\" matchCriteria=\"a\" compareCaseSensitive=\"true\"/>\r\n"
+             "                  <add certificateField=\"Subject\" certificateSubField=\"O\" matchCriteria=\"b\" compareCaseSensitive=\"false\"/>\r\n"
+             "                </rules>\r\n"
+             "              </add>\r\n"
+             "            </manyToOneMappings>\r\n"
+             "          </iisClientCertificateMappingAuthentication>\r\n"
+             "        </authentication>\r\n"
+             "      </security>\r\n"
+             "    </system.webServer>\r\n"
+             "  </location>\r\n"
+             "</configuration>\r\n",
+             alice, bob);
+    free(alice);
+    free(bob);
+    return xml;
+}
+
+static cs_status import_iis(const char *xml, const char *pin_fp, cs_foreign_result *res)
+{
+    cs_status st;
+
+    ck_ok(cs_db_begin(writer, "check_importers"));
+    st = cs_import_iis(writer, xml, strlen(xml), pin_fp, collect_note, NULL, res);
+    if (st == CS_OK)
+        ck_ok(cs_db_commit(writer));
+    else
+        cs_db_rollback(writer);
+    return st;
+}
+
+/* The bytes of a file contain needle? */
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    static char buf[1 << 20];
+    size_t n;
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    for (size_t i = 0; i + strlen(needle) <= n && !found; i++)
+        found = memcmp(buf + i, needle, strlen(needle)) == 0;
+    return found;
+}
+
+START_TEST(test_iis_one_to_one_and_many_to_one)
+{
+    char fp[CS_FP_HEX_LEN + 1], wal[PATH_MAX + 40];
+    char *xml = iis_config();
+    cs_foreign_result res;
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    fp_of(&pki->ca_a, fp);
+    ck_ok(import_iis(xml, fp, &res));
+    free(xml);
+    ck_assert_int_eq(res.mappings, 2);
+    ck_assert_int_eq(res.rules, 2);
+    ck_assert_int_eq(res.refused, 2);
+    ck_assert_ptr_nonnull(strstr(notes, "without rules would match every certificate"));
+    ck_assert_ptr_nonnull(strstr(notes, "mix compareCaseSensitive"));
+
+    ck_accepted(decide(&pki->alice), "CORP\\alice");
+    ck_assert_int_eq(decide(&pki->alice).weak, 0);
+    /* enabled="false" came across as a disabled mapping: no rule may rescue it. */
+    ck_rejected(decide(&pki->bob), CS_REASON_MAPPING_DISABLED);
+    /* The deny comes first in the file, so it is tried first. */
+    d = decide(&pki->noclient);
+    ck_rejected(d, CS_REASON_DENIED_BY_RULE);
+    d = decide(&pki->alice_renewed);
+    ck_accepted(d, "CORP\\svc-tests");
+    ck_assert_int_eq(d.weak, 1);
+    ck_rejected(decide(&pki->carol), CS_REASON_ISSUER_NOT_PINNED);
+
+    /* Passwords never reach the database, its WAL or the change log. */
+    cs_db_close(reader);
+    cs_db_close(writer);
+    reader = writer = NULL;
+    snprintf(wal, sizeof(wal), "%s-wal", db_path);
+    ck_assert(!file_contains(db_path, PASSWORD));
+    ck_assert(!file_contains(wal, PASSWORD));
+    ck_assert(!file_contains(db_path, "S3cr3t"));
+}
+END_TEST
+
+START_TEST(test_iis_case_sensitivity_kept)
+{
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_foreign_result res;
+    const char *xml =
+        "<configuration><iisClientCertificateMappingAuthentication><manyToOneMappings>"
+        "<add name='n' userName='u'><rules>"
+        "<add certificateField='Subject' certificateSubField='CN' matchCriteria='ALICE'/>"
+        "</rules></add></manyToOneMappings></iisClientCertificateMappingAuthentication>"
+        "</configuration>";
+    const char *xml_ci =
+        "<configuration><iisClientCertificateMappingAuthentication><manyToOneMappings>"
+        "<add name='n' userName='u'><rules>"
+        "<add certificateField='Subject' certificateSubField='CN' matchCriteria='ALICE'"
+        " compareCaseSensitive='false'/>"
+        "</rules></add></manyToOneMappings></iisClientCertificateMappingAuthentication>"
+        "</configuration>";
+
+    pin(&pki->ca_a);
+    fp_of(&pki->ca_a, fp);
+    /* IIS compares case-sensitively unless told otherwise. */
+    ck_ok(import_iis(xml, fp, &res));
+    ck_rejected(decide(&pki->alice), CS_REASON_NO_MAPPING);
+    ck_ok(import_iis(xml_ci, fp, &res));
+    ck_accepted(decide(&pki->alice), "u");
+}
+END_TEST
+
+START_TEST(test_iis_malformed_refused_with_line)
+{
+    static const char *const bad[] = {
+        "<!DOCTYPE x [<!ENTITY e 'x'>]><configuration/>",
+        "<configuration>\n<a>\n</b></configuration>",
+        "<configuration>\n<a x=1/></configuration>",
+        "<configuration>\n<a x='&bogus;'/></configuration>",
+        "<configuration><a>",
+        "<configuration><!-- never closed",
+    };
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    fp_of(&pki->ca_a, fp);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(import_iis(bad[i], fp, &res) == CS_INVALID, "accepted: %s", bad[i]);
+        ck_assert_int_ge(res.bad_line, 1);
+    }
+    ck_assert_int_eq(import_iis("<configuration>\n<a>\n</b></configuration>", fp, &res),
+                     CS_INVALID);
+    ck_assert_int_eq(res.bad_line, 3);
+}
+END_TEST
+
+START_TEST(test_iis_many_to_one_needs_pin)
+{
+    char *xml = iis_config();
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    ck_assert_int_eq(import_iis(xml, NULL, &res), CS_INVALID);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(writer), "--pin"));
+    free(xml);
+    /* All or nothing: the one-to-one mappings before it were rolled back. */
+    ck_rejected(decide(&pki->alice), CS_REASON_NO_MAPPING);
+}
+END_TEST
+
+/* ---- altSecurityIdentities ------------------------------------------------------------ */
+
+/* AD's issuer DN: RFC 2253 order, most specific first. */
+static void ad_dn(X509_NAME *name, char *out, size_t len)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int n;
+
+    ck_assert(X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0);
+    n = BIO_read(bio, out, (int)len - 1);
+    ck_assert_int_gt(n, 0);
+    out[n] = '\0';
+    BIO_free(bio);
+}
+
+/* Serial as AD keeps it: hex, least significant byte first. */
+static void ad_serial(X509 *cert, char *out)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    unsigned char bytes[64];
+    int n = BN_bn2bin(bn, bytes);
+
+    for (int i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", bytes[n - 1 - i]);
+    BN_free(bn);
+}
+
+static char *altsec_file(void)
+{
+    char issuer[512], serial[160], ski[160] = "", *out = malloc(8192);
+    const ASN1_OCTET_STRING *bob_ski = X509_get0_subject_key_id(pki->bob.cert);
+
+    ck_assert_ptr_nonnull(out);
+    ad_dn(X509_get_subject_name(pki->ca_a.cert), issuer, sizeof(issuer));
+    ad_serial(pki->alice.cert, serial);
+    ck_assert_ptr_nonnull(bob_ski);
+    for (int i = 0; i < ASN1_STRING_length(bob_ski); i++)
+        sprintf(ski + 2 * i, "%02X", ASN1_STRING_get0_data(bob_ski)[i]);
+    snprintf(out, 8192,
+             "# account<TAB>altSecurityIdentities value\r\n"
+             "alice\tX509:<I>%s<SR>%s\r\n"
+             "bob\tX509:<SKI>%s\r\n"
+             "carol\tX509:<SHA1-PUKEY>3f2a9c0d5e6b7a8c9d0e1f2a3b4c5d6e7f8091a2\r\n"
+             "dave\tX509:<I>%s<S>CN=nobody,O=certstore tests\r\n"
+             "\r\n"
+             "erin\tX509:<S>CN=alice,O=certstore tests\r\n"
+             "frank\tX509:<RFC822>alice*@example.com\r\n",
+             issuer, serial, ski, issuer);
+    return out;
+}
+
+static cs_status import_altsec(const char *text, const char *pin_fp, int allow_weak,
+                               cs_foreign_result *res)
+{
+    cs_status st;
+
+    ck_ok(cs_db_begin(writer, "check_importers"));
+    st = cs_import_altsecid(writer, text, strlen(text), pin_fp, allow_weak, collect_note, NULL,
+                            res);
+    if (st == CS_OK)
+        ck_ok(cs_db_commit(writer));
+    else
+        cs_db_rollback(writer);
+    return st;
+}
+
+START_TEST(test_altsecid_strong_only_by_default)
+{
+    char *text = altsec_file();
+    cs_foreign_result res;
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    pin(&pki->ca_b);
+    ck_ok(import_altsec(text, NULL, 0, &res));
+    free(text);
+    ck_assert_int_eq(res.mappings, 2);
+    ck_assert_int_eq(res.rules, 0);
+    ck_assert_int_eq(res.refused, 4);
+    ck_assert_ptr_nonnull(strstr(notes, "4: <SHA1-PUKEY>: a SHA-1 cannot become a SHA-256 key"));
+    ck_assert_ptr_nonnull(strstr(notes, "5: <I>..<S>.. is a weak mapping"));
+    ck_assert_ptr_nonnull(strstr(notes, "7: <S> is a weak mapping"));
+    ck_assert_ptr_nonnull(strstr(notes, "8: <RFC822> is a weak mapping"));
+
+    d = decide(&pki->alice);
+    ck_accepted(d, "alice");
+    ck_assert_int_eq(d.kind, CS_KIND_ISSUER_SERIAL);
+    ck_assert_int_eq(d.weak, 0);
+    /* Same issuer DN and serial from the twin CA: the mapping is bound to CA A's pin. */
+    pin(&pki->ca_twin);
+    ck_rejected(decide(&pki->mallory), CS_REASON_NO_MAPPING);
+    d = decide(&pki->bob);
+    ck_accepted(d, "bob");
+    ck_assert_int_eq(d.kind, CS_KIND_SKI);
+    ck_rejected(decide(&pki->alice_renewed), CS_REASON_NO_MAPPING);
+}
+END_TEST
+
+START_TEST(test_altsecid_weak_as_rules_when_allowed)
+{
+    char *text = altsec_file(), fp[CS_FP_HEX_LEN + 1];
+    cs_foreign_result res;
+    cs_decision d;
+
+    pin(&pki->ca_a);
+    fp_of(&pki->ca_a, fp);
+    ck_ok(import_altsec(text, fp, 1, &res));
+    free(text);
+    ck_assert_int_eq(res.mappings, 2);
+    ck_assert_int_eq(res.rules, 3);
+    ck_assert_int_eq(res.refused, 1);
+    /* alice-renewed has a new serial: only erin's <S> rule matches it. */
+    d = decide(&pki->alice_renewed);
+    ck_accepted(d, "erin");
+    ck_assert_int_eq(d.weak, 1);
+}
+END_TEST
+
+START_TEST(test_altsecid_weak_without_issuer_needs_pin)
+{
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    ck_ok(import_altsec("erin\tX509:<S>CN=alice\n", NULL, 1, &res));
+    ck_assert_int_eq(res.refused, 1);
+    ck_assert_ptr_nonnull(strstr(notes, "give --pin"));
+}
+END_TEST
+
+START_TEST(test_altsecid_issuer_must_be_one_pin)
+{
+    char *text = altsec_file();
+    cs_foreign_result res;
+
+    /* No pin with that subject. */
+    pin(&pki->ca_b);
+    ck_ok(import_altsec(text, NULL, 0, &res));
+    ck_assert_int_eq(res.mappings, 1); /* the SKI line needs no issuer */
+    ck_assert_ptr_nonnull(strstr(notes, "no pinned CA has this subject"));
+    /* Two pins with that subject: ambiguous, refused. */
+    pin(&pki->ca_a);
+    pin(&pki->ca_twin);
+    notes[0] = '\0';
+    ck_ok(cs_db_begin(writer, "check_importers"));
+    ck_ok(cs_account_remove(writer, "bob", 1));
+    ck_ok(cs_db_commit(writer));
+    ck_ok(import_altsec(text, NULL, 0, &res));
+    ck_assert_ptr_nonnull(strstr(notes, "several pinned CAs have this subject"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_altsecid_malformed_refused_with_line)
+{
+    static const char *const bad[] = {
+        "alice X509:<SKI>00\n",      "alice\tX509:<SKI>zz\n", "alice\tX509:<XYZ>1\n",
+        "alice\tSMTP:a@b\n",         "\tX509:<SKI>00\n",      "alice\tX509:<I>CN=x\n",
+        "alice\tX509:<I>CN=x<SR>0g\n",
+    };
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(import_altsec(bad[i], NULL, 0, &res) == CS_INVALID, "accepted: %s", bad[i]);
+        ck_assert_int_eq(res.bad_line, 1);
+    }
+    ck_assert_int_eq(import_altsec("# ok\nbob\tX509:<SKI>0102\nbad line\n", NULL, 0, &res),
+                     CS_INVALID);
+    ck_assert_int_eq(res.bad_line, 3);
+}
+END_TEST
+
+/* ---- through the CLI ----------------------------------------------------------------- */
+
+static char cli_out[65536];
+
+/* Run certstore with --db; stdout and stderr together in cli_out. */
+static int cli(const char *first, ...)
+{
+    const char *bin = getenv("CERTSTORE_BIN");
+    const char *argv[32];
+    int argc = 0, pipefd[2], status = 0;
+    va_list ap;
+    pid_t pid;
+    size_t used = 0;
+    ssize_t n;
+
+    ck_assert_msg(bin != NULL, "CERTSTORE_BIN is not set");
+    argv[argc++] = bin;
+    argv[argc++] = "--db";
+    argv[argc++] = db_path;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && argc < 31; a = va_arg(ap, const char *))
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    while ((n = read(pipefd[0], cli_out + used, sizeof(cli_out) - 1 - used)) > 0)
+        used += (size_t)n;
+    cli_out[used] = '\0';
+    close(pipefd[0]);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(test_cli_import_iis_and_altsecid)
+{
+    char path[PATH_MAX + 40], ca[PATH_MAX + 40], fp[CS_FP_HEX_LEN + 1];
+    char *xml = iis_config(), *text = altsec_file();
+    FILE *f;
+
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
+    fp_of(&pki->ca_a, fp);
+    ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
+
+    snprintf(path, sizeof(path), "%s/applicationHost.config", test_dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs(xml, f);
+    fclose(f);
+    ck_assert_int_eq(cli("import", "--format", "iis", path, NULL), 1);
+    ck_assert_ptr_nonnull(strstr(cli_out, "need --pin"));
+    ck_assert_int_eq(cli("import", "--format", "iis", path, "--allow-weak", NULL), 2);
+    ck_assert_int_eq(cli("import", "--format", "iis", path, "--pin", fp, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 2 rules"));
+    ck_assert_ptr_nonnull(strstr(cli_out, "not imported: a many-to-one mapping without rules"));
+    ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
+    ck_assert_int_eq(cli("rule", "ls", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(cli_out, "1 deny priority=10"));
+    ck_assert_ptr_nonnull(strstr(cli_out, "subject=\"CN=NOCLIENT*\""));
+    ck_assert_ptr_nonnull(strstr(cli_out, "account=CORP\\x5csvc-tests priority=20"));
+    ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
+    ck_assert_int_eq(cli("log", NULL), 0);
+    ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
+
+    snprintf(path, sizeof(path), "%s/altsec.tsv", test_dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs(text, f);
+    fclose(f);
+    /* alice's certificate is already mapped (from IIS); the issuer-serial key is new. */
+    ck_assert_int_eq(cli("import", "--format", "altsecid", path, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 0 rules"));
+    ck_assert_ptr_nonnull(strstr(cli_out, "line 8: not imported: <RFC822> is a weak mapping"));
+    free(xml);
+    free(text);
+}
+END_TEST
+
+static Suite *importers_suite(void)
+{
+    Suite *s = suite_create("importers");
+    TCase *iis = tcase_create("iis");
+    TCase *altsec = tcase_create("altsecid");
+    TCase *cli_tc = tcase_create("cli");
+
+    tcase_add_checked_fixture(iis, setup, teardown);
+    tcase_add_test(iis, test_iis_one_to_one_and_many_to_one);
+    tcase_add_test(iis, test_iis_case_sensitivity_kept);
+    tcase_add_test(iis, test_iis_malformed_refused_with_line);
+    tcase_add_test(iis, test_iis_many_to_one_needs_pin);
+    suite_add_tcase(s, iis);
+
+    tcase_add_checked_fixture(altsec, setup, teardown);
+    tcase_add_test(altsec, test_altsecid_strong_only_by_default);
+    tcase_add_test(altsec, test_altsecid_weak_as_rules_when_allowed);
+    tcase_add_test(altsec, test_altsecid_weak_without_issuer_needs_pin);
+    tcase_add_test(altsec, test_altsecid_issuer_must_be_one_pin);
+    tcase_add_test(altsec, test_altsecid_malformed_refused_with_line);
+    suite_add_tcase(s, altsec);
+
+    tcase_add_checked_fixture(cli_tc, setup, teardown);
+    tcase_add_test(cli_tc, test_cli_import_iis_and_altsecid);
+    suite_add_tcase(s, cli_tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner;
+    int failed;
+
+    pki = testpki_new(0);
+    tmp_root = testpki_tmpdir();
+    if (pki == NULL || tmp_root == NULL) {
+        fputs("check_importers: cannot build the test PKI or temp dir\n", stderr);
+        return EXIT_FAILURE;
+    }
+    runner = srunner_create(importers_suite());
+    srunner_run_all(runner, CK_ENV);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    testpki_rmtree(tmp_root);
+    free(tmp_root);
+    testpki_free(pki);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
