@@ -22,12 +22,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An oracle failure is a crash libFuzzer keeps, with the broken promise named. */
-#define require(condition)                                                                     \
-    do {                                                                                       \
-        if (!(condition)) {                                                                    \
-            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition);          \
-            abort();                                                                           \
-        }                                                                                      \
+#define require(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition);                \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static int input_fd = -1;
@@ -71,7 +71,7 @@ static void use_like_the_cli(X509 *cert)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cli_ctx ctx = {.name = "fuzz"};
-    STACK_OF(X509) *certs;
+    STACK_OF(X509) * certs;
     int i;
 
     if (input_fd < 0)

@@ -31,12 +31,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An oracle failure is a crash libFuzzer keeps, with the broken promise named. */
-#define require(condition)                                                                     \
-    do {                                                                                       \
-        if (!(condition)) {                                                                    \
-            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition);          \
-            abort();                                                                           \
-        }                                                                                      \
+#define require(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition);                \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static cs_db *db;
@@ -130,7 +130,7 @@ static void make_store(void)
     decision_time = day_after_not_before("alice");
 }
 
-static STACK_OF(X509) *chain_from(const uint8_t *data, size_t size)
+static STACK_OF(X509) * chain_from(const uint8_t *data, size_t size)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     const unsigned char *p = data, *end = data + size;
@@ -158,7 +158,7 @@ static int known_account(const char *name)
     return 0;
 }
 
-static void check_decision(STACK_OF(X509) *chain, const cs_decision *d)
+static void check_decision(STACK_OF(X509) * chain, const cs_decision *d)
 {
     char fp[CS_FP_HEX_LEN + 1];
 
@@ -178,7 +178,7 @@ static void check_decision(STACK_OF(X509) *chain, const cs_decision *d)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     cs_decision d;
 
     if (db == NULL)

@@ -22,12 +22,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An oracle failure is a crash libFuzzer keeps, with the broken promise named. */
-#define require(condition)                                                                     \
-    do {                                                                                       \
-        if (!(condition)) {                                                                    \
-            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition);          \
-            abort();                                                                           \
-        }                                                                                      \
+#define require(condition)                                                                         \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "%s:%d: broken: %s\n", __FILE__, __LINE__, #condition);                \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static cs_db *db;
@@ -99,8 +99,8 @@ static cs_status parse_only(const uint8_t *data, size_t size, int64_t *rows)
 
     *rows = 0;
     msg[0] = '\0';
-    status = cs_import_parse(data, size, CS_IMPORT_AUTO, check_row, rows, &bad_line, msg,
-                             sizeof(msg));
+    status =
+        cs_import_parse(data, size, CS_IMPORT_AUTO, check_row, rows, &bad_line, msg, sizeof(msg));
     require(status == CS_OK || status == CS_INVALID);
     require(status == CS_OK ? bad_line == 0 : bad_line >= 0 && msg[0] != '\0');
     return status;

@@ -290,8 +290,7 @@ static int run_handshake(conn *c)
     int server_done = 0, client_done = 0, i;
 
     for (i = 0; i < HANDSHAKE_STEPS && !(server_done && client_done); i++) {
-        if (!handshake_step(c->client, &client_done) ||
-            !handshake_step(c->server, &server_done))
+        if (!handshake_step(c->client, &client_done) || !handshake_step(c->server, &server_done))
             return 0;
     }
     return server_done && client_done;
@@ -439,8 +438,8 @@ static void assert_policy_rejected(const outcome *out, const char *what, const c
     ck_assert_msg(!out->ok, "%s was accepted (account '%s')", what, out->account);
     ck_assert_msg(out->server_verify == X509_V_ERR_APPLICATION_VERIFICATION,
                   "%s: verify result %ld, not the policy's", what, out->server_verify);
-    ck_assert_msg(!out->have_account || out->account[0] == '\0', "%s: account '%s' handed on",
-                  what, out->account);
+    ck_assert_msg(!out->have_account || out->account[0] == '\0', "%s: account '%s' handed on", what,
+                  out->account);
     snprintf(needle, sizeof(needle), "result=reject reason=%s", reason);
     ck_assert_msg(log_count(needle) >= 1, "%s: log lacks \"%s\"", what, needle);
 }
@@ -802,8 +801,8 @@ static int renegotiate_as(const char *second, int client_initiated, outcome *out
     ck_assert_str_eq(out->account, ALICE_ACCOUNT);
 
     present_certificate(c.client, second);
-    renegotiated = renegotiate(&c, client_initiated ? c.client : c.server,
-                               testpki_get(fx.pki, second)->cert);
+    renegotiated =
+        renegotiate(&c, client_initiated ? c.client : c.server, testpki_get(fx.pki, second)->cert);
     memset(out, 0, sizeof(*out));
     out->ok = renegotiated;
     out->server_verify = SSL_get_verify_result(c.server);
@@ -939,10 +938,10 @@ END_TEST
 
 /* Valid UTF-8 without control characters: allowed, and must come back verbatim. */
 #define HOSTILE_ACCOUNT                                                                            \
-    "'; DROP TABLE mappings; -- \" $(reboot) `reboot` %s%n \\ <b> \xe2\x80\xae"                   \
+    "'; DROP TABLE mappings; -- \" $(reboot) `reboot` %s%n \\ <b> \xe2\x80\xae"                    \
     "result=accept M\xc3\xbcller"
 #define HOSTILE_NOTE                                                                               \
-    "line one\nresult=accept reason=none account=\"root\"\r\n\x1b[2J'); DELETE FROM pins; --"  \
+    "line one\nresult=accept reason=none account=\"root\"\r\n\x1b[2J'); DELETE FROM pins; --"      \
     "\xff\xfe invalid UTF-8"
 
 typedef struct {
@@ -1154,8 +1153,7 @@ static Suite *attacks_suite(void)
 
     tcase_add_checked_fixture(renegotiation, setup, teardown);
     /* loop index: 0 server-initiated (as Apache does per location), 1 client-initiated */
-    tcase_add_loop_test(renegotiation, test_renegotiation_with_unmapped_certificate_rejected, 0,
-                        2);
+    tcase_add_loop_test(renegotiation, test_renegotiation_with_unmapped_certificate_rejected, 0, 2);
     tcase_add_test(renegotiation, test_renegotiation_with_unpinned_chain_rejected);
     tcase_add_loop_test(renegotiation, test_renegotiation_with_mapped_certificate_changes_account,
                         0, 2);

@@ -37,6 +37,7 @@ done
 
 work=$(mktemp -d /tmp/certstore-valgrind-XXXXXX)
 pids=()
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local pid
     for pid in "${pids[@]}"; do
