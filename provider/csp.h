@@ -92,6 +92,22 @@ const csp_config *csp_policy(void);
 int csp_hooks_install(void);
 /* The SSL ex_data index holding the per-connection state (-1 if none). */
 int csp_hooks_account_index(void);
+/* The store's policy generation now, through this thread's handle. 1 if read. */
+int csp_current_generation(int64_t *generation);
+
+/* ---- sessions and tickets (resume.c) -------------------------------------- */
+
+/* Install the ticket generate/decrypt callbacks on a new SSL_CTX. */
+void csp_resume_install(SSL_CTX *ctx);
+/*
+ * Record the account, the absolute deadline (CS_TIME_FOREVER/NONE: none)
+ * and the decision's generation in the session's ticket appdata, unless
+ * the application keeps its own data there.
+ */
+void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
+                       int64_t generation);
+/* Read them back: 1 if the session carries a certstore binding. */
+int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, int64_t *generation);
 
 /* ---- database handles (dbpool.c) ------------------------------------------ */
 

@@ -14,6 +14,13 @@
  * stateful alike) and the client gets a full handshake, decided anew. The
  * sid_ctx is tag || SSL_CTX address || generation: OpenSSL 3.0 cannot read
  * a context's own sid_ctx back, so the SSL_CTX identity stands in for it.
+ *
+ * The generation is read twice: in SSL_new, and again when the ClientHello
+ * has arrived (an SSL-level info callback, which passes every event on to
+ * the context's own callback). A connection accepted before a narrowing
+ * change whose ClientHello comes after it must not resume: the session
+ * lookup happens after that second read. The ticket callbacks (resume.c)
+ * add the absolute deadline and the decision's generation to each ticket.
  */
 #include <string.h>
 #include <time.h>
@@ -32,6 +39,7 @@ typedef struct {
     char account[CS_ACCOUNT_MAX + 1];
     unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH];
     unsigned int sid_ctx_len;
+    const SSL_CTX *bound_ctx; /* the context at SSL_new, before any SNI switch */
 } csp_conn;
 
 #define CSP_SID_TAG "certstr1"         /* bound to a known generation */
@@ -61,6 +69,20 @@ static void csp_sid_append(csp_conn *conn, const void *bytes, size_t len)
     conn->sid_ctx_len += (unsigned int)len;
 }
 
+int csp_current_generation(int64_t *generation)
+{
+    char why[256];
+    cs_db *db = csp_denying_all() ? NULL : csp_dbpool_get(why, sizeof(why));
+
+    if (db == NULL)
+        return 0;
+    if (cs_db_generation(db, generation) != CS_OK) {
+        csp_dbpool_discard(); /* a handle that cannot read: reopen next time */
+        return 0;
+    }
+    return 1;
+}
+
 /*
  * When the generation cannot be read, a per-connection value makes the
  * session unresumable: pid and a counter cannot repeat within the process.
@@ -68,10 +90,8 @@ static void csp_sid_append(csp_conn *conn, const void *bytes, size_t len)
 static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
 {
     static uint64_t unknown_counter;
-    char why[256];
     int64_t generation = 0;
-    cs_db *db = csp_denying_all() ? NULL : csp_dbpool_get(why, sizeof(why));
-    int known = db != NULL && cs_db_generation(db, &generation) == CS_OK;
+    int known = csp_current_generation(&generation);
 
     conn->sid_ctx_len = 0;
     csp_sid_append(conn, known ? CSP_SID_TAG : CSP_SID_TAG_UNKNOWN, CSP_SID_TAG_LEN);
@@ -84,9 +104,39 @@ static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
 
         csp_sid_append(conn, &pid, sizeof(pid));
         csp_sid_append(conn, &n, sizeof(n));
-        if (db != NULL)
-            csp_dbpool_discard(); /* a handle that cannot read: reopen next time */
     }
+}
+
+/*
+ * The ClientHello has arrived (its header is read; the session lookup has
+ * not run yet): bind the connection to the generation in force now. Also
+ * on a TLS 1.2 renegotiation; not on TLS 1.3 post-handshake messages.
+ */
+static int csp_client_hello_arriving(const SSL *ssl, int where)
+{
+    OSSL_HANDSHAKE_STATE state = SSL_get_state(ssl);
+
+    if ((where & SSL_CB_ACCEPT_LOOP) == 0)
+        return 0;
+    return state == TLS_ST_BEFORE || (state == TLS_ST_OK && SSL_version(ssl) < TLS1_3_VERSION);
+}
+
+static void csp_sid_refresh(SSL *ssl, csp_conn *conn)
+{
+    csp_sid_compute(conn, conn->bound_ctx);
+    SSL_set_session_id_context(ssl, conn->sid_ctx, conn->sid_ctx_len);
+}
+
+/* Installed on each server SSL; the context's callback still sees every event. */
+static void csp_info(const SSL *ssl, int where, int ret)
+{
+    void (*app_cb)(const SSL *, int, int) = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
+    csp_conn *conn = SSL_get_ex_data(ssl, csp_conn_index);
+
+    if (conn != NULL && csp_client_hello_arriving(ssl, where))
+        csp_sid_refresh((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
+    if (app_cb != NULL)
+        app_cb(ssl, where, ret);
 }
 
 /* ---- ex_data callbacks ------------------------------------------------------ */
@@ -96,8 +146,10 @@ static int csp_verify(X509_STORE_CTX *store_ctx, void *arg);
 static void csp_ctx_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
                         void *argp)
 {
-    if (parent != NULL)
-        SSL_CTX_set_cert_verify_callback(parent, csp_verify, NULL);
+    if (parent == NULL)
+        return;
+    SSL_CTX_set_cert_verify_callback(parent, csp_verify, NULL);
+    csp_resume_install(parent);
 }
 
 /*
@@ -116,12 +168,15 @@ static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     conn = OPENSSL_zalloc(sizeof(*conn));
     if (conn == NULL)
         return; /* verify then finds no state and rejects */
-    csp_sid_compute(conn, SSL_get_SSL_CTX(ssl));
+    conn->bound_ctx = SSL_get_SSL_CTX(ssl);
+    csp_sid_compute(conn, conn->bound_ctx);
     if (!CRYPTO_set_ex_data(ad, idx, conn)) {
         OPENSSL_free(conn);
         return;
     }
     SSL_set_session_id_context(ssl, conn->sid_ctx, conn->sid_ctx_len);
+    /* SSL_new does not copy the context's info callback: csp_info calls it. */
+    SSL_set_info_callback(ssl, csp_info);
 }
 
 static void csp_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
@@ -229,23 +284,20 @@ static void csp_log(const cs_decision *d, STACK_OF(X509) *chain, const SSL *ssl,
     csp_log_decision(&a);
 }
 
-#define CSP_APPDATA_PREFIX "certstore-account="
-
 /*
  * Bind the session being built to this connection's generation and cap its
- * lifetime at the moment the decision stops holding by time alone. An
- * application that put its own sid_ctx on the SSL (Apache, HAProxy) built
- * the session under that value: stamping ours makes it a cache miss under
- * the application's value, i.e. not resumable, which is safe.
+ * lifetime at the moment the decision stops holding by time alone; record
+ * the account, the absolute deadline and the decision's generation for
+ * resumed connections and the ticket callbacks. An application that put its
+ * own sid_ctx on the SSL (Apache, HAProxy) built the session under that
+ * value: stamping ours makes it a cache miss under the application's value,
+ * i.e. not resumable, which is safe.
  */
 static void csp_stamp_session(SSL *ssl, const csp_conn *conn, const cs_decision *d)
 {
     SSL_SESSION *sess = SSL_get_session(ssl);
     unsigned int len = 0;
     const unsigned char *current;
-    char appdata[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 1];
-    void *old = NULL;
-    size_t old_len = 0;
     int64_t left = d->valid_until - (int64_t)time(NULL);
 
     if (sess == NULL)
@@ -258,14 +310,7 @@ static void csp_stamp_session(SSL *ssl, const csp_conn *conn, const cs_decision 
     if (d->valid_until != CS_TIME_FOREVER && d->valid_until != CS_TIME_NONE &&
         left < (int64_t)SSL_SESSION_get_timeout(sess))
         SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
-    /* The account for resumed connections; never clobber the application's data. */
-    SSL_SESSION_get0_ticket_appdata(sess, &old, &old_len);
-    if (old_len == 0 || (old_len > strlen(CSP_APPDATA_PREFIX) &&
-                         memcmp(old, CSP_APPDATA_PREFIX, strlen(CSP_APPDATA_PREFIX)) == 0)) {
-        int n = snprintf(appdata, sizeof(appdata), "%s%s", CSP_APPDATA_PREFIX, d->account);
-
-        SSL_SESSION_set1_ticket_appdata(sess, appdata, (size_t)n + 1);
-    }
+    csp_session_stamp(sess, d->account, d->valid_until, d->generation);
 }
 
 /* Tell the application's own verify callback, as OpenSSL would. */

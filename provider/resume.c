@@ -1,0 +1,181 @@
+/*
+ * Session tickets under the policy: what a session carries, and the ticket
+ * callbacks that hold resumption to it.
+ *
+ * The session-id context (hook.c) binds a session to the generation seen
+ * when its ClientHello arrived; it cannot say when a decision stops holding
+ * by time. A relative lifetime is not enough either: on every TLS 1.3
+ * resumption OpenSSL copies the session, resets its time to now and keeps
+ * its timeout, so each resumption would grant the whole lifetime again. So
+ * the session's ticket appdata carries, after the account, the ABSOLUTE
+ * deadline and the generation of the decision:
+ *
+ *     "certstore-account=" account NUL "deadline=D generation=G" NUL
+ *
+ * certstore.h reads the account up to its NUL and is unaffected by the
+ * tail. The generate callback caps every ticket (TLS 1.2 renewals, every
+ * TLS 1.3 ticket, stateless and stateful) at the deadline; the decrypt
+ * callback, which runs while the ClientHello is processed, turns a ticket
+ * whose deadline passed or whose generation is older than the store's into
+ * a full handshake, decided anew.
+ *
+ * An application that installs its own ticket callbacks (stunnel) replaces
+ * these: the session-id context binding and the cap set at the full
+ * handshake remain.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "certstore.h"
+#include "csp.h"
+
+#define CSP_APPDATA_PREFIX CERTSTORE_SESSION_PREFIX
+#define CSP_APPDATA_TAIL_FORMAT "deadline=%" SCNd64 " generation=%" SCNd64 "%n"
+
+static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
+                                              const unsigned char *keyname, size_t keyname_len,
+                                              SSL_TICKET_STATUS status, void *arg);
+static int csp_ticket_generated(SSL *ssl, void *arg);
+
+/* ---- the appdata ---------------------------------------------------------- */
+
+/* 1 if the session's appdata is ours (or absent), so we may write it. */
+static int csp_appdata_ours_or_empty(const SSL_SESSION *sess)
+{
+    void *data = NULL;
+    size_t len = 0;
+    size_t prefix = strlen(CSP_APPDATA_PREFIX);
+
+    SSL_SESSION_get0_ticket_appdata((SSL_SESSION *)sess, &data, &len);
+    return len == 0 || (len > prefix && memcmp(data, CSP_APPDATA_PREFIX, prefix) == 0);
+}
+
+void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline, int64_t generation)
+{
+    char data[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 64];
+    int head, tail;
+
+    if (!csp_appdata_ours_or_empty(sess))
+        return; /* the application's own data: never clobbered */
+    head = snprintf(data, sizeof(data), "%s%s", CSP_APPDATA_PREFIX, account);
+    if (head < 0 || (size_t)head >= sizeof(data) - 1)
+        return;
+    tail = snprintf(data + head + 1, sizeof(data) - (size_t)head - 1,
+                    "deadline=%" PRId64 " generation=%" PRId64, deadline, generation);
+    if (tail < 0 || (size_t)(head + 1 + tail) >= sizeof(data))
+        return;
+    SSL_SESSION_set1_ticket_appdata(sess, data, (size_t)head + 1 + (size_t)tail + 1);
+}
+
+int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, int64_t *generation)
+{
+    void *data = NULL;
+    size_t len = 0, prefix = strlen(CSP_APPDATA_PREFIX);
+    const char *bytes, *nul, *tail;
+    int used = -1;
+
+    SSL_SESSION_get0_ticket_appdata((SSL_SESSION *)sess, &data, &len);
+    bytes = data;
+    if (bytes == NULL || len <= prefix || bytes[len - 1] != '\0' ||
+        memcmp(bytes, CSP_APPDATA_PREFIX, prefix) != 0)
+        return 0;
+    nul = memchr(bytes, '\0', len);
+    if (nul == NULL || nul == bytes + len - 1)
+        return 0; /* an account alone: no binding recorded */
+    tail = nul + 1;
+    if (sscanf(tail, CSP_APPDATA_TAIL_FORMAT, deadline, generation, &used) != 2 || used < 0 ||
+        tail + used != bytes + len - 1)
+        return 0;
+    return 1;
+}
+
+/* ---- the ticket callbacks --------------------------------------------------- */
+
+void csp_resume_install(SSL_CTX *ctx)
+{
+    SSL_CTX_set_session_ticket_cb(ctx, csp_ticket_generated, csp_ticket_decrypted, NULL);
+}
+
+/*
+ * Every ticket the server issues: cap its lifetime so that it ends at the
+ * deadline, whatever time OpenSSL gave the session (TLS 1.3 resets it to
+ * now on each ticket).
+ */
+static int csp_ticket_generated(SSL *ssl, void *arg)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    int64_t deadline, generation, left;
+
+    if (sess == NULL || !csp_session_binding(sess, &deadline, &generation))
+        return 1;
+    if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
+        return 1;
+    left = deadline - (int64_t)SSL_SESSION_get_time(sess);
+    if (left < (int64_t)SSL_SESSION_get_timeout(sess))
+        SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
+    return 1;
+}
+
+/* What OpenSSL would have done without a callback. */
+static SSL_TICKET_RETURN csp_ticket_default(SSL_TICKET_STATUS status)
+{
+    switch (status) {
+    case SSL_TICKET_SUCCESS:
+        return SSL_TICKET_RETURN_USE;
+    case SSL_TICKET_SUCCESS_RENEW:
+        return SSL_TICKET_RETURN_USE_RENEW;
+    default:
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+}
+
+/*
+ * 1 when the session may resume under the store as it is now. A session
+ * with a client certificate but no binding of ours was not accepted by
+ * certstore (audit, or made before the provider was loaded): decide anew.
+ */
+static int csp_session_still_holds(const SSL_SESSION *sess, const char **why)
+{
+    int64_t deadline, generation, current;
+
+    if (!csp_session_binding(sess, &deadline, &generation)) {
+        *why = "no certstore binding";
+        return SSL_SESSION_get0_peer((SSL_SESSION *)sess) == NULL;
+    }
+    if (deadline != CS_TIME_FOREVER && deadline != CS_TIME_NONE &&
+        deadline <= (int64_t)time(NULL)) {
+        *why = "past its deadline";
+        return 0;
+    }
+    if (!csp_current_generation(&current)) {
+        *why = "store generation unreadable";
+        return 0;
+    }
+    if (generation < current) {
+        *why = "made before a narrowing change";
+        return 0;
+    }
+    return 1;
+}
+
+static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
+                                              const unsigned char *keyname, size_t keyname_len,
+                                              SSL_TICKET_STATUS status, void *arg)
+{
+    const char *why = "";
+
+    if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+        return csp_ticket_default(status);
+    if (sess == NULL || !SSL_is_server(ssl))
+        return csp_ticket_default(status);
+    if (csp_policy()->config_error || !csp_session_still_holds(sess, &why)) {
+        CSP_DEBUG("ticket not resumed (%s): full handshake",
+                  csp_policy()->config_error ? "config error" : why);
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    return csp_ticket_default(status);
+}
