@@ -476,7 +476,7 @@ static int name_pair_holds(const X509_NAME *name, const cs_dn_pair *pair, int ca
 static int name_matches(const X509_NAME *name, const char *cond, int case_sensitive)
 {
     cs_dn_pair pairs[CS_DN_PAIRS_MAX];
-    char msg[8];
+    char msg[128]; /* unused here: the rule was validated when stored */
     int n = cs_dn_parse(cond, pairs, CS_DN_PAIRS_MAX, msg, sizeof(msg));
 
     if (n < 0)

@@ -511,12 +511,15 @@ END_TEST
 
 START_TEST(test_init_creates_and_is_idempotent)
 {
+    char expected[64];
+
     ck_assert_int_eq(cli("init"), 0);
     assert_out_has("schema version");
     ck_assert_int_eq(access(db_path, F_OK), 0);
     ck_assert_int_eq(cli("init"), 0);
     ck_assert_int_eq(cli("stats", "--json"), 0);
-    assert_out_has("\"schema_version\":1");
+    snprintf(expected, sizeof(expected), "\"schema_version\":%d", CS_SCHEMA_VERSION);
+    assert_out_has(expected);
     assert_out_has("\"pins\":0");
 }
 END_TEST

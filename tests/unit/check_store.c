@@ -192,7 +192,7 @@ START_TEST(test_migrate_creates_schema_version_1)
     ck_assert_int_eq(version, CS_SCHEMA_VERSION);
     ck_ok(cs_db_migrate(db));
     ck_ok(cs_db_schema_version(db, &version));
-    ck_assert_int_eq(version, 1);
+    ck_assert_int_eq(version, CS_SCHEMA_VERSION);
     ck_assert_int_eq(generation(), 1);
     ck_assert_str_eq(cs_db_path(db), db_path);
 }
@@ -217,6 +217,7 @@ START_TEST(test_newer_schema_refused_and_untouched)
 {
     unsigned char *before;
     size_t len = 0;
+    char expected[96];
 
     ck_assert_int_eq(cs_db_open(&db, db_path, CS_OPEN_CREATE), CS_OK);
     ck_ok(cs_db_migrate(db));
@@ -226,8 +227,9 @@ START_TEST(test_newer_schema_refused_and_untouched)
     before = read_file(db_path, &len);
 
     ck_assert_int_eq(cs_db_open(&db, db_path, 0), CS_ERR);
-    ck_assert_msg(strstr(cs_db_errmsg(db), "schema version 7 is newer than this certstore (1)"),
-                  "%s", cs_db_errmsg(db));
+    snprintf(expected, sizeof(expected), "schema version 7 is newer than this certstore (%d)",
+             CS_SCHEMA_VERSION);
+    ck_assert_msg(strstr(cs_db_errmsg(db), expected), "%s", cs_db_errmsg(db));
     ck_assert_int_eq(cs_db_migrate(db), CS_ERR);
     cs_db_close(db);
     ck_assert_int_eq(cs_db_open(&db, db_path, CS_OPEN_READONLY), CS_ERR);
@@ -989,7 +991,7 @@ START_TEST(test_stats_counts)
     ck_assert_int_eq(s.mappings_enabled, 2);
     ck_assert_int_eq(s.by_kind[CS_KIND_CERT], 1);
     ck_assert_int_eq(s.by_kind[CS_KIND_SPKI], 2);
-    ck_assert_int_eq(s.schema_version, 1);
+    ck_assert_int_eq(s.schema_version, CS_SCHEMA_VERSION);
     ck_assert_int_eq(s.generation, generation());
 }
 END_TEST
