@@ -84,20 +84,20 @@ int csp_current_generation(int64_t *generation)
 }
 
 /*
- * When the generation cannot be read, a per-connection value makes the
- * session unresumable: pid and a counter cannot repeat within the process.
+ * Without a generation (not read yet, or unreadable), a per-connection value
+ * makes the session unresumable: pid and a counter cannot repeat within the
+ * process.
  */
-static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
+static void csp_sid_build(csp_conn *conn, const SSL_CTX *ctx, const int64_t *generation)
 {
     static uint64_t unknown_counter;
-    int64_t generation = 0;
-    int known = csp_current_generation(&generation);
 
     conn->sid_ctx_len = 0;
-    csp_sid_append(conn, known ? CSP_SID_TAG : CSP_SID_TAG_UNKNOWN, CSP_SID_TAG_LEN);
+    csp_sid_append(conn, generation != NULL ? CSP_SID_TAG : CSP_SID_TAG_UNKNOWN,
+                   CSP_SID_TAG_LEN);
     csp_sid_append(conn, &ctx, sizeof(ctx));
-    if (known) {
-        csp_sid_append(conn, &generation, sizeof(generation));
+    if (generation != NULL) {
+        csp_sid_append(conn, generation, sizeof(*generation));
     } else {
         uint64_t n = __atomic_add_fetch(&unknown_counter, 1, __ATOMIC_RELAXED);
         uint32_t pid = (uint32_t)getpid();
@@ -105,6 +105,13 @@ static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
         csp_sid_append(conn, &pid, sizeof(pid));
         csp_sid_append(conn, &n, sizeof(n));
     }
+}
+
+static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
+{
+    int64_t generation = 0;
+
+    csp_sid_build(conn, ctx, csp_current_generation(&generation) ? &generation : NULL);
 }
 
 /*
@@ -169,7 +176,13 @@ static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     if (conn == NULL)
         return; /* verify then finds no state and rejects */
     conn->bound_ctx = SSL_get_SSL_CTX(ssl);
-    csp_sid_compute(conn, conn->bound_ctx);
+    /*
+     * Unresumable until the ClientHello arrives and csp_info binds the
+     * generation in force then; reading it here as well would only cost a
+     * query per connection. An application that replaces the info callback
+     * therefore gets no resumption, never a stale one.
+     */
+    csp_sid_build(conn, conn->bound_ctx, NULL);
     if (!CRYPTO_set_ex_data(ad, idx, conn)) {
         OPENSSL_free(conn);
         return;

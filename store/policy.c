@@ -206,6 +206,14 @@ static step_result decided(int accepted)
     return STEP_DECIDED;
 }
 
+/* The cert key is the leaf fingerprint cs_decide already has: never hash it twice. */
+static cs_status mapping_key(X509 *leaf, cs_kind kind, const cs_decision *out, cs_key *key)
+{
+    if (kind == CS_KIND_CERT && out->leaf_fp[0] != '\0' && cs_key_parse(kind, out->leaf_fp, key))
+        return CS_OK;
+    return cs_key_from_cert(leaf, kind, key);
+}
+
 static step_result decide_mappings(cs_db *db, X509 *leaf, int64_t now, int64_t cert_limit,
                                    cs_decision *out)
 {
@@ -213,7 +221,7 @@ static step_result decide_mappings(cs_db *db, X509 *leaf, int64_t now, int64_t c
         cs_key key;
         mapping_row row;
         lookup_result r;
-        cs_status status = cs_key_from_cert(leaf, lookup_order[i], &key);
+        cs_status status = mapping_key(leaf, lookup_order[i], out, &key);
 
         if (status == CS_NOTFOUND)
             continue;

@@ -3,6 +3,7 @@
  * Nothing here touches the database.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +14,48 @@
 
 #define SHA256_LEN 32
 #define SPKI_DER_MAX 4096
+#define CERT_DER_STACK 8192
+
+/*
+ * SHA-256, fetched once: EVP_sha256() makes libcrypto look the
+ * implementation up again on every digest, which is most of what hashing a
+ * certificate costs on the verify path.
+ */
+static EVP_MD *sha256_fetched;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static int sha256(const void *data, size_t len, unsigned char out[SHA256_LEN])
+{
+    unsigned int md_len = 0;
+
+    pthread_once(&sha256_once, sha256_fetch);
+    return EVP_Digest(data, len, out, &md_len,
+                      sha256_fetched != NULL ? sha256_fetched : EVP_sha256(), NULL) == 1 &&
+           md_len == SHA256_LEN;
+}
+
+/* SHA-256 over a certificate's DER; small certificates never touch the heap. */
+static int cert_sha256(const X509 *cert, unsigned char out[SHA256_LEN])
+{
+    unsigned char stack[CERT_DER_STACK];
+    unsigned char *der = stack, *p;
+    int len = cert != NULL ? i2d_X509(cert, NULL) : -1, ok;
+
+    if (len <= 0)
+        return 0;
+    if (len > (int)sizeof(stack) && (der = OPENSSL_malloc((size_t)len)) == NULL)
+        return 0;
+    p = der;
+    ok = i2d_X509(cert, &p) == len && sha256(der, (size_t)len, out);
+    if (der != stack)
+        OPENSSL_free(der);
+    return ok;
+}
 
 static const char hex_digits[] = "0123456789abcdef";
 
@@ -84,13 +127,12 @@ static long hex_decode(const char *text, size_t textlen, int odd_ok, unsigned ch
 
 int cs_fp_of_cert(const X509 *cert, char hex[CS_FP_HEX_LEN + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
+    unsigned char md[SHA256_LEN];
 
     hex[0] = '\0';
-    if (cert == NULL || X509_digest(cert, EVP_sha256(), md, &len) != 1 || len != SHA256_LEN)
+    if (!cert_sha256(cert, md))
         return 0;
-    hex_encode(md, len, hex);
+    hex_encode(md, sizeof(md), hex);
     return 1;
 }
 
@@ -289,7 +331,6 @@ static cs_status issuer_serial_key(const X509 *leaf, cs_key *out)
 {
     const unsigned char *name_der = NULL, *serial = NULL;
     size_t name_len = 0, serial_len;
-    unsigned int md_len = 0;
 
     /* The cached encoding: no allocation on the verify path. */
     if (X509_NAME_get0_der(X509_get_issuer_name(leaf), &name_der, &name_len) != 1)
@@ -297,8 +338,7 @@ static cs_status issuer_serial_key(const X509 *leaf, cs_key *out)
     serial_len = serial_magnitude(X509_get0_serialNumber(leaf), &serial);
     if (serial_len > CS_KEY_MAX - SHA256_LEN)
         return CS_NOTFOUND;
-    if (EVP_Digest(name_der, name_len, out->bytes, &md_len, EVP_sha256(), NULL) != 1
-        || md_len != SHA256_LEN)
+    if (!sha256(name_der, name_len, out->bytes))
         return CS_ERR;
     if (serial_len > 0)
         memcpy(out->bytes + SHA256_LEN, serial, serial_len);
@@ -327,13 +367,11 @@ static cs_status spki_key(const X509 *leaf, cs_key *out)
     unsigned char der[SPKI_DER_MAX];
     unsigned char *p = der;
     const X509_PUBKEY *spki = X509_get_X509_PUBKEY(leaf);
-    unsigned int md_len = 0;
     int len = spki ? i2d_X509_PUBKEY(spki, NULL) : -1;
 
     if (len <= 0 || len > (int)sizeof(der) || i2d_X509_PUBKEY(spki, &p) != len)
         return CS_ERR;
-    if (EVP_Digest(der, (size_t)len, out->bytes, &md_len, EVP_sha256(), NULL) != 1
-        || md_len != SHA256_LEN)
+    if (!sha256(der, (size_t)len, out->bytes))
         return CS_ERR;
     out->len = SHA256_LEN;
     return CS_OK;
@@ -341,9 +379,7 @@ static cs_status spki_key(const X509 *leaf, cs_key *out)
 
 static cs_status cert_key(const X509 *leaf, cs_key *out)
 {
-    unsigned int md_len = 0;
-
-    if (X509_digest(leaf, EVP_sha256(), out->bytes, &md_len) != 1 || md_len != SHA256_LEN)
+    if (!cert_sha256(leaf, out->bytes))
         return CS_ERR;
     out->len = SHA256_LEN;
     return CS_OK;
