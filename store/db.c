@@ -17,6 +17,9 @@
 #define CS_BUSY_TIMEOUT_MS 2000
 /* Writers only: big enough that a bulk import keeps the key index in memory. */
 #define CS_WRITER_CACHE_KIB 524288
+/* How long closing a writer waits for readers to let the WAL be truncated. */
+#define CS_CLOSE_CHECKPOINT_WAIT_MS 50
+
 /* Truncate the WAL at checkpoint so it never stays large on disk. */
 #define CS_JOURNAL_SIZE_LIMIT 4194304
 
@@ -458,8 +461,15 @@ void cs_db_close(cs_db *db)
         if (db->in_write)
             cs_db_rollback(db);
         finalize_statements(db);
-        if (writer)
+        /*
+         * Busy servers keep read snapshots open; a TRUNCATE checkpoint waits
+         * for them. The commit is already durable, so wait briefly and leave
+         * the rest of the WAL to the next writer rather than stall the CLI.
+         */
+        if (writer) {
+            sqlite3_busy_timeout(db->sql, CS_CLOSE_CHECKPOINT_WAIT_MS);
             sqlite3_wal_checkpoint_v2(db->sql, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        }
         sqlite3_close_v2(db->sql);
         if (writer)
             align_sidecar_files(db);
