@@ -83,11 +83,9 @@ static cs_db *csp_db_open_readonly(const char *path, char *why, size_t why_len)
     cs_db *db = NULL;
     cs_status st;
 
-    st = cs_db_open(&db, path, CS_OPEN_READONLY);
-    if (st == CS_OK) {
-        cs_db_set_busy_timeout(db, csp_policy()->busy_timeout_ms);
+    st = cs_db_open_ex(&db, path, CS_OPEN_READONLY, csp_policy()->busy_timeout_ms);
+    if (st == CS_OK)
         return db;
-    }
     snprintf(why, why_len, "%s", db != NULL ? cs_db_errmsg(db) : "out of memory");
     cs_db_close(db);
     return NULL;

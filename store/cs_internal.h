@@ -64,6 +64,7 @@ struct cs_db {
     sqlite3 *sql;
     char *path;
     unsigned flags;
+    int busy_timeout_ms;
     dev_t dev;
     ino_t ino;
     int in_write; /* between cs_db_begin and commit/rollback */

@@ -53,6 +53,9 @@ typedef enum {
  * -wal/-shm files in place (persistent WAL) so read-only users can open it.
  */
 cs_status cs_db_open(cs_db **out, const char *path, unsigned flags);
+/* The same, waiting at most busy_timeout_ms for locks from the start (the
+ * schema check included); cs_db_open waits the default 2000 ms. */
+cs_status cs_db_open_ex(cs_db **out, const char *path, unsigned flags, int busy_timeout_ms);
 void cs_db_close(cs_db *db);
 const char *cs_db_errmsg(const cs_db *db);
 const char *cs_db_path(const cs_db *db);

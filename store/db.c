@@ -391,7 +391,7 @@ static cs_status open_connection(cs_db *db)
         return cs_fail(db, CS_ERR, "%s: %s", db->path, sqlite3_errmsg(db->sql));
     }
     sqlite3_extended_result_codes(db->sql, 1);
-    sqlite3_busy_timeout(db->sql, CS_BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(db->sql, db->busy_timeout_ms);
     return CS_OK;
 }
 
@@ -413,12 +413,18 @@ static cs_status open_and_check(cs_db *db)
 
 cs_status cs_db_open(cs_db **out, const char *path, unsigned flags)
 {
+    return cs_db_open_ex(out, path, flags, CS_BUSY_TIMEOUT_MS);
+}
+
+cs_status cs_db_open_ex(cs_db **out, const char *path, unsigned flags, int busy_timeout_ms)
+{
     cs_db *db = calloc(1, sizeof(*db));
 
     *out = db;
     if (db == NULL)
         return CS_ERR;
     db->flags = flags;
+    db->busy_timeout_ms = busy_timeout_ms < 0 ? 0 : busy_timeout_ms;
     if (path == NULL || *path == '\0')
         return cs_fail(db, CS_INVALID, "no database path given");
     db->path = strdup(path);
@@ -480,8 +486,11 @@ void cs_db_close(cs_db *db)
 
 void cs_db_set_busy_timeout(cs_db *db, int ms)
 {
-    if (db != NULL && db->sql != NULL)
-        sqlite3_busy_timeout(db->sql, ms < 0 ? 0 : ms);
+    if (db == NULL)
+        return;
+    db->busy_timeout_ms = ms < 0 ? 0 : ms;
+    if (db->sql != NULL)
+        sqlite3_busy_timeout(db->sql, db->busy_timeout_ms);
 }
 
 int cs_db_file_replaced(const cs_db *db)
