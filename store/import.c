@@ -104,7 +104,7 @@ static const char *printable(const char *value, char buf[48])
 {
     size_t i = 0;
 
-    for (; value[i] != '\0' && i < 40; i++)
+    for (; i < 40 && value[i] != '\0'; i++)
         buf[i] = (unsigned char)value[i] < 0x20 || value[i] == 0x7f ? '?' : value[i];
     if (value[i] != '\0' && i >= 3)
         memcpy(buf + i - 3, "...", 3);
