@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 static cs_db *db;
-static char tmpdir[] = "/tmp/certstore-fuzz-decide-XXXXXX";
+static char tmpdir[512];
 static char db_path[sizeof(tmpdir) + 16];
 static char pinned_fp[CS_FP_HEX_LEN + 1];
 static int64_t decision_time;
@@ -110,6 +110,12 @@ static void make_store(void)
 {
     char fp[CS_FP_HEX_LEN + 1];
 
+    /*
+     * libFuzzer ends a timed run with _exit (no atexit handlers): run.sh
+     * points TMPDIR at a directory it removes itself.
+     */
+    snprintf(tmpdir, sizeof(tmpdir), "%s/certstore-fuzz-decide-XXXXXX",
+             getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
     require(mkdtemp(tmpdir) != NULL);
     atexit(remove_store);
     snprintf(db_path, sizeof(db_path), "%s/fuzz.db", tmpdir);

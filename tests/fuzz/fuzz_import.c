@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 static cs_db *db;
-static char tmpdir[] = "/tmp/certstore-fuzz-import-XXXXXX";
+static char tmpdir[512];
 static char db_path[sizeof(tmpdir) + 16];
 static int64_t base_mappings;
 
@@ -62,6 +62,12 @@ static void make_store(void)
 {
     cs_mapping_spec spec;
 
+    /*
+     * libFuzzer ends a timed run with _exit (no atexit handlers): run.sh
+     * points TMPDIR at a directory it removes itself.
+     */
+    snprintf(tmpdir, sizeof(tmpdir), "%s/certstore-fuzz-import-XXXXXX",
+             getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
     require(mkdtemp(tmpdir) != NULL);
     snprintf(db_path, sizeof(db_path), "%s/fuzz.db", tmpdir);
     atexit(remove_store);

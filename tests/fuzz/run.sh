@@ -26,6 +26,8 @@ targets=${FUZZ_TARGETS:-fuzz_decide fuzz_certs fuzz_import fuzz_uri}
 artifacts=${FUZZ_ARTIFACTS:-$bin/fuzz-artifacts}
 scratch=$(mktemp -d /tmp/certstore-fuzz-XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
+# The targets' own stores go here too: a timed libFuzzer run skips atexit.
+export TMPDIR=$scratch
 
 mkdir -p "$artifacts"
 for target in $targets; do
