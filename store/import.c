@@ -568,17 +568,12 @@ static cs_status row_to_spec(parser *p, cs_mapping_spec *spec, char pin_hex[CS_F
     return CS_OK;
 }
 
-/* First non-space byte '{' means JSON lines. */
+/*
+ * First non-space byte '{' means JSON lines. The blank space before it is
+ * consumed, from a stream and a buffer alike, so both parse the same.
+ */
 static cs_import_format detect_format(byte_source *s)
 {
-    const unsigned char *p;
-
-    if (s->fp == NULL) {
-        for (p = s->buf; p < s->buf + s->len; p++)
-            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
-                return *p == '{' ? CS_IMPORT_JSONL : CS_IMPORT_CSV;
-        return CS_IMPORT_CSV;
-    }
     for (;;) {
         int c = src_peek(s);
 
@@ -981,7 +976,8 @@ static cs_status insert_all(import_ctx *ctx)
     cs_status status = CS_OK;
     int rebuild;
 
-    qsort(ctx->rows, ctx->row_count, sizeof(*ctx->rows), compare_rows);
+    if (ctx->row_count > 1)
+        qsort(ctx->rows, ctx->row_count, sizeof(*ctx->rows), compare_rows);
     duplicate = first_duplicate(ctx, &copy);
     /* A savepoint lets a clash be undone so the database can say which line. */
     if (sqlite3_exec(db->sql, "SAVEPOINT import_rows", NULL, NULL, NULL) != SQLITE_OK)
