@@ -94,6 +94,12 @@ int csp_hooks_install(void);
 int csp_hooks_account_index(void);
 /* The store's policy generation now, through this thread's handle. 1 if read. */
 int csp_current_generation(int64_t *generation);
+/*
+ * A ticket is being made for `sess` on server connection `ssl`: stamp the
+ * connection's accepted decision on it (the session may be a copy the
+ * verify hook never saw, as after TLS 1.3 post-handshake authentication).
+ */
+void csp_stamp_ticketed_session(SSL *ssl, SSL_SESSION *sess);
 
 /* ---- sessions and tickets (resume.c) -------------------------------------- */
 

@@ -21,6 +21,12 @@
  * change whose ClientHello comes after it must not resume: the session
  * lookup happens after that second read. The ticket callbacks (resume.c)
  * add the absolute deadline and the decision's generation to each ticket.
+ *
+ * The decision is kept on the connection and stamped again on every
+ * session being ticketed: during TLS 1.3 post-handshake authentication the
+ * verify hook runs before OpenSSL copies the session that will hold the
+ * certificate, and the session it can see is the one the client held
+ * unauthenticated (already ticketed, perhaps cached), which stays untouched.
  */
 #include <string.h>
 #include <time.h>
@@ -40,6 +46,12 @@ typedef struct {
     unsigned char sid_ctx[SSL_MAX_SID_CTX_LENGTH];
     unsigned int sid_ctx_len;
     const SSL_CTX *bound_ctx; /* the context at SSL_new, before any SNI switch */
+    /* The decision in force, for every session this connection gets ticketed. */
+    int accepted;
+    int64_t valid_until;
+    int64_t generation;
+    /* Handshake done, or a ticket made: a certificate now is TLS 1.3 PHA. */
+    int established;
 } csp_conn;
 
 #define CSP_SID_TAG "certstr1"         /* bound to a known generation */
@@ -142,6 +154,8 @@ static void csp_info(const SSL *ssl, int where, int ret)
 
     if (conn != NULL && csp_client_hello_arriving(ssl, where))
         csp_sid_refresh((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
+    if (conn != NULL && (where & SSL_CB_HANDSHAKE_DONE) != 0)
+        conn->established = 1;
     if (app_cb != NULL)
         app_cb(ssl, where, ret);
 }
@@ -298,20 +312,19 @@ static void csp_log(const cs_decision *d, STACK_OF(X509) *chain, const SSL *ssl,
 }
 
 /*
- * Bind the session being built to this connection's generation and cap its
- * lifetime at the moment the decision stops holding by time alone; record
- * the account, the absolute deadline and the decision's generation for
- * resumed connections and the ticket callbacks. An application that put its
- * own sid_ctx on the SSL (Apache, HAProxy) built the session under that
- * value: stamping ours makes it a cache miss under the application's value,
- * i.e. not resumable, which is safe.
+ * Bind a session to this connection's generation and cap its lifetime at
+ * the moment the accepted decision stops holding by time alone; record the
+ * account, the absolute deadline and the decision's generation for resumed
+ * connections and the ticket callbacks. An application that put its own
+ * sid_ctx on the SSL (Apache, HAProxy) built the session under that value:
+ * stamping ours makes it a cache miss under the application's value, i.e.
+ * not resumable, which is safe.
  */
-static void csp_stamp_session(SSL *ssl, const csp_conn *conn, const cs_decision *d)
+static void csp_stamp_session(SSL_SESSION *sess, const csp_conn *conn)
 {
-    SSL_SESSION *sess = SSL_get_session(ssl);
     unsigned int len = 0;
     const unsigned char *current;
-    int64_t left = d->valid_until - (int64_t)time(NULL);
+    int64_t left = conn->valid_until - (int64_t)time(NULL);
 
     if (sess == NULL)
         return;
@@ -320,10 +333,55 @@ static void csp_stamp_session(SSL *ssl, const csp_conn *conn, const cs_decision 
         CSP_DEBUG("session sid_ctx set by the application: made non-resumable");
         SSL_SESSION_set1_id_context(sess, conn->sid_ctx, conn->sid_ctx_len);
     }
-    if (d->valid_until != CS_TIME_FOREVER && d->valid_until != CS_TIME_NONE &&
+    if (conn->valid_until != CS_TIME_FOREVER && conn->valid_until != CS_TIME_NONE &&
         left < (int64_t)SSL_SESSION_get_timeout(sess))
         SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
-    csp_session_stamp(sess, d->account, d->valid_until, d->generation);
+    csp_session_stamp(sess, conn->account, conn->valid_until, conn->generation);
+}
+
+/*
+ * A ticket is being made for `sess` (resume.c). During TLS 1.3 PHA OpenSSL
+ * verifies the certificate first and only then copies the session to hold
+ * it, so the verify hook cannot reach the session that gets ticketed: the
+ * decision kept on the connection is stamped here instead, on whichever
+ * session object OpenSSL tickets.
+ */
+void csp_stamp_ticketed_session(SSL *ssl, SSL_SESSION *sess)
+{
+    csp_conn *conn = SSL_get_ex_data(ssl, csp_conn_index);
+
+    if (conn == NULL)
+        return;
+    conn->established = 1;
+    if (conn->accepted)
+        csp_stamp_session(sess, conn);
+}
+
+/*
+ * A certificate after the first handshake of a TLS 1.3 connection is
+ * post-handshake authentication: the connection's session is the one the
+ * client held while unauthenticated, already ticketed and maybe cached.
+ */
+static int csp_post_handshake_auth(const SSL *ssl, const csp_conn *conn)
+{
+    return conn->established && SSL_version(ssl) >= TLS1_3_VERSION;
+}
+
+static void csp_remember_decision(csp_conn *conn, const cs_decision *d)
+{
+    memcpy(conn->account, d->account, sizeof(conn->account));
+    conn->accepted = 1;
+    conn->valid_until = d->valid_until;
+    conn->generation = d->generation;
+}
+
+/* A certificate not accepted: nothing earlier on this connection still speaks for it. */
+static void csp_forget_decision(csp_conn *conn)
+{
+    if (conn == NULL)
+        return;
+    conn->account[0] = '\0';
+    conn->accepted = 0;
 }
 
 /* Tell the application's own verify callback, as OpenSSL would. */
@@ -352,11 +410,13 @@ static int csp_verify_server(X509_STORE_CTX *store_ctx, SSL *ssl)
         snprintf(d.detail, sizeof(d.detail), "no connection state (out of memory)");
     }
     if (d.accept) {
-        memcpy(conn->account, d.account, sizeof(conn->account));
-        csp_stamp_session(ssl, conn, &d);
+        csp_remember_decision(conn, &d);
+        if (!csp_post_handshake_auth(ssl, conn))
+            csp_stamp_session(SSL_get_session(ssl), conn);
         csp_log(&d, chain, ssl, "accept");
         return 1;
     }
+    csp_forget_decision(conn);
     if (csp_policy()->mode == CSP_MODE_AUDIT) {
         csp_log(&d, chain, ssl, "would-reject");
         return 1;

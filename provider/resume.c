@@ -101,15 +101,19 @@ void csp_resume_install(SSL_CTX *ctx)
 }
 
 /*
- * Every ticket the server issues: cap its lifetime so that it ends at the
- * deadline, whatever time OpenSSL gave the session (TLS 1.3 resets it to
- * now on each ticket).
+ * Every ticket the server issues: stamp the connection's decision on the
+ * session being ticketed (after a TLS 1.3 PHA it is a copy the verify hook
+ * never saw), then cap its lifetime so that it ends at the deadline,
+ * whatever time OpenSSL gave the session (TLS 1.3 resets it to now on each
+ * ticket).
  */
 static int csp_ticket_generated(SSL *ssl, void *arg)
 {
     SSL_SESSION *sess = SSL_get_session(ssl);
     int64_t deadline, generation, left;
 
+    if (sess != NULL)
+        csp_stamp_ticketed_session(ssl, sess);
     if (sess == NULL || !csp_session_binding(sess, &deadline, &generation))
         return 1;
     if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)

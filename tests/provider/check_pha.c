@@ -1,0 +1,589 @@
+/*
+ * TLS 1.3 post-handshake authentication (PHA) under the policy, in process.
+ *
+ * During PHA OpenSSL runs certificate verification first and only then
+ * replaces the connection's session with a copy that receives the client
+ * certificate; the tickets sent after the PHA carry that copy. What
+ * certstore records for a decision (account, deadline, generation) must
+ * therefore reach every ticket issued after an accepted PHA, must never
+ * land on a session that was ticketed before it (the client held that
+ * ticket while unauthenticated), and a rejected PHA must end the
+ * connection with no new ticket.
+ *
+ * The server requests no certificate during the handshake
+ * (SSL_VERIFY_POST_HANDSHAKE) and asks for one afterwards with
+ * SSL_verify_client_post_handshake. The client collects every ticket it is
+ * given, in order, through its new-session callback.
+ *
+ * The hook is process-wide and keeps the configuration of the first
+ * activation, so every test runs in its own process (Check's default fork
+ * mode; do not run this suite with CK_FORK=no).
+ */
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/provider.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "certstore.h"
+#include "cs_store.h"
+#include "testpki.h"
+
+#define ALICE_ACCOUNT "alice@partner-a"
+#define MAX_TICKETS 16
+
+typedef struct {
+    char *dir;
+    char db[512];
+    char cnf[512];
+    char log[512];
+    testpki *pki;
+    OSSL_LIB_CTX *libctx;
+    SSL_CTX *server;
+    SSL_CTX *client;
+    SSL_SESSION *tickets[MAX_TICKETS]; /* every ticket the client received */
+    int n_tickets;
+} fixture;
+
+static fixture fx;
+
+/* ---- store set-up ---------------------------------------------------------- */
+
+static cs_db *store_begin(void)
+{
+    cs_db *db = NULL;
+
+    ck_assert_int_eq(cs_db_open(&db, fx.db, CS_OPEN_CREATE), CS_OK);
+    ck_assert_int_eq(cs_db_migrate(db), CS_OK);
+    ck_assert_int_eq(cs_db_begin(db, "check_pha"), CS_OK);
+    return db;
+}
+
+static void store_commit(cs_db *db)
+{
+    ck_assert_msg(cs_db_commit(db) == CS_OK, "%s", cs_db_errmsg(db));
+    cs_db_close(db);
+}
+
+/* Pin ca-a and map alice (by certificate) until not_after; bob stays unmapped. */
+static void store_alice_until(int64_t not_after)
+{
+    cs_db *db = store_begin();
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_mapping_spec spec;
+
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
+    memset(&spec, 0, sizeof(spec));
+    ck_assert_int_eq(
+        cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT),
+        CS_OK);
+    spec.account = ALICE_ACCOUNT;
+    spec.not_before = CS_TIME_NONE;
+    spec.not_after = not_after;
+    ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
+    store_commit(db);
+}
+
+static void remove_alice_mapping(void)
+{
+    cs_db *db = store_begin();
+    cs_mapping_ref ref;
+
+    memset(&ref, 0, sizeof(ref));
+    ref.kind = CS_KIND_CERT;
+    ck_assert_int_eq(cs_key_from_cert(testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT, &ref.key),
+                     CS_OK);
+    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
+    store_commit(db);
+}
+
+/* ---- provider and TLS set-up ----------------------------------------------- */
+
+static void load_provider(void)
+{
+    FILE *f = fopen(fx.cnf, "w");
+    const char *module = getenv("CERTSTORE_MODULE");
+
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "openssl_conf = openssl_init\n"
+               "[openssl_init]\nproviders = provider_sect\n"
+               "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
+               "[default_sect]\nactivate = 1\n"
+               "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
+            fx.db, fx.log);
+    if (module != NULL)
+        fprintf(f, "module = %s\n", module);
+    fclose(f);
+    fx.libctx = OSSL_LIB_CTX_new();
+    ck_assert_ptr_nonnull(fx.libctx);
+    ck_assert_msg(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf) == 1, "cannot load %s", fx.cnf);
+    ck_assert_msg(OSSL_PROVIDER_available(fx.libctx, "certstore"), "certstore not active");
+}
+
+static X509_STORE *trust_root(void)
+{
+    X509_STORE *store = X509_STORE_new();
+
+    ck_assert_ptr_nonnull(store);
+    ck_assert_int_eq(X509_STORE_add_cert(store, fx.pki->root.cert), 1);
+    return store;
+}
+
+/* TLS 1.3 only; a certificate is asked for after the handshake, never during it. */
+static void make_server(long options)
+{
+    fx.server = SSL_CTX_new_ex(fx.libctx, NULL, TLS_server_method());
+    ck_assert_ptr_nonnull(fx.server);
+    ck_assert_int_eq(SSL_CTX_use_certificate(fx.server, fx.pki->server.cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
+    ck_assert_int_eq(SSL_CTX_set_min_proto_version(fx.server, TLS1_3_VERSION), 1);
+    SSL_CTX_set_cert_store(fx.server, trust_root());
+    SSL_CTX_set_verify(fx.server,
+                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT |
+                           SSL_VERIFY_POST_HANDSHAKE,
+                       NULL);
+    SSL_CTX_set_options(fx.server, options);
+}
+
+static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    if (fx.n_tickets >= MAX_TICKETS)
+        return 0; /* not kept: OpenSSL frees it */
+    fx.tickets[fx.n_tickets++] = sess;
+    return 1;
+}
+
+static void make_client(const char *leaf)
+{
+    const testpki_cred *cred = testpki_get(fx.pki, leaf);
+    const testpki_cred *issuer = testpki_issuer_of(fx.pki, cred);
+
+    fx.client = SSL_CTX_new_ex(fx.libctx, NULL, TLS_client_method());
+    ck_assert_ptr_nonnull(fx.client);
+    ck_assert_int_eq(SSL_CTX_use_certificate(fx.client, cred->cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.client, cred->key), 1);
+    X509_up_ref(issuer->cert);
+    ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(fx.client, issuer->cert), 1);
+    SSL_CTX_set_cert_store(fx.client, trust_root());
+    SSL_CTX_set_verify(fx.client, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(fx.client,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(fx.client, keep_ticket);
+}
+
+/* ---- driving a connection ------------------------------------------------------- */
+
+typedef struct {
+    SSL *server;
+    SSL *client;
+} conn_pair;
+
+static conn_pair pair_new(SSL_SESSION *resume)
+{
+    conn_pair p = {SSL_new(fx.server), SSL_new(fx.client)};
+    BIO *sbio = NULL, *cbio = NULL;
+
+    ck_assert_ptr_nonnull(p.server);
+    ck_assert_ptr_nonnull(p.client);
+    ck_assert_int_eq(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
+    SSL_set_bio(p.server, sbio, sbio);
+    SSL_set_bio(p.client, cbio, cbio);
+    SSL_set_accept_state(p.server);
+    SSL_set_connect_state(p.client);
+    SSL_set_post_handshake_auth(p.client, 1);
+    ck_assert_int_eq(SSL_set_tlsext_host_name(p.client, "localhost"), 1);
+    if (resume != NULL)
+        ck_assert_int_eq(SSL_set_session(p.client, resume), 1);
+    return p;
+}
+
+/*
+ * A connection that ended well says so: a client that frees its SSL without
+ * a close_notify marks its current session (the newest ticket) unresumable.
+ */
+static void pair_close(conn_pair *p)
+{
+    SSL_shutdown(p->client);
+    SSL_shutdown(p->server);
+}
+
+static void pair_free(conn_pair *p)
+{
+    SSL_free(p->server);
+    SSL_free(p->client);
+    ERR_clear_error();
+}
+
+/* Pump both ends over the BIO pair until both finish or one fails (bounded). */
+static int run_handshake(const conn_pair *p)
+{
+    int server_done = 0, client_done = 0, i, r;
+
+    for (i = 0; i < 200 && !(server_done && client_done); i++) {
+        if (!client_done) {
+            r = SSL_do_handshake(p->client);
+            if (r == 1)
+                client_done = 1;
+            else if (SSL_get_error(p->client, r) != SSL_ERROR_WANT_READ)
+                return 0;
+        }
+        if (!server_done) {
+            r = SSL_do_handshake(p->server);
+            if (r == 1)
+                server_done = 1;
+            else if (SSL_get_error(p->server, r) != SSL_ERROR_WANT_READ)
+                return 0;
+        }
+    }
+    return server_done && client_done;
+}
+
+/*
+ * One message from `from` to `to`. Reading processes whatever handshake
+ * messages come first (a CertificateRequest, the client's Certificate,
+ * tickets); 0 when the reader fails.
+ */
+static int send_one(SSL *from, SSL *to)
+{
+    char buf[16];
+    int i, r;
+
+    if (SSL_write(from, "ping", 4) != 4)
+        return 0;
+    for (i = 0; i < 10; i++) {
+        r = SSL_read(to, buf, sizeof(buf));
+        if (r == 4)
+            return 1;
+        if (SSL_get_error(to, r) != SSL_ERROR_WANT_READ)
+            return 0;
+    }
+    return 0;
+}
+
+/* Both ways, then to the client again: delivers every ticket the server sends. */
+static int exchange_data(const conn_pair *p)
+{
+    return send_one(p->server, p->client) && send_one(p->client, p->server) &&
+           send_one(p->server, p->client);
+}
+
+/*
+ * The server asks for a certificate and the client answers (its Certificate
+ * is read, so decided, by the server's next read). 1 if both ends carried on.
+ */
+static int post_handshake_auth(const conn_pair *p)
+{
+    ck_assert_int_eq(SSL_verify_client_post_handshake(p->server), 1);
+    ck_assert_int_eq(SSL_do_handshake(p->server), 1);
+    return exchange_data(p);
+}
+
+/* A first connection: handshake without a certificate, data, then PHA. */
+static int connect_then_pha(conn_pair *p, int *tickets_before_pha)
+{
+    *p = pair_new(NULL);
+    ck_assert_msg(run_handshake(p), "handshake failed");
+    ck_assert_msg(exchange_data(p), "data before PHA failed");
+    ck_assert_ptr_null(SSL_get0_peer_certificate(p->server));
+    ck_assert_ptr_null(certstore_ssl_account_ex(p->server, fx.libctx));
+    *tickets_before_pha = fx.n_tickets;
+    ck_assert_msg(*tickets_before_pha > 0, "no ticket before the PHA");
+    return post_handshake_auth(p);
+}
+
+typedef struct {
+    int ok;
+    int reused;
+    int has_peer;
+    char account[CS_ACCOUNT_MAX + 1];
+    int have_account;
+} resumed;
+
+static resumed resume_with(SSL_SESSION *ticket)
+{
+    conn_pair p = pair_new(ticket);
+    const char *account;
+    resumed r;
+
+    memset(&r, 0, sizeof(r));
+    r.ok = run_handshake(&p) && exchange_data(&p);
+    if (r.ok)
+        pair_close(&p);
+    r.reused = SSL_session_reused(p.server);
+    r.has_peer = SSL_get0_peer_certificate(p.server) != NULL;
+    account = certstore_ssl_account_ex(p.server, fx.libctx);
+    if (account != NULL) {
+        r.have_account = 1;
+        snprintf(r.account, sizeof(r.account), "%s", account);
+    }
+    pair_free(&p);
+    return r;
+}
+
+/*
+ * The certstore binding the server's resumed session carries: 1 with the
+ * deadline and generation if its appdata has the full record.
+ */
+static int resumed_binding(SSL_SESSION *ticket, int64_t *deadline, int64_t *generation)
+{
+    conn_pair p = pair_new(ticket);
+    void *data = NULL;
+    size_t len = 0, head;
+    int found = 0;
+
+    if (run_handshake(&p) && SSL_session_reused(p.server) &&
+        SSL_SESSION_get0_ticket_appdata(SSL_get_session(p.server), &data, &len) && len > 0) {
+        head = strnlen(data, len);
+        found = head + 1 < len &&
+                sscanf((const char *)data + head + 1, "deadline=%" SCNd64 " generation=%" SCNd64,
+                       deadline, generation) == 2;
+    }
+    pair_free(&p);
+    return found;
+}
+
+static int log_has(const char *needle)
+{
+    FILE *f = fopen(fx.log, "r");
+    char line[4096];
+    int found = 0;
+
+    if (f == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void setup(void)
+{
+    memset(&fx, 0, sizeof(fx));
+    fx.dir = testpki_tmpdir();
+    ck_assert_ptr_nonnull(fx.dir);
+    fx.pki = testpki_new(0);
+    ck_assert_ptr_nonnull(fx.pki);
+    snprintf(fx.db, sizeof(fx.db), "%s/certstore.db", fx.dir);
+    snprintf(fx.cnf, sizeof(fx.cnf), "%s/openssl.cnf", fx.dir);
+    snprintf(fx.log, sizeof(fx.log), "%s/decisions.log", fx.dir);
+}
+
+static void teardown(void)
+{
+    int i;
+
+    for (i = 0; i < fx.n_tickets; i++)
+        SSL_SESSION_free(fx.tickets[i]);
+    SSL_CTX_free(fx.server);
+    SSL_CTX_free(fx.client);
+    OSSL_LIB_CTX_free(fx.libctx);
+    testpki_free(fx.pki);
+    testpki_rmtree(fx.dir);
+    free(fx.dir);
+}
+
+/* ---- the ticket kinds -------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    long options;
+} ticket_kind;
+
+static const ticket_kind ticket_kinds[] = {
+    {"TLS 1.3 stateless ticket", 0},
+    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET},
+};
+#define N_KINDS ((int)(sizeof(ticket_kinds) / sizeof(ticket_kinds[0])))
+
+static void start(const ticket_kind *k, const char *leaf, int64_t alice_not_after)
+{
+    store_alice_until(alice_not_after);
+    load_provider();
+    make_server(k->options);
+    make_client(leaf);
+}
+
+/* ---- accepted PHA: later tickets carry the decision -------------------------------- */
+
+START_TEST(test_accepted_pha_tickets_carry_account)
+{
+    const ticket_kind *k = &ticket_kinds[_i];
+    conn_pair p;
+    int before;
+    int64_t deadline = 0, generation = -1;
+    resumed r;
+
+    start(k, "alice", CS_TIME_NONE);
+    ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
+    ck_assert_ptr_nonnull(SSL_get0_peer_certificate(p.server));
+    ck_assert_str_eq(certstore_ssl_account_ex(p.server, fx.libctx), ALICE_ACCOUNT);
+    pair_close(&p);
+    pair_free(&p);
+    ck_assert_msg(fx.n_tickets > before, "%s: no ticket after the PHA", k->name);
+
+    r = resume_with(fx.tickets[fx.n_tickets - 1]);
+    ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume", k->name);
+    ck_assert(r.has_peer);
+    ck_assert_msg(r.have_account, "%s: resumed post-PHA session has no account", k->name);
+    ck_assert_str_eq(r.account, ALICE_ACCOUNT);
+    ck_assert_msg(resumed_binding(fx.tickets[before], &deadline, &generation),
+                  "%s: post-PHA ticket lacks the deadline and generation", k->name);
+    ck_assert_int_ge(generation, 0);
+}
+END_TEST
+
+/* A mapping that ends by time, with no write, ends the post-PHA tickets too. */
+START_TEST(test_accepted_pha_tickets_end_at_mapping_deadline)
+{
+    const ticket_kind *k = &ticket_kinds[_i];
+    conn_pair p;
+    int before;
+    int64_t end = (int64_t)time(NULL) + 3;
+    resumed r;
+
+    start(k, "alice", end);
+    ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
+    pair_close(&p);
+    pair_free(&p);
+    ck_assert_msg(fx.n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
+
+    r = resume_with(fx.tickets[before]);
+    ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume in time", k->name);
+    while ((int64_t)time(NULL) <= end + 1)
+        sleep(1);
+    r = resume_with(fx.tickets[fx.n_tickets - 1]);
+    ck_assert_msg(!r.reused, "%s: post-PHA ticket resumed past the mapping's end", k->name);
+    ck_assert(!r.have_account);
+}
+END_TEST
+
+/* A narrowing change ends the post-PHA tickets (generation). */
+START_TEST(test_accepted_pha_tickets_end_at_narrowing)
+{
+    const ticket_kind *k = &ticket_kinds[_i];
+    conn_pair p;
+    int before;
+    resumed r;
+
+    start(k, "alice", CS_TIME_NONE);
+    ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
+    pair_close(&p);
+    pair_free(&p);
+    ck_assert_msg(fx.n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
+    r = resume_with(fx.tickets[before]);
+    ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume", k->name);
+
+    remove_alice_mapping();
+    r = resume_with(fx.tickets[fx.n_tickets - 1]);
+    ck_assert_msg(!r.reused, "%s: post-PHA ticket resumed after the mapping was removed",
+                  k->name);
+    ck_assert(!r.have_account);
+}
+END_TEST
+
+/* ---- tickets from before the PHA stay unauthenticated ----------------------------- */
+
+START_TEST(test_pre_pha_tickets_stay_unauthenticated)
+{
+    const ticket_kind *k = &ticket_kinds[_i];
+    conn_pair p;
+    int before, i;
+    resumed r;
+
+    start(k, "alice", CS_TIME_NONE);
+    ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
+    pair_close(&p);
+    pair_free(&p);
+    for (i = 0; i < before; i++) {
+        r = resume_with(fx.tickets[i]);
+        ck_assert_msg(r.ok, "%s: pre-PHA ticket %d: connection failed", k->name, i);
+        ck_assert_msg(!r.has_peer, "%s: pre-PHA ticket %d resumed with a certificate", k->name,
+                      i);
+        ck_assert_msg(!r.have_account, "%s: pre-PHA ticket %d resumed as account %s", k->name,
+                      i, r.account);
+    }
+}
+END_TEST
+
+/* ---- rejected PHA: the connection ends, no ticket carries an acceptance ------------ */
+
+START_TEST(test_rejected_pha_ends_connection)
+{
+    const ticket_kind *k = &ticket_kinds[_i];
+    conn_pair p;
+    int before, i;
+    resumed r;
+
+    start(k, "bob", CS_TIME_NONE);
+    ck_assert_msg(!connect_then_pha(&p, &before), "%s: unmapped client passed PHA", k->name);
+    ck_assert_int_eq(SSL_get_verify_result(p.server), X509_V_ERR_APPLICATION_VERIFICATION);
+    ck_assert_ptr_null(certstore_ssl_account_ex(p.server, fx.libctx));
+    ck_assert_int_le(SSL_write(p.server, "more", 4), 0);
+    pair_free(&p);
+    ck_assert_msg(log_has("result=reject reason=no-mapping"), "no reject in the log");
+    ck_assert_msg(fx.n_tickets == before, "%s: %d ticket(s) issued after a rejected PHA",
+                  k->name, fx.n_tickets - before);
+    for (i = 0; i < before; i++) {
+        r = resume_with(fx.tickets[i]);
+        ck_assert_msg(!r.has_peer && !r.have_account,
+                      "%s: pre-PHA ticket %d resumed as authenticated", k->name, i);
+    }
+}
+END_TEST
+
+/* A rejected PHA after an accepted one leaves no account on the connection. */
+START_TEST(test_rejected_pha_after_accepted_one_clears_account)
+{
+    const ticket_kind *k = &ticket_kinds[_i];
+    conn_pair p;
+    int before;
+
+    start(k, "alice", CS_TIME_NONE);
+    ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
+    ck_assert_str_eq(certstore_ssl_account_ex(p.server, fx.libctx), ALICE_ACCOUNT);
+    remove_alice_mapping();
+    ck_assert_msg(!post_handshake_auth(&p), "%s: second PHA passed after removal", k->name);
+    ck_assert_ptr_null(certstore_ssl_account_ex(p.server, fx.libctx));
+    pair_free(&p);
+}
+END_TEST
+
+static Suite *pha_suite(void)
+{
+    Suite *s = suite_create("pha");
+    TCase *accepted = tcase_create("accepted");
+    TCase *rejected = tcase_create("rejected");
+
+    tcase_add_checked_fixture(accepted, setup, teardown);
+    tcase_set_timeout(accepted, 30);
+    tcase_add_loop_test(accepted, test_accepted_pha_tickets_carry_account, 0, N_KINDS);
+    tcase_add_loop_test(accepted, test_accepted_pha_tickets_end_at_mapping_deadline, 0, N_KINDS);
+    tcase_add_loop_test(accepted, test_accepted_pha_tickets_end_at_narrowing, 0, N_KINDS);
+    tcase_add_loop_test(accepted, test_pre_pha_tickets_stay_unauthenticated, 0, N_KINDS);
+    suite_add_tcase(s, accepted);
+
+    tcase_add_checked_fixture(rejected, setup, teardown);
+    tcase_add_loop_test(rejected, test_rejected_pha_ends_connection, 0, N_KINDS);
+    tcase_add_loop_test(rejected, test_rejected_pha_after_accepted_one_clears_account, 0,
+                        N_KINDS);
+    suite_add_tcase(s, rejected);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(pha_suite());
+    int failed;
+
+    srunner_run_all(runner, CK_NORMAL);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
