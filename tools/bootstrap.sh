@@ -22,7 +22,8 @@ cd "$top"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 build_deps=(build-essential cmake pkg-config libssl-dev openssl libsqlite3-dev sqlite3 check)
-test_deps=(clang valgrind curl stunnel4 haproxy nginx apache2 util-linux lintian groff-base man-db)
+test_deps=(clang valgrind curl stunnel4 haproxy nginx apache2 util-linux lintian groff-base man-db
+           python3)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -78,6 +79,12 @@ test)
     (cd "$top/build-asan" &&
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
             ctest --output-on-failure -j"$jobs" -E '^(servers\.|provider\.test_)')
+    # Fuzz targets: replay the committed corpus, then fuzz each for 60 s.
+    # Their own build: fuzzing instruments the store library for coverage.
+    echo "== fuzz build and replay"
+    build "$top/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+        -DCERTSTORE_FUZZ=ON -DCERTSTORE_SANITIZE=ON
+    FUZZ_BUILD_DIR="$top/build-fuzz" bash "$top/tests/fuzz/run.sh" 60
     echo "== release build"
     build "$top/build"
     cd "$top/build" && ctest --output-on-failure
