@@ -92,8 +92,20 @@ const csp_config *csp_policy(void);
 int csp_hooks_install(void);
 /* The SSL ex_data index holding the per-connection state (-1 if none). */
 int csp_hooks_account_index(void);
-/* The store's policy generation now, through this thread's handle. 1 if read. */
-int csp_current_generation(int64_t *generation);
+/*
+ * What a session is bound to: the database file and its policy generation.
+ * A generation alone says nothing once the file is replaced by another
+ * database (a deploy tool's rename), whose counter is unrelated.
+ */
+typedef struct {
+    cs_db_file_id file;
+    int64_t generation;
+} csp_policy_state;
+
+/* The store's file and generation now, through this thread's handle. 1 if read. */
+int csp_current_policy_state(csp_policy_state *state);
+/* 1 when both name the same file at the same generation. */
+int csp_policy_state_equal(const csp_policy_state *a, const csp_policy_state *b);
 /*
  * A ticket is being made for `sess` on server connection `ssl`: stamp the
  * connection's accepted decision on it (the session may be a copy the
@@ -107,13 +119,13 @@ void csp_stamp_ticketed_session(SSL *ssl, SSL_SESSION *sess);
 void csp_resume_install(SSL_CTX *ctx);
 /*
  * Record the account, the absolute deadline (CS_TIME_FOREVER/NONE: none)
- * and the decision's generation in the session's ticket appdata, unless
- * the application keeps its own data there.
+ * and the decision's database file and generation in the session's ticket
+ * appdata, unless the application keeps its own data there.
  */
 void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
-                       int64_t generation);
+                       const csp_policy_state *state);
 /* Read them back: 1 if the session carries a certstore binding. */
-int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, int64_t *generation);
+int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
 
 /* ---- database handles (dbpool.c) ------------------------------------------ */
 

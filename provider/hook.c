@@ -8,19 +8,24 @@
  * cannot overrule the rejection in enforce mode).
  *
  * Resumption skips certificate verification, so every server-side SSL gets
- * a session-id context bound to the policy generation: a session made
- * before a narrowing change carries an older sid_ctx, OpenSSL treats it as a
- * cache miss (session IDs, TLS 1.2 tickets, TLS 1.3 tickets stateless and
- * stateful alike) and the client gets a full handshake, decided anew. The
- * sid_ctx is tag || SSL_CTX address || generation: OpenSSL 3.0 cannot read
- * a context's own sid_ctx back, so the SSL_CTX identity stands in for it.
+ * a session-id context bound to the policy state: the database file and
+ * its generation. A session made before a narrowing change, or under a
+ * database file since replaced by another (whose generation counter is
+ * unrelated, and may well be equal), carries another sid_ctx; OpenSSL
+ * treats it as a cache miss (session IDs, TLS 1.2 tickets, TLS 1.3 tickets
+ * stateless and stateful alike) and the client gets a full handshake,
+ * decided anew. The sid_ctx is tag || the first 24 bytes of SHA-256 over
+ * the SSL_CTX address, the file's identity and the generation: OpenSSL 3.0
+ * cannot read a context's own sid_ctx back, so the SSL_CTX identity stands
+ * in for it, and the whole does not fit the 32 bytes raw.
  *
- * The generation is read twice: in SSL_new, and again when the ClientHello
+ * The state is read twice: in SSL_new, and again when the ClientHello
  * has arrived (an SSL-level info callback, which passes every event on to
  * the context's own callback). A connection accepted before a narrowing
  * change whose ClientHello comes after it must not resume: the session
  * lookup happens after that second read. The ticket callbacks (resume.c)
- * add the absolute deadline and the decision's generation to each ticket.
+ * add the absolute deadline and the decision's file and generation to each
+ * ticket.
  *
  * The decision is kept on the connection and stamped again on every
  * session being ticketed: during TLS 1.3 post-handshake authentication the
@@ -33,6 +38,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -49,19 +55,22 @@ typedef struct {
     /* The decision in force, for every session this connection gets ticketed. */
     int accepted;
     int64_t valid_until;
-    int64_t generation;
+    csp_policy_state state;
     /* Handshake done, or a ticket made: a certificate now is TLS 1.3 PHA. */
     int established;
 } csp_conn;
 
-#define CSP_SID_TAG "certstr1"         /* bound to a known generation */
+#define CSP_SID_TAG "certstr2"         /* bound to a known file and generation */
 #define CSP_SID_TAG_UNKNOWN "certstr0" /* store unreadable: never resumes */
 #define CSP_SID_TAG_LEN 8
+#define CSP_SID_DIGEST_LEN (SSL_MAX_SID_CTX_LENGTH - CSP_SID_TAG_LEN)
 
 static int csp_ctx_index = -1;
 static int csp_conn_index = -1;
 static CRYPTO_ONCE csp_hooks_once = CRYPTO_ONCE_STATIC_INIT;
 static int csp_hooks_ok;
+static EVP_MD *csp_sha256;
+static CRYPTO_ONCE csp_sha256_once = CRYPTO_ONCE_STATIC_INIT;
 
 int csp_hooks_account_index(void)
 {
@@ -81,54 +90,105 @@ static void csp_sid_append(csp_conn *conn, const void *bytes, size_t len)
     conn->sid_ctx_len += (unsigned int)len;
 }
 
-int csp_current_generation(int64_t *generation)
+int csp_current_policy_state(csp_policy_state *state)
 {
     char why[256];
     cs_db *db = csp_denying_all() ? NULL : csp_dbpool_get(why, sizeof(why));
 
     if (db == NULL)
         return 0;
-    if (cs_db_generation(db, generation) != CS_OK) {
-        csp_dbpool_discard(); /* a handle that cannot read: reopen next time */
+    /* The file first: a generation read from a replaced file binds nothing. */
+    if (cs_db_identity(db, &state->file) != CS_OK ||
+        cs_db_generation(db, &state->generation) != CS_OK) {
+        csp_dbpool_discard(); /* replaced, or cannot read: reopen next time */
         return 0;
     }
     return 1;
 }
 
+int csp_policy_state_equal(const csp_policy_state *a, const csp_policy_state *b)
+{
+    return a->generation == b->generation && a->file.dev == b->file.dev &&
+           a->file.ino == b->file.ino && a->file.birth_sec == b->file.birth_sec &&
+           a->file.birth_nsec == b->file.birth_nsec;
+}
+
+/* SHA-256, fetched once: looking it up on every handshake costs more than hashing. */
+static void csp_sha256_fetch(void)
+{
+    csp_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void csp_put_u64(unsigned char **p, uint64_t v)
+{
+    memcpy(*p, &v, sizeof(v));
+    *p += sizeof(v);
+}
+
 /*
- * Without a generation (not read yet, or unreadable), a per-connection value
- * makes the session unresumable: pid and a counter cannot repeat within the
- * process.
+ * A digest rather than a cheaper mix: the sid_ctx is all that keeps a
+ * session ID from resuming, so two policy states must not share one.
  */
-static void csp_sid_build(csp_conn *conn, const SSL_CTX *ctx, const int64_t *generation)
+static int csp_sid_digest(const SSL_CTX *ctx, const csp_policy_state *state,
+                          unsigned char out[CSP_SID_DIGEST_LEN])
+{
+    unsigned char input[6 * sizeof(uint64_t)], *p = input;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+
+    csp_put_u64(&p, (uint64_t)(uintptr_t)ctx);
+    csp_put_u64(&p, state->file.dev);
+    csp_put_u64(&p, state->file.ino);
+    csp_put_u64(&p, (uint64_t)state->file.birth_sec);
+    csp_put_u64(&p, (uint64_t)state->file.birth_nsec);
+    csp_put_u64(&p, (uint64_t)state->generation);
+    if (!CRYPTO_THREAD_run_once(&csp_sha256_once, csp_sha256_fetch) ||
+        EVP_Digest(input, sizeof(input), md, &md_len,
+                   csp_sha256 != NULL ? csp_sha256 : EVP_sha256(), NULL) != 1 ||
+        md_len < CSP_SID_DIGEST_LEN)
+        return 0;
+    memcpy(out, md, CSP_SID_DIGEST_LEN);
+    return 1;
+}
+
+/*
+ * Without a policy state (not read yet, or unreadable, or no digest), a
+ * per-connection value makes the session unresumable: pid and a counter
+ * cannot repeat within the process.
+ */
+static void csp_sid_build(csp_conn *conn, const SSL_CTX *ctx, const csp_policy_state *state)
 {
     static uint64_t unknown_counter;
+    unsigned char digest[CSP_SID_DIGEST_LEN];
+    uint64_t n;
+    uint32_t pid;
 
     conn->sid_ctx_len = 0;
-    csp_sid_append(conn, generation != NULL ? CSP_SID_TAG : CSP_SID_TAG_UNKNOWN,
-                   CSP_SID_TAG_LEN);
-    csp_sid_append(conn, &ctx, sizeof(ctx));
-    if (generation != NULL) {
-        csp_sid_append(conn, generation, sizeof(*generation));
-    } else {
-        uint64_t n = __atomic_add_fetch(&unknown_counter, 1, __ATOMIC_RELAXED);
-        uint32_t pid = (uint32_t)getpid();
-
-        csp_sid_append(conn, &pid, sizeof(pid));
-        csp_sid_append(conn, &n, sizeof(n));
+    if (state != NULL && csp_sid_digest(ctx, state, digest)) {
+        csp_sid_append(conn, CSP_SID_TAG, CSP_SID_TAG_LEN);
+        csp_sid_append(conn, digest, sizeof(digest));
+        return;
     }
+    n = __atomic_add_fetch(&unknown_counter, 1, __ATOMIC_RELAXED);
+    pid = (uint32_t)getpid();
+    csp_sid_append(conn, CSP_SID_TAG_UNKNOWN, CSP_SID_TAG_LEN);
+    csp_sid_append(conn, &ctx, sizeof(ctx));
+    csp_sid_append(conn, &pid, sizeof(pid));
+    csp_sid_append(conn, &n, sizeof(n));
 }
 
 static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
 {
-    int64_t generation = 0;
+    csp_policy_state state;
 
-    csp_sid_build(conn, ctx, csp_current_generation(&generation) ? &generation : NULL);
+    memset(&state, 0, sizeof(state));
+    csp_sid_build(conn, ctx, csp_current_policy_state(&state) ? &state : NULL);
 }
 
 /*
  * The ClientHello has arrived (its header is read; the session lookup has
- * not run yet): bind the connection to the generation in force now. Also
+ * not run yet): bind the connection to the file and generation in force
+ * now. Also
  * on a TLS 1.2 renegotiation; not on TLS 1.3 post-handshake messages.
  */
 static int csp_client_hello_arriving(const SSL *ssl, int where)
@@ -192,7 +252,7 @@ static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
     conn->bound_ctx = SSL_get_SSL_CTX(ssl);
     /*
      * Unresumable until the ClientHello arrives and csp_info binds the
-     * generation in force then; reading it here as well would only cost a
+     * file and generation in force then; reading it here as well would only cost a
      * query per connection. An application that replaces the info callback
      * therefore gets no resumption, never a stale one.
      */
@@ -253,13 +313,31 @@ static int csp_chain_trustworthy(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chai
            X509_STORE_CTX_get_num_untrusted(store_ctx) < sk_X509_num(chain);
 }
 
+/*
+ * An acceptance binds sessions to the file it was read from: when that file
+ * can no longer be named (replaced while deciding), decide nothing.
+ */
+static void csp_bind_decision(cs_db *db, cs_decision *d, csp_policy_state *state)
+{
+    memset(state, 0, sizeof(*state));
+    state->generation = d->generation;
+    if (!d->accept || cs_db_identity(db, &state->file) == CS_OK)
+        return;
+    d->accept = 0;
+    d->reason = CS_REASON_STORE_UNAVAILABLE;
+    snprintf(d->detail, sizeof(d->detail), "%.120s: replaced while deciding",
+             csp_policy()->db);
+    csp_dbpool_discard();
+}
+
 static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
-                             cs_decision *d)
+                             cs_decision *d, csp_policy_state *state)
 {
     char why[sizeof(d->detail)];
     cs_policy_opts opts = {.require_strong = csp_policy()->require_strong};
     cs_db *db;
 
+    memset(state, 0, sizeof(*state));
     if (csp_denying_all()) {
         cs_decide(NULL, chain, time(NULL), d);
         snprintf(d->detail, sizeof(d->detail), "%.150s", csp_policy()->config_error_text);
@@ -282,6 +360,8 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
         snprintf(d->detail, sizeof(d->detail), "%.60s: %.90s", csp_policy()->db, why);
     else if (!d->accept && d->reason == CS_REASON_STORE_UNAVAILABLE)
         csp_dbpool_discard(); /* retry the open on the next handshake */
+    else
+        csp_bind_decision(db, d, state);
 }
 
 static const char *csp_reason_name(const cs_decision *d)
@@ -312,9 +392,10 @@ static void csp_log(const cs_decision *d, STACK_OF(X509) *chain, const SSL *ssl,
 }
 
 /*
- * Bind a session to this connection's generation and cap its lifetime at
- * the moment the accepted decision stops holding by time alone; record the
- * account, the absolute deadline and the decision's generation for resumed
+ * Bind a session to this connection's file and generation and cap its
+ * lifetime at the moment the accepted decision stops holding by time alone;
+ * record the account, the absolute deadline and the decision's file and
+ * generation for resumed
  * connections and the ticket callbacks. An application that put its own
  * sid_ctx on the SSL (Apache, HAProxy) built the session under that value:
  * stamping ours makes it a cache miss under the application's value, i.e.
@@ -336,7 +417,7 @@ static void csp_stamp_session(SSL_SESSION *sess, const csp_conn *conn)
     if (conn->valid_until != CS_TIME_FOREVER && conn->valid_until != CS_TIME_NONE &&
         left < (int64_t)SSL_SESSION_get_timeout(sess))
         SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
-    csp_session_stamp(sess, conn->account, conn->valid_until, conn->generation);
+    csp_session_stamp(sess, conn->account, conn->valid_until, &conn->state);
 }
 
 /*
@@ -367,12 +448,13 @@ static int csp_post_handshake_auth(const SSL *ssl, const csp_conn *conn)
     return conn->established && SSL_version(ssl) >= TLS1_3_VERSION;
 }
 
-static void csp_remember_decision(csp_conn *conn, const cs_decision *d)
+static void csp_remember_decision(csp_conn *conn, const cs_decision *d,
+                                  const csp_policy_state *state)
 {
     memcpy(conn->account, d->account, sizeof(conn->account));
     conn->accepted = 1;
     conn->valid_until = d->valid_until;
-    conn->generation = d->generation;
+    conn->state = *state;
 }
 
 /* A certificate not accepted: nothing earlier on this connection still speaks for it. */
@@ -402,15 +484,16 @@ static int csp_verify_server(X509_STORE_CTX *store_ctx, SSL *ssl)
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(store_ctx);
     csp_conn *conn = SSL_get_ex_data(ssl, csp_conn_index);
     cs_decision d;
+    csp_policy_state state;
 
-    csp_decide_chain(store_ctx, chain, &d);
+    csp_decide_chain(store_ctx, chain, &d, &state);
     if (d.accept && conn == NULL) {
         d.accept = 0; /* no per-connection state: cannot bind the session */
         d.reason = CS_REASON_STORE_UNAVAILABLE;
         snprintf(d.detail, sizeof(d.detail), "no connection state (out of memory)");
     }
     if (d.accept) {
-        csp_remember_decision(conn, &d);
+        csp_remember_decision(conn, &d, &state);
         if (!csp_post_handshake_auth(ssl, conn))
             csp_stamp_session(SSL_get_session(ssl), conn);
         csp_log(&d, chain, ssl, "accept");

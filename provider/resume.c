@@ -2,22 +2,27 @@
  * Session tickets under the policy: what a session carries, and the ticket
  * callbacks that hold resumption to it.
  *
- * The session-id context (hook.c) binds a session to the generation seen
- * when its ClientHello arrived; it cannot say when a decision stops holding
+ * The session-id context (hook.c) binds a session to the database file and
+ * generation seen when its ClientHello arrived; it cannot say when a decision stops holding
  * by time. A relative lifetime is not enough either: on every TLS 1.3
  * resumption OpenSSL copies the session, resets its time to now and keeps
  * its timeout, so each resumption would grant the whole lifetime again. So
  * the session's ticket appdata carries, after the account, the ABSOLUTE
- * deadline and the generation of the decision:
+ * deadline and the database file and generation of the decision:
  *
- *     "certstore-account=" account NUL "deadline=D generation=G" NUL
+ *     "certstore-account=" account NUL
+ *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC" NUL
+ *
+ * The file matters as much as the generation: a deploy tool that renames
+ * another database over the store brings an unrelated counter, equal or
+ * even lower, so the decrypt callback wants both to be what they are now.
  *
  * certstore.h reads the account up to its NUL and is unaffected by the
  * tail. The generate callback caps every ticket (TLS 1.2 renewals, every
  * TLS 1.3 ticket, stateless and stateful) at the deadline; the decrypt
  * callback, which runs while the ClientHello is processed, turns a ticket
- * whose deadline passed or whose generation is older than the store's into
- * a full handshake, decided anew.
+ * whose deadline passed, or whose file or generation is not the store's
+ * now, into a full handshake, decided anew.
  *
  * An application that installs its own ticket callbacks (stunnel) replaces
  * these: the session-id context binding and the cap set at the full
@@ -34,7 +39,11 @@
 #include "csp.h"
 
 #define CSP_APPDATA_PREFIX CERTSTORE_SESSION_PREFIX
-#define CSP_APPDATA_TAIL_FORMAT "deadline=%" SCNd64 " generation=%" SCNd64 "%n"
+#define CSP_APPDATA_TAIL_WRITE                                                                 \
+    "deadline=%" PRId64 " generation=%" PRId64 " db=%" PRIu64 ":%" PRIu64 ":%" PRId64 ".%" PRId64
+#define CSP_APPDATA_TAIL_READ                                                                  \
+    "deadline=%" SCNd64 " generation=%" SCNd64 " db=%" SCNu64 ":%" SCNu64 ":%" SCNd64 ".%" SCNd64 \
+    "%n"
 
 static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
                                               const unsigned char *keyname, size_t keyname_len,
@@ -54,9 +63,10 @@ static int csp_appdata_ours_or_empty(const SSL_SESSION *sess)
     return len == 0 || (len > prefix && memcmp(data, CSP_APPDATA_PREFIX, prefix) == 0);
 }
 
-void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline, int64_t generation)
+void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
+                       const csp_policy_state *state)
 {
-    char data[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 64];
+    char data[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 160];
     int head, tail;
 
     if (!csp_appdata_ours_or_empty(sess))
@@ -64,14 +74,15 @@ void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
     head = snprintf(data, sizeof(data), "%s%s", CSP_APPDATA_PREFIX, account);
     if (head < 0 || (size_t)head >= sizeof(data) - 1)
         return;
-    tail = snprintf(data + head + 1, sizeof(data) - (size_t)head - 1,
-                    "deadline=%" PRId64 " generation=%" PRId64, deadline, generation);
+    tail = snprintf(data + head + 1, sizeof(data) - (size_t)head - 1, CSP_APPDATA_TAIL_WRITE,
+                    deadline, state->generation, state->file.dev, state->file.ino,
+                    state->file.birth_sec, state->file.birth_nsec);
     if (tail < 0 || (size_t)(head + 1 + tail) >= sizeof(data))
         return;
     SSL_SESSION_set1_ticket_appdata(sess, data, (size_t)head + 1 + (size_t)tail + 1);
 }
 
-int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, int64_t *generation)
+int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state)
 {
     void *data = NULL;
     size_t len = 0, prefix = strlen(CSP_APPDATA_PREFIX);
@@ -87,8 +98,10 @@ int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, int64_t *gen
     if (nul == NULL || nul == bytes + len - 1)
         return 0; /* an account alone: no binding recorded */
     tail = nul + 1;
-    if (sscanf(tail, CSP_APPDATA_TAIL_FORMAT, deadline, generation, &used) != 2 || used < 0 ||
-        tail + used != bytes + len - 1)
+    memset(state, 0, sizeof(*state));
+    if (sscanf(tail, CSP_APPDATA_TAIL_READ, deadline, &state->generation, &state->file.dev,
+               &state->file.ino, &state->file.birth_sec, &state->file.birth_nsec, &used) != 6 ||
+        used < 0 || tail + used != bytes + len - 1)
         return 0;
     return 1;
 }
@@ -110,11 +123,12 @@ void csp_resume_install(SSL_CTX *ctx)
 static int csp_ticket_generated(SSL *ssl, void *arg)
 {
     SSL_SESSION *sess = SSL_get_session(ssl);
-    int64_t deadline, generation, left;
+    csp_policy_state state;
+    int64_t deadline, left;
 
     if (sess != NULL)
         csp_stamp_ticketed_session(ssl, sess);
-    if (sess == NULL || !csp_session_binding(sess, &deadline, &generation))
+    if (sess == NULL || !csp_session_binding(sess, &deadline, &state))
         return 1;
     if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
         return 1;
@@ -144,9 +158,10 @@ static SSL_TICKET_RETURN csp_ticket_default(SSL_TICKET_STATUS status)
  */
 static int csp_session_still_holds(const SSL_SESSION *sess, const char **why)
 {
-    int64_t deadline, generation, current;
+    csp_policy_state bound, current;
+    int64_t deadline;
 
-    if (!csp_session_binding(sess, &deadline, &generation)) {
+    if (!csp_session_binding(sess, &deadline, &bound)) {
         *why = "no certstore binding";
         return SSL_SESSION_get0_peer((SSL_SESSION *)sess) == NULL;
     }
@@ -155,12 +170,13 @@ static int csp_session_still_holds(const SSL_SESSION *sess, const char **why)
         *why = "past its deadline";
         return 0;
     }
-    if (!csp_current_generation(&current)) {
-        *why = "store generation unreadable";
+    if (!csp_current_policy_state(&current)) {
+        *why = "store file or generation unreadable";
         return 0;
     }
-    if (generation < current) {
-        *why = "made before a narrowing change";
+    /* Not `<`: another file's counter may be lower and still narrower. */
+    if (!csp_policy_state_equal(&bound, &current)) {
+        *why = "made under another database file or before a narrowing change";
         return 0;
     }
     return 1;

@@ -81,6 +81,23 @@ int cs_db_file_replaced(const cs_db *db);
 cs_status cs_db_generation(cs_db *db, int64_t *generation);
 
 /*
+ * Which database file a handle has open. A file replaced by rename (a deploy
+ * tool installing another database) keeps its own generation counter, so a
+ * generation means something only together with the file it was read from.
+ * dev/ino come from the open; the birth time (0/0 where the file system
+ * keeps none) tells a new file from an older, deleted one whose inode
+ * number was reused. CS_ERR when the path no longer names the file the
+ * handle has open (replaced or removed): the caller should reopen.
+ */
+typedef struct {
+    uint64_t dev;
+    uint64_t ino;
+    int64_t birth_sec;
+    int64_t birth_nsec;
+} cs_db_file_id;
+cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id);
+
+/*
  * Write transactions. Every mutating call below must run between
  * cs_db_begin() and cs_db_commit()/cs_db_rollback(); each appends a
  * change-log row (time, OS user, command, what changed).

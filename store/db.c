@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -500,6 +502,30 @@ int cs_db_file_replaced(const cs_db *db)
     if (db == NULL || db->path == NULL || stat(db->path, &st) != 0)
         return 1;
     return st.st_dev != db->dev || st.st_ino != db->ino;
+}
+
+/*
+ * The birth time is read from the path, not the handle; it belongs to the
+ * open file when dev/ino still match, since an inode number cannot be
+ * reused while the handle holds the file open.
+ */
+cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id)
+{
+    struct statx stx;
+
+    if (db == NULL || db->path == NULL || id == NULL ||
+        statx(AT_FDCWD, db->path, 0, STATX_INO | STATX_BTIME, &stx) != 0)
+        return CS_ERR;
+    if (makedev(stx.stx_dev_major, stx.stx_dev_minor) != db->dev || stx.stx_ino != db->ino)
+        return CS_ERR;
+    memset(id, 0, sizeof(*id));
+    id->dev = (uint64_t)db->dev;
+    id->ino = (uint64_t)db->ino;
+    if (stx.stx_mask & STATX_BTIME) {
+        id->birth_sec = stx.stx_btime.tv_sec;
+        id->birth_nsec = stx.stx_btime.tv_nsec;
+    }
+    return CS_OK;
 }
 
 /* ---- migrations ----------------------------------------------------------- */
