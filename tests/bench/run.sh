@@ -2,6 +2,7 @@
 # certstore benchmarks (issue 6): the one command that prints the table.
 #
 #   tests/bench/run.sh [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]
+#                      [--only SECTION,...]
 #
 # Builds a Release tree in build-bench (or DIR), then measures, each against
 # plain OpenSSL in the same run: in-process handshakes with stores of 0, 10k,
@@ -17,6 +18,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$top/build-bench
 do_build=1 fresh=0 smoke=0 servers=1
+only="handshakes,decisions,memory,admin,haproxy,liveness"
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) build=$(cd "$2" && pwd); shift ;;
@@ -24,7 +26,9 @@ while [ $# -gt 0 ]; do
     --fresh) fresh=1 ;;
     --smoke) smoke=1 ;;
     --no-servers) servers=0 ;;
-    *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" >&2
+    --only) only=$2; shift ;;
+    *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" \
+            "[--only handshakes,decisions,memory,admin,haproxy,liveness]" >&2
        exit 2 ;;
     esac
     shift
@@ -371,14 +375,15 @@ for entry in $SIZES; do
     write_conf "$RUN/on-${entry%%:*}.cnf" "$CACHE/db-${entry%%:*}.db"
 done
 
+wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
 describe_machine
-section_handshakes
-section_decisions
-section_memory
-section_admin
+for section in handshakes decisions memory admin; do
+    if wanted "$section"; then "section_$section"; fi
+done
 if [ "$servers" -eq 1 ] && command -v haproxy >/dev/null; then
-    section_haproxy
-    section_liveness
+    if wanted haproxy; then section_haproxy; fi
+    if wanted liveness; then section_liveness; fi
 elif [ "$servers" -eq 1 ]; then
     echo "(haproxy not installed: server and liveness sections skipped)"
 fi
