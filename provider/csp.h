@@ -135,6 +135,8 @@ int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_s
  * the reason copied to why (why_len bytes).
  */
 cs_db *csp_dbpool_get(char *why, size_t why_len);
+/* getpid() without a system call per handshake: cached, forgotten at fork. */
+pid_t csp_process_pid(void);
 /* Drop this thread's handle after a failure so the next call reopens. */
 void csp_dbpool_discard(void);
 /* Close this thread's handle (process exit). */

@@ -44,11 +44,45 @@ static pthread_key_t csp_db_key;
 static pthread_once_t csp_db_key_once = PTHREAD_ONCE_INIT;
 static int csp_db_key_ok;
 
+/*
+ * This process's pid, forgotten in the child of every fork() (the atfork
+ * handler), so the handshake path need not ask the kernel each time.
+ */
+static pid_t csp_pid_cached;
+static int csp_pid_watched;
+static pthread_once_t csp_pid_once = PTHREAD_ONCE_INIT;
+
+static void csp_forget_pid(void)
+{
+    __atomic_store_n(&csp_pid_cached, 0, __ATOMIC_RELAXED);
+}
+
+static void csp_watch_forks(void)
+{
+    csp_pid_watched = pthread_atfork(NULL, NULL, csp_forget_pid) == 0;
+}
+
+pid_t csp_process_pid(void)
+{
+    pid_t pid;
+
+    /* Registered before anything is cached, or a child could see its parent's pid. */
+    pthread_once(&csp_pid_once, csp_watch_forks);
+    if (!csp_pid_watched)
+        return getpid();
+    pid = __atomic_load_n(&csp_pid_cached, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        pid = getpid();
+        __atomic_store_n(&csp_pid_cached, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
+
 static void csp_thread_db_free(void *p)
 {
     csp_thread_db *t = p;
 
-    if (t->db != NULL && t->pid == getpid())
+    if (t->db != NULL && t->pid == csp_process_pid())
         cs_db_close(t->db);
     free(t);
 }
@@ -141,7 +175,7 @@ static void csp_open_for_thread(csp_thread_db *t, pid_t pid, char *why, size_t w
 cs_db *csp_dbpool_get(char *why, size_t why_len)
 {
     csp_thread_db *t = csp_thread_slot();
-    pid_t pid = getpid();
+    pid_t pid = csp_process_pid();
 
     if (t == NULL) {
         snprintf(why, why_len, "out of memory");
@@ -168,7 +202,7 @@ void csp_dbpool_discard(void)
 
     if (t == NULL || t->db == NULL)
         return;
-    if (t->pid == getpid())
+    if (t->pid == csp_process_pid())
         cs_db_close(t->db);
     t->db = NULL;
 }

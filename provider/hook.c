@@ -170,7 +170,7 @@ static void csp_sid_build(csp_conn *conn, const SSL_CTX *ctx, const csp_policy_s
         return;
     }
     n = __atomic_add_fetch(&unknown_counter, 1, __ATOMIC_RELAXED);
-    pid = (uint32_t)getpid();
+    pid = (uint32_t)csp_process_pid();
     csp_sid_append(conn, CSP_SID_TAG_UNKNOWN, CSP_SID_TAG_LEN);
     csp_sid_append(conn, &ctx, sizeof(ctx));
     csp_sid_append(conn, &pid, sizeof(pid));

@@ -290,7 +290,7 @@ void csp_log_decision(const csp_log_decision_args *a)
     csp_line_token(&l, "leaf_sha256", a->leaf_fp);
     csp_line_token(&l, "issuer_sha256", a->issuer_fp);
     csp_line_peer(&l, a->ssl);
-    snprintf(number, sizeof(number), "%d", (int)getpid());
+    snprintf(number, sizeof(number), "%d", (int)csp_process_pid());
     csp_line_token(&l, "pid", number);
     csp_line_token(&l, "mode", a->mode);
     if (a->detail != NULL && *a->detail != '\0')

@@ -86,8 +86,9 @@ cs_status cs_db_generation(cs_db *db, int64_t *generation);
  * generation means something only together with the file it was read from.
  * dev/ino come from the open; the birth time (0/0 where the file system
  * keeps none) tells a new file from an older, deleted one whose inode
- * number was reused. CS_ERR when the path no longer names the file the
- * handle has open (replaced or removed): the caller should reopen.
+ * number was reused. Recorded when the handle opened the file, so this
+ * makes no system call; cs_db_file_replaced() tells whether the path still
+ * names that file.
  */
 typedef struct {
     uint64_t dev;

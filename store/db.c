@@ -367,14 +367,25 @@ static cs_status configure_writer(cs_db *db)
     return exec_sql(db, sql, "configuring the database");
 }
 
+/*
+ * Taken once, right after SQLite opened the file: the birth time tells a
+ * reused inode number apart (ext4 hands a deleted file's number to the next
+ * file), and cs_db_identity then answers without a system call.
+ */
 static cs_status remember_file_identity(cs_db *db)
 {
-    struct stat st;
+    struct statx stx;
 
-    if (stat(db->path, &st) != 0)
+    if (statx(AT_FDCWD, db->path, 0, STATX_INO | STATX_BTIME, &stx) != 0)
         return cs_fail(db, CS_ERR, "%s: %s", db->path, strerror(errno));
-    db->dev = st.st_dev;
-    db->ino = st.st_ino;
+    db->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    db->ino = stx.stx_ino;
+    db->birth_sec = 0;
+    db->birth_nsec = 0;
+    if (stx.stx_mask & STATX_BTIME) {
+        db->birth_sec = stx.stx_btime.tv_sec;
+        db->birth_nsec = stx.stx_btime.tv_nsec;
+    }
     return CS_OK;
 }
 
@@ -504,27 +515,16 @@ int cs_db_file_replaced(const cs_db *db)
     return st.st_dev != db->dev || st.st_ino != db->ino;
 }
 
-/*
- * The birth time is read from the path, not the handle; it belongs to the
- * open file when dev/ino still match, since an inode number cannot be
- * reused while the handle holds the file open.
- */
+/* The file this handle has open (see remember_file_identity). */
 cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id)
 {
-    struct statx stx;
-
-    if (db == NULL || db->path == NULL || id == NULL ||
-        statx(AT_FDCWD, db->path, 0, STATX_INO | STATX_BTIME, &stx) != 0)
-        return CS_ERR;
-    if (makedev(stx.stx_dev_major, stx.stx_dev_minor) != db->dev || stx.stx_ino != db->ino)
+    if (db == NULL || db->sql == NULL || id == NULL)
         return CS_ERR;
     memset(id, 0, sizeof(*id));
     id->dev = (uint64_t)db->dev;
     id->ino = (uint64_t)db->ino;
-    if (stx.stx_mask & STATX_BTIME) {
-        id->birth_sec = stx.stx_btime.tv_sec;
-        id->birth_nsec = stx.stx_btime.tv_nsec;
-    }
+    id->birth_sec = db->birth_sec;
+    id->birth_nsec = db->birth_nsec;
     return CS_OK;
 }
 
