@@ -195,7 +195,7 @@ static int csp_client_hello_arriving(const SSL *ssl, int where)
 {
     OSSL_HANDSHAKE_STATE state = SSL_get_state(ssl);
 
-    if ((where & SSL_CB_ACCEPT_LOOP) == 0)
+    if ((where & SSL_CB_ACCEPT_LOOP) != SSL_CB_ACCEPT_LOOP) /* not ACCEPT_EXIT */
         return 0;
     return state == TLS_ST_BEFORE || (state == TLS_ST_OK && SSL_version(ssl) < TLS1_3_VERSION);
 }
