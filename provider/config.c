@@ -48,8 +48,8 @@ const char *csp_mode_name(csp_mode mode)
     return csp_mode_names[mode];
 }
 
-__attribute__((format(printf, 2, 3))) static void csp_config_fail(csp_config *cfg,
-                                                                   const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void csp_config_fail(csp_config *cfg, const char *fmt,
+                                                                  ...)
 {
     va_list args;
 
@@ -261,8 +261,8 @@ int csp_policy_activate(const csp_config *cfg)
     }
     if (!csp_log_open(&csp_active, why, sizeof(why))) {
         csp_active.config_error = 1;
-        snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text),
-                 "log: %.240s", why);
+        snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text), "log: %.240s",
+                 why);
     }
     if (csp_active.config_error)
         csp_log_notice("certstore: config-error: %s; denying every client certificate",

@@ -26,16 +26,11 @@
 typedef struct csp_ctx CSP_CTX;
 
 /* Reason codes raised through the core (texts in provider.c). */
-enum {
-    CSP_R_BAD_CONFIG = 1,
-    CSP_R_STORE_UNAVAILABLE,
-    CSP_R_BAD_URI,
-    CSP_R_INTERNAL
-};
+enum { CSP_R_BAD_CONFIG = 1, CSP_R_STORE_UNAVAILABLE, CSP_R_BAD_URI, CSP_R_INTERNAL };
 
 void csp_raise(const CSP_CTX *ctx, int reason, const char *file, int line, const char *func,
                const char *fmt, ...);
-#define CSP_RAISE(ctx, reason, ...)                                                            \
+#define CSP_RAISE(ctx, reason, ...)                                                                \
     csp_raise((ctx), (reason), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC, __VA_ARGS__)
 
 /* The OSSL_STORE loader for certstore: URIs (store.c). */
@@ -45,10 +40,10 @@ extern const OSSL_DISPATCH csp_store_functions[];
 
 extern int csp_debug_enabled;
 void csp_debug_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-#define CSP_DEBUG(...)                                                                         \
-    do {                                                                                       \
-        if (csp_debug_enabled)                                                                 \
-            csp_debug_printf(__VA_ARGS__);                                                     \
+#define CSP_DEBUG(...)                                                                             \
+    do {                                                                                           \
+        if (csp_debug_enabled)                                                                     \
+            csp_debug_printf(__VA_ARGS__);                                                         \
     } while (0)
 
 /* ---- configuration (config.c) --------------------------------------------- */
@@ -156,7 +151,7 @@ typedef struct {
     const char *detail; /* may be NULL */
     const X509 *leaf;   /* may be NULL */
     const char *leaf_fp, *issuer_fp;
-    const SSL *ssl;     /* for the peer address; may be NULL */
+    const SSL *ssl; /* for the peer address; may be NULL */
     const char *mode;
 } csp_log_decision_args;
 

@@ -35,7 +35,7 @@
 typedef struct {
     cs_db *db;
     pid_t pid;
-    struct stat opened; /* the file as it was just before the open */
+    struct stat opened;   /* the file as it was just before the open */
     int64_t failed_at_ms; /* last failed open (monotonic), 0 if none */
     char failed_why[256];
 } csp_thread_db;
@@ -182,8 +182,7 @@ cs_db *csp_dbpool_get(char *why, size_t why_len)
         return NULL;
     }
     if (t->db != NULL && t->pid != pid) {
-        CSP_DEBUG("pid changed (%d -> %d): abandoning the inherited handle", (int)t->pid,
-                  (int)pid);
+        CSP_DEBUG("pid changed (%d -> %d): abandoning the inherited handle", (int)t->pid, (int)pid);
         t->db = NULL; /* the parent's connection: never touch it here */
     }
     if (t->db != NULL && csp_file_changed(t)) {

@@ -224,8 +224,7 @@ static void csp_info(const SSL *ssl, int where, int ret)
 
 static int csp_verify(X509_STORE_CTX *store_ctx, void *arg);
 
-static void csp_ctx_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                        void *argp)
+static void csp_ctx_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     if (parent == NULL)
         return;
@@ -284,13 +283,12 @@ static int csp_conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **f
 
 static void csp_hooks_register(void)
 {
-    csp_ctx_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new,
-                                            NULL, NULL);
+    csp_ctx_index =
+        CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL, NULL);
     csp_conn_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, csp_conn_new,
                                              csp_conn_dup, csp_conn_free);
     csp_hooks_ok = csp_ctx_index >= 0 && csp_conn_index >= 0;
-    CSP_DEBUG("hooks registered: SSL_CTX index %d, SSL index %d", csp_ctx_index,
-              csp_conn_index);
+    CSP_DEBUG("hooks registered: SSL_CTX index %d, SSL index %d", csp_ctx_index, csp_conn_index);
 }
 
 int csp_hooks_install(void)
@@ -307,7 +305,7 @@ int csp_hooks_install(void)
  * it ends in a certificate from the trust store (num_untrusted counts the
  * chain's leading certificates that did not come from it).
  */
-static int csp_chain_trustworthy(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain)
+static int csp_chain_trustworthy(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain)
 {
     return X509_STORE_CTX_get_error(store_ctx) == X509_V_OK && chain != NULL &&
            X509_STORE_CTX_get_num_untrusted(store_ctx) < sk_X509_num(chain);
@@ -325,13 +323,12 @@ static void csp_bind_decision(cs_db *db, cs_decision *d, csp_policy_state *state
         return;
     d->accept = 0;
     d->reason = CS_REASON_STORE_UNAVAILABLE;
-    snprintf(d->detail, sizeof(d->detail), "%.120s: replaced while deciding",
-             csp_policy()->db);
+    snprintf(d->detail, sizeof(d->detail), "%.120s: replaced while deciding", csp_policy()->db);
     csp_dbpool_discard();
 }
 
-static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain,
-                             cs_decision *d, csp_policy_state *state)
+static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain, cs_decision *d,
+                             csp_policy_state *state)
 {
     char why[sizeof(d->detail)];
     cs_policy_opts opts = {.require_strong = csp_policy()->require_strong};
@@ -373,7 +370,7 @@ static const char *csp_reason_name(const cs_decision *d)
     return cs_reason_token(d->reason);
 }
 
-static void csp_log(const cs_decision *d, STACK_OF(X509) *chain, const SSL *ssl,
+static void csp_log(const cs_decision *d, STACK_OF(X509) * chain, const SSL *ssl,
                     const char *result)
 {
     csp_log_decision_args a = {
@@ -467,7 +464,7 @@ static void csp_forget_decision(csp_conn *conn)
 }
 
 /* Tell the application's own verify callback, as OpenSSL would. */
-static void csp_tell_application(X509_STORE_CTX *store_ctx, STACK_OF(X509) *chain)
+static void csp_tell_application(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain)
 {
     X509_STORE_CTX_verify_cb app_cb = X509_STORE_CTX_get_verify_cb(store_ctx);
 

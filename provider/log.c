@@ -253,8 +253,8 @@ static int csp_limiter_allow(const csp_log_decision_args *a)
     csp_limiter *lim = &csp_thread_limiter;
     char key[sizeof(lim->key)];
     time_t now = time(NULL);
-    int per_client = strcmp(a->reason, "store-unavailable") != 0 &&
-                     strcmp(a->reason, "config-error") != 0;
+    int per_client =
+        strcmp(a->reason, "store-unavailable") != 0 && strcmp(a->reason, "config-error") != 0;
     time_t window = per_client ? 1 : CSP_LOG_STORE_QUIET;
     unsigned burst = per_client ? CSP_LOG_BURST : 1;
 

@@ -69,17 +69,16 @@ void csp_raise(const CSP_CTX *ctx, int reason, const char *file, int line, const
 
 static const OSSL_PARAM *csp_gettable_params(void *provctx)
 {
-    static const OSSL_PARAM gettable[] = {
-        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_NAME, NULL, 0),
-        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_VERSION, NULL, 0),
-        OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
-        OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
-        OSSL_PARAM_int(CSP_PARAM_ACCOUNT_INDEX, NULL),
-        OSSL_PARAM_utf8_ptr(CSP_PARAM_DB, NULL, 0),
-        OSSL_PARAM_utf8_ptr(CSP_PARAM_MODE, NULL, 0),
-        OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS, NULL, 0),
-        OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS_REASON, NULL, 0),
-        OSSL_PARAM_END};
+    static const OSSL_PARAM gettable[] = {OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_NAME, NULL, 0),
+                                          OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_VERSION, NULL, 0),
+                                          OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
+                                          OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
+                                          OSSL_PARAM_int(CSP_PARAM_ACCOUNT_INDEX, NULL),
+                                          OSSL_PARAM_utf8_ptr(CSP_PARAM_DB, NULL, 0),
+                                          OSSL_PARAM_utf8_ptr(CSP_PARAM_MODE, NULL, 0),
+                                          OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS, NULL, 0),
+                                          OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS_REASON, NULL, 0),
+                                          OSSL_PARAM_END};
 
     return gettable;
 }
@@ -133,8 +132,7 @@ static const OSSL_ALGORITHM csp_store_algorithms[] = {
      "certstore: URIs, the pinned issuing CAs of a certstore database"},
     {NULL, NULL, NULL, NULL}};
 
-static const OSSL_ALGORITHM *csp_query_operation(void *provctx, int operation_id,
-                                                 int *no_cache)
+static const OSSL_ALGORITHM *csp_query_operation(void *provctx, int operation_id, int *no_cache)
 {
     *no_cache = 0;
     if (operation_id == OSSL_OP_STORE)
@@ -189,8 +187,10 @@ static void csp_capture_core(const OSSL_DISPATCH *in, OSSL_FUNC_core_get_params_
 /* The one exported symbol; everything else is hidden. */
 __attribute__((visibility("default"))) OSSL_provider_init_fn OSSL_provider_init;
 
-__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
-                       const OSSL_DISPATCH **out, void **provctx)
+__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle,
+                                                              const OSSL_DISPATCH *in,
+                                                              const OSSL_DISPATCH **out,
+                                                              void **provctx)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     csp_config cfg;

@@ -39,10 +39,10 @@
 #include "csp.h"
 
 #define CSP_APPDATA_PREFIX CERTSTORE_SESSION_PREFIX
-#define CSP_APPDATA_TAIL_WRITE                                                                 \
+#define CSP_APPDATA_TAIL_WRITE                                                                     \
     "deadline=%" PRId64 " generation=%" PRId64 " db=%" PRIu64 ":%" PRIu64 ":%" PRId64 ".%" PRId64
-#define CSP_APPDATA_TAIL_READ                                                                  \
-    "deadline=%" SCNd64 " generation=%" SCNd64 " db=%" SCNu64 ":%" SCNu64 ":%" SCNd64 ".%" SCNd64 \
+#define CSP_APPDATA_TAIL_READ                                                                      \
+    "deadline=%" SCNd64 " generation=%" SCNd64 " db=%" SCNu64 ":%" SCNu64 ":%" SCNd64 ".%" SCNd64  \
     "%n"
 
 static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,

@@ -213,8 +213,8 @@ cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
         return cs_fail(db, CS_INUSE, "account '%s' is used by %lld mapping%s", name,
                        (long long)mappings, mappings == 1 ? "" : "s");
     if (rules > 0 && !cascade)
-        return cs_fail(db, CS_INUSE, "account '%s' is used by %lld rule%s", name,
-                       (long long)rules, rules == 1 ? "" : "s");
+        return cs_fail(db, CS_INUSE, "account '%s' is used by %lld rule%s", name, (long long)rules,
+                       rules == 1 ? "" : "s");
     if (mappings > 0)
         status = delete_by_id(db, STMT_ACCOUNT_DELETE_MAPPINGS, id, "removing mappings");
     if (status == CS_OK && rules > 0)
@@ -224,8 +224,7 @@ cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
     if (status == CS_OK)
         status = cs_generation_bump(db);
     if (status == CS_OK)
-        status = cs_log_change(db, "account rm name=%s mappings=%lld", name,
-                               (long long)mappings);
+        status = cs_log_change(db, "account rm name=%s mappings=%lld", name, (long long)mappings);
     return status;
 }
 

@@ -68,7 +68,7 @@ struct cs_db {
     dev_t dev;
     ino_t ino;
     int64_t birth_sec, birth_nsec; /* 0 where the file system keeps none */
-    int in_write; /* between cs_db_begin and commit/rollback */
+    int in_write;                  /* between cs_db_begin and commit/rollback */
     char command[1024];
     char user[64];
     char errmsg[512];

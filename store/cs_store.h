@@ -36,10 +36,10 @@ typedef enum {
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
 
-#define CS_FP_HEX_LEN 64    /* SHA-256 as lowercase hex */
-#define CS_ACCOUNT_MAX 255  /* bytes of an account name */
-#define CS_NOTE_MAX 4096    /* bytes of a note */
-#define CS_KEY_MAX 128      /* bytes of a binary mapping key */
+#define CS_FP_HEX_LEN 64       /* SHA-256 as lowercase hex */
+#define CS_ACCOUNT_MAX 255     /* bytes of an account name */
+#define CS_NOTE_MAX 4096       /* bytes of a note */
+#define CS_KEY_MAX 128         /* bytes of a binary mapping key */
 #define CS_TIME_NONE INT64_MIN /* "no time given" */
 #define CS_TIME_FOREVER INT64_MAX
 
@@ -195,10 +195,10 @@ typedef struct {
     cs_kind kind;
     cs_key key;
     const char *account;
-    const char *pin_fp;     /* NULL: any pinned issuer */
-    int64_t not_before;     /* CS_TIME_NONE when open */
-    int64_t not_after;      /* CS_TIME_NONE when open */
-    const char *note;       /* NULL or "" when none */
+    const char *pin_fp; /* NULL: any pinned issuer */
+    int64_t not_before; /* CS_TIME_NONE when open */
+    int64_t not_after;  /* CS_TIME_NONE when open */
+    const char *note;   /* NULL or "" when none */
     /* Optional, kept when the mapping was made from a certificate: */
     int64_t cert_not_after; /* the leaf's notAfter, CS_TIME_NONE if unknown */
     int have_sha1;
@@ -317,9 +317,9 @@ int cs_rule_matches(const cs_rule_spec *spec, const X509 *leaf);
 
 typedef enum { CS_IMPORT_AUTO = 0, CS_IMPORT_CSV, CS_IMPORT_JSONL } cs_import_format;
 typedef struct {
-    int64_t rows;             /* mappings imported */
+    int64_t rows; /* mappings imported */
     int64_t accounts_created;
-    int64_t bad_line;         /* 1-based line of the first error, 0 if none */
+    int64_t bad_line; /* 1-based line of the first error, 0 if none */
 } cs_import_result;
 /*
  * Read CSV (header kind,key,account[,not_before,not_after,note,pin] in any
@@ -338,18 +338,17 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result 
  * *bad_line and "line N: ..." in msg; a cb failure is returned as is.
  */
 typedef cs_status (*cs_import_row_cb)(const cs_mapping_spec *spec, int64_t line, void *arg);
-cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt,
-                          cs_import_row_cb cb, void *arg, int64_t *bad_line, char *msg,
-                          size_t msglen);
+cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt, cs_import_row_cb cb,
+                          void *arg, int64_t *bad_line, char *msg, size_t msglen);
 
 /* ---- migration from Windows (import_iis.c, import_altsecid.c) -------------- */
 
 typedef struct {
-    int64_t mappings;         /* strong one-to-one mappings added */
-    int64_t rules;            /* rules added */
+    int64_t mappings; /* strong one-to-one mappings added */
+    int64_t rules;    /* rules added */
     int64_t accounts_created;
-    int64_t refused;          /* entries not imported (each reported to note) */
-    int64_t bad_line;         /* line of the first error, 0 if none */
+    int64_t refused;  /* entries not imported (each reported to note) */
+    int64_t bad_line; /* line of the first error, 0 if none */
 } cs_foreign_result;
 
 /* Told about every entry that was not imported, and why; may be NULL. */
@@ -413,8 +412,8 @@ typedef enum {
     CS_REASON_MAPPING_EXPIRED,
     CS_REASON_ACCOUNT_DISABLED,
     CS_REASON_STORE_UNAVAILABLE,
-    CS_REASON_DENIED_BY_RULE,       /* a deny rule matched first */
-    CS_REASON_WEAK_MAPPING_REFUSED, /* accepted by a rule, but require_strong */
+    CS_REASON_DENIED_BY_RULE,        /* a deny rule matched first */
+    CS_REASON_WEAK_MAPPING_REFUSED,  /* accepted by a rule, but require_strong */
     CS_REASON_ISSUED_BEFORE_MAPPING, /* notBefore earlier than the mapping/rule */
     CS_REASON_COUNT
 } cs_reason;
@@ -436,9 +435,9 @@ typedef struct {
     int64_t valid_until;
     char leaf_fp[CS_FP_HEX_LEN + 1];
     char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" for a chain of length 1 */
-    char detail[160]; /* store error text when store-unavailable */
-    int64_t rule_id;  /* the rule that decided, 0 if none (then mapping_id says) */
-    int weak;         /* decided by a weak way in (a rule, KB5014754) */
+    char detail[160];                  /* store error text when store-unavailable */
+    int64_t rule_id;                   /* the rule that decided, 0 if none (then mapping_id says) */
+    int weak;                          /* decided by a weak way in (a rule, KB5014754) */
 } cs_decision;
 
 /*
@@ -448,7 +447,7 @@ typedef struct {
  * the heap beyond SQLite's own caches. Always fills *out; never accepts on
  * an error. Returns out->accept.
  */
-int cs_decide(cs_db *db, STACK_OF(X509) *chain, int64_t now, cs_decision *out);
+int cs_decide(cs_db *db, STACK_OF(X509) * chain, int64_t now, cs_decision *out);
 
 /* Options of a server's policy (the provider's openssl.cnf section). */
 typedef struct {
@@ -461,7 +460,7 @@ typedef struct {
 } cs_policy_opts;
 
 /* cs_decide with options; opts NULL means the defaults (cs_decide). */
-int cs_decide_ex(cs_db *db, STACK_OF(X509) *chain, int64_t now, const cs_policy_opts *opts,
+int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
                  cs_decision *out);
 
 /* Strong (1) or weak (0) way in, per KB5014754: every mapping kind is strong. */

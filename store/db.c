@@ -25,48 +25,47 @@
 /* Truncate the WAL at checkpoint so it never stays large on disk. */
 #define CS_JOURNAL_SIZE_LIMIT 4194304
 
-static const char schema_v1[] =
-    "CREATE TABLE meta ("
-    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
-    "  generation INTEGER NOT NULL);"
-    "INSERT INTO meta (id, generation) VALUES (1, 1);"
-    "CREATE TABLE pins ("
-    "  id INTEGER PRIMARY KEY,"
-    "  fp TEXT NOT NULL UNIQUE CHECK (length(fp) = 64),"
-    "  der BLOB NOT NULL,"
-    "  subject TEXT NOT NULL,"
-    "  not_after INTEGER NOT NULL,"
-    "  enabled INTEGER NOT NULL DEFAULT 1,"
-    "  note TEXT NOT NULL DEFAULT '',"
-    "  created INTEGER NOT NULL);"
-    "CREATE TABLE accounts ("
-    "  id INTEGER PRIMARY KEY,"
-    "  name TEXT NOT NULL UNIQUE,"
-    "  enabled INTEGER NOT NULL DEFAULT 1,"
-    "  note TEXT NOT NULL DEFAULT '',"
-    "  created INTEGER NOT NULL);"
-    /* Kept small: keys are BLOBs and absent values are NULL. */
-    "CREATE TABLE mappings ("
-    "  id INTEGER PRIMARY KEY,"
-    "  kind INTEGER NOT NULL,"
-    "  key BLOB NOT NULL,"
-    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
-    "  pin_fp TEXT,"
-    "  not_before INTEGER,"
-    "  not_after INTEGER,"
-    "  enabled INTEGER NOT NULL DEFAULT 1,"
-    "  note TEXT,"
-    "  created INTEGER NOT NULL,"
-    "  cert_not_after INTEGER,"
-    "  sha1 BLOB,"
-    "  UNIQUE (kind, key));"
-    "CREATE INDEX mappings_by_account ON mappings(account_id);"
-    "CREATE TABLE changes ("
-    "  id INTEGER PRIMARY KEY,"
-    "  time INTEGER NOT NULL,"
-    "  user TEXT NOT NULL,"
-    "  command TEXT NOT NULL,"
-    "  detail TEXT NOT NULL);";
+static const char schema_v1[] = "CREATE TABLE meta ("
+                                "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                "  generation INTEGER NOT NULL);"
+                                "INSERT INTO meta (id, generation) VALUES (1, 1);"
+                                "CREATE TABLE pins ("
+                                "  id INTEGER PRIMARY KEY,"
+                                "  fp TEXT NOT NULL UNIQUE CHECK (length(fp) = 64),"
+                                "  der BLOB NOT NULL,"
+                                "  subject TEXT NOT NULL,"
+                                "  not_after INTEGER NOT NULL,"
+                                "  enabled INTEGER NOT NULL DEFAULT 1,"
+                                "  note TEXT NOT NULL DEFAULT '',"
+                                "  created INTEGER NOT NULL);"
+                                "CREATE TABLE accounts ("
+                                "  id INTEGER PRIMARY KEY,"
+                                "  name TEXT NOT NULL UNIQUE,"
+                                "  enabled INTEGER NOT NULL DEFAULT 1,"
+                                "  note TEXT NOT NULL DEFAULT '',"
+                                "  created INTEGER NOT NULL);"
+                                /* Kept small: keys are BLOBs and absent values are NULL. */
+                                "CREATE TABLE mappings ("
+                                "  id INTEGER PRIMARY KEY,"
+                                "  kind INTEGER NOT NULL,"
+                                "  key BLOB NOT NULL,"
+                                "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+                                "  pin_fp TEXT,"
+                                "  not_before INTEGER,"
+                                "  not_after INTEGER,"
+                                "  enabled INTEGER NOT NULL DEFAULT 1,"
+                                "  note TEXT,"
+                                "  created INTEGER NOT NULL,"
+                                "  cert_not_after INTEGER,"
+                                "  sha1 BLOB,"
+                                "  UNIQUE (kind, key));"
+                                "CREATE INDEX mappings_by_account ON mappings(account_id);"
+                                "CREATE TABLE changes ("
+                                "  id INTEGER PRIMARY KEY,"
+                                "  time INTEGER NOT NULL,"
+                                "  user TEXT NOT NULL,"
+                                "  command TEXT NOT NULL,"
+                                "  detail TEXT NOT NULL);";
 
 /* Many-to-one rules and the backdating check (issue 8). */
 static const char schema_v2[] =
@@ -236,8 +235,7 @@ sqlite3_stmt *cs_stmt(cs_db *db, cs_stmt_id id)
 
     if (*slot == NULL) {
         if (sqlite3_prepare_v3(db->sql, statement_sql[id], -1, SQLITE_PREPARE_PERSISTENT, slot,
-                               NULL)
-            != SQLITE_OK) {
+                               NULL) != SQLITE_OK) {
             cs_sql_fail(db, "preparing a statement");
             *slot = NULL;
             return NULL;
@@ -342,8 +340,7 @@ static cs_status check_schema(cs_db *db)
                        version);
     if (db->flags & CS_OPEN_READONLY) {
         if (version == 0)
-            return cs_fail(db, CS_ERR, "%s: not a certstore database (not initialised)",
-                           db->path);
+            return cs_fail(db, CS_ERR, "%s: not a certstore database (not initialised)", db->path);
         if (version != CS_SCHEMA_VERSION)
             return cs_fail(db, CS_ERR, "%s: schema version %d is older than this certstore (%d)",
                            db->path, version, CS_SCHEMA_VERSION);

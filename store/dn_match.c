@@ -213,7 +213,8 @@ static int parse_value(const char **p, glob_builder *g, char *msg, size_t msglen
                 return 0;
             }
         } else if (strchr("\"<>;", c) != NULL || (unsigned char)c < 0x20) {
-            snprintf(msg, msglen, "character '%c' must be escaped", (unsigned char)c < 0x20 ? '?' : c);
+            snprintf(msg, msglen, "character '%c' must be escaped",
+                     (unsigned char)c < 0x20 ? '?' : c);
             return 0;
         } else {
             s++;
@@ -409,7 +410,8 @@ int cs_oid_list_valid(const char *text, char *msg, size_t msglen)
     size_t len;
 
     while (next_line(&p, &line, &len)) {
-        if (len >= OID_TEXT_MAX || (!oid_dotted(line, len) && oid_name_nid(line, len) == NID_undef)) {
+        if (len >= OID_TEXT_MAX ||
+            (!oid_dotted(line, len) && oid_name_nid(line, len) == NID_undef)) {
             snprintf(msg, msglen, "'%.*s' is not a dotted OID or a known OID name",
                      (int)(len > 60 ? 60 : len), line);
             return 0;
@@ -549,8 +551,7 @@ static int san_line_holds(const GENERAL_NAMES *gens, const char *line, size_t le
     if (t == SAN_IP && (ip_len = parse_ip(pattern, plen, ip)) == 0)
         return -1;
     for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++)
-        if (san_entry_matches(sk_GENERAL_NAME_value(gens, i), t, glob, ip, ip_len,
-                              case_sensitive))
+        if (san_entry_matches(sk_GENERAL_NAME_value(gens, i), t, glob, ip, ip_len, case_sensitive))
             return 1;
     return 0;
 }

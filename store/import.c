@@ -75,7 +75,7 @@ static int src_peek(byte_source *s)
 typedef struct {
     byte_source src;
     cs_import_format fmt;
-    char *text;   /* record bytes, NUL-separated fields */
+    char *text; /* record bytes, NUL-separated fields */
     size_t used;
     const char *values[COL_COUNT]; /* the current row, NULL when absent */
     column csv_columns[CSV_FIELDS_MAX];
@@ -254,8 +254,8 @@ static cs_status csv_header(parser *p)
         char shown[48];
         column col;
         /* A UTF-8 byte order mark is not part of the first name. */
-        const char *name = i == 0 && strncmp(fields[0], "\xef\xbb\xbf", 3) == 0 ? fields[0] + 3
-                                                                                 : fields[i];
+        const char *name =
+            i == 0 && strncmp(fields[0], "\xef\xbb\xbf", 3) == 0 ? fields[0] + 3 : fields[i];
 
         if (!column_by_name(name, &col))
             return parse_error(p, "unknown column '%s'", printable(name, shown));
@@ -360,8 +360,8 @@ static int json_unicode_escape(json_cursor *j, unsigned *cp)
     if (*cp >= 0xdc00 && *cp <= 0xdfff)
         return 0;
     if (*cp >= 0xd800 && *cp <= 0xdbff) {
-        if (j->end - j->s < 6 || j->s[0] != '\\' || j->s[1] != 'u' || !hex4(j->s + 2, &low)
-            || low < 0xdc00 || low > 0xdfff)
+        if (j->end - j->s < 6 || j->s[0] != '\\' || j->s[1] != 'u' || !hex4(j->s + 2, &low) ||
+            low < 0xdc00 || low > 0xdfff)
             return 0;
         j->s += 6;
         *cp = 0x10000 + ((*cp - 0xd800) << 10) + (low - 0xdc00);
@@ -550,11 +550,11 @@ static cs_status row_to_spec(parser *p, cs_mapping_spec *spec, char pin_hex[CS_F
     if (!cs_account_name_valid(v[COL_ACCOUNT]))
         return parse_error(p, "invalid account name '%s'", printable(v[COL_ACCOUNT], shown));
     spec->account = v[COL_ACCOUNT];
-    if ((status = time_value(p, COL_NOT_BEFORE, &spec->not_before)) != CS_OK
-        || (status = time_value(p, COL_NOT_AFTER, &spec->not_after)) != CS_OK)
+    if ((status = time_value(p, COL_NOT_BEFORE, &spec->not_before)) != CS_OK ||
+        (status = time_value(p, COL_NOT_AFTER, &spec->not_after)) != CS_OK)
         return status;
-    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE
-        && spec->not_before > spec->not_after)
+    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE &&
+        spec->not_before > spec->not_after)
         return parse_error(p, "not_before is after not_after");
     if (v[COL_NOTE] != NULL && strlen(v[COL_NOTE]) > CS_NOTE_MAX)
         return parse_error(p, "note longer than %d bytes", CS_NOTE_MAX);
@@ -628,9 +628,8 @@ static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink
     return status;
 }
 
-cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt,
-                          cs_import_row_cb cb, void *arg, int64_t *bad_line, char *msg,
-                          size_t msglen)
+cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt, cs_import_row_cb cb,
+                          void *arg, int64_t *bad_line, char *msg, size_t msglen)
 {
     byte_source src = {.buf = data, .len = len};
     char fallback[8];
@@ -862,8 +861,8 @@ static cs_status import_row(const cs_mapping_spec *spec, int64_t line, void *arg
 
 static int same_key(const staged_row *a, const staged_row *b)
 {
-    return a->kind == b->kind && a->key_len == b->key_len
-           && memcmp(a->key, b->key, a->key_len) == 0;
+    return a->kind == b->kind && a->key_len == b->key_len &&
+           memcmp(a->key, b->key, a->key_len) == 0;
 }
 
 static int compare_rows(const void *pa, const void *pb)
@@ -983,8 +982,8 @@ static cs_status insert_all(import_ctx *ctx)
     if (sqlite3_exec(db->sql, "SAVEPOINT import_rows", NULL, NULL, NULL) != SQLITE_OK)
         return cs_sql_fail(db, "starting the import");
     rebuild = duplicate == 0 && rebuild_account_index(db, ctx->row_count);
-    if (rebuild && sqlite3_exec(db->sql, "DROP INDEX mappings_by_account", NULL, NULL, NULL) !=
-                       SQLITE_OK)
+    if (rebuild &&
+        sqlite3_exec(db->sql, "DROP INDEX mappings_by_account", NULL, NULL, NULL) != SQLITE_OK)
         status = cs_sql_fail(db, "preparing the import");
     for (size_t i = 0; status == CS_OK && duplicate == 0 && i < ctx->row_count; i++)
         status = insert_staged(db, ctx->rows[i]);

@@ -270,8 +270,7 @@ static cs_status weak(altsec_ctx *c, const char *account, const char *form, cons
     if (issuer != NULL && (pin = find_issuer_pin(c, issuer, issuer_len)) == NULL)
         return CS_OK;
     if (pin == NULL && (c->pin_fp == NULL || !cs_fp_normalise(c->pin_fp, pin_fp))) {
-        refuse(c, "%s names no issuer: give --pin FP for the CA whose certificates it maps",
-               form);
+        refuse(c, "%s names no issuer: give --pin FP for the CA whose certificates it maps", form);
         return CS_OK;
     }
     if (is_email) {
@@ -313,8 +312,9 @@ static cs_status one_value(altsec_ctx *c, const char *account, const char *v, co
     if (starts_with(v, end, "<SKI>"))
         return ski(c, account, v + 5, (size_t)(end - v - 5));
     if (starts_with(v, end, "<SHA1-PUKEY>")) {
-        refuse(c, "%s: a SHA-1 cannot become a SHA-256 key; map the certificate itself "
-                  "(certstore map add CERT --kind spki)",
+        refuse(c,
+               "%s: a SHA-1 cannot become a SHA-256 key; map the certificate itself "
+               "(certstore map add CERT --kind spki)",
                "<SHA1-PUKEY>");
         return CS_OK;
     }
@@ -367,8 +367,8 @@ cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char
         return status;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return cs_fail(db, CS_ERR, "out of memory");
-    *c = (altsec_ctx){.db = db, .pin_fp = pin_fp, .allow_weak = allow_weak, .note = note,
-                      .arg = arg, .res = res};
+    *c = (altsec_ctx){
+        .db = db, .pin_fp = pin_fp, .allow_weak = allow_weak, .note = note, .arg = arg, .res = res};
     status = cs_pin_foreach(db, collect_pin, c);
     while (status == CS_OK && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));

@@ -357,8 +357,9 @@ static cs_status one_to_one(iis_ctx *c, const xml_tag *t)
     cs_status status;
 
     if (b64 == NULL || user == NULL || !cs_account_name_valid(user))
-        return cs_fail(c->db, CS_INVALID, "oneToOneMappings: add needs certificate and a valid "
-                                          "userName");
+        return cs_fail(c->db, CS_INVALID,
+                       "oneToOneMappings: add needs certificate and a valid "
+                       "userName");
     if ((len = base64_decode(b64, &der)) <= 0)
         status = cs_fail(c->db, CS_INVALID, "certificate is not base64");
     else if (p = der, (cert = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len)
@@ -433,8 +434,8 @@ static int append_condition(char *cond, const char *attr_name, const char *patte
         buf[n++] = *s;
     }
     buf[n] = '\0';
-    return snprintf(cond + used, IIS_COND_MAX - used, "%s%s=%s", used ? "," : "", attr_name,
-                    buf) < (int)(IIS_COND_MAX - used);
+    return snprintf(cond + used, IIS_COND_MAX - used, "%s%s=%s", used ? "," : "", attr_name, buf) <
+           (int)(IIS_COND_MAX - used);
 }
 
 static void many_rule(iis_ctx *c, const xml_tag *t)
@@ -449,8 +450,9 @@ static void many_rule(iis_ctx *c, const xml_tag *t)
     if (field == NULL || match == NULL || *match == '\0' || attr_name == NULL ||
         (strcasecmp(field, "Subject") != 0 && strcasecmp(field, "Issuer") != 0)) {
         c->refused = 1;
-        iis_note(c, c->x.line, "a rule has a certificateField/SubField/matchCriteria certstore "
-                               "cannot express; mapping skipped");
+        iis_note(c, c->x.line,
+                 "a rule has a certificateField/SubField/matchCriteria certstore "
+                 "cannot express; mapping skipped");
         return;
     }
     cond = strcasecmp(field, "Subject") == 0 ? c->subject : c->issuer;
@@ -480,8 +482,9 @@ static cs_status many_end(iis_ctx *c)
     if (c->refused)
         return CS_OK;
     if (c->conditions == 0) {
-        iis_note(c, c->many_line, "a many-to-one mapping without rules would match every "
-                                  "certificate of the CA; not imported");
+        iis_note(c, c->many_line,
+                 "a many-to-one mapping without rules would match every "
+                 "certificate of the CA; not imported");
         return CS_OK;
     }
     if (c->case_mode == 2) {
@@ -489,8 +492,9 @@ static cs_status many_end(iis_ctx *c)
         return CS_OK;
     }
     if (c->pin_fp == NULL)
-        return cs_fail(c->db, CS_INVALID, "manyToOneMappings need --pin (IIS does not name the "
-                                          "issuing CA)");
+        return cs_fail(c->db, CS_INVALID,
+                       "manyToOneMappings need --pin (IIS does not name the "
+                       "issuing CA)");
     if (!c->deny && cs_account_id(c->db, c->user, &existing) == CS_NOTFOUND)
         c->res->accounts_created++;
     status = cs_rule_add(c->db, &r, 1, &id);
@@ -514,12 +518,10 @@ static cs_status handle_tag(iis_ctx *c, const xml_tag *t)
     if (strcmp(t->name, "add") != 0)
         return CS_OK;
     /* Where the element sits: its parent is the innermost open element. */
-    if (depth_after_open >= 2 &&
-        strcmp(x->stack[depth_after_open - 1], "oneToOneMappings") == 0 &&
+    if (depth_after_open >= 2 && strcmp(x->stack[depth_after_open - 1], "oneToOneMappings") == 0 &&
         strcmp(x->stack[depth_after_open - 2], "iisClientCertificateMappingAuthentication") == 0)
         return one_to_one(c, t);
-    if (depth_after_open >= 2 &&
-        strcmp(x->stack[depth_after_open - 1], "manyToOneMappings") == 0 &&
+    if (depth_after_open >= 2 && strcmp(x->stack[depth_after_open - 1], "manyToOneMappings") == 0 &&
         strcmp(x->stack[depth_after_open - 2], "iisClientCertificateMappingAuthentication") == 0) {
         many_begin(c, t);
         return t->empty ? many_end(c) : CS_OK;

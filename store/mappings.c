@@ -39,8 +39,8 @@ cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pi
                        CS_ACCOUNT_MAX);
     if (spec->note != NULL && strlen(spec->note) > CS_NOTE_MAX)
         return cs_fail(db, CS_INVALID, "note longer than %d bytes", CS_NOTE_MAX);
-    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE
-        && spec->not_before > spec->not_after)
+    if (spec->not_before != CS_TIME_NONE && spec->not_after != CS_TIME_NONE &&
+        spec->not_before > spec->not_after)
         return cs_fail(db, CS_INVALID, "not-before is after not-after");
     if (spec->pin_fp != NULL && spec->pin_fp[0] != '\0' && !cs_fp_normalise(spec->pin_fp, pin_hex))
         return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
@@ -121,8 +121,8 @@ cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_
     spec->kind = kind;
     not_after = cs_asn1_time_to_unix(X509_get0_notAfter(leaf), &ok);
     spec->cert_not_after = ok ? not_after : CS_TIME_NONE;
-    spec->have_sha1 = X509_digest(leaf, EVP_sha1(), spec->sha1, &sha1_len) == 1
-                      && sha1_len == sizeof(spec->sha1);
+    spec->have_sha1 =
+        X509_digest(leaf, EVP_sha1(), spec->sha1, &sha1_len) == 1 && sha1_len == sizeof(spec->sha1);
     return CS_OK;
 }
 
@@ -150,8 +150,8 @@ cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_acco
         return status;
     cs_key_abbrev(spec->kind, &spec->key, key, sizeof(key));
     status = cs_log_change(db, "map add id=%lld kind=%s key=%s account=%s%s%s", (long long)id,
-                           cs_kind_name(spec->kind), key, spec->account,
-                           pin_hex[0] ? " pin=" : "", pin_hex);
+                           cs_kind_name(spec->kind), key, spec->account, pin_hex[0] ? " pin=" : "",
+                           pin_hex);
     if (status == CS_OK && id_out != NULL)
         *id_out = id;
     return status;
@@ -284,8 +284,8 @@ cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t no
     sqlite3_stmt *stmt;
     cs_status status = cs_require_write(db);
 
-    if (status == CS_OK && not_before != CS_TIME_NONE && not_after != CS_TIME_NONE
-        && not_before > not_after)
+    if (status == CS_OK && not_before != CS_TIME_NONE && not_after != CS_TIME_NONE &&
+        not_before > not_after)
         status = cs_fail(db, CS_INVALID, "not-before is after not-after");
     if (status == CS_OK)
         status = find_mapping(db, ref, &m);

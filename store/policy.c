@@ -112,8 +112,8 @@ typedef struct {
     int not_issued_before_created;
 } mapping_row;
 
-static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key,
-                                  const char *issuer_fp, mapping_row *row)
+static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key, const char *issuer_fp,
+                                  mapping_row *row)
 {
     sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_MAPPING);
     lookup_result r;
@@ -309,16 +309,16 @@ static int decide_rules(cs_db *db, const X509 *leaf, int64_t cert_limit, cs_deci
 }
 
 /* Rules 2 and 3, inside the snapshot. */
-static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now,
-                              cs_decision *out)
+static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
 {
     int pin_enabled = 0;
     int64_t cert_limit;
     lookup_result r = read_generation(db, &out->generation);
 
     if (r != LOOKUP_FOUND)
-        return store_unavailable(out, db, r == LOOKUP_NONE ? "policy generation missing"
-                                                           : "reading the policy generation");
+        return store_unavailable(out, db,
+                                 r == LOOKUP_NONE ? "policy generation missing"
+                                                  : "reading the policy generation");
     r = read_pin(db, out->issuer_fp, &pin_enabled);
     if (r == LOOKUP_ERROR)
         return store_unavailable(out, db, "looking up the pin");
@@ -379,14 +379,14 @@ static int apply_options(const cs_policy_opts *opts, cs_decision *out)
     return reject(out, CS_REASON_WEAK_MAPPING_REFUSED);
 }
 
-int cs_decide_ex(cs_db *db, STACK_OF(X509) *chain, int64_t now, const cs_policy_opts *opts,
+int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
                  cs_decision *out)
 {
     cs_decide(db, chain, now, out);
     return apply_options(opts, out);
 }
 
-int cs_decide(cs_db *db, STACK_OF(X509) *chain, int64_t now, cs_decision *out)
+int cs_decide(cs_db *db, STACK_OF(X509) * chain, int64_t now, cs_decision *out)
 {
     X509 *leaf, *issuer;
     int own = 0, accepted;

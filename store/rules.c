@@ -86,7 +86,8 @@ cs_status cs_rule_check(const cs_rule_spec *spec, char *msg, size_t msglen)
     }
     if (!field_valid("subject", spec->subject, msg, msglen) ||
         !field_valid("issuer", spec->issuer, msg, msglen) ||
-        !field_valid("san", spec->san, msg, msglen) || !field_valid("eku", spec->eku, msg, msglen) ||
+        !field_valid("san", spec->san, msg, msglen) ||
+        !field_valid("eku", spec->eku, msg, msglen) ||
         !field_valid("policy", spec->policy, msg, msglen) ||
         !name_condition_valid("subject", spec->subject, msg, msglen) ||
         !name_condition_valid("issuer", spec->issuer, msg, msglen) ||
@@ -255,8 +256,8 @@ cs_status cs_rule_set_enabled(cs_db *db, int64_t id, int enabled)
             status = cs_generation_bump(db);
     }
     if (status == CS_OK)
-        status = cs_log_change(db, "rule %s id=%lld", enabled ? "enable" : "disable",
-                               (long long)id);
+        status =
+            cs_log_change(db, "rule %s id=%lld", enabled ? "enable" : "disable", (long long)id);
     return status;
 }
 

@@ -70,10 +70,9 @@ static void hex_encode(const unsigned char *bytes, size_t len, char *out)
 
 /* Table-driven: hex parsing is most of a bulk import's parsing time. */
 static const signed char hex_table[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
-    ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
-    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
-    ['F'] = 16,
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
 static int hex_value(char c)
@@ -87,8 +86,7 @@ static int hex_value(char c)
  * then reads as if a leading 0 were there (serial numbers). Returns the byte
  * count, or -1 when the text is bad or longer than max.
  */
-static long hex_decode(const char *text, size_t textlen, int odd_ok, unsigned char *out,
-                       size_t max)
+static long hex_decode(const char *text, size_t textlen, int odd_ok, unsigned char *out, size_t max)
 {
     size_t digits = 0, n = 0;
     int pending = -1;
@@ -182,8 +180,8 @@ int64_t cs_asn1_time_to_unix(const ASN1_TIME *t, int *ok)
     if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
         return 0;
     *ok = 1;
-    return days_from_civil((int64_t)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday) * 86400
-           + tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+    return days_from_civil((int64_t)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday) * 86400 +
+           tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
 }
 
 int64_t cs_now(void)
@@ -216,15 +214,15 @@ static int expect_char(const char **p, char c)
 
 static int parse_date(const char **p, int *y, int *m, int *d)
 {
-    return read_digits(p, 4, y) && expect_char(p, '-') && read_digits(p, 2, m)
-           && expect_char(p, '-') && read_digits(p, 2, d) && *m >= 1 && *m <= 12 && *d >= 1
-           && *d <= days_in_month(*y, *m);
+    return read_digits(p, 4, y) && expect_char(p, '-') && read_digits(p, 2, m) &&
+           expect_char(p, '-') && read_digits(p, 2, d) && *m >= 1 && *m <= 12 && *d >= 1 &&
+           *d <= days_in_month(*y, *m);
 }
 
 static int parse_clock(const char **p, int *h, int *mi, int *s)
 {
-    if (!(read_digits(p, 2, h) && expect_char(p, ':') && read_digits(p, 2, mi)
-          && expect_char(p, ':') && read_digits(p, 2, s)))
+    if (!(read_digits(p, 2, h) && expect_char(p, ':') && read_digits(p, 2, mi) &&
+          expect_char(p, ':') && read_digits(p, 2, s)))
         return 0;
     /* Fractions are accepted and dropped: policy works in whole seconds. */
     if (**p == '.') {
@@ -251,8 +249,8 @@ static int parse_offset(const char **p, int *offset)
         return 0;
     sign = **p == '-' ? -1 : 1;
     (*p)++;
-    if (!(read_digits(p, 2, &h) && expect_char(p, ':') && read_digits(p, 2, &mi)) || h > 23
-        || mi > 59)
+    if (!(read_digits(p, 2, &h) && expect_char(p, ':') && read_digits(p, 2, &mi)) || h > 23 ||
+        mi > 59)
         return 0;
     *offset = sign * (h * 3600 + mi * 60);
     return 1;
@@ -281,8 +279,8 @@ void cs_time_format(int64_t t, char buf[32])
     time_t tt = (time_t)t;
     struct tm tm;
 
-    if (t == CS_TIME_NONE || gmtime_r(&tt, &tm) == NULL
-        || strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (t == CS_TIME_NONE || gmtime_r(&tt, &tm) == NULL ||
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(buf, 32, "%s", t == CS_TIME_NONE ? "-" : "?");
 }
 

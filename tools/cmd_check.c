@@ -48,8 +48,8 @@ static X509_STORE *build_trust_store(const cli_ctx *ctx, const char *ca_path)
 }
 
 /* The policy on a verified chain; a database that does not open is "store unavailable". */
-static void decide(const cli_ctx *ctx, STACK_OF(X509) * chain, int64_t now,
-                   const check_options *o, check_result *r)
+static void decide(const cli_ctx *ctx, STACK_OF(X509) * chain, int64_t now, const check_options *o,
+                   check_result *r)
 {
     cs_policy_opts opts = {.require_strong = o->require_strong};
     cs_db *db = NULL;
@@ -156,12 +156,11 @@ static void print_json(const check_result *r)
 
 static int parse_check_options(cli_ctx *ctx, int argc, char **argv, check_options *o, int64_t *now)
 {
-    const cli_option opts[] = {
-        {"ca", &o->ca_path, NULL},
-        {"at", &o->at, NULL},
-        {"json", NULL, &o->json},
-        {"require-strong", NULL, &o->require_strong},
-        CLI_OPTIONS_END};
+    const cli_option opts[] = {{"ca", &o->ca_path, NULL},
+                               {"at", &o->at, NULL},
+                               {"json", NULL, &o->json},
+                               {"require-strong", NULL, &o->require_strong},
+                               CLI_OPTIONS_END};
     cli_positional pos;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "CHAIN.pem")) != CLI_CONTINUE)

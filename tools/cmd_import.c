@@ -134,8 +134,8 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
         return CLI_FAIL;
     }
     st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, show_refused, ctx, &res)
-             : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused,
-                                  ctx, &res);
+             : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused, ctx,
+                                  &res);
     free(data);
     if (st != CS_OK && res.bad_line > 0)
         cli_fail(ctx, "%s: line %lld: %s; nothing imported", name, (long long)res.bad_line,

@@ -189,8 +189,8 @@ static int print_rule_text(const cs_rule *r, void *arg)
         printf(" account=");
         cli_put_text(stdout, s->account ? s->account : "?");
     }
-    printf(" priority=%lld %s pin=%s", (long long)s->priority,
-           r->enabled ? "enabled" : "disabled", s->pin_fp ? s->pin_fp : "?");
+    printf(" priority=%lld %s pin=%s", (long long)s->priority, r->enabled ? "enabled" : "disabled",
+           s->pin_fp ? s->pin_fp : "?");
     put_list_text("subject", s->subject);
     put_list_text("issuer", s->issuer);
     put_list_text("san", s->san);

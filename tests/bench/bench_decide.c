@@ -26,17 +26,16 @@
 #include "cs_store.h"
 
 typedef struct {
-    STACK_OF(X509) **chains;
+    STACK_OF(X509) * *chains;
     int count;
 } verified_chains;
 
-static STACK_OF(X509) *verify_leaf(X509_STORE *trust, X509 *leaf, STACK_OF(X509) *untrusted)
+static STACK_OF(X509) * verify_leaf(X509_STORE *trust, X509 *leaf, STACK_OF(X509) * untrusted)
 {
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     STACK_OF(X509) *chain = NULL;
     if (ctx != NULL && X509_STORE_CTX_init(ctx, trust, leaf, untrusted) == 1 &&
-        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
-        X509_verify_cert(ctx) == 1)
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 && X509_verify_cert(ctx) == 1)
         chain = X509_STORE_CTX_get1_chain(ctx);
     X509_STORE_CTX_free(ctx);
     return chain;
@@ -97,7 +96,7 @@ static void shuffle(int *order, int n)
 }
 
 /* Time one decision; -1 if it was not an acceptance. */
-static int64_t timed_decision(cs_db *db, STACK_OF(X509) *chain, int64_t now)
+static int64_t timed_decision(cs_db *db, STACK_OF(X509) * chain, int64_t now)
 {
     cs_decision decision;
     int64_t t0 = bench_wall_ns();
@@ -166,11 +165,10 @@ int main(int argc, char **argv)
     if (ok) {
         int64_t first = lat[0];
         bench_sort_i64(lat, (size_t)taken);
-        printf("| %s | %s | %.1f | %.1f | %.1f | %ld | %.0f / %.0f |\n", label ? label : "-",
-               mode, (double)bench_percentile_sorted(lat, (size_t)taken, 50) / 1e3,
+        printf("| %s | %s | %.1f | %.1f | %.1f | %ld | %.0f / %.0f |\n", label ? label : "-", mode,
+               (double)bench_percentile_sorted(lat, (size_t)taken, 50) / 1e3,
                (double)bench_percentile_sorted(lat, (size_t)taken, 99) / 1e3,
-               (double)lat[taken - 1] / 1e3, taken, (double)open_ns / 1e3,
-               (double)first / 1e3);
+               (double)lat[taken - 1] / 1e3, taken, (double)open_ns / 1e3, (double)first / 1e3);
     }
     free(lat);
     free_chains(&v);

@@ -70,8 +70,8 @@ static X509 *make_leaf(X509 *ca, EVP_PKEY *ca_key, int index)
              random_serial(leaf) &&
              X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
                                         (const unsigned char *)"certstore bench", -1, -1, 0) &&
-             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn,
-                                        -1, -1, 0) &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                        0) &&
              X509_set_subject_name(leaf, name) &&
              X509_set_issuer_name(leaf, X509_get_subject_name(ca)) &&
              X509_gmtime_adj(X509_getm_notBefore(leaf), -86400) &&

@@ -164,7 +164,9 @@ static int check_side(const contexts *c, int provider_expected)
     int probe = handshake(c->server, c->probe_client, &ignored);
     if (probe != (provider_expected ? 0 : 1)) {
         fprintf(stderr, "bench: the unmapped probe client was %s, expected %s\n",
-                probe == 1 ? "accepted" : probe == 0 ? "rejected" : "a failure",
+                probe == 1   ? "accepted"
+                : probe == 0 ? "rejected"
+                             : "a failure",
                 provider_expected ? "rejected" : "accepted");
         return 0;
     }
@@ -310,9 +312,8 @@ static int run_driver(int argc, char **argv)
     }
     size_t n = (size_t)rounds;
     printf("| %s | %.0f | %.0f | %.3f | %.1f | %.1f |\n", label ? label : "-",
-           bench_median_double(off, n), bench_median_double(on, n),
-           bench_median_double(ratio, n), bench_median_double(rss_off, n),
-           bench_median_double(rss_on, n));
+           bench_median_double(off, n), bench_median_double(on, n), bench_median_double(ratio, n),
+           bench_median_double(rss_off, n), bench_median_double(rss_on, n));
     return 0;
 }
 

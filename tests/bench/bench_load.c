@@ -96,11 +96,18 @@ typedef struct {
 
 static int cli_map(const live_setup *s, int add, int64_t *elapsed)
 {
-    char *add_argv[] = {(char *)s->cli,      "--db",      (char *)s->db,     "map",
-                        "add",               (char *)s->leaf_pem, "--account",
-                        (char *)s->account, "--create-account", NULL};
-    char *rm_argv[] = {(char *)s->cli, "--db", (char *)s->db, "map", "rm", (char *)s->leaf_pem,
-                       NULL};
+    char *add_argv[] = {(char *)s->cli,
+                        "--db",
+                        (char *)s->db,
+                        "map",
+                        "add",
+                        (char *)s->leaf_pem,
+                        "--account",
+                        (char *)s->account,
+                        "--create-account",
+                        NULL};
+    char *rm_argv[] = {(char *)s->cli,      "--db", (char *)s->db, "map", "rm",
+                       (char *)s->leaf_pem, NULL};
     int rc = bench_run(add ? add_argv : rm_argv, 0, elapsed);
     if (rc != 0)
         fprintf(stderr, "bench_load: certstore map %s exited %d\n", add ? "add" : "rm", rc);
@@ -121,8 +128,7 @@ static int run_live(int argc, char **argv)
     long count = bench_opt_long(argc, argv, "--count", 100);
     live_setup s = {bench_opt(argc, argv, "--cli"), bench_opt(argc, argv, "--db"), NULL,
                     bench_opt(argc, argv, "--account")};
-    if (pki == NULL || s.cli == NULL || s.db == NULL || port < 1 || port > 65535 ||
-        count < 1) {
+    if (pki == NULL || s.cli == NULL || s.db == NULL || port < 1 || port > 65535 || count < 1) {
         fputs("usage: bench_load live --port P --pki DIR --cli PATH --db FILE [--count N] "
               "[--leaf NAME] [--account NAME] [--label TEXT]\n",
               stderr);

@@ -151,7 +151,7 @@ int bench_run(char *const argv[], int keep_output, int64_t *elapsed_ns)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-STACK_OF(X509) *bench_load_certs(const char *path)
+STACK_OF(X509) * bench_load_certs(const char *path)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)

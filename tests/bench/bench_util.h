@@ -40,7 +40,7 @@ int bench_flag(int argc, char **argv, const char *name);
 int bench_run(char *const argv[], int keep_output, int64_t *elapsed_ns);
 
 /* Load every certificate of a PEM file; NULL if none or unreadable. */
-STACK_OF(X509) *bench_load_certs(const char *path);
+STACK_OF(X509) * bench_load_certs(const char *path);
 
 /* Print OpenSSL's error queue prefixed by what failed; returns 0. */
 int bench_ssl_fail(const char *what);

@@ -30,12 +30,12 @@ typedef enum {
 } pki_role;
 
 typedef struct {
-    const char *name;     /* file-layout name */
-    size_t offset;        /* of its testpki_cred in testpki */
-    const char *issuer;   /* name of the issuer; NULL: self-signed */
-    const char *cn;       /* subject CN */
+    const char *name;   /* file-layout name */
+    size_t offset;      /* of its testpki_cred in testpki */
+    const char *issuer; /* name of the issuer; NULL: self-signed */
+    const char *cn;     /* subject CN */
     pki_role role;
-    const char *key_from; /* reuse this credential's key */
+    const char *key_from;    /* reuse this credential's key */
     const char *serial_from; /* reuse this credential's serial */
     int expired;
     int writes_chain; /* NAME-chain.pem: leaf + issuing intermediate */
@@ -130,8 +130,8 @@ static int set_validity(X509 *cert, int expired)
     long start_days = expired ? -400 : -1;
     long end_days = expired ? -10 : 825;
 
-    return X509_time_adj_ex(X509_getm_notBefore(cert), (int)start_days, 0, NULL) != NULL
-           && X509_time_adj_ex(X509_getm_notAfter(cert), (int)end_days, 0, NULL) != NULL;
+    return X509_time_adj_ex(X509_getm_notBefore(cert), (int)start_days, 0, NULL) != NULL &&
+           X509_time_adj_ex(X509_getm_notAfter(cert), (int)end_days, 0, NULL) != NULL;
 }
 
 static int set_subject(X509 *cert, const char *cn)
@@ -139,9 +139,9 @@ static int set_subject(X509 *cert, const char *cn)
     X509_NAME *name = X509_get_subject_name(cert);
 
     return X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
-                                      (const unsigned char *)"certstore tests", -1, -1, 0)
-           && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn,
-                                         -1, -1, 0);
+                                      (const unsigned char *)"certstore tests", -1, -1, 0) &&
+           X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
+                                      0);
 }
 
 static int add_extension(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
@@ -161,21 +161,22 @@ static int add_role_extensions(X509 *cert, X509V3_CTX *ctx, pki_role role)
     switch (role) {
     case ROLE_ROOT:
     case ROLE_CA:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:TRUE")
-               && add_extension(cert, ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:TRUE") &&
+               add_extension(cert, ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
     case ROLE_SERVER:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE")
-               && add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature,keyEncipherment")
-               && add_extension(cert, ctx, NID_ext_key_usage, "serverAuth")
-               && add_extension(cert, ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE") &&
+               add_extension(cert, ctx, NID_key_usage,
+                             "critical,digitalSignature,keyEncipherment") &&
+               add_extension(cert, ctx, NID_ext_key_usage, "serverAuth") &&
+               add_extension(cert, ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
     case ROLE_CLIENT:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE")
-               && add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature")
-               && add_extension(cert, ctx, NID_ext_key_usage, "clientAuth");
+        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE") &&
+               add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature") &&
+               add_extension(cert, ctx, NID_ext_key_usage, "clientAuth");
     case ROLE_SERVER_ONLY:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE")
-               && add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature")
-               && add_extension(cert, ctx, NID_ext_key_usage, "serverAuth");
+        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE") &&
+               add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature") &&
+               add_extension(cert, ctx, NID_ext_key_usage, "serverAuth");
     }
     return 0;
 }
@@ -186,9 +187,9 @@ static int add_extensions(X509 *cert, X509 *issuer, pki_role role)
     X509V3_CTX ctx;
 
     X509V3_set_ctx(&ctx, issuer ? issuer : cert, cert, NULL, NULL, 0);
-    return add_extension(cert, &ctx, NID_subject_key_identifier, "hash")
-           && add_extension(cert, &ctx, NID_authority_key_identifier, "keyid:always")
-           && add_role_extensions(cert, &ctx, role);
+    return add_extension(cert, &ctx, NID_subject_key_identifier, "hash") &&
+           add_extension(cert, &ctx, NID_authority_key_identifier, "keyid:always") &&
+           add_role_extensions(cert, &ctx, role);
 }
 
 static int set_serial(X509 *cert, const testpki_cred *donor)
@@ -217,13 +218,13 @@ static int build_cred(testpki *pki, const pki_spec *spec, int rsa)
     sign_key = issuer ? issuer->key : cred->key;
     if ((cred->cert = X509_new()) == NULL)
         return 0;
-    return X509_set_version(cred->cert, X509_VERSION_3) && set_serial(cred->cert, serial_donor)
-           && set_validity(cred->cert, spec->expired) && set_subject(cred->cert, spec->cn)
-           && X509_set_issuer_name(cred->cert, issuer ? X509_get_subject_name(issuer->cert)
-                                                      : X509_get_subject_name(cred->cert))
-           && X509_set_pubkey(cred->cert, cred->key)
-           && add_extensions(cred->cert, issuer ? issuer->cert : NULL, spec->role)
-           && X509_sign(cred->cert, sign_key, EVP_sha256()) > 0;
+    return X509_set_version(cred->cert, X509_VERSION_3) && set_serial(cred->cert, serial_donor) &&
+           set_validity(cred->cert, spec->expired) && set_subject(cred->cert, spec->cn) &&
+           X509_set_issuer_name(cred->cert, issuer ? X509_get_subject_name(issuer->cert)
+                                                   : X509_get_subject_name(cred->cert)) &&
+           X509_set_pubkey(cred->cert, cred->key) &&
+           add_extensions(cred->cert, issuer ? issuer->cert : NULL, spec->role) &&
+           X509_sign(cred->cert, sign_key, EVP_sha256()) > 0;
 }
 
 testpki *testpki_new(int rsa)
@@ -254,7 +255,7 @@ void testpki_free(testpki *pki)
     free(pki);
 }
 
-static int push_up_ref(STACK_OF(X509) *chain, X509 *cert)
+static int push_up_ref(STACK_OF(X509) * chain, X509 *cert)
 {
     if (!X509_up_ref(cert))
         return 0;
@@ -265,7 +266,7 @@ static int push_up_ref(STACK_OF(X509) *chain, X509 *cert)
     return 1;
 }
 
-STACK_OF(X509) *testpki_chain(X509 *first, ...)
+STACK_OF(X509) * testpki_chain(X509 *first, ...)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     va_list ap;
@@ -282,7 +283,7 @@ STACK_OF(X509) *testpki_chain(X509 *first, ...)
     return chain;
 }
 
-STACK_OF(X509) *testpki_chain_for(const testpki *pki, const testpki_cred *leaf)
+STACK_OF(X509) * testpki_chain_for(const testpki *pki, const testpki_cred *leaf)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     const testpki_cred *cur = leaf;
@@ -358,17 +359,17 @@ static int write_one(const testpki *pki, const pki_spec *spec, const char *dir)
     const testpki_cred *cred = testpki_get(pki, spec->name);
     char path[PATH_MAX];
 
-    if (snprintf(path, sizeof(path), "%s/%s.pem", dir, spec->name) >= (int)sizeof(path)
-        || !testpki_write_pem(path, cred->cert, (X509 *)NULL))
+    if (snprintf(path, sizeof(path), "%s/%s.pem", dir, spec->name) >= (int)sizeof(path) ||
+        !testpki_write_pem(path, cred->cert, (X509 *)NULL))
         return 0;
-    if (snprintf(path, sizeof(path), "%s/%s.key", dir, spec->name) >= (int)sizeof(path)
-        || !write_key(path, cred->key))
+    if (snprintf(path, sizeof(path), "%s/%s.key", dir, spec->name) >= (int)sizeof(path) ||
+        !write_key(path, cred->key))
         return 0;
     if (spec->writes_chain) {
         const testpki_cred *issuer = testpki_get(pki, spec->issuer);
 
-        if (snprintf(path, sizeof(path), "%s/%s-chain.pem", dir, spec->name) >= (int)sizeof(path)
-            || !testpki_write_pem(path, cred->cert, issuer->cert, (X509 *)NULL))
+        if (snprintf(path, sizeof(path), "%s/%s-chain.pem", dir, spec->name) >= (int)sizeof(path) ||
+            !testpki_write_pem(path, cred->cert, issuer->cert, (X509 *)NULL))
             return 0;
     }
     return 1;

@@ -26,20 +26,20 @@ typedef struct {
 } testpki_cred;
 
 typedef struct {
-    testpki_cred root;    /* trust anchor */
-    testpki_cred ca_a;    /* "Partner CA A": the one tests pin */
-    testpki_cred ca_b;    /* another intermediate under root, not pinned */
-    testpki_cred ca_twin; /* same subject DN as ca_a, different key */
-    testpki_cred server;  /* CN=localhost, SAN localhost + 127.0.0.1 */
-    testpki_cred alice;          /* ca_a, clientAuth */
-    testpki_cred alice_renewed;  /* ca_a, alice's key, new serial */
-    testpki_cred bob;            /* ca_a, clientAuth */
-    testpki_cred carol;          /* ca_b, clientAuth */
-    testpki_cred mallory;        /* ca_twin, alice's issuer DN and serial */
-    testpki_cred expired;        /* ca_a, notAfter in the past */
-    testpki_cred noclient;       /* ca_a, EKU serverAuth only */
-    testpki_cred selfsigned;     /* self-signed, clientAuth */
-    testpki_cred direct;         /* issued by root directly, clientAuth */
+    testpki_cred root;          /* trust anchor */
+    testpki_cred ca_a;          /* "Partner CA A": the one tests pin */
+    testpki_cred ca_b;          /* another intermediate under root, not pinned */
+    testpki_cred ca_twin;       /* same subject DN as ca_a, different key */
+    testpki_cred server;        /* CN=localhost, SAN localhost + 127.0.0.1 */
+    testpki_cred alice;         /* ca_a, clientAuth */
+    testpki_cred alice_renewed; /* ca_a, alice's key, new serial */
+    testpki_cred bob;           /* ca_a, clientAuth */
+    testpki_cred carol;         /* ca_b, clientAuth */
+    testpki_cred mallory;       /* ca_twin, alice's issuer DN and serial */
+    testpki_cred expired;       /* ca_a, notAfter in the past */
+    testpki_cred noclient;      /* ca_a, EKU serverAuth only */
+    testpki_cred selfsigned;    /* self-signed, clientAuth */
+    testpki_cred direct;        /* issued by root directly, clientAuth */
 } testpki;
 
 /* Build the whole PKI; ECDSA P-256 leaves, or RSA-2048 when rsa != 0. NULL on failure. */
@@ -63,10 +63,10 @@ const testpki_cred *testpki_issuer_of(const testpki *pki, const testpki_cred *cr
  * including the self-signed top (leaf, issuing CA, root). Each element is
  * up-referenced: free with sk_X509_pop_free(chain, X509_free).
  */
-STACK_OF(X509) *testpki_chain_for(const testpki *pki, const testpki_cred *leaf);
+STACK_OF(X509) * testpki_chain_for(const testpki *pki, const testpki_cred *leaf);
 
 /* A chain of exactly the given certificates, NULL-terminated, each up-referenced. */
-STACK_OF(X509) *testpki_chain(X509 *first, ...);
+STACK_OF(X509) * testpki_chain(X509 *first, ...);
 
 /* Write one certificate (or several, NULL-terminated) as PEM to path. 1 on success. */
 int testpki_write_pem(const char *path, X509 *first, ...);

@@ -344,7 +344,7 @@ typedef struct {
     long violations;
 } tally;
 
-static long mutator_seq;  /* odd: bob may be mapped; even: removal returned */
+static long mutator_seq; /* odd: bob may be mapped; even: removal returned */
 static int mutator_done;
 static long mutator_failures;
 static double mutator_seconds;
@@ -449,10 +449,9 @@ START_TEST(test_threads_never_accept_a_removed_mapping)
     fprintf(stderr,
             "concurrency: %ld cycles in %.1f s (%.1f ms per CLI run); alice %ld accepted, "
             "%ld not; bob %ld accepted, %ld rejected, %ld broken; %ld violations\n",
-            cycles, mutator_seconds, mutator_seconds * 500.0 / (double)cycles, sum.alice_accepted, sum.alice_other, sum.bob_accepted, sum.bob_rejected,
-            sum.bob_broken, sum.violations);
-    ck_assert_msg(mutator_failures == 0, "%ld CLI runs failed: %s", mutator_failures,
-                  cli_errors());
+            cycles, mutator_seconds, mutator_seconds * 500.0 / (double)cycles, sum.alice_accepted,
+            sum.alice_other, sum.bob_accepted, sum.bob_rejected, sum.bob_broken, sum.violations);
+    ck_assert_msg(mutator_failures == 0, "%ld CLI runs failed: %s", mutator_failures, cli_errors());
     ck_assert_msg(sum.violations == 0, "%ld handshakes accepted after the removal returned",
                   sum.violations);
     ck_assert_msg(sum.alice_other == 0, "alice not accepted %ld times", sum.alice_other);
@@ -483,8 +482,8 @@ static int worker_phase(int phase)
         failures += bob != HS_ACCEPTED;
     }
     if (failures != 0)
-        fprintf(stderr, "worker %d phase %d: alice %d bob %d\n", (int)getpid(), phase,
-                (int)alice, (int)bob);
+        fprintf(stderr, "worker %d phase %d: alice %d bob %d\n", (int)getpid(), phase, (int)alice,
+                (int)bob);
     return failures;
 }
 

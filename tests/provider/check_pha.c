@@ -82,8 +82,7 @@ static void store_alice_until(int64_t not_after)
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
     memset(&spec, 0, sizeof(spec));
     ck_assert_int_eq(
-        cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT),
-        CS_OK);
+        cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT), CS_OK);
     spec.account = ALICE_ACCOUNT;
     spec.not_before = CS_TIME_NONE;
     spec.not_after = not_after;
@@ -112,11 +111,12 @@ static void load_provider(void)
     const char *module = getenv("CERTSTORE_MODULE");
 
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "openssl_conf = openssl_init\n"
-               "[openssl_init]\nproviders = provider_sect\n"
-               "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
-               "[default_sect]\nactivate = 1\n"
-               "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
+    fprintf(f,
+            "openssl_conf = openssl_init\n"
+            "[openssl_init]\nproviders = provider_sect\n"
+            "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
+            "[default_sect]\nactivate = 1\n"
+            "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
             fx.db, fx.log);
     if (module != NULL)
         fprintf(f, "module = %s\n", module);
@@ -145,10 +145,9 @@ static void make_server(long options)
     ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
     ck_assert_int_eq(SSL_CTX_set_min_proto_version(fx.server, TLS1_3_VERSION), 1);
     SSL_CTX_set_cert_store(fx.server, trust_root());
-    SSL_CTX_set_verify(fx.server,
-                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT |
-                           SSL_VERIFY_POST_HANDSHAKE,
-                       NULL);
+    SSL_CTX_set_verify(
+        fx.server, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_POST_HANDSHAKE,
+        NULL);
     SSL_CTX_set_options(fx.server, options);
 }
 
@@ -482,8 +481,7 @@ START_TEST(test_accepted_pha_tickets_end_at_narrowing)
 
     remove_alice_mapping();
     r = resume_with(fx.tickets[fx.n_tickets - 1]);
-    ck_assert_msg(!r.reused, "%s: post-PHA ticket resumed after the mapping was removed",
-                  k->name);
+    ck_assert_msg(!r.reused, "%s: post-PHA ticket resumed after the mapping was removed", k->name);
     ck_assert(!r.have_account);
 }
 END_TEST
@@ -504,10 +502,9 @@ START_TEST(test_pre_pha_tickets_stay_unauthenticated)
     for (i = 0; i < before; i++) {
         r = resume_with(fx.tickets[i]);
         ck_assert_msg(r.ok, "%s: pre-PHA ticket %d: connection failed", k->name, i);
-        ck_assert_msg(!r.has_peer, "%s: pre-PHA ticket %d resumed with a certificate", k->name,
-                      i);
-        ck_assert_msg(!r.have_account, "%s: pre-PHA ticket %d resumed as account %s", k->name,
-                      i, r.account);
+        ck_assert_msg(!r.has_peer, "%s: pre-PHA ticket %d resumed with a certificate", k->name, i);
+        ck_assert_msg(!r.have_account, "%s: pre-PHA ticket %d resumed as account %s", k->name, i,
+                      r.account);
     }
 }
 END_TEST
@@ -528,8 +525,8 @@ START_TEST(test_rejected_pha_ends_connection)
     ck_assert_int_le(SSL_write(p.server, "more", 4), 0);
     pair_free(&p);
     ck_assert_msg(log_has("result=reject reason=no-mapping"), "no reject in the log");
-    ck_assert_msg(fx.n_tickets == before, "%s: %d ticket(s) issued after a rejected PHA",
-                  k->name, fx.n_tickets - before);
+    ck_assert_msg(fx.n_tickets == before, "%s: %d ticket(s) issued after a rejected PHA", k->name,
+                  fx.n_tickets - before);
     for (i = 0; i < before; i++) {
         r = resume_with(fx.tickets[i]);
         ck_assert_msg(!r.has_peer && !r.have_account,
@@ -571,8 +568,7 @@ static Suite *pha_suite(void)
 
     tcase_add_checked_fixture(rejected, setup, teardown);
     tcase_add_loop_test(rejected, test_rejected_pha_ends_connection, 0, N_KINDS);
-    tcase_add_loop_test(rejected, test_rejected_pha_after_accepted_one_clears_account, 0,
-                        N_KINDS);
+    tcase_add_loop_test(rejected, test_rejected_pha_after_accepted_one_clears_account, 0, N_KINDS);
     suite_add_tcase(s, rejected);
     return s;
 }

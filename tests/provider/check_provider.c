@@ -64,8 +64,8 @@ static void map_leaf(cs_db *db, const char *leaf, const char *account, cs_kind k
     cs_mapping_spec spec;
 
     memset(&spec, 0, sizeof(spec));
-    ck_assert_int_eq(
-        cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, leaf)->cert, kind), CS_OK);
+    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, leaf)->cert, kind),
+                     CS_OK);
     spec.account = account;
     spec.not_before = not_before;
     spec.not_after = not_after;
@@ -110,12 +110,11 @@ static void write_cnf(const char *extra_lines)
     const char *module = getenv("CERTSTORE_MODULE");
 
     ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "openssl_conf = openssl_init\n"
-            "[openssl_init]\nproviders = provider_sect\n"
-            "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
-            "[default_sect]\nactivate = 1\n"
-            "[certstore_sect]\nactivate = 1\n");
+    fprintf(f, "openssl_conf = openssl_init\n"
+               "[openssl_init]\nproviders = provider_sect\n"
+               "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
+               "[default_sect]\nactivate = 1\n"
+               "[certstore_sect]\nactivate = 1\n");
     if (module != NULL)
         fprintf(f, "module = %s\n", module);
     fputs(extra_lines, f);
@@ -188,9 +187,9 @@ static SSL_CTX *make_client(const char *leaf)
 }
 
 typedef struct {
-    int ok;              /* both sides completed */
-    int reused;          /* server resumed a session */
-    long server_verify;  /* SSL_get_verify_result on the server */
+    int ok;               /* both sides completed */
+    int reused;           /* server resumed a session */
+    long server_verify;   /* SSL_get_verify_result on the server */
     SSL_SESSION *session; /* client's session after the handshake, if asked */
     char account[CS_ACCOUNT_MAX + 1];
     int have_account;

@@ -32,8 +32,7 @@ static cs_status parse_filled(cs_import_format fmt, const char *prefix, size_t f
     memcpy(buf, prefix, plen);
     memset(buf + plen, 'A', fill);
     memcpy(buf + plen + fill, suffix, slen);
-    status = cs_import_parse(buf, plen + fill + slen, fmt, count_row, &rows, bad_line, msg,
-                             msglen);
+    status = cs_import_parse(buf, plen + fill + slen, fmt, count_row, &rows, bad_line, msg, msglen);
     free(buf);
     ck_assert_int_eq(rows, 0);
     return status;
@@ -44,9 +43,9 @@ START_TEST(test_csv_header_filled_then_empty_fields_rejected)
     int64_t bad = 0;
     char msg[256] = "";
 
-    ck_assert_int_eq(parse_filled(CS_IMPORT_CSV, "", RECORD_LIMIT - 1, ",,,\n", &bad, msg,
-                                  sizeof(msg)),
-                     CS_INVALID);
+    ck_assert_int_eq(
+        parse_filled(CS_IMPORT_CSV, "", RECORD_LIMIT - 1, ",,,\n", &bad, msg, sizeof(msg)),
+        CS_INVALID);
     ck_assert_int_eq(bad, 1);
     ck_assert_ptr_nonnull(strstr(msg, "longer than"));
 }
@@ -69,8 +68,8 @@ START_TEST(test_jsonl_string_filling_the_line_rejected)
     int64_t bad = 0;
     char msg[256] = "";
 
-    ck_assert_int_eq(parse_filled(CS_IMPORT_JSONL, "{\"kind\":\"", RECORD_LIMIT - 9, "\"}\n",
-                                  &bad, msg, sizeof(msg)),
+    ck_assert_int_eq(parse_filled(CS_IMPORT_JSONL, "{\"kind\":\"", RECORD_LIMIT - 9, "\"}\n", &bad,
+                                  msg, sizeof(msg)),
                      CS_INVALID);
     ck_assert_int_eq(bad, 1);
 }

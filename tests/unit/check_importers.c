@@ -85,18 +85,18 @@ static cs_decision decide(const testpki_cred *leaf)
     return d;
 }
 
-#define ck_accepted(d, acct)                                                                   \
-    do {                                                                                       \
-        cs_decision d_ = (d);                                                                  \
-        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);    \
-        ck_assert_str_eq(d_.account, (acct));                                                  \
+#define ck_accepted(d, acct)                                                                       \
+    do {                                                                                           \
+        cs_decision d_ = (d);                                                                      \
+        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);        \
+        ck_assert_str_eq(d_.account, (acct));                                                      \
     } while (0)
 
-#define ck_rejected(d, why)                                                                    \
-    do {                                                                                       \
-        cs_decision d_ = (d);                                                                  \
-        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));              \
-        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                    \
+#define ck_rejected(d, why)                                                                        \
+    do {                                                                                           \
+        cs_decision d_ = (d);                                                                      \
+        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));                  \
+        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                        \
     } while (0)
 
 /* Base64 of a certificate's DER, as IIS writes it (one line). */
@@ -123,58 +123,62 @@ static char *iis_config(void)
     char *xml = malloc(cap);
 
     ck_assert_ptr_nonnull(xml);
-    snprintf(xml, cap,
-             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n"
-             "<configuration>\r\n"
-             "  <!-- exported from IIS Manager; <add> in a comment is ignored -->\r\n"
-             "  <location path=\"Default Web Site/partners\">\r\n"
-             "    <system.webServer>\r\n"
-             "      <security>\r\n"
-             "        <access sslFlags=\"Ssl, SslNegotiateCert, SslRequireCert\" />\r\n"
-             "        <authentication>\r\n"
-             "          <iisClientCertificateMappingAuthentication enabled=\"true\"\r\n"
-             "              oneToOneCertificateMappingsEnabled=\"true\"\r\n"
-             "              manyToOneCertificateMappingsEnabled=\"true\">\r\n"
-             "            <oneToOneMappings>\r\n"
-             "              <add enabled=\"true\" userName=\"CORP\\alice\" password=\"" PASSWORD
-             "\"\r\n"
-             "                   certificate=\"%s\" />\r\n"
-             "              <add enabled=\"false\" userName='CORP\\bob' password='" PASSWORD
-             "' certificate='%s'/>\r\n"
-             "            </oneToOneMappings>\r\n"
-             "            <manyToOneMappings>\r\n"
-             "              <add name=\"Blocked\" enabled=\"true\" permissionMode=\"Deny\"\r\n"
-             "                   userName=\"ignored\" password=\"" PASSWORD "\">\r\n"
-             "                <rules>\r\n"
-             "                  <add certificateField=\"Subject\" certificateSubField=\"CN\"\r\n"
-             "                       matchCriteria=\"NOCLIENT*\" compareCaseSensitive=\"false\" />\r\n"
-             "                </rules>\r\n"
-             "              </add>\r\n"
-             "              <add name=\"Tests &amp; gateways\" enabled=\"true\" permissionMode=\"Allow\"\r\n"
-             "                   userName=\"CORP\\svc-tests\" password=\"" PASSWORD "\">\r\n"
-             "                <rules>\r\n"
-             "                  <add certificateField=\"Subject\" certificateSubField=\"O\"\r\n"
-             "                       matchCriteria=\"certstore tests\" compareCaseSensitive=\"true\" />\r\n"
-             "                  <add certificateField=\"Subject\" certificateSubField=\"CN\"\r\n"
-             "                       matchCriteria=\"*\" compareCaseSensitive=\"true\" />\r\n"
-             "                </rules>\r\n"
-             "              </add>\r\n"
-             "              <add name=\"Everyone\" permissionMode=\"Allow\" userName=\"x\" password=\"" PASSWORD
-             "\" />\r\n"
-             "              <add name=\"Mixed\" permissionMode=\"Allow\" userName=\"y\">\r\n"
-             "                <rules>\r\n"
-             "                  <add certificateField=\"Subject\" certificateSubField=\"CN\" matchCriteria=\"a\" compareCaseSensitive=\"true\"/>\r\n"
-             "                  <add certificateField=\"Subject\" certificateSubField=\"O\" matchCriteria=\"b\" compareCaseSensitive=\"false\"/>\r\n"
-             "                </rules>\r\n"
-             "              </add>\r\n"
-             "            </manyToOneMappings>\r\n"
-             "          </iisClientCertificateMappingAuthentication>\r\n"
-             "        </authentication>\r\n"
-             "      </security>\r\n"
-             "    </system.webServer>\r\n"
-             "  </location>\r\n"
-             "</configuration>\r\n",
-             alice, bob);
+    snprintf(
+        xml, cap,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n"
+        "<configuration>\r\n"
+        "  <!-- exported from IIS Manager; <add> in a comment is ignored -->\r\n"
+        "  <location path=\"Default Web Site/partners\">\r\n"
+        "    <system.webServer>\r\n"
+        "      <security>\r\n"
+        "        <access sslFlags=\"Ssl, SslNegotiateCert, SslRequireCert\" />\r\n"
+        "        <authentication>\r\n"
+        "          <iisClientCertificateMappingAuthentication enabled=\"true\"\r\n"
+        "              oneToOneCertificateMappingsEnabled=\"true\"\r\n"
+        "              manyToOneCertificateMappingsEnabled=\"true\">\r\n"
+        "            <oneToOneMappings>\r\n"
+        "              <add enabled=\"true\" userName=\"CORP\\alice\" password=\"" PASSWORD "\"\r\n"
+        "                   certificate=\"%s\" />\r\n"
+        "              <add enabled=\"false\" userName='CORP\\bob' password='" PASSWORD
+        "' certificate='%s'/>\r\n"
+        "            </oneToOneMappings>\r\n"
+        "            <manyToOneMappings>\r\n"
+        "              <add name=\"Blocked\" enabled=\"true\" permissionMode=\"Deny\"\r\n"
+        "                   userName=\"ignored\" password=\"" PASSWORD "\">\r\n"
+        "                <rules>\r\n"
+        "                  <add certificateField=\"Subject\" certificateSubField=\"CN\"\r\n"
+        "                       matchCriteria=\"NOCLIENT*\" compareCaseSensitive=\"false\" />\r\n"
+        "                </rules>\r\n"
+        "              </add>\r\n"
+        "              <add name=\"Tests &amp; gateways\" enabled=\"true\" "
+        "permissionMode=\"Allow\"\r\n"
+        "                   userName=\"CORP\\svc-tests\" password=\"" PASSWORD "\">\r\n"
+        "                <rules>\r\n"
+        "                  <add certificateField=\"Subject\" certificateSubField=\"O\"\r\n"
+        "                       matchCriteria=\"certstore tests\" compareCaseSensitive=\"true\" "
+        "/>\r\n"
+        "                  <add certificateField=\"Subject\" certificateSubField=\"CN\"\r\n"
+        "                       matchCriteria=\"*\" compareCaseSensitive=\"true\" />\r\n"
+        "                </rules>\r\n"
+        "              </add>\r\n"
+        "              <add name=\"Everyone\" permissionMode=\"Allow\" userName=\"x\" "
+        "password=\"" PASSWORD "\" />\r\n"
+        "              <add name=\"Mixed\" permissionMode=\"Allow\" userName=\"y\">\r\n"
+        "                <rules>\r\n"
+        "                  <add certificateField=\"Subject\" certificateSubField=\"CN\" "
+        "matchCriteria=\"a\" compareCaseSensitive=\"true\"/>\r\n"
+        "                  <add certificateField=\"Subject\" certificateSubField=\"O\" "
+        "matchCriteria=\"b\" compareCaseSensitive=\"false\"/>\r\n"
+        "                </rules>\r\n"
+        "              </add>\r\n"
+        "            </manyToOneMappings>\r\n"
+        "          </iisClientCertificateMappingAuthentication>\r\n"
+        "        </authentication>\r\n"
+        "      </security>\r\n"
+        "    </system.webServer>\r\n"
+        "  </location>\r\n"
+        "</configuration>\r\n",
+        alice, bob);
     free(alice);
     free(bob);
     return xml;
@@ -374,8 +378,8 @@ static cs_status import_altsec(const char *text, const char *pin_fp, int allow_w
     cs_status st;
 
     ck_ok(cs_db_begin(writer, "check_importers"));
-    st = cs_import_altsecid(writer, text, strlen(text), pin_fp, allow_weak, collect_note, NULL,
-                            res);
+    st =
+        cs_import_altsecid(writer, text, strlen(text), pin_fp, allow_weak, collect_note, NULL, res);
     if (st == CS_OK)
         ck_ok(cs_db_commit(writer));
     else
@@ -472,8 +476,8 @@ END_TEST
 START_TEST(test_altsecid_malformed_refused_with_line)
 {
     static const char *const bad[] = {
-        "alice X509:<SKI>00\n",      "alice\tX509:<SKI>zz\n", "alice\tX509:<XYZ>1\n",
-        "alice\tSMTP:a@b\n",         "\tX509:<SKI>00\n",      "alice\tX509:<I>CN=x\n",
+        "alice X509:<SKI>00\n",        "alice\tX509:<SKI>zz\n", "alice\tX509:<XYZ>1\n",
+        "alice\tSMTP:a@b\n",           "\tX509:<SKI>00\n",      "alice\tX509:<I>CN=x\n",
         "alice\tX509:<I>CN=x<SR>0g\n",
     };
     cs_foreign_result res;

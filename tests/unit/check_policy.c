@@ -136,19 +136,19 @@ static cs_decision decide(const testpki_cred *leaf)
     return decide_on(reader, leaf, now);
 }
 
-#define ck_rejected(d, why)                                                                    \
-    do {                                                                                       \
-        cs_decision d_ = (d);                                                                  \
-        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));              \
-        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                    \
+#define ck_rejected(d, why)                                                                        \
+    do {                                                                                           \
+        cs_decision d_ = (d);                                                                      \
+        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));                  \
+        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                        \
     } while (0)
 
-#define ck_accepted(d, acct)                                                                   \
-    do {                                                                                       \
-        cs_decision d_ = (d);                                                                  \
-        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);    \
-        ck_assert_int_eq(d_.reason, CS_REASON_NONE);                                           \
-        ck_assert_str_eq(d_.account, (acct));                                                  \
+#define ck_accepted(d, acct)                                                                       \
+    do {                                                                                           \
+        cs_decision d_ = (d);                                                                      \
+        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);        \
+        ck_assert_int_eq(d_.reason, CS_REASON_NONE);                                               \
+        ck_assert_str_eq(d_.account, (acct));                                                      \
     } while (0)
 
 static int64_t not_after_of(const testpki_cred *cred)
@@ -215,8 +215,7 @@ START_TEST(test_twin_ca_pinned_but_mapping_restricted_rejected)
 {
     pin(&pki->ca_a);
     pin(&pki->ca_twin);
-    map_full(&pki->alice, CS_KIND_ISSUER_SERIAL, "alice", &pki->ca_a, CS_TIME_NONE,
-             CS_TIME_NONE);
+    map_full(&pki->alice, CS_KIND_ISSUER_SERIAL, "alice", &pki->ca_a, CS_TIME_NONE, CS_TIME_NONE);
     ck_rejected(decide(&pki->mallory), CS_REASON_NO_MAPPING);
     ck_accepted(decide(&pki->alice), "alice");
 }
@@ -269,7 +268,7 @@ START_TEST(test_cert_mapping_accepted_with_details)
     ck_assert_str_eq(d.leaf_fp, leaf_fp);
     ck_assert_str_eq(d.issuer_fp, issuer_fp);
     limit = not_after_of(&pki->alice) < not_after_of(&pki->ca_a) ? not_after_of(&pki->alice)
-                                                                  : not_after_of(&pki->ca_a);
+                                                                 : not_after_of(&pki->ca_a);
     ck_assert_int_le(llabs(d.valid_until - limit), 2);
 }
 END_TEST
@@ -440,9 +439,9 @@ START_TEST(test_broken_schema_rejected_store_unavailable)
         sqlite3 *raw = NULL;
 
         ck_assert_int_eq(sqlite3_open(db_path, &raw), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(raw, "PRAGMA foreign_keys=OFF; DROP TABLE mappings",
-                                      NULL, NULL, NULL),
-                         SQLITE_OK);
+        ck_assert_int_eq(
+            sqlite3_exec(raw, "PRAGMA foreign_keys=OFF; DROP TABLE mappings", NULL, NULL, NULL),
+            SQLITE_OK);
         sqlite3_close(raw);
     }
     d = decide(&pki->alice);

@@ -173,7 +173,9 @@ static char ca_a_fp[CS_FP_HEX_LEN + 1];
 
 static cs_rule_spec allow_rule(const char *account)
 {
-    cs_rule_spec r = {.action = CS_RULE_ALLOW, .account = account, .pin_fp = ca_a_fp,
+    cs_rule_spec r = {.action = CS_RULE_ALLOW,
+                      .account = account,
+                      .pin_fp = ca_a_fp,
                       .priority = CS_RULE_PRIORITY_DEFAULT};
     fp_of(&pki->ca_a, ca_a_fp);
     return r;
@@ -231,18 +233,18 @@ static cs_decision decide_cert(X509 *leaf)
     return decide_cert_opts(leaf, NULL);
 }
 
-#define ck_rejected(d, why)                                                                    \
-    do {                                                                                       \
-        cs_decision d_ = (d);                                                                  \
-        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));              \
-        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                    \
+#define ck_rejected(d, why)                                                                        \
+    do {                                                                                           \
+        cs_decision d_ = (d);                                                                      \
+        ck_assert_msg(!d_.accept, "accepted, expected %s", cs_reason_token(why));                  \
+        ck_assert_str_eq(cs_reason_token(d_.reason), cs_reason_token(why));                        \
     } while (0)
 
-#define ck_accepted(d, acct)                                                                   \
-    do {                                                                                       \
-        cs_decision d_ = (d);                                                                  \
-        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);    \
-        ck_assert_str_eq(d_.account, (acct));                                                  \
+#define ck_accepted(d, acct)                                                                       \
+    do {                                                                                           \
+        cs_decision d_ = (d);                                                                      \
+        ck_assert_msg(d_.accept, "rejected: %s %s", cs_reason_token(d_.reason), d_.detail);        \
+        ck_assert_str_eq(d_.account, (acct));                                                      \
     } while (0)
 
 /* Match one leaf against one condition set. */
@@ -537,7 +539,8 @@ END_TEST
 
 START_TEST(test_eku_and_policy)
 {
-    leaf_spec ls = {.subject = {"CN=x"}, .eku = "clientAuth,emailProtection",
+    leaf_spec ls = {.subject = {"CN=x"},
+                    .eku = "clientAuth,emailProtection",
                     .policy = "1.3.6.1.4.1.99999.1.2"};
     leaf_spec server_only = {.subject = {"CN=x"}, .eku = "serverAuth"};
     cs_rule_spec r = allow_rule("x");
@@ -938,7 +941,8 @@ static int cli(const char *first, ...)
     return WEXITSTATUS(status);
 }
 
-#define ck_out_has(s) ck_assert_msg(strstr(cli_out, (s)) != NULL, "output lacks '%s':\n%s", (s), cli_out)
+#define ck_out_has(s)                                                                              \
+    ck_assert_msg(strstr(cli_out, (s)) != NULL, "output lacks '%s':\n%s", (s), cli_out)
 
 static void write_cert(const char *name, X509 *leaf, char *path, size_t len)
 {
@@ -962,9 +966,8 @@ START_TEST(test_cli_rule_lifecycle_and_check)
     ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
     ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", NULL), 1);
     ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--deny", NULL), 2);
-    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--subject", "XX=1",
-                         NULL),
-                     2);
+    ck_assert_int_eq(
+        cli("rule", "add", "--pin", fp, "--account", "acme", "--subject", "XX=1", NULL), 2);
     ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--create-account",
                          "--subject", "O=Acme,CN=gw-*", "--san", "DNS:*.acme.example", "--eku",
                          "clientAuth", "--note", "gateways", NULL),

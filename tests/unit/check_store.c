@@ -30,8 +30,8 @@ static char db_path[PATH_MAX + 32];
 static cs_db *db;
 
 #define ck_ok(expr) ck_assert_msg((expr) == CS_OK, "%s failed: %s", #expr, cs_db_errmsg(db))
-#define ck_status(expr, want)                                                                  \
-    ck_assert_msg((expr) == (want), "%s: expected status %d: %s", #expr, (int)(want),         \
+#define ck_status(expr, want)                                                                      \
+    ck_assert_msg((expr) == (want), "%s: expected status %d: %s", #expr, (int)(want),              \
                   cs_db_errmsg(db))
 
 static void make_test_dir(void)
@@ -408,8 +408,8 @@ static int nobody_reads(const struct passwd *nobody)
         fprintf(stderr, "nobody: rejected: %s\n", decide_with(ro, &pki->alice).detail);
         code = 12;
     }
-    if (code == 0 && cs_db_open(&rw, db_path, 0) == CS_OK && cs_db_begin(rw, "x") == CS_OK
-        && cs_account_add(rw, "intruder", NULL) == CS_OK && cs_db_commit(rw) == CS_OK)
+    if (code == 0 && cs_db_open(&rw, db_path, 0) == CS_OK && cs_db_begin(rw, "x") == CS_OK &&
+        cs_account_add(rw, "intruder", NULL) == CS_OK && cs_db_commit(rw) == CS_OK)
         code = 13;
     cs_db_close(rw);
     cs_db_close(ro);
@@ -798,14 +798,14 @@ START_TEST(test_fingerprint_normalise)
 {
     char out[CS_FP_HEX_LEN + 1];
 
-    ck_assert(cs_fp_normalise(
-        "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789", out));
+    ck_assert(
+        cs_fp_normalise("ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789", out));
     ck_assert_str_eq(out, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
     ck_assert(!cs_fp_normalise("abcdef", out));
-    ck_assert(!cs_fp_normalise(
-        "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF012345678g", out));
-    ck_assert(!cs_fp_normalise(
-        "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ab", out));
+    ck_assert(
+        !cs_fp_normalise("ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF012345678g", out));
+    ck_assert(!cs_fp_normalise("ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ab",
+                               out));
 }
 END_TEST
 
@@ -1130,7 +1130,8 @@ typedef struct {
 
 START_TEST(test_import_rejects_malformed_input)
 {
-    static const char good_key[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    static const char good_key[] =
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     char text[1024];
     const bad_input cases[] = {
         {"kind,key,account,colour\n", 1, "unknown column 'colour'"},
@@ -1160,8 +1161,7 @@ START_TEST(test_import_rejects_malformed_input)
         cs_import_result r;
 
         expand_key(cases[i].text, good_key, text, sizeof(text));
-        ck_assert_msg(import_text(text, CS_IMPORT_AUTO, &r) == CS_INVALID, "case %zu accepted",
-                      i);
+        ck_assert_msg(import_text(text, CS_IMPORT_AUTO, &r) == CS_INVALID, "case %zu accepted", i);
         ck_assert_msg(r.bad_line == cases[i].bad_line, "case %zu: line %lld, want %lld: %s", i,
                       (long long)r.bad_line, (long long)cases[i].bad_line, cs_db_errmsg(db));
         ck_assert_msg(strstr(cs_db_errmsg(db), cases[i].message_part) != NULL,
@@ -1207,17 +1207,17 @@ START_TEST(test_import_parser_is_pure_on_buffers)
     int64_t bad = -1;
     int rows = 0;
 
-    ck_assert_int_eq(cs_import_parse(csv, sizeof(csv) - 1, CS_IMPORT_AUTO, count_row, &rows,
-                                     &bad, msg, sizeof(msg)),
+    ck_assert_int_eq(cs_import_parse(csv, sizeof(csv) - 1, CS_IMPORT_AUTO, count_row, &rows, &bad,
+                                     msg, sizeof(msg)),
                      CS_OK);
     ck_assert_int_eq(rows, 2);
     ck_assert_int_eq(bad, 0);
-    ck_assert_int_eq(cs_import_parse("{", 1, CS_IMPORT_AUTO, count_row, &rows, &bad, msg,
-                                     sizeof(msg)),
-                     CS_INVALID);
+    ck_assert_int_eq(
+        cs_import_parse("{", 1, CS_IMPORT_AUTO, count_row, &rows, &bad, msg, sizeof(msg)),
+        CS_INVALID);
     ck_assert_int_eq(bad, 1);
-    ck_assert_int_eq(cs_import_parse("kind,key,account\n\0", 18, CS_IMPORT_CSV, count_row,
-                                     &rows, &bad, msg, sizeof(msg)),
+    ck_assert_int_eq(cs_import_parse("kind,key,account\n\0", 18, CS_IMPORT_CSV, count_row, &rows,
+                                     &bad, msg, sizeof(msg)),
                      CS_INVALID);
     ck_assert(strstr(msg, "NUL") != NULL);
 }
