@@ -21,7 +21,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 jobs=$(nproc 2>/dev/null || echo 2)
 
-build_deps=(build-essential cmake pkg-config libssl-dev openssl libsqlite3-dev sqlite3 check)
+build_deps=(build-essential cmake pkg-config libssl-dev openssl libsqlite3-dev sqlite3 check
+            libunistring-dev)
 test_deps=(clang valgrind curl stunnel4 haproxy nginx apache2 util-linux lintian groff-base man-db
            python3)
 
@@ -79,6 +80,15 @@ test)
     (cd "$top/build-asan" &&
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
             ctest --output-on-failure -j"$jobs" -E '^(servers\.|provider\.test_)')
+    # ThreadSanitizer: handshake threads against live CLI changes.
+    echo "== ThreadSanitizer build: the concurrency suite"
+    cmake -S "$top" -B "$top/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_C_COMPILER=clang -DCERTSTORE_TSAN=ON >/dev/null
+    cmake --build "$top/build-tsan" -j"$jobs" --target check_concurrency certstore \
+        certstore_provider
+    (cd "$top/build-tsan" &&
+        CERTSTORE_CONCURRENCY_CYCLES=200 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+            ctest --output-on-failure -R '^provider\.check_concurrency$')
     # Fuzz targets: replay the committed corpus, then fuzz each for 60 s.
     # Their own build: fuzzing instruments the store library for coverage.
     echo "== fuzz build and replay"
