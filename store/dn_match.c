@@ -5,14 +5,18 @@
  * Normalisation, stated once: a value is matched as UTF-8. Strings OpenSSL
  * holds in another encoding (BMPString, UniversalString, T61String) are
  * converted with ASN1_STRING_to_UTF8; anything that is not well-formed
- * UTF-8, or holds a NUL, never matches. ASCII letters compare
- * case-insensitively unless the rule is case-sensitive; every other
- * character compares byte for byte (no Unicode case folding or NFC: that
- * needs ICU, and a byte compare can only refuse more, never less).
+ * UTF-8, or holds a NUL, never matches. Value and pattern are both
+ * normalised with GNU libunistring before the glob runs: NFC, and full
+ * Unicode case folding unless the rule is case-sensitive (see below).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <unicase.h>
+#include <uninorm.h>
+#include <unistr.h>
 
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
@@ -67,59 +71,165 @@ int cs_utf8_valid(const unsigned char *s, size_t len)
     return 1;
 }
 
-static int byte_equal(unsigned char a, unsigned char b, int case_sensitive)
+/*
+ * Strings are compared as sequences of code points after normalisation.
+ * Case-sensitive: NFC. Case-insensitive: full Unicode case folding
+ * (u32_casefold with NFC, which decomposes first, so the result is the
+ * canonical caseless form of Unicode's D145). Full folding rather than
+ * u32_tolower: "STRASSE" and "straße" are the same name caselessly, and a
+ * deny rule written one way must not be dodged by a certificate written the
+ * other (lower-casing leaves "ß" and "ss" distinct). The price: '?' matches
+ * one code point of the folded text, so in a case-insensitive rule "ß" is
+ * two characters ("ss"). Composed and decomposed forms ("Ä" as U+00C4 or
+ * "A" + U+0308) are equal either way.
+ */
+
+/* Code points a typical value fits in without touching the heap. */
+#define CP_STACK CS_PATTERN_MAX
+/* '*' and '?' in a compiled glob: above U+10FFFF, so never text. */
+#define GLOB_STAR 0xffffffffu
+#define GLOB_ANY 0xfffffffeu
+
+/* A code point string in a stack buffer, or on the heap if it outgrew it. */
+typedef struct {
+    uint32_t *cp;
+    size_t len;
+    uint32_t buf[CP_STACK];
+} cp_string;
+
+static void cp_release(cp_string *s)
 {
-    if (case_sensitive || a >= 0x80 || b >= 0x80)
-        return a == b;
-    return tolower(a) == tolower(b);
+    if (s->cp != s->buf)
+        free(s->cp);
+    s->cp = NULL;
 }
 
-/* Bytes of the character at text[i] (text is valid UTF-8). */
-static size_t char_len(const char *text, size_t i, size_t len)
+/*
+ * Valid UTF-8 to normalised (and, if asked, case-folded) code points in
+ * out. 0 on invalid UTF-8 or when libunistring fails (out of memory).
+ */
+static int cp_normalise(const unsigned char *s, size_t n, int case_sensitive, cp_string *out)
 {
-    size_t n = utf8_seq_len((const unsigned char *)text + i, len - i);
+    uint32_t raw_buf[CP_STACK], *raw;
+    size_t raw_len = CP_STACK;
 
-    return n == 0 ? 1 : n;
+    out->cp = out->buf;
+    out->len = 0;
+    if (!cs_utf8_valid(s, n))
+        return 0;
+    if (n == 0)
+        return 1;
+    raw = u8_to_u32(s, n, raw_buf, &raw_len);
+    if (raw == NULL)
+        return 0;
+    out->len = CP_STACK;
+    out->cp = case_sensitive ? u32_normalize(UNINORM_NFC, raw, raw_len, out->buf, &out->len)
+                             : u32_casefold(raw, raw_len, NULL, UNINORM_NFC, out->buf, &out->len);
+    if (raw != raw_buf)
+        free(raw);
+    if (out->cp == NULL) {
+        out->cp = out->buf;
+        return 0;
+    }
+    return 1;
+}
+
+/* A glob as code points: literal runs normalised, '*' and '?' as markers. */
+#define GLOB_CP_MAX (4 * CS_PATTERN_MAX) /* folding can expand; NFC rarely does */
+
+typedef struct {
+    uint32_t cp[GLOB_CP_MAX];
+    size_t len;
+} cp_glob;
+
+static int glob_append_literal(cp_glob *g, const unsigned char *lit, size_t n, int case_sensitive)
+{
+    cp_string s;
+    int ok;
+
+    if (n == 0)
+        return 1;
+    ok = cp_normalise(lit, n, case_sensitive, &s) && s.len <= GLOB_CP_MAX - g->len;
+    if (ok) {
+        memcpy(g->cp + g->len, s.cp, s.len * sizeof(uint32_t));
+        g->len += s.len;
+    }
+    cp_release(&s);
+    return ok;
+}
+
+/*
+ * Compile a glob ('\' quotes the next byte). Each literal run between
+ * wildcards is normalised on its own: a combining mark right after a
+ * wildcard cannot compose across it, which can only make a match fail.
+ */
+static int glob_compile(const char *glob, int case_sensitive, cp_glob *g)
+{
+    unsigned char lit[CS_PATTERN_MAX];
+    size_t lit_len = 0;
+
+    g->len = 0;
+    for (const char *p = glob; *p != '\0'; p++) {
+        if (*p == '*' || *p == '?') {
+            if (!glob_append_literal(g, lit, lit_len, case_sensitive) || g->len == GLOB_CP_MAX)
+                return 0;
+            lit_len = 0;
+            g->cp[g->len++] = *p == '*' ? GLOB_STAR : GLOB_ANY;
+            continue;
+        }
+        if (*p == '\\' && p[1] != '\0')
+            p++;
+        if (lit_len == sizeof(lit))
+            return 0;
+        lit[lit_len++] = (unsigned char)*p;
+    }
+    return glob_append_literal(g, lit, lit_len, case_sensitive);
 }
 
 /*
  * Iterative glob with one backtrack point (the last '*'), linear in
  * practice and never recursive, so a hostile pattern cannot blow the stack.
+ * '?' is one code point.
  */
+static int cp_glob_match(const cp_glob *g, const cp_string *text)
+{
+    size_t gi = 0, i = 0, star = 0, star_i = 0;
+    int have_star = 0;
+
+    while (i < text->len) {
+        if (gi < g->len && g->cp[gi] == GLOB_STAR) {
+            star = ++gi;
+            star_i = i;
+            have_star = 1;
+            continue;
+        }
+        if (gi < g->len && (g->cp[gi] == GLOB_ANY || g->cp[gi] == text->cp[i])) {
+            gi++;
+            i++;
+            continue;
+        }
+        if (!have_star)
+            return 0;
+        gi = star;
+        i = ++star_i;
+    }
+    while (gi < g->len && g->cp[gi] == GLOB_STAR)
+        gi++;
+    return gi == g->len;
+}
+
 int cs_glob_match(const char *glob, const char *text, size_t len, int case_sensitive)
 {
-    const char *star = NULL;
-    size_t i = 0, star_i = 0;
+    cp_glob g;
+    cp_string t;
+    int ok = glob_compile(glob, case_sensitive, &g) &&
+             cp_normalise((const unsigned char *)text, len, case_sensitive, &t);
 
-    while (i < len) {
-        if (*glob == '*') {
-            star = ++glob;
-            star_i = i;
-            continue;
-        }
-        if (*glob == '?') {
-            glob++;
-            i += char_len(text, i, len);
-            continue;
-        }
-        if (*glob != '\0') {
-            const char *lit = *glob == '\\' && glob[1] != '\0' ? glob + 1 : glob;
-
-            if (byte_equal((unsigned char)*lit, (unsigned char)text[i], case_sensitive)) {
-                glob = lit + 1;
-                i++;
-                continue;
-            }
-        }
-        if (star == NULL)
-            return 0;
-        glob = star;
-        star_i += char_len(text, star_i, len);
-        i = star_i;
-    }
-    while (*glob == '*')
-        glob++;
-    return *glob == '\0';
+    if (!ok)
+        return 0;
+    ok = cp_glob_match(&g, &t);
+    cp_release(&t);
+    return ok;
 }
 
 /* ---- attribute names ------------------------------------------------------ */

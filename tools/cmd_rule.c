@@ -362,7 +362,7 @@ static const cli_command rule_subcommands[] = {
      "  --san TYPE:PATTERN  DNS, email, URI, UPN (globs) or IP (exact); repeatable\n"
      "  --eku OID           e.g. clientAuth or 1.3.6.1.5.5.7.3.2; repeatable\n"
      "  --policy OID        certificate policy OID; repeatable\n"
-     "  --case-sensitive    compare ASCII letters exactly (default: ignore case)\n"
+     "  --case-sensitive    do not fold case (default: Unicode case folding)\n"
      "  --not-issued-before created\n"
      "                      reject certificates whose notBefore is earlier than\n"
      "                      this rule (reason issued-before-mapping)\n"
@@ -370,7 +370,8 @@ static const cli_command rule_subcommands[] = {
      "  --create-account    create the account if it does not exist\n"
      "\n"
      "Values are matched as parsed UTF-8 strings, never as a printed DN;\n"
-     "invalid UTF-8 never matches; non-ASCII characters compare byte for byte.\n"},
+     "both sides are NFC-normalised, '?' is one character, and invalid UTF-8\n"
+     "never matches.\n"},
     {"ls", "list rules in evaluation order", run_rule_ls,
      "Usage: certstore rule ls [--json]\n\nList rules in evaluation order.\n"},
     {"rm", "remove a rule", run_rule_rm, "Usage: certstore rule rm ID\n\nRemove a rule.\n"},

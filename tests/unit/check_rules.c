@@ -435,7 +435,8 @@ START_TEST(test_non_ascii_byte_compare_and_question_mark)
     ck_assert_int_eq(subject_matches("CN=jos\xc3\xa9", &ls), 1);
     ck_assert_int_eq(subject_matches("CN=Jos?", &ls), 1); /* one character, two bytes */
     ck_assert_int_eq(subject_matches("CN=Jos??", &ls), 0);
-    ck_assert_int_eq(subject_matches("CN=JOS\xc3\x89", &ls), 0); /* no Unicode case folding */
+    ck_assert_int_eq(subject_matches("CN=JOS\xc3\x89", &ls), 1); /* Unicode case folding */
+    ck_assert_int_eq(subject_matches("CN=Jose", &ls), 0);        /* accents still count */
 }
 END_TEST
 
@@ -472,6 +473,152 @@ START_TEST(test_invalid_utf8_never_matches)
     ck_assert_int_eq(matches(&r, leaf), 1);
     X509_free(leaf);
     X509_free(leaf2);
+}
+END_TEST
+
+/* ---- Unicode normalisation and case folding -------------------------------- */
+
+#define A_UML "\xc3\x84"         /* U+00C4, composed */
+#define A_UML_LOWER "\xc3\xa4"   /* U+00E4 */
+#define A_UML_DECOMP "A\xcc\x88" /* 'A' + U+0308 COMBINING DIAERESIS */
+#define A_UML_DECOMP_LOWER "a\xcc\x88"
+#define SHARP_S "\xc3\x9f"      /* U+00DF */
+#define LOCK "\xf0\x9f\x94\x92" /* U+1F512, four bytes */
+
+static int subject_matches_cs(const char *cond, const char *cn, int case_sensitive)
+{
+    leaf_spec ls = {.subject = {NULL}};
+    char entry[128];
+    cs_rule_spec r = allow_rule("x");
+    X509 *leaf;
+    int m;
+
+    snprintf(entry, sizeof(entry), "CN=%s", cn);
+    ls.subject[0] = entry;
+    leaf = make_leaf(&ls);
+    r.subject = cond;
+    r.case_sensitive = case_sensitive;
+    m = matches(&r, leaf);
+    X509_free(leaf);
+    return m;
+}
+
+START_TEST(test_composed_and_decomposed_are_equal)
+{
+    for (int cs = 0; cs <= 1; cs++) {
+        ck_assert_int_eq(subject_matches_cs("CN=" A_UML_DECOMP "rger", A_UML "rger", cs), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", A_UML_DECOMP "rger", cs), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=Argers", A_UML_DECOMP "rger", cs), 0);
+        ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", "Arger", cs), 0);
+    }
+}
+END_TEST
+
+START_TEST(test_case_insensitive_folds_unicode)
+{
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML_LOWER "rger", A_UML "RGER", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", A_UML_DECOMP_LOWER "rger", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML_LOWER "rger", A_UML_DECOMP "rger", 0), 1);
+    /* full folding: sharp s is "ss", so a rule cannot be dodged either way */
+    ck_assert_int_eq(subject_matches_cs("CN=Hauptstra" SHARP_S "e", "HAUPTSTRASSE", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=HAUPTSTRASSE", "hauptstra" SHARP_S "e", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=HAUPTSTRASE", "hauptstra" SHARP_S "e", 0), 0);
+}
+END_TEST
+
+START_TEST(test_case_sensitive_does_not_fold)
+{
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML_LOWER "rger", A_UML "rger", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML_DECOMP_LOWER "rger", A_UML "rger", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=Hauptstra" SHARP_S "e", "HAUPTSTRASSE", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=Hauptstra" SHARP_S "e", "Hauptstra" SHARP_S "e", 1), 1);
+}
+END_TEST
+
+START_TEST(test_question_mark_is_one_code_point)
+{
+    for (int cs = 0; cs <= 1; cs++) {
+        ck_assert_int_eq(subject_matches_cs("CN=?rger", A_UML "rger", cs), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=??rger", A_UML "rger", cs), 0);
+        /* decomposed in the certificate, still one code point after NFC */
+        ck_assert_int_eq(subject_matches_cs("CN=?rger", A_UML_DECOMP "rger", cs), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=lock-?", "lock-" LOCK, cs), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=lock-??", "lock-" LOCK, cs), 0);
+        ck_assert_int_eq(subject_matches_cs("CN=lock?", "lock-" LOCK, cs), 0);
+    }
+    /* case-sensitive: sharp s is one code point; folded it is two ("ss") */
+    ck_assert_int_eq(subject_matches_cs("CN=stra?e", "stra" SHARP_S "e", 1), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=stra??e", "stra" SHARP_S "e", 0), 1);
+}
+END_TEST
+
+START_TEST(test_glob_over_non_ascii)
+{
+    ck_assert_int_eq(
+        subject_matches_cs("CN=*" A_UML "*GmbH", "M" A_UML_DECOMP_LOWER "ller GmbH", 0), 1);
+    ck_assert_int_eq(
+        subject_matches_cs("CN=*" A_UML "*GmbH", "M" A_UML_DECOMP_LOWER "ller GmbH", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=*" LOCK "*", "vault " LOCK " 7", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=*" LOCK "*", "vault 7", 0), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=M*GMBH", "M" A_UML "ller GmbH", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=\\*" A_UML, "*" A_UML_LOWER, 0), 1); /* literal '*' */
+    ck_assert_int_eq(subject_matches_cs("CN=\\*" A_UML, "x" A_UML_LOWER, 0), 0);
+}
+END_TEST
+
+/*
+ * Malformed UTF-8 in the certificate never matches, whatever the rule says.
+ * OpenSSL will not encode such a name, so the leaf's CN is overwritten in
+ * memory after signing: the matcher reads the parsed value as it is.
+ */
+static X509 *leaf_with_raw_cn(int type, const unsigned char *bytes)
+{
+    leaf_spec ls = {.subject = {"CN=placeholder"}};
+    X509 *leaf = make_leaf(&ls);
+    X509_NAME *name = X509_get_subject_name(leaf);
+    int at = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    ASN1_STRING *value;
+
+    ck_assert_int_ge(at, 0);
+    value = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, at));
+    ck_assert(ASN1_STRING_set(value, bytes, (int)strlen((const char *)bytes)));
+    value->type = type;
+    return leaf;
+}
+
+START_TEST(test_invalid_utf8_never_matches_any_rule)
+{
+    static const unsigned char *const bad[] = {
+        (const unsigned char *)"A\xcc",            /* truncated combining mark */
+        (const unsigned char *)"\xc0\x80",         /* overlong NUL */
+        (const unsigned char *)"x\xed\xa0\x80",    /* surrogate */
+        (const unsigned char *)"\xf4\x90\x80\x80", /* above U+10FFFF */
+        (const unsigned char *)"A\xcc\x88\xff",    /* valid start, stray byte */
+    };
+    static const char *const conds[] = {"CN=*", "CN=?*", "CN=A*", "CN=" A_UML "*"};
+
+    for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+        X509 *leaf = leaf_with_raw_cn(V_ASN1_UTF8STRING, bad[b]);
+        cs_rule_spec r = allow_rule("x");
+
+        for (int cs = 0; cs <= 1; cs++) {
+            r.case_sensitive = cs;
+            for (size_t c = 0; c < sizeof(conds) / sizeof(conds[0]); c++) {
+                r.subject = conds[c];
+                ck_assert_msg(matches(&r, leaf) == 0, "bad value %zu matched %s", b, conds[c]);
+            }
+        }
+        X509_free(leaf);
+    }
+    /* the same fixture with valid UTF-8 does match, so the test can fail */
+    {
+        X509 *leaf = leaf_with_raw_cn(V_ASN1_UTF8STRING, (const unsigned char *)A_UML_DECOMP);
+        cs_rule_spec r = allow_rule("x");
+
+        r.subject = "CN=" A_UML "*";
+        ck_assert_int_eq(matches(&r, leaf), 1);
+        X509_free(leaf);
+    }
 }
 END_TEST
 
@@ -1069,6 +1216,7 @@ static Suite *rules_suite(void)
     Suite *s = suite_create("rules");
     TCase *syntax = tcase_create("syntax");
     TCase *match = tcase_create("match");
+    TCase *unicode = tcase_create("unicode");
     TCase *order = tcase_create("order");
     TCase *strength = tcase_create("strength");
     TCase *schema = tcase_create("schema");
@@ -1096,6 +1244,15 @@ static Suite *rules_suite(void)
     tcase_add_test(match, test_san_condition_without_san_extension);
     tcase_add_test(match, test_eku_and_policy);
     suite_add_tcase(s, match);
+
+    tcase_add_checked_fixture(unicode, setup, teardown);
+    tcase_add_test(unicode, test_composed_and_decomposed_are_equal);
+    tcase_add_test(unicode, test_case_insensitive_folds_unicode);
+    tcase_add_test(unicode, test_case_sensitive_does_not_fold);
+    tcase_add_test(unicode, test_question_mark_is_one_code_point);
+    tcase_add_test(unicode, test_glob_over_non_ascii);
+    tcase_add_test(unicode, test_invalid_utf8_never_matches_any_rule);
+    suite_add_tcase(s, unicode);
 
     tcase_add_checked_fixture(order, setup, teardown);
     tcase_add_test(order, test_allow_rule_accepts_weak_with_rule_id);
