@@ -274,8 +274,8 @@ cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_r
  *   eku, policy: one OID per line (dotted, or a name OpenSSL knows such as
  *     clientAuth); every one must be present in the leaf.
  * Values are compared as UTF-8 after validation (invalid UTF-8 never
- * matches), ASCII letters case-insensitively unless case_sensitive, other
- * characters byte for byte (no Unicode normalisation).
+ * matches) and NFC normalisation; unless case_sensitive, after full Unicode
+ * case folding too (so "STRASSE" matches "straße"). '?' is one code point.
  */
 typedef enum { CS_RULE_ALLOW = 0, CS_RULE_DENY = 1 } cs_rule_action;
 
