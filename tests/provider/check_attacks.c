@@ -37,39 +37,15 @@
 #include "certstore.h"
 #include "cs_store.h"
 #include "testpki.h"
+#include "tls_harness.h"
 
+#define SUITE_NAME "check_attacks"
 #define ALICE_ACCOUNT "alice@partner-a"
 #define HANDSHAKE_STEPS 200
 
-typedef struct {
-    char *dir;
-    char db[512];
-    char cnf[512];
-    char log[512];
-    testpki *pki;
-    OSSL_LIB_CTX *libctx;
-    SSL_CTX *server;
-} fixture;
-
-static fixture fx;
+static tls_harness fx;
 
 /* ---- store set-up ---------------------------------------------------------- */
-
-static cs_db *store_begin(void)
-{
-    cs_db *db = NULL;
-
-    ck_assert_int_eq(cs_db_open(&db, fx.db, CS_OPEN_CREATE), CS_OK);
-    ck_assert_int_eq(cs_db_migrate(db), CS_OK);
-    ck_assert_int_eq(cs_db_begin(db, "check_attacks"), CS_OK);
-    return db;
-}
-
-static void store_commit(cs_db *db)
-{
-    ck_assert_msg(cs_db_commit(db) == CS_OK, "%s", cs_db_errmsg(db));
-    cs_db_close(db);
-}
 
 static void map_cert(cs_db *db, X509 *leaf, const char *account, cs_kind kind)
 {
@@ -98,58 +74,36 @@ static void pin_ca_a(cs_db *db)
 /* Pin ca-a, map alice (by certificate) to ALICE_ACCOUNT. */
 static void store_standard(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT);
-    store_commit(db);
+    th_store_commit(db);
 }
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     cs_mapping_ref ref;
 
     memset(&ref, 0, sizeof(ref));
     ref.kind = CS_KIND_CERT;
     ck_assert_int_eq(cs_key_from_cert(fx.pki->alice.cert, CS_KIND_CERT, &ref.key), CS_OK);
     ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    store_commit(db);
+    th_store_commit(db);
 }
 
 static void disable_ca_a_pin(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
 
     ck_assert_int_eq(cs_fp_of_cert(fx.pki->ca_a.cert, fp), 1);
     ck_assert_int_eq(cs_pin_set_enabled(db, fp, 0), CS_OK);
-    store_commit(db);
+    th_store_commit(db);
 }
 
 /* ---- provider ---------------------------------------------------------------- */
-
-static void load_provider(void)
-{
-    FILE *f = fopen(fx.cnf, "w");
-    const char *module = getenv("CERTSTORE_MODULE");
-
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "openssl_conf = openssl_init\n"
-            "[openssl_init]\nproviders = provider_sect\n"
-            "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
-            "[default_sect]\nactivate = 1\n"
-            "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
-            fx.db, fx.log);
-    if (module != NULL)
-        fprintf(f, "module = %s\n", module);
-    fclose(f);
-    fx.libctx = OSSL_LIB_CTX_new();
-    ck_assert_ptr_nonnull(fx.libctx);
-    ck_assert_msg(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf) == 1, "cannot load %s", fx.cnf);
-    ck_assert_msg(OSSL_PROVIDER_available(fx.libctx, "certstore"), "certstore not active");
-}
 
 /* ---- TLS contexts ------------------------------------------------------------ */
 
@@ -455,23 +409,12 @@ static void assert_accepted(const outcome *out, const char *what, const char *ac
 
 static void setup(void)
 {
-    memset(&fx, 0, sizeof(fx));
-    fx.dir = testpki_tmpdir();
-    ck_assert_ptr_nonnull(fx.dir);
-    fx.pki = testpki_new(0);
-    ck_assert_ptr_nonnull(fx.pki);
-    snprintf(fx.db, sizeof(fx.db), "%s/certstore.db", fx.dir);
-    snprintf(fx.cnf, sizeof(fx.cnf), "%s/openssl.cnf", fx.dir);
-    snprintf(fx.log, sizeof(fx.log), "%s/decisions.log", fx.dir);
+    th_setup(&fx);
 }
 
 static void teardown(void)
 {
-    SSL_CTX_free(fx.server);
-    OSSL_LIB_CTX_free(fx.libctx);
-    testpki_free(fx.pki);
-    testpki_rmtree(fx.dir);
-    free(fx.dir);
+    th_teardown(&fx);
 }
 
 /* ---- chains ---------------------------------------------------------------------- */
@@ -484,12 +427,12 @@ START_TEST(test_pinned_ca_sent_beside_unpinned_chain_rejected)
 {
     SSL_CTX *client;
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "carol", "carol", CS_KIND_CERT);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     make_default_server();
 
     client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert,
@@ -512,12 +455,12 @@ START_TEST(test_pinned_ca_instead_of_real_issuer_fails_verification)
 {
     SSL_CTX *client;
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "carol", "carol", CS_KIND_CERT);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     make_default_server();
     client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
@@ -538,12 +481,12 @@ START_TEST(test_twin_ca_with_issuer_serial_mapping_rejected)
 {
     SSL_CTX *client;
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_ISSUER_SERIAL);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     make_default_server();
 
     out = connect_as("alice"); /* control: the issuer-serial mapping works */
@@ -569,12 +512,12 @@ START_TEST(test_twin_leaf_with_real_ca_fails_verification)
 {
     SSL_CTX *client;
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_ISSUER_SERIAL);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     make_default_server();
     client = make_client_with(fx.pki->mallory.cert, fx.pki->mallory.key, fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
@@ -588,12 +531,12 @@ END_TEST
 START_TEST(test_root_issued_mapped_leaf_rejected)
 {
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "direct", "direct", CS_KIND_CERT);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     make_default_server();
     out = connect_as("direct");
     assert_policy_rejected(&out, "direct (issued by the root)", "issuer-not-pinned");
@@ -611,14 +554,14 @@ START_TEST(test_trusted_mapped_selfsigned_leaf_rejected)
     server_spec spec;
     outcome out;
     char fp[CS_FP_HEX_LEN + 1];
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     ck_assert_int_eq(cs_pin_add(db, fx.pki->selfsigned.cert, "not a CA", fp), CS_INVALID);
     map_leaf(db, "selfsigned", "selfsigned", CS_KIND_CERT);
     map_leaf(db, "selfsigned", "selfsigned", CS_KIND_SPKI);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     memset(&spec, 0, sizeof(spec));
     spec.trust = trust_store(fx.pki->selfsigned.cert, NULL);
     make_server(&spec);
@@ -632,12 +575,12 @@ END_TEST
 START_TEST(test_leaf_without_client_auth_fails_verification)
 {
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "noclient", "noclient", CS_KIND_CERT);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     make_default_server();
     out = connect_as("noclient");
     ck_assert_msg(!out.ok, "a leaf without clientAuth was accepted");
@@ -651,12 +594,12 @@ START_TEST(test_leaf_without_client_auth_forgiven_by_application_rejected)
 {
     server_spec spec;
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "noclient", "noclient", CS_KIND_CERT);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     memset(&spec, 0, sizeof(spec));
     spec.forgiving = 1;
     make_server(&spec);
@@ -693,7 +636,7 @@ static void resume_after(const resumption_kind *k, void (*narrow)(void), const c
     char needle[128];
 
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     memset(&spec, 0, sizeof(spec));
     spec.options = k->options;
     spec.max_version = k->max_version;
@@ -814,12 +757,12 @@ static int renegotiate_as(const char *second, int client_initiated, outcome *out
 
 static void store_alice_and_bob(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT);
     map_leaf(db, "bob", "bob", CS_KIND_CERT);
-    store_commit(db);
+    th_store_commit(db);
 }
 
 START_TEST(test_renegotiation_with_unmapped_certificate_rejected)
@@ -828,7 +771,7 @@ START_TEST(test_renegotiation_with_unmapped_certificate_rejected)
     outcome out;
 
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     ck_assert_msg(!renegotiate_as("bob", client_initiated, &out),
                   "%s renegotiation to an unmapped certificate went through",
                   client_initiated ? "client-initiated" : "server-initiated");
@@ -841,13 +784,13 @@ END_TEST
 START_TEST(test_renegotiation_with_unpinned_chain_rejected)
 {
     outcome out;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
     map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT);
     map_leaf(db, "carol", "carol", CS_KIND_CERT);
-    store_commit(db);
-    load_provider();
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     ck_assert_msg(!renegotiate_as("carol", 0, &out), "renegotiation to carol went through");
     ck_assert_int_eq(out.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
     ck_assert_msg(strcmp(out.account, "carol") != 0, "carol's account handed on");
@@ -863,7 +806,7 @@ START_TEST(test_renegotiation_with_mapped_certificate_changes_account)
     outcome out;
 
     store_alice_and_bob();
-    load_provider();
+    th_load_provider_with(&fx, "");
     ck_assert_msg(renegotiate_as("bob", client_initiated, &out), "renegotiation to bob failed");
     ck_assert_str_eq(out.account, "bob");
     assert_log_count("result=accept", 2);
@@ -913,7 +856,7 @@ START_TEST(test_post_handshake_auth_with_unmapped_certificate_rejected)
     outcome out;
 
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     ck_assert_msg(!post_handshake_auth_as("bob", &out), "post-handshake auth as bob went through");
     ck_assert_int_eq(out.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
     ck_assert_msg(out.account[0] == '\0', "account '%s' handed on", out.account);
@@ -927,7 +870,7 @@ START_TEST(test_post_handshake_auth_with_mapped_certificate_accepted)
     outcome out;
 
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     ck_assert_msg(post_handshake_auth_as("alice", &out), "post-handshake auth as alice failed");
     ck_assert_str_eq(out.account, ALICE_ACCOUNT);
     assert_log_count("result=accept", 1);
@@ -965,20 +908,20 @@ START_TEST(test_hostile_account_and_note_stored_and_handed_on_verbatim)
     cs_stats stats;
     outcome out;
     char *log;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     ck_assert(cs_account_name_valid(HOSTILE_ACCOUNT));
     pin_ca_a(db);
     ck_assert_int_eq(cs_account_add(db, HOSTILE_ACCOUNT, HOSTILE_NOTE), CS_OK);
     map_leaf(db, "alice", HOSTILE_ACCOUNT, CS_KIND_CERT);
-    store_commit(db);
+    th_store_commit(db);
 
-    load_provider();
+    th_load_provider_with(&fx, "");
     make_default_server();
     out = connect_as("alice");
     assert_accepted(&out, "alice", HOSTILE_ACCOUNT);
 
-    db = store_begin(); /* the store is intact and holds the strings as given */
+    db = th_store_begin(fx.db, SUITE_NAME); /* the store is intact and holds the strings as given */
     ck_assert_int_eq(cs_account_foreach(db, probe_account, &probe), CS_OK);
     ck_assert_int_eq(probe.found, 1);
     ck_assert_int_eq(cs_stats_get(db, &stats), CS_OK);
@@ -1015,7 +958,7 @@ START_TEST(test_control_characters_and_bad_utf8_in_account_refused)
     char *long_name = malloc(64 * 1024 + 1);
     char *long_note = malloc(64 * 1024 + 1);
     size_t i;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     ck_assert_ptr_nonnull(long_name);
     ck_assert_ptr_nonnull(long_note);
@@ -1033,7 +976,7 @@ START_TEST(test_control_characters_and_bad_utf8_in_account_refused)
     ck_assert_int_eq(cs_account_add(db, "long-note", long_note), CS_INVALID);
     long_note[CS_NOTE_MAX] = '\0';
     ck_assert_int_eq(cs_account_add(db, "long-note", long_note), CS_OK);
-    store_commit(db);
+    th_store_commit(db);
     free(long_name);
     free(long_note);
 }
@@ -1094,7 +1037,7 @@ START_TEST(test_forged_log_line_in_subject_stays_one_line)
     char *log;
 
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     make_default_server();
     leaf = issue_leaf_with_cn(forged);
     client = make_client_with(leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
@@ -1104,10 +1047,10 @@ START_TEST(test_forged_log_line_in_subject_stays_one_line)
 
     /* Mapped, the same certificate is accepted: still one line per decision. */
     {
-        cs_db *db = store_begin();
+        cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
         map_cert(db, leaf, "forger", CS_KIND_CERT);
-        store_commit(db);
+        th_store_commit(db);
     }
     client = make_client_with(leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);

@@ -35,47 +35,22 @@
 #include "certstore.h"
 #include "cs_store.h"
 #include "testpki.h"
+#include "tls_harness.h"
 
+#define SUITE_NAME "check_pha"
 #define ALICE_ACCOUNT "alice@partner-a"
 #define MAX_TICKETS 16
 
-typedef struct {
-    char *dir;
-    char db[512];
-    char cnf[512];
-    char log[512];
-    testpki *pki;
-    OSSL_LIB_CTX *libctx;
-    SSL_CTX *server;
-    SSL_CTX *client;
-    SSL_SESSION *tickets[MAX_TICKETS]; /* every ticket the client received */
-    int n_tickets;
-} fixture;
-
-static fixture fx;
+static tls_harness fx;
+static SSL_SESSION *tickets[MAX_TICKETS]; /* every ticket the client received */
+static int n_tickets;
 
 /* ---- store set-up ---------------------------------------------------------- */
-
-static cs_db *store_begin(void)
-{
-    cs_db *db = NULL;
-
-    ck_assert_int_eq(cs_db_open(&db, fx.db, CS_OPEN_CREATE), CS_OK);
-    ck_assert_int_eq(cs_db_migrate(db), CS_OK);
-    ck_assert_int_eq(cs_db_begin(db, "check_pha"), CS_OK);
-    return db;
-}
-
-static void store_commit(cs_db *db)
-{
-    ck_assert_msg(cs_db_commit(db) == CS_OK, "%s", cs_db_errmsg(db));
-    cs_db_close(db);
-}
 
 /* Pin ca-a and map alice (by certificate) until not_after; bob stays unmapped. */
 static void store_alice_until(int64_t not_after)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
     cs_mapping_spec spec;
 
@@ -87,12 +62,12 @@ static void store_alice_until(int64_t not_after)
     spec.not_before = CS_TIME_NONE;
     spec.not_after = not_after;
     ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
-    store_commit(db);
+    th_store_commit(db);
 }
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     cs_mapping_ref ref;
 
     memset(&ref, 0, sizeof(ref));
@@ -100,41 +75,10 @@ static void remove_alice_mapping(void)
     ck_assert_int_eq(cs_key_from_cert(testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT, &ref.key),
                      CS_OK);
     ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    store_commit(db);
+    th_store_commit(db);
 }
 
 /* ---- provider and TLS set-up ----------------------------------------------- */
-
-static void load_provider(void)
-{
-    FILE *f = fopen(fx.cnf, "w");
-    const char *module = getenv("CERTSTORE_MODULE");
-
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "openssl_conf = openssl_init\n"
-            "[openssl_init]\nproviders = provider_sect\n"
-            "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
-            "[default_sect]\nactivate = 1\n"
-            "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
-            fx.db, fx.log);
-    if (module != NULL)
-        fprintf(f, "module = %s\n", module);
-    fclose(f);
-    fx.libctx = OSSL_LIB_CTX_new();
-    ck_assert_ptr_nonnull(fx.libctx);
-    ck_assert_msg(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf) == 1, "cannot load %s", fx.cnf);
-    ck_assert_msg(OSSL_PROVIDER_available(fx.libctx, "certstore"), "certstore not active");
-}
-
-static X509_STORE *trust_root(void)
-{
-    X509_STORE *store = X509_STORE_new();
-
-    ck_assert_ptr_nonnull(store);
-    ck_assert_int_eq(X509_STORE_add_cert(store, fx.pki->root.cert), 1);
-    return store;
-}
 
 /* TLS 1.3 only; a certificate is asked for after the handshake, never during it. */
 static void make_server(long options)
@@ -144,7 +88,7 @@ static void make_server(long options)
     ck_assert_int_eq(SSL_CTX_use_certificate(fx.server, fx.pki->server.cert), 1);
     ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
     ck_assert_int_eq(SSL_CTX_set_min_proto_version(fx.server, TLS1_3_VERSION), 1);
-    SSL_CTX_set_cert_store(fx.server, trust_root());
+    SSL_CTX_set_cert_store(fx.server, th_trust_root(&fx));
     SSL_CTX_set_verify(
         fx.server, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_POST_HANDSHAKE,
         NULL);
@@ -153,9 +97,9 @@ static void make_server(long options)
 
 static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
 {
-    if (fx.n_tickets >= MAX_TICKETS)
+    if (n_tickets >= MAX_TICKETS)
         return 0; /* not kept: OpenSSL frees it */
-    fx.tickets[fx.n_tickets++] = sess;
+    tickets[n_tickets++] = sess;
     return 1;
 }
 
@@ -170,7 +114,7 @@ static void make_client(const char *leaf)
     ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.client, cred->key), 1);
     X509_up_ref(issuer->cert);
     ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(fx.client, issuer->cert), 1);
-    SSL_CTX_set_cert_store(fx.client, trust_root());
+    SSL_CTX_set_cert_store(fx.client, th_trust_root(&fx));
     SSL_CTX_set_verify(fx.client, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_session_cache_mode(fx.client,
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -292,7 +236,7 @@ static int connect_then_pha(conn_pair *p, int *tickets_before_pha)
     ck_assert_msg(exchange_data(p), "data before PHA failed");
     ck_assert_ptr_null(SSL_get0_peer_certificate(p->server));
     ck_assert_ptr_null(certstore_ssl_account_ex(p->server, fx.libctx));
-    *tickets_before_pha = fx.n_tickets;
+    *tickets_before_pha = n_tickets;
     ck_assert_msg(*tickets_before_pha > 0, "no ticket before the PHA");
     return post_handshake_auth(p);
 }
@@ -364,28 +308,18 @@ static int log_has(const char *needle)
 
 static void setup(void)
 {
-    memset(&fx, 0, sizeof(fx));
-    fx.dir = testpki_tmpdir();
-    ck_assert_ptr_nonnull(fx.dir);
-    fx.pki = testpki_new(0);
-    ck_assert_ptr_nonnull(fx.pki);
-    snprintf(fx.db, sizeof(fx.db), "%s/certstore.db", fx.dir);
-    snprintf(fx.cnf, sizeof(fx.cnf), "%s/openssl.cnf", fx.dir);
-    snprintf(fx.log, sizeof(fx.log), "%s/decisions.log", fx.dir);
+    th_setup(&fx);
+    memset(tickets, 0, sizeof(tickets));
+    n_tickets = 0;
 }
 
 static void teardown(void)
 {
     int i;
 
-    for (i = 0; i < fx.n_tickets; i++)
-        SSL_SESSION_free(fx.tickets[i]);
-    SSL_CTX_free(fx.server);
-    SSL_CTX_free(fx.client);
-    OSSL_LIB_CTX_free(fx.libctx);
-    testpki_free(fx.pki);
-    testpki_rmtree(fx.dir);
-    free(fx.dir);
+    for (i = 0; i < n_tickets; i++)
+        SSL_SESSION_free(tickets[i]);
+    th_teardown(&fx);
 }
 
 /* ---- the ticket kinds -------------------------------------------------------------- */
@@ -404,7 +338,7 @@ static const ticket_kind ticket_kinds[] = {
 static void start(const ticket_kind *k, const char *leaf, int64_t alice_not_after)
 {
     store_alice_until(alice_not_after);
-    load_provider();
+    th_load_provider_with(&fx, "");
     make_server(k->options);
     make_client(leaf);
 }
@@ -425,14 +359,14 @@ START_TEST(test_accepted_pha_tickets_carry_account)
     ck_assert_str_eq(certstore_ssl_account_ex(p.server, fx.libctx), ALICE_ACCOUNT);
     pair_close(&p);
     pair_free(&p);
-    ck_assert_msg(fx.n_tickets > before, "%s: no ticket after the PHA", k->name);
+    ck_assert_msg(n_tickets > before, "%s: no ticket after the PHA", k->name);
 
-    r = resume_with(fx.tickets[fx.n_tickets - 1]);
+    r = resume_with(tickets[n_tickets - 1]);
     ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume", k->name);
     ck_assert(r.has_peer);
     ck_assert_msg(r.have_account, "%s: resumed post-PHA session has no account", k->name);
     ck_assert_str_eq(r.account, ALICE_ACCOUNT);
-    ck_assert_msg(resumed_binding(fx.tickets[before], &deadline, &generation),
+    ck_assert_msg(resumed_binding(tickets[before], &deadline, &generation),
                   "%s: post-PHA ticket lacks the deadline and generation", k->name);
     ck_assert_int_ge(generation, 0);
 }
@@ -451,13 +385,13 @@ START_TEST(test_accepted_pha_tickets_end_at_mapping_deadline)
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
     pair_close(&p);
     pair_free(&p);
-    ck_assert_msg(fx.n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
+    ck_assert_msg(n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
 
-    r = resume_with(fx.tickets[before]);
+    r = resume_with(tickets[before]);
     ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume in time", k->name);
     while ((int64_t)time(NULL) <= end + 1)
         sleep(1);
-    r = resume_with(fx.tickets[fx.n_tickets - 1]);
+    r = resume_with(tickets[n_tickets - 1]);
     ck_assert_msg(!r.reused, "%s: post-PHA ticket resumed past the mapping's end", k->name);
     ck_assert(!r.have_account);
 }
@@ -475,12 +409,12 @@ START_TEST(test_accepted_pha_tickets_end_at_narrowing)
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
     pair_close(&p);
     pair_free(&p);
-    ck_assert_msg(fx.n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
-    r = resume_with(fx.tickets[before]);
+    ck_assert_msg(n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
+    r = resume_with(tickets[before]);
     ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume", k->name);
 
     remove_alice_mapping();
-    r = resume_with(fx.tickets[fx.n_tickets - 1]);
+    r = resume_with(tickets[n_tickets - 1]);
     ck_assert_msg(!r.reused, "%s: post-PHA ticket resumed after the mapping was removed", k->name);
     ck_assert(!r.have_account);
 }
@@ -500,7 +434,7 @@ START_TEST(test_pre_pha_tickets_stay_unauthenticated)
     pair_close(&p);
     pair_free(&p);
     for (i = 0; i < before; i++) {
-        r = resume_with(fx.tickets[i]);
+        r = resume_with(tickets[i]);
         ck_assert_msg(r.ok, "%s: pre-PHA ticket %d: connection failed", k->name, i);
         ck_assert_msg(!r.has_peer, "%s: pre-PHA ticket %d resumed with a certificate", k->name, i);
         ck_assert_msg(!r.have_account, "%s: pre-PHA ticket %d resumed as account %s", k->name, i,
@@ -525,10 +459,10 @@ START_TEST(test_rejected_pha_ends_connection)
     ck_assert_int_le(SSL_write(p.server, "more", 4), 0);
     pair_free(&p);
     ck_assert_msg(log_has("result=reject reason=no-mapping"), "no reject in the log");
-    ck_assert_msg(fx.n_tickets == before, "%s: %d ticket(s) issued after a rejected PHA", k->name,
-                  fx.n_tickets - before);
+    ck_assert_msg(n_tickets == before, "%s: %d ticket(s) issued after a rejected PHA", k->name,
+                  n_tickets - before);
     for (i = 0; i < before; i++) {
-        r = resume_with(fx.tickets[i]);
+        r = resume_with(tickets[i]);
         ck_assert_msg(!r.has_peer && !r.have_account,
                       "%s: pre-PHA ticket %d resumed as authenticated", k->name, i);
     }

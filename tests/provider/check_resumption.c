@@ -26,354 +26,43 @@
 #include "certstore.h"
 #include "cs_store.h"
 #include "testpki.h"
+#include "tls_harness.h"
 
+#define SUITE_NAME "check_resumption"
 #define ALICE_ACCOUNT "alice@partner-a"
 
-typedef struct {
-    char *dir;
-    char db[512];
-    char cnf[512];
-    char log[512];
-    testpki *pki;
-    OSSL_LIB_CTX *libctx;
-    SSL_CTX *server;
-    SSL_CTX *client;
-} fixture;
-
-static fixture fx;
+static tls_harness fx;
 
 /* ---- store set-up ---------------------------------------------------------- */
-
-static cs_db *store_begin(void)
-{
-    cs_db *db = NULL;
-
-    ck_assert_int_eq(cs_db_open(&db, fx.db, CS_OPEN_CREATE), CS_OK);
-    ck_assert_int_eq(cs_db_migrate(db), CS_OK);
-    ck_assert_int_eq(cs_db_begin(db, "check_resumption"), CS_OK);
-    return db;
-}
-
-static void store_commit(cs_db *db)
-{
-    ck_assert_msg(cs_db_commit(db) == CS_OK, "%s", cs_db_errmsg(db));
-    cs_db_close(db);
-}
-
-static void map_leaf(cs_db *db, const char *leaf, const char *account, cs_kind kind,
-                     int64_t not_before, int64_t not_after)
-{
-    cs_mapping_spec spec;
-
-    memset(&spec, 0, sizeof(spec));
-    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, leaf)->cert, kind),
-                     CS_OK);
-    spec.account = account;
-    spec.not_before = not_before;
-    spec.not_after = not_after;
-    ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
-}
-
-static cs_mapping_ref ref_for(const char *leaf, cs_kind kind)
-{
-    cs_mapping_ref ref;
-
-    memset(&ref, 0, sizeof(ref));
-    ref.kind = kind;
-    ck_assert_int_eq(cs_key_from_cert(testpki_get(fx.pki, leaf)->cert, kind, &ref.key), CS_OK);
-    return ref;
-}
 
 /* Pin ca-a, map alice (by certificate) to ALICE_ACCOUNT. */
 static void store_standard(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
 
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
-    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
-    store_commit(db);
+    th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
+    th_store_commit(db);
 }
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = store_begin();
-    cs_mapping_ref ref = ref_for("alice", CS_KIND_CERT);
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+    cs_mapping_ref ref = th_ref_for(&fx, "alice", CS_KIND_CERT);
 
     ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    store_commit(db);
-}
-
-/* ---- provider and TLS set-up ----------------------------------------------- */
-
-static void write_cnf(const char *extra_lines)
-{
-    FILE *f = fopen(fx.cnf, "w");
-    const char *module = getenv("CERTSTORE_MODULE");
-
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "openssl_conf = openssl_init\n"
-               "[openssl_init]\nproviders = provider_sect\n"
-               "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
-               "[default_sect]\nactivate = 1\n"
-               "[certstore_sect]\nactivate = 1\n");
-    if (module != NULL)
-        fprintf(f, "module = %s\n", module);
-    fputs(extra_lines, f);
-    fclose(f);
-}
-
-static void load_provider(const char *extra_lines)
-{
-    write_cnf(extra_lines);
-    fx.libctx = OSSL_LIB_CTX_new();
-    ck_assert_ptr_nonnull(fx.libctx);
-    ck_assert_msg(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf) == 1, "cannot load %s", fx.cnf);
-    ck_assert_msg(OSSL_PROVIDER_available(fx.libctx, "certstore"), "certstore not active");
-}
-
-/* The usual configuration: db, file log, plus `more` lines. */
-static void load_provider_with(const char *more)
-{
-    char lines[2048];
-
-    snprintf(lines, sizeof(lines), "db = %s\nlog = %s\n%s", fx.db, fx.log, more);
-    load_provider(lines);
-}
-
-static X509_STORE *trust_root(void)
-{
-    X509_STORE *store = X509_STORE_new();
-
-    ck_assert_ptr_nonnull(store);
-    ck_assert_int_eq(X509_STORE_add_cert(store, fx.pki->root.cert), 1);
-    return store;
-}
-
-static int accept_all_errors(int ok, X509_STORE_CTX *ctx)
-{
-    return 1; /* like nginx optional_no_ca / HAProxy crt-ignore-err */
-}
-
-static void make_server(long options, int max_version, int permissive)
-{
-    fx.server = SSL_CTX_new_ex(fx.libctx, NULL, TLS_server_method());
-    ck_assert_ptr_nonnull(fx.server);
-    ck_assert_int_eq(SSL_CTX_use_certificate(fx.server, fx.pki->server.cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
-    SSL_CTX_set_cert_store(fx.server, trust_root());
-    SSL_CTX_set_verify(fx.server, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       permissive ? accept_all_errors : NULL);
-    SSL_CTX_set_options(fx.server, options);
-    if (max_version != 0)
-        ck_assert_int_eq(SSL_CTX_set_max_proto_version(fx.server, max_version), 1);
-}
-
-static SSL_CTX *make_client(const char *leaf)
-{
-    const testpki_cred *cred = testpki_get(fx.pki, leaf);
-    const testpki_cred *issuer = testpki_issuer_of(fx.pki, cred);
-    SSL_CTX *ctx = SSL_CTX_new_ex(fx.libctx, NULL, TLS_client_method());
-
-    ck_assert_ptr_nonnull(ctx);
-    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cred->cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, cred->key), 1);
-    if (issuer != NULL && issuer != cred && issuer != &fx.pki->root) {
-        X509_up_ref(issuer->cert);
-        ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(ctx, issuer->cert), 1);
-    }
-    SSL_CTX_set_cert_store(ctx, trust_root());
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
-    return ctx;
-}
-
-typedef struct {
-    int ok;               /* both sides completed */
-    int reused;           /* server resumed a session */
-    long server_verify;   /* SSL_get_verify_result on the server */
-    SSL_SESSION *session; /* client's session after the handshake, if asked */
-    char account[CS_ACCOUNT_MAX + 1];
-    int have_account;
-    long server_timeout; /* lifetime of the server's session */
-    long server_end;     /* when the server's session ends (time + timeout) */
-} outcome;
-
-/* Pump both ends over a BIO pair until both finish or one fails (bounded). */
-static int run_handshake(SSL *server, SSL *client)
-{
-    int server_done = 0, client_done = 0, i, r;
-
-    for (i = 0; i < 200 && !(server_done && client_done); i++) {
-        if (!client_done) {
-            r = SSL_do_handshake(client);
-            if (r == 1)
-                client_done = 1;
-            else if (SSL_get_error(client, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-        if (!server_done) {
-            r = SSL_do_handshake(server);
-            if (r == 1)
-                server_done = 1;
-            else if (SSL_get_error(server, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-    }
-    return server_done && client_done;
-}
-
-/* Application data both ways, which also delivers TLS 1.3 tickets. */
-static int exchange_data(SSL *server, SSL *client)
-{
-    char buf[16];
-    int i;
-
-    if (SSL_write(server, "ping", 4) != 4)
-        return 0;
-    for (i = 0; i < 10; i++) {
-        if (SSL_read(client, buf, sizeof(buf)) == 4)
-            break;
-    }
-    if (i == 10 || SSL_write(client, "pong", 4) != 4)
-        return 0;
-    for (i = 0; i < 10; i++) {
-        if (SSL_read(server, buf, sizeof(buf)) == 4)
-            return 1;
-    }
-    return 0;
-}
-
-typedef struct {
-    const char *sni;      /* server name the client sends */
-    void (*before)(void); /* runs after SSL_new, before the ClientHello */
-} connect_opts;
-
-static outcome connect_ex(SSL_CTX *client_ctx, SSL_SESSION *resume, int keep_session,
-                          const connect_opts *opts)
-{
-    outcome out;
-    SSL *server = SSL_new(fx.server);
-    SSL *client = SSL_new(client_ctx);
-    BIO *sbio = NULL, *cbio = NULL;
-    const char *account;
-
-    memset(&out, 0, sizeof(out));
-    ck_assert_ptr_nonnull(server);
-    ck_assert_ptr_nonnull(client);
-    ck_assert_int_eq(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
-    SSL_set_bio(server, sbio, sbio);
-    SSL_set_bio(client, cbio, cbio);
-    SSL_set_accept_state(server);
-    SSL_set_connect_state(client);
-    ck_assert_int_eq(SSL_set_tlsext_host_name(client, opts->sni), 1);
-    if (resume != NULL)
-        ck_assert_int_eq(SSL_set_session(client, resume), 1);
-    if (opts->before != NULL)
-        opts->before();
-    out.ok = run_handshake(server, client) && exchange_data(server, client);
-    out.reused = SSL_session_reused(server);
-    out.server_verify = SSL_get_verify_result(server);
-    if (SSL_get_session(server) != NULL) {
-        out.server_timeout = (long)SSL_SESSION_get_timeout(SSL_get_session(server));
-        out.server_end = (long)SSL_SESSION_get_time(SSL_get_session(server)) + out.server_timeout;
-    }
-    account = certstore_ssl_account_ex(server, fx.libctx);
-    if (account != NULL) {
-        out.have_account = 1;
-        snprintf(out.account, sizeof(out.account), "%s", account);
-    }
-    if (out.ok && keep_session)
-        out.session = SSL_get1_session(client);
-    if (out.ok) {
-        SSL_shutdown(client);
-        SSL_shutdown(server);
-    }
-    SSL_free(server);
-    SSL_free(client);
-    ERR_clear_error();
-    return out;
-}
-
-static outcome connect_with(SSL_CTX *client_ctx, SSL_SESSION *resume, int keep_session)
-{
-    connect_opts opts = {"localhost", NULL};
-
-    return connect_ex(client_ctx, resume, keep_session, &opts);
-}
-
-static outcome connect_as(const char *leaf)
-{
-    SSL_CTX *client = make_client(leaf);
-    outcome out = connect_with(client, NULL, 0);
-
-    SSL_CTX_free(client);
-    return out;
-}
-
-/* The decision log as one string (for strstr). */
-static char *read_log(void)
-{
-    FILE *f = fopen(fx.log, "r");
-    char *text = calloc(1, 65536);
-    size_t n = 0;
-
-    ck_assert_ptr_nonnull(text);
-    if (f != NULL) {
-        n = fread(text, 1, 65535, f);
-        fclose(f);
-    }
-    text[n] = '\0';
-    return text;
-}
-
-static void assert_log_has(const char *needle)
-{
-    char *text = read_log();
-
-    ck_assert_msg(strstr(text, needle) != NULL, "log lacks \"%s\":\n%s", needle, text);
-    free(text);
-}
-
-static void assert_rejected(const char *leaf, const char *reason)
-{
-    outcome out = connect_as(leaf);
-    char needle[128];
-
-    ck_assert_msg(!out.ok, "%s was accepted", leaf);
-    ck_assert_int_eq(out.server_verify, X509_V_ERR_APPLICATION_VERIFICATION);
-    snprintf(needle, sizeof(needle), "result=reject reason=%s", reason);
-    assert_log_has(needle);
-}
-
-static void assert_log_lacks(const char *needle)
-{
-    char *text = read_log();
-
-    ck_assert_msg(strstr(text, needle) == NULL, "log has \"%s\":\n%s", needle, text);
-    free(text);
+    th_store_commit(db);
 }
 
 static void setup(void)
 {
-    memset(&fx, 0, sizeof(fx));
-    fx.dir = testpki_tmpdir();
-    ck_assert_ptr_nonnull(fx.dir);
-    fx.pki = testpki_new(0);
-    ck_assert_ptr_nonnull(fx.pki);
-    snprintf(fx.db, sizeof(fx.db), "%s/certstore.db", fx.dir);
-    snprintf(fx.cnf, sizeof(fx.cnf), "%s/openssl.cnf", fx.dir);
-    snprintf(fx.log, sizeof(fx.log), "%s/decisions.log", fx.dir);
+    th_setup(&fx);
 }
 
 static void teardown(void)
 {
-    SSL_CTX_free(fx.server);
-    SSL_CTX_free(fx.client);
-    OSSL_LIB_CTX_free(fx.libctx);
-    testpki_free(fx.pki);
-    testpki_rmtree(fx.dir);
-    free(fx.dir);
+    th_teardown(&fx);
 }
 
 /* ---- the resumption kinds -------------------------------------------------------- */
@@ -393,13 +82,13 @@ static const resumption_kind resumption_kinds[] = {
 #define N_KINDS ((int)(sizeof(resumption_kinds) / sizeof(resumption_kinds[0])))
 
 /* A full handshake as alice on a server of kind k; returns her client context. */
-static SSL_CTX *first_handshake(const resumption_kind *k, outcome *first)
+static SSL_CTX *first_handshake(const resumption_kind *k, th_outcome *first)
 {
     SSL_CTX *client;
 
-    make_server(k->options, k->max_version, 0);
-    client = make_client("alice");
-    *first = connect_with(client, NULL, 1);
+    th_make_server(&fx, k->options, k->max_version, 0);
+    client = th_make_client(&fx, "alice");
+    *first = th_connect_with(&fx, client, NULL, 1);
     ck_assert_msg(first->ok, "%s: first handshake failed", k->name);
     ck_assert_ptr_nonnull(first->session);
     ck_assert_int_eq(first->reused, 0);
@@ -421,20 +110,20 @@ START_TEST(test_repeated_resumption_cannot_pass_mapping_end)
     int64_t not_after = (int64_t)time(NULL) + MAPPING_LIFETIME;
     SSL_CTX *client;
     SSL_SESSION *session;
-    outcome first, again;
+    th_outcome first, again;
     int resumed_before = 0, i;
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
 
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
-    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
-    store_commit(db);
-    load_provider_with("");
+    th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     client = first_handshake(k, &first);
     session = first.session;
     for (i = 0; i < MAPPING_LIFETIME + 3; i++) {
         sleep(1);
-        again = connect_with(client, session, 1);
+        again = th_connect_with(&fx, client, session, 1);
         if ((int64_t)time(NULL) > not_after) {
             ck_assert_msg(!again.reused, "%s: resumed %lds after the mapping ended", k->name,
                           (long)((int64_t)time(NULL) - not_after));
@@ -448,7 +137,7 @@ START_TEST(test_repeated_resumption_cannot_pass_mapping_end)
         }
     }
     ck_assert_msg(resumed_before > 0, "%s: never resumed before the mapping ended", k->name);
-    assert_log_has("result=reject reason=mapping-expired");
+    th_assert_log_has(&fx, "result=reject reason=mapping-expired");
     SSL_SESSION_free(session);
     SSL_CTX_free(client);
 }
@@ -460,18 +149,18 @@ START_TEST(test_ticket_lifetime_is_absolute)
     const resumption_kind *k = &resumption_kinds[_i];
     int64_t not_after = (int64_t)time(NULL) + 60;
     SSL_CTX *client;
-    outcome first, again;
-    cs_db *db = store_begin();
+    th_outcome first, again;
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
     long end_first, end_again;
 
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
-    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
-    store_commit(db);
-    load_provider_with("");
+    th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
     client = first_handshake(k, &first);
     sleep(2);
-    again = connect_with(client, first.session, 1);
+    again = th_connect_with(&fx, client, first.session, 1);
     ck_assert_msg(again.ok && again.reused, "%s: did not resume", k->name);
     end_first = first.server_end;
     end_again = again.server_end;
@@ -490,18 +179,18 @@ END_TEST
 START_TEST(test_client_hello_after_narrowing_not_resumed)
 {
     const resumption_kind *k = &resumption_kinds[_i];
-    connect_opts late_removal = {"localhost", remove_alice_mapping};
+    th_connect_opts late_removal = {"localhost", remove_alice_mapping};
     SSL_CTX *client;
-    outcome first, again;
+    th_outcome first, again;
 
     store_standard();
-    load_provider_with("");
+    th_load_provider_with(&fx, "");
     client = first_handshake(k, &first);
     /* The server SSL exists (connection accepted) before the mapping goes. */
-    again = connect_ex(client, first.session, 0, &late_removal);
+    again = th_connect_ex(&fx, client, first.session, 0, &late_removal);
     ck_assert_msg(!again.reused, "%s: resumed a session made before the removal", k->name);
     ck_assert_msg(!again.ok, "%s: accepted after the removal", k->name);
-    assert_log_has("result=reject reason=no-mapping");
+    th_assert_log_has(&fx, "result=reject reason=no-mapping");
     SSL_SESSION_free(first.session);
     SSL_CTX_free(client);
 }
@@ -512,37 +201,37 @@ END_TEST
 /* Widening changes: a new pin, a new mapping. Neither may stop resumption. */
 static void pin_another_ca(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
 
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_b.cert, "partner B", fp), CS_OK);
-    store_commit(db);
+    th_store_commit(db);
 }
 
 static void map_another_client(void)
 {
-    cs_db *db = store_begin();
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
-    map_leaf(db, "bob", "bob@partner-a", CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
-    store_commit(db);
+    th_map_leaf(&fx, db, "bob", "bob@partner-a", CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
+    th_store_commit(db);
 }
 
 START_TEST(test_resumption_survives_widening_change)
 {
     const resumption_kind *k = &resumption_kinds[_i];
-    connect_opts late_widening = {"localhost", map_another_client};
+    th_connect_opts late_widening = {"localhost", map_another_client};
     SSL_CTX *client;
-    outcome first, again, late;
+    th_outcome first, again, late;
 
     store_standard();
-    load_provider_with("");
+    th_load_provider_with(&fx, "");
     client = first_handshake(k, &first);
     pin_another_ca();
-    again = connect_with(client, first.session, 1);
+    again = th_connect_with(&fx, client, first.session, 1);
     ck_assert_msg(again.ok && again.reused, "%s: no resumption after a widening change", k->name);
     ck_assert_msg(again.have_account, "%s: no account on resumption", k->name);
     ck_assert_str_eq(again.account, ALICE_ACCOUNT);
-    late = connect_ex(client, again.session, 0, &late_widening);
+    late = th_connect_ex(&fx, client, again.session, 0, &late_widening);
     ck_assert_msg(late.ok && late.reused, "%s: a widening change stopped resumption", k->name);
     SSL_SESSION_free(first.session);
     SSL_SESSION_free(again.session);
@@ -556,15 +245,15 @@ START_TEST(test_chained_resumption_works_when_nothing_narrowed)
     const resumption_kind *k = &resumption_kinds[_i];
     SSL_CTX *client;
     SSL_SESSION *session;
-    outcome first, again;
+    th_outcome first, again;
     int i;
 
     store_standard();
-    load_provider_with("");
+    th_load_provider_with(&fx, "");
     client = first_handshake(k, &first);
     session = first.session;
     for (i = 0; i < 3; i++) {
-        again = connect_with(client, session, 1);
+        again = th_connect_with(&fx, client, session, 1);
         ck_assert_msg(again.ok && again.reused, "%s: resumption %d failed", k->name, i + 1);
         ck_assert_str_eq(again.account, ALICE_ACCOUNT);
         SSL_SESSION_free(session);
@@ -586,19 +275,19 @@ START_TEST(test_audit_then_enforce_context_denies)
     /* The default library context, as a server's OPENSSL_CONF would load it. */
     snprintf(audit_cnf, sizeof(audit_cnf), "%s/audit.cnf", fx.dir);
     snprintf(lines, sizeof(lines), "db = %s\nlog = %s\nmode = audit\n", fx.db, fx.log);
-    write_cnf(lines);
+    th_write_cnf(&fx, lines);
     ck_assert_int_eq(rename(fx.cnf, audit_cnf), 0);
     ck_assert_int_eq(OSSL_LIB_CTX_load_config(NULL, audit_cnf), 1);
     ck_assert(OSSL_PROVIDER_available(NULL, "certstore"));
     /* A second context with mode = enforce: the settings disagree. */
-    load_provider_with("mode = enforce\n");
-    make_server(0, 0, 0);
-    assert_rejected("alice", "config-error");
-    assert_rejected("carol", "config-error");
+    th_load_provider_with(&fx, "mode = enforce\n");
+    th_make_server(&fx, 0, 0, 0);
+    th_assert_rejected(&fx, "alice", "config-error");
+    th_assert_rejected(&fx, "carol", "config-error");
     f = fopen(fx.log, "r");
     ck_assert_ptr_nonnull(f);
     fclose(f);
-    assert_log_lacks("result=would-reject");
+    th_assert_log_lacks(&fx, "result=would-reject");
 }
 END_TEST
 
@@ -645,10 +334,10 @@ static void make_vhosts(const resumption_kind *k, int in_client_hello)
 {
     SSL_CTX *a;
 
-    make_server(k->options, k->max_version, 0);
+    th_make_server(&fx, k->options, k->max_version, 0);
     a = fx.server;
     fx.server = NULL;
-    make_server(k->options, k->max_version, 0);
+    th_make_server(&fx, k->options, k->max_version, 0);
     vhost_b = fx.server;
     fx.server = a;
     ck_assert_int_eq(SSL_CTX_set_session_id_context(a, (const unsigned char *)"vhost-a", 7), 1);
@@ -662,19 +351,19 @@ static void make_vhosts(const resumption_kind *k, int in_client_hello)
 
 static void check_no_cross_vhost_resumption(const resumption_kind *k, int in_client_hello)
 {
-    connect_opts on_a = {"a.test", NULL}, on_b = {"b.test", NULL};
+    th_connect_opts on_a = {"a.test", NULL}, on_b = {"b.test", NULL};
     SSL_CTX *client;
-    outcome first, same, other;
+    th_outcome first, same, other;
 
     store_standard();
-    load_provider_with("");
+    th_load_provider_with(&fx, "");
     make_vhosts(k, in_client_hello);
-    client = make_client("alice");
-    first = connect_ex(client, NULL, 1, &on_b);
+    client = th_make_client(&fx, "alice");
+    first = th_connect_ex(&fx, client, NULL, 1, &on_b);
     ck_assert_msg(first.ok, "%s: first handshake on b failed", k->name);
-    same = connect_ex(client, first.session, 0, &on_b);
+    same = th_connect_ex(&fx, client, first.session, 0, &on_b);
     ck_assert_msg(same.ok, "%s: second handshake on b failed", k->name);
-    other = connect_ex(client, first.session, 0, &on_a);
+    other = th_connect_ex(&fx, client, first.session, 0, &on_a);
     ck_assert_msg(!other.reused, "%s: a session made on vhost b resumed on vhost a", k->name);
     SSL_SESSION_free(first.session);
     SSL_CTX_free(client);

@@ -1,0 +1,80 @@
+/*
+ * The shared in-process TLS harness of the provider suites: a temp dir with
+ * a store, a generated openssl.cnf that loads the module just built, a
+ * library context loaded from it, server and client SSL_CTX built from the
+ * test PKI, handshakes over a memory BIO pair and the decision log.
+ *
+ * Helpers fail the running Check test (ck_assert) when set-up goes wrong.
+ */
+#ifndef CERTSTORE_TLS_HARNESS_H
+#define CERTSTORE_TLS_HARNESS_H
+
+#include <openssl/ssl.h>
+
+#include "cs_store.h"
+#include "testpki.h"
+
+typedef struct {
+    char *dir;
+    char db[512];
+    char cnf[512];
+    char log[512];
+    testpki *pki;
+    OSSL_LIB_CTX *libctx;
+    SSL_CTX *server;
+    SSL_CTX *client;
+} tls_harness;
+
+typedef struct {
+    int ok;               /* both sides completed */
+    int reused;           /* server resumed a session */
+    long server_verify;   /* SSL_get_verify_result on the server */
+    SSL_SESSION *session; /* client's session after the handshake, if asked */
+    char account[CS_ACCOUNT_MAX + 1];
+    int have_account;
+    long server_timeout; /* lifetime of the server's session */
+    long server_end;     /* when the server's session ends (time + timeout) */
+} th_outcome;
+
+typedef struct {
+    const char *sni;      /* server name the client sends (NULL: none) */
+    void (*before)(void); /* runs after SSL_new, before the ClientHello */
+} th_connect_opts;
+
+/* Temp dir, PKI and the db/cnf/log paths in it; teardown frees it all. */
+void th_setup(tls_harness *h);
+void th_teardown(tls_harness *h);
+
+/* A write transaction on the store at `path`, labelled with `who`. */
+cs_db *th_store_begin(const char *path, const char *who);
+void th_store_commit(cs_db *db);
+void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
+                 cs_kind kind, int64_t not_before, int64_t not_after);
+cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind);
+
+/* openssl.cnf activating default and certstore, plus `extra_lines`. */
+void th_write_cnf(const tls_harness *h, const char *extra_lines);
+/* Writes that file and loads it into a new library context. */
+void th_load_provider(tls_harness *h, const char *extra_lines);
+/* The usual configuration: db, file log, plus `more` lines. */
+void th_load_provider_with(tls_harness *h, const char *more);
+
+X509_STORE *th_trust_root(const tls_harness *h);
+void th_make_server(tls_harness *h, long options, int max_version, int permissive);
+SSL_CTX *th_make_client(const tls_harness *h, const char *leaf);
+
+int th_run_handshake(SSL *server, SSL *client);
+int th_exchange_data(SSL *server, SSL *client);
+th_outcome th_connect_ex(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION *resume,
+                         int keep_session, const th_connect_opts *opts);
+th_outcome th_connect_with(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION *resume,
+                           int keep_session);
+th_outcome th_connect_as(const tls_harness *h, const char *leaf);
+
+/* The decision log as one string (for strstr); the caller frees it. */
+char *th_read_log(const tls_harness *h);
+void th_assert_log_has(const tls_harness *h, const char *needle);
+void th_assert_log_lacks(const tls_harness *h, const char *needle);
+void th_assert_rejected(const tls_harness *h, const char *leaf, const char *reason);
+
+#endif
