@@ -19,11 +19,11 @@
  * cannot read a context's own sid_ctx back, so the SSL_CTX identity stands
  * in for it, and the whole does not fit the 32 bytes raw.
  *
- * The state is read twice: in SSL_new, and again when the ClientHello
- * has arrived (an SSL-level info callback, which passes every event on to
- * the context's own callback). A connection accepted before a narrowing
- * change whose ClientHello comes after it must not resume: the session
- * lookup happens after that second read. The ticket callbacks (resume.c)
+ * The state is read once the ClientHello has arrived (an SSL-level info
+ * callback, which passes every event on to the context's own callback);
+ * until then the SSL carries an unresumable sid_ctx. A connection accepted
+ * before a narrowing change whose ClientHello comes after it must not
+ * resume: the session lookup happens after that read. The ticket callbacks (resume.c)
  * add the absolute deadline and the decision's file and generation to each
  * ticket.
  *
@@ -58,6 +58,8 @@ typedef struct {
     csp_policy_state state;
     /* Handshake done, or a ticket made: a certificate now is TLS 1.3 PHA. */
     int established;
+    /* ACCEPT_LOOP events seen in TLS_ST_BEFORE (see csp_client_hello_arriving). */
+    unsigned before_events;
 } csp_conn;
 
 #define CSP_SID_TAG "certstr2"         /* bound to a known file and generation */
@@ -188,16 +190,25 @@ static void csp_sid_compute(csp_conn *conn, const SSL_CTX *ctx)
 /*
  * The ClientHello has arrived (its header is read; the session lookup has
  * not run yet): bind the connection to the file and generation in force
- * now. Also
- * on a TLS 1.2 renegotiation; not on TLS 1.3 post-handshake messages.
+ * now. Also on a TLS 1.2 renegotiation; not on TLS 1.3 post-handshake
+ * messages.
+ *
+ * A server's handshake starts in TLS_ST_BEFORE with a write transition
+ * that sends nothing (ACCEPT_LOOP, before anything is read), then reads
+ * the ClientHello header (ACCEPT_LOOP again, still TLS_ST_BEFORE). Only the
+ * second needs the store: binding at the first would cost a read for
+ * nothing. Should a library ever report only one, the connection keeps the
+ * unresumable sid_ctx of SSL_new: a full handshake, never a stale resume.
  */
-static int csp_client_hello_arriving(const SSL *ssl, int where)
+static int csp_client_hello_arriving(const SSL *ssl, int where, csp_conn *conn)
 {
     OSSL_HANDSHAKE_STATE state = SSL_get_state(ssl);
 
     if ((where & SSL_CB_ACCEPT_LOOP) != SSL_CB_ACCEPT_LOOP) /* not ACCEPT_EXIT */
         return 0;
-    return state == TLS_ST_BEFORE || (state == TLS_ST_OK && SSL_version(ssl) < TLS1_3_VERSION);
+    if (state == TLS_ST_BEFORE)
+        return ++conn->before_events >= 2;
+    return state == TLS_ST_OK && SSL_version(ssl) < TLS1_3_VERSION;
 }
 
 static void csp_sid_refresh(SSL *ssl, csp_conn *conn)
@@ -212,7 +223,7 @@ static void csp_info(const SSL *ssl, int where, int ret)
     void (*app_cb)(const SSL *, int, int) = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
     csp_conn *conn = SSL_get_ex_data(ssl, csp_conn_index);
 
-    if (conn != NULL && csp_client_hello_arriving(ssl, where))
+    if (conn != NULL && csp_client_hello_arriving(ssl, where, conn))
         csp_sid_refresh((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
     if (conn != NULL && (where & SSL_CB_HANDSHAKE_DONE) != 0)
         conn->established = 1;

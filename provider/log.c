@@ -125,10 +125,8 @@ typedef struct {
     size_t len;
 } csp_line;
 
-static void csp_line_raw(csp_line *l, const char *s)
+static void csp_line_bytes(csp_line *l, const char *s, size_t n)
 {
-    size_t n = strlen(s);
-
     if (n > sizeof(l->text) - 1 - l->len)
         n = sizeof(l->text) - 1 - l->len;
     memcpy(l->text + l->len, s, n);
@@ -136,29 +134,45 @@ static void csp_line_raw(csp_line *l, const char *s)
     l->text[l->len] = '\0';
 }
 
+static void csp_line_raw(csp_line *l, const char *s)
+{
+    csp_line_bytes(l, s, strlen(s));
+}
+
+static int csp_byte_needs_escape(unsigned char c)
+{
+    return c == '"' || c == '\\' || c < 0x20 || c == 0x7f;
+}
+
 /* key="value", with quotes, backslashes and every control byte escaped. */
 static void csp_line_quoted(csp_line *l, const char *key, const char *value)
 {
+    const unsigned char *p = (const unsigned char *)(value != NULL ? value : "");
     char esc[8];
-    const unsigned char *p;
 
     csp_line_raw(l, " ");
     csp_line_raw(l, key);
     csp_line_raw(l, "=\"");
-    for (p = (const unsigned char *)(value != NULL ? value : ""); *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            esc[2] = '\0';
-        } else if (*p < 0x20 || *p == 0x7f) {
+    while (*p != '\0') {
+        /* Keep one byte for the closing quote. */
+        size_t run = 0, room = l->len + 2 < sizeof(l->text) ? sizeof(l->text) - 2 - l->len : 0;
+
+        while (p[run] != '\0' && !csp_byte_needs_escape(p[run]))
+            run++;
+        if (run > room)
+            run = room; /* truncated, still closed below */
+        csp_line_bytes(l, (const char *)p, run);
+        p += run;
+        if (*p == '\0' || run == room)
+            break;
+        if (*p == '"' || *p == '\\')
+            snprintf(esc, sizeof(esc), "\\%c", *p);
+        else
             snprintf(esc, sizeof(esc), "\\x%02x", *p);
-        } else {
-            esc[0] = (char)*p;
-            esc[1] = '\0';
-        }
         if (l->len + strlen(esc) + 2 >= sizeof(l->text))
-            break; /* truncated, still closed below */
+            break;
         csp_line_raw(l, esc);
+        p++;
     }
     csp_line_raw(l, "\"");
 }

@@ -157,6 +157,17 @@ static const char *const statement_sql[STMT_COUNT] = {
                             " a.enabled, a.name, m.created, m.not_issued_before_created"
                             " FROM mappings m JOIN accounts a"
                             " ON a.id = m.account_id WHERE m.kind = ? AND m.key = ?",
+    /*
+     * The common case in one statement, hence one implicit read transaction:
+     * the generation, the issuer's pin and the whole-certificate mapping.
+     * Always exactly one row; NULLs say what is missing.
+     */
+    [STMT_DECIDE_FAST] = "SELECT (SELECT generation FROM meta WHERE id = 1),"
+                         " (SELECT enabled FROM pins WHERE fp = ?1),"
+                         " m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
+                         " a.enabled, a.name, m.created, m.not_issued_before_created"
+                         " FROM (SELECT 1) LEFT JOIN mappings m ON m.kind = ?2 AND m.key = ?3"
+                         " LEFT JOIN accounts a ON a.id = m.account_id",
     [STMT_DECIDE_RULES] = "SELECT r.id, r.action, r.subject, r.issuer, r.san, r.eku, r.policy,"
                           " r.case_sensitive, r.not_issued_before_created, r.created,"
                           " a.enabled, a.name FROM rules r LEFT JOIN accounts a"

@@ -112,6 +112,28 @@ typedef struct {
     int not_issued_before_created;
 } mapping_row;
 
+/*
+ * The mapping columns of STMT_DECIDE_MAPPING, or of STMT_DECIDE_FAST from
+ * column `at` on: id, enabled, not_before, not_after, pin_fp, account
+ * enabled, account name, created, not_issued_before_created.
+ */
+static void mapping_row_read(sqlite3_stmt *stmt, int at, const char *issuer_fp, mapping_row *row)
+{
+    const unsigned char *pin = sqlite3_column_text(stmt, at + 4);
+    const unsigned char *name = sqlite3_column_text(stmt, at + 6);
+
+    row->id = sqlite3_column_int64(stmt, at);
+    row->enabled = sqlite3_column_int(stmt, at + 1) != 0;
+    row->not_before = cs_column_time(stmt, at + 2);
+    row->not_after = cs_column_time(stmt, at + 3);
+    row->restricted = pin != NULL;
+    row->pin_matches = pin != NULL && strcmp((const char *)pin, issuer_fp) == 0;
+    row->account_enabled = sqlite3_column_int(stmt, at + 5) != 0;
+    snprintf(row->account, sizeof(row->account), "%s", name ? (const char *)name : "");
+    row->created = sqlite3_column_int64(stmt, at + 7);
+    row->not_issued_before_created = sqlite3_column_int(stmt, at + 8) != 0;
+}
+
 static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key, const char *issuer_fp,
                                   mapping_row *row)
 {
@@ -123,21 +145,8 @@ static lookup_result read_mapping(cs_db *db, cs_kind kind, const cs_key *key, co
     sqlite3_bind_int(stmt, 1, (int)kind);
     sqlite3_bind_blob(stmt, 2, key->bytes, (int)key->len, SQLITE_STATIC);
     r = step_lookup(stmt);
-    if (r == LOOKUP_FOUND) {
-        const unsigned char *pin = sqlite3_column_text(stmt, 4);
-        const unsigned char *name = sqlite3_column_text(stmt, 6);
-
-        row->id = sqlite3_column_int64(stmt, 0);
-        row->enabled = sqlite3_column_int(stmt, 1) != 0;
-        row->not_before = cs_column_time(stmt, 2);
-        row->not_after = cs_column_time(stmt, 3);
-        row->restricted = pin != NULL;
-        row->pin_matches = pin != NULL && strcmp((const char *)pin, issuer_fp) == 0;
-        row->account_enabled = sqlite3_column_int(stmt, 5) != 0;
-        snprintf(row->account, sizeof(row->account), "%s", name ? (const char *)name : "");
-        row->created = sqlite3_column_int64(stmt, 7);
-        row->not_issued_before_created = sqlite3_column_int(stmt, 8) != 0;
-    }
+    if (r == LOOKUP_FOUND)
+        mapping_row_read(stmt, 0, issuer_fp, row);
     if (r != LOOKUP_ERROR)
         sqlite3_reset(stmt);
     return r;
@@ -332,6 +341,46 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, 
     return decide_rules(db, leaf, cert_limit, out);
 }
 
+/*
+ * The common case, decided by one statement (one implicit snapshot, no
+ * BEGIN/COMMIT round): the issuer is not pinned or its pin is disabled, or
+ * the whole-certificate mapping exists and applies to this issuer. Anything
+ * else (no such mapping, one restricted to another pin, a missing account,
+ * a missing generation, any SQLite error) returns -1 and the full
+ * evaluation runs in its own snapshot, from the start.
+ */
+static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_FAST);
+    cs_key key;
+    mapping_row row;
+    int decided = -1;
+
+    if (stmt == NULL || !cs_key_parse(CS_KIND_CERT, out->leaf_fp, &key))
+        return -1;
+    sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
+    sqlite3_bind_int(stmt, 2, (int)CS_KIND_CERT);
+    sqlite3_bind_blob(stmt, 3, key.bytes, (int)key.len, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_ROW || sqlite3_column_type(stmt, 0) == SQLITE_NULL) {
+        sqlite3_reset(stmt);
+        return -1;
+    }
+    out->generation = sqlite3_column_int64(stmt, 0);
+    if (sqlite3_column_type(stmt, 1) == SQLITE_NULL) {
+        decided = reject(out, CS_REASON_ISSUER_NOT_PINNED);
+    } else if (sqlite3_column_int(stmt, 1) == 0) {
+        decided = reject(out, CS_REASON_PIN_DISABLED);
+    } else if (sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
+               sqlite3_column_type(stmt, 8) != SQLITE_NULL) {
+        mapping_row_read(stmt, 2, out->issuer_fp, &row);
+        if (!row.restricted || row.pin_matches)
+            decided = judge_mapping(&row, CS_KIND_CERT, leaf, now,
+                                    certificate_limit(leaf, issuer, now), out);
+    }
+    sqlite3_reset(stmt);
+    return decided;
+}
+
 static int begin_snapshot(cs_db *db, int *own)
 {
     sqlite3_stmt *stmt;
@@ -407,6 +456,9 @@ int cs_decide(cs_db *db, STACK_OF(X509) * chain, int64_t now, cs_decision *out)
         snprintf(out->detail, sizeof(out->detail), "cannot fingerprint the issuer");
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     }
+    /* Inside a caller's transaction, that one is the snapshot: no fast path. */
+    if (sqlite3_get_autocommit(db->sql) && (accepted = decide_fast(db, leaf, issuer, now, out)) >= 0)
+        return accepted;
     if (!begin_snapshot(db, &own)) {
         accepted = store_unavailable(out, db, "starting a read");
         reset_all(db);
