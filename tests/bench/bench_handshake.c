@@ -14,8 +14,11 @@
  * an unmapped probe client must be rejected with the provider and accepted
  * without it.
  *
- *   bench_handshake --pki DIR --conf-on FILE --conf-off FILE --label TEXT
+ *   bench_handshake --pki DIR (--conf-on FILE | --aa) --conf-off FILE --label TEXT
  *                   [--rounds 5] [--count 2000] [--warmup 200]
+ *
+ * --aa runs both sides without the provider: the ratio it prints is what
+ * the machine's noise alone does to the method (ideally 1.000).
  *   bench_handshake worker --pki DIR --expect on|off [--count N] [--warmup N]
  */
 #include <errno.h>
@@ -275,13 +278,18 @@ static int run_driver(int argc, char **argv)
     const char *conf_off = bench_opt(argc, argv, "--conf-off");
     const char *label = bench_opt(argc, argv, "--label");
     long rounds = bench_opt_long(argc, argv, "--rounds", 5);
-    if (conf_on == NULL || conf_off == NULL || bench_opt(argc, argv, "--pki") == NULL ||
+    /* --aa: the "on" side runs without the provider too; its ratio is the noise floor. */
+    int aa = bench_flag(argc, argv, "--aa");
+    if ((conf_on == NULL && !aa) || conf_off == NULL || bench_opt(argc, argv, "--pki") == NULL ||
         rounds < 1 || rounds > MAX_ROUNDS) {
-        fprintf(stderr, "usage: bench_handshake --pki DIR --conf-on FILE --conf-off FILE "
+        fprintf(stderr, "usage: bench_handshake --pki DIR (--conf-on FILE | --aa) --conf-off FILE "
                         "[--label TEXT] [--rounds 1..64] [--count N] [--warmup N] "
                         "[--leaf alice] [--probe bob]\n");
         return 2;
     }
+    const char *on_side = aa ? "off" : "on";
+    if (aa)
+        conf_on = conf_off;
     /* Hand the worker options through untouched. */
     char *passthru[16];
     int npassthru = 0;
@@ -298,10 +306,10 @@ static int run_driver(int argc, char **argv)
     for (long r = 0; r < rounds; r++) {
         worker_result a = {0}, b = {0};
         int on_first = (r % 2) == 0;
-        int ok = on_first ? spawn_worker(argv[0], conf_on, "on", passthru, npassthru, &a) &&
+        int ok = on_first ? spawn_worker(argv[0], conf_on, on_side, passthru, npassthru, &a) &&
                                 spawn_worker(argv[0], conf_off, "off", passthru, npassthru, &b)
                           : spawn_worker(argv[0], conf_off, "off", passthru, npassthru, &b) &&
-                                spawn_worker(argv[0], conf_on, "on", passthru, npassthru, &a);
+                                spawn_worker(argv[0], conf_on, on_side, passthru, npassthru, &a);
         if (!ok)
             return 1;
         on[r] = a.handshakes_per_cpu_s;
