@@ -346,8 +346,9 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, 
  * BEGIN/COMMIT round): the issuer is not pinned or its pin is disabled, or
  * the whole-certificate mapping exists and applies to this issuer. Anything
  * else (no such mapping, one restricted to another pin, a missing account,
- * a missing generation, any SQLite error) returns -1 and the full
- * evaluation runs in its own snapshot, from the start.
+ * a missing generation) returns -1 and the full evaluation runs in its own
+ * snapshot, from the start. A SQLite error decides: store-unavailable, at
+ * once (a retry would only wait out the busy timeout a second time).
  */
 static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
 {
@@ -361,7 +362,12 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_deci
     sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 2, (int)CS_KIND_CERT);
     sqlite3_bind_blob(stmt, 3, key.bytes, (int)key.len, SQLITE_STATIC);
-    if (sqlite3_step(stmt) != SQLITE_ROW || sqlite3_column_type(stmt, 0) == SQLITE_NULL) {
+    if (sqlite3_step(stmt) != SQLITE_ROW) {
+        decided = store_unavailable(out, db, "reading the policy");
+        sqlite3_reset(stmt);
+        return decided;
+    }
+    if (sqlite3_column_type(stmt, 0) == SQLITE_NULL) {
         sqlite3_reset(stmt);
         return -1;
     }

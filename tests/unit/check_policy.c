@@ -587,6 +587,64 @@ START_TEST(test_decide_from_writer_inside_transaction)
 }
 END_TEST
 
+/*
+ * A reader outside any transaction takes the one-statement path for the
+ * common case; the writer inside its own transaction always runs the full
+ * evaluation. Every state below must get the same decision from both.
+ */
+static void assert_paths_agree(const char *state)
+{
+    const testpki_cred *leaves[] = {&pki->alice, &pki->alice_renewed, &pki->bob,
+                                    &pki->carol, &pki->mallory, &pki->expired};
+    static const int64_t offsets[] = {0, 3600, 7200};
+
+    for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+        for (size_t t = 0; t < sizeof(offsets) / sizeof(offsets[0]); t++) {
+            cs_decision fast = decide_on(reader, leaves[i], now + offsets[t]), full;
+
+            begin();
+            full = decide_on(writer, leaves[i], now + offsets[t]);
+            cs_db_rollback(writer);
+            ck_assert_msg(fast.accept == full.accept && fast.reason == full.reason,
+                          "%s, leaf %zu, +%llds: one statement says %s, full evaluation %s", state,
+                          i, (long long)offsets[t], cs_reason_token(fast.reason),
+                          cs_reason_token(full.reason));
+            ck_assert_str_eq(fast.account, full.account);
+            ck_assert_int_eq(fast.mapping_id, full.mapping_id);
+            ck_assert_int_eq(fast.rule_id, full.rule_id);
+            ck_assert_int_eq(fast.valid_until, full.valid_until);
+            ck_assert_int_eq(fast.generation, full.generation);
+        }
+    }
+}
+
+START_TEST(test_one_statement_path_agrees_with_full_evaluation)
+{
+    int64_t alice_cert;
+
+    assert_paths_agree("nothing pinned");
+    pin(&pki->ca_a);
+    pin(&pki->ca_b);
+    assert_paths_agree("pinned, nothing mapped");
+    alice_cert = map(&pki->alice, CS_KIND_CERT, "alice");
+    map(&pki->alice, CS_KIND_SPKI, "alice-by-key");
+    map_full(&pki->bob, CS_KIND_CERT, "bob", &pki->ca_b, CS_TIME_NONE, CS_TIME_NONE);
+    map(&pki->bob, CS_KIND_SPKI, "bob-by-key");
+    map_full(&pki->carol, CS_KIND_CERT, "carol", &pki->ca_b, now + 3600, now + 5000);
+    map(&pki->expired, CS_KIND_CERT, "expired");
+    assert_paths_agree("mapped: own pin, other pin, windowed");
+    set_mapping_enabled(alice_cert, 0);
+    assert_paths_agree("alice's cert mapping disabled");
+    set_mapping_enabled(alice_cert, 1);
+    begin();
+    ck_ok(cs_account_set_enabled(writer, "alice", 0));
+    commit();
+    assert_paths_agree("alice's account disabled");
+    set_pin_enabled(&pki->ca_a, 0);
+    assert_paths_agree("pin A disabled");
+}
+END_TEST
+
 static Suite *policy_suite(void)
 {
     Suite *s = suite_create("policy");
@@ -622,6 +680,7 @@ static Suite *policy_suite(void)
     tcase_add_test(mappings, test_mapping_restricted_to_other_pin_no_mapping);
     tcase_add_test(mappings, test_mapping_restricted_to_own_pin_accepted);
     tcase_add_test(mappings, test_valid_until_is_earliest_of_mapping_and_certs);
+    tcase_add_test(mappings, test_one_statement_path_agrees_with_full_evaluation);
     suite_add_tcase(s, mappings);
 
     tcase_add_checked_fixture(store, setup, teardown);
