@@ -70,6 +70,7 @@ struct cs_db {
     ino_t ino;
     int64_t birth_sec, birth_nsec; /* 0 where the file system keeps none */
     int in_write;                  /* between cs_db_begin and commit/rollback */
+    int fk_off;                    /* cs_db_begin_import: foreign keys off until it ends */
     char command[1024];
     char user[64];
     char errmsg[512];

@@ -105,6 +105,13 @@ cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id);
  * `command` is the CLI command line as the operator typed it.
  */
 cs_status cs_db_begin(cs_db *db, const char *command);
+/*
+ * cs_db_begin for cs_import of a large file: foreign-key enforcement is off
+ * for this one transaction (cs_import finds or creates, in the transaction,
+ * every account its rows name, so the per-row parent lookup only costs) and
+ * on again once it commits or rolls back. Only cs_import belongs in it.
+ */
+cs_status cs_db_begin_import(cs_db *db, const char *command);
 cs_status cs_db_commit(cs_db *db);
 void cs_db_rollback(cs_db *db);
 

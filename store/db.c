@@ -590,6 +590,15 @@ static void remember_os_user(cs_db *db)
         snprintf(db->user, sizeof(db->user), "%lu", (unsigned long)uid);
 }
 
+/* After a cs_db_begin_import transaction, whatever its end. */
+static void foreign_keys_back_on(cs_db *db)
+{
+    if (!db->fk_off)
+        return;
+    db->fk_off = 0;
+    sqlite3_exec(db->sql, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+}
+
 cs_status cs_db_begin(cs_db *db, const char *command)
 {
     cs_status status;
@@ -609,6 +618,24 @@ cs_status cs_db_begin(cs_db *db, const char *command)
     return CS_OK;
 }
 
+cs_status cs_db_begin_import(cs_db *db, const char *command)
+{
+    cs_status status;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (db->in_write)
+        return cs_fail(db, CS_INVALID, "a transaction is already open");
+    /* A no-op inside a transaction: it must come before BEGIN. */
+    if (!(db->flags & CS_OPEN_READONLY) &&
+        (status = exec_sql(db, "PRAGMA foreign_keys = OFF", "preparing the import")) != CS_OK)
+        return status;
+    db->fk_off = 1;
+    if ((status = cs_db_begin(db, command)) != CS_OK)
+        foreign_keys_back_on(db);
+    return status;
+}
+
 cs_status cs_db_commit(cs_db *db)
 {
     cs_status status;
@@ -623,6 +650,7 @@ cs_status cs_db_commit(cs_db *db)
         return status;
     }
     db->in_write = 0;
+    foreign_keys_back_on(db);
     return CS_OK;
 }
 
@@ -637,6 +665,7 @@ void cs_db_rollback(cs_db *db)
     if (!sqlite3_get_autocommit(db->sql))
         sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
     db->in_write = 0;
+    foreign_keys_back_on(db);
 }
 
 cs_status cs_require_write(cs_db *db)

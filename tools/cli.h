@@ -121,6 +121,8 @@ char *cli_subject_text(const X509 *cert);
 cs_db *cli_open_read(const cli_ctx *ctx);
 /* Open writable and begin the command's transaction; NULL on failure. */
 cs_db *cli_begin_write(const cli_ctx *ctx);
+/* cli_begin_write for cs_import alone (cs_db_begin_import). */
+cs_db *cli_begin_import(const cli_ctx *ctx);
 /*
  * Finish a write: commit when status is CS_OK, else roll back. Closes db.
  * Returns CLI_OK or CLI_FAIL (commit failure printed here; the caller has

@@ -79,19 +79,29 @@ static int check_writable(const cli_ctx *ctx)
     return 1;
 }
 
-cs_db *cli_begin_write(const cli_ctx *ctx)
+static cs_db *begin_write(const cli_ctx *ctx, cs_status (*begin)(cs_db *, const char *))
 {
     if (!check_writable(ctx))
         return NULL;
     cs_db *db = open_db(ctx, 0);
     if (db == NULL)
         return NULL;
-    if (cs_db_begin(db, ctx->command_line) != CS_OK) {
+    if (begin(db, ctx->command_line) != CS_OK) {
         cli_fail(ctx, "%s: %s", ctx->db_path, cs_db_errmsg(db));
         cs_db_close(db);
         return NULL;
     }
     return db;
+}
+
+cs_db *cli_begin_write(const cli_ctx *ctx)
+{
+    return begin_write(ctx, cs_db_begin);
+}
+
+cs_db *cli_begin_import(const cli_ctx *ctx)
+{
+    return begin_write(ctx, cs_db_begin_import);
 }
 
 int cli_end_write(const cli_ctx *ctx, cs_db *db, cs_status status)

@@ -183,7 +183,7 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
             fclose(in);
         return rc;
     }
-    cs_db *db = cli_begin_write(ctx);
+    cs_db *db = cli_begin_import(ctx);
     if (db == NULL) {
         if (!from_stdin)
             fclose(in);

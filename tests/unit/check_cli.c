@@ -924,6 +924,41 @@ START_TEST(test_import_jsonl_from_stdin_without_progress)
 }
 END_TEST
 
+/* The import transaction skips SQLite's per-row foreign-key lookup: every row must still point at its account. */
+START_TEST(test_import_ties_every_mapping_to_its_account)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st;
+
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("account", "add", "alice"), 0);
+    char csv[700];
+    snprintf(csv, sizeof(csv), "kind,key,account\ncert,%s,alice\ncert,%s,bob\nspki,%s,bob\n",
+             fp_of("alice"), fp_of("bob"), fp_of("carol"));
+    write_text(test_file("in.csv"), csv);
+    ck_assert_int_eq(cli("import", test_file("in.csv")), 0);
+    assert_out_has("imported 3 mappings (1 accounts created)");
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT a.name, count(*) FROM mappings m JOIN accounts a"
+                                        " ON a.id = m.account_id GROUP BY a.name ORDER BY a.name",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "alice");
+    ck_assert_int_eq(sqlite3_column_int(st, 1), 1);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "bob");
+    ck_assert_int_eq(sqlite3_column_int(st, 1), 2);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+END_TEST
+
 START_TEST(test_export_server_maps)
 {
     init_with_alice();
@@ -1194,6 +1229,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_export_csv_round_trips_through_import);
     tcase_add_test(tc, test_import_bad_line_imports_nothing);
     tcase_add_test(tc, test_import_jsonl_from_stdin_without_progress);
+    tcase_add_test(tc, test_import_ties_every_mapping_to_its_account);
     tcase_add_test(tc, test_export_server_maps);
     tcase_add_test(tc, test_log_and_stats);
     tcase_add_test(tc, test_untrusted_text_is_escaped);
