@@ -7,72 +7,26 @@
 # The seven checks of issue 5, TAP-style.
 
 . "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/haproxy_common.sh"
 
 cs_require_server haproxy
 cs_setup haproxy
-CHROOT=/var/lib/haproxy
-[ -d "$CHROOT" ] || mkdir -p "$CHROOT"
 cs_make_pki
 cs_db_standard
 cs_db_grant haproxy
 cs_log_grant haproxy
 cs_write_openssl_cnf "$WORK/openssl.cnf"
-cs_chroot_bind "$CHROOT" "$WORK/db" || { echo "Bail out! bind mount failed" >&2; exit 1; }
+cs_haproxy_chroot
 
 PORT=$(cs_free_port) || exit 1
 BACKEND_PORT=$(cs_free_port) || exit 1
 URL=https://localhost:$PORT/
 BODY_OF() { echo "^hello cn=$1\$"; }
 
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    master-worker
-    nbthread 2
-    user haproxy
-    group haproxy
-    chroot $CHROOT
-    pidfile $WORK/haproxy.pid
-    stats socket $WORK/haproxy.sock mode 600 level admin
-    log stdout format raw local0 info
-
-defaults
-    mode http
-    log global
-    option httplog
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
-
-frontend fe_tls
-    bind 127.0.0.1:$PORT ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required
-    http-request set-header X-Client-CN %[ssl_c_s_dn(CN)]
-    default_backend be_app
-
-backend be_app
-    server app 127.0.0.1:$BACKEND_PORT
-
-# The application: answers with the client the TLS frontend saw.
-frontend fe_app
-    bind 127.0.0.1:$BACKEND_PORT
-    http-request return status 200 content-type text/plain lf-string "hello cn=%[req.hdr(x-client-cn)]\n"
-EOF
-
-if ! "$CS_SERVER_BIN" -c -f "$WORK/haproxy.cfg" >"$WORK/out/haproxy-check.txt" 2>&1; then
-    cs_diag_file "$WORK/out/haproxy-check.txt"
-    echo "Bail out! haproxy rejects its configuration" >&2
-    exit 1
-fi
-
-# haproxy -W -db: master-worker in the foreground; $! is the master.
-OPENSSL_CONF=$CS_CNF "$CS_SERVER_BIN" -W -db -f "$WORK/haproxy.cfg" \
-    >"$WORK/log/haproxy.log" 2>&1 &
-MASTER_PID=$!
-cs_kill_on_exit "$MASTER_PID"
-if ! cs_wait_port "$PORT" 20 "$MASTER_PID" || ! cs_wait_port "$BACKEND_PORT" 5 "$MASTER_PID"; then
-    cs_diag_file "$WORK/log/haproxy.log"
-    echo "Bail out! haproxy did not start" >&2
-    exit 1
-fi
+# The application answers with the client the TLS frontend saw.
+cs_haproxy_config 'http-request set-header X-Client-CN %[ssl_c_s_dn(CN)]' \
+    'hello cn=%[req.hdr(x-client-cn)]\n'
+cs_haproxy_start
 
 worker_pids() { cs_child_pids "$MASTER_PID"; }
 cs_diag "haproxy master $MASTER_PID, worker(s) $(worker_pids | tr '\n' ' ')on 127.0.0.1:$PORT"

@@ -6,18 +6,17 @@
 # test_haproxy.sh: master-worker, nbthread 2, user haproxy, chroot.
 
 . "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/haproxy_common.sh"
 
 cs_require_server haproxy
 cs_setup haproxy-map
-CHROOT=/var/lib/haproxy
-[ -d "$CHROOT" ] || mkdir -p "$CHROOT"
 cs_make_pki
 cs_db_standard
 cs_cli map add "$PKI/bob.pem" --account bob || exit 1
 cs_db_grant haproxy
 cs_log_grant haproxy
 cs_write_openssl_cnf "$WORK/openssl.cnf"
-cs_chroot_bind "$CHROOT" "$WORK/db" || { echo "Bail out! bind mount failed" >&2; exit 1; }
+cs_haproxy_chroot
 
 MAP=$WORK/accounts.map
 if ! "$CERTSTORE_BIN" --db "$CS_DB" export --format haproxy-map >"$MAP" 2>"$WORK/out/export.err"; then
@@ -31,55 +30,12 @@ PORT=$(cs_free_port) || exit 1
 BACKEND_PORT=$(cs_free_port) || exit 1
 URL=https://localhost:$PORT/
 
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    master-worker
-    nbthread 2
-    user haproxy
-    group haproxy
-    chroot $CHROOT
-    pidfile $WORK/haproxy.pid
-    stats socket $WORK/haproxy.sock mode 600 level admin
-    log stdout format raw local0 info
-
-defaults
-    mode http
-    log global
-    option httplog
-    timeout connect 5s
-    timeout client 10s
-    timeout server 10s
-
-frontend fe_tls
-    bind 127.0.0.1:$PORT ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required
-    # The recipe: set (never append) the header, so a client cannot forge it.
-    http-request set-header X-Certstore-Account %[ssl_c_der,digest(sha256),hex,lower,map($MAP)]
-    default_backend be_app
-
-backend be_app
-    server app 127.0.0.1:$BACKEND_PORT
-
-# The application: shows the account it received.
-frontend fe_app
-    bind 127.0.0.1:$BACKEND_PORT
-    http-request return status 200 content-type text/plain lf-string "account=%[req.hdr(x-certstore-account)]\n"
-EOF
-
-if ! "$CS_SERVER_BIN" -c -f "$WORK/haproxy.cfg" >"$WORK/out/haproxy-check.txt" 2>&1; then
-    cs_diag_file "$WORK/out/haproxy-check.txt"
-    echo "Bail out! haproxy rejects its configuration" >&2
-    exit 1
-fi
-
-OPENSSL_CONF=$CS_CNF "$CS_SERVER_BIN" -W -db -f "$WORK/haproxy.cfg" \
-    >"$WORK/log/haproxy.log" 2>&1 &
-MASTER_PID=$!
-cs_kill_on_exit "$MASTER_PID"
-if ! cs_wait_port "$PORT" 20 "$MASTER_PID" || ! cs_wait_port "$BACKEND_PORT" 5 "$MASTER_PID"; then
-    cs_diag_file "$WORK/log/haproxy.log"
-    echo "Bail out! haproxy did not start" >&2
-    exit 1
-fi
+# The recipe: set (never append) the header, so a client cannot forge it.
+# The application shows the account it received.
+cs_haproxy_config \
+    "http-request set-header X-Certstore-Account %[ssl_c_der,digest(sha256),hex,lower,map($MAP)]" \
+    'account=%[req.hdr(x-certstore-account)]\n'
+cs_haproxy_start
 
 fp_of() { openssl x509 -in "$PKI/$1.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1; }
 
