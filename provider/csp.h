@@ -132,12 +132,49 @@ int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_s
 cs_db *csp_dbpool_get(char *why, size_t why_len);
 /* getpid() without a system call per handshake: cached, forgotten at fork. */
 pid_t csp_process_pid(void);
+/* The epoch of this thread's open handle (unique in the process), 0 if none. */
+uint64_t csp_dbpool_epoch(void);
+/*
+ * csp_dbpool_get without looking at the file again when this thread's
+ * handle is still the one of `epoch`, whose file was checked when the
+ * handshake's ClientHello arrived; epoch 0: csp_dbpool_get.
+ */
+cs_db *csp_dbpool_get_checked(uint64_t epoch, char *why, size_t why_len);
 /* Drop this thread's handle after a failure so the next call reopens. */
 void csp_dbpool_discard(void);
 /* Close this thread's handle (process exit). */
 void csp_dbpool_close_current(void);
+
+/*
+ * Change marks (cs_db_wal_mark) taken through this thread's handle: a
+ * later csp_dbpool_unchanged() tells without a SQLite read that nothing
+ * was committed since, so what was read after the mark still holds. A
+ * reopened handle (replaced or changed file, fork) never matches an older
+ * mark, and anything unreadable reads as "changed".
+ */
+typedef struct {
+    unsigned char hdr[CS_WAL_MARK_LEN];
+    uint64_t epoch; /* of the handle the mark was taken through */
+    int valid;
+} csp_store_mark;
+/* Take a mark before reading through this thread's handle; 1 if valid. */
+int csp_dbpool_mark(csp_store_mark *mark);
+/* 1 if this thread's handle is the one of the mark and nothing was committed since. */
+int csp_dbpool_unchanged(const csp_store_mark *mark);
 /* One-off open at init: 1 if usable, else 0 with the cause in why. */
 int csp_dbpool_probe(const char *path, char *why, size_t why_len);
+
+/* ---- acceptances kept per thread (decache.c) ----------------------------- */
+
+/*
+ * The acceptance this thread made for this leaf and issuer, if nothing was
+ * committed since and `now` is within it: copied out with its policy state, 1.
+ */
+int csp_decache_get(const char *leaf_fp, const char *issuer_fp, int64_t now, cs_decision *d,
+                    csp_policy_state *state);
+/* Keep an acceptance read after `mark` (rejections and invalid marks are not kept). */
+void csp_decache_put(const cs_decision *d, const csp_policy_state *state,
+                     const csp_store_mark *mark, int64_t now);
 
 /* ---- decision log (log.c) ------------------------------------------------- */
 

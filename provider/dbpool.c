@@ -17,10 +17,15 @@
  * alone until a checkpoint, so reopening costs one open per checkpoint.
  * A failed open is not retried for CSP_RETRY_MS unless the file changes:
  * an open that waits on a lock costs the store's busy timeout, and one
- * handshake asks twice (session context, then decision).
+ * handshake may ask twice (session context, then decision).
+ *
+ * Each handle gets an epoch, unique in the process, so that what was read
+ * through one handle (change marks, kept acceptances) is never taken for
+ * what another, reopened one would read.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,7 @@
 
 typedef struct {
     cs_db *db;
+    uint64_t epoch; /* distinct for every handle this process opens */
     pid_t pid;
     struct stat opened;   /* the file as it was just before the open */
     int64_t failed_at_ms; /* last failed open (monotonic), 0 if none */
@@ -78,13 +84,18 @@ pid_t csp_process_pid(void)
     return pid;
 }
 
-static void csp_thread_db_free(void *p)
+/* Close the handle (or, in a forked child, abandon the parent's). */
+static void csp_thread_db_drop(csp_thread_db *t)
 {
-    csp_thread_db *t = p;
-
     if (t->db != NULL && t->pid == csp_process_pid())
         cs_db_close(t->db);
-    free(t);
+    t->db = NULL;
+}
+
+static void csp_thread_db_free(void *p)
+{
+    csp_thread_db_drop(p);
+    free(p);
 }
 
 static void csp_db_key_create(void)
@@ -158,6 +169,8 @@ static int csp_recent_failure(const csp_thread_db *t, pid_t pid, char *why, size
     return 1;
 }
 
+static uint64_t csp_epoch_counter;
+
 static void csp_open_for_thread(csp_thread_db *t, pid_t pid, char *why, size_t why_len)
 {
     /* Stat first: a change between stat and open is seen next time. */
@@ -166,6 +179,7 @@ static void csp_open_for_thread(csp_thread_db *t, pid_t pid, char *why, size_t w
     t->db = csp_db_open_readonly(csp_policy()->db, why, why_len);
     t->pid = pid;
     t->failed_at_ms = 0;
+    t->epoch = __atomic_add_fetch(&csp_epoch_counter, 1, __ATOMIC_RELAXED);
     if (t->db == NULL) {
         t->failed_at_ms = csp_monotonic_ms();
         snprintf(t->failed_why, sizeof(t->failed_why), "%s", why);
@@ -183,27 +197,65 @@ cs_db *csp_dbpool_get(char *why, size_t why_len)
     }
     if (t->db != NULL && t->pid != pid) {
         CSP_DEBUG("pid changed (%d -> %d): abandoning the inherited handle", (int)t->pid, (int)pid);
-        t->db = NULL; /* the parent's connection: never touch it here */
+        csp_thread_db_drop(t); /* the parent's connection: never touch it here */
     }
     if (t->db != NULL && csp_file_changed(t)) {
         CSP_DEBUG("database file replaced or changed: reopening");
-        cs_db_close(t->db);
-        t->db = NULL;
+        csp_thread_db_drop(t);
     }
     if (t->db == NULL && !csp_recent_failure(t, pid, why, why_len))
         csp_open_for_thread(t, pid, why, why_len);
     return t->db;
 }
 
+uint64_t csp_dbpool_epoch(void)
+{
+    csp_thread_db *t = csp_thread_slot();
+
+    return t != NULL && t->db != NULL && t->pid == csp_process_pid() ? t->epoch : 0;
+}
+
+cs_db *csp_dbpool_get_checked(uint64_t epoch, char *why, size_t why_len)
+{
+    csp_thread_db *t = csp_thread_slot();
+
+    if (epoch != 0 && t != NULL && t->db != NULL && t->epoch == epoch &&
+        t->pid == csp_process_pid())
+        return t->db;
+    return csp_dbpool_get(why, why_len);
+}
+
 void csp_dbpool_discard(void)
 {
     csp_thread_db *t = csp_thread_slot();
 
-    if (t == NULL || t->db == NULL)
-        return;
-    if (t->pid == csp_process_pid())
-        cs_db_close(t->db);
-    t->db = NULL;
+    if (t != NULL)
+        csp_thread_db_drop(t);
+}
+
+/* ---- change marks ------------------------------------------------------------ */
+
+int csp_dbpool_mark(csp_store_mark *mark)
+{
+    csp_thread_db *t = csp_thread_slot();
+
+    memset(mark, 0, sizeof(*mark));
+    if (t == NULL || t->db == NULL || t->pid != csp_process_pid() ||
+        cs_db_wal_mark(t->db, mark->hdr) != CS_OK)
+        return 0;
+    mark->epoch = t->epoch;
+    mark->valid = 1;
+    return 1;
+}
+
+int csp_dbpool_unchanged(const csp_store_mark *mark)
+{
+    csp_thread_db *t = csp_thread_slot();
+    unsigned char now[CS_WAL_MARK_LEN];
+
+    return mark->valid && t != NULL && t->db != NULL && t->epoch == mark->epoch &&
+           t->pid == csp_process_pid() && cs_db_wal_mark(t->db, now) == CS_OK &&
+           memcmp(now, mark->hdr, CS_WAL_MARK_LEN) == 0;
 }
 
 void csp_dbpool_close_current(void)

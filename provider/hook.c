@@ -27,6 +27,12 @@
  * add the absolute deadline and the decision's file and generation to each
  * ticket.
  *
+ * Store reads are skipped where they cannot change the answer: the state
+ * read at a ClientHello, and each acceptance (decache.c), are reused on the
+ * same thread while the store's change mark says nothing was committed
+ * since; the decision of a handshake does not stat the file again when its
+ * ClientHello just did, through the same handle.
+ *
  * The decision is kept on the connection and stamped again on every
  * session being ticketed: during TLS 1.3 post-handshake authentication the
  * verify hook runs before OpenSSL copies the session that will hold the
@@ -60,6 +66,11 @@ typedef struct {
     int established;
     /* ACCEPT_LOOP events seen in TLS_ST_BEFORE (see csp_client_hello_arriving). */
     unsigned before_events;
+    /*
+     * The handle through which the ClientHello was bound, its file checked
+     * then: the decision of this handshake need not stat it again. 0: none.
+     */
+    uint64_t hello_epoch;
 } csp_conn;
 
 #define CSP_SID_TAG "certstr2"         /* bound to a known file and generation */
@@ -92,19 +103,38 @@ static void csp_sid_append(csp_conn *conn, const void *bytes, size_t len)
     conn->sid_ctx_len += (unsigned int)len;
 }
 
+/*
+ * The state this thread last read, with the change mark taken just before
+ * reading it: while nothing has been committed since (and the handle is
+ * the same), it is still the state, and no SQLite read is needed.
+ */
+static __thread struct {
+    csp_policy_state state;
+    csp_store_mark mark;
+} csp_last_state;
+
 int csp_current_policy_state(csp_policy_state *state)
 {
     char why[256];
+    csp_store_mark mark;
     cs_db *db = csp_denying_all() ? NULL : csp_dbpool_get(why, sizeof(why));
 
     if (db == NULL)
         return 0;
+    if (csp_dbpool_unchanged(&csp_last_state.mark)) {
+        *state = csp_last_state.state;
+        return 1;
+    }
+    csp_dbpool_mark(&mark); /* before the read: a commit after it shows as a change */
     /* The file first: a generation read from a replaced file binds nothing. */
     if (cs_db_identity(db, &state->file) != CS_OK ||
         cs_db_generation(db, &state->generation) != CS_OK) {
+        csp_last_state.mark.valid = 0;
         csp_dbpool_discard(); /* replaced, or cannot read: reopen next time */
         return 0;
     }
+    csp_last_state.state = *state;
+    csp_last_state.mark = mark;
     return 1;
 }
 
@@ -215,6 +245,7 @@ static void csp_sid_refresh(SSL *ssl, csp_conn *conn)
 {
     csp_sid_compute(conn, conn->bound_ctx);
     SSL_set_session_id_context(ssl, conn->sid_ctx, conn->sid_ctx_len);
+    conn->hello_epoch = csp_dbpool_epoch();
 }
 
 /* Installed on each server SSL; the context's callback still sees every event. */
@@ -326,23 +357,29 @@ static int csp_chain_trustworthy(X509_STORE_CTX *store_ctx, STACK_OF(X509) * cha
  * An acceptance binds sessions to the file it was read from: when that file
  * can no longer be named (replaced while deciding), decide nothing.
  */
-static void csp_bind_decision(cs_db *db, cs_decision *d, csp_policy_state *state)
+static int csp_bind_decision(cs_db *db, cs_decision *d, csp_policy_state *state)
 {
     memset(state, 0, sizeof(*state));
     state->generation = d->generation;
-    if (!d->accept || cs_db_identity(db, &state->file) == CS_OK)
-        return;
+    if (!d->accept)
+        return 0;
+    if (cs_db_identity(db, &state->file) == CS_OK)
+        return 1;
     d->accept = 0;
     d->reason = CS_REASON_STORE_UNAVAILABLE;
     snprintf(d->detail, sizeof(d->detail), "%.120s: replaced while deciding", csp_policy()->db);
     csp_dbpool_discard();
+    return 0;
 }
 
-static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain, cs_decision *d,
-                             csp_policy_state *state)
+static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain,
+                             uint64_t hello_epoch, cs_decision *d, csp_policy_state *state)
 {
     char why[sizeof(d->detail)];
+    char leaf_fp[CS_FP_HEX_LEN + 1], issuer_fp[CS_FP_HEX_LEN + 1];
     cs_policy_opts opts = {.require_strong = csp_policy()->require_strong};
+    csp_store_mark mark = {.valid = 0};
+    int64_t now = (int64_t)time(NULL);
     cs_db *db;
 
     memset(state, 0, sizeof(*state));
@@ -360,16 +397,26 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain, 
         return;
     }
     why[0] = '\0';
-    db = csp_dbpool_get(why, sizeof(why));
-    cs_decide_ex(db, chain, time(NULL), &opts, d);
+    db = csp_dbpool_get_checked(hello_epoch, why, sizeof(why));
+    /* The same leaf and issuer as before, nothing committed since: the same acceptance. */
+    if (db != NULL && sk_X509_num(chain) >= 2 && cs_fp_of_cert(sk_X509_value(chain, 0), leaf_fp) &&
+        cs_fp_of_cert(sk_X509_value(chain, 1), issuer_fp)) {
+        if (csp_decache_get(leaf_fp, issuer_fp, now, d, state))
+            return;
+        opts.leaf_fp = leaf_fp;
+        opts.issuer_fp = issuer_fp;
+    }
+    if (db != NULL)
+        csp_dbpool_mark(&mark); /* before the read: a commit after it shows as a change */
+    cs_decide_ex(db, chain, now, &opts, d);
     if (db == NULL && strncmp(why, csp_policy()->db, strlen(csp_policy()->db)) == 0)
         snprintf(d->detail, sizeof(d->detail), "%s", why); /* names the file already */
     else if (db == NULL)
         snprintf(d->detail, sizeof(d->detail), "%.60s: %.90s", csp_policy()->db, why);
     else if (!d->accept && d->reason == CS_REASON_STORE_UNAVAILABLE)
         csp_dbpool_discard(); /* retry the open on the next handshake */
-    else
-        csp_bind_decision(db, d, state);
+    else if (csp_bind_decision(db, d, state))
+        csp_decache_put(d, state, &mark, now);
 }
 
 static const char *csp_reason_name(const cs_decision *d)
@@ -494,7 +541,14 @@ static int csp_verify_server(X509_STORE_CTX *store_ctx, SSL *ssl)
     cs_decision d;
     csp_policy_state state;
 
-    csp_decide_chain(store_ctx, chain, &d, &state);
+    uint64_t hello_epoch = 0;
+
+    /* The file was checked at this handshake's ClientHello; not for PHA or a renegotiation. */
+    if (conn != NULL && !conn->established) {
+        hello_epoch = conn->hello_epoch;
+        conn->hello_epoch = 0;
+    }
+    csp_decide_chain(store_ctx, chain, hello_epoch, &d, &state);
     if (d.accept && conn == NULL) {
         d.accept = 0; /* no per-connection state: cannot bind the session */
         d.reason = CS_REASON_STORE_UNAVAILABLE;

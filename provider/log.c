@@ -186,18 +186,33 @@ static void csp_line_token(csp_line *l, const char *key, const char *value)
     csp_line_raw(l, value != NULL && *value != '\0' ? value : "-");
 }
 
-static void csp_line_subject(csp_line *l, const X509 *leaf)
+/* The subject last printed on this thread, by the leaf's SHA-256: a reconnecting client's is the same. */
+static __thread struct {
+    char leaf_fp[CS_FP_HEX_LEN + 1];
+    char subject[512];
+} csp_last_subject;
+
+static void csp_line_subject(csp_line *l, const X509 *leaf, const char *leaf_fp)
 {
-    char subject[512] = "";
+    char subject[sizeof(csp_last_subject.subject)] = "";
+    int known = leaf_fp != NULL && strlen(leaf_fp) == CS_FP_HEX_LEN;
     BIO *mem;
     int n;
 
+    if (known && strcmp(leaf_fp, csp_last_subject.leaf_fp) == 0) {
+        csp_line_quoted(l, "subject", csp_last_subject.subject);
+        return;
+    }
     if (leaf != NULL && (mem = BIO_new(BIO_s_mem())) != NULL) {
         if (X509_NAME_print_ex(mem, X509_get_subject_name(leaf), 0, XN_FLAG_RFC2253) >= 0) {
             n = BIO_read(mem, subject, sizeof(subject) - 1);
             subject[n > 0 ? n : 0] = '\0';
         }
         BIO_free(mem);
+        if (known) {
+            memcpy(csp_last_subject.subject, subject, sizeof(subject));
+            memcpy(csp_last_subject.leaf_fp, leaf_fp, CS_FP_HEX_LEN + 1);
+        }
     }
     csp_line_quoted(l, "subject", subject);
 }
@@ -300,7 +315,7 @@ void csp_log_decision(const csp_log_decision_args *a)
     csp_line_token(&l, "result", a->result);
     csp_line_token(&l, "reason", a->reason);
     csp_line_quoted(&l, "account", a->account);
-    csp_line_subject(&l, a->leaf);
+    csp_line_subject(&l, a->leaf, a->leaf_fp);
     csp_line_token(&l, "leaf_sha256", a->leaf_fp);
     csp_line_token(&l, "issuer_sha256", a->issuer_fp);
     csp_line_peer(&l, a->ssl);

@@ -99,6 +99,20 @@ typedef struct {
 cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id);
 
 /*
+ * A change mark: the header of the wal-index, where SQLite in WAL mode
+ * publishes every commit (iChange, mxFrame, salts, checksums; written in
+ * two copies so a reader can tell a torn one). Two equal marks taken
+ * through one open handle mean nothing was committed in between, by any
+ * writer. Read from the handle's own shared-memory mapping (the VFS's
+ * xShmMap; no file descriptor of our own, whose close would drop the
+ * process's locks on the -shm file). CS_OK with the mark; CS_ERR when it
+ * cannot be read consistently (no WAL index yet, a copy being rewritten,
+ * another wal-index version): then assume a change.
+ */
+#define CS_WAL_MARK_LEN 48
+cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN]);
+
+/*
  * Write transactions. Every mutating call below must run between
  * cs_db_begin() and cs_db_commit()/cs_db_rollback(); each appends a
  * change-log row (time, OS user, command, what changed).
@@ -464,6 +478,12 @@ typedef struct {
      * weak-mapping-refused.
      */
     int require_strong;
+    /*
+     * Optional: the SHA-256 fingerprints (lowercase hex) of chain[0] and
+     * chain[1], when the caller has already computed them; NULL: computed.
+     */
+    const char *leaf_fp;
+    const char *issuer_fp;
 } cs_policy_opts;
 
 /* cs_decide with options; opts NULL means the defaults (cs_decide). */

@@ -347,23 +347,26 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, 
  * the whole-certificate mapping exists and applies to this issuer. Anything
  * else (no such mapping, one restricted to another pin, a missing account,
  * a missing generation) returns -1 and the full evaluation runs in its own
- * snapshot, from the start. A SQLite error decides: store-unavailable, at
- * once (a retry would only wait out the busy timeout a second time).
+ * snapshot, from the start. So does a SQLite error, as a second try: a
+ * reader can meet a short read of a WAL that a writer's TRUNCATE checkpoint
+ * is cutting at that moment. Busy is the exception: it decides at once
+ * (store-unavailable), as a retry would wait out the busy timeout again.
  */
 static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
 {
     sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_FAST);
     cs_key key;
     mapping_row row;
-    int decided = -1;
+    int decided = -1, rc;
 
     if (stmt == NULL || !cs_key_parse(CS_KIND_CERT, out->leaf_fp, &key))
         return -1;
     sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 2, (int)CS_KIND_CERT);
     sqlite3_bind_blob(stmt, 3, key.bytes, (int)key.len, SQLITE_STATIC);
-    if (sqlite3_step(stmt) != SQLITE_ROW) {
-        decided = store_unavailable(out, db, "reading the policy");
+    if ((rc = sqlite3_step(stmt)) != SQLITE_ROW) {
+        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+            decided = store_unavailable(out, db, "reading the policy");
         sqlite3_reset(stmt);
         return decided;
     }
@@ -434,14 +437,34 @@ static int apply_options(const cs_policy_opts *opts, cs_decision *out)
     return reject(out, CS_REASON_WEAK_MAPPING_REFUSED);
 }
 
+static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const char *leaf_fp,
+                        const char *issuer_fp, cs_decision *out);
+
 int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
                  cs_decision *out)
 {
-    cs_decide(db, chain, now, out);
+    decide_chain(db, chain, now, opts != NULL ? opts->leaf_fp : NULL,
+                 opts != NULL ? opts->issuer_fp : NULL, out);
     return apply_options(opts, out);
 }
 
 int cs_decide(cs_db *db, STACK_OF(X509) * chain, int64_t now, cs_decision *out)
+{
+    return decide_chain(db, chain, now, NULL, NULL, out);
+}
+
+/* A fingerprint the caller computed, else computed here; 0 if neither. */
+static int fingerprint(X509 *cert, const char *given, char hex[CS_FP_HEX_LEN + 1])
+{
+    if (given != NULL && strlen(given) == CS_FP_HEX_LEN) {
+        memcpy(hex, given, CS_FP_HEX_LEN + 1);
+        return 1;
+    }
+    return cs_fp_of_cert(cert, hex);
+}
+
+static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const char *leaf_fp,
+                        const char *issuer_fp, cs_decision *out)
 {
     X509 *leaf, *issuer;
     int own = 0, accepted;
@@ -452,13 +475,13 @@ int cs_decide(cs_db *db, STACK_OF(X509) * chain, int64_t now, cs_decision *out)
         snprintf(out->detail, sizeof(out->detail), "no certificate chain");
         return reject(out, CS_REASON_CHAIN_INVALID);
     }
-    cs_fp_of_cert(leaf, out->leaf_fp);
+    fingerprint(leaf, leaf_fp, out->leaf_fp);
     if (db == NULL || db->sql == NULL)
         return store_unavailable(out, NULL, "no database open");
     /* Rule 1: a chain of one has no issuing CA that could be pinned. */
     if (sk_X509_num(chain) < 2 || (issuer = sk_X509_value(chain, 1)) == NULL)
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
-    if (!cs_fp_of_cert(issuer, out->issuer_fp)) {
+    if (!fingerprint(issuer, issuer_fp, out->issuer_fp)) {
         snprintf(out->detail, sizeof(out->detail), "cannot fingerprint the issuer");
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     }

@@ -291,11 +291,20 @@ char *th_read_log(const tls_harness *h)
     return text;
 }
 
+/* Check's messages have a size limit: show the end of a long log. */
+static const char *th_log_tail(const char *text)
+{
+    size_t len = strlen(text);
+
+    return len > 1500 ? text + len - 1500 : text;
+}
+
 void th_assert_log_has(const tls_harness *h, const char *needle)
 {
     char *text = th_read_log(h);
 
-    ck_assert_msg(strstr(text, needle) != NULL, "log lacks \"%s\":\n%s", needle, text);
+    ck_assert_msg(strstr(text, needle) != NULL, "log lacks \"%s\":\n...%s", needle,
+                  th_log_tail(text));
     free(text);
 }
 
@@ -303,7 +312,8 @@ void th_assert_log_lacks(const tls_harness *h, const char *needle)
 {
     char *text = th_read_log(h);
 
-    ck_assert_msg(strstr(text, needle) == NULL, "log has \"%s\":\n%s", needle, text);
+    ck_assert_msg(strstr(text, needle) == NULL, "log has \"%s\":\n...%s", needle,
+                  th_log_tail(text));
     free(text);
 }
 
