@@ -186,7 +186,8 @@ static void csp_line_token(csp_line *l, const char *key, const char *value)
     csp_line_raw(l, value != NULL && *value != '\0' ? value : "-");
 }
 
-/* The subject last printed on this thread, by the leaf's SHA-256: a reconnecting client's is the same. */
+/* The subject last printed on this thread, by the leaf's SHA-256: a reconnecting client's is the
+ * same. */
 static __thread struct {
     char leaf_fp[CS_FP_HEX_LEN + 1];
     char subject[512];

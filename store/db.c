@@ -600,8 +600,8 @@ static void foreign_keys_back_on(cs_db *db)
     sqlite3_exec(db->sql, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 }
 
-#define WALINDEX_REGION 32768        /* SQLite's wal-index page size */
-#define WALINDEX_VERSION 3007000u     /* the format since SQLite 3.7.0 */
+#define WALINDEX_REGION 32768     /* SQLite's wal-index page size */
+#define WALINDEX_VERSION 3007000u /* the format since SQLite 3.7.0 */
 #define WALINDEX_ISINIT_OFFSET 12
 
 cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN])

@@ -486,7 +486,8 @@ static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const ch
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     }
     /* Inside a caller's transaction, that one is the snapshot: no fast path. */
-    if (sqlite3_get_autocommit(db->sql) && (accepted = decide_fast(db, leaf, issuer, now, out)) >= 0)
+    if (sqlite3_get_autocommit(db->sql) &&
+        (accepted = decide_fast(db, leaf, issuer, now, out)) >= 0)
         return accepted;
     if (!begin_snapshot(db, &own)) {
         accepted = store_unavailable(out, db, "starting a read");

@@ -115,6 +115,15 @@ X509 *cli_read_one_cert(const cli_ctx *ctx, const char *path);
 /* One-line RFC 2253 subject, caller frees with OPENSSL_free; NULL on failure. */
 char *cli_subject_text(const X509 *cert);
 
+/*
+ * "rm", "disable" and "enable" of a group share one handler, which reads
+ * the change from the subcommand's name (argv[0]).
+ */
+typedef enum { CLI_REMOVE, CLI_DISABLE, CLI_ENABLE } cli_change;
+cli_change cli_change_named(const char *subcommand);
+/* "removed", "disabled" or "enabled". */
+const char *cli_change_done(cli_change change);
+
 /* ---- database (cli_db.c) ------------------------------------------------- */
 
 /* Open for reading; message printed and NULL on failure. */

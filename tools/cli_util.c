@@ -172,3 +172,15 @@ int cli_parse_time_option(const cli_ctx *ctx, const char *option, const char *te
     }
     return 1;
 }
+
+cli_change cli_change_named(const char *subcommand)
+{
+    if (strcmp(subcommand, "enable") == 0)
+        return CLI_ENABLE;
+    return strcmp(subcommand, "disable") == 0 ? CLI_DISABLE : CLI_REMOVE;
+}
+
+const char *cli_change_done(cli_change change)
+{
+    return change == CLI_REMOVE ? "removed" : change == CLI_ENABLE ? "enabled" : "disabled";
+}

@@ -47,14 +47,11 @@ static int run_account_add(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-typedef enum { ACCOUNT_REMOVE, ACCOUNT_DISABLE, ACCOUNT_ENABLE } account_change;
-
-static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name,
-                              account_change change, int cascade)
+static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name, cli_change change,
+                              int cascade)
 {
-    cs_status st = change == ACCOUNT_REMOVE
-                       ? cs_account_remove(db, name, cascade)
-                       : cs_account_set_enabled(db, name, change == ACCOUNT_ENABLE);
+    cs_status st = change == CLI_REMOVE ? cs_account_remove(db, name, cascade)
+                                        : cs_account_set_enabled(db, name, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such account");
     else if (st == CS_INUSE)
@@ -64,41 +61,26 @@ static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name,
     return st;
 }
 
-static int change_account(cli_ctx *ctx, int argc, char **argv, account_change change)
+static int run_account_change(cli_ctx *ctx, int argc, char **argv)
 {
+    cli_change change = cli_change_named(argv[0]);
     int cascade = 0;
     const cli_option rm_opts[] = {{"cascade", NULL, &cascade}, CLI_OPTIONS_END};
     static const cli_option no_opts[] = {CLI_OPTIONS_END};
     cli_positional pos;
     const char *name = NULL;
-    int rc = cli_parse(ctx, change == ACCOUNT_REMOVE ? rm_opts : no_opts, argc, argv, &pos);
+    int rc = cli_parse(ctx, change == CLI_REMOVE ? rm_opts : no_opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = parse_name(ctx, &pos, &name)) != CLI_CONTINUE)
         return rc;
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
     rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade));
-    if (rc == CLI_OK)
-        print_account_name(change == ACCOUNT_REMOVE   ? "removed account "
-                           : change == ACCOUNT_ENABLE ? "enabled account "
-                                                      : "disabled account ",
-                           name);
+    if (rc == CLI_OK) {
+        printf("%s ", cli_change_done(change));
+        print_account_name("account ", name);
+    }
     return rc;
-}
-
-static int run_account_rm(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_account(ctx, argc, argv, ACCOUNT_REMOVE);
-}
-
-static int run_account_disable(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_account(ctx, argc, argv, ACCOUNT_DISABLE);
-}
-
-static int run_account_enable(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_account(ctx, argc, argv, ACCOUNT_ENABLE);
 }
 
 typedef struct {
@@ -162,15 +144,15 @@ static const cli_command account_subcommands[] = {
      "Add an account that client certificates can be mapped to.\n"
      "\n"
      "  --note TEXT   free text kept with the account\n"},
-    {"disable", "disable an account", run_account_disable,
+    {"disable", "disable an account", run_account_change,
      "Usage: certstore account disable NAME\n"
      "\n"
      "Disable an account: its certificates are rejected with account-disabled.\n"},
-    {"enable", "enable a disabled account", run_account_enable,
+    {"enable", "enable a disabled account", run_account_change,
      "Usage: certstore account enable NAME\n"
      "\n"
      "Enable a disabled account again.\n"},
-    {"rm", "remove an account", run_account_rm,
+    {"rm", "remove an account", run_account_change,
      "Usage: certstore account rm NAME [--cascade]\n"
      "\n"
      "Remove an account. Refused while mappings use it, unless --cascade.\n"

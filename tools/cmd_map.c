@@ -165,10 +165,9 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-typedef enum { MAP_REMOVE, MAP_DISABLE, MAP_ENABLE } map_change;
-
-static int change_mapping(cli_ctx *ctx, int argc, char **argv, map_change change)
+static int run_map_change(cli_ctx *ctx, int argc, char **argv)
 {
+    cli_change change = cli_change_named(argv[0]);
     const char *kind_text = NULL;
     const cli_option opts[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
     cli_positional pos;
@@ -183,33 +182,16 @@ static int change_mapping(cli_ctx *ctx, int argc, char **argv, map_change change
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    cs_status st = change == MAP_REMOVE ? cs_mapping_remove(db, &ref)
-                                        : cs_mapping_set_enabled(db, &ref, change == MAP_ENABLE);
+    cs_status st = change == CLI_REMOVE ? cs_mapping_remove(db, &ref)
+                                        : cs_mapping_set_enabled(db, &ref, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such mapping");
     else if (st != CS_OK)
         cli_store_fail(ctx, db);
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
-        printf("%s mapping\n", change == MAP_REMOVE   ? "removed"
-                               : change == MAP_ENABLE ? "enabled"
-                                                      : "disabled");
+        printf("%s mapping\n", cli_change_done(change));
     return rc;
-}
-
-static int run_map_rm(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_mapping(ctx, argc, argv, MAP_REMOVE);
-}
-
-static int run_map_disable(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_mapping(ctx, argc, argv, MAP_DISABLE);
-}
-
-static int run_map_enable(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_mapping(ctx, argc, argv, MAP_ENABLE);
 }
 
 typedef struct {
@@ -323,12 +305,12 @@ static const cli_command map_subcommands[] = {
      "  --not-issued-before created\n"
      "                     reject certificates whose notBefore is earlier than\n"
      "                     this mapping (reason issued-before-mapping)\n"},
-    {"rm", "remove a mapping", run_map_rm,
+    {"rm", "remove a mapping", run_map_change,
      "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
-    {"disable", "disable a mapping", run_map_disable,
+    {"disable", "disable a mapping", run_map_change,
      "Usage: certstore map disable REF [--kind KIND]\n\nDisable a mapping: its certificate "
      "is rejected with mapping-disabled.\n\n" REF_HELP},
-    {"enable", "enable a disabled mapping", run_map_enable,
+    {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
     {"ls", "list mappings", run_map_ls,
      "Usage: certstore map ls [--account NAME] [--json]\n"

@@ -72,10 +72,9 @@ static int run_pin_add(cli_ctx *ctx, int argc, char **argv)
 }
 
 /* pin rm / disable / enable share everything but the store call. */
-typedef enum { PIN_REMOVE, PIN_DISABLE, PIN_ENABLE } pin_change;
-
-static int change_pin(cli_ctx *ctx, int argc, char **argv, pin_change change)
+static int run_pin_change(cli_ctx *ctx, int argc, char **argv)
 {
+    cli_change change = cli_change_named(argv[0]);
     static const cli_option opts[] = {CLI_OPTIONS_END};
     cli_positional pos;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
@@ -90,35 +89,16 @@ static int change_pin(cli_ctx *ctx, int argc, char **argv, pin_change change)
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    cs_status st = change == PIN_REMOVE ? cs_pin_remove(db, fp)
-                                        : cs_pin_set_enabled(db, fp, change == PIN_ENABLE);
+    cs_status st = change == CLI_REMOVE ? cs_pin_remove(db, fp)
+                                        : cs_pin_set_enabled(db, fp, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no pin with fingerprint %s", fp);
     else if (st != CS_OK)
         cli_store_fail(ctx, db);
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
-        printf("%s pin %s\n",
-               change == PIN_REMOVE   ? "removed"
-               : change == PIN_ENABLE ? "enabled"
-                                      : "disabled",
-               fp);
+        printf("%s pin %s\n", cli_change_done(change), fp);
     return rc;
-}
-
-static int run_pin_rm(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_pin(ctx, argc, argv, PIN_REMOVE);
-}
-
-static int run_pin_disable(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_pin(ctx, argc, argv, PIN_DISABLE);
-}
-
-static int run_pin_enable(cli_ctx *ctx, int argc, char **argv)
-{
-    return change_pin(ctx, argc, argv, PIN_ENABLE);
 }
 
 typedef struct {
@@ -189,15 +169,15 @@ static const cli_command pin_subcommands[] = {
      "have basicConstraints CA:TRUE.\n"
      "\n"
      "  --note TEXT   free text kept with the pin\n"},
-    {"rm", "remove a pin", run_pin_rm,
+    {"rm", "remove a pin", run_pin_change,
      "Usage: certstore pin rm FINGERPRINT\n"
      "\n"
      "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed).\n"},
-    {"disable", "disable a pin, keeping it", run_pin_disable,
+    {"disable", "disable a pin, keeping it", run_pin_change,
      "Usage: certstore pin disable FINGERPRINT\n"
      "\n"
      "Disable the pin: its clients are rejected with pin-disabled.\n"},
-    {"enable", "enable a disabled pin", run_pin_enable,
+    {"enable", "enable a disabled pin", run_pin_change,
      "Usage: certstore pin enable FINGERPRINT\n"
      "\n"
      "Enable a disabled pin again.\n"},

@@ -924,7 +924,8 @@ START_TEST(test_import_jsonl_from_stdin_without_progress)
 }
 END_TEST
 
-/* The import transaction skips SQLite's per-row foreign-key lookup: every row must still point at its account. */
+/* The import transaction skips SQLite's per-row foreign-key lookup: every row must still point at
+ * its account. */
 START_TEST(test_import_ties_every_mapping_to_its_account)
 {
     sqlite3 *db = NULL;

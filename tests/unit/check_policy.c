@@ -595,7 +595,7 @@ END_TEST
 static void assert_paths_agree(const char *state)
 {
     const testpki_cred *leaves[] = {&pki->alice, &pki->alice_renewed, &pki->bob,
-                                    &pki->carol, &pki->mallory, &pki->expired};
+                                    &pki->carol, &pki->mallory,       &pki->expired};
     static const int64_t offsets[] = {0, 3600, 7200};
 
     for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
