@@ -107,7 +107,10 @@ cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id);
  * xShmMap; no file descriptor of our own, whose close would drop the
  * process's locks on the -shm file). CS_OK with the mark; CS_ERR when it
  * cannot be read consistently (no WAL index yet, a copy being rewritten,
- * another wal-index version): then assume a change.
+ * another wal-index version): then assume a change. certstore keeps its
+ * databases in WAL mode; one switched out of it by hand publishes nothing
+ * here, and its writes are noticed by what changes the file itself
+ * (the provider stats the file on every handshake).
  */
 #define CS_WAL_MARK_LEN 48
 cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN]);
