@@ -19,13 +19,13 @@
 
 #include "cs_store.h"
 #include "testpki.h"
+#include "unit_support.h"
 
 #define PASSWORD "S3cr3t-P4ss!"
 
 static testpki *pki;
 static char *tmp_root;
-static char test_dir[PATH_MAX];
-static char db_path[PATH_MAX + 32];
+static us_store tstore; /* this test's store: tstore.dir, tstore.db */
 static cs_db *writer;
 static cs_db *reader;
 static int64_t now;
@@ -35,23 +35,20 @@ static char notes[8192];
 
 static void setup(void)
 {
-    ck_assert_int_lt(snprintf(test_dir, sizeof(test_dir), "%s/t-XXXXXX", tmp_root),
-                     (int)sizeof(test_dir));
-    ck_assert_ptr_nonnull(mkdtemp(test_dir));
-    snprintf(db_path, sizeof(db_path), "%s/certstore.db", test_dir);
-    ck_assert_int_eq(cs_db_open(&writer, db_path, CS_OPEN_CREATE), CS_OK);
-    ck_ok(cs_db_migrate(writer));
-    ck_assert_int_eq(cs_db_open(&reader, db_path, CS_OPEN_READONLY), CS_OK);
+    us_store_open(&tstore, tmp_root);
+    writer = tstore.writer;
+    reader = tstore.reader;
     now = (int64_t)time(NULL);
     notes[0] = '\0';
 }
 
 static void teardown(void)
 {
-    cs_db_close(reader);
-    cs_db_close(writer);
+    /* Tests may have closed or reopened them. */
+    tstore.writer = writer;
+    tstore.reader = reader;
+    us_store_close(&tstore);
     reader = writer = NULL;
-    testpki_rmtree(test_dir);
 }
 
 static void collect_note(int64_t line, const char *why, void *arg)
@@ -247,10 +244,10 @@ START_TEST(test_iis_one_to_one_and_many_to_one)
     cs_db_close(reader);
     cs_db_close(writer);
     reader = writer = NULL;
-    snprintf(wal, sizeof(wal), "%s-wal", db_path);
-    ck_assert(!file_contains(db_path, PASSWORD));
+    snprintf(wal, sizeof(wal), "%s-wal", tstore.db);
+    ck_assert(!file_contains(tstore.db, PASSWORD));
     ck_assert(!file_contains(wal, PASSWORD));
-    ck_assert(!file_contains(db_path, "S3cr3t"));
+    ck_assert(!file_contains(tstore.db, "S3cr3t"));
 }
 END_TEST
 
@@ -500,42 +497,13 @@ static char cli_out[65536];
 /* Run certstore with --db; stdout and stderr together in cli_out. */
 static int cli(const char *first, ...)
 {
-    const char *bin = getenv("CERTSTORE_BIN");
-    const char *argv[32];
-    int argc = 0, pipefd[2], status = 0;
     va_list ap;
-    pid_t pid;
-    size_t used = 0;
-    ssize_t n;
+    int status;
 
-    ck_assert_msg(bin != NULL, "CERTSTORE_BIN is not set");
-    argv[argc++] = bin;
-    argv[argc++] = "--db";
-    argv[argc++] = db_path;
     va_start(ap, first);
-    for (const char *a = first; a != NULL && argc < 31; a = va_arg(ap, const char *))
-        argv[argc++] = a;
+    status = us_cli_v(tstore.db, 1, cli_out, sizeof(cli_out), first, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    ck_assert_int_eq(pipe(pipefd), 0);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(pipefd[1], STDOUT_FILENO);
-        dup2(pipefd[1], STDERR_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    while ((n = read(pipefd[0], cli_out + used, sizeof(cli_out) - 1 - used)) > 0)
-        used += (size_t)n;
-    cli_out[used] = '\0';
-    close(pipefd[0]);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    return status;
 }
 
 START_TEST(test_cli_import_iis_and_altsecid)
@@ -544,12 +512,12 @@ START_TEST(test_cli_import_iis_and_altsecid)
     char *xml = iis_config(), *text = altsec_file();
     FILE *f;
 
-    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", tstore.dir);
     ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
     fp_of(&pki->ca_a, fp);
     ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
 
-    snprintf(path, sizeof(path), "%s/applicationHost.config", test_dir);
+    snprintf(path, sizeof(path), "%s/applicationHost.config", tstore.dir);
     ck_assert_ptr_nonnull(f = fopen(path, "w"));
     fputs(xml, f);
     fclose(f);
@@ -568,7 +536,7 @@ START_TEST(test_cli_import_iis_and_altsecid)
     ck_assert_int_eq(cli("log", NULL), 0);
     ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
 
-    snprintf(path, sizeof(path), "%s/altsec.tsv", test_dir);
+    snprintf(path, sizeof(path), "%s/altsec.tsv", tstore.dir);
     ck_assert_ptr_nonnull(f = fopen(path, "w"));
     fputs(text, f);
     fclose(f);
@@ -611,21 +579,5 @@ static Suite *importers_suite(void)
 
 int main(void)
 {
-    SRunner *runner;
-    int failed;
-
-    pki = testpki_new(0);
-    tmp_root = testpki_tmpdir();
-    if (pki == NULL || tmp_root == NULL) {
-        fputs("check_importers: cannot build the test PKI or temp dir\n", stderr);
-        return EXIT_FAILURE;
-    }
-    runner = srunner_create(importers_suite());
-    srunner_run_all(runner, CK_ENV);
-    failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    testpki_rmtree(tmp_root);
-    free(tmp_root);
-    testpki_free(pki);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return us_run_suite(importers_suite(), "check_importers", &pki, &tmp_root);
 }

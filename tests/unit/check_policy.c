@@ -12,11 +12,11 @@
 
 #include "cs_store.h"
 #include "testpki.h"
+#include "unit_support.h"
 
 static testpki *pki;
 static char *tmp_root;
-static char test_dir[PATH_MAX];
-static char db_path[PATH_MAX + 32];
+static us_store tstore; /* this test's store: tstore.dir, tstore.db */
 static cs_db *writer;
 static cs_db *reader;
 static int64_t now;
@@ -25,22 +25,19 @@ static int64_t now;
 
 static void setup(void)
 {
-    ck_assert_int_lt(snprintf(test_dir, sizeof(test_dir), "%s/t-XXXXXX", tmp_root),
-                     (int)sizeof(test_dir));
-    ck_assert_ptr_nonnull(mkdtemp(test_dir));
-    snprintf(db_path, sizeof(db_path), "%s/certstore.db", test_dir);
-    ck_assert_int_eq(cs_db_open(&writer, db_path, CS_OPEN_CREATE), CS_OK);
-    ck_ok(cs_db_migrate(writer));
-    ck_assert_int_eq(cs_db_open(&reader, db_path, CS_OPEN_READONLY), CS_OK);
+    us_store_open(&tstore, tmp_root);
+    writer = tstore.writer;
+    reader = tstore.reader;
     now = (int64_t)time(NULL);
 }
 
 static void teardown(void)
 {
-    cs_db_close(reader);
-    cs_db_close(writer);
+    /* Tests may have closed or reopened them. */
+    tstore.writer = writer;
+    tstore.reader = reader;
+    us_store_close(&tstore);
     reader = writer = NULL;
-    testpki_rmtree(test_dir);
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -438,7 +435,7 @@ START_TEST(test_broken_schema_rejected_store_unavailable)
     {
         sqlite3 *raw = NULL;
 
-        ck_assert_int_eq(sqlite3_open(db_path, &raw), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_open(tstore.db, &raw), SQLITE_OK);
         ck_assert_int_eq(
             sqlite3_exec(raw, "PRAGMA foreign_keys=OFF; DROP TABLE mappings", NULL, NULL, NULL),
             SQLITE_OK);
@@ -462,13 +459,13 @@ START_TEST(test_locked_store_rejected_store_unavailable)
     cs_db_close(writer);
     reader = writer = NULL;
     /* An exclusive-locking writer is the one thing that blocks WAL readers. */
-    ck_assert_int_eq(sqlite3_open(db_path, &raw), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_open(tstore.db, &raw), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(raw,
                                   "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;"
                                   " UPDATE meta SET generation = generation + 1",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
-    opened = cs_db_open(&reader, db_path, CS_OPEN_READONLY);
+    opened = cs_db_open(&reader, tstore.db, CS_OPEN_READONLY);
     d = decide(&pki->alice);
     sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(raw);
@@ -492,15 +489,15 @@ START_TEST(test_corrupt_file_rejected_store_unavailable)
     reader = NULL;
     cs_db_close(writer);
     writer = NULL;
-    ck_assert_int_eq(cs_db_open(&reader, db_path, CS_OPEN_READONLY), CS_OK);
+    ck_assert_int_eq(cs_db_open(&reader, tstore.db, CS_OPEN_READONLY), CS_OK);
     memset(garbage, 0x5a, sizeof(garbage));
-    fp = fopen(db_path, "r+");
+    fp = fopen(tstore.db, "r+");
     ck_assert_ptr_nonnull(fp);
     ck_assert_int_eq(fwrite(garbage, 1, sizeof(garbage), fp), sizeof(garbage));
     fclose(fp);
     d = decide(&pki->alice);
     ck_rejected(d, CS_REASON_STORE_UNAVAILABLE);
-    ck_assert_int_ne(cs_db_open(&fresh, db_path, CS_OPEN_READONLY), CS_OK);
+    ck_assert_int_ne(cs_db_open(&fresh, tstore.db, CS_OPEN_READONLY), CS_OK);
     ck_rejected(decide_on(NULL, &pki->alice, now), CS_REASON_STORE_UNAVAILABLE);
     cs_db_close(fresh);
 }
@@ -703,22 +700,5 @@ static Suite *policy_suite(void)
 
 int main(void)
 {
-    SRunner *runner;
-    int failed;
-
-    pki = testpki_new(0);
-    tmp_root = testpki_tmpdir();
-    if (pki == NULL || tmp_root == NULL) {
-        fputs("check_policy: cannot build the test PKI or temp dir\n", stderr);
-        return EXIT_FAILURE;
-    }
-    runner = srunner_create(policy_suite());
-    srunner_run_all(runner, CK_ENV);
-    failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    /* Failed tests skip their teardown; everything lives under tmp_root. */
-    testpki_rmtree(tmp_root);
-    free(tmp_root);
-    testpki_free(pki);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return us_run_suite(policy_suite(), "check_policy", &pki, &tmp_root);
 }

@@ -19,11 +19,11 @@
 
 #include "cs_store.h"
 #include "testpki.h"
+#include "unit_support.h"
 
 static testpki *pki;
 static char *tmp_root;
-static char test_dir[PATH_MAX];
-static char db_path[PATH_MAX + 32];
+static us_store tstore; /* this test's store: tstore.dir, tstore.db */
 static cs_db *writer;
 static cs_db *reader;
 static int64_t now;
@@ -32,22 +32,19 @@ static int64_t now;
 
 static void setup(void)
 {
-    ck_assert_int_lt(snprintf(test_dir, sizeof(test_dir), "%s/t-XXXXXX", tmp_root),
-                     (int)sizeof(test_dir));
-    ck_assert_ptr_nonnull(mkdtemp(test_dir));
-    snprintf(db_path, sizeof(db_path), "%s/certstore.db", test_dir);
-    ck_assert_int_eq(cs_db_open(&writer, db_path, CS_OPEN_CREATE), CS_OK);
-    ck_ok(cs_db_migrate(writer));
-    ck_assert_int_eq(cs_db_open(&reader, db_path, CS_OPEN_READONLY), CS_OK);
+    us_store_open(&tstore, tmp_root);
+    writer = tstore.writer;
+    reader = tstore.reader;
     now = (int64_t)time(NULL);
 }
 
 static void teardown(void)
 {
-    cs_db_close(reader);
-    cs_db_close(writer);
+    /* Tests may have closed or reopened them. */
+    tstore.writer = writer;
+    tstore.reader = reader;
+    us_store_close(&tstore);
     reader = writer = NULL;
-    testpki_rmtree(test_dir);
 }
 
 /* ---- leaves made to order -------------------------------------------------- */
@@ -866,7 +863,7 @@ START_TEST(test_unreadable_rule_fails_closed)
     /* Damage the deny behind the library's back. */
     {
         sqlite3 *raw = NULL;
-        ck_assert_int_eq(sqlite3_open(db_path, &raw), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_open(tstore.db, &raw), SQLITE_OK);
         snprintf(sql, sizeof(sql), "UPDATE rules SET subject = 'XX=1' WHERE id = %lld",
                  (long long)deny_id);
         ck_assert_int_eq(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
@@ -999,7 +996,7 @@ START_TEST(test_v1_database_upgrades_in_place)
     cs_key key;
     int version = 0;
 
-    snprintf(path, sizeof(path), "%s/v1.db", test_dir);
+    snprintf(path, sizeof(path), "%s/v1.db", tstore.dir);
     ck_assert_int_eq(sqlite3_open(path, &raw), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(raw, v1_schema, NULL, NULL, NULL), SQLITE_OK);
     fp_of(&pki->ca_a, fp);
@@ -1051,41 +1048,13 @@ static char cli_out[16384];
 /* Run the certstore binary with --db and args; stdout in cli_out; exit status returned. */
 static int cli(const char *first, ...)
 {
-    const char *bin = getenv("CERTSTORE_BIN");
-    const char *argv[40];
-    int argc = 0, pipefd[2], status = 0;
     va_list ap;
-    pid_t pid;
-    size_t used = 0;
-    ssize_t n;
+    int status;
 
-    ck_assert_msg(bin != NULL, "CERTSTORE_BIN is not set");
-    argv[argc++] = bin;
-    argv[argc++] = "--db";
-    argv[argc++] = db_path;
     va_start(ap, first);
-    for (const char *a = first; a != NULL && argc < 39; a = va_arg(ap, const char *))
-        argv[argc++] = a;
+    status = us_cli_v(tstore.db, 0, cli_out, sizeof(cli_out), first, ap);
     va_end(ap);
-    argv[argc] = NULL;
-    ck_assert_int_eq(pipe(pipefd), 0);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(pipefd[1], STDOUT_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    while ((n = read(pipefd[0], cli_out + used, sizeof(cli_out) - 1 - used)) > 0)
-        used += (size_t)n;
-    cli_out[used] = '\0';
-    close(pipefd[0]);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    return status;
 }
 
 #define ck_out_has(s)                                                                              \
@@ -1093,7 +1062,7 @@ static int cli(const char *first, ...)
 
 static void write_cert(const char *name, X509 *leaf, char *path, size_t len)
 {
-    snprintf(path, len, "%s/%s", test_dir, name);
+    snprintf(path, len, "%s/%s", tstore.dir, name);
     ck_assert(testpki_write_pem(path, leaf, pki->ca_a.cert, (X509 *)NULL));
 }
 
@@ -1104,9 +1073,9 @@ START_TEST(test_cli_rule_lifecycle_and_check)
     char chain[PATH_MAX + 64], roots[PATH_MAX + 64], ca[PATH_MAX + 64], fp[CS_FP_HEX_LEN + 1];
 
     write_cert("gw-chain.pem", leaf, chain, sizeof(chain));
-    snprintf(roots, sizeof(roots), "%s/roots.pem", test_dir);
+    snprintf(roots, sizeof(roots), "%s/roots.pem", tstore.dir);
     ck_assert(testpki_write_pem(roots, pki->root.cert, (X509 *)NULL));
-    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", tstore.dir);
     ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
     fp_of(&pki->ca_a, fp);
 
@@ -1164,11 +1133,11 @@ START_TEST(test_cli_map_not_issued_before_created)
     char single[PATH_MAX + 64];
 
     write_cert("old-chain.pem", leaf, chain, sizeof(chain));
-    snprintf(single, sizeof(single), "%s/old.pem", test_dir);
+    snprintf(single, sizeof(single), "%s/old.pem", tstore.dir);
     ck_assert(testpki_write_pem(single, leaf, (X509 *)NULL));
-    snprintf(roots, sizeof(roots), "%s/roots.pem", test_dir);
+    snprintf(roots, sizeof(roots), "%s/roots.pem", tstore.dir);
     ck_assert(testpki_write_pem(roots, pki->root.cert, (X509 *)NULL));
-    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", tstore.dir);
     ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
     ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
     ck_assert_int_eq(cli("map", "add", single, "--account", "old", "--create-account",
@@ -1187,11 +1156,11 @@ START_TEST(test_cli_expiring)
 {
     char ca[PATH_MAX + 64], alice[PATH_MAX + 64], expired[PATH_MAX + 64];
 
-    snprintf(ca, sizeof(ca), "%s/ca-a.pem", test_dir);
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", tstore.dir);
     ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
-    snprintf(alice, sizeof(alice), "%s/alice.pem", test_dir);
+    snprintf(alice, sizeof(alice), "%s/alice.pem", tstore.dir);
     ck_assert(testpki_write_pem(alice, pki->alice.cert, (X509 *)NULL));
-    snprintf(expired, sizeof(expired), "%s/expired.pem", test_dir);
+    snprintf(expired, sizeof(expired), "%s/expired.pem", tstore.dir);
     ck_assert(testpki_write_pem(expired, pki->expired.cert, (X509 *)NULL));
     ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
     ck_assert_int_eq(cli("map", "add", alice, "--account", "alice", "--create-account", NULL), 0);
@@ -1287,21 +1256,5 @@ static Suite *rules_suite(void)
 
 int main(void)
 {
-    SRunner *runner;
-    int failed;
-
-    pki = testpki_new(0);
-    tmp_root = testpki_tmpdir();
-    if (pki == NULL || tmp_root == NULL) {
-        fputs("check_rules: cannot build the test PKI or temp dir\n", stderr);
-        return EXIT_FAILURE;
-    }
-    runner = srunner_create(rules_suite());
-    srunner_run_all(runner, CK_ENV);
-    failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    testpki_rmtree(tmp_root);
-    free(tmp_root);
-    testpki_free(pki);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return us_run_suite(rules_suite(), "check_rules", &pki, &tmp_root);
 }
