@@ -36,6 +36,7 @@
 
 #include "certstore.h"
 #include "testpki.h"
+#include "tls_harness.h"
 
 extern char **environ;
 
@@ -211,30 +212,6 @@ static void make_contexts(void)
 
 typedef enum { HS_ACCEPTED, HS_REJECTED, HS_BROKEN } hs_result;
 
-/* Pump both ends until both finish or one fails (bounded). */
-static int pump(SSL *server, SSL *client)
-{
-    int server_done = 0, client_done = 0, i, r;
-
-    for (i = 0; i < 200 && !(server_done && client_done); i++) {
-        if (!client_done) {
-            r = SSL_do_handshake(client);
-            if (r == 1)
-                client_done = 1;
-            else if (SSL_get_error(client, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-        if (!server_done) {
-            r = SSL_do_handshake(server);
-            if (r == 1)
-                server_done = 1;
-            else if (SSL_get_error(server, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-    }
-    return server_done && client_done;
-}
-
 /*
  * Accepted: both ends done and the account handed on is `account`.
  * Rejected: the server refused the chain for a policy reason. Anything
@@ -258,7 +235,7 @@ static hs_result handshake(SSL_CTX *client_ctx, const char *account)
     SSL_set_bio(client, cbio, cbio);
     SSL_set_accept_state(server);
     SSL_set_connect_state(client);
-    if (pump(server, client)) {
+    if (th_run_handshake(server, client)) {
         got = certstore_ssl_account_ex(server, fx.libctx);
         if (got != NULL && strcmp(got, account) == 0)
             result = HS_ACCEPTED;

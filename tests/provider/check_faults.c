@@ -26,6 +26,7 @@
 #include "certstore.h"
 #include "cs_store.h"
 #include "testpki.h"
+#include "tls_harness.h"
 
 #define BUSY_TIMEOUT_MS 300
 #define STORE_OPEN_BUSY_MS 2000 /* cs_db_open's own, before the caller can set one */
@@ -127,29 +128,6 @@ static void make_contexts(void)
     SSL_CTX_set_verify(fx.alice, SSL_VERIFY_PEER, NULL);
 }
 
-static int pump(SSL *server, SSL *client)
-{
-    int server_done = 0, client_done = 0, i, r;
-
-    for (i = 0; i < 200 && !(server_done && client_done); i++) {
-        if (!client_done) {
-            r = SSL_do_handshake(client);
-            if (r == 1)
-                client_done = 1;
-            else if (SSL_get_error(client, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-        if (!server_done) {
-            r = SSL_do_handshake(server);
-            if (r == 1)
-                server_done = 1;
-            else if (SSL_get_error(server, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-    }
-    return server_done && client_done;
-}
-
 static double now_ms(void)
 {
     struct timespec ts;
@@ -175,7 +153,7 @@ static int alice_accepted(double *elapsed_ms)
     SSL_set_bio(client, cbio, cbio);
     SSL_set_accept_state(server);
     SSL_set_connect_state(client);
-    if (pump(server, client)) {
+    if (th_run_handshake(server, client)) {
         account = certstore_ssl_account_ex(server, fx.libctx);
         accepted = account != NULL && strcmp(account, "alice") == 0;
     } else {
