@@ -161,12 +161,25 @@ static void csp_put_u64(unsigned char **p, uint64_t v)
  * A digest rather than a cheaper mix: the sid_ctx is all that keeps a
  * session ID from resuming, so two policy states must not share one.
  */
+static __thread struct {
+    const SSL_CTX *ctx;
+    csp_policy_state state;
+    unsigned char digest[CSP_SID_DIGEST_LEN];
+    int valid;
+} csp_last_sid; /* the digest this thread computed last: most ClientHellos repeat it */
+
 static int csp_sid_digest(const SSL_CTX *ctx, const csp_policy_state *state,
                           unsigned char out[CSP_SID_DIGEST_LEN])
 {
     unsigned char input[6 * sizeof(uint64_t)], *p = input;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
+
+    if (csp_last_sid.valid && csp_last_sid.ctx == ctx &&
+        csp_policy_state_equal(&csp_last_sid.state, state)) {
+        memcpy(out, csp_last_sid.digest, CSP_SID_DIGEST_LEN);
+        return 1;
+    }
 
     csp_put_u64(&p, (uint64_t)(uintptr_t)ctx);
     csp_put_u64(&p, state->file.dev);
@@ -180,6 +193,10 @@ static int csp_sid_digest(const SSL_CTX *ctx, const csp_policy_state *state,
         md_len < CSP_SID_DIGEST_LEN)
         return 0;
     memcpy(out, md, CSP_SID_DIGEST_LEN);
+    csp_last_sid.ctx = ctx;
+    csp_last_sid.state = *state;
+    memcpy(csp_last_sid.digest, out, CSP_SID_DIGEST_LEN);
+    csp_last_sid.valid = 1;
     return 1;
 }
 
