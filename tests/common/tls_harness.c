@@ -210,30 +210,254 @@ int th_exchange_data(SSL *server, SSL *client)
     return 0;
 }
 
+/* ---- a link the test forwards itself ----------------------------------------- */
+
+struct th_link {
+    SSL *server, *client;
+    BIO *client_out, *server_in;  /* what the client wrote, what the server reads */
+    BIO *server_out, *client_in;  /* and back */
+    BIO *staged;                  /* client bytes taken, maybe re-framed, not yet delivered */
+    size_t delivered;             /* client bytes delivered to the server */
+    size_t first_flight;          /* client bytes before it first waited (0: not yet) */
+    size_t first_fragment;        /* delivered bytes up to the end of the first fragment */
+    int taken_any;
+    size_t gate_at, split_hello_at;
+    void (*at_gate)(void);
+    int gate_passed;
+};
+
+static BIO *th_mem_bio(void)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+
+    ck_assert_ptr_nonnull(b);
+    BIO_set_mem_eof_return(b, -1); /* empty: retry, as a socket would */
+    return b;
+}
+
+th_link *th_link_new(SSL *server, SSL *client)
+{
+    th_link *link = calloc(1, sizeof(*link));
+
+    ck_assert_ptr_nonnull(link);
+    link->server = server;
+    link->client = client;
+    link->client_out = th_mem_bio();
+    link->server_in = th_mem_bio();
+    link->server_out = th_mem_bio();
+    link->client_in = th_mem_bio();
+    link->staged = th_mem_bio();
+    SSL_set_bio(server, link->server_in, link->server_out);
+    SSL_set_bio(client, link->client_in, link->client_out);
+    return link;
+}
+
+void th_link_gate(th_link *link, size_t gate_at, void (*at_gate)(void), size_t split_hello_at)
+{
+    link->gate_at = gate_at;
+    link->at_gate = at_gate;
+    link->split_hello_at = split_hello_at;
+}
+
+int th_link_gate_passed(const th_link *link)
+{
+    return link->gate_passed;
+}
+
+size_t th_link_client_sent(const th_link *link)
+{
+    return link->delivered;
+}
+
+static void th_put_record(BIO *to, const unsigned char *hdr, const unsigned char *body, size_t len)
+{
+    unsigned char h[5];
+
+    memcpy(h, hdr, 3);
+    h[3] = (unsigned char)(len >> 8);
+    h[4] = (unsigned char)len;
+    ck_assert_int_eq(BIO_write(to, h, 5), 5);
+    ck_assert_int_eq(BIO_write(to, body, (int)len), (int)len);
+}
+
+/* The client's first record, re-framed into two at split_hello_at bytes of its body. */
+static void th_take_split_hello(th_link *link)
+{
+    unsigned char rec[5 + 16384 + 256];
+    size_t body;
+    int n = BIO_read(link->client_out, rec, 5);
+
+    ck_assert_int_eq(n, 5);
+    body = ((size_t)rec[3] << 8) | rec[4];
+    ck_assert_uint_le(body, sizeof(rec) - 5);
+    ck_assert_int_eq(BIO_read(link->client_out, rec + 5, (int)body), (int)body);
+    ck_assert_uint_lt(link->split_hello_at, body);
+    th_put_record(link->staged, rec, rec + 5, link->split_hello_at);
+    th_put_record(link->staged, rec, rec + 5 + link->split_hello_at,
+                  body - link->split_hello_at);
+    link->first_fragment = 5 + link->split_hello_at;
+}
+
+static size_t th_gate_limit(const th_link *link)
+{
+    if (link->gate_at == 0 || link->gate_passed)
+        return (size_t)-1;
+    if (link->gate_at == TH_GATE_SPLIT)
+        return link->first_fragment;
+    if (link->gate_at == TH_GATE_FIRST_FLIGHT)
+        return link->first_flight;
+    return link->gate_at;
+}
+
+static void th_move(BIO *from, BIO *to, size_t limit)
+{
+    unsigned char buf[4096];
+
+    while (limit > 0) {
+        int n = BIO_read(from, buf, (int)(limit < sizeof(buf) ? limit : sizeof(buf)));
+
+        if (n <= 0)
+            break;
+        ck_assert_int_eq(BIO_write(to, buf, n), n);
+        limit -= (size_t)n;
+    }
+}
+
+/* Carry what each end wrote to the other, holding client bytes at the gate. */
+static void th_link_flow(th_link *link)
+{
+    size_t limit;
+
+    if (!link->taken_any && BIO_ctrl_pending(link->client_out) > 0) {
+        link->taken_any = 1;
+        link->first_flight = BIO_ctrl_pending(link->client_out);
+        if (link->split_hello_at > 0) {
+            th_take_split_hello(link);
+            link->first_flight += 5;
+        }
+    }
+    th_move(link->client_out, link->staged, (size_t)-1);
+    limit = th_gate_limit(link);
+    if (limit != (size_t)-1) {
+        size_t before = BIO_ctrl_pending(link->staged);
+
+        th_move(link->staged, link->server_in,
+                limit > link->delivered ? limit - link->delivered : 0);
+        link->delivered += before - BIO_ctrl_pending(link->staged);
+    } else {
+        link->delivered += BIO_ctrl_pending(link->staged);
+        th_move(link->staged, link->server_in, (size_t)-1);
+    }
+    th_move(link->server_out, link->client_in, (size_t)-1);
+}
+
+/* The server read everything up to the gate and waits: the gate's moment. */
+static void th_link_at_gate(th_link *link, int server_waiting)
+{
+    size_t limit = th_gate_limit(link);
+
+    if (limit == (size_t)-1 || !link->taken_any || !server_waiting ||
+        link->delivered < limit || BIO_ctrl_pending(link->server_in) > 0)
+        return;
+    if (link->at_gate != NULL)
+        link->at_gate();
+    link->gate_passed = 1;
+}
+
+static int th_step(SSL *ssl, int *done, int *waiting)
+{
+    int r;
+
+    *waiting = 0;
+    if (*done)
+        return 1;
+    r = SSL_do_handshake(ssl);
+    if (r == 1) {
+        *done = 1;
+        return 1;
+    }
+    *waiting = SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
+    return *waiting;
+}
+
+int th_link_handshake(th_link *link)
+{
+    int server_done = 0, client_done = 0, waiting, i;
+
+    for (i = 0; i < 400 && !(server_done && client_done); i++) {
+        if (!th_step(link->client, &client_done, &waiting))
+            return 0;
+        th_link_flow(link);
+        if (!th_step(link->server, &server_done, &waiting))
+            return 0;
+        th_link_at_gate(link, waiting);
+        th_link_flow(link);
+    }
+    return server_done && client_done;
+}
+
+static int th_read_on(th_link *link, SSL *reader, char *buf, int len)
+{
+    int i, n;
+
+    for (i = 0; i < 10; i++) {
+        th_link_flow(link);
+        n = SSL_read(reader, buf, len);
+        if (n > 0)
+            return n;
+        if (SSL_get_error(reader, n) != SSL_ERROR_WANT_READ)
+            return n;
+    }
+    return 0;
+}
+
+int th_link_exchange(th_link *link)
+{
+    char buf[16];
+
+    if (SSL_write(link->server, "ping", 4) != 4 || th_read_on(link, link->client, buf, 16) != 4)
+        return 0;
+    if (SSL_write(link->client, "pong", 4) != 4 || th_read_on(link, link->server, buf, 16) != 4)
+        return 0;
+    return 1;
+}
+
+void th_link_free(th_link *link)
+{
+    if (link == NULL)
+        return;
+    BIO_free(link->staged); /* the SSLs own the other four */
+    free(link);
+}
+
 th_outcome th_connect_ex(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION *resume,
                          int keep_session, const th_connect_opts *opts)
 {
     th_outcome out;
     SSL *server = SSL_new(h->server);
     SSL *client = SSL_new(client_ctx);
-    BIO *sbio = NULL, *cbio = NULL;
+    th_link *link;
     const char *account;
 
     memset(&out, 0, sizeof(out));
     ck_assert_ptr_nonnull(server);
     ck_assert_ptr_nonnull(client);
-    ck_assert_int_eq(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
-    SSL_set_bio(server, sbio, sbio);
-    SSL_set_bio(client, cbio, cbio);
+    link = th_link_new(server, client);
+    th_link_gate(link, opts->gate_at, opts->at_gate, opts->split_hello_at);
     SSL_set_accept_state(server);
     SSL_set_connect_state(client);
     if (opts->sni != NULL)
         ck_assert_int_eq(SSL_set_tlsext_host_name(client, opts->sni), 1);
+    if (opts->client_groups != NULL)
+        ck_assert_int_eq(SSL_set1_groups_list(client, opts->client_groups), 1);
+    if (opts->server_groups != NULL)
+        ck_assert_int_eq(SSL_set1_groups_list(server, opts->server_groups), 1);
     if (resume != NULL)
         ck_assert_int_eq(SSL_set_session(client, resume), 1);
     if (opts->before != NULL)
         opts->before();
-    out.ok = th_run_handshake(server, client) && th_exchange_data(server, client);
+    out.ok = th_link_handshake(link) && th_link_exchange(link);
+    out.gate_passed = th_link_gate_passed(link);
     out.reused = SSL_session_reused(server);
     out.server_verify = SSL_get_verify_result(server);
     if (SSL_get_session(server) != NULL) {
@@ -253,6 +477,7 @@ th_outcome th_connect_ex(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION 
     }
     SSL_free(server);
     SSL_free(client);
+    th_link_free(link);
     ERR_clear_error();
     return out;
 }
@@ -260,7 +485,7 @@ th_outcome th_connect_ex(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION 
 th_outcome th_connect_with(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION *resume,
                            int keep_session)
 {
-    th_connect_opts opts = {"localhost", NULL};
+    th_connect_opts opts = {.sni = "localhost"};
 
     return th_connect_ex(h, client_ctx, resume, keep_session, &opts);
 }

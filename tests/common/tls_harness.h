@@ -34,12 +34,52 @@ typedef struct {
     int have_account;
     long server_timeout; /* lifetime of the server's session */
     long server_end;     /* when the server's session ends (time + timeout) */
+    int gate_passed;     /* the connection's gate (th_connect_opts) was reached */
 } th_outcome;
 
 typedef struct {
     const char *sni;      /* server name the client sends (NULL: none) */
     void (*before)(void); /* runs after SSL_new, before the ClientHello */
+    /*
+     * Hold the client's bytes back after the first gate_at of them (0: no
+     * gate): once the server has read those and waits for more, at_gate
+     * runs, then the rest flows. A ClientHello split mid-message, or an
+     * HRR's second ClientHello sent after a change.
+     */
+    size_t gate_at;
+    void (*at_gate)(void);
+    /*
+     * Re-frame the client's first record (its ClientHello) as two records,
+     * the first carrying this many bytes of the message (0: as sent), as a
+     * client may; gate_at TH_GATE_SPLIT holds the second one back.
+     */
+    size_t split_hello_at;
+    const char *client_groups; /* NULL: OpenSSL's default */
+    const char *server_groups; /* NULL: the server context's */
 } th_connect_opts;
+
+/*
+ * A client and a server SSL wired through memory BIOs by the test, which
+ * forwards the bytes itself, so it can hold them back (see gate_at).
+ */
+typedef struct th_link th_link;
+
+/* gate_at values: after the first of two ClientHello fragments, after the first flight. */
+#define TH_GATE_SPLIT ((size_t)-1)
+#define TH_GATE_FIRST_FLIGHT ((size_t)-2)
+
+th_link *th_link_new(SSL *server, SSL *client);
+void th_link_gate(th_link *link, size_t gate_at, void (*at_gate)(void), size_t split_hello_at);
+/* 1 once the gate was reached and at_gate ran. */
+int th_link_gate_passed(const th_link *link);
+/* Both ends until both finish or one fails (bounded); 1 if both finished. */
+int th_link_handshake(th_link *link);
+/* Application data both ways, which also delivers TLS 1.3 tickets. */
+int th_link_exchange(th_link *link);
+/* Bytes the client has sent so far. */
+size_t th_link_client_sent(const th_link *link);
+/* close_notify both ways, then free the link (not the SSLs). */
+void th_link_free(th_link *link);
 
 /* Temp dir, PKI and the db/cnf/log paths in it; teardown frees it all. */
 void th_setup(tls_harness *h);

@@ -99,7 +99,7 @@ static void replace_store_with_narrower(void)
 /* This suite's clients send no server name and always keep their session. */
 static th_outcome connect_with(SSL_CTX *client_ctx, SSL_SESSION *resume)
 {
-    th_connect_opts opts = {NULL, NULL};
+    th_connect_opts opts = {.sni = NULL};
 
     return th_connect_ex(&fx, client_ctx, resume, 1, &opts);
 }

@@ -187,7 +187,7 @@ END_TEST
 START_TEST(test_client_hello_after_narrowing_not_resumed)
 {
     const resumption_kind *k = &resumption_kinds[_i];
-    th_connect_opts late_removal = {"localhost", remove_alice_mapping};
+    th_connect_opts late_removal = {.sni = "localhost", .before = remove_alice_mapping};
     SSL_CTX *client;
     th_outcome first, again;
 
@@ -227,7 +227,7 @@ static void map_another_client(void)
 START_TEST(test_resumption_survives_widening_change)
 {
     const resumption_kind *k = &resumption_kinds[_i];
-    th_connect_opts late_widening = {"localhost", map_another_client};
+    th_connect_opts late_widening = {.sni = "localhost", .before = map_another_client};
     SSL_CTX *client;
     th_outcome first, again, late;
 
@@ -359,7 +359,7 @@ static void make_vhosts(const resumption_kind *k, int in_client_hello)
 
 static void check_no_cross_vhost_resumption(const resumption_kind *k, int in_client_hello)
 {
-    th_connect_opts on_a = {"a.test", NULL}, on_b = {"b.test", NULL};
+    th_connect_opts on_a = {.sni = "a.test"}, on_b = {.sni = "b.test"};
     SSL_CTX *client;
     th_outcome first, same, other;
 
