@@ -351,6 +351,11 @@ static void th_link_flow(th_link *link)
     th_move(link->server_out, link->client_in, (size_t)-1);
 }
 
+void th_link_pump(th_link *link)
+{
+    th_link_flow(link);
+}
+
 /* The server read everything up to the gate and waits: the gate's moment. */
 static void th_link_at_gate(th_link *link, int server_waiting)
 {

@@ -76,6 +76,8 @@ int th_link_gate_passed(const th_link *link);
 int th_link_handshake(th_link *link);
 /* Application data both ways, which also delivers TLS 1.3 tickets. */
 int th_link_exchange(th_link *link);
+/* Carry what each end has written to the other once (holding at the gate). */
+void th_link_pump(th_link *link);
 /* Bytes the client has sent so far. */
 size_t th_link_client_sent(const th_link *link);
 /* close_notify both ways, then free the link (not the SSLs). */

@@ -191,6 +191,32 @@ START_TEST(test_sessions_made_under_new_file_resume)
 }
 END_TEST
 
+/*
+ * The server holds alice's ClientHello (and has answered it) when a file
+ * without her mapping is renamed over the store; her Certificate arrives
+ * after. The decision comes from the file at the path when it is taken.
+ */
+START_TEST(test_file_replaced_between_hello_and_certificate_decides_new_file)
+{
+    const resumption_kind *k = &resumption_kinds[_i];
+    th_connect_opts opts = {.gate_at = TH_GATE_FIRST_FLIGHT,
+                            .at_gate = replace_store_with_narrower};
+    SSL_CTX *client;
+    th_outcome out;
+
+    store_build(fx.db, "alice", ALICE_ACCOUNT);
+    th_load_provider_with(&fx, "");
+    th_make_server(&fx, k->options, k->max_version, 0);
+    client = th_make_client(&fx, "alice");
+    out = th_connect_ex(&fx, client, NULL, 0, &opts);
+    ck_assert_msg(out.gate_passed, "%s: the file was never replaced", k->name);
+    ck_assert_msg(!out.ok, "%s: alice accepted from the file replaced before her Certificate",
+                  k->name);
+    th_assert_log_has(&fx, "result=reject reason=no-mapping");
+    SSL_CTX_free(client);
+}
+END_TEST
+
 static Suite *replace_suite(void)
 {
     Suite *s = suite_create("replace");
@@ -200,6 +226,8 @@ static Suite *replace_suite(void)
     tcase_set_timeout(replaced, 30);
     tcase_add_loop_test(replaced, test_session_not_resumed_under_replaced_file, 0, N_KINDS);
     tcase_add_loop_test(replaced, test_sessions_made_under_new_file_resume, 0, N_KINDS);
+    tcase_add_loop_test(replaced, test_file_replaced_between_hello_and_certificate_decides_new_file,
+                        0, N_KINDS);
     suite_add_tcase(s, replaced);
     return s;
 }
