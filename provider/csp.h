@@ -81,12 +81,24 @@ int csp_policy_activate(const csp_config *cfg);
 /* The process-wide policy; valid once csp_policy_activate() ran. */
 const csp_config *csp_policy(void);
 
-/* ---- hooks (hook.c) ------------------------------------------------------- */
+/* ---- the verify hook (hook.c) ------------------------------------------------ */
+
+/* The certificate verification callback every SSL_CTX gets (conn.c installs it). */
+int csp_verify(X509_STORE_CTX *store_ctx, void *arg);
+/* Register what the hook keeps on an X509_STORE_CTX; once, 1 on success. */
+int csp_verify_watch_register(void);
+/* Log that a client certificate reached CertificateVerify undecided. */
+void csp_hook_bypassed(const SSL *ssl);
+
+/* ---- server connections (conn.c) ------------------------------------------ */
 
 /* Register the SSL_CTX/SSL ex_data callbacks, once per process. 1 on success. */
 int csp_hooks_install(void);
 /* The SSL ex_data index holding the per-connection state (-1 if none). */
 int csp_hooks_account_index(void);
+
+typedef struct csp_conn csp_conn;
+
 /*
  * What a session is bound to: the database file and its policy generation.
  * A generation alone says nothing once the file is replaced by another
@@ -97,16 +109,20 @@ typedef struct {
     int64_t generation;
 } csp_policy_state;
 
-/* The store's file and generation now, through this thread's handle. 1 if read. */
-int csp_current_policy_state(csp_policy_state *state);
 /* 1 when both name the same file at the same generation. */
 int csp_policy_state_equal(const csp_policy_state *a, const csp_policy_state *b);
-/*
- * A ticket is being made for `sess` on server connection `ssl`: stamp the
- * connection's accepted decision on it (the session may be a copy the
- * verify hook never saw, as after TLS 1.3 post-handshake authentication).
- */
-void csp_stamp_ticketed_session(SSL *ssl, SSL_SESSION *sess);
+
+/* The state of a server connection; NULL for clients (or out of memory). */
+csp_conn *csp_conn_of(const SSL *ssl);
+/* 1 when a certificate now on this connection is TLS 1.3 post-handshake authentication. */
+int csp_conn_post_handshake(const SSL *ssl, const csp_conn *conn);
+/* The hook accepted this handshake's certificate under `state`: keep it, stamp the session. */
+void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
+                       const csp_policy_state *state);
+/* The certificate was decided, not accepted (rejected, or audit's would-reject). */
+void csp_conn_not_accepted(SSL *ssl, csp_conn *conn);
+/* A ticket is being made for `sess` (resume.c): stamp the connection's acceptance on it. */
+void csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess);
 
 /* ---- sessions and tickets (resume.c) -------------------------------------- */
 
@@ -117,10 +133,10 @@ void csp_resume_install(SSL_CTX *ctx);
  * and the decision's database file and generation in the session's ticket
  * appdata, unless the application keeps its own data there.
  */
-void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
+void csp_appdata_write(SSL_SESSION *sess, const char *account, int64_t deadline,
                        const csp_policy_state *state);
 /* Read them back: 1 if the session carries a certstore binding. */
-int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
+int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
 
 /* ---- database handles (dbpool.c) ------------------------------------------ */
 
@@ -132,14 +148,11 @@ int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_s
 cs_db *csp_dbpool_get(char *why, size_t why_len);
 /* getpid() without a system call per handshake: cached, forgotten at fork. */
 pid_t csp_process_pid(void);
-/* The epoch of this thread's open handle (unique in the process), 0 if none. */
-uint64_t csp_dbpool_epoch(void);
 /*
- * csp_dbpool_get without looking at the file again when this thread's
- * handle is still the one of `epoch`, whose file was checked when the
- * handshake's ClientHello arrived; epoch 0: csp_dbpool_get.
+ * The store's file and generation now, through this thread's handle (no
+ * SQLite read while nothing was committed since the last one). 1 if read.
  */
-cs_db *csp_dbpool_get_checked(uint64_t epoch, char *why, size_t why_len);
+int csp_current_policy_state(csp_policy_state *state);
 /* Drop this thread's handle after a failure so the next call reopens. */
 void csp_dbpool_discard(void);
 /* Close this thread's handle (process exit). */

@@ -17,7 +17,7 @@
  * alone until a checkpoint, so reopening costs one open per checkpoint.
  * A failed open is not retried for CSP_RETRY_MS unless the file changes:
  * an open that waits on a lock costs the store's busy timeout, and one
- * handshake may ask twice (session context, then decision).
+ * handshake may ask twice (ClientHello binding, then decision).
  *
  * Each handle gets an epoch, unique in the process, so that what was read
  * through one handle (change marks, kept acceptances) is never taken for
@@ -208,23 +208,6 @@ cs_db *csp_dbpool_get(char *why, size_t why_len)
     return t->db;
 }
 
-uint64_t csp_dbpool_epoch(void)
-{
-    csp_thread_db *t = csp_thread_slot();
-
-    return t != NULL && t->db != NULL && t->pid == csp_process_pid() ? t->epoch : 0;
-}
-
-cs_db *csp_dbpool_get_checked(uint64_t epoch, char *why, size_t why_len)
-{
-    csp_thread_db *t = csp_thread_slot();
-
-    if (epoch != 0 && t != NULL && t->db != NULL && t->epoch == epoch &&
-        t->pid == csp_process_pid())
-        return t->db;
-    return csp_dbpool_get(why, why_len);
-}
-
 void csp_dbpool_discard(void)
 {
     csp_thread_db *t = csp_thread_slot();
@@ -256,6 +239,50 @@ int csp_dbpool_unchanged(const csp_store_mark *mark)
     return mark->valid && t != NULL && t->db != NULL && t->epoch == mark->epoch &&
            t->pid == csp_process_pid() && cs_db_wal_mark(t->db, now) == CS_OK &&
            memcmp(now, mark->hdr, CS_WAL_MARK_LEN) == 0;
+}
+
+/* ---- the policy state ---------------------------------------------------------- */
+
+/*
+ * The state this thread last read, with the change mark taken just before
+ * reading it: while nothing has been committed since (and the handle is
+ * the same), it is still the state, and no SQLite read is needed.
+ */
+static __thread struct {
+    csp_policy_state state;
+    csp_store_mark mark;
+} csp_last_state;
+
+int csp_current_policy_state(csp_policy_state *state)
+{
+    char why[256];
+    csp_store_mark mark;
+    cs_db *db = csp_dbpool_get(why, sizeof(why));
+
+    if (db == NULL)
+        return 0;
+    if (csp_dbpool_unchanged(&csp_last_state.mark)) {
+        *state = csp_last_state.state;
+        return 1;
+    }
+    csp_dbpool_mark(&mark); /* before the read: a commit after it shows as a change */
+    /* The file first: a generation read from a replaced file binds nothing. */
+    if (cs_db_identity(db, &state->file) != CS_OK ||
+        cs_db_generation(db, &state->generation) != CS_OK) {
+        csp_last_state.mark.valid = 0;
+        csp_dbpool_discard(); /* replaced, or cannot read: reopen next time */
+        return 0;
+    }
+    csp_last_state.state = *state;
+    csp_last_state.mark = mark;
+    return 1;
+}
+
+int csp_policy_state_equal(const csp_policy_state *a, const csp_policy_state *b)
+{
+    return a->generation == b->generation && a->file.dev == b->file.dev &&
+           a->file.ino == b->file.ino && a->file.birth_sec == b->file.birth_sec &&
+           a->file.birth_nsec == b->file.birth_nsec;
 }
 
 void csp_dbpool_close_current(void)

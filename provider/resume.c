@@ -2,9 +2,9 @@
  * Session tickets under the policy: what a session carries, and the ticket
  * callbacks that hold resumption to it.
  *
- * The session-id context (hook.c) binds a session to the database file and
- * generation seen when its ClientHello arrived; it cannot say when a decision stops holding
- * by time. A relative lifetime is not enough either: on every TLS 1.3
+ * The session-id context (conn.c) binds a session to the database file and
+ * generation of its decision, compared when a ClientHello offers it; it
+ * cannot say when a decision stops holding by time. A relative lifetime is not enough either: on every TLS 1.3
  * resumption OpenSSL copies the session, resets its time to now and keeps
  * its timeout, so each resumption would grant the whole lifetime again. So
  * the session's ticket appdata carries, after the account, the ABSOLUTE
@@ -63,7 +63,7 @@ static int csp_appdata_ours_or_empty(const SSL_SESSION *sess)
     return len == 0 || (len > prefix && memcmp(data, CSP_APPDATA_PREFIX, prefix) == 0);
 }
 
-void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
+void csp_appdata_write(SSL_SESSION *sess, const char *account, int64_t deadline,
                        const csp_policy_state *state)
 {
     char data[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 160];
@@ -82,7 +82,7 @@ void csp_session_stamp(SSL_SESSION *sess, const char *account, int64_t deadline,
     SSL_SESSION_set1_ticket_appdata(sess, data, (size_t)head + 1 + (size_t)tail + 1);
 }
 
-int csp_session_binding(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state)
+int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state)
 {
     void *data = NULL;
     size_t len = 0, prefix = strlen(CSP_APPDATA_PREFIX);
@@ -127,8 +127,8 @@ static int csp_ticket_generated(SSL *ssl, void *arg)
     int64_t deadline, left;
 
     if (sess != NULL)
-        csp_stamp_ticketed_session(ssl, sess);
-    if (sess == NULL || !csp_session_binding(sess, &deadline, &state))
+        csp_conn_ticketing(ssl, sess);
+    if (sess == NULL || !csp_appdata_read(sess, &deadline, &state))
         return 1;
     if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
         return 1;
@@ -161,7 +161,7 @@ static int csp_session_still_holds(const SSL_SESSION *sess, const char **why)
     csp_policy_state bound, current;
     int64_t deadline;
 
-    if (!csp_session_binding(sess, &deadline, &bound)) {
+    if (!csp_appdata_read(sess, &deadline, &bound)) {
         *why = "no certstore binding";
         return SSL_SESSION_get0_peer((SSL_SESSION *)sess) == NULL;
     }

@@ -1,0 +1,463 @@
+/*
+ * Server connections under the policy: the per-connection state, and the
+ * session-id context that decides which sessions a connection may resume.
+ *
+ * Invariant: a server connection carries a session-id context that some
+ * session may share only between the moment OpenSSL has the whole, final
+ * ClientHello and the moment it has looked the offered session up; that
+ * context is a digest of the policy state (database file and generation)
+ * read at that moment and of the context the connection is served by. At
+ * every other time the connection carries a value of its own that no
+ * session has. OpenSSL compares the two for session IDs and tickets alike
+ * (ssl_get_prev_session), so a session made under another policy state or
+ * context is a cache miss: a full handshake, decided anew.
+ *
+ * The moment, in OpenSSL 3.0: with the whole ClientHello parsed
+ * (TLS_ST_SR_CLNT_HELLO) and before the lookup, OpenSSL asks the security
+ * callback about each protocol version a version-flexible method may
+ * choose (SSL_SECOP_VERSION: every first ClientHello, TLS 1.2 or 1.3), and
+ * calls the PSK find-session callback for each identity of a TLS 1.3
+ * pre_shared_key extension just before it looks that identity up as a
+ * ticket (also the ClientHello after a HelloRetryRequest, where versions
+ * are not chosen again). Both are the connection's own, copied from its
+ * context; the security callback is chained to OpenSSL's default, and the
+ * PSK one finds no external PSK. Servers leave both alone. Every info
+ * callback event (each message read or written) takes the binding away
+ * again. Where an application replaces them, the connection is not bound:
+ * it does not resume, and never resumes stale.
+ *
+ * A session certstore accepted is stamped (csp_conn_stamp) with the
+ * context digest of the decision's policy state, its lifetime capped at the
+ * decision's deadline, and the ticket appdata of resume.c.
+ *
+ * The same security callback sees the client's CertificateVerify
+ * (SSL_SECOP_SIGALG_CHECK in TLS_ST_SR_CERT_VRFY): a certificate the verify
+ * hook did not decide means the application replaced it, and the
+ * connection fails there, before the handshake completes.
+ */
+#include <inttypes.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+
+#include "certstore.h"
+#include "csp.h"
+
+/* What a session-id context is made of, besides the policy state. */
+typedef struct {
+    uint64_t ctx_serial; /* the serving SSL_CTX, never reused in the process */
+    int verify_mode;
+    int verify_depth;
+} csp_bind_key;
+
+struct csp_conn {
+    char account[CS_ACCOUNT_MAX + 1]; /* first: certstore.h reads it there */
+    /* The decision of this handshake's certificate. */
+    int decided; /* the verify hook ran for the certificate in hand */
+    int accepted;
+    int64_t valid_until;
+    csp_policy_state state;
+    int established; /* handshake done: a certificate now is TLS 1.3 PHA */
+    /* The binding (see the invariant above). */
+    int bound;       /* the SSL carries a bound session-id context right now */
+    int hello_bound; /* a ClientHello of this handshake was bound: hello_key holds */
+    csp_bind_key hello_key;
+    unsigned char unresumable[SSL_MAX_SID_CTX_LENGTH];
+};
+
+_Static_assert(offsetof(struct csp_conn, account) == 0,
+               "certstore.h reads the account at offset 0 of the connection state");
+
+/* Per SSL_CTX: a serial, so a context made at a freed one's address is another. */
+typedef struct {
+    uint64_t serial;
+} csp_ctx_state;
+
+#define CSP_SID_TAG "certstr3"         /* bound to a policy state and context */
+#define CSP_SID_TAG_UNBOUND "certstr0" /* a connection's own: no session has it */
+#define CSP_SID_TAG_NEVER "certstr1"   /* a session's: no connection has it */
+#define CSP_SID_TAG_LEN 8
+#define CSP_SID_DIGEST_LEN (SSL_MAX_SID_CTX_LENGTH - CSP_SID_TAG_LEN)
+
+static int csp_ctx_index = -1;
+static int csp_conn_index = -1;
+static CRYPTO_ONCE csp_conn_once = CRYPTO_ONCE_STATIC_INIT;
+static int csp_conn_ok;
+static uint64_t csp_ctx_serials;
+static uint64_t csp_unbound_serials;
+static EVP_MD *csp_sha256;
+static CRYPTO_ONCE csp_sha256_once = CRYPTO_ONCE_STATIC_INIT;
+
+/* OpenSSL's own security callback, which ours passes every question on to. */
+typedef int (*csp_security_fn)(const SSL *, const SSL_CTX *, int, int, int, void *, void *);
+static csp_security_fn csp_default_security;
+
+int csp_hooks_account_index(void)
+{
+    return csp_conn_index;
+}
+
+csp_conn *csp_conn_of(const SSL *ssl)
+{
+    return csp_conn_index < 0 ? NULL : SSL_get_ex_data(ssl, csp_conn_index);
+}
+
+/* ---- session-id contexts ------------------------------------------------------ */
+
+static void csp_sha256_fetch(void)
+{
+    csp_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static int csp_bind_key_of(const SSL *ssl, csp_bind_key *key)
+{
+    const csp_ctx_state *cs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), csp_ctx_index);
+
+    if (cs == NULL)
+        return 0; /* a context made before certstore was loaded */
+    key->ctx_serial = cs->serial;
+    key->verify_mode = SSL_get_verify_mode(ssl);
+    key->verify_depth = SSL_get_verify_depth(ssl);
+    return 1;
+}
+
+static void csp_put_u64(unsigned char **p, uint64_t v)
+{
+    memcpy(*p, &v, sizeof(v));
+    *p += sizeof(v);
+}
+
+/* The digest this thread computed last: most ClientHellos repeat it. */
+static __thread struct {
+    csp_bind_key key;
+    csp_policy_state state;
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    int valid;
+} csp_last_sid;
+
+static int csp_same_key(const csp_bind_key *a, const csp_bind_key *b)
+{
+    return a->ctx_serial == b->ctx_serial && a->verify_mode == b->verify_mode &&
+           a->verify_depth == b->verify_depth;
+}
+
+/*
+ * A digest rather than a cheaper mix: the context is all that keeps a
+ * session from resuming, so two policy states must not share one.
+ */
+static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
+                       unsigned char sid[SSL_MAX_SID_CTX_LENGTH])
+{
+    unsigned char input[8 * sizeof(uint64_t)], *p = input;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+
+    if (csp_last_sid.valid && csp_same_key(&csp_last_sid.key, key) &&
+        csp_policy_state_equal(&csp_last_sid.state, state)) {
+        memcpy(sid, csp_last_sid.sid, SSL_MAX_SID_CTX_LENGTH);
+        return 1;
+    }
+    csp_put_u64(&p, key->ctx_serial);
+    csp_put_u64(&p, (uint64_t)(int64_t)key->verify_mode);
+    csp_put_u64(&p, (uint64_t)(int64_t)key->verify_depth);
+    csp_put_u64(&p, state->file.dev);
+    csp_put_u64(&p, state->file.ino);
+    csp_put_u64(&p, (uint64_t)state->file.birth_sec);
+    csp_put_u64(&p, (uint64_t)state->file.birth_nsec);
+    csp_put_u64(&p, (uint64_t)state->generation);
+    if (!CRYPTO_THREAD_run_once(&csp_sha256_once, csp_sha256_fetch) ||
+        EVP_Digest(input, sizeof(input), md, &md_len,
+                   csp_sha256 != NULL ? csp_sha256 : EVP_sha256(), NULL) != 1 ||
+        md_len < CSP_SID_DIGEST_LEN)
+        return 0;
+    memcpy(sid, CSP_SID_TAG, CSP_SID_TAG_LEN);
+    memcpy(sid + CSP_SID_TAG_LEN, md, CSP_SID_DIGEST_LEN);
+    csp_last_sid.key = *key;
+    csp_last_sid.state = *state;
+    memcpy(csp_last_sid.sid, sid, SSL_MAX_SID_CTX_LENGTH);
+    csp_last_sid.valid = 1;
+    return 1;
+}
+
+/* This connection's own value: the pid and a counter cannot repeat in the process. */
+static void csp_make_unresumable(csp_conn *conn)
+{
+    unsigned char *p = conn->unresumable + CSP_SID_TAG_LEN;
+
+    memcpy(conn->unresumable, CSP_SID_TAG_UNBOUND, CSP_SID_TAG_LEN);
+    csp_put_u64(&p, (uint64_t)csp_process_pid());
+    csp_put_u64(&p, __atomic_add_fetch(&csp_unbound_serials, 1, __ATOMIC_RELAXED));
+}
+
+/* For a session that must never resume: no connection ever carries the value. */
+static void csp_never_resumes(SSL_SESSION *sess)
+{
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH] = CSP_SID_TAG_NEVER, *p = sid + CSP_SID_TAG_LEN;
+
+    csp_put_u64(&p, (uint64_t)csp_process_pid());
+    csp_put_u64(&p, __atomic_add_fetch(&csp_unbound_serials, 1, __ATOMIC_RELAXED));
+    SSL_SESSION_set1_id_context(sess, sid, sizeof(sid));
+}
+
+static void csp_unbind(SSL *ssl, csp_conn *conn)
+{
+    SSL_set_session_id_context(ssl, conn->unresumable, sizeof(conn->unresumable));
+    conn->bound = 0;
+}
+
+/* The whole ClientHello is in, the lookup comes next: bind to the state now. */
+static void csp_bind_hello(SSL *ssl, csp_conn *conn)
+{
+    csp_policy_state state;
+    csp_bind_key key;
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+
+    conn->bound = 1; /* once per ClientHello, even when it cannot bind */
+    conn->hello_bound = 0;
+    if (csp_policy()->config_error || !csp_bind_key_of(ssl, &key) ||
+        !csp_current_policy_state(&state) || !csp_sid_for(&key, &state, sid)) {
+        CSP_DEBUG("csp_bind_hello: no policy state: this ClientHello resumes nothing");
+        SSL_set_session_id_context(ssl, conn->unresumable, sizeof(conn->unresumable));
+        return;
+    }
+    SSL_set_session_id_context(ssl, sid, sizeof(sid));
+    conn->hello_key = key;
+    conn->hello_bound = 1;
+    CSP_DEBUG("csp_bind_hello: generation %" PRId64, state.generation);
+}
+
+/* ---- the connection's decision ------------------------------------------------ */
+
+/* A new handshake (first, after SSL_clear, renegotiation): nothing decided yet. */
+static void csp_conn_new_handshake(csp_conn *conn)
+{
+    conn->account[0] = '\0';
+    conn->decided = 0;
+    conn->accepted = 0;
+    conn->established = 0;
+    conn->hello_bound = 0;
+}
+
+/* The server asks for a certificate (again): only its answer will speak for the client. */
+static void csp_conn_certificate_requested(csp_conn *conn)
+{
+    conn->account[0] = '\0';
+    conn->decided = 0;
+    conn->accepted = 0;
+}
+
+int csp_conn_post_handshake(const SSL *ssl, const csp_conn *conn)
+{
+    return conn->established && SSL_version(ssl) >= TLS1_3_VERSION;
+}
+
+/*
+ * Stamp the connection's accepted decision on `sess`: the context digest of
+ * the decision's state (or the connection's own value when its ClientHello
+ * was not bound), the lifetime capped at the deadline, and the appdata.
+ */
+static void csp_conn_stamp(const csp_conn *conn, SSL_SESSION *sess)
+{
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    int64_t left = conn->valid_until - (int64_t)time(NULL);
+
+    if (sess == NULL)
+        return;
+    if (conn->hello_bound && csp_sid_for(&conn->hello_key, &conn->state, sid))
+        SSL_SESSION_set1_id_context(sess, sid, sizeof(sid));
+    else
+        csp_never_resumes(sess);
+    if (conn->valid_until != CS_TIME_FOREVER && conn->valid_until != CS_TIME_NONE &&
+        left < (int64_t)SSL_SESSION_get_timeout(sess))
+        SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
+    csp_appdata_write(sess, conn->account, conn->valid_until, &conn->state);
+}
+
+void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
+                       const csp_policy_state *state)
+{
+    memcpy(conn->account, d->account, sizeof(conn->account));
+    conn->decided = 1;
+    conn->accepted = 1;
+    conn->valid_until = d->valid_until;
+    conn->state = *state;
+    /* During PHA the session in hand is the one from before: ticketing stamps the new one. */
+    if (!csp_conn_post_handshake(ssl, conn))
+        csp_conn_stamp(conn, SSL_get_session(ssl));
+}
+
+void csp_conn_not_accepted(SSL *ssl, csp_conn *conn)
+{
+    csp_conn_certificate_requested(conn);
+    conn->decided = 1;
+    /* Audit lets the handshake go on: its session must not resume undecided. */
+    if (!csp_conn_post_handshake(ssl, conn) && SSL_get_session(ssl) != NULL)
+        csp_never_resumes(SSL_get_session(ssl));
+}
+
+void csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess)
+{
+    csp_conn *conn = csp_conn_of(ssl);
+
+    if (conn == NULL)
+        return;
+    conn->established = 1;
+    if (conn->accepted)
+        csp_conn_stamp(conn, sess);
+}
+
+/* ---- callbacks ---------------------------------------------------------------- */
+
+/* Installed on each server SSL; the context's own info callback still sees every event. */
+static void csp_info(const SSL *ssl, int where, int ret)
+{
+    void (*app_cb)(const SSL *, int, int) = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
+    csp_conn *conn = csp_conn_of(ssl);
+
+    if (conn != NULL) {
+        if (conn->bound)
+            csp_unbind((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
+        if ((where & SSL_CB_HANDSHAKE_START) != 0)
+            csp_conn_new_handshake(conn);
+        if ((where & SSL_CB_ACCEPT_LOOP) != 0 && SSL_get_state(ssl) == TLS_ST_SW_CERT_REQ)
+            csp_conn_certificate_requested(conn);
+        if ((where & SSL_CB_HANDSHAKE_DONE) != 0)
+            conn->established = 1;
+    }
+    if (app_cb != NULL)
+        app_cb(ssl, where, ret);
+}
+
+static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, int nid,
+                        void *other, void *ex)
+{
+    csp_conn *conn;
+
+    if (ssl != NULL && SSL_is_server(ssl)) {
+        if (op == SSL_SECOP_VERSION && SSL_get_state(ssl) == TLS_ST_SR_CLNT_HELLO) {
+            conn = csp_conn_of(ssl);
+            if (conn != NULL && !conn->bound)
+                csp_bind_hello((SSL *)ssl, conn);
+        } else if (op == SSL_SECOP_SIGALG_CHECK && SSL_get_state(ssl) == TLS_ST_SR_CERT_VRFY) {
+            conn = csp_conn_of(ssl);
+            if (conn == NULL || !conn->decided) {
+                csp_hook_bypassed(ssl);
+                return 0;
+            }
+        }
+    }
+    return csp_default_security(ssl, ctx, op, bits, nid, other, ex);
+}
+
+/* A TLS 1.3 identity is about to be looked up as a ticket; no external PSK here. */
+static int csp_psk_find(SSL *ssl, const unsigned char *identity, size_t identity_len,
+                        SSL_SESSION **sess)
+{
+    csp_conn *conn = SSL_is_server(ssl) ? csp_conn_of(ssl) : NULL;
+
+    *sess = NULL;
+    if (conn != NULL && !conn->bound)
+        csp_bind_hello(ssl, conn);
+    return 1;
+}
+
+/* ---- ex_data callbacks ---------------------------------------------------------- */
+
+/* Inside SSL_CTX_new, before the application sees the context. */
+static void csp_ctx_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    SSL_CTX *ctx = parent;
+    csp_ctx_state *cs;
+    csp_security_fn prev;
+
+    if (ctx == NULL)
+        return;
+    cs = OPENSSL_zalloc(sizeof(*cs));
+    if (cs != NULL) {
+        cs->serial = __atomic_add_fetch(&csp_ctx_serials, 1, __ATOMIC_RELAXED);
+        if (!CRYPTO_set_ex_data(ad, idx, cs))
+            OPENSSL_free(cs); /* no serial: its connections never resume */
+    }
+    SSL_CTX_set_cert_verify_callback(ctx, csp_verify, NULL);
+    csp_resume_install(ctx);
+    SSL_CTX_set_psk_find_session_callback(ctx, csp_psk_find);
+    prev = SSL_CTX_get_security_callback(ctx);
+    if (prev != NULL && prev != csp_security) {
+        __atomic_store_n(&csp_default_security, prev, __ATOMIC_RELEASE);
+        SSL_CTX_set_security_callback(ctx, csp_security);
+    }
+}
+
+static void csp_ctx_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
+{
+    OPENSSL_free(ptr);
+}
+
+/*
+ * Inside SSL_new. A connection made with a client-only method is left
+ * alone: a client's own session cache keeps resuming across generations.
+ */
+static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
+{
+    SSL *ssl = parent;
+    csp_conn *conn;
+
+    if (ssl == NULL || !SSL_is_server(ssl))
+        return;
+    conn = OPENSSL_zalloc(sizeof(*conn));
+    if (conn == NULL)
+        return; /* the verify hook then finds no state and rejects */
+    csp_make_unresumable(conn);
+    if (!CRYPTO_set_ex_data(ad, idx, conn)) {
+        OPENSSL_free(conn);
+        return;
+    }
+    csp_unbind(ssl, conn);
+    /* SSL_new does not copy the context's info callback: csp_info calls it. */
+    SSL_set_info_callback(ssl, csp_info);
+}
+
+static void csp_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    OPENSSL_free(ptr);
+}
+
+static int csp_conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
+                        long argl, void *argp)
+{
+    csp_conn *copy;
+
+    /* SSL_dup: the copy's own new-callback state is replaced by a copy with its own value. */
+    OPENSSL_free(CRYPTO_get_ex_data(to, idx));
+    if (*from_d == NULL)
+        return 1;
+    copy = OPENSSL_memdup(*from_d, sizeof(csp_conn));
+    if (copy != NULL) {
+        csp_make_unresumable(copy);
+        copy->bound = 1; /* it carries the original's value: replaced at the next event */
+    }
+    *from_d = copy;
+    return 1;
+}
+
+static void csp_conn_register(void)
+{
+    csp_ctx_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL,
+                                            csp_ctx_free);
+    csp_conn_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, csp_conn_new,
+                                             csp_conn_dup, csp_conn_free);
+    csp_conn_ok = csp_ctx_index >= 0 && csp_conn_index >= 0 && csp_verify_watch_register();
+    CSP_DEBUG("csp_conn_register: SSL_CTX index %d, SSL index %d", csp_ctx_index, csp_conn_index);
+}
+
+int csp_hooks_install(void)
+{
+    return CRYPTO_THREAD_run_once(&csp_conn_once, csp_conn_register) && csp_conn_ok;
+}
