@@ -31,7 +31,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 2
+#define CS_SCHEMA_VERSION 3
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -315,6 +315,8 @@ typedef struct {
     int case_sensitive;
     int not_issued_before_created;
     const char *note;
+    /* The whole name, in order (see above), instead of the listed pairs. */
+    int subject_exact, issuer_exact;
 } cs_rule_spec;
 
 typedef struct {
