@@ -388,7 +388,8 @@ typedef void (*cs_foreign_note_cb)(int64_t line, const char *why, void *arg);
  * caller's transaction; a malformed file is CS_INVALID with bad_line.
  */
 cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin_fp,
-                        cs_foreign_note_cb note, void *arg, cs_foreign_result *res);
+                        const char *location, cs_foreign_note_cb note, void *arg,
+                        cs_foreign_result *res);
 
 /*
  * Active Directory altSecurityIdentities, one "account<TAB>X509:..." per
