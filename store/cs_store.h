@@ -287,19 +287,27 @@ cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_r
  *
  * Condition syntax (validated by cs_rule_check, stored as given):
  *   subject, issuer: "O=Acme,CN=gw-*": comma-separated ATTR=PATTERN, every
- *     pair must hold; an attribute present several times in the name holds
- *     when any of its values matches. ATTR is CN, O, OU, L, ST, C,
- *     emailAddress (or E), serialNumber, UID, DC (any case). RFC 4514
- *     escapes \, \+ \" \\ \; \< \> \= \# \XX; '*' and '?' are globs, '\*' and
- *     '\?' literal. issuer is matched against the leaf's issuer name.
- *   san: one "TYPE:PATTERN" per line, TYPE DNS, email, URI, IP (exact
- *     address), UPN (Microsoft UPN otherName); each line must be satisfied
- *     by some entry of that type.
+ *     pair must hold for some value of its attribute; an allow rule also
+ *     needs every value of each attribute it names to match one of that
+ *     attribute's pairs (a deny rule: any value). With subject_exact /
+ *     issuer_exact the pairs are the whole name instead, RDNs ('+') and
+ *     order as RFC 4514 writes it (most specific first), nothing extra.
+ *     ATTR is CN, O, OU, L, ST, C, emailAddress (or E), serialNumber, UID,
+ *     DC (any case). RFC 4514 escapes \, \+ \" \\ \; \< \> \= \# \XX; '*'
+ *     and '?' are globs, '\*' and '\?' literal. issuer is matched against
+ *     the leaf's issuer name.
+ *   san: one "TYPE:PATTERN" per line, TYPE DNS (caseless, no trailing
+ *     dot), email, URI, IP (exact address; IPv4-mapped IPv6 is IPv4), UPN
+ *     (Microsoft UPN otherName, UTF8String or IA5String); each line must be
+ *     satisfied by some entry of that type.
  *   eku, policy: one OID per line (dotted, or a name OpenSSL knows such as
  *     clientAuth); every one must be present in the leaf.
- * Values are compared as UTF-8 after validation (invalid UTF-8 never
- * matches) and NFC normalisation; unless case_sensitive, after full Unicode
- * case folding too (so "STRASSE" matches "straße"). '?' is one code point.
+ * Values are compared as code points of valid UTF-8; unless case_sensitive,
+ * after NFC and full Unicode case folding (so "STRASSE" matches "straße");
+ * case_sensitive compares them exactly, unnormalised. '?' is one code
+ * point. A value that cannot be read (invalid UTF-8, NUL, T61String beyond
+ * ASCII, other string types, a duplicated or undecodable extension) makes
+ * a deny rule looking at it match and an allow rule not.
  */
 typedef enum { CS_RULE_ALLOW = 0, CS_RULE_DENY = 1 } cs_rule_action;
 

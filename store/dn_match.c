@@ -2,12 +2,13 @@
  * Matching a rule's conditions against a leaf: on parsed values only, never
  * on a printed DN, so a CN holding ",O=Evil" can only ever satisfy CN.
  *
- * Normalisation, stated once: a value is matched as UTF-8. Strings OpenSSL
- * holds in another encoding (BMPString, UniversalString, T61String) are
- * converted with ASN1_STRING_to_UTF8; anything that is not well-formed
- * UTF-8, or holds a NUL, never matches. Value and pattern are both
- * normalised with GNU libunistring before the glob runs: NFC, and full
- * Unicode case folding unless the rule is case-sensitive (see below).
+ * Normalisation, stated once: a value is matched as UTF-8. BMPString and
+ * UniversalString are converted with ASN1_STRING_to_UTF8; the 7-bit types
+ * and T61String are read only when they hold ASCII (T.61 is not Latin-1);
+ * anything else, ill-formed UTF-8 or a NUL cannot be read, and what cannot
+ * be read fails closed both ways (see `seen`). Caselessly, value and
+ * pattern are both normalised with GNU libunistring before the glob runs
+ * (NFC and full Unicode case folding); case-sensitively, not at all.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -73,7 +74,8 @@ int cs_utf8_valid(const unsigned char *s, size_t len)
 
 /*
  * Strings are compared as sequences of code points after normalisation.
- * Case-sensitive: NFC. Case-insensitive: full Unicode case folding
+ * Case-sensitive: the code points as they are, nothing more (NFC alone
+ * would already make the Kelvin sign 'K'). Case-insensitive: full Unicode case folding
  * (u32_casefold with NFC, which decomposes first, so the result is the
  * canonical caseless form of Unicode's D145). Full folding rather than
  * u32_tolower: "STRASSE" and "straße" are the same name caselessly, and a
@@ -81,7 +83,7 @@ int cs_utf8_valid(const unsigned char *s, size_t len)
  * other (lower-casing leaves "ß" and "ss" distinct). The price: '?' matches
  * one code point of the folded text, so in a case-insensitive rule "ß" is
  * two characters ("ss"). Composed and decomposed forms ("Ä" as U+00C4 or
- * "A" + U+0308) are equal either way.
+ * "A" + U+0308) are equal caselessly, different case-sensitively.
  */
 
 /* Code points a typical value fits in without touching the heap. */
@@ -105,7 +107,7 @@ static void cp_release(cp_string *s)
 }
 
 /*
- * Valid UTF-8 to normalised (and, if asked, case-folded) code points in
+ * Valid UTF-8 to code points, caselessly normalised and case-folded, in
  * out. 0 on invalid UTF-8 or when libunistring fails (out of memory).
  */
 static int cp_normalise(const unsigned char *s, size_t n, int case_sensitive, cp_string *out)
@@ -607,22 +609,19 @@ static int string_utf8(const ASN1_STRING *str, const unsigned char **out, size_t
 static seen string_seen(const ASN1_STRING *str, const char *glob, int case_sensitive)
 {
     const unsigned char *text;
-    unsigned char *owned;
+    unsigned char *owned = NULL;
     size_t len;
+    cp_glob g;
+    cp_string t;
     seen v = SEEN_UNREADABLE;
 
-    if (str != NULL && string_utf8(str, &text, &len, &owned)) {
-        cp_glob g;
-        cp_string t;
-
-        /* A rule that was validated always compiles; a value that cannot be normalised is unread. */
-        if (glob_compile(glob, case_sensitive, &g) &&
-            cp_normalise(text, len, case_sensitive, &t)) {
-            v = cp_glob_match(&g, &t) ? SEEN_MATCH : SEEN_NO;
-            cp_release(&t);
-        }
-        OPENSSL_free(owned);
+    /* A rule that was validated always compiles; a value that cannot be normalised is unread. */
+    if (str != NULL && string_utf8(str, &text, &len, &owned) &&
+        glob_compile(glob, case_sensitive, &g) && cp_normalise(text, len, case_sensitive, &t)) {
+        v = cp_glob_match(&g, &t) ? SEEN_MATCH : SEEN_NO;
+        cp_release(&t);
     }
+    OPENSSL_free(owned);
     return v;
 }
 

@@ -771,15 +771,18 @@ START_TEST(test_unreadable_name_value_denied_never_allowed)
     static const unsigned char t61_high[] = {'c', 'a', 'f', 0xe9};
     static const unsigned char t61_ascii[] = {'t', 'e', 's', 't'};
     static const unsigned char odd_bmp[] = {0, 't', 0};
+    static const unsigned char bmp_nul[] = {0, 't', 0, 0};
     X509 *with_nul = make_raw_leaf(NID_commonName, V_ASN1_UTF8STRING, nul, sizeof(nul));
     X509 *t61 = make_raw_leaf(NID_commonName, V_ASN1_T61STRING, t61_high, sizeof(t61_high));
     X509 *t61_ok = make_raw_leaf(NID_commonName, V_ASN1_T61STRING, t61_ascii, sizeof(t61_ascii));
     X509 *bmp = leaf_with_raw_cn_len(V_ASN1_BMPSTRING, odd_bmp, sizeof(odd_bmp));
+    X509 *bmp0 = leaf_with_raw_cn_len(V_ASN1_BMPSTRING, bmp_nul, sizeof(bmp_nul));
     cs_rule_spec c = {.subject = "CN=*test*"};
 
     ck_deny_allow(with_nul, c, 1, 0);
     ck_deny_allow(t61, c, 1, 0);
     ck_deny_allow(bmp, c, 1, 0);
+    ck_deny_allow(bmp0, c, 1, 0); /* converted, but holds a NUL */
     ck_deny_allow(t61_ok, c, 1, 1);
     c.subject = "CN=caf*";
     ck_deny_allow(t61, c, 1, 0); /* T61String is not read as Latin-1 */
@@ -791,6 +794,7 @@ START_TEST(test_unreadable_name_value_denied_never_allowed)
     X509_free(t61);
     X509_free(t61_ok);
     X509_free(bmp);
+    X509_free(bmp0);
 }
 END_TEST
 
