@@ -860,7 +860,7 @@ static cs_status write_many(iis_ctx *c, const iis_many *m, int64_t position)
                       .case_sensitive = m->case_mode == 1,
                       .note = m->name};
     const char *why = many_unexpressible(m);
-    char msg[300];
+    char msg[400];
     int64_t id = 0, existing = 0;
     cs_status status;
 
@@ -896,7 +896,7 @@ static cs_status write_effective(iis_ctx *c, const iis_effective *e)
     const char *one_off = off ? off : !e->one_enabled ? "oneToOneCertificateMappingsEnabled is false" : NULL;
     const char *many_off =
         off ? off : !e->many_enabled ? "manyToOneCertificateMappingsEnabled is false" : NULL;
-    char msg[200];
+    char msg[400];
     cs_status status = CS_OK;
 
     for (size_t i = 0; status == CS_OK && i < e->none; i++) {
