@@ -849,15 +849,15 @@ static int san_line_holds(const GENERAL_NAMES *gens, const char *line, size_t le
 
     if (t == SAN_BAD || !copy_pattern(pattern, plen, glob))
         return -1;
-    if (t == SAN_IP && ((ip_len = parse_ip(pattern, plen, ip)) == 0 ||
-                        (ip_len = ip_canonical(ip, ip_len)) == 0))
+    if (t == SAN_IP &&
+        ((ip_len = parse_ip(pattern, plen, ip)) == 0 || (ip_len = ip_canonical(ip, ip_len)) == 0))
         return -1;
     if (t == SAN_DNS)
         glob[dns_trim(glob, plen)] = '\0';
     for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++)
-        if (counts(san_entry_seen(sk_GENERAL_NAME_value(gens, i), t, glob, ip, ip_len,
-                                  case_sensitive),
-                   deny))
+        if (counts(
+                san_entry_seen(sk_GENERAL_NAME_value(gens, i), t, glob, ip, ip_len, case_sensitive),
+                deny))
             return 1;
     return 0;
 }
@@ -954,8 +954,7 @@ int cs_rule_matches(const cs_rule_spec *spec, const X509 *leaf)
     if (leaf == NULL)
         return -1;
     if (r == 1 && present(spec->subject))
-        r = name_matches(X509_get_subject_name(leaf), spec->subject, spec->subject_exact, cs,
-                         deny);
+        r = name_matches(X509_get_subject_name(leaf), spec->subject, spec->subject_exact, cs, deny);
     if (r == 1 && present(spec->issuer))
         r = name_matches(X509_get_issuer_name(leaf), spec->issuer, spec->issuer_exact, cs, deny);
     if (r == 1 && present(spec->san))

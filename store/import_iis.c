@@ -311,14 +311,14 @@ typedef struct {
     iis_op_kind kind;
     int many; /* manyToOneMappings, else oneToOneMappings */
     int64_t line;
-    iis_one one;  /* OP_ADD to oneToOneMappings */
-    iis_many *m;  /* OP_ADD to manyToOneMappings */
-    char *key;    /* OP_REMOVE: certificate or name */
+    iis_one one; /* OP_ADD to oneToOneMappings */
+    iis_many *m; /* OP_ADD to manyToOneMappings */
+    char *key;   /* OP_REMOVE: certificate or name */
 } iis_op;
 
 /* One <iisClientCertificateMappingAuthentication> and the <location> it sits in. */
 typedef struct {
-    char *scope; /* "" at the file's root */
+    char *scope;                            /* "" at the file's root */
     int enabled, one_enabled, many_enabled; /* -1 when not given here */
     iis_op *ops;
     size_t nops, cap;
@@ -717,8 +717,7 @@ static cs_status choose_scope(iis_ctx *c, const char *location, char *target, si
         if (scopes == 1 && location == NULL)
             snprintf(target, len, "%s", c->sections[i].scope);
         if (used < sizeof(list))
-            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s'",
-                                     used ? ", " : "",
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s'", used ? ", " : "",
                                      *c->sections[i].scope ? c->sections[i].scope : "/");
     }
     if (location == NULL && scopes > 1)
@@ -893,9 +892,12 @@ static cs_status write_many(iis_ctx *c, const iis_many *m, int64_t position)
 static cs_status write_effective(iis_ctx *c, const iis_effective *e)
 {
     const char *off = !e->enabled ? "the section's enabled is false (the IIS default)" : NULL;
-    const char *one_off = off ? off : !e->one_enabled ? "oneToOneCertificateMappingsEnabled is false" : NULL;
-    const char *many_off =
-        off ? off : !e->many_enabled ? "manyToOneCertificateMappingsEnabled is false" : NULL;
+    const char *one_off = off               ? off
+                          : !e->one_enabled ? "oneToOneCertificateMappingsEnabled is false"
+                                            : NULL;
+    const char *many_off = off                ? off
+                           : !e->many_enabled ? "manyToOneCertificateMappingsEnabled is false"
+                                              : NULL;
     char msg[400];
     cs_status status = CS_OK;
 

@@ -348,15 +348,17 @@ static cs_status import_iis_switched(const char *section_attrs, cs_foreign_resul
 {
     char *alice = cert_base64(pki->alice.cert), xml[8192];
 
-    snprintf(xml, sizeof(xml),
-             "<configuration>"
-             "<system.webServer><security><authentication>"
-             "<iisClientCertificateMappingAuthentication %s>"
-             "<oneToOneMappings><add userName='CORP\\alice' certificate='%s'/></oneToOneMappings>"
-             "<manyToOneMappings>" IIS_MANY("All", "Allow", "svc", "O", "certstore tests")
-             "</manyToOneMappings></iisClientCertificateMappingAuthentication>"
-             "</authentication></security></system.webServer></configuration>",
-             section_attrs, alice);
+    snprintf(
+        xml, sizeof(xml),
+        "<configuration>"
+        "<system.webServer><security><authentication>"
+        "<iisClientCertificateMappingAuthentication %s>"
+        "<oneToOneMappings><add userName='CORP\\alice' certificate='%s'/></oneToOneMappings>"
+        "<manyToOneMappings>" IIS_MANY(
+            "All", "Allow", "svc", "O",
+            "certstore tests") "</manyToOneMappings></iisClientCertificateMappingAuthentication>"
+                               "</authentication></security></system.webServer></configuration>",
+        section_attrs, alice);
     free(alice);
     return import_iis_at(xml, NULL, res);
 }
@@ -418,8 +420,8 @@ START_TEST(test_iis_clear_and_remove_apply)
                  "<oneToOneMappings><add userName='CORP\\alice' certificate='%s'/><clear/>"
                  "<add userName='CORP\\bob' certificate='%s'/></oneToOneMappings>"
                  "<manyToOneMappings>" IIS_MANY("All", "Allow", "svc-all", "O", "certstore tests")
-                     IIS_MANY("Bob", "Allow", "svc-bob", "CN", "bob")
-                 "<remove name='All'/></manyToOneMappings>") "</configuration>",
+                     IIS_MANY("Bob", "Allow", "svc-bob", "CN",
+                              "bob") "<remove name='All'/></manyToOneMappings>") "</configuration>",
              alice, bob);
     free(alice);
     free(bob);
@@ -432,17 +434,44 @@ START_TEST(test_iis_clear_and_remove_apply)
 }
 END_TEST
 
-static const char iis_scoped[] =
-    "<configuration>" IIS_SECTION("enabled='true'",
-                                  "<manyToOneMappings>" IIS_MANY("No bob", "Deny", "x", "CN", "bob")
-                                  "</manyToOneMappings>")
-    "<location path='Default Web Site/a'>" IIS_SECTION(
-        "", "<manyToOneMappings>" IIS_MANY("A", "Allow", "a-user", "CN", "alice")
-        "</manyToOneMappings>") "</location>"
-    "<location path='Default Web Site/b'>" IIS_SECTION(
-        "", "<manyToOneMappings><clear/>" IIS_MANY("B", "Allow", "b-user", "CN", "*")
-        "</manyToOneMappings>") "</location>"
-    "</configuration>";
+static const char
+    iis_scoped[] =
+        "<configuration>" IIS_SECTION(
+            "enabled='true'",
+            "<manyToOneMappings>" IIS_MANY(
+                "No bob", "Deny", "x",
+                "CN", "bob") "</manyToOneMappings>") "<location path='Default Web "
+                                                     "Site/a'>" IIS_SECTION("",
+                                                                            "<manyToOneMappings"
+                                                                            ">" IIS_MANY(
+                                                                                "A", "Allow",
+                                                                                "a-user", "CN",
+                                                                                "alice") "</"
+                                                                                         "manyToOne"
+                                                                                         "Mappings"
+                                                                                         ">") "</"
+                                                                                              "loca"
+                                                                                              "tion"
+                                                                                              ">"
+                                                                                              "<loc"
+                                                                                              "atio"
+                                                                                              "n "
+                                                                                              "path"
+                                                                                              "='"
+                                                                                              "Defa"
+                                                                                              "ult "
+                                                                                              "Web "
+                                                                                              "Site"
+                                                                                              "/b'"
+                                                                                              ">" IIS_SECTION(
+                                                                                                  "",
+                                                                                                  "<manyToOneMappings><clear/>" IIS_MANY(
+                                                                                                      "B",
+                                                                                                      "Allow",
+                                                                                                      "b-user",
+                                                                                                      "CN",
+                                                                                                      "*") "</manyToOneMappings>") "</location>"
+                                                                                                                                   "</configuration>";
 
 START_TEST(test_iis_locations_refused_unless_one_chosen)
 {
@@ -477,11 +506,10 @@ END_TEST
 START_TEST(test_iis_question_mark_is_literal)
 {
     cs_foreign_result res;
-    static const char xml[] =
-        "<configuration>" IIS_SECTION("enabled='true'",
-                                      "<manyToOneMappings>" IIS_MANY("Q", "Allow", "q", "CN", "alic?")
-                                      IIS_MANY("S", "Allow", "s", "CN", "ali*")
-                                      "</manyToOneMappings>") "</configuration>";
+    static const char xml[] = "<configuration>" IIS_SECTION(
+        "enabled='true'",
+        "<manyToOneMappings>" IIS_MANY("Q", "Allow", "q", "CN", "alic?")
+            IIS_MANY("S", "Allow", "s", "CN", "ali*") "</manyToOneMappings>") "</configuration>";
 
     pin(&pki->ca_a);
     ck_ok(import_iis_at(xml, NULL, &res));
@@ -493,12 +521,11 @@ END_TEST
 START_TEST(test_iis_unexpressible_deny_refuses_import)
 {
     cs_foreign_result res;
-    static const char xml[] =
-        "<configuration>" IIS_SECTION(
-            "enabled='true'",
-            "<manyToOneMappings>" IIS_MANY("No titles", "Deny", "x", "T", "Boss")
-            IIS_MANY("All", "Allow", "svc", "O", "certstore tests")
-            "</manyToOneMappings>") "</configuration>";
+    static const char xml[] = "<configuration>" IIS_SECTION(
+        "enabled='true'",
+        "<manyToOneMappings>" IIS_MANY("No titles", "Deny", "x", "T", "Boss")
+            IIS_MANY("All", "Allow", "svc", "O",
+                     "certstore tests") "</manyToOneMappings>") "</configuration>";
 
     pin(&pki->ca_a);
     ck_assert_int_eq(import_iis_at(xml, NULL, &res), CS_INVALID);
@@ -769,7 +796,8 @@ START_TEST(test_cli_import_iis_and_altsecid)
     ck_assert_int_eq(cli("import", "--format", "iis", path, "--allow-weak", NULL), 2);
     ck_assert_int_eq(cli("import", "--format", "iis", path, "--pin", fp, NULL), 0);
     ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 2 rules"));
-    ck_assert_ptr_nonnull(strstr(cli_out, "not imported: many-to-one mapping 'Everyone' has no rules"));
+    ck_assert_ptr_nonnull(
+        strstr(cli_out, "not imported: many-to-one mapping 'Everyone' has no rules"));
     ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
     ck_assert_int_eq(cli("rule", "ls", NULL), 0);
     ck_assert_ptr_nonnull(strstr(cli_out, "1 deny priority=10"));

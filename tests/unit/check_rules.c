@@ -526,7 +526,7 @@ START_TEST(test_composed_and_decomposed_are_equal)
 }
 END_TEST
 
-#define KELVIN "\xe2\x84\xaa"     /* U+212A, canonically equivalent to 'K' */
+#define KELVIN "\xe2\x84\xaa"      /* U+212A, canonically equivalent to 'K' */
 #define LONG_S "\xc5\xbf"          /* U+017F, folds to 's' */
 #define FF_LIGATURE "\xef\xac\x80" /* U+FB00, folds to "ff" */
 
@@ -900,8 +900,10 @@ START_TEST(test_variants_denied_like_their_plain_twin)
          {.subject = {"O=Acme", "CN=x"}, .san = "DNS:gw.test."}},
         {{.subject = {"O=Acme", "CN=x"}, .san = "IP:10.9.9.9"},
          {.subject = {"O=Acme", "CN=x"}, .san = "IP:::ffff:10.9.9.9"}},
-        {{.subject = {"O=Acme", "CN=x"}, .san = "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@admin.corp"},
-         {.subject = {"O=Acme", "CN=x"}, .san = "otherName:1.3.6.1.4.1.311.20.2.3;IA5:a@admin.corp"}},
+        {{.subject = {"O=Acme", "CN=x"},
+          .san = "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@admin.corp"},
+         {.subject = {"O=Acme", "CN=x"},
+          .san = "otherName:1.3.6.1.4.1.311.20.2.3;IA5:a@admin.corp"}},
     };
     cs_rule_spec allow = allow_rule("partner"), deny = deny_rule();
     X509 *with_nul = make_raw_leaf(NID_commonName, V_ASN1_UTF8STRING, nul, sizeof(nul));
@@ -968,8 +970,7 @@ START_TEST(test_subject_exact_is_the_whole_name_in_order)
     for (int deny = 0; deny <= 1; deny++) {
         ck_assert_int_eq(exact_matches(dn, &admin, deny), 1);
         ck_assert_int_eq(exact_matches(dn, &child, deny), 0);
-        ck_assert_int_eq(exact_matches("DC=com,DC=contoso,CN=Users,CN=Administrator", &admin,
-                                       deny),
+        ck_assert_int_eq(exact_matches("DC=com,DC=contoso,CN=Users,CN=Administrator", &admin, deny),
                          0);
         ck_assert_int_eq(exact_matches("CN=Administrator,CN=Users,DC=contoso", &admin, deny), 0);
         ck_assert_int_eq(exact_matches("C=DE,O=Acme+CN=gw", &rdn, deny), 1);
