@@ -301,7 +301,9 @@ cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_r
  *     (Microsoft UPN otherName, UTF8String or IA5String); each line must be
  *     satisfied by some entry of that type.
  *   eku, policy: one OID per line (dotted, or a name OpenSSL knows such as
- *     clientAuth); every one must be present in the leaf.
+ *     clientAuth); every one must be present in the leaf. For a deny rule
+ *     no EKU extension or anyExtendedKeyUsage holds every EKU, and
+ *     anyPolicy every policy.
  * Values are compared as code points of valid UTF-8; unless case_sensitive,
  * after NFC and full Unicode case folding (so "STRASSE" matches "straße");
  * case_sensitive compares them exactly, unnormalised. '?' is one code

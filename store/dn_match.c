@@ -895,40 +895,61 @@ static int oid_equals(const ASN1_OBJECT *obj, const char *cond, size_t len)
     return nid != NID_undef && OBJ_obj2nid(obj) == nid;
 }
 
-static int eku_has(const void *ext, const char *cond, size_t len)
+/*
+ * An OID in the list, or (deny) the wildcard that stands for every OID:
+ * anyExtendedKeyUsage, anyPolicy.
+ */
+static int oid_in(const ASN1_OBJECT *obj, const char *cond, size_t len, int deny, int any_nid)
+{
+    return oid_equals(obj, cond, len) || (deny && OBJ_obj2nid(obj) == any_nid);
+}
+
+static int eku_has(const void *ext, const char *cond, size_t len, int deny)
 {
     const EXTENDED_KEY_USAGE *eku = ext;
 
     for (int i = 0; i < sk_ASN1_OBJECT_num(eku); i++)
-        if (oid_equals(sk_ASN1_OBJECT_value(eku, i), cond, len))
+        if (oid_in(sk_ASN1_OBJECT_value(eku, i), cond, len, deny, NID_anyExtendedKeyUsage))
             return 1;
     return 0;
 }
 
-static int policy_has(const void *ext, const char *cond, size_t len)
+static int policy_has(const void *ext, const char *cond, size_t len, int deny)
 {
     const CERTIFICATEPOLICIES *pols = ext;
 
     for (int i = 0; i < sk_POLICYINFO_num(pols); i++)
-        if (oid_equals(sk_POLICYINFO_value(pols, i)->policyid, cond, len))
+        if (oid_in(sk_POLICYINFO_value(pols, i)->policyid, cond, len, deny, NID_any_policy))
             return 1;
     return 0;
 }
 
-/* Every OID of the list is in the extension (deny: or the extension cannot be read). */
-static int oid_list_matches(const X509 *leaf, int nid, const char *cond, int deny,
-                            int (*has)(const void *ext, const char *cond, size_t len),
-                            void (*release)(void *ext))
+typedef struct {
+    int nid;
+    int absent_is_any; /* no extension means every purpose (EKU) */
+    int (*has)(const void *ext, const char *cond, size_t len, int deny);
+    void (*release)(void *ext);
+} oid_ext;
+
+/*
+ * Every OID of the list is in the extension. A deny rule also matches an
+ * extension it cannot read, and one that allows every OID.
+ */
+static int oid_list_matches(const X509 *leaf, const oid_ext *kind, const char *cond, int deny)
 {
     const char *p = cond, *line;
     size_t len;
     int result = 1;
     ext_state state;
-    void *ext = ext_get(leaf, nid, &state);
+    void *ext = ext_get(leaf, kind->nid, &state);
 
-    while (result == 1 && next_line(&p, &line, &len))
-        result = state == EXT_OK ? has(ext, line, len) : state == EXT_UNREADABLE && deny;
-    release(ext);
+    while (result == 1 && next_line(&p, &line, &len)) {
+        if (state == EXT_OK)
+            result = kind->has(ext, line, len, deny);
+        else
+            result = deny && (state == EXT_UNREADABLE || kind->absent_is_any);
+    }
+    kind->release(ext);
     return result;
 }
 
@@ -941,6 +962,9 @@ static void policy_release(void *ext)
 {
     CERTIFICATEPOLICIES_free(ext);
 }
+
+static const oid_ext eku_ext = {NID_ext_key_usage, 1, eku_has, eku_release};
+static const oid_ext policy_ext = {NID_certificate_policies, 0, policy_has, policy_release};
 
 static int present(const char *s)
 {
@@ -960,9 +984,8 @@ int cs_rule_matches(const cs_rule_spec *spec, const X509 *leaf)
     if (r == 1 && present(spec->san))
         r = san_matches(leaf, spec->san, cs, deny);
     if (r == 1 && present(spec->eku))
-        r = oid_list_matches(leaf, NID_ext_key_usage, spec->eku, deny, eku_has, eku_release);
+        r = oid_list_matches(leaf, &eku_ext, spec->eku, deny);
     if (r == 1 && present(spec->policy))
-        r = oid_list_matches(leaf, NID_certificate_policies, spec->policy, deny, policy_has,
-                             policy_release);
+        r = oid_list_matches(leaf, &policy_ext, spec->policy, deny);
     return r;
 }

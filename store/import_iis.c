@@ -638,6 +638,13 @@ static void many_rule(iis_many *m, const xml_tag *t)
     m->conditions++;
 }
 
+/* add, remove or clear: the three edits of an IIS collection. */
+static int collection_edit(const xml_tag *t)
+{
+    return strcmp(t->name, "add") == 0 || strcmp(t->name, "remove") == 0 ||
+           strcmp(t->name, "clear") == 0;
+}
+
 /* The innermost open elements are these, innermost last? */
 static int parents_are(const xml_reader *x, int depth, const char *outer, const char *inner)
 {
@@ -659,6 +666,8 @@ static cs_status handle_open(iis_ctx *c, const xml_tag *t)
     if (strcmp(t->name, section) == 0)
         return section_begin(c, t);
     if (c->section == NULL)
+        return CS_OK;
+    if (!collection_edit(t))
         return CS_OK;
     if (c->many != NULL && depth >= 1 && strcmp(x->stack[depth - 1], "rules") == 0) {
         many_rule(c->many, t);

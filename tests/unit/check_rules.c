@@ -891,6 +891,41 @@ START_TEST(test_duplicated_extensions_denied_never_allowed)
 }
 END_TEST
 
+/*
+ * A certificate without extendedKeyUsage, or with anyExtendedKeyUsage, may be
+ * used for every purpose, and anyPolicy stands for every policy: each
+ * spells the value a deny rule names. An allow rule needs it written out.
+ */
+START_TEST(test_any_eku_and_any_policy_count_for_deny_only)
+{
+    leaf_spec any_eku = {.subject = {"CN=x"}, .eku = "anyExtendedKeyUsage"};
+    leaf_spec any_policy = {.subject = {"CN=x"}, .policy = "2.5.29.32.0"};
+    X509 *l_any = make_leaf(&any_eku), *l_pol = make_leaf(&any_policy);
+    X509 *l_none = make_leaf(&any_eku);
+    cs_rule_spec c = {.eku = "clientAuth"};
+    int at;
+
+    /* make_leaf always adds an EKU: take it off this one */
+    at = X509_get_ext_by_NID(l_none, NID_ext_key_usage, -1);
+    ck_assert_int_ge(at, 0);
+    X509_EXTENSION_free(X509_delete_ext(l_none, at));
+    ck_assert(X509_sign(l_none, pki->ca_a.key, EVP_sha256()) > 0);
+    ck_deny_allow(l_any, c, 1, 0);
+    ck_deny_allow(l_none, c, 1, 0);
+    c.eku = "anyExtendedKeyUsage";
+    ck_deny_allow(l_any, c, 1, 1);
+    c.eku = NULL;
+    c.policy = "1.3.6.1.4.1.99999.1.2";
+    ck_deny_allow(l_pol, c, 1, 0);
+    ck_deny_allow(l_none, c, 0, 0); /* no policy at all asserts none */
+    c.policy = "anyPolicy";
+    ck_deny_allow(l_pol, c, 1, 1);
+    X509_free(l_any);
+    X509_free(l_pol);
+    X509_free(l_none);
+}
+END_TEST
+
 /* Through the policy: a broad allow behind a narrow deny, each variant and its plain twin. */
 START_TEST(test_variants_denied_like_their_plain_twin)
 {
@@ -1490,6 +1525,7 @@ static Suite *rules_suite(void)
     tcase_add_test(match, test_dns_and_ip_canonical);
     tcase_add_test(match, test_duplicated_extensions_denied_never_allowed);
     tcase_add_test(match, test_variants_denied_like_their_plain_twin);
+    tcase_add_test(match, test_any_eku_and_any_policy_count_for_deny_only);
     tcase_add_test(match, test_subject_exact_is_the_whole_name_in_order);
     suite_add_tcase(s, match);
 
