@@ -391,11 +391,17 @@ typedef struct {
 typedef void (*cs_foreign_note_cb)(int64_t line, const char *why, void *arg);
 
 /*
- * IIS applicationHost.config / web.config: <oneToOneMappings> become cert
- * mappings, <manyToOneMappings> become rules of issuer pin_fp (IIS does not
- * name the issuer; required when the file has many-to-one mappings), in file
- * order. Passwords are never read into memory beyond the parser. Runs in the
- * caller's transaction; a malformed file is CS_INVALID with bad_line.
+ * IIS applicationHost.config / web.config, as IIS enforces it at location
+ * (a <location> path; NULL: the file's only scope, CS_INVALID when it has
+ * several): the sections of the root and of the locations above and at the
+ * path, parents first, their switches and <add>/<remove>/<clear/>.
+ * <oneToOneMappings> become cert mappings, <manyToOneMappings> rules of
+ * issuer pin_fp (IIS does not name the issuer; required when there are
+ * many-to-one mappings to import), in order. What a switch turns off is
+ * reported to note, not imported; a Deny mapping that cannot be expressed
+ * is CS_INVALID. Passwords are never read into memory beyond the parser.
+ * Runs in the caller's transaction; a malformed file is CS_INVALID with
+ * bad_line.
  */
 cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin_fp,
                         const char *location, cs_foreign_note_cb note, void *arg,
@@ -408,7 +414,9 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
  * <SHA1-PUKEY> is refused (certstore keys are SHA-256: the certificate
  * itself is needed); the weak forms <I>..<S>.., <S>.., <RFC822>.. become
  * rules only with allow_weak (<S> and <RFC822> name no issuer: pin_fp is
- * required for them), otherwise they are refused.
+ * required for them), otherwise they are refused. <S> becomes an exact
+ * subject (subject_exact) in the order of the line's <I>; an empty <S> or
+ * <RFC822> is refused.
  */
 cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
                              int allow_weak, cs_foreign_note_cb note, void *arg,
