@@ -130,6 +130,7 @@ cs_status cs_mapping_ref_id(cs_db *db, const cs_mapping_ref *ref, int64_t *id);
 #define CS_PATTERN_MAX 256
 typedef struct {
     int nid;
+    int joined;                /* after a '+': in the same RDN as the previous pair */
     char glob[CS_PATTERN_MAX]; /* '*', '?' wild; '\' quotes the next byte */
 } cs_dn_pair;
 int cs_dn_parse(const char *text, cs_dn_pair *pairs, size_t max, char *msg, size_t msglen);

@@ -31,7 +31,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 2
+#define CS_SCHEMA_VERSION 3
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -287,19 +287,29 @@ cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_r
  *
  * Condition syntax (validated by cs_rule_check, stored as given):
  *   subject, issuer: "O=Acme,CN=gw-*": comma-separated ATTR=PATTERN, every
- *     pair must hold; an attribute present several times in the name holds
- *     when any of its values matches. ATTR is CN, O, OU, L, ST, C,
- *     emailAddress (or E), serialNumber, UID, DC (any case). RFC 4514
- *     escapes \, \+ \" \\ \; \< \> \= \# \XX; '*' and '?' are globs, '\*' and
- *     '\?' literal. issuer is matched against the leaf's issuer name.
- *   san: one "TYPE:PATTERN" per line, TYPE DNS, email, URI, IP (exact
- *     address), UPN (Microsoft UPN otherName); each line must be satisfied
- *     by some entry of that type.
+ *     pair must hold for some value of its attribute; an allow rule also
+ *     needs every value of each attribute it names to match one of that
+ *     attribute's pairs (a deny rule: any value). With subject_exact /
+ *     issuer_exact the pairs are the whole name instead, RDNs ('+') and
+ *     order as RFC 4514 writes it (most specific first), nothing extra.
+ *     ATTR is CN, O, OU, L, ST, C, emailAddress (or E), serialNumber, UID,
+ *     DC (any case). RFC 4514 escapes \, \+ \" \\ \; \< \> \= \# \XX; '*'
+ *     and '?' are globs, '\*' and '\?' literal. issuer is matched against
+ *     the leaf's issuer name.
+ *   san: one "TYPE:PATTERN" per line, TYPE DNS (caseless, no trailing
+ *     dot), email, URI, IP (exact address; IPv4-mapped IPv6 is IPv4), UPN
+ *     (Microsoft UPN otherName, UTF8String or IA5String); each line must be
+ *     satisfied by some entry of that type.
  *   eku, policy: one OID per line (dotted, or a name OpenSSL knows such as
- *     clientAuth); every one must be present in the leaf.
- * Values are compared as UTF-8 after validation (invalid UTF-8 never
- * matches) and NFC normalisation; unless case_sensitive, after full Unicode
- * case folding too (so "STRASSE" matches "straße"). '?' is one code point.
+ *     clientAuth); every one must be present in the leaf. For a deny rule
+ *     no EKU extension or anyExtendedKeyUsage holds every EKU, and
+ *     anyPolicy every policy.
+ * Values are compared as code points of valid UTF-8; unless case_sensitive,
+ * after NFC and full Unicode case folding (so "STRASSE" matches "straße");
+ * case_sensitive compares them exactly, unnormalised. '?' is one code
+ * point. A value that cannot be read (invalid UTF-8, NUL, T61String beyond
+ * ASCII, other string types, a duplicated or undecodable extension) makes
+ * a deny rule looking at it match and an allow rule not.
  */
 typedef enum { CS_RULE_ALLOW = 0, CS_RULE_DENY = 1 } cs_rule_action;
 
@@ -315,6 +325,8 @@ typedef struct {
     int case_sensitive;
     int not_issued_before_created;
     const char *note;
+    /* The whole name, in order (see above), instead of the listed pairs. */
+    int subject_exact, issuer_exact;
 } cs_rule_spec;
 
 typedef struct {
@@ -379,14 +391,21 @@ typedef struct {
 typedef void (*cs_foreign_note_cb)(int64_t line, const char *why, void *arg);
 
 /*
- * IIS applicationHost.config / web.config: <oneToOneMappings> become cert
- * mappings, <manyToOneMappings> become rules of issuer pin_fp (IIS does not
- * name the issuer; required when the file has many-to-one mappings), in file
- * order. Passwords are never read into memory beyond the parser. Runs in the
- * caller's transaction; a malformed file is CS_INVALID with bad_line.
+ * IIS applicationHost.config / web.config, as IIS enforces it at location
+ * (a <location> path; NULL: the file's only scope, CS_INVALID when it has
+ * several): the sections of the root and of the locations above and at the
+ * path, parents first, their switches and <add>/<remove>/<clear/>.
+ * <oneToOneMappings> become cert mappings, <manyToOneMappings> rules of
+ * issuer pin_fp (IIS does not name the issuer; required when there are
+ * many-to-one mappings to import), in order. What a switch turns off is
+ * reported to note, not imported; a Deny mapping that cannot be expressed
+ * is CS_INVALID. Passwords are never read into memory beyond the parser.
+ * Runs in the caller's transaction; a malformed file is CS_INVALID with
+ * bad_line.
  */
 cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin_fp,
-                        cs_foreign_note_cb note, void *arg, cs_foreign_result *res);
+                        const char *location, cs_foreign_note_cb note, void *arg,
+                        cs_foreign_result *res);
 
 /*
  * Active Directory altSecurityIdentities, one "account<TAB>X509:..." per
@@ -395,7 +414,9 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
  * <SHA1-PUKEY> is refused (certstore keys are SHA-256: the certificate
  * itself is needed); the weak forms <I>..<S>.., <S>.., <RFC822>.. become
  * rules only with allow_weak (<S> and <RFC822> name no issuer: pin_fp is
- * required for them), otherwise they are refused.
+ * required for them), otherwise they are refused. <S> becomes an exact
+ * subject (subject_exact) in the order of the line's <I>; an empty <S> or
+ * <RFC822> is refused.
  */
 cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
                              int allow_weak, cs_foreign_note_cb note, void *arg,

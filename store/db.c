@@ -92,6 +92,11 @@ static const char schema_v2[] =
     "CREATE INDEX rules_by_pin ON rules(pin_fp, priority, id);"
     "CREATE INDEX rules_by_account ON rules(account_id);";
 
+/* Rules that name a whole subject or issuer (altSecurityIdentities' <S>, <I>). */
+static const char schema_v3[] =
+    "ALTER TABLE rules ADD COLUMN subject_exact INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE rules ADD COLUMN issuer_exact INTEGER NOT NULL DEFAULT 0;";
+
 typedef struct {
     int version;
     const char *sql;
@@ -101,6 +106,7 @@ typedef struct {
 static const cs_migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2},
+    {3, schema_v3},
 };
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -171,18 +177,21 @@ static const char *const statement_sql[STMT_COUNT] = {
                          " LEFT JOIN accounts a ON a.id = m.account_id",
     [STMT_DECIDE_RULES] = "SELECT r.id, r.action, r.subject, r.issuer, r.san, r.eku, r.policy,"
                           " r.case_sensitive, r.not_issued_before_created, r.created,"
-                          " a.enabled, a.name FROM rules r LEFT JOIN accounts a"
+                          " a.enabled, a.name, r.subject_exact, r.issuer_exact"
+                          " FROM rules r LEFT JOIN accounts a"
                           " ON a.id = r.account_id WHERE r.pin_fp = ? AND r.enabled"
                           " ORDER BY r.priority, r.id",
     [STMT_RULE_ADD] = "INSERT INTO rules (priority, enabled, action, account_id, pin_fp, subject,"
                       " issuer, san, eku, policy, case_sensitive, not_issued_before_created,"
-                      " note, created) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      " note, created, subject_exact, issuer_exact)"
+                      " VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [STMT_RULE_ENABLED_GET] = "SELECT enabled FROM rules WHERE id = ?",
     [STMT_RULE_REMOVE] = "DELETE FROM rules WHERE id = ?",
     [STMT_RULE_SET_ENABLED] = "UPDATE rules SET enabled = ? WHERE id = ?",
     [STMT_RULE_LIST] = "SELECT r.id, r.priority, r.enabled, r.action, a.name, r.pin_fp,"
                        " r.subject, r.issuer, r.san, r.eku, r.policy, r.case_sensitive,"
-                       " r.not_issued_before_created, r.note, r.created"
+                       " r.not_issued_before_created, r.note, r.created, r.subject_exact,"
+                       " r.issuer_exact"
                        " FROM rules r LEFT JOIN accounts a ON a.id = r.account_id"
                        " ORDER BY r.priority, r.id",
     [STMT_ACCOUNT_COUNT_RULES] = "SELECT count(*) FROM rules WHERE account_id = ?",

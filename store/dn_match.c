@@ -2,12 +2,13 @@
  * Matching a rule's conditions against a leaf: on parsed values only, never
  * on a printed DN, so a CN holding ",O=Evil" can only ever satisfy CN.
  *
- * Normalisation, stated once: a value is matched as UTF-8. Strings OpenSSL
- * holds in another encoding (BMPString, UniversalString, T61String) are
- * converted with ASN1_STRING_to_UTF8; anything that is not well-formed
- * UTF-8, or holds a NUL, never matches. Value and pattern are both
- * normalised with GNU libunistring before the glob runs: NFC, and full
- * Unicode case folding unless the rule is case-sensitive (see below).
+ * Normalisation, stated once: a value is matched as UTF-8. BMPString and
+ * UniversalString are converted with ASN1_STRING_to_UTF8; the 7-bit types
+ * and T61String are read only when they hold ASCII (T.61 is not Latin-1);
+ * anything else, ill-formed UTF-8 or a NUL cannot be read, and what cannot
+ * be read fails closed both ways (see `seen`). Caselessly, value and
+ * pattern are both normalised with GNU libunistring before the glob runs
+ * (NFC and full Unicode case folding); case-sensitively, not at all.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -73,7 +74,8 @@ int cs_utf8_valid(const unsigned char *s, size_t len)
 
 /*
  * Strings are compared as sequences of code points after normalisation.
- * Case-sensitive: NFC. Case-insensitive: full Unicode case folding
+ * Case-sensitive: the code points as they are, nothing more (NFC alone
+ * would already make the Kelvin sign 'K'). Case-insensitive: full Unicode case folding
  * (u32_casefold with NFC, which decomposes first, so the result is the
  * canonical caseless form of Unicode's D145). Full folding rather than
  * u32_tolower: "STRASSE" and "straße" are the same name caselessly, and a
@@ -81,7 +83,7 @@ int cs_utf8_valid(const unsigned char *s, size_t len)
  * other (lower-casing leaves "ß" and "ss" distinct). The price: '?' matches
  * one code point of the folded text, so in a case-insensitive rule "ß" is
  * two characters ("ss"). Composed and decomposed forms ("Ä" as U+00C4 or
- * "A" + U+0308) are equal either way.
+ * "A" + U+0308) are equal caselessly, different case-sensitively.
  */
 
 /* Code points a typical value fits in without touching the heap. */
@@ -105,7 +107,7 @@ static void cp_release(cp_string *s)
 }
 
 /*
- * Valid UTF-8 to normalised (and, if asked, case-folded) code points in
+ * Valid UTF-8 to code points, caselessly normalised and case-folded, in
  * out. 0 on invalid UTF-8 or when libunistring fails (out of memory).
  */
 static int cp_normalise(const unsigned char *s, size_t n, int case_sensitive, cp_string *out)
@@ -123,8 +125,18 @@ static int cp_normalise(const unsigned char *s, size_t n, int case_sensitive, cp
     if (raw == NULL)
         return 0;
     out->len = CP_STACK;
-    out->cp = case_sensitive ? u32_normalize(UNINORM_NFC, raw, raw_len, out->buf, &out->len)
-                             : u32_casefold(raw, raw_len, NULL, UNINORM_NFC, out->buf, &out->len);
+    if (case_sensitive) {
+        /* The code points as they are: raw is the answer. */
+        if (raw == raw_buf) {
+            memcpy(out->buf, raw, raw_len * sizeof(uint32_t));
+            out->cp = out->buf;
+        } else {
+            out->cp = raw;
+        }
+        out->len = raw_len;
+        return 1;
+    }
+    out->cp = u32_casefold(raw, raw_len, NULL, UNINORM_NFC, out->buf, &out->len);
     if (raw != raw_buf)
         free(raw);
     if (out->cp == NULL) {
@@ -383,6 +395,7 @@ int cs_dn_parse(const char *text, cs_dn_pair *pairs, size_t max, char *msg, size
 {
     const char *p = text;
     size_t n = 0;
+    int joined = 0; /* the pair being read follows a '+' */
 
     if (text == NULL || *text == '\0') {
         snprintf(msg, msglen, "empty name condition");
@@ -395,10 +408,12 @@ int cs_dn_parse(const char *text, cs_dn_pair *pairs, size_t max, char *msg, size
         }
         if (!parse_pair(&p, &pairs[n], msg, msglen))
             return -1;
+        pairs[n].joined = joined;
         n++;
         if (*p == '\0')
             return (int)n;
-        p++; /* ',' or '+': every pair must hold either way */
+        joined = *p == '+';
+        p++;
     }
 }
 
@@ -533,59 +548,162 @@ int cs_oid_list_valid(const char *text, char *msg, size_t msglen)
 /* ---- matching ------------------------------------------------------------- */
 
 /*
+ * What a rule sees of a certificate's value: a match, no match, or a value
+ * it cannot read (malformed, of a string type it does not decode, a
+ * duplicated or undecodable extension). An unreadable value never lets an
+ * allow rule match and always lets a deny rule match: both fail closed.
+ */
+typedef enum { SEEN_NO = 0, SEEN_MATCH = 1, SEEN_UNREADABLE = 2 } seen;
+
+/* Does a value seen so count for this rule? */
+static int counts(seen v, int deny)
+{
+    return v == SEEN_MATCH || (deny && v == SEEN_UNREADABLE);
+}
+
+/* Bytes all 0x01..0x7f: what the 7-bit string types may hold. */
+static int ascii_only(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == 0 || s[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
+/*
  * A string value as UTF-8 in [*out, *out + *len); *owned is set when it had
- * to be converted (caller frees). 0 when it is not valid UTF-8.
+ * to be converted (caller frees). 0 when it cannot be read: not well-formed
+ * UTF-8, a NUL, a 7-bit type (PrintableString, IA5String, VisibleString,
+ * NumericString) holding a byte above 0x7f, a T61String holding one (T.61
+ * is not Latin-1; only its ASCII subset is read), or another string type.
  */
 static int string_utf8(const ASN1_STRING *str, const unsigned char **out, size_t *len,
                        unsigned char **owned)
 {
-    int type = ASN1_STRING_type(str);
+    int type = ASN1_STRING_type(str), n;
 
     *owned = NULL;
-    if (type == V_ASN1_UTF8STRING || type == V_ASN1_PRINTABLESTRING || type == V_ASN1_IA5STRING) {
-        *out = ASN1_STRING_get0_data(str);
-        *len = (size_t)ASN1_STRING_length(str);
-        if (type != V_ASN1_UTF8STRING)
-            for (size_t i = 0; i < *len; i++)
-                if ((*out)[i] >= 0x80)
-                    return 0;
-    } else {
-        int n = ASN1_STRING_to_UTF8(owned, str);
-
-        if (n < 0)
+    *out = ASN1_STRING_get0_data(str);
+    *len = (size_t)ASN1_STRING_length(str);
+    switch (type) {
+    case V_ASN1_UTF8STRING:
+        return cs_utf8_valid(*out, *len);
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_IA5STRING:
+    case V_ASN1_VISIBLESTRING:
+    case V_ASN1_NUMERICSTRING:
+    case V_ASN1_T61STRING:
+        return ascii_only(*out, *len);
+    case V_ASN1_BMPSTRING:
+    case V_ASN1_UNIVERSALSTRING:
+        if ((n = ASN1_STRING_to_UTF8(owned, str)) < 0)
             return 0;
         *out = *owned;
         *len = (size_t)n;
+        return cs_utf8_valid(*out, *len);
+    default:
+        return 0;
     }
-    return cs_utf8_valid(*out, *len);
 }
 
-static int string_matches(const ASN1_STRING *str, const char *glob, int case_sensitive)
+static seen string_seen(const ASN1_STRING *str, const char *glob, int case_sensitive)
 {
     const unsigned char *text;
-    unsigned char *owned;
+    unsigned char *owned = NULL;
     size_t len;
-    int ok = string_utf8(str, &text, &len, &owned) &&
-             cs_glob_match(glob, (const char *)text, len, case_sensitive);
+    cp_glob g;
+    cp_string t;
+    seen v = SEEN_UNREADABLE;
 
+    /* A rule that was validated always compiles; a value that cannot be normalised is unread. */
+    if (str != NULL && string_utf8(str, &text, &len, &owned) &&
+        glob_compile(glob, case_sensitive, &g) && cp_normalise(text, len, case_sensitive, &t)) {
+        v = cp_glob_match(&g, &t) ? SEEN_MATCH : SEEN_NO;
+        cp_release(&t);
+    }
     OPENSSL_free(owned);
-    return ok;
+    return v;
 }
 
-static int name_pair_holds(const X509_NAME *name, const cs_dn_pair *pair, int case_sensitive)
+static seen entry_seen(const X509_NAME_ENTRY *e, const cs_dn_pair *pair, int case_sensitive)
+{
+    return string_seen(X509_NAME_ENTRY_get_data(e), pair->glob, case_sensitive);
+}
+
+/* Deny: some value of the pair's attribute matches, or cannot be read. */
+static int pair_seen_by_deny(const X509_NAME *name, const cs_dn_pair *pair, int case_sensitive)
 {
     int last = -1;
 
-    while ((last = X509_NAME_get_index_by_NID(name, pair->nid, last)) >= 0) {
-        const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, last);
-
-        if (string_matches(X509_NAME_ENTRY_get_data(e), pair->glob, case_sensitive))
+    while ((last = X509_NAME_get_index_by_NID(name, pair->nid, last)) >= 0)
+        if (entry_seen(X509_NAME_get_entry(name, last), pair, case_sensitive) != SEEN_NO)
             return 1;
-    }
     return 0;
 }
 
-static int name_matches(const X509_NAME *name, const char *cond, int case_sensitive)
+/*
+ * Allow: every pair matches some value, and every value of an attribute the
+ * condition names is matched by one of that attribute's pairs, so
+ * "CN=gw-*" does not admit a subject that also holds "CN=admin".
+ */
+static int pairs_cover_name(const X509_NAME *name, const cs_dn_pair *pairs, int n,
+                            int case_sensitive)
+{
+    int count = X509_NAME_entry_count(name);
+
+    for (int i = 0; i < n; i++) {
+        int last = -1, found = 0;
+
+        while (!found && (last = X509_NAME_get_index_by_NID(name, pairs[i].nid, last)) >= 0)
+            found = entry_seen(X509_NAME_get_entry(name, last), &pairs[i], case_sensitive) ==
+                    SEEN_MATCH;
+        if (!found)
+            return 0;
+    }
+    for (int e = 0; e < count; e++) {
+        const X509_NAME_ENTRY *entry = X509_NAME_get_entry(name, e);
+        int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(entry)), named = 0, covered = 0;
+
+        for (int i = 0; i < n && !covered; i++) {
+            if (pairs[i].nid != nid)
+                continue;
+            named = 1;
+            covered = entry_seen(entry, &pairs[i], case_sensitive) == SEEN_MATCH;
+        }
+        if (named && !covered)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Exact: the whole name, attribute by attribute, in the order
+ * `openssl x509 -nameopt RFC2253` prints it (most specific first, the
+ * reverse of the DER), RDN boundaries included; nothing missing, nothing
+ * extra.
+ */
+static int name_equals(const X509_NAME *name, const cs_dn_pair *pairs, int n, int case_sensitive,
+                       int deny)
+{
+    int prev_set = -1;
+
+    if (X509_NAME_entry_count(name) != n)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, n - 1 - i);
+        int set = X509_NAME_ENTRY_set(e);
+
+        if (OBJ_obj2nid(X509_NAME_ENTRY_get_object(e)) != pairs[i].nid ||
+            (i > 0 && (set == prev_set) != (pairs[i].joined != 0)) ||
+            !counts(entry_seen(e, &pairs[i], case_sensitive), deny))
+            return 0;
+        prev_set = set;
+    }
+    return 1;
+}
+
+static int name_matches(const X509_NAME *name, const char *cond, int exact, int case_sensitive,
+                        int deny)
 {
     cs_dn_pair pairs[CS_DN_PAIRS_MAX];
     char msg[128]; /* unused here: the rule was validated when stored */
@@ -593,10 +711,29 @@ static int name_matches(const X509_NAME *name, const char *cond, int case_sensit
 
     if (n < 0)
         return -1;
+    if (exact)
+        return name_equals(name, pairs, n, case_sensitive, deny);
+    if (!deny)
+        return pairs_cover_name(name, pairs, n, case_sensitive);
     for (int i = 0; i < n; i++)
-        if (!name_pair_holds(name, &pairs[i], case_sensitive))
+        if (!pair_seen_by_deny(name, &pairs[i], case_sensitive))
             return 0;
     return 1;
+}
+
+/*
+ * An extension decoded, or why not: absent (no such extension), or
+ * unreadable (present twice, which RFC 5280 forbids, or not decodable).
+ */
+typedef enum { EXT_OK, EXT_ABSENT, EXT_UNREADABLE } ext_state;
+
+static void *ext_get(const X509 *leaf, int nid, ext_state *state)
+{
+    int crit = 0;
+    void *v = X509_get_ext_d2i(leaf, nid, &crit, NULL);
+
+    *state = v != NULL ? EXT_OK : crit == -1 ? EXT_ABSENT : EXT_UNREADABLE;
+    return v;
 }
 
 /* A glob for a SAN pattern is stored as typed: copy it NUL-terminated. */
@@ -609,46 +746,100 @@ static int copy_pattern(const char *pattern, size_t plen, char glob[CS_PATTERN_M
     return 1;
 }
 
-static int upn_value(const GENERAL_NAME *gen, const ASN1_STRING **value)
+/* An IP address in canonical form: an IPv4-mapped IPv6 address is IPv4. */
+static size_t ip_canonical(unsigned char ip[16], size_t len)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (len == 16 && memcmp(ip, mapped, sizeof(mapped)) == 0) {
+        memmove(ip, ip + 12, 4);
+        return 4;
+    }
+    return len == 4 || len == 16 ? len : 0;
+}
+
+/*
+ * DNS names in canonical form: ASCII (an IA5String; A-labels for IDNs),
+ * one trailing dot dropped, compared caselessly whatever the rule says,
+ * since DNS itself is caseless.
+ */
+static size_t dns_trim(const char *s, size_t len)
+{
+    return len > 1 && s[len - 1] == '.' && s[len - 2] != '\\' ? len - 1 : len;
+}
+
+static seen dns_seen(const ASN1_STRING *str, const char *glob)
+{
+    const unsigned char *text;
+    size_t len;
+
+    if (str == NULL || ASN1_STRING_type(str) != V_ASN1_IA5STRING)
+        return SEEN_UNREADABLE;
+    text = ASN1_STRING_get0_data(str);
+    len = (size_t)ASN1_STRING_length(str);
+    if (!ascii_only(text, len))
+        return SEEN_UNREADABLE;
+    len = dns_trim((const char *)text, len);
+    return cs_glob_match(glob, (const char *)text, len, 0) ? SEEN_MATCH : SEEN_NO;
+}
+
+static seen ip_seen(const ASN1_OCTET_STRING *addr, const unsigned char *ip, size_t ip_len)
+{
+    unsigned char bytes[16];
+    size_t len;
+
+    if (addr == NULL || ASN1_STRING_length(addr) > 16)
+        return SEEN_UNREADABLE;
+    len = (size_t)ASN1_STRING_length(addr);
+    memcpy(bytes, ASN1_STRING_get0_data(addr), len);
+    if ((len = ip_canonical(bytes, len)) == 0)
+        return SEEN_UNREADABLE;
+    return len == ip_len && memcmp(bytes, ip, len) == 0 ? SEEN_MATCH : SEEN_NO;
+}
+
+/* A UPN otherName: its value (UTF8String or IA5String), or unreadable. */
+static seen upn_seen(const GENERAL_NAME *gen, const char *glob, int case_sensitive)
 {
     char oid[OID_TEXT_MAX];
     const OTHERNAME *other = gen->d.otherName;
+    const ASN1_TYPE *v;
 
-    if (gen->type != GEN_OTHERNAME || other == NULL || other->value == NULL ||
-        other->value->type != V_ASN1_UTF8STRING)
-        return 0;
+    if (gen->type != GEN_OTHERNAME || other == NULL || other->type_id == NULL)
+        return SEEN_NO;
     if (OBJ_obj2txt(oid, sizeof(oid), other->type_id, 1) <= 0 || strcmp(oid, UPN_OID) != 0)
-        return 0;
-    *value = other->value->value.utf8string;
-    return 1;
+        return SEEN_NO;
+    v = other->value;
+    if (v == NULL || (v->type != V_ASN1_UTF8STRING && v->type != V_ASN1_IA5STRING))
+        return SEEN_UNREADABLE;
+    return string_seen(v->value.asn1_string, glob, case_sensitive);
 }
 
-static int san_entry_matches(const GENERAL_NAME *gen, san_type t, const char *glob,
-                             const unsigned char *ip, size_t ip_len, int case_sensitive)
+static seen san_entry_seen(const GENERAL_NAME *gen, san_type t, const char *glob,
+                           const unsigned char *ip, size_t ip_len, int case_sensitive)
 {
-    const ASN1_STRING *value = NULL;
-
     switch (t) {
     case SAN_DNS:
-        return gen->type == GEN_DNS && string_matches(gen->d.dNSName, glob, case_sensitive);
+        return gen->type == GEN_DNS ? dns_seen(gen->d.dNSName, glob) : SEEN_NO;
     case SAN_EMAIL:
-        return gen->type == GEN_EMAIL && string_matches(gen->d.rfc822Name, glob, case_sensitive);
+        return gen->type == GEN_EMAIL ? string_seen(gen->d.rfc822Name, glob, case_sensitive)
+                                      : SEEN_NO;
     case SAN_URI:
-        return gen->type == GEN_URI &&
-               string_matches(gen->d.uniformResourceIdentifier, glob, case_sensitive);
+        return gen->type == GEN_URI
+                   ? string_seen(gen->d.uniformResourceIdentifier, glob, case_sensitive)
+                   : SEEN_NO;
     case SAN_IP:
-        return gen->type == GEN_IPADD && (size_t)ASN1_STRING_length(gen->d.iPAddress) == ip_len &&
-               memcmp(ASN1_STRING_get0_data(gen->d.iPAddress), ip, ip_len) == 0;
+        return gen->type == GEN_IPADD ? ip_seen(gen->d.iPAddress, ip, ip_len) : SEEN_NO;
     case SAN_UPN:
-        return upn_value(gen, &value) && string_matches(value, glob, case_sensitive);
+        return upn_seen(gen, glob, case_sensitive);
     case SAN_BAD:
         break;
     }
-    return 0;
+    return SEEN_NO;
 }
 
+/* One "TYPE:PATTERN" line: some entry of that type matches (deny: or cannot be read). */
 static int san_line_holds(const GENERAL_NAMES *gens, const char *line, size_t len,
-                          int case_sensitive)
+                          int case_sensitive, int deny)
 {
     const char *pattern;
     size_t plen, ip_len = 0;
@@ -658,23 +849,33 @@ static int san_line_holds(const GENERAL_NAMES *gens, const char *line, size_t le
 
     if (t == SAN_BAD || !copy_pattern(pattern, plen, glob))
         return -1;
-    if (t == SAN_IP && (ip_len = parse_ip(pattern, plen, ip)) == 0)
+    if (t == SAN_IP &&
+        ((ip_len = parse_ip(pattern, plen, ip)) == 0 || (ip_len = ip_canonical(ip, ip_len)) == 0))
         return -1;
+    if (t == SAN_DNS)
+        glob[dns_trim(glob, plen)] = '\0';
     for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++)
-        if (san_entry_matches(sk_GENERAL_NAME_value(gens, i), t, glob, ip, ip_len, case_sensitive))
+        if (counts(
+                san_entry_seen(sk_GENERAL_NAME_value(gens, i), t, glob, ip, ip_len, case_sensitive),
+                deny))
             return 1;
     return 0;
 }
 
-static int san_matches(const X509 *leaf, const char *cond, int case_sensitive)
+static int san_matches(const X509 *leaf, const char *cond, int case_sensitive, int deny)
 {
     const char *p = cond, *line;
     size_t len;
-    int crit = 0, result = 1;
-    GENERAL_NAMES *gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, &crit, NULL);
+    int result = 1;
+    ext_state state;
+    GENERAL_NAMES *gens = ext_get(leaf, NID_subject_alt_name, &state);
 
-    while (result == 1 && next_line(&p, &line, &len))
-        result = gens == NULL ? 0 : san_line_holds(gens, line, len, case_sensitive);
+    while (result == 1 && next_line(&p, &line, &len)) {
+        if (state == EXT_OK)
+            result = san_line_holds(gens, line, len, case_sensitive, deny);
+        else
+            result = state == EXT_UNREADABLE && deny;
+    }
     GENERAL_NAMES_free(gens);
     return result;
 }
@@ -694,47 +895,76 @@ static int oid_equals(const ASN1_OBJECT *obj, const char *cond, size_t len)
     return nid != NID_undef && OBJ_obj2nid(obj) == nid;
 }
 
-static int eku_has(const EXTENDED_KEY_USAGE *eku, const char *cond, size_t len)
+/*
+ * An OID in the list, or (deny) the wildcard that stands for every OID:
+ * anyExtendedKeyUsage, anyPolicy.
+ */
+static int oid_in(const ASN1_OBJECT *obj, const char *cond, size_t len, int deny, int any_nid)
 {
+    return oid_equals(obj, cond, len) || (deny && OBJ_obj2nid(obj) == any_nid);
+}
+
+static int eku_has(const void *ext, const char *cond, size_t len, int deny)
+{
+    const EXTENDED_KEY_USAGE *eku = ext;
+
     for (int i = 0; i < sk_ASN1_OBJECT_num(eku); i++)
-        if (oid_equals(sk_ASN1_OBJECT_value(eku, i), cond, len))
+        if (oid_in(sk_ASN1_OBJECT_value(eku, i), cond, len, deny, NID_anyExtendedKeyUsage))
             return 1;
     return 0;
 }
 
-static int eku_matches(const X509 *leaf, const char *cond)
+static int policy_has(const void *ext, const char *cond, size_t len, int deny)
 {
-    const char *p = cond, *line;
-    size_t len;
-    int result = 1;
-    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(leaf, NID_ext_key_usage, NULL, NULL);
+    const CERTIFICATEPOLICIES *pols = ext;
 
-    while (result == 1 && next_line(&p, &line, &len))
-        result = eku != NULL && eku_has(eku, line, len);
-    EXTENDED_KEY_USAGE_free(eku);
-    return result;
-}
-
-static int policy_has(const CERTIFICATEPOLICIES *pols, const char *cond, size_t len)
-{
     for (int i = 0; i < sk_POLICYINFO_num(pols); i++)
-        if (oid_equals(sk_POLICYINFO_value(pols, i)->policyid, cond, len))
+        if (oid_in(sk_POLICYINFO_value(pols, i)->policyid, cond, len, deny, NID_any_policy))
             return 1;
     return 0;
 }
 
-static int policy_matches(const X509 *leaf, const char *cond)
+typedef struct {
+    int nid;
+    int absent_is_any; /* no extension means every purpose (EKU) */
+    int (*has)(const void *ext, const char *cond, size_t len, int deny);
+    void (*release)(void *ext);
+} oid_ext;
+
+/*
+ * Every OID of the list is in the extension. A deny rule also matches an
+ * extension it cannot read, and one that allows every OID.
+ */
+static int oid_list_matches(const X509 *leaf, const oid_ext *kind, const char *cond, int deny)
 {
     const char *p = cond, *line;
     size_t len;
     int result = 1;
-    CERTIFICATEPOLICIES *pols = X509_get_ext_d2i(leaf, NID_certificate_policies, NULL, NULL);
+    ext_state state;
+    void *ext = ext_get(leaf, kind->nid, &state);
 
-    while (result == 1 && next_line(&p, &line, &len))
-        result = pols != NULL && policy_has(pols, line, len);
-    CERTIFICATEPOLICIES_free(pols);
+    while (result == 1 && next_line(&p, &line, &len)) {
+        if (state == EXT_OK)
+            result = kind->has(ext, line, len, deny);
+        else
+            result = deny && (state == EXT_UNREADABLE || kind->absent_is_any);
+    }
+    kind->release(ext);
     return result;
 }
+
+static void eku_release(void *ext)
+{
+    EXTENDED_KEY_USAGE_free(ext);
+}
+
+static void policy_release(void *ext)
+{
+    CERTIFICATEPOLICIES_free(ext);
+}
+
+static const oid_ext eku_ext = {NID_ext_key_usage, 1, eku_has, eku_release};
+static const oid_ext policy_ext = {NID_certificate_policies, 0, policy_has, policy_release};
 
 static int present(const char *s)
 {
@@ -743,19 +973,19 @@ static int present(const char *s)
 
 int cs_rule_matches(const cs_rule_spec *spec, const X509 *leaf)
 {
-    int r = 1;
+    int r = 1, deny = spec->action == CS_RULE_DENY, cs = spec->case_sensitive;
 
     if (leaf == NULL)
         return -1;
     if (r == 1 && present(spec->subject))
-        r = name_matches(X509_get_subject_name(leaf), spec->subject, spec->case_sensitive);
+        r = name_matches(X509_get_subject_name(leaf), spec->subject, spec->subject_exact, cs, deny);
     if (r == 1 && present(spec->issuer))
-        r = name_matches(X509_get_issuer_name(leaf), spec->issuer, spec->case_sensitive);
+        r = name_matches(X509_get_issuer_name(leaf), spec->issuer, spec->issuer_exact, cs, deny);
     if (r == 1 && present(spec->san))
-        r = san_matches(leaf, spec->san, spec->case_sensitive);
+        r = san_matches(leaf, spec->san, cs, deny);
     if (r == 1 && present(spec->eku))
-        r = eku_matches(leaf, spec->eku);
+        r = oid_list_matches(leaf, &eku_ext, spec->eku, deny);
     if (r == 1 && present(spec->policy))
-        r = policy_matches(leaf, spec->policy);
+        r = oid_list_matches(leaf, &policy_ext, spec->policy, deny);
     return r;
 }

@@ -8,6 +8,11 @@
  * SHA-1 cannot be turned into one; map the certificate itself instead.
  * Weak forms become rules, and only when asked (allow_weak):
  *   X509:<I>IssuerDN<S>SubjectDN, X509:<S>SubjectDN, X509:<RFC822>email
+ * AD compares the whole subject, so <S> becomes an exact subject condition
+ * (subject_exact), in the order of the <I> DN the same line shows (most
+ * specific first when there is no <I> to tell). An empty <S> or <RFC822>
+ * (AD: only certificates whose subject, or email, is empty) is refused:
+ * a rule cannot say "empty", and a rule without it would map them all.
  *
  * AD writes DNs most specific first ("CN=CA,DC=corp,DC=example"). The issuer
  * is found by comparing parsed attribute sequences with the pins' subjects
@@ -242,6 +247,7 @@ static cs_status add_weak_rule(altsec_ctx *c, const char *account, const char *p
                       .pin_fp = pin_fp,
                       .priority = CS_RULE_PRIORITY_DEFAULT,
                       .subject = subject,
+                      .subject_exact = subject != NULL,
                       .san = san,
                       .note = "imported from altSecurityIdentities (weak)"};
     int64_t existing = 0;
@@ -255,13 +261,81 @@ static cs_status add_weak_rule(altsec_ctx *c, const char *account, const char *p
     return status;
 }
 
+/*
+ * Was the <I> DN written most specific first (as RFC 4514 and openssl
+ * print it) rather than in the certificate's own order? 1 unless it reads
+ * only the certificate's way; a name that reads the same both ways keeps
+ * the default.
+ */
+static int issuer_written_rfc4514(const loaded_pin *pin, const char *dn, size_t len)
+{
+    char quoted[LINE_MAX_BYTES * 2], msg[200];
+    cs_dn_pair pairs[CS_DN_PAIRS_MAX];
+    const X509_NAME *subject = X509_get_subject_name(pin->cert);
+    int n;
+
+    if (!quote_globs(dn, len, quoted, sizeof(quoted)) ||
+        (n = cs_dn_parse(quoted, pairs, CS_DN_PAIRS_MAX, msg, sizeof(msg))) < 0)
+        return 1;
+    return name_equals(subject, pairs, n, 1) || !name_equals(subject, pairs, n, 0);
+}
+
+/* "A,B+C" -> "C+B,A": the attributes last first, each separator kept between the same two. */
+static int reverse_dn(const char *dn, char *out, size_t outlen)
+{
+    const char *start[CS_DN_PAIRS_MAX];
+    size_t len[CS_DN_PAIRS_MAX], o = 0;
+    char sep[CS_DN_PAIRS_MAX];
+    int n = 0;
+
+    start[0] = dn;
+    for (const char *s = dn;; s++) {
+        if (*s == '\\' && s[1] != '\0') {
+            s++;
+            continue;
+        }
+        if (*s != '\0' && *s != ',' && *s != '+')
+            continue;
+        len[n] = (size_t)(s - start[n]);
+        if (*s == '\0')
+            break;
+        if (++n == CS_DN_PAIRS_MAX)
+            return 0;
+        sep[n] = *s;
+        start[n] = s + 1;
+    }
+    for (int k = n; k >= 0; k--) {
+        if (o + len[k] + 2 > outlen)
+            return 0;
+        memcpy(out + o, start[k], len[k]);
+        o += len[k];
+        if (k > 0)
+            out[o++] = sep[k];
+    }
+    out[o] = '\0';
+    return 1;
+}
+
 /* Weak forms: <I>..<S>.., <S>.., <RFC822>.. */
 static cs_status weak(altsec_ctx *c, const char *account, const char *form, const char *issuer,
                       size_t issuer_len, const char *value, size_t value_len, int is_email)
 {
     char cond[LINE_MAX_BYTES * 2 + 8], pin_fp[CS_FP_HEX_LEN + 1];
+    char reversed[LINE_MAX_BYTES * 2 + 8];
     const loaded_pin *pin = NULL;
 
+    while (value_len > 0 && isspace((unsigned char)value[0]))
+        value++, value_len--;
+    while (value_len > 0 && isspace((unsigned char)value[value_len - 1]))
+        value_len--;
+    if (value_len == 0) {
+        refuse(c,
+               "%s is empty: AD maps with it only certificates whose %s is empty, which a "
+               "certstore rule cannot express (it would map every certificate of the CA); "
+               "map those certificates one-to-one instead",
+               form, is_email ? "email" : "subject");
+        return CS_OK;
+    }
     if (!c->allow_weak) {
         refuse(c, "%s is a weak mapping (KB5014754); use --allow-weak to import it as a rule",
                form);
@@ -279,6 +353,11 @@ static cs_status weak(altsec_ctx *c, const char *account, const char *form, cons
             return cs_fail(c->db, CS_INVALID, "value too long");
     } else if (!quote_globs(value, value_len, cond, sizeof(cond))) {
         return cs_fail(c->db, CS_INVALID, "value too long");
+    } else if (pin != NULL && !issuer_written_rfc4514(pin, issuer, issuer_len)) {
+        /* The line is in the certificate's order: the rule keeps RFC 4514's. */
+        if (!reverse_dn(cond, reversed, sizeof(reversed)))
+            return cs_fail(c->db, CS_INVALID, "<S>: more than %d attributes", CS_DN_PAIRS_MAX);
+        memcpy(cond, reversed, strlen(reversed) + 1);
     }
     return add_weak_rule(c, account, pin != NULL ? pin->fp : pin_fp, is_email ? NULL : cond,
                          is_email ? cond : NULL);

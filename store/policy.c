@@ -263,6 +263,8 @@ static void rule_spec_from_row(sqlite3_stmt *stmt, cs_rule_spec *spec)
     spec->policy = (const char *)sqlite3_column_text(stmt, 6);
     spec->case_sensitive = sqlite3_column_int(stmt, 7) != 0;
     spec->not_issued_before_created = sqlite3_column_int(stmt, 8) != 0;
+    spec->subject_exact = sqlite3_column_int(stmt, 12) != 0;
+    spec->issuer_exact = sqlite3_column_int(stmt, 13) != 0;
 }
 
 /* The first matching rule decides: deny, or allow subject to its account. */

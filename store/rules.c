@@ -156,6 +156,8 @@ static void bind_rule(sqlite3_stmt *stmt, const cs_rule_spec *spec, int64_t acco
     sqlite3_bind_int(stmt, 11, spec->not_issued_before_created != 0);
     cs_bind_text_or_null(stmt, 12, spec->note);
     sqlite3_bind_int64(stmt, 13, cs_now());
+    sqlite3_bind_int(stmt, 14, spec->subject_exact != 0);
+    sqlite3_bind_int(stmt, 15, spec->issuer_exact != 0);
 }
 
 cs_status cs_rule_add(cs_db *db, const cs_rule_spec *spec, int create_account, int64_t *id_out)
@@ -286,6 +288,8 @@ static void rule_from_row(sqlite3_stmt *stmt, cs_rule *r)
     if (r->spec.note == NULL)
         r->spec.note = "";
     r->created = sqlite3_column_int64(stmt, 14);
+    r->spec.subject_exact = sqlite3_column_int(stmt, 15) != 0;
+    r->spec.issuer_exact = sqlite3_column_int(stmt, 16) != 0;
 }
 
 cs_status cs_rule_foreach(cs_db *db, cs_rule_cb cb, void *arg)

@@ -116,7 +116,7 @@ static char *read_all(const cli_ctx *ctx, FILE *in, const char *name, size_t *le
 }
 
 static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, const char *pin,
-                          int allow_weak)
+                          const char *location, int allow_weak)
 {
     char pin_fp[CS_FP_HEX_LEN + 1];
     cs_foreign_result res;
@@ -133,7 +133,7 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
         free(data);
         return CLI_FAIL;
     }
-    st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, show_refused, ctx, &res)
+    st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, location, show_refused, ctx, &res)
              : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused, ctx,
                                   &res);
     free(data);
@@ -153,10 +153,11 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
 
 static int run_import(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *format = NULL, *pin = NULL;
+    const char *format = NULL, *pin = NULL, *location = NULL;
     int allow_weak = 0;
     const cli_option opts[] = {{"format", &format, NULL},
                                {"pin", &pin, NULL},
+                               {"location", &location, NULL},
                                {"allow-weak", NULL, &allow_weak},
                                CLI_OPTIONS_END};
     cli_positional pos;
@@ -171,6 +172,8 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "--pin and --allow-weak are for --format iis or altsecid");
     if (iis && allow_weak)
         return cli_usage_error(ctx, "--allow-weak is for --format altsecid");
+    if (!iis && location != NULL)
+        return cli_usage_error(ctx, "--location is for --format iis");
 
     const char *path = pos.args[0];
     int from_stdin = strcmp(path, "-") == 0;
@@ -178,7 +181,7 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     if (in == NULL)
         return cli_fail(ctx, "%s: %s", path, strerror(errno));
     if (iis || altsecid) {
-        rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, allow_weak);
+        rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, location, allow_weak);
         if (!from_stdin)
             fclose(in);
         return rc;
@@ -206,7 +209,7 @@ const cli_command cli_cmd_import = {
     "import mappings from CSV or JSON lines (all or nothing)",
     run_import,
     "Usage: certstore import FILE|- [--format csv|jsonl]\n"
-    "       certstore import FILE|- --format iis [--pin FP]\n"
+    "       certstore import FILE|- --format iis [--pin FP] [--location PATH]\n"
     "       certstore import FILE|- --format altsecid [--pin FP] [--allow-weak]\n"
     "\n"
     "Import mappings in one transaction: either every line is imported or\n"
@@ -218,17 +221,31 @@ const cli_command cli_cmd_import = {
     "the same names. 'certstore export --format csv' writes this format.\n"
     "\n"
     "  --format FMT   csv or jsonl (default: detected from the content), or:\n"
-    "    iis          an IIS applicationHost.config or web.config: each\n"
-    "                 <oneToOneMappings> entry becomes a cert mapping, each\n"
-    "                 <manyToOneMappings> entry a rule (in file order) of the CA\n"
-    "                 given by --pin. Passwords are never stored or printed.\n"
+    "    iis          an IIS applicationHost.config or web.config, as IIS\n"
+    "                 enforces it at one path: the root's section, then those\n"
+    "                 of the <location>s above and at the path, with their\n"
+    "                 <add>, <remove> and <clear/>. Each <oneToOneMappings>\n"
+    "                 entry becomes a cert mapping, each <manyToOneMappings>\n"
+    "                 entry a rule (in order) of the CA given by --pin;\n"
+    "                 matchCriteria's '*' is a glob, any other character\n"
+    "                 ('?' too) literal. Nothing is imported where the\n"
+    "                 section's enabled (default false) or\n"
+    "                 oneToOne/manyToOneCertificateMappingsEnabled is false.\n"
+    "                 A Deny mapping certstore cannot express refuses the\n"
+    "                 file. Passwords are never stored or printed.\n"
     "    altsecid     AD altSecurityIdentities, one ACCOUNT<TAB>X509:... per line:\n"
     "                 <I>..<SR>.. and <SKI>.. become strong mappings (the issuer\n"
     "                 must be pinned); <SHA1-PUKEY> is refused (map the\n"
     "                 certificate instead); the weak <I>..<S>.., <S>.. and\n"
     "                 <RFC822>.. are listed and refused unless --allow-weak makes\n"
-    "                 them rules (<S> and <RFC822> need --pin).\n"
+    "                 them rules (<S> and <RFC822> need --pin). <S> becomes an\n"
+    "                 exact subject (--subject-exact), read in the order of the\n"
+    "                 line's <I> (most specific first without one); an empty\n"
+    "                 <S> or <RFC822> is refused.\n"
     "  --pin FP       the issuing CA for rules (iis, altsecid)\n"
+    "  --location PATH\n"
+    "                 iis: the path whose mappings to import, required when\n"
+    "                 the file configures several ('/' for the file's root)\n"
     "  --allow-weak   import weak altSecurityIdentities as rules\n"
     "\n"
     "Entries that are not imported are listed on stderr, with the reason;\n"

@@ -37,6 +37,7 @@ static int collect_repeated(const cli_ctx *ctx, int argc, char **argv, const cha
 
 typedef struct {
     const char *pin, *account, *priority, *subject, *issuer, *note, *not_issued_before;
+    const char *subject_exact, *issuer_exact;
     const char *ignored; /* --san/--eku/--policy: collected separately */
     int deny, case_sensitive, create_account;
     char san[LIST_MAX], eku[LIST_MAX], policy[LIST_MAX];
@@ -69,13 +70,19 @@ static int fill_rule_spec(const cli_ctx *ctx, rule_add_options *o, cs_rule_spec 
         return cli_usage_error(ctx, "give exactly one of --account NAME and --deny");
     if (o->not_issued_before != NULL && strcmp(o->not_issued_before, "created") != 0)
         return cli_usage_error(ctx, "--not-issued-before: only 'created' is supported");
+    if ((o->subject != NULL && o->subject_exact != NULL) ||
+        (o->issuer != NULL && o->issuer_exact != NULL))
+        return cli_usage_error(ctx, "--subject and --subject-exact (--issuer and --issuer-exact) "
+                                    "exclude each other");
     if ((rc = parse_priority(ctx, o->priority, &spec->priority)) != CLI_CONTINUE)
         return rc;
     spec->action = o->deny ? CS_RULE_DENY : CS_RULE_ALLOW;
     spec->account = o->account;
     spec->pin_fp = o->pin;
-    spec->subject = o->subject;
-    spec->issuer = o->issuer;
+    spec->subject = o->subject_exact != NULL ? o->subject_exact : o->subject;
+    spec->issuer = o->issuer_exact != NULL ? o->issuer_exact : o->issuer;
+    spec->subject_exact = o->subject_exact != NULL;
+    spec->issuer_exact = o->issuer_exact != NULL;
     spec->san = o->san;
     spec->eku = o->eku;
     spec->policy = o->policy;
@@ -96,6 +103,8 @@ static int parse_rule_add(cli_ctx *ctx, int argc, char **argv, rule_add_options 
         {"priority", &o->priority, NULL},
         {"subject", &o->subject, NULL},
         {"issuer", &o->issuer, NULL},
+        {"subject-exact", &o->subject_exact, NULL},
+        {"issuer-exact", &o->issuer_exact, NULL},
         {"san", &o->ignored, NULL},
         {"eku", &o->ignored, NULL},
         {"policy", &o->ignored, NULL},
@@ -191,8 +200,8 @@ static int print_rule_text(const cs_rule *r, void *arg)
     }
     printf(" priority=%lld %s pin=%s", (long long)s->priority, r->enabled ? "enabled" : "disabled",
            s->pin_fp ? s->pin_fp : "?");
-    put_list_text("subject", s->subject);
-    put_list_text("issuer", s->issuer);
+    put_list_text(s->subject_exact ? "subject-exact" : "subject", s->subject);
+    put_list_text(s->issuer_exact ? "issuer-exact" : "issuer", s->issuer);
     put_list_text("san", s->san);
     put_list_text("eku", s->eku);
     put_list_text("policy", s->policy);
@@ -244,6 +253,8 @@ static int print_rule_json(const cs_rule *r, void *arg)
     cli_put_json_string(stdout, s->subject);
     printf(",\"issuer\":");
     cli_put_json_string(stdout, s->issuer);
+    printf(",\"subject_exact\":%s,\"issuer_exact\":%s", s->subject_exact ? "true" : "false",
+           s->issuer_exact ? "true" : "false");
     printf(",\"san\":");
     put_list_json(s->san);
     printf(",\"eku\":");
@@ -340,7 +351,8 @@ static int run_rule_disable(cli_ctx *ctx, int argc, char **argv)
 static const cli_command rule_subcommands[] = {
     {"add", "add a many-to-one rule", run_rule_add,
      "Usage: certstore rule add --pin FP (--account NAME | --deny) [--priority N]\n"
-     "                          [--subject DN] [--issuer DN] [--san TYPE:PATTERN]...\n"
+     "                          [--subject DN | --subject-exact DN]\n"
+     "                          [--issuer DN | --issuer-exact DN] [--san TYPE:PATTERN]...\n"
      "                          [--eku OID]... [--policy OID]... [--case-sensitive]\n"
      "                          [--not-issued-before created] [--note TEXT]\n"
      "                          [--create-account]\n"
@@ -357,12 +369,26 @@ static const cli_command rule_subcommands[] = {
      "  --priority N        0..1000000, default 100\n"
      "  --subject DN        e.g. 'O=Acme,CN=gw-*': every ATTR=PATTERN must hold\n"
      "                      (CN O OU L ST C emailAddress serialNumber UID DC);\n"
-     "                      RFC 4514 escapes; '*' and '?' are globs, '\\*' literal\n"
-     "  --issuer DN         the same, on the certificate's issuer name\n"
-     "  --san TYPE:PATTERN  DNS, email, URI, UPN (globs) or IP (exact); repeatable\n"
+     "                      RFC 4514 escapes; '*' and '?' are globs, '\\*' literal.\n"
+     "                      An allow rule also needs every value of an attribute\n"
+     "                      it names to match one of its patterns (CN=gw-* does\n"
+     "                      not admit a subject that also has CN=admin); a deny\n"
+     "                      rule matches when any value does\n"
+     "  --subject-exact DN  the whole subject: the same attributes, RDNs and\n"
+     "                      order as 'openssl x509 -nameopt RFC2253' prints,\n"
+     "                      nothing extra (each value may still be a glob)\n"
+     "  --issuer DN, --issuer-exact DN\n"
+     "                      the same, on the certificate's issuer name\n"
+     "  --san TYPE:PATTERN  DNS, email, URI, UPN (globs) or IP (exact); repeatable;\n"
+     "                      some entry of that type must match. DNS is caseless\n"
+     "                      without a trailing dot; IP ::ffff:a.b.c.d is a.b.c.d\n"
      "  --eku OID           e.g. clientAuth or 1.3.6.1.5.5.7.3.2; repeatable\n"
-     "  --policy OID        certificate policy OID; repeatable\n"
-     "  --case-sensitive    do not fold case (default: Unicode case folding)\n"
+     "  --policy OID        certificate policy OID; repeatable. For --deny, a\n"
+     "                      certificate without EKU or with anyExtendedKeyUsage\n"
+     "                      has every EKU, and anyPolicy is every policy\n"
+     "  --case-sensitive    compare code points exactly: no case folding and no\n"
+     "                      normalisation (default: NFC and full Unicode case\n"
+     "                      folding); DNS names stay caseless\n"
      "  --not-issued-before created\n"
      "                      reject certificates whose notBefore is earlier than\n"
      "                      this rule (reason issued-before-mapping)\n"
@@ -370,8 +396,9 @@ static const cli_command rule_subcommands[] = {
      "  --create-account    create the account if it does not exist\n"
      "\n"
      "Values are matched as parsed UTF-8 strings, never as a printed DN;\n"
-     "both sides are NFC-normalised, '?' is one character, and invalid UTF-8\n"
-     "never matches.\n"},
+     "'?' is one code point. A value certstore cannot read (invalid UTF-8, a\n"
+     "NUL, T61String beyond ASCII, a duplicated or undecodable extension)\n"
+     "never lets an allow rule match and always lets a deny rule match.\n"},
     {"ls", "list rules in evaluation order", run_rule_ls,
      "Usage: certstore rule ls [--json]\n\nList rules in evaluation order.\n"},
     {"rm", "remove a rule", run_rule_rm, "Usage: certstore rule rm ID\n\nRemove a rule.\n"},

@@ -22,7 +22,7 @@ fi
 here=$(cd "$(dirname "$0")" && pwd)
 build=${FUZZ_BUILD_DIR:-$here/../../build-fuzz}
 bin=$build/tests/fuzz
-targets=${FUZZ_TARGETS:-fuzz_decide fuzz_certs fuzz_import fuzz_uri}
+targets=${FUZZ_TARGETS:-fuzz_decide fuzz_certs fuzz_import fuzz_uri fuzz_rules}
 artifacts=${FUZZ_ARTIFACTS:-$bin/fuzz-artifacts}
 scratch=$(mktemp -d /tmp/certstore-fuzz-XXXXXX)
 trap 'rm -rf "$scratch"' EXIT

@@ -186,7 +186,7 @@ static cs_status import_iis(const char *xml, const char *pin_fp, cs_foreign_resu
     cs_status st;
 
     ck_ok(cs_db_begin(writer, "check_importers"));
-    st = cs_import_iis(writer, xml, strlen(xml), pin_fp, collect_note, NULL, res);
+    st = cs_import_iis(writer, xml, strlen(xml), pin_fp, NULL, collect_note, NULL, res);
     if (st == CS_OK)
         ck_ok(cs_db_commit(writer));
     else
@@ -225,7 +225,7 @@ START_TEST(test_iis_one_to_one_and_many_to_one)
     ck_assert_int_eq(res.mappings, 2);
     ck_assert_int_eq(res.rules, 2);
     ck_assert_int_eq(res.refused, 2);
-    ck_assert_ptr_nonnull(strstr(notes, "without rules would match every certificate"));
+    ck_assert_ptr_nonnull(strstr(notes, "has no rules (it would match every certificate"));
     ck_assert_ptr_nonnull(strstr(notes, "mix compareCaseSensitive"));
 
     ck_accepted(decide(&pki->alice), "CORP\\alice");
@@ -256,14 +256,14 @@ START_TEST(test_iis_case_sensitivity_kept)
     char fp[CS_FP_HEX_LEN + 1];
     cs_foreign_result res;
     const char *xml =
-        "<configuration><iisClientCertificateMappingAuthentication><manyToOneMappings>"
-        "<add name='n' userName='u'><rules>"
+        "<configuration><iisClientCertificateMappingAuthentication enabled='true'>"
+        "<manyToOneMappings><add name='n' userName='u'><rules>"
         "<add certificateField='Subject' certificateSubField='CN' matchCriteria='ALICE'/>"
         "</rules></add></manyToOneMappings></iisClientCertificateMappingAuthentication>"
         "</configuration>";
     const char *xml_ci =
-        "<configuration><iisClientCertificateMappingAuthentication><manyToOneMappings>"
-        "<add name='n' userName='u'><rules>"
+        "<configuration><iisClientCertificateMappingAuthentication enabled='true'>"
+        "<manyToOneMappings><add name='n' userName='u'><rules>"
         "<add certificateField='Subject' certificateSubField='CN' matchCriteria='ALICE'"
         " compareCaseSensitive='false'/>"
         "</rules></add></manyToOneMappings></iisClientCertificateMappingAuthentication>"
@@ -318,19 +318,241 @@ START_TEST(test_iis_many_to_one_needs_pin)
 }
 END_TEST
 
+/* The section around some mappings, and one many-to-one mapping with one rule. */
+#define IIS_SECTION(attrs, body)                                                                   \
+    "<system.webServer><security><authentication>"                                                 \
+    "<iisClientCertificateMappingAuthentication " attrs ">" body                                   \
+    "</iisClientCertificateMappingAuthentication></authentication></security></system.webServer>"
+#define IIS_MANY(name, mode, user, sub, criteria)                                                  \
+    "<add name='" name "' permissionMode='" mode "' userName='" user "'><rules>"                   \
+    "<add certificateField='Subject' certificateSubField='" sub "' matchCriteria='" criteria       \
+    "' compareCaseSensitive='false'/></rules></add>"
+
+static cs_status import_iis_at(const char *xml, const char *location, cs_foreign_result *res)
+{
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_status st;
+
+    fp_of(&pki->ca_a, fp);
+    ck_ok(cs_db_begin(writer, "check_importers"));
+    st = cs_import_iis(writer, xml, strlen(xml), fp, location, collect_note, NULL, res);
+    if (st == CS_OK)
+        ck_ok(cs_db_commit(writer));
+    else
+        cs_db_rollback(writer);
+    return st;
+}
+
+/* alice one-to-one, and every certificate of the tests' O many-to-one, under these switches. */
+static cs_status import_iis_switched(const char *section_attrs, cs_foreign_result *res)
+{
+    char *alice = cert_base64(pki->alice.cert), xml[8192];
+
+    snprintf(
+        xml, sizeof(xml),
+        "<configuration>"
+        "<system.webServer><security><authentication>"
+        "<iisClientCertificateMappingAuthentication %s>"
+        "<oneToOneMappings><add userName='CORP\\alice' certificate='%s'/></oneToOneMappings>"
+        "<manyToOneMappings>" IIS_MANY(
+            "All", "Allow", "svc", "O",
+            "certstore tests") "</manyToOneMappings></iisClientCertificateMappingAuthentication>"
+                               "</authentication></security></system.webServer></configuration>",
+        section_attrs, alice);
+    free(alice);
+    return import_iis_at(xml, NULL, res);
+}
+
+START_TEST(test_iis_section_disabled_by_default_imports_nothing)
+{
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    ck_ok(import_iis_switched("", &res));
+    ck_assert_int_eq(res.mappings, 0);
+    ck_assert_int_eq(res.rules, 0);
+    ck_assert_int_eq(res.refused, 2);
+    ck_assert_ptr_nonnull(strstr(notes, "enabled is false"));
+    ck_rejected(decide(&pki->alice), CS_REASON_NO_MAPPING);
+    ck_rejected(decide(&pki->alice_renewed), CS_REASON_NO_MAPPING);
+    ck_ok(import_iis_switched("enabled='false' oneToOneCertificateMappingsEnabled='true'", &res));
+    ck_assert_int_eq(res.mappings + res.rules, 0);
+}
+END_TEST
+
+START_TEST(test_iis_many_to_one_switch_off)
+{
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    ck_ok(import_iis_switched("enabled='true' manyToOneCertificateMappingsEnabled='false'", &res));
+    ck_assert_int_eq(res.mappings, 1);
+    ck_assert_int_eq(res.rules, 0);
+    ck_assert_ptr_nonnull(strstr(notes, "manyToOneCertificateMappingsEnabled is false"));
+    ck_accepted(decide(&pki->alice), "CORP\\alice");
+    ck_rejected(decide(&pki->alice_renewed), CS_REASON_NO_MAPPING);
+}
+END_TEST
+
+START_TEST(test_iis_one_to_one_switch_off)
+{
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    ck_ok(import_iis_switched("enabled='true' oneToOneCertificateMappingsEnabled='false'", &res));
+    ck_assert_int_eq(res.mappings, 0);
+    ck_assert_int_eq(res.rules, 1);
+    ck_assert_ptr_nonnull(strstr(notes, "oneToOneCertificateMappingsEnabled is false"));
+    /* IIS would not map alice one-to-one; its many-to-one mapping applies. */
+    ck_accepted(decide(&pki->alice), "svc");
+}
+END_TEST
+
+START_TEST(test_iis_clear_and_remove_apply)
+{
+    char *alice = cert_base64(pki->alice.cert), *bob = cert_base64(pki->bob.cert), xml[16384];
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    snprintf(xml, sizeof(xml),
+             "<configuration>" IIS_SECTION(
+                 "enabled='true'",
+                 "<oneToOneMappings><add userName='CORP\\alice' certificate='%s'/><clear/>"
+                 "<add userName='CORP\\bob' certificate='%s'/></oneToOneMappings>"
+                 "<manyToOneMappings>" IIS_MANY("All", "Allow", "svc-all", "O", "certstore tests")
+                     IIS_MANY("Bob", "Allow", "svc-bob", "CN",
+                              "bob") "<remove name='All'/></manyToOneMappings>") "</configuration>",
+             alice, bob);
+    free(alice);
+    free(bob);
+    ck_ok(import_iis_at(xml, NULL, &res));
+    ck_assert_int_eq(res.mappings, 1);
+    ck_assert_int_eq(res.rules, 1);
+    ck_rejected(decide(&pki->alice), CS_REASON_NO_MAPPING);
+    ck_rejected(decide(&pki->alice_renewed), CS_REASON_NO_MAPPING);
+    ck_accepted(decide(&pki->bob), "CORP\\bob");
+}
+END_TEST
+
+static const char
+    iis_scoped[] =
+        "<configuration>" IIS_SECTION(
+            "enabled='true'",
+            "<manyToOneMappings>" IIS_MANY(
+                "No bob", "Deny", "x",
+                "CN", "bob") "</manyToOneMappings>") "<location path='Default Web "
+                                                     "Site/a'>" IIS_SECTION("",
+                                                                            "<manyToOneMappings"
+                                                                            ">" IIS_MANY(
+                                                                                "A", "Allow",
+                                                                                "a-user", "CN",
+                                                                                "alice") "</"
+                                                                                         "manyToOne"
+                                                                                         "Mappings"
+                                                                                         ">") "</"
+                                                                                              "loca"
+                                                                                              "tion"
+                                                                                              ">"
+                                                                                              "<loc"
+                                                                                              "atio"
+                                                                                              "n "
+                                                                                              "path"
+                                                                                              "='"
+                                                                                              "Defa"
+                                                                                              "ult "
+                                                                                              "Web "
+                                                                                              "Site"
+                                                                                              "/b'"
+                                                                                              ">" IIS_SECTION(
+                                                                                                  "",
+                                                                                                  "<manyToOneMappings><clear/>" IIS_MANY(
+                                                                                                      "B",
+                                                                                                      "Allow",
+                                                                                                      "b-user",
+                                                                                                      "CN",
+                                                                                                      "*") "</manyToOneMappings>") "</location>"
+                                                                                                                                   "</configuration>";
+
+START_TEST(test_iis_locations_refused_unless_one_chosen)
+{
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    ck_assert_int_eq(import_iis_at(iis_scoped, NULL, &res), CS_INVALID);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(writer), "--location"));
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(writer), "Default Web Site/b"));
+    ck_assert_int_eq(import_iis_at(iis_scoped, "Default Web Site/c", &res), CS_INVALID);
+    /* a: the root's deny, then its own allow */
+    ck_ok(import_iis_at(iis_scoped, "Default Web Site/a", &res));
+    ck_assert_int_eq(res.rules, 2);
+    ck_accepted(decide(&pki->alice_renewed), "a-user");
+    ck_rejected(decide(&pki->bob), CS_REASON_DENIED_BY_RULE);
+}
+END_TEST
+
+START_TEST(test_iis_location_clear_drops_inherited)
+{
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    /* b clears what the root configured: bob is no longer denied there. */
+    ck_ok(import_iis_at(iis_scoped, "Default Web Site/b", &res));
+    ck_assert_int_eq(res.rules, 1);
+    ck_accepted(decide(&pki->bob), "b-user");
+}
+END_TEST
+
+/* IIS documents '*' as its one wildcard: '?' is a literal character. */
+START_TEST(test_iis_question_mark_is_literal)
+{
+    cs_foreign_result res;
+    static const char xml[] = "<configuration>" IIS_SECTION(
+        "enabled='true'",
+        "<manyToOneMappings>" IIS_MANY("Q", "Allow", "q", "CN", "alic?")
+            IIS_MANY("S", "Allow", "s", "CN", "ali*") "</manyToOneMappings>") "</configuration>";
+
+    pin(&pki->ca_a);
+    ck_ok(import_iis_at(xml, NULL, &res));
+    ck_accepted(decide(&pki->alice_renewed), "s");
+}
+END_TEST
+
+/* Dropping a Deny that certstore cannot express would admit more than IIS: refuse the file. */
+START_TEST(test_iis_unexpressible_deny_refuses_import)
+{
+    cs_foreign_result res;
+    static const char xml[] = "<configuration>" IIS_SECTION(
+        "enabled='true'",
+        "<manyToOneMappings>" IIS_MANY("No titles", "Deny", "x", "T", "Boss")
+            IIS_MANY("All", "Allow", "svc", "O",
+                     "certstore tests") "</manyToOneMappings>") "</configuration>";
+
+    pin(&pki->ca_a);
+    ck_assert_int_eq(import_iis_at(xml, NULL, &res), CS_INVALID);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(writer), "Deny"));
+    ck_rejected(decide(&pki->alice_renewed), CS_REASON_NO_MAPPING);
+}
+END_TEST
+
 /* ---- altSecurityIdentities ------------------------------------------------------------ */
 
-/* AD's issuer DN: RFC 2253 order, most specific first. */
-static void ad_dn(X509_NAME *name, char *out, size_t len)
+/* A DN as AD tools write it: RFC 2253 order (most specific first), or the certificate's (der). */
+static void ad_dn_order(X509_NAME *name, char *out, size_t len, int der)
 {
     BIO *bio = BIO_new(BIO_s_mem());
+    unsigned long flags = XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB;
     int n;
 
-    ck_assert(X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0);
+    ck_assert(X509_NAME_print_ex(bio, name, 0, der ? flags & ~XN_FLAG_DN_REV : flags) >= 0);
     n = BIO_read(bio, out, (int)len - 1);
     ck_assert_int_gt(n, 0);
     out[n] = '\0';
     BIO_free(bio);
+}
+
+static void ad_dn(X509_NAME *name, char *out, size_t len)
+{
+    ad_dn_order(name, out, len, 0);
 }
 
 /* Serial as AD keeps it: hex, least significant byte first. */
@@ -490,6 +712,54 @@ START_TEST(test_altsecid_malformed_refused_with_line)
 }
 END_TEST
 
+/* AD maps <S> (empty) only to certificates with an empty subject: never a rule for all. */
+START_TEST(test_altsecid_empty_subject_refused)
+{
+    char issuer[512], fp[CS_FP_HEX_LEN + 1], text[2048];
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    fp_of(&pki->ca_a, fp);
+    ad_dn(X509_get_subject_name(pki->ca_a.cert), issuer, sizeof(issuer));
+    snprintf(text, sizeof(text),
+             "Administrator\tX509:<I>%s<S>\n"
+             "Administrator\tX509:<I>%s<S>   \n"
+             "root\tX509:<S> \t\n"
+             "mail\tX509:<RFC822>\n",
+             issuer, issuer);
+    ck_ok(import_altsec(text, fp, 1, &res));
+    ck_assert_int_eq(res.rules, 0);
+    ck_assert_int_eq(res.refused, 4);
+    ck_assert_ptr_nonnull(strstr(notes, "1: <I>..<S>.. is empty"));
+    ck_assert_ptr_nonnull(strstr(notes, "3: <S> is empty"));
+    ck_assert_ptr_nonnull(strstr(notes, "4: <RFC822> is empty"));
+    ck_rejected(decide(&pki->alice), CS_REASON_NO_MAPPING);
+}
+END_TEST
+
+/* <S> is the whole subject, in order, as AD compares it: not a subset of attributes. */
+START_TEST(test_altsecid_subject_is_exact)
+{
+    char issuer_der[512], fp[CS_FP_HEX_LEN + 1], text[2048];
+    cs_foreign_result res;
+
+    pin(&pki->ca_a);
+    fp_of(&pki->ca_a, fp);
+    ad_dn_order(X509_get_subject_name(pki->ca_a.cert), issuer_der, sizeof(issuer_der), 1);
+    snprintf(text, sizeof(text),
+             "erin\tX509:<S>CN=alice\n"
+             "frank\tX509:<I>%s<S>O=certstore tests,CN=bob\n"
+             "gina\tX509:<S>O=certstore tests,CN=alice\n",
+             issuer_der);
+    ck_ok(import_altsec(text, fp, 1, &res));
+    ck_assert_int_eq(res.rules, 3);
+    /* CN=alice alone is not alice's subject; nor is it in the certificate's order without <I>. */
+    ck_rejected(decide(&pki->alice_renewed), CS_REASON_NO_MAPPING);
+    /* With <I> written in the certificate's order, <S> is read the same way. */
+    ck_accepted(decide(&pki->bob), "frank");
+}
+END_TEST
+
 /* ---- through the CLI ----------------------------------------------------------------- */
 
 static char cli_out[65536];
@@ -526,7 +796,8 @@ START_TEST(test_cli_import_iis_and_altsecid)
     ck_assert_int_eq(cli("import", "--format", "iis", path, "--allow-weak", NULL), 2);
     ck_assert_int_eq(cli("import", "--format", "iis", path, "--pin", fp, NULL), 0);
     ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 2 rules"));
-    ck_assert_ptr_nonnull(strstr(cli_out, "not imported: a many-to-one mapping without rules"));
+    ck_assert_ptr_nonnull(
+        strstr(cli_out, "not imported: many-to-one mapping 'Everyone' has no rules"));
     ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
     ck_assert_int_eq(cli("rule", "ls", NULL), 0);
     ck_assert_ptr_nonnull(strstr(cli_out, "1 deny priority=10"));
@@ -549,6 +820,39 @@ START_TEST(test_cli_import_iis_and_altsecid)
 }
 END_TEST
 
+/* What the operator sees: the import refuses the empty subject, check rejects. */
+START_TEST(test_cli_altsecid_empty_and_partial_subject_do_not_map)
+{
+    char path[PATH_MAX + 40], ca[PATH_MAX + 40], roots[PATH_MAX + 40], chain[PATH_MAX + 40];
+    char fp[CS_FP_HEX_LEN + 1];
+    FILE *f;
+
+    snprintf(ca, sizeof(ca), "%s/ca-a.pem", tstore.dir);
+    snprintf(roots, sizeof(roots), "%s/roots.pem", tstore.dir);
+    snprintf(chain, sizeof(chain), "%s/alice-chain.pem", tstore.dir);
+    ck_assert(testpki_write_pem(ca, pki->ca_a.cert, (X509 *)NULL));
+    ck_assert(testpki_write_pem(roots, pki->root.cert, (X509 *)NULL));
+    ck_assert(testpki_write_pem(chain, pki->alice.cert, pki->ca_a.cert, (X509 *)NULL));
+    fp_of(&pki->ca_a, fp);
+    ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
+
+    snprintf(path, sizeof(path), "%s/altsec.tsv", tstore.dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs("Administrator\tX509:<I>CN=Partner CA A,O=certstore tests<S>\n"
+          "erin\tX509:<S>CN=alice\n",
+          f);
+    fclose(f);
+    ck_assert_int_eq(cli("import", "--format", "altsecid", path, "--allow-weak", "--pin", fp, NULL),
+                     0);
+    ck_assert_ptr_nonnull(strstr(cli_out, "line 1: not imported: <I>..<S>.. is empty"));
+    ck_assert_ptr_nonnull(strstr(cli_out, "imported 0 mappings and 1 rules"));
+    ck_assert_int_eq(cli("check", chain, "--ca", roots, NULL), 1);
+    ck_assert_ptr_nonnull(strstr(cli_out, "reject no-mapping"));
+    ck_assert_int_eq(cli("rule", "ls", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(cli_out, "subject-exact=\"CN=alice\""));
+}
+END_TEST
+
 static Suite *importers_suite(void)
 {
     Suite *s = suite_create("importers");
@@ -561,6 +865,14 @@ static Suite *importers_suite(void)
     tcase_add_test(iis, test_iis_case_sensitivity_kept);
     tcase_add_test(iis, test_iis_malformed_refused_with_line);
     tcase_add_test(iis, test_iis_many_to_one_needs_pin);
+    tcase_add_test(iis, test_iis_section_disabled_by_default_imports_nothing);
+    tcase_add_test(iis, test_iis_many_to_one_switch_off);
+    tcase_add_test(iis, test_iis_one_to_one_switch_off);
+    tcase_add_test(iis, test_iis_clear_and_remove_apply);
+    tcase_add_test(iis, test_iis_locations_refused_unless_one_chosen);
+    tcase_add_test(iis, test_iis_location_clear_drops_inherited);
+    tcase_add_test(iis, test_iis_question_mark_is_literal);
+    tcase_add_test(iis, test_iis_unexpressible_deny_refuses_import);
     suite_add_tcase(s, iis);
 
     tcase_add_checked_fixture(altsec, setup, teardown);
@@ -569,10 +881,13 @@ static Suite *importers_suite(void)
     tcase_add_test(altsec, test_altsecid_weak_without_issuer_needs_pin);
     tcase_add_test(altsec, test_altsecid_issuer_must_be_one_pin);
     tcase_add_test(altsec, test_altsecid_malformed_refused_with_line);
+    tcase_add_test(altsec, test_altsecid_empty_subject_refused);
+    tcase_add_test(altsec, test_altsecid_subject_is_exact);
     suite_add_tcase(s, altsec);
 
     tcase_add_checked_fixture(cli_tc, setup, teardown);
     tcase_add_test(cli_tc, test_cli_import_iis_and_altsecid);
+    tcase_add_test(cli_tc, test_cli_altsecid_empty_and_partial_subject_do_not_map);
     suite_add_tcase(s, cli_tc);
     return s;
 }

@@ -399,13 +399,28 @@ START_TEST(test_multi_valued_rdn)
 }
 END_TEST
 
-START_TEST(test_repeated_attribute_any_value)
+/* Allow: every value of a named attribute must be matched; deny: any value. */
+START_TEST(test_repeated_attribute_allow_all_deny_any)
 {
     leaf_spec ls = {.subject = {"OU=Sales", "OU=Gateways", "CN=x"}};
+    leaf_spec two_cns = {.subject = {"O=Acme", "CN=gw-01", "CN=admin"}};
+    cs_rule_spec deny = deny_rule();
+    X509 *leaf = make_leaf(&two_cns);
 
-    ck_assert_int_eq(subject_matches("OU=Gateways", &ls), 1);
+    ck_assert_int_eq(subject_matches("OU=Gateways", &ls), 0);
     ck_assert_int_eq(subject_matches("OU=Sales,OU=Gate*", &ls), 1);
+    ck_assert_int_eq(subject_matches("OU=*", &ls), 1);
     ck_assert_int_eq(subject_matches("OU=Marketing", &ls), 0);
+    ck_assert_int_eq(subject_matches("CN=gw-*", &two_cns), 0);
+    ck_assert_int_eq(subject_matches("CN=gw-*,CN=admin", &two_cns), 1);
+    ck_assert_int_eq(subject_matches("O=Acme", &two_cns), 1); /* CN is not named */
+    deny.subject = "CN=admin";
+    ck_assert_int_eq(matches(&deny, leaf), 1);
+    deny.subject = "CN=gw-*";
+    ck_assert_int_eq(matches(&deny, leaf), 1);
+    deny.subject = "CN=root";
+    ck_assert_int_eq(matches(&deny, leaf), 0);
+    X509_free(leaf);
 }
 END_TEST
 
@@ -503,11 +518,32 @@ static int subject_matches_cs(const char *cond, const char *cn, int case_sensiti
 START_TEST(test_composed_and_decomposed_are_equal)
 {
     for (int cs = 0; cs <= 1; cs++) {
-        ck_assert_int_eq(subject_matches_cs("CN=" A_UML_DECOMP "rger", A_UML "rger", cs), 1);
-        ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", A_UML_DECOMP "rger", cs), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=" A_UML_DECOMP "rger", A_UML "rger", 0), 1);
+        ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", A_UML_DECOMP "rger", 0), 1);
         ck_assert_int_eq(subject_matches_cs("CN=Argers", A_UML_DECOMP "rger", cs), 0);
         ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", "Arger", cs), 0);
     }
+}
+END_TEST
+
+#define KELVIN "\xe2\x84\xaa"      /* U+212A, canonically equivalent to 'K' */
+#define LONG_S "\xc5\xbf"          /* U+017F, folds to 's' */
+#define FF_LIGATURE "\xef\xac\x80" /* U+FB00, folds to "ff" */
+
+/* Case-sensitive means the code points as they are: no normalisation at all. */
+START_TEST(test_case_sensitive_compares_code_points_exactly)
+{
+    ck_assert_int_eq(subject_matches_cs("CN=" KELVIN "elvin", "Kelvin", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=Kelvin", KELVIN "elvin", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=staff", LONG_S "ta" FF_LIGATURE, 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=" LONG_S "ta" FF_LIGATURE, "staff", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML "rger", A_UML_DECOMP "rger", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML_DECOMP "rger", A_UML "rger", 1), 0);
+    ck_assert_int_eq(subject_matches_cs("CN=" A_UML_DECOMP "rger", A_UML_DECOMP "rger", 1), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=" KELVIN "*", KELVIN "elvin", 1), 1);
+    /* caselessly they are the same name, as documented */
+    ck_assert_int_eq(subject_matches_cs("CN=kelvin", KELVIN "elvin", 0), 1);
+    ck_assert_int_eq(subject_matches_cs("CN=staff", LONG_S "ta" FF_LIGATURE, 0), 1);
 }
 END_TEST
 
@@ -537,8 +573,8 @@ START_TEST(test_question_mark_is_one_code_point)
     for (int cs = 0; cs <= 1; cs++) {
         ck_assert_int_eq(subject_matches_cs("CN=?rger", A_UML "rger", cs), 1);
         ck_assert_int_eq(subject_matches_cs("CN=??rger", A_UML "rger", cs), 0);
-        /* decomposed in the certificate, still one code point after NFC */
-        ck_assert_int_eq(subject_matches_cs("CN=?rger", A_UML_DECOMP "rger", cs), 1);
+        /* decomposed in the certificate: one code point after NFC, two exactly */
+        ck_assert_int_eq(subject_matches_cs("CN=?rger", A_UML_DECOMP "rger", cs), !cs);
         ck_assert_int_eq(subject_matches_cs("CN=lock-?", "lock-" LOCK, cs), 1);
         ck_assert_int_eq(subject_matches_cs("CN=lock-??", "lock-" LOCK, cs), 0);
         ck_assert_int_eq(subject_matches_cs("CN=lock?", "lock-" LOCK, cs), 0);
@@ -568,7 +604,7 @@ END_TEST
  * OpenSSL will not encode such a name, so the leaf's CN is overwritten in
  * memory after signing: the matcher reads the parsed value as it is.
  */
-static X509 *leaf_with_raw_cn(int type, const unsigned char *bytes)
+static X509 *leaf_with_raw_cn_len(int type, const unsigned char *bytes, int len)
 {
     leaf_spec ls = {.subject = {"CN=placeholder"}};
     X509 *leaf = make_leaf(&ls);
@@ -578,9 +614,14 @@ static X509 *leaf_with_raw_cn(int type, const unsigned char *bytes)
 
     ck_assert_int_ge(at, 0);
     value = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, at));
-    ck_assert(ASN1_STRING_set(value, bytes, (int)strlen((const char *)bytes)));
+    ck_assert(ASN1_STRING_set(value, bytes, len));
     value->type = type;
     return leaf;
+}
+
+static X509 *leaf_with_raw_cn(int type, const unsigned char *bytes)
+{
+    return leaf_with_raw_cn_len(type, bytes, (int)strlen((const char *)bytes));
 }
 
 START_TEST(test_invalid_utf8_never_matches_any_rule)
@@ -705,6 +746,273 @@ START_TEST(test_eku_and_policy)
     ck_assert_int_eq(matches(&r, srv), 0);
     X509_free(leaf);
     X509_free(srv);
+}
+END_TEST
+
+/* ---- unreadable values and canonical forms ------------------------------------- */
+
+/* 1 when a deny rule with this condition matches, for each of deny, allow. */
+static void ck_deny_allow(X509 *leaf, cs_rule_spec cond, int deny_expected, int allow_expected)
+{
+    cs_rule_spec deny = deny_rule(), allow = allow_rule("x");
+
+    deny.subject = allow.subject = cond.subject;
+    deny.san = allow.san = cond.san;
+    deny.eku = allow.eku = cond.eku;
+    deny.policy = allow.policy = cond.policy;
+    deny.case_sensitive = allow.case_sensitive = cond.case_sensitive;
+    ck_assert_int_eq(matches(&deny, leaf), deny_expected);
+    ck_assert_int_eq(matches(&allow, leaf), allow_expected);
+}
+
+START_TEST(test_unreadable_name_value_denied_never_allowed)
+{
+    static const unsigned char nul[] = {'a', 0, 't', 'e', 's', 't'};
+    static const unsigned char t61_high[] = {'c', 'a', 'f', 0xe9};
+    static const unsigned char t61_ascii[] = {'t', 'e', 's', 't'};
+    static const unsigned char odd_bmp[] = {0, 't', 0};
+    static const unsigned char bmp_nul[] = {0, 't', 0, 0};
+    X509 *with_nul = make_raw_leaf(NID_commonName, V_ASN1_UTF8STRING, nul, sizeof(nul));
+    X509 *t61 = make_raw_leaf(NID_commonName, V_ASN1_T61STRING, t61_high, sizeof(t61_high));
+    X509 *t61_ok = make_raw_leaf(NID_commonName, V_ASN1_T61STRING, t61_ascii, sizeof(t61_ascii));
+    X509 *bmp = leaf_with_raw_cn_len(V_ASN1_BMPSTRING, odd_bmp, sizeof(odd_bmp));
+    X509 *bmp0 = leaf_with_raw_cn_len(V_ASN1_BMPSTRING, bmp_nul, sizeof(bmp_nul));
+    cs_rule_spec c = {.subject = "CN=*test*"};
+
+    ck_deny_allow(with_nul, c, 1, 0);
+    ck_deny_allow(t61, c, 1, 0);
+    ck_deny_allow(bmp, c, 1, 0);
+    ck_deny_allow(bmp0, c, 1, 0); /* converted, but holds a NUL */
+    ck_deny_allow(t61_ok, c, 1, 1);
+    c.subject = "CN=caf*";
+    ck_deny_allow(t61, c, 1, 0); /* T61String is not read as Latin-1 */
+    c.subject = "O=Acme";        /* a rule that does not look at CN is not affected */
+    ck_deny_allow(with_nul, c, 1, 1);
+    c.subject = "O=Other";
+    ck_deny_allow(with_nul, c, 0, 0);
+    X509_free(with_nul);
+    X509_free(t61);
+    X509_free(t61_ok);
+    X509_free(bmp);
+    X509_free(bmp0);
+}
+END_TEST
+
+START_TEST(test_upn_from_ia5string_and_utf8string)
+{
+    leaf_spec ia5 = {.subject = {"CN=x"},
+                     .san = "otherName:1.3.6.1.4.1.311.20.2.3;IA5:boss@admin.corp"};
+    leaf_spec bmp = {.subject = {"CN=x"},
+                     .san = "otherName:1.3.6.1.4.1.311.20.2.3;BMP:boss@admin.corp"};
+    leaf_spec utf8 = {.subject = {"CN=x"},
+                      .san = "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:boss@admin.corp"};
+    X509 *l_ia5 = make_leaf(&ia5), *l_bmp = make_leaf(&bmp), *l_utf8 = make_leaf(&utf8);
+    cs_rule_spec c = {.san = "UPN:*@admin.corp"};
+
+    ck_deny_allow(l_utf8, c, 1, 1);
+    ck_deny_allow(l_ia5, c, 1, 1);
+    ck_deny_allow(l_bmp, c, 1, 0); /* a UPN of another string type cannot be read */
+    c.san = "UPN:*@other.corp";
+    ck_deny_allow(l_ia5, c, 0, 0);
+    X509_free(l_ia5);
+    X509_free(l_bmp);
+    X509_free(l_utf8);
+}
+END_TEST
+
+START_TEST(test_dns_and_ip_canonical)
+{
+    leaf_spec dot = {.subject = {"CN=x"}, .san = "DNS:Host.TEST."};
+    leaf_spec mapped = {.subject = {"CN=x"}, .san = "IP:::ffff:10.9.9.9"};
+    leaf_spec v4 = {.subject = {"CN=x"}, .san = "IP:10.9.9.9"};
+    X509 *l_dot = make_leaf(&dot), *l_mapped = make_leaf(&mapped), *l_v4 = make_leaf(&v4);
+    cs_rule_spec c = {.san = "DNS:*.test"};
+
+    ck_deny_allow(l_dot, c, 1, 1);
+    c.case_sensitive = 1; /* DNS is caseless whatever the rule says */
+    ck_deny_allow(l_dot, c, 1, 1);
+    c.case_sensitive = 0;
+    c.san = "DNS:host.test.";
+    ck_deny_allow(l_dot, c, 1, 1);
+    c.san = "DNS:*.test.evil";
+    ck_deny_allow(l_dot, c, 0, 0);
+    c.san = "IP:10.9.9.9";
+    ck_deny_allow(l_mapped, c, 1, 1);
+    ck_deny_allow(l_v4, c, 1, 1);
+    c.san = "IP:::ffff:10.9.9.9";
+    ck_deny_allow(l_v4, c, 1, 1);
+    c.san = "IP:10.9.9.8";
+    ck_deny_allow(l_mapped, c, 0, 0);
+    X509_free(l_dot);
+    X509_free(l_mapped);
+    X509_free(l_v4);
+}
+END_TEST
+
+/* The same extension twice (RFC 5280 forbids it): no allow rule may read either. */
+static void add_ext_again(X509 *leaf, int nid)
+{
+    X509_EXTENSION *ext = X509_get_ext(leaf, X509_get_ext_by_NID(leaf, nid, -1));
+
+    ck_assert_ptr_nonnull(ext);
+    ext = X509_EXTENSION_dup(ext);
+    ck_assert(X509_add_ext(leaf, ext, -1));
+    X509_EXTENSION_free(ext);
+    ck_assert(X509_sign(leaf, pki->ca_a.key, EVP_sha256()) > 0);
+}
+
+START_TEST(test_duplicated_extensions_denied_never_allowed)
+{
+    leaf_spec ls = {.subject = {"CN=x"},
+                    .san = "DNS:gw.test",
+                    .eku = "clientAuth",
+                    .policy = "1.3.6.1.4.1.99999.1.2"};
+    X509 *pol = make_leaf(&ls), *san = make_leaf(&ls), *eku = make_leaf(&ls);
+    X509 *plain = make_leaf(&ls);
+    cs_rule_spec c = {.policy = "1.3.6.1.4.1.99999.1.2"};
+
+    add_ext_again(pol, NID_certificate_policies);
+    add_ext_again(san, NID_subject_alt_name);
+    add_ext_again(eku, NID_ext_key_usage);
+    ck_deny_allow(plain, c, 1, 1);
+    ck_deny_allow(pol, c, 1, 0);
+    c.policy = NULL;
+    c.san = "DNS:*.test";
+    ck_deny_allow(plain, c, 1, 1);
+    ck_deny_allow(san, c, 1, 0);
+    c.san = NULL;
+    c.eku = "clientAuth";
+    ck_deny_allow(plain, c, 1, 1);
+    ck_deny_allow(eku, c, 1, 0);
+    X509_free(pol);
+    X509_free(san);
+    X509_free(eku);
+    X509_free(plain);
+}
+END_TEST
+
+/*
+ * A certificate without extendedKeyUsage, or with anyExtendedKeyUsage, may be
+ * used for every purpose, and anyPolicy stands for every policy: each
+ * spells the value a deny rule names. An allow rule needs it written out.
+ */
+START_TEST(test_any_eku_and_any_policy_count_for_deny_only)
+{
+    leaf_spec any_eku = {.subject = {"CN=x"}, .eku = "anyExtendedKeyUsage"};
+    leaf_spec any_policy = {.subject = {"CN=x"}, .policy = "2.5.29.32.0"};
+    X509 *l_any = make_leaf(&any_eku), *l_pol = make_leaf(&any_policy);
+    X509 *l_none = make_leaf(&any_eku);
+    cs_rule_spec c = {.eku = "clientAuth"};
+    int at;
+
+    /* make_leaf always adds an EKU: take it off this one */
+    at = X509_get_ext_by_NID(l_none, NID_ext_key_usage, -1);
+    ck_assert_int_ge(at, 0);
+    X509_EXTENSION_free(X509_delete_ext(l_none, at));
+    ck_assert(X509_sign(l_none, pki->ca_a.key, EVP_sha256()) > 0);
+    ck_deny_allow(l_any, c, 1, 0);
+    ck_deny_allow(l_none, c, 1, 0);
+    c.eku = "anyExtendedKeyUsage";
+    ck_deny_allow(l_any, c, 1, 1);
+    c.eku = NULL;
+    c.policy = "1.3.6.1.4.1.99999.1.2";
+    ck_deny_allow(l_pol, c, 1, 0);
+    ck_deny_allow(l_none, c, 0, 0); /* no policy at all asserts none */
+    c.policy = "anyPolicy";
+    ck_deny_allow(l_pol, c, 1, 1);
+    X509_free(l_any);
+    X509_free(l_pol);
+    X509_free(l_none);
+}
+END_TEST
+
+/* Through the policy: a broad allow behind a narrow deny, each variant and its plain twin. */
+START_TEST(test_variants_denied_like_their_plain_twin)
+{
+    static const unsigned char nul[] = {'a', 0, 't', 'e', 's', 't'};
+    leaf_spec twins[][2] = {
+        {{.subject = {"O=Acme", "CN=x"}, .san = "DNS:gw.test"},
+         {.subject = {"O=Acme", "CN=x"}, .san = "DNS:gw.test."}},
+        {{.subject = {"O=Acme", "CN=x"}, .san = "IP:10.9.9.9"},
+         {.subject = {"O=Acme", "CN=x"}, .san = "IP:::ffff:10.9.9.9"}},
+        {{.subject = {"O=Acme", "CN=x"},
+          .san = "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@admin.corp"},
+         {.subject = {"O=Acme", "CN=x"},
+          .san = "otherName:1.3.6.1.4.1.311.20.2.3;IA5:a@admin.corp"}},
+    };
+    cs_rule_spec allow = allow_rule("partner"), deny = deny_rule();
+    X509 *with_nul = make_raw_leaf(NID_commonName, V_ASN1_UTF8STRING, nul, sizeof(nul));
+
+    pin(&pki->ca_a);
+    allow.subject = "O=Acme";
+    allow.priority = 200;
+    add_rule(&allow);
+    deny.subject = "CN=*test*";
+    add_rule(&deny);
+    deny.subject = NULL;
+    deny.san = "DNS:*.test";
+    add_rule(&deny);
+    deny.san = "IP:10.9.9.9";
+    add_rule(&deny);
+    deny.san = "UPN:*@admin.corp";
+    add_rule(&deny);
+    for (size_t i = 0; i < sizeof(twins) / sizeof(twins[0]); i++) {
+        for (int v = 0; v < 2; v++) {
+            X509 *leaf = make_leaf(&twins[i][v]);
+
+            ck_rejected(decide_cert(leaf), CS_REASON_DENIED_BY_RULE);
+            X509_free(leaf);
+        }
+    }
+    ck_rejected(decide_cert(with_nul), CS_REASON_DENIED_BY_RULE);
+    X509_free(with_nul);
+    {
+        leaf_spec ok = {.subject = {"O=Acme", "CN=gw"}, .san = "DNS:gw.example"};
+        X509 *leaf = make_leaf(&ok);
+
+        ck_accepted(decide_cert(leaf), "partner");
+        X509_free(leaf);
+    }
+}
+END_TEST
+
+/* ---- exact names ---------------------------------------------------------------- */
+
+static int exact_matches(const char *cond, const leaf_spec *ls, int deny)
+{
+    cs_rule_spec r = deny ? deny_rule() : allow_rule("x");
+    X509 *leaf = make_leaf(ls);
+    int m;
+
+    r.subject = cond;
+    r.subject_exact = 1;
+    m = matches(&r, leaf);
+    X509_free(leaf);
+    return m;
+}
+
+START_TEST(test_subject_exact_is_the_whole_name_in_order)
+{
+    leaf_spec admin = {.subject = {"DC=com", "DC=contoso", "CN=Users", "CN=Administrator"}};
+    leaf_spec child = {
+        .subject = {"DC=com", "DC=contoso", "DC=child", "CN=Users", "CN=Administrator"}};
+    leaf_spec rdn = {.subject = {"CN=gw", "+O=Acme", "C=DE"}};
+    const char *dn = "CN=Administrator,CN=Users,DC=contoso,DC=com";
+
+    /* Not exact, an allow rule still needs every DC value named: DC=child is not. */
+    ck_assert_int_eq(subject_matches(dn, &child), 0);
+    ck_assert_int_eq(subject_matches("CN=Administrator,CN=Users,DC=*", &child), 1);
+    for (int deny = 0; deny <= 1; deny++) {
+        ck_assert_int_eq(exact_matches(dn, &admin, deny), 1);
+        ck_assert_int_eq(exact_matches(dn, &child, deny), 0);
+        ck_assert_int_eq(exact_matches("DC=com,DC=contoso,CN=Users,CN=Administrator", &admin, deny),
+                         0);
+        ck_assert_int_eq(exact_matches("CN=Administrator,CN=Users,DC=contoso", &admin, deny), 0);
+        ck_assert_int_eq(exact_matches("C=DE,O=Acme+CN=gw", &rdn, deny), 1);
+        ck_assert_int_eq(exact_matches("C=DE,O=Acme,CN=gw", &rdn, deny), 0);
+        ck_assert_int_eq(exact_matches("C=DE+O=Acme,CN=gw", &rdn, deny), 0);
+    }
+    ck_assert_int_eq(exact_matches("cn=administrator,CN=Users,DC=CONTOSO,DC=com", &admin, 0), 1);
 }
 END_TEST
 
@@ -1026,7 +1334,7 @@ START_TEST(test_v1_database_upgrades_in_place)
     ck_assert_int_eq(cs_db_open(&db, path, 0), CS_OK);
     ck_assert_int_eq(cs_db_migrate(db), CS_OK);
     ck_assert_int_eq(cs_db_schema_version(db, &version), CS_OK);
-    ck_assert_int_eq(version, 2);
+    ck_assert_int_eq(version, CS_SCHEMA_VERSION);
     cs_db_close(db);
 
     ck_assert_int_eq(cs_db_open(&db, path, CS_OPEN_READONLY), CS_OK);
@@ -1203,7 +1511,7 @@ static Suite *rules_suite(void)
     tcase_add_test(match, test_cn_with_comma_cannot_inject_o);
     tcase_add_test(match, test_escapes_and_literal_globs);
     tcase_add_test(match, test_multi_valued_rdn);
-    tcase_add_test(match, test_repeated_attribute_any_value);
+    tcase_add_test(match, test_repeated_attribute_allow_all_deny_any);
     tcase_add_test(match, test_every_attribute);
     tcase_add_test(match, test_non_ascii_byte_compare_and_question_mark);
     tcase_add_test(match, test_bmpstring_converted);
@@ -1212,12 +1520,20 @@ static Suite *rules_suite(void)
     tcase_add_test(match, test_san_types);
     tcase_add_test(match, test_san_condition_without_san_extension);
     tcase_add_test(match, test_eku_and_policy);
+    tcase_add_test(match, test_unreadable_name_value_denied_never_allowed);
+    tcase_add_test(match, test_upn_from_ia5string_and_utf8string);
+    tcase_add_test(match, test_dns_and_ip_canonical);
+    tcase_add_test(match, test_duplicated_extensions_denied_never_allowed);
+    tcase_add_test(match, test_variants_denied_like_their_plain_twin);
+    tcase_add_test(match, test_any_eku_and_any_policy_count_for_deny_only);
+    tcase_add_test(match, test_subject_exact_is_the_whole_name_in_order);
     suite_add_tcase(s, match);
 
     tcase_add_checked_fixture(unicode, setup, teardown);
     tcase_add_test(unicode, test_composed_and_decomposed_are_equal);
     tcase_add_test(unicode, test_case_insensitive_folds_unicode);
     tcase_add_test(unicode, test_case_sensitive_does_not_fold);
+    tcase_add_test(unicode, test_case_sensitive_compares_code_points_exactly);
     tcase_add_test(unicode, test_question_mark_is_one_code_point);
     tcase_add_test(unicode, test_glob_over_non_ascii);
     tcase_add_test(unicode, test_invalid_utf8_never_matches_any_rule);
