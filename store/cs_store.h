@@ -35,6 +35,8 @@ typedef enum {
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
+/* Write even where others may change the directory (cs_db_check_dir). */
+#define CS_OPEN_ALLOW_UNSAFE_DIR 0x4u
 
 #define CS_FP_HEX_LEN 64       /* SHA-256 as lowercase hex */
 #define CS_ACCOUNT_MAX 255     /* bytes of an account name */
@@ -56,6 +58,19 @@ cs_status cs_db_open(cs_db **out, const char *path, unsigned flags);
 /* The same, waiting at most busy_timeout_ms for locks from the start (the
  * schema check included); cs_db_open waits the default 2000 ms. */
 cs_status cs_db_open_ex(cs_db **out, const char *path, unsigned flags, int busy_timeout_ms);
+/*
+ * Whether the directory holding `path`, and every directory above it, is
+ * safe to write a database in: owned by root or by us, and writable by no
+ * one else unless sticky (like /tmp). Where others can write, they can
+ * replace the database or plant links under its -wal/-shm names, and a
+ * privileged writer would then write, chmod or chown whatever the links
+ * point to. Writable opens refuse such a place (CS_INVALID, message names
+ * the directory, its owner and mode) unless CS_OPEN_ALLOW_UNSAFE_DIR.
+ * Every open, read-only too, refuses a database, -wal, -shm or -journal
+ * that is a symbolic link or not a regular file; the checks come before
+ * SQLite opens the files, so only a safe directory makes them race-free.
+ */
+cs_status cs_db_check_dir(const char *path, char *msg, size_t msglen);
 void cs_db_close(cs_db *db);
 const char *cs_db_errmsg(const cs_db *db);
 const char *cs_db_path(const cs_db *db);

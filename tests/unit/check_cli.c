@@ -1210,6 +1210,144 @@ START_TEST(test_read_only_database)
 }
 END_TEST
 
+
+/* ---- symbolic links and unsafe directories -------------------------------- */
+
+/* A root-owned 0600 file an attacker would like root to chmod, chown or write. */
+static const char *make_victim(void)
+{
+    const char *victim = test_file("victim");
+    write_text(victim, "precious\n");
+    ck_assert_int_eq(chmod(victim, 0600), 0);
+    return victim;
+}
+
+static void assert_victim_untouched(const char *victim)
+{
+    struct stat st;
+    ck_assert_int_eq(lstat(victim, &st), 0);
+    ck_assert_msg((st.st_mode & 07777) == 0600, "victim mode changed to %04o",
+                  (unsigned)(st.st_mode & 07777));
+    ck_assert_msg(st.st_uid == 0 && st.st_gid == 0, "victim owner changed to %u:%u",
+                  (unsigned)st.st_uid, (unsigned)st.st_gid);
+    char *text = read_file(victim, NULL);
+    ck_assert_str_eq(text, "precious\n");
+    free(text);
+}
+
+/* A database in its own directory, handed to nobody afterwards (the attacker). */
+static void init_in_dir_given_to_nobody(char *dir, size_t len)
+{
+    snprintf(dir, len, "%s", test_file("shared"));
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir);
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(chown(dir, NOBODY_UID, NOGROUP_GID), 0);
+}
+
+static void plant_symlink(const char *target, const char *link)
+{
+    unlink(link);
+    ck_assert_msg(symlink(target, link) == 0, "symlink %s: %s", link, strerror(errno));
+}
+
+START_TEST(test_symlinked_sidecar_in_foreign_dir_not_followed)
+{
+    static const char *const sidecars[] = {"-wal", "-shm"};
+    char dir[700], link[800];
+
+    for (size_t i = 0; i < 2; i++) {
+        setup();
+        const char *victim = make_victim();
+        init_in_dir_given_to_nobody(dir, sizeof(dir));
+        snprintf(link, sizeof(link), "%s%s", db_path, sidecars[i]);
+        plant_symlink(victim, link);
+        /* A write that succeeds and one that fails: neither may touch the target. */
+        cli("account", "add", "eve");
+        assert_one_line_failure(1, dir);
+        assert_err_has("owned by uid 65534");
+        assert_victim_untouched(victim);
+        cli("pin", "add", test_file("no-such.pem"));
+        ck_assert_int_eq(last.status, 1);
+        assert_victim_untouched(victim);
+        free_last();
+    }
+}
+END_TEST
+
+START_TEST(test_symlinked_sidecar_refused_even_where_allowed)
+{
+    static const char *const sidecars[] = {"-wal", "-shm"};
+    char link[800];
+
+    for (size_t i = 0; i < 2; i++) {
+        setup();
+        const char *victim = make_victim();
+        ck_assert_int_eq(cli("init"), 0);
+        snprintf(link, sizeof(link), "%s%s", db_path, sidecars[i]);
+        plant_symlink(victim, link);
+        cli("--allow-unsafe-dir", "account", "add", "eve");
+        assert_one_line_failure(1, "symbolic link");
+        assert_victim_untouched(victim);
+        /* Reading commands open the same files. */
+        cli("stats");
+        assert_one_line_failure(1, "symbolic link");
+        assert_victim_untouched(victim);
+        free_last();
+    }
+}
+END_TEST
+
+START_TEST(test_init_does_not_follow_symlinked_db)
+{
+    const char *elsewhere = test_file("elsewhere.db");
+    plant_symlink(elsewhere, db_path);
+    cli("init");
+    assert_one_line_failure(1, "symbolic link");
+    ck_assert_int_ne(access(elsewhere, F_OK), 0);
+    /* An existing file behind the link is not written either. */
+    const char *victim = make_victim();
+    plant_symlink(victim, db_path);
+    cli("init");
+    assert_one_line_failure(1, "symbolic link");
+    assert_victim_untouched(victim);
+    cli("--allow-unsafe-dir", "pin", "add", pki_file("ca-a.pem"));
+    ck_assert_int_eq(last.status, 1);
+    assert_victim_untouched(victim);
+}
+END_TEST
+
+START_TEST(test_world_writable_dir_refused_unless_allowed)
+{
+    char dir[700];
+    snprintf(dir, sizeof(dir), "%s", test_file("open"));
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir);
+    cli("init");
+    assert_one_line_failure(1, dir);
+    assert_err_has("mode 0777");
+    assert_err_has("--allow-unsafe-dir");
+    ck_assert_int_ne(access(db_path, F_OK), 0);
+
+    ck_assert_int_eq(cli("--allow-unsafe-dir", "init"), 0);
+    cli("account", "add", "alice");
+    assert_one_line_failure(1, "mode 0777");
+    ck_assert_int_eq(cli("account", "add", "alice", "--allow-unsafe-dir"), 0);
+    setenv("CERTSTORE_ALLOW_UNSAFE_DIR", "1", 1);
+    ck_assert_int_eq(cli("account", "add", "bob"), 0);
+    unsetenv("CERTSTORE_ALLOW_UNSAFE_DIR");
+
+    /* Sticky and ours, like /tmp: others cannot replace our files there. */
+    ck_assert_int_eq(chmod(dir, 01777), 0);
+    ck_assert_int_eq(cli("account", "add", "carol"), 0);
+    /* Group-writable is others too. */
+    ck_assert_int_eq(chmod(dir, 0775), 0);
+    cli("account", "add", "dave");
+    assert_one_line_failure(1, "mode 0775");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1264,6 +1402,16 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_not_sqlite_database);
     tcase_add_test(tc, test_newer_schema_refused_untouched);
     tcase_add_test(tc, test_read_only_database);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("unsafe_paths");
+    tcase_add_unchecked_fixture(tc, setup_suite, teardown_suite);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_symlinked_sidecar_in_foreign_dir_not_followed);
+    tcase_add_test(tc, test_symlinked_sidecar_refused_even_where_allowed);
+    tcase_add_test(tc, test_init_does_not_follow_symlinked_db);
+    tcase_add_test(tc, test_world_writable_dir_refused_unless_allowed);
     suite_add_tcase(s, tc);
     return s;
 }
