@@ -332,6 +332,57 @@ START_TEST(test_missing_db_key_denies_all)
 }
 END_TEST
 
+/*
+ * The log file is opened as root at load time: a link planted at its path
+ * must not make root create, append to or take over another file. The log
+ * falls back to syslog; decisions are unaffected.
+ */
+START_TEST(test_log_path_symlink_not_followed)
+{
+    char victim[600], link[600], lines[1400];
+    struct stat st;
+    FILE *f;
+
+    store_standard();
+    snprintf(victim, sizeof(victim), "%s/victim", fx.dir);
+    snprintf(link, sizeof(link), "%s/linked.log", fx.dir);
+    f = fopen(victim, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(victim, 0600), 0);
+    ck_assert_int_eq(symlink(victim, link), 0);
+    snprintf(lines, sizeof(lines), "db = %s\nlog = %s\n", fx.db, link);
+    th_load_provider(&fx, lines);
+    th_make_server(&fx, 0, 0, 0);
+    assert_accepted("alice", ALICE_ACCOUNT);
+    ck_assert_int_eq(stat(victim, &st), 0);
+    ck_assert_msg(st.st_size == 9, "the log was written through the link (%lld bytes)",
+                  (long long)st.st_size);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    /* A dangling link: nothing may be created where it points. */
+    ck_assert_int_eq(unlink(victim), 0);
+    th_connect_as(&fx, "bob");
+    ck_assert_int_ne(access(victim, F_OK), 0);
+}
+END_TEST
+
+START_TEST(test_log_path_dangling_symlink_not_created)
+{
+    char target[600], link[600], lines[1400];
+
+    store_standard();
+    snprintf(target, sizeof(target), "%s/created-by-root", fx.dir);
+    snprintf(link, sizeof(link), "%s/linked.log", fx.dir);
+    ck_assert_int_eq(symlink(target, link), 0);
+    snprintf(lines, sizeof(lines), "db = %s\nlog = %s\n", fx.db, link);
+    th_load_provider(&fx, lines);
+    th_make_server(&fx, 0, 0, 0);
+    assert_accepted("alice", ALICE_ACCOUNT);
+    ck_assert_msg(access(target, F_OK) != 0, "root created the file the link points to");
+}
+END_TEST
+
 START_TEST(test_audit_mode_accepts_and_logs_would_reject)
 {
     th_outcome out;
@@ -562,6 +613,8 @@ static Suite *provider_suite(void)
     tcase_add_test(init, test_bad_busy_timeout_denies_all);
     tcase_add_test(init, test_relative_db_denies_all);
     tcase_add_test(init, test_missing_db_key_denies_all);
+    tcase_add_test(init, test_log_path_symlink_not_followed);
+    tcase_add_test(init, test_log_path_dangling_symlink_not_created);
     suite_add_tcase(s, init);
 
     tcase_add_checked_fixture(modes, setup, teardown);
