@@ -141,6 +141,14 @@ static const char *check_config(doctor *d, const doctor_options *o, char *buf, s
         return path;
     }
     fclose(f);
+    /*
+     * The provider checks its section's keys in the file $OPENSSL_CONF
+     * names, as a server started with it would have it set.
+     */
+    if (setenv("OPENSSL_CONF", path, 1) != 0) {
+        report(d, LEVEL_FAIL, "config", "%s (%s): %s", path, source, strerror(errno));
+        return path;
+    }
     /* What a server does at startup: the whole file, every module in it. */
     if (!OSSL_LIB_CTX_load_config(d->libctx, path)) {
         take_openssl_error(err, sizeof(err), "unknown error");

@@ -181,6 +181,19 @@ expect_rc badmode 1
 expect_line badmode "FAIL mode: deny-all: every client certificate is rejected: mode must be enforce, audit or off, not \"enforcing\""
 expect_line badmode "OK   hook: active: an unpinned test client was refused (config-error)"
 
+# ---- a misspelt key: deny-all, and the doctor names it -------------------------------
+write_config "$work/typo.cnf" "$db" "require_stong = yes"
+doctor typo --config "$work/typo.cnf"
+expect_rc typo 1
+expect_line typo "FAIL mode: deny-all: every client certificate is rejected: unknown key \"require_stong\" in section [certstore_sect]"
+expect_line typo "OK   hook: active: an unpinned test client was refused (config-error)"
+expect_line typo "certstore is NOT enforcing with this configuration"
+# The same file through $OPENSSL_CONF, as a server finds it.
+rc=0
+OPENSSL_CONF=$work/typo.cnf timeout 60 "$CERTSTORE_BIN" doctor >"$work/typoenv.out" 2>&1 || rc=$?
+expect_rc typoenv 1
+expect_line typoenv "FAIL mode: deny-all: every client certificate is rejected: unknown key \"require_stong\""
+
 # ---- mode = off: loaded but not enforcing ----------------------------------------
 write_config "$work/off.cnf" "$db" "mode = off"
 doctor off --config "$work/off.cnf"
