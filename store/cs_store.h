@@ -361,8 +361,14 @@ typedef struct {
     int64_t bad_line; /* 1-based line of the first error, 0 if none */
 } cs_import_result;
 /*
- * Read CSV (header kind,key,account[,not_before,not_after,note,pin] in any
- * order) or JSON lines with the same names. Runs inside the caller's
+ * Read CSV (header kind,key,account[,not_before,not_after,note,pin,enabled,
+ * account_enabled,not_issued_before,created,id] in any order) or JSON lines
+ * with the same names: what `certstore export --format csv|json` writes.
+ * enabled/account_enabled are true or false (JSON booleans too), absent
+ * meaning true and, for the account, whatever state it has; an account the
+ * import creates takes the state given, one that exists must have it.
+ * not_issued_before is "created" or empty; created (a time, default now) is
+ * what the backdating check compares with; id is read and dropped. Runs inside the caller's
  * transaction; on any error returns CS_INVALID with the line number in
  * result->bad_line and the message in cs_db_errmsg(); the caller rolls back.
  * progress (may be NULL) is called every few thousand rows.
@@ -372,11 +378,18 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result 
 
 /*
  * The import parser alone, a pure function of its input (for fuzzing and
- * checks): each valid row goes to cb (spec strings live until cb returns);
+ * checks): each valid row goes to cb (its strings live until cb returns);
  * cb returns CS_OK to go on. On a bad row returns CS_INVALID with the line in
  * *bad_line and "line N: ..." in msg; a cb failure is returned as is.
  */
-typedef cs_status (*cs_import_row_cb)(const cs_mapping_spec *spec, int64_t line, void *arg);
+typedef struct {
+    cs_mapping_spec mapping;
+    int enabled;                   /* 0: imported disabled */
+    int account_enabled;           /* -1: not given; else the account's state */
+    int not_issued_before_created; /* the backdating check (issued-before-mapping) */
+    int64_t created;               /* CS_TIME_NONE: the time of the import */
+} cs_import_row;
+typedef cs_status (*cs_import_row_cb)(const cs_import_row *row, int64_t line, void *arg);
 cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt, cs_import_row_cb cb,
                           void *arg, int64_t *bad_line, char *msg, size_t msglen);
 

@@ -870,8 +870,10 @@ START_TEST(test_export_csv_round_trips_through_import)
                          "a note, with \"quotes\"", "--pin", fp_of("ca-a")),
                      0);
     ck_assert_int_eq(cli("export", "--format", "csv"), 0);
-    ck_assert_msg(strncmp(last.out, "kind,key,account,not_before,not_after,note,pin\n", 47) == 0,
-                  "%s", last.out);
+    static const char header[] =
+        "kind,key,account,not_before,not_after,note,pin,enabled,account_enabled,"
+        "not_issued_before,created\n";
+    ck_assert_msg(strncmp(last.out, header, sizeof(header) - 1) == 0, "%s", last.out);
     ck_assert_int_eq(count_lines(last.out), 3);
     char *exported = strdup(last.out);
     write_text(test_file("export.csv"), exported);
@@ -1210,6 +1212,152 @@ START_TEST(test_read_only_database)
 }
 END_TEST
 
+/* ---- export and import keep every decision ---------------------------------- */
+
+static const char *const roundtrip_chains[] = {
+    "alice-chain.pem",   "alice-renewed-chain.pem", "bob-chain.pem",
+    "carol-chain.pem",   "mallory-chain.pem",       "direct.pem",
+    "expired-chain.pem", "noclient-chain.pem",      "selfsigned.pem",
+};
+
+/* One store with every field that changes a decision, each used by a test certificate. */
+static void build_store_with_every_field(void)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-twin.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("root.pem")), 0);
+    /* accepted, with a note CSV must quote */
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice",
+                         "--create-account", "--note", "plain, \"quoted\"\nand a second line"),
+                     0);
+    /* issued-before-mapping */
+    ck_assert_int_eq(cli("map", "add", pki_file("alice-renewed.pem"), "--account", "alice",
+                         "--not-issued-before", "created"),
+                     0);
+    /* restricted to a pin, not yet valid */
+    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--kind", "spki", "--account", "bob",
+                         "--create-account", "--pin", fp_of("ca-a"), "--not-before", "2099-01-01"),
+                     0);
+    /* account disabled */
+    ck_assert_int_eq(cli("map", "add", pki_file("carol.pem"), "--kind", "issuer-serial",
+                         "--account", "carol", "--create-account"),
+                     0);
+    ck_assert_int_eq(cli("account", "disable", "carol"), 0);
+    /* mapping disabled */
+    ck_assert_int_eq(
+        cli("map", "add", pki_file("mallory.pem"), "--account", "mallory", "--create-account"), 0);
+    ck_assert_int_eq(cli("map", "disable", pki_file("mallory.pem")), 0);
+    /* window over */
+    ck_assert_int_eq(cli("map", "add", pki_file("direct.pem"), "--kind", "ski", "--account",
+                         "direct", "--create-account", "--not-before", "2019-01-01", "--not-after",
+                         "2020-01-01T12:30:00Z"),
+                     0);
+    ck_assert_int_eq(cli("map", "add", pki_file("expired.pem"), "--account", "alice"), 0);
+}
+
+/* Every test certificate's decision in the store at db, without mapping ids. */
+static char *decisions_of(const char *db)
+{
+    char saved[sizeof(db_path)], target[sizeof(db_path)];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    ck_assert_ptr_nonnull(f);
+    snprintf(target, sizeof(target), "%s", db);
+    strcpy(saved, db_path);
+    strcpy(db_path, target);
+    for (size_t i = 0; i < sizeof(roundtrip_chains) / sizeof(roundtrip_chains[0]); i++) {
+        int status = check_chain(roundtrip_chains[i]);
+        size_t first = strcspn(last.out, "\n");
+        char line[512];
+
+        snprintf(line, sizeof(line), "%.*s", (int)first, last.out);
+        char *id = strstr(line, " mapping=");
+        if (id != NULL) {
+            char *end = id + 1 + strcspn(id + 1, " ");
+            memmove(id, end, strlen(end) + 1);
+        }
+        fprintf(f, "%s: %d %s\n", roundtrip_chains[i], status, line);
+    }
+    fclose(f);
+    strcpy(db_path, saved);
+    return buf;
+}
+
+static char *export_text(const char *db, const char *format)
+{
+    cli_db(db, "export", "--format", format, NULL);
+    assert_ok();
+    ck_assert_str_eq(last.err, "");
+    return strdup(last.out);
+}
+
+/* A fresh store at test_dir/NAME.db holding what `text` says; its path. */
+static const char *import_fresh(const char *name, const char *text)
+{
+    static char dbs[4][800];
+    static int next;
+    char *db = dbs[next++ % 4];
+    char file[800];
+
+    snprintf(db, sizeof(dbs[0]), "%s/%s.db", test_dir, name);
+    snprintf(file, sizeof(file), "%s/%s.in", test_dir, name);
+    write_text(file, text);
+    ck_assert_int_eq(cli_db(db, "init", NULL), 0);
+    /* Pins are not mappings: the new store trusts the same issuers. */
+    static const char *const pins[] = {"ca-a.pem", "ca-b.pem", "ca-twin.pem", "root.pem"};
+    for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
+        ck_assert_int_eq(cli_db(db, "pin", "add", pki_file(pins[i]), NULL), 0);
+    cli_db(db, "import", file, NULL);
+    assert_ok();
+    return db;
+}
+
+START_TEST(test_export_import_keeps_every_decision)
+{
+    static const char *const formats[] = {"csv", "json"};
+
+    build_store_with_every_field();
+    char *want = decisions_of(db_path);
+    /* The fixture is worth something only if it covers each outcome. */
+    static const char *const outcomes[] = {
+        "accept",           "issued-before-mapping", "mapping-not-yet-valid", "account-disabled",
+        "mapping-disabled", "mapping-expired",       "chain-invalid",
+    };
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+        ck_assert_msg(strstr(want, outcomes[i]) != NULL, "no %s in:\n%s", outcomes[i], want);
+
+    for (size_t i = 0; i < 2; i++) {
+        char name[32];
+        char *first = export_text(db_path, formats[i]);
+        snprintf(name, sizeof(name), "%s-1", formats[i]);
+        const char *once = import_fresh(name, first);
+        char *got = decisions_of(once);
+        ck_assert_msg(strcmp(want, got) == 0,
+                      "%s: decisions differ after import:\nwant:\n%s\ngot:\n%s", formats[i], want,
+                      got);
+
+        char *second = export_text(once, formats[i]);
+        snprintf(name, sizeof(name), "%s-2", formats[i]);
+        const char *twice = import_fresh(name, second);
+        char *third = export_text(twice, formats[i]);
+        ck_assert_msg(strcmp(second, third) == 0,
+                      "%s: export changed on a second round trip:\n%s\n---\n%s", formats[i], second,
+                      third);
+        char *again = decisions_of(twice);
+        ck_assert_str_eq(want, again);
+        free(first);
+        free(got);
+        free(second);
+        free(third);
+        free(again);
+    }
+    free(want);
+}
+END_TEST
 
 /* ---- symbolic links and unsafe directories -------------------------------- */
 
@@ -1366,6 +1514,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_account_lifecycle);
     tcase_add_test(tc, test_map_lifecycle);
     tcase_add_test(tc, test_export_csv_round_trips_through_import);
+    tcase_add_test(tc, test_export_import_keeps_every_decision);
     tcase_add_test(tc, test_import_bad_line_imports_nothing);
     tcase_add_test(tc, test_import_jsonl_from_stdin_without_progress);
     tcase_add_test(tc, test_import_ties_every_mapping_to_its_account);

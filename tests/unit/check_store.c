@@ -1147,7 +1147,14 @@ START_TEST(test_import_rejects_malformed_input)
         {"kind,key,account,not_after\ncert,@,acme,2027-02-30\n", 2, "bad not_after"},
         {"kind,key,account,pin\ncert,@,acme,zz\n", 2, "bad pin"},
         {"kind,key,account\ncert,@,ctl\x01name\n", 2, "invalid account name"},
-        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":1}\n", 1, "must be strings"},
+        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":[1]}\n", 1, "must be strings"},
+        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":nothing}\n", 1, "must be strings"},
+        {"kind,key,account,enabled\ncert,@,acme,yes\n", 2, "enabled must be true or false"},
+        {"kind,key,account,not_issued_before\ncert,@,acme,later\n", 2, "not_issued_before must be"},
+        {"kind,key,account,created\ncert,@,acme,yesterday\n", 2, "bad created"},
+        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\",\"id\":\"x1\"}\n", 1, "bad id"},
+        {"kind,key,account,account_enabled\nski,0a,acme,false\nski,0b,acme,true\n", 3,
+         "account_enabled is true but account 'acme' is disabled"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\",\"x\":\"y\"}\n", 1, "unknown field"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\"} junk\n", 1, "after the object"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"\\ud800\"}\n", 1, "bad string"},
@@ -1187,9 +1194,9 @@ START_TEST(test_import_existing_mapping_is_bad_line)
 }
 END_TEST
 
-static cs_status count_row(const cs_mapping_spec *spec, int64_t line, void *arg)
+static cs_status count_row(const cs_import_row *row, int64_t line, void *arg)
 {
-    (void)spec;
+    (void)row;
     (void)line;
     ++*(int *)arg;
     return CS_OK;
