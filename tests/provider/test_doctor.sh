@@ -219,6 +219,43 @@ expect_rc shmw 0
 expect_line shmw "WARN permissions: file $db-shm is writable by others (mode 0666)"
 chmod 0644 "$db-shm"
 
+# ---- --server: the start-up check a server's systemd unit runs ---------------------
+# A server whose configuration never mentions certstore is not stopped by it.
+doctor srvplain --server nginx --config "$work/plain.cnf"
+expect_rc srvplain 0
+expect_line srvplain "SKIP server: nginx: $work/plain.cnf (--config) does not mention certstore"
+# ... unless it is required to enforce.
+doctor srvreq --server nginx --require --config "$work/plain.cnf"
+expect_rc srvreq 1
+expect_line srvreq "FAIL provider: certstore not loaded"
+rc=0
+CERTSTORE_REQUIRE=1 timeout 60 "$CERTSTORE_BIN" doctor --server nginx --config "$work/plain.cnf" \
+    >"$work/srvreqenv.out" 2>&1 || rc=$?
+expect_rc srvreqenv 1
+# Every way a certstore configuration would leave the server without policy.
+doctor srvnomodule --server haproxy --config "$work/nomodule.cnf"
+expect_rc srvnomodule 1
+expect_line srvnomodule "FAIL provider: certstore not loaded"
+write_config "$work/relmodule.cnf" "$db"
+sed -i "s|^module = .*|module = lib/certstore.so|" "$work/relmodule.cnf"
+rc=0
+(cd / && env -u OPENSSL_MODULES timeout 60 "$CERTSTORE_BIN" doctor --server stunnel4 \
+    --config "$work/relmodule.cnf") >"$work/srvrel.out" 2>&1 || rc=$?
+expect_rc srvrel 1
+expect_line srvrel "FAIL provider: certstore not loaded"
+rc=0
+OPENSSL_CONF=$work/absent.cnf timeout 60 "$CERTSTORE_BIN" doctor --server apache2 \
+    >"$work/srvabsent.out" 2>&1 || rc=$?
+expect_rc srvabsent 1
+expect_line srvabsent "FAIL config: $work/absent.cnf (\$OPENSSL_CONF): cannot read"
+doctor srvtypo --server nginx --config "$work/typo.cnf"
+expect_rc srvtypo 1
+doctor srvaudit --server nginx --config "$work/audit.cnf"
+expect_rc srvaudit 1
+doctor srvgood --server nginx --config "$work/good.cnf"
+expect_rc srvgood 0
+expect_line srvgood "certstore is enforcing with this configuration"
+
 # ---- usage ------------------------------------------------------------------------
 doctor usage --config "$work/good.cnf" --chain "$pki/alice-chain.pem"
 expect_rc usage 2

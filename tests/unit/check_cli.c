@@ -1388,7 +1388,8 @@ static void init_in_dir_given_to_nobody(char *dir, size_t len)
 {
     snprintf(dir, len, "%s", test_file("shared"));
     ck_assert_int_eq(mkdir(dir, 0755), 0);
-    snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir);
+    ck_assert_int_lt(snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir),
+                     (int)sizeof(db_path));
     ck_assert_int_eq(cli("init"), 0);
     ck_assert_int_eq(chown(dir, NOBODY_UID, NOGROUP_GID), 0);
 }
@@ -1471,7 +1472,8 @@ START_TEST(test_world_writable_dir_refused_unless_allowed)
     snprintf(dir, sizeof(dir), "%s", test_file("open"));
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     ck_assert_int_eq(chmod(dir, 0777), 0);
-    snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir);
+    ck_assert_int_lt(snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir),
+                     (int)sizeof(db_path));
     cli("init");
     assert_one_line_failure(1, dir);
     assert_err_has("mode 0777");
