@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,15 +68,48 @@ static csp_log_kind csp_log_sink = CSP_LOG_SYSLOG;
 static int csp_log_fd = -1;
 static int csp_log_syslog_open;
 
+/*
+ * Opened as root, once, O_APPEND: survives chroot and privilege drop. Never
+ * through a link (whoever planted it would have root create, append to or
+ * take over the file it names) and never anything but a regular file (a
+ * FIFO would block the server, a device be written to). Returns the
+ * descriptor; -1 with errno, ELOOP for a link, EINVAL for not a regular file.
+ */
+static int csp_log_open_file(const char *path)
+{
+    struct stat st;
+    int fd = open(
+        path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0640);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * A log path that is a link or not a regular file is refused, said in
+ * syslog, and the decisions go to syslog instead: logging elsewhere is no
+ * reason to deny clients. Any other failure to open it is a config error.
+ */
 int csp_log_open(const csp_config *cfg, char *why, size_t why_len)
 {
+    int refused = 0;
+
     csp_log_sink = cfg->log_kind;
     if (cfg->log_kind == CSP_LOG_FILE) {
-        /* Opened once, O_APPEND: survives chroot and privilege drop. */
-        csp_log_fd = open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        csp_log_fd = csp_log_open_file(cfg->log_file);
         if (csp_log_fd >= 0)
             return 1;
-        snprintf(why, why_len, "%s: %s", cfg->log_file, strerror(errno));
+        refused = errno == ELOOP || errno == EINVAL;
+        snprintf(why, why_len, "%s: %s", cfg->log_file,
+                 errno == ELOOP    ? "is a symbolic link"
+                 : errno == EINVAL ? "is not a regular file"
+                                   : strerror(errno));
         csp_log_sink = CSP_LOG_SYSLOG; /* still say it somewhere */
     }
     if (csp_log_sink == CSP_LOG_SYSLOG && !csp_log_syslog_open) {
@@ -83,7 +117,11 @@ int csp_log_open(const csp_config *cfg, char *why, size_t why_len)
         openlog("certstore", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
         csp_log_syslog_open = 1;
     }
-    return cfg->log_kind != CSP_LOG_FILE;
+    if (refused)
+        csp_log_notice("certstore: log %s: refusing to write through it; logging to syslog "
+                       "instead",
+                       why);
+    return cfg->log_kind != CSP_LOG_FILE || refused;
 }
 
 static void csp_log_write(int priority, const char *line, size_t len)

@@ -71,6 +71,7 @@ struct cs_db {
     int64_t birth_sec, birth_nsec; /* 0 where the file system keeps none */
     int in_write;                  /* between cs_db_begin and commit/rollback */
     int fk_off;                    /* cs_db_begin_import: foreign keys off until it ends */
+    int opened;                    /* the open succeeded: close may align the sidecars */
     char command[1024];
     char user[64];
     char errmsg[512];

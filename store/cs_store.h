@@ -35,6 +35,8 @@ typedef enum {
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
+/* Write even where others may change the directory (cs_db_check_dir). */
+#define CS_OPEN_ALLOW_UNSAFE_DIR 0x4u
 
 #define CS_FP_HEX_LEN 64       /* SHA-256 as lowercase hex */
 #define CS_ACCOUNT_MAX 255     /* bytes of an account name */
@@ -56,6 +58,19 @@ cs_status cs_db_open(cs_db **out, const char *path, unsigned flags);
 /* The same, waiting at most busy_timeout_ms for locks from the start (the
  * schema check included); cs_db_open waits the default 2000 ms. */
 cs_status cs_db_open_ex(cs_db **out, const char *path, unsigned flags, int busy_timeout_ms);
+/*
+ * Whether the directory holding `path`, and every directory above it, is
+ * safe to write a database in: owned by root or by us, and writable by no
+ * one else unless sticky (like /tmp). Where others can write, they can
+ * replace the database or plant links under its -wal/-shm names, and a
+ * privileged writer would then write, chmod or chown whatever the links
+ * point to. Writable opens refuse such a place (CS_INVALID, message names
+ * the directory, its owner and mode) unless CS_OPEN_ALLOW_UNSAFE_DIR.
+ * Every open, read-only too, refuses a database, -wal, -shm or -journal
+ * that is a symbolic link or not a regular file; the checks come before
+ * SQLite opens the files, so only a safe directory makes them race-free.
+ */
+cs_status cs_db_check_dir(const char *path, char *msg, size_t msglen);
 void cs_db_close(cs_db *db);
 const char *cs_db_errmsg(const cs_db *db);
 const char *cs_db_path(const cs_db *db);
@@ -358,8 +373,14 @@ typedef struct {
     int64_t bad_line; /* 1-based line of the first error, 0 if none */
 } cs_import_result;
 /*
- * Read CSV (header kind,key,account[,not_before,not_after,note,pin] in any
- * order) or JSON lines with the same names. Runs inside the caller's
+ * Read CSV (header kind,key,account[,not_before,not_after,note,pin,enabled,
+ * account_enabled,not_issued_before,created,id] in any order) or JSON lines
+ * with the same names: what `certstore export --format csv|json` writes.
+ * enabled/account_enabled are true or false (JSON booleans too), absent
+ * meaning true and, for the account, whatever state it has; an account the
+ * import creates takes the state given, one that exists must have it.
+ * not_issued_before is "created" or empty; created (a time, default now) is
+ * what the backdating check compares with; id is read and dropped. Runs inside the caller's
  * transaction; on any error returns CS_INVALID with the line number in
  * result->bad_line and the message in cs_db_errmsg(); the caller rolls back.
  * progress (may be NULL) is called every few thousand rows.
@@ -369,11 +390,18 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result 
 
 /*
  * The import parser alone, a pure function of its input (for fuzzing and
- * checks): each valid row goes to cb (spec strings live until cb returns);
+ * checks): each valid row goes to cb (its strings live until cb returns);
  * cb returns CS_OK to go on. On a bad row returns CS_INVALID with the line in
  * *bad_line and "line N: ..." in msg; a cb failure is returned as is.
  */
-typedef cs_status (*cs_import_row_cb)(const cs_mapping_spec *spec, int64_t line, void *arg);
+typedef struct {
+    cs_mapping_spec mapping;
+    int enabled;                   /* 0: imported disabled */
+    int account_enabled;           /* -1: not given; else the account's state */
+    int not_issued_before_created; /* the backdating check (issued-before-mapping) */
+    int64_t created;               /* CS_TIME_NONE: the time of the import */
+} cs_import_row;
+typedef cs_status (*cs_import_row_cb)(const cs_import_row *row, int64_t line, void *arg);
 cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt, cs_import_row_cb cb,
                           void *arg, int64_t *bad_line, char *msg, size_t msglen);
 

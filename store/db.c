@@ -3,6 +3,7 @@
  * generation and statistics.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -394,7 +395,7 @@ static cs_status remember_file_identity(cs_db *db)
 {
     struct statx stx;
 
-    if (statx(AT_FDCWD, db->path, 0, STATX_INO | STATX_BTIME, &stx) != 0)
+    if (statx(AT_FDCWD, db->path, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME, &stx) != 0)
         return cs_fail(db, CS_ERR, "%s: %s", db->path, strerror(errno));
     db->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
     db->ino = stx.stx_ino;
@@ -415,7 +416,7 @@ static cs_status open_connection(cs_db *db)
     if (!readonly && (db->flags & CS_OPEN_CREATE))
         oflags |= SQLITE_OPEN_CREATE;
     /* One thread per handle: SQLite's per-connection mutex buys nothing. */
-    oflags |= SQLITE_OPEN_NOMUTEX;
+    oflags |= SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
     if (sqlite3_open_v2(db->path, &db->sql, oflags, NULL) != SQLITE_OK) {
         if (db->sql == NULL)
             return cs_fail(db, CS_ERR, "%s: out of memory", db->path);
@@ -426,9 +427,115 @@ static cs_status open_connection(cs_db *db)
     return CS_OK;
 }
 
+/* ---- where the files live: no links, no directories others can change ------ */
+
+static const char *const sidecar_suffixes[] = {"-wal", "-shm", "-journal"};
+#define SIDECAR_COUNT (sizeof(sidecar_suffixes) / sizeof(sidecar_suffixes[0]))
+
+static void owner_name(uid_t uid, char *buf, size_t len)
+{
+    struct passwd pw, *found = NULL;
+    char pwbuf[1024];
+
+    if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &found) == 0 && found != NULL)
+        snprintf(buf, len, "%s", found->pw_name);
+    else
+        snprintf(buf, len, "no user");
+}
+
+/* Why others than root and us can change entries of this directory, or NULL. */
+static const char *dir_danger(const struct stat *st)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid())
+        return "is owned by";
+    /* Sticky (like /tmp): others may add names but not replace ours. */
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(st->st_mode & S_ISVTX))
+        return "is writable by group or others; owner";
+    return NULL;
+}
+
+cs_status cs_db_check_dir(const char *path, char *msg, size_t msglen)
+{
+    char dir[PATH_MAX], resolved[PATH_MAX], user[64];
+    char *slash;
+    struct stat st;
+
+    msg[0] = '\0';
+    if (path == NULL || snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+        snprintf(msg, msglen, "database path too long");
+        return CS_INVALID;
+    }
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    /* A directory that does not exist holds nothing to replace; opening fails later. */
+    if (realpath(dir, resolved) == NULL)
+        return CS_OK;
+    /* Every ancestor: whoever can rename one can put another tree in its place. */
+    for (;;) {
+        const char *danger;
+
+        if (stat(resolved, &st) != 0) {
+            snprintf(msg, msglen, "%s: %s", resolved, strerror(errno));
+            return CS_ERR;
+        }
+        if ((danger = dir_danger(&st)) != NULL) {
+            owner_name(st.st_uid, user, sizeof(user));
+            snprintf(msg, msglen,
+                     "directory %s %s uid %u (%s), mode %04o: others there can replace the "
+                     "database or plant links in its place; refusing to write",
+                     resolved, danger, (unsigned)st.st_uid, user, (unsigned)(st.st_mode & 07777));
+            return CS_INVALID;
+        }
+        if (strcmp(resolved, "/") == 0)
+            return CS_OK;
+        slash = strrchr(resolved, '/');
+        slash[slash == resolved ? 1 : 0] = '\0';
+    }
+}
+
+/* The database or a sidecar that is there but is a link (or a device, a FIFO...). */
+static cs_status refuse_links(cs_db *db)
+{
+    char path[PATH_MAX + 16];
+    struct stat st;
+
+    for (size_t i = 0; i <= SIDECAR_COUNT; i++) {
+        const char *suffix = i == 0 ? "" : sidecar_suffixes[i - 1];
+
+        if (snprintf(path, sizeof(path), "%s%s", db->path, suffix) >= (int)sizeof(path))
+            return cs_fail(db, CS_INVALID, "%s: path too long", db->path);
+        if (lstat(path, &st) != 0) {
+            if (errno == ENOENT)
+                continue;
+            return cs_fail(db, CS_ERR, "%s: %s", path, strerror(errno));
+        }
+        if (S_ISLNK(st.st_mode))
+            return cs_fail(db, CS_INVALID, "%s is a symbolic link: refusing to follow it", path);
+        if (!S_ISREG(st.st_mode))
+            return cs_fail(db, CS_INVALID, "%s is not a regular file", path);
+    }
+    return CS_OK;
+}
+
+static cs_status check_location(cs_db *db)
+{
+    char why[sizeof(db->errmsg) - 64];
+
+    if (!(db->flags & (CS_OPEN_READONLY | CS_OPEN_ALLOW_UNSAFE_DIR)) &&
+        cs_db_check_dir(db->path, why, sizeof(why)) != CS_OK)
+        return cs_fail(db, CS_INVALID, "%s", why);
+    return refuse_links(db);
+}
+
 static cs_status open_and_check(cs_db *db)
 {
-    cs_status status = open_connection(db);
+    cs_status status = check_location(db);
+
+    if (status == CS_OK)
+        status = open_connection(db);
 
     if (status == CS_OK)
         status = remember_file_identity(db);
@@ -439,6 +546,7 @@ static cs_status open_and_check(cs_db *db)
         status = check_schema(db);
     if (status == CS_OK && !(db->flags & CS_OPEN_READONLY))
         status = configure_writer(db);
+    db->opened = status == CS_OK;
     return status;
 }
 
@@ -467,24 +575,44 @@ cs_status cs_db_open_ex(cs_db **out, const char *path, unsigned flags, int busy_
 /*
  * SQLite creates -wal/-shm with the database's mode, but only as far as the
  * creating process's umask and ownership allow; readers that may read the
- * database must be able to read these too.
+ * database must be able to read these too. Through descriptors opened
+ * without following links, and only on regular files with one name: never
+ * a chmod or chown of whatever a planted link or hard link points to.
  */
+static int open_regular_nofollow(const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_nlink != 1) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static void align_sidecar_files(const cs_db *db)
 {
-    static const char *const suffixes[] = {"-wal", "-shm"};
-    struct stat st;
-    char path[4096];
+    struct stat db_st, st;
+    char path[PATH_MAX + 16];
+    int db_fd;
 
-    if (db->path == NULL || stat(db->path, &st) != 0)
+    if (db->path == NULL || !db->opened || (db_fd = open_regular_nofollow(db->path, &db_st)) < 0)
         return;
+    close(db_fd);
     for (size_t i = 0; i < 2; i++) {
-        if (snprintf(path, sizeof(path), "%s%s", db->path, suffixes[i]) >= (int)sizeof(path))
+        int fd;
+
+        if (snprintf(path, sizeof(path), "%s%s", db->path, sidecar_suffixes[i]) >=
+            (int)sizeof(path))
             continue;
-        if (chmod(path, st.st_mode & 0666) != 0)
+        if ((fd = open_regular_nofollow(path, &st)) < 0)
             continue;
-        if (chown(path, st.st_uid, st.st_gid) != 0) {
+        if (fchmod(fd, db_st.st_mode & 0666) == 0 && fchown(fd, db_st.st_uid, db_st.st_gid) != 0) {
             /* Not root: the files are already ours, which is all we can do. */
         }
+        close(fd);
     }
 }
 

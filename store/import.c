@@ -23,11 +23,18 @@ typedef enum {
     COL_NOT_AFTER,
     COL_NOTE,
     COL_PIN,
+    COL_ENABLED,
+    COL_ACCOUNT_ENABLED,
+    COL_NOT_ISSUED_BEFORE,
+    COL_CREATED,
+    COL_ID,
     COL_COUNT
 } column;
 
+/* What `certstore export --format csv|json` writes, so its output reads back whole. */
 static const char *const column_names[COL_COUNT] = {
-    "kind", "key", "account", "not_before", "not_after", "note", "pin",
+    "kind", "key",     "account",         "not_before",        "not_after", "note",
+    "pin",  "enabled", "account_enabled", "not_issued_before", "created",   "id",
 };
 
 #define CSV_FIELDS_MAX COL_COUNT
@@ -427,6 +434,36 @@ static int json_string(parser *p, json_cursor *j, const char **out)
     return 1;
 }
 
+/*
+ * true, false, a number (an exported "id"): their text, as a string would
+ * be; null: empty, like an empty CSV field. Nothing else unquoted.
+ */
+static int json_literal(parser *p, json_cursor *j, const char **out)
+{
+    size_t start = p->used;
+    const char *s = j->s;
+
+    while (j->s < j->end && strchr("abcdefghijklmnopqrstuvwxyz0123456789+-.", *j->s) != NULL &&
+           *j->s != '\0')
+        j->s++;
+    if (j->s == s)
+        return 0;
+    if ((size_t)(j->s - s) == 4 && memcmp(s, "null", 4) == 0)
+        s = j->s;
+    else if (!(((size_t)(j->s - s) == 4 && memcmp(s, "true", 4) == 0) ||
+               ((size_t)(j->s - s) == 5 && memcmp(s, "false", 5) == 0) ||
+               strchr("-0123456789", *s) != NULL))
+        return 0;
+    for (; s < j->s; s++)
+        if (!append_byte(p, *s))
+            return 0;
+    if (p->used >= RECORD_MAX)
+        return 0;
+    p->text[p->used++] = '\0';
+    *out = p->text + start;
+    return 1;
+}
+
 static cs_status json_member(parser *p, json_cursor *j)
 {
     const char *name = NULL, *value = NULL;
@@ -439,10 +476,14 @@ static cs_status json_member(parser *p, json_cursor *j)
     if (j->s >= j->end || *j->s++ != ':')
         return parse_error(p, "expected ':' after a field name");
     json_ws(j);
-    if (j->s < j->end && *j->s != '"')
-        return parse_error(p, "field '%s': values must be strings", printable(name, shown));
-    if (!json_string(p, j, &value))
+    if (j->s < j->end && *j->s != '"') {
+        if (!json_literal(p, j, &value))
+            return parse_error(p,
+                               "field '%s': values must be strings, true, false, null or numbers",
+                               printable(name, shown));
+    } else if (!json_string(p, j, &value)) {
         return parse_error(p, "bad string value for field '%s'", printable(name, shown));
+    }
     if (!column_by_name(name, &col))
         return parse_error(p, "unknown field '%s'", printable(name, shown));
     if (p->values[col] != NULL)
@@ -534,13 +575,54 @@ static cs_status time_value(parser *p, column col, int64_t *out)
     return CS_OK;
 }
 
-static cs_status row_to_spec(parser *p, cs_mapping_spec *spec, char pin_hex[CS_FP_HEX_LEN + 1])
+/* true or false; `absent` when the field is missing or empty. */
+static cs_status bool_value(parser *p, column col, int absent, int *out)
 {
-    const char **v = p->values;
+    const char *v = p->values[col];
+    char shown[48];
+
+    *out = absent;
+    if (v == NULL || v[0] == '\0')
+        return CS_OK;
+    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
+        *out = v[0] == 't';
+        return CS_OK;
+    }
+    return parse_error(p, "%s must be true or false, not '%s'", column_names[col],
+                       printable(v, shown));
+}
+
+/* The state beside the mapping: flags, the backdating check, when it was made. */
+static cs_status row_state(parser *p, cs_import_row *row)
+{
+    const char *v;
     char shown[48];
     cs_status status;
 
-    memset(spec, 0, sizeof(*spec));
+    if ((status = bool_value(p, COL_ENABLED, 1, &row->enabled)) != CS_OK ||
+        (status = bool_value(p, COL_ACCOUNT_ENABLED, -1, &row->account_enabled)) != CS_OK ||
+        (status = time_value(p, COL_CREATED, &row->created)) != CS_OK)
+        return status;
+    v = p->values[COL_NOT_ISSUED_BEFORE];
+    row->not_issued_before_created = v != NULL && v[0] != '\0';
+    if (row->not_issued_before_created && strcmp(v, "created") != 0)
+        return parse_error(p, "not_issued_before must be 'created' or empty, not '%s'",
+                           printable(v, shown));
+    /* Ids are given anew; an exported one is read and dropped. */
+    v = p->values[COL_ID];
+    if (v != NULL && v[0] != '\0' && strspn(v, "0123456789") != strlen(v))
+        return parse_error(p, "bad id '%s'", printable(v, shown));
+    return CS_OK;
+}
+
+static cs_status row_to_spec(parser *p, cs_import_row *row, char pin_hex[CS_FP_HEX_LEN + 1])
+{
+    const char **v = p->values;
+    cs_mapping_spec *spec = &row->mapping;
+    char shown[48];
+    cs_status status;
+
+    memset(row, 0, sizeof(*row));
     for (int c = COL_KIND; c <= COL_ACCOUNT; c++)
         if (v[c] == NULL || v[c][0] == '\0')
             return parse_error(p, "missing %s", column_names[c]);
@@ -567,7 +649,7 @@ static cs_status row_to_spec(parser *p, cs_mapping_spec *spec, char pin_hex[CS_F
         spec->pin_fp = pin_hex;
     }
     spec->cert_not_after = CS_TIME_NONE;
-    return CS_OK;
+    return row_state(p, row);
 }
 
 /*
@@ -587,7 +669,7 @@ static cs_import_format detect_format(byte_source *s)
     }
 }
 
-typedef cs_status (*row_sink)(const cs_mapping_spec *spec, int64_t line, void *arg);
+typedef cs_status (*row_sink)(const cs_import_row *row, int64_t line, void *arg);
 
 static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink, void *arg,
                            int64_t *bad_line, char *msg, size_t msglen)
@@ -610,7 +692,7 @@ static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink
         status = csv_header(&p);
     }
     while (status == CS_OK) {
-        cs_mapping_spec spec;
+        cs_import_row row;
         char pin_hex[CS_FP_HEX_LEN + 1];
 
         status = fmt == CS_IMPORT_CSV ? csv_row(&p) : json_row(&p, line);
@@ -619,8 +701,8 @@ static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink
             break;
         }
         if (status == CS_OK)
-            status = row_to_spec(&p, &spec, pin_hex);
-        if (status == CS_OK && (status = sink(&spec, p.record_line, arg)) != CS_OK)
+            status = row_to_spec(&p, &row, pin_hex);
+        if (status == CS_OK && (status = sink(&row, p.record_line, arg)) != CS_OK)
             break;
     }
     if (status != CS_OK && bad_line != NULL)
@@ -662,6 +744,7 @@ typedef struct {
     int64_t line, account_id, not_before, not_after, created;
     const char *pin_fp; /* NULL or 64 hex, in the arena */
     const char *note;   /* NULL or text, in the arena */
+    unsigned char enabled, not_issued_before_created;
     unsigned char kind;
     unsigned char key_len;
     unsigned char key[];
@@ -679,10 +762,12 @@ typedef struct arena_chunk {
 typedef struct {
     char *name;
     int64_t id;
+    int enabled; /* the account's state, as the database has it or will */
 } cache_slot;
 
 typedef struct {
     cs_db *db;
+    sqlite3_stmt *insert, *account_enabled, *account_disable;
     cache_slot *slots;
     size_t cap, used;
     arena_chunk *arena;
@@ -729,6 +814,9 @@ static const char *arena_strdup(import_ctx *ctx, const char *text)
 
 static void ctx_free(import_ctx *ctx)
 {
+    sqlite3_finalize(ctx->insert);
+    sqlite3_finalize(ctx->account_enabled);
+    sqlite3_finalize(ctx->account_disable);
     while (ctx->arena != NULL) {
         arena_chunk *next = ctx->arena->next;
 
@@ -778,7 +866,7 @@ static int cache_grow(import_ctx *ctx)
     return 1;
 }
 
-static cs_status cache_put(import_ctx *ctx, const char *name, int64_t id)
+static cs_status cache_put(import_ctx *ctx, const char *name, int64_t id, int enabled)
 {
     cache_slot *slot;
 
@@ -788,31 +876,101 @@ static cs_status cache_put(import_ctx *ctx, const char *name, int64_t id)
     if ((slot->name = strdup(name)) == NULL)
         return cs_fail(ctx->db, CS_ERR, "out of memory");
     slot->id = id;
+    slot->enabled = enabled;
     ctx->used++;
     return CS_OK;
 }
 
-static cs_status account_for_row(import_ctx *ctx, const char *name, int64_t *id)
+/* A statement of the import's own, prepared once per import. */
+static sqlite3_stmt *ctx_stmt(import_ctx *ctx, sqlite3_stmt **slot, const char *sql)
 {
-    cache_slot *slot = ctx->cap ? cache_find(ctx, name) : NULL;
-    cs_status status;
-
-    if (slot != NULL && slot->name != NULL) {
-        *id = slot->id;
-        return CS_OK;
+    if (*slot == NULL) {
+        if (sqlite3_prepare_v2(ctx->db->sql, sql, -1, slot, NULL) != SQLITE_OK) {
+            cs_sql_fail(ctx->db, "preparing the import");
+            return NULL;
+        }
+        return *slot;
     }
-    status = cs_account_id(ctx->db, name, id);
-    if (status == CS_NOTFOUND) {
-        status = cs_account_insert(ctx->db, name, NULL, id);
-        if (status == CS_OK)
-            ctx->result->accounts_created++;
-    }
-    return status == CS_OK ? cache_put(ctx, name, *id) : status;
+    sqlite3_reset(*slot);
+    sqlite3_clear_bindings(*slot);
+    return *slot;
 }
 
-static cs_status stage_row(import_ctx *ctx, const cs_mapping_spec *spec, int64_t account_id,
+/* 1/0 for an account the database has; -1 (message set) on failure. */
+static int stored_account_enabled(import_ctx *ctx, int64_t id)
+{
+    sqlite3_stmt *stmt =
+        ctx_stmt(ctx, &ctx->account_enabled, "SELECT enabled FROM accounts WHERE id = ?1");
+    int enabled = -1;
+
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        enabled = sqlite3_column_int(stmt, 0) != 0;
+    else
+        cs_sql_fail(ctx->db, "reading an account");
+    sqlite3_reset(stmt);
+    return enabled;
+}
+
+static cs_status create_account(import_ctx *ctx, const char *name, int enabled, int64_t *id)
+{
+    sqlite3_stmt *stmt;
+    cs_status status = cs_account_insert(ctx->db, name, NULL, id);
+
+    if (status != CS_OK)
+        return status;
+    ctx->result->accounts_created++;
+    if (enabled)
+        return CS_OK;
+    stmt = ctx_stmt(ctx, &ctx->account_disable, "UPDATE accounts SET enabled = 0 WHERE id = ?1");
+    if (stmt == NULL)
+        return CS_ERR;
+    sqlite3_bind_int64(stmt, 1, *id);
+    return cs_stmt_exec(ctx->db, stmt, "disabling an imported account");
+}
+
+/*
+ * The row's account, created (in the state the row gives) when missing. A
+ * row that gives a state other than the account has, in the database or
+ * from an earlier row, is refused: an import never changes an account.
+ */
+static cs_status account_for_row(import_ctx *ctx, const cs_import_row *row, int64_t *id)
+{
+    const char *name = row->mapping.account;
+    cache_slot *slot = ctx->cap ? cache_find(ctx, name) : NULL;
+    cs_status status;
+    int enabled;
+
+    if (slot == NULL || slot->name == NULL) {
+        status = cs_account_id(ctx->db, name, id);
+        if (status == CS_OK)
+            enabled = stored_account_enabled(ctx, *id);
+        else if (status == CS_NOTFOUND)
+            enabled = row->account_enabled != 0, status = create_account(ctx, name, enabled, id);
+        if (status != CS_OK)
+            return status;
+        if (enabled < 0)
+            return CS_ERR;
+        if ((status = cache_put(ctx, name, *id, enabled)) != CS_OK)
+            return status;
+        slot = cache_find(ctx, name);
+    }
+    *id = slot->id;
+    if (row->account_enabled >= 0 && row->account_enabled != slot->enabled)
+        return cs_fail(ctx->db, CS_INVALID,
+                       "account_enabled is %s but account '%.200s' is %s (in the database or an "
+                       "earlier line); an import does not change accounts",
+                       row->account_enabled ? "true" : "false", name,
+                       slot->enabled ? "enabled" : "disabled");
+    return CS_OK;
+}
+
+static cs_status stage_row(import_ctx *ctx, const cs_import_row *in, int64_t account_id,
                            int64_t line)
 {
+    const cs_mapping_spec *spec = &in->mapping;
     char pin_hex[CS_FP_HEX_LEN + 1];
     staged_row *row;
     cs_status status = cs_mapping_spec_check(ctx->db, spec, pin_hex);
@@ -834,7 +992,9 @@ static cs_status stage_row(import_ctx *ctx, const cs_mapping_spec *spec, int64_t
     row->account_id = account_id;
     row->not_before = spec->not_before;
     row->not_after = spec->not_after;
-    row->created = cs_now();
+    row->created = in->created != CS_TIME_NONE ? in->created : cs_now();
+    row->enabled = in->enabled != 0;
+    row->not_issued_before_created = in->not_issued_before_created != 0;
     row->kind = (unsigned char)spec->kind;
     row->key_len = (unsigned char)spec->key.len;
     memcpy(row->key, spec->key.bytes, spec->key.len);
@@ -846,14 +1006,14 @@ static cs_status stage_row(import_ctx *ctx, const cs_mapping_spec *spec, int64_t
     return CS_OK;
 }
 
-static cs_status import_row(const cs_mapping_spec *spec, int64_t line, void *arg)
+static cs_status import_row(const cs_import_row *row, int64_t line, void *arg)
 {
     import_ctx *ctx = arg;
     int64_t account_id = 0;
-    cs_status status = account_for_row(ctx, spec->account, &account_id);
+    cs_status status = account_for_row(ctx, row, &account_id);
 
     if (status == CS_OK)
-        status = stage_row(ctx, spec, account_id, line);
+        status = stage_row(ctx, row, account_id, line);
     if (status != CS_OK)
         return status;
     if (++ctx->result->rows % PROGRESS_EVERY == 0 && ctx->progress != NULL)
@@ -950,9 +1110,14 @@ static int64_t first_duplicate(const import_ctx *ctx, int64_t *first_copy)
     return best;
 }
 
-static cs_status insert_staged(cs_db *db, const staged_row *row)
+static cs_status insert_staged(import_ctx *ctx, const staged_row *row)
 {
-    sqlite3_stmt *stmt = cs_stmt(db, STMT_MAPPING_ADD);
+    cs_db *db = ctx->db;
+    sqlite3_stmt *stmt = ctx_stmt(
+        ctx, &ctx->insert,
+        "INSERT INTO mappings (kind, key, account_id, pin_fp, not_before, not_after, enabled,"
+        " note, created, not_issued_before_created)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
     int rc;
 
     if (stmt == NULL)
@@ -963,8 +1128,10 @@ static cs_status insert_staged(cs_db *db, const staged_row *row)
     cs_bind_text_or_null(stmt, 4, row->pin_fp);
     cs_bind_time(stmt, 5, row->not_before);
     cs_bind_time(stmt, 6, row->not_after);
-    cs_bind_text_or_null(stmt, 7, row->note);
-    sqlite3_bind_int64(stmt, 8, row->created);
+    sqlite3_bind_int(stmt, 7, row->enabled);
+    cs_bind_text_or_null(stmt, 8, row->note);
+    sqlite3_bind_int64(stmt, 9, row->created);
+    sqlite3_bind_int(stmt, 10, row->not_issued_before_created);
     rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
     if (rc == SQLITE_DONE)
@@ -1045,7 +1212,7 @@ static cs_status insert_all(import_ctx *ctx)
         sqlite3_exec(db->sql, "DROP INDEX mappings_by_account", NULL, NULL, NULL) != SQLITE_OK)
         status = cs_sql_fail(db, "preparing the import");
     for (size_t i = 0; status == CS_OK && duplicate == 0 && i < ctx->row_count; i++)
-        status = insert_staged(db, ctx->rows[i]);
+        status = insert_staged(ctx, ctx->rows[i]);
     if (status == CS_OK && rebuild) {
         /* The index build is a sort: let SQLite's sorter use a second core. */
         char sql[64];

@@ -32,6 +32,7 @@ typedef struct {
     const char *name;         /* "map add": prefixes every message */
     const char *usage;        /* of the command being run, for --help */
     const char *command_line; /* as typed, for the change log */
+    int allow_unsafe_dir;     /* --allow-unsafe-dir or $CERTSTORE_ALLOW_UNSAFE_DIR */
 } cli_ctx;
 
 typedef struct {
@@ -83,8 +84,8 @@ typedef struct {
 
 /*
  * Parse argv[1..] (argv[0] is the command name) against opts, which ends
- * with a {NULL} entry. --help prints ctx->usage and returns CLI_OK; --db is
- * accepted everywhere. Returns CLI_CONTINUE, CLI_OK (help shown) or
+ * with a {NULL} entry. --help prints ctx->usage and returns CLI_OK; --db and
+ * --allow-unsafe-dir are accepted everywhere. Returns CLI_CONTINUE, CLI_OK (help shown) or
  * CLI_USAGE (message printed).
  */
 int cli_parse(cli_ctx *ctx, const cli_option *opts, int argc, char **argv, cli_positional *pos);
@@ -128,6 +129,12 @@ const char *cli_change_done(cli_change change);
 
 /* Open for reading; message printed and NULL on failure. */
 cs_db *cli_open_read(const cli_ctx *ctx);
+/*
+ * Create (if missing) and open writable, for init; NULL (message printed)
+ * on failure, also when the directory is unsafe (cs_db_check_dir) and
+ * --allow-unsafe-dir was not given.
+ */
+cs_db *cli_open_create(const cli_ctx *ctx);
 /* Open writable and begin the command's transaction; NULL on failure. */
 cs_db *cli_begin_write(const cli_ctx *ctx);
 /* cli_begin_write for cs_import alone (cs_db_begin_import). */

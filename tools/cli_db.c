@@ -40,9 +40,27 @@ void cli_warn_permissions(const cli_ctx *ctx)
     free(copy);
 }
 
+/* Writers only: name the override, which the library does not know. */
+static int unsafe_dir_refused(const cli_ctx *ctx)
+{
+    char why[512];
+
+    if (ctx->allow_unsafe_dir || cs_db_check_dir(ctx->db_path, why, sizeof(why)) == CS_OK)
+        return 0;
+    cli_fail(ctx, "%s: %s (--allow-unsafe-dir or CERTSTORE_ALLOW_UNSAFE_DIR=1 if intended)",
+             ctx->db_path, why);
+    return 1;
+}
+
 static cs_db *open_db(const cli_ctx *ctx, unsigned flags)
 {
     cs_db *db = NULL;
+    if (!(flags & CS_OPEN_READONLY)) {
+        if (unsafe_dir_refused(ctx))
+            return NULL;
+        if (ctx->allow_unsafe_dir)
+            flags |= CS_OPEN_ALLOW_UNSAFE_DIR;
+    }
     cs_status st = cs_db_open(&db, ctx->db_path, flags);
     if (st != CS_OK) {
         if (db != NULL)
@@ -60,6 +78,11 @@ cs_db *cli_open_read(const cli_ctx *ctx)
 {
     /* The CLI's own read-only open refuses what servers would refuse, too. */
     return open_db(ctx, CS_OPEN_READONLY);
+}
+
+cs_db *cli_open_create(const cli_ctx *ctx)
+{
+    return open_db(ctx, CS_OPEN_CREATE);
 }
 
 /*

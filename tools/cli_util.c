@@ -73,6 +73,12 @@ static int parse_one_option(cli_ctx *ctx, const cli_option *opts, int argc, char
     const cli_option *opt = find_option(opts, name, name_len);
     int is_db = opt == NULL && name_len == 2 && strncmp(name, "db", 2) == 0;
 
+    if (opt == NULL && name_len == 16 && strncmp(name, "allow-unsafe-dir", 16) == 0) {
+        if (eq != NULL)
+            return cli_usage_error(ctx, "option '--allow-unsafe-dir' takes no value");
+        ctx->allow_unsafe_dir = 1;
+        return CLI_CONTINUE;
+    }
     if (opt == NULL && !is_db)
         return cli_usage_error(ctx, "unknown option '%.*s'", (int)(name_len + 2), arg);
     if (opt != NULL && opt->flag != NULL) {

@@ -53,6 +53,8 @@ static const char *const level_json[] = {"ok", "warn", "fail", "skip"};
 
 typedef struct {
     const char *config, *chain, *key, *ca;
+    const char *server; /* --server NAME: a server's start-up check (ExecStartPre=) */
+    int require;        /* --require or $CERTSTORE_REQUIRE: no skipping */
     int json;
 } doctor_options;
 
@@ -141,6 +143,14 @@ static const char *check_config(doctor *d, const doctor_options *o, char *buf, s
         return path;
     }
     fclose(f);
+    /*
+     * The provider checks its section's keys in the file $OPENSSL_CONF
+     * names, as a server started with it would have it set.
+     */
+    if (setenv("OPENSSL_CONF", path, 1) != 0) {
+        report(d, LEVEL_FAIL, "config", "%s (%s): %s", path, source, strerror(errno));
+        return path;
+    }
     /* What a server does at startup: the whole file, every module in it. */
     if (!OSSL_LIB_CTX_load_config(d->libctx, path)) {
         take_openssl_error(err, sizeof(err), "unknown error");
@@ -733,13 +743,67 @@ static void check_chain(doctor *d, const doctor_options *o)
     test_pki_free(&pki);
 }
 
+/* ---- a server's start-up check --------------------------------------------- */
+
+/*
+ * With --server, the doctor runs before a server starts (the systemd
+ * drop-ins of the package) and decides whether it may start. A server whose
+ * configuration does not mention certstore at all was never pointed at it,
+ * and installing certstore must not stop it: that is skipped, unless
+ * --require or CERTSTORE_REQUIRE=1 in the server's environment says the
+ * server must enforce. Everything else must pass: a configuration that
+ * names certstore but would not load it, a module path that does not
+ * exist, an $OPENSSL_CONF that cannot be read, a mode that does not
+ * enforce.
+ */
+static int config_mentions_certstore(const char *path)
+{
+    CONF *conf = NCONF_new(NULL);
+    BIO *dump = BIO_new(BIO_s_mem());
+    char *text = NULL;
+    long len = 0;
+    int found = 0;
+
+    if (conf != NULL && dump != NULL && NCONF_load(conf, path, NULL) > 0 &&
+        NCONF_dump_bio(conf, dump) && (len = BIO_get_mem_data(dump, &text)) > 0) {
+        for (long i = 0; !found && i + 9 <= len; i++)
+            found = OPENSSL_strncasecmp(text + i, CERTSTORE_NAME, 9) == 0;
+    } else {
+        found = 1; /* cannot tell: check it all */
+    }
+    ERR_clear_error();
+    BIO_free(dump);
+    NCONF_free(conf);
+    return found;
+}
+
+/* 1 when the server is not meant to use certstore (reported; exit 0). */
+static int server_not_using_certstore(doctor *d, const doctor_options *o)
+{
+    char buf[4096];
+    const char *source;
+    const char *path;
+
+    if (o->server == NULL || o->require)
+        return 0;
+    path = config_path(o, buf, sizeof(buf), &source);
+    if (access(path, R_OK) != 0 || config_mentions_certstore(path))
+        return 0;
+    report(d, LEVEL_SKIP, "server",
+           "%s: %s (%s) does not mention certstore: this server does not use it (set "
+           "CERTSTORE_REQUIRE=1 in its environment to require it)",
+           o->server, path, source);
+    return 1;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
 static int parse_doctor_options(cli_ctx *ctx, int argc, char **argv, doctor_options *o)
 {
-    const cli_option opts[] = {{"config", &o->config, NULL}, {"chain", &o->chain, NULL},
-                               {"key", &o->key, NULL},       {"ca", &o->ca, NULL},
-                               {"json", NULL, &o->json},     CLI_OPTIONS_END};
+    const cli_option opts[] = {{"config", &o->config, NULL},   {"chain", &o->chain, NULL},
+                               {"key", &o->key, NULL},         {"ca", &o->ca, NULL},
+                               {"json", NULL, &o->json},       {"server", &o->server, NULL},
+                               {"require", NULL, &o->require}, CLI_OPTIONS_END};
     cli_positional pos;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
 
@@ -750,6 +814,11 @@ static int parse_doctor_options(cli_ctx *ctx, int argc, char **argv, doctor_opti
         return cli_usage_error(ctx, "--chain, --key and --ca go together");
     if (o->config != NULL && *o->config == '\0')
         return cli_usage_error(ctx, "empty --config path");
+    if (o->server != NULL && *o->server == '\0')
+        return cli_usage_error(ctx, "empty --server name");
+    const char *require = getenv("CERTSTORE_REQUIRE");
+    if (require != NULL && *require != '\0' && strcmp(require, "0") != 0)
+        o->require = 1;
     return CLI_CONTINUE;
 }
 
@@ -774,6 +843,14 @@ static int run_doctor(cli_ctx *ctx, int argc, char **argv)
     if (d.json) {
         fputs("{\"checks\":", stdout);
         cli_json_list_begin(&d.list, stdout);
+    }
+    if (server_not_using_certstore(&d, &o)) {
+        if (d.json) {
+            cli_json_list_end(&d.list);
+            printf(",\"enforcing\":false,\"skipped\":true}\n");
+        }
+        OSSL_LIB_CTX_free(d.libctx);
+        return CLI_OK;
     }
     char config_buf[4096];
     const char *config = check_config(&d, &o, config_buf, sizeof(config_buf));
@@ -802,7 +879,7 @@ const cli_command cli_cmd_doctor = {
     "check that servers using an openssl.cnf enforce certstore",
     run_doctor,
     "Usage: certstore doctor [--config FILE] [--chain CHAIN.pem --key KEY.pem --ca ROOTS.pem]\n"
-    "                        [--json]\n"
+    "                        [--server NAME [--require]] [--json]\n"
     "\n"
     "Load an OpenSSL configuration into a fresh library context, as a server\n"
     "does at startup, and report one line per check (OK, WARN, FAIL, SKIP):\n"
@@ -828,9 +905,21 @@ const cli_command cli_cmd_doctor = {
     "  --chain FILE   a client certificate followed by its intermediates (PEM)\n"
     "  --key FILE     the client's private key (PEM)\n"
     "  --ca FILE      the roots the server trusts for client certificates (PEM)\n"
+    "  --server NAME  run as the start-up check of server NAME (the package's\n"
+    "                 systemd drop-ins run it as ExecStartPre=, with the server's\n"
+    "                 environment): a configuration that does not mention\n"
+    "                 certstore at all is skipped (exit 0), any other must\n"
+    "                 enforce or the server does not start\n"
+    "  --require      with --server: never skip (also CERTSTORE_REQUIRE=1)\n"
     "  --json         one JSON object: {\"checks\":[{level,check,message}...],\n"
     "                 \"enforcing\":true|false}\n"
     "\n"
-    "Exit status: 0 when everything enforcement needs is OK, 1 when a check\n"
+    "What it cannot see: a server that never reads openssl.cnf (it calls\n"
+    "OPENSSL_init_crypto with OPENSSL_INIT_NO_LOAD_CONFIG, loads its own file,\n"
+    "or is setuid, which ignores $OPENSSL_CONF), an environment other than the\n"
+    "one it runs in, and a module replaced after it ran.\n"
+    "\n"
+    "Exit status: 0 when everything enforcement needs is OK (or, with\n"
+    "--server, the configuration does not mention certstore), 1 when a check\n"
     "failed, 2 usage error.\n",
 };

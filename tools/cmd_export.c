@@ -1,6 +1,8 @@
 /*
- * certstore export: the mapping table as CSV (round-trips through import),
- * JSON lines, or key/value maps for servers that do their own lookups:
+ * certstore export: the mapping table as CSV or JSON lines, both read back
+ * whole by import (every field that changes a decision: the flags, the
+ * window, the backdating check and the creation time it compares with), or
+ * key/value maps for servers that do their own lookups:
  *   haproxy-map  <SHA-256 of the leaf DER> <account>, matching
  *                ssl_c_der,digest(sha256),hex,lower
  *   nginx-map    <SHA-1 of the leaf DER> <account>;, matching
@@ -18,12 +20,14 @@ typedef enum { EXPORT_CSV, EXPORT_JSON, EXPORT_HAPROXY, EXPORT_NGINX } export_fo
 
 typedef struct {
     export_format format;
+    cs_db *db;
     int64_t now;
     char **disabled_accounts;
     size_t n_disabled, cap_disabled;
     int64_t written;
     int64_t skipped_disabled, skipped_window, skipped_kind, skipped_name;
     int out_of_memory;
+    cs_status lookup_failed; /* CS_OK, or why a mapping's backdating check could not be read */
 } export_state;
 
 static int collect_disabled_account(const cs_account *a, void *arg)
@@ -96,7 +100,12 @@ static void put_csv_time(int64_t t)
     fputs(buf, stdout);
 }
 
-static void write_csv(const cs_mapping *m, const char *key)
+static const char *bool_text(int value)
+{
+    return value ? "true" : "false";
+}
+
+static void write_csv(const cs_mapping *m, const char *key, int account_enabled, int nibc)
 {
     printf("%s,%s,", cs_kind_name(m->kind), key);
     put_csv_field(m->account);
@@ -108,10 +117,12 @@ static void write_csv(const cs_mapping *m, const char *key)
     put_csv_field(m->note);
     putchar(',');
     put_csv_field(m->pin_fp);
+    printf(",%s,%s,%s,", bool_text(m->enabled), bool_text(account_enabled), nibc ? "created" : "");
+    put_csv_time(m->created);
     putchar('\n');
 }
 
-static void write_json(const cs_mapping *m, const char *key, int account_enabled)
+static void write_json(const cs_mapping *m, const char *key, int account_enabled, int nibc)
 {
     printf("{\"id\":%lld,\"kind\":\"%s\",\"key\":\"%s\",\"account\":", (long long)m->id,
            cs_kind_name(m->kind), key);
@@ -124,8 +135,10 @@ static void write_json(const cs_mapping *m, const char *key, int account_enabled
     cli_put_json_string(stdout, m->note != NULL ? m->note : "");
     printf(",\"pin\":");
     cli_put_json_string(stdout, m->pin_fp);
-    printf(",\"enabled\":%s,\"account_enabled\":%s}\n", m->enabled ? "true" : "false",
-           account_enabled ? "true" : "false");
+    printf(",\"enabled\":%s,\"account_enabled\":%s,\"not_issued_before\":%s,\"created\":",
+           bool_text(m->enabled), bool_text(account_enabled), nibc ? "\"created\"" : "null");
+    cli_put_json_time(stdout, m->created);
+    puts("}");
 }
 
 static int outside_window(const cs_mapping *m, int64_t now)
@@ -136,17 +149,14 @@ static int outside_window(const cs_mapping *m, int64_t now)
 
 /*
  * A server map has no "disabled" and no validity window, so anything not
- * in force right now stays out of it; a CSV re-import would re-enable, so
- * disabled entries stay out of CSV too.
+ * in force right now stays out of it. CSV and JSON say it all.
  */
 static int skip_mapping(export_state *s, const cs_mapping *m)
 {
-    if (s->format == EXPORT_JSON)
+    if (s->format == EXPORT_JSON || s->format == EXPORT_CSV)
         return 0;
     if (!m->enabled || account_disabled(s, m->account))
         return ++s->skipped_disabled, 1;
-    if (s->format == EXPORT_CSV)
-        return 0;
     if (outside_window(m, s->now))
         return ++s->skipped_window, 1;
     if ((s->format == EXPORT_HAPROXY && m->kind != CS_KIND_CERT) ||
@@ -161,15 +171,20 @@ static int export_mapping(const cs_mapping *m, void *arg)
 {
     export_state *s = arg;
     char key[2 * CS_KEY_MAX + 2];
+    cs_mapping_ref ref = {.id = m->id};
+    int nibc = 0;
     if (skip_mapping(s, m))
         return 0;
+    if ((s->format == EXPORT_CSV || s->format == EXPORT_JSON) &&
+        (s->lookup_failed = cs_mapping_get_not_issued_before_created(s->db, &ref, &nibc)) != CS_OK)
+        return 1;
     cs_key_format(m->kind, &m->key, key, sizeof(key));
     switch (s->format) {
     case EXPORT_CSV:
-        write_csv(m, key);
+        write_csv(m, key, !account_disabled(s, m->account), nibc);
         break;
     case EXPORT_JSON:
-        write_json(m, key, !account_disabled(s, m->account));
+        write_json(m, key, !account_disabled(s, m->account), nibc);
         break;
     case EXPORT_HAPROXY:
         printf("%s %s\n", key, m->account);
@@ -224,8 +239,9 @@ static int export_all(const cli_ctx *ctx, cs_db *db, export_state *s)
     if (s->out_of_memory)
         return cli_fail(ctx, "out of memory");
     if (s->format == EXPORT_CSV)
-        puts("kind,key,account,not_before,not_after,note,pin");
-    if (cs_mapping_foreach(db, NULL, export_mapping, s) != CS_OK)
+        puts("kind,key,account,not_before,not_after,note,pin,enabled,account_enabled,"
+             "not_issued_before,created");
+    if (cs_mapping_foreach(db, NULL, export_mapping, s) != CS_OK || s->lookup_failed != CS_OK)
         return cli_store_fail(ctx, db);
     report_skipped(ctx, s);
     return CLI_OK;
@@ -246,6 +262,7 @@ static int run_export(cli_ctx *ctx, int argc, char **argv)
     cs_db *db = cli_open_read(ctx);
     if (db == NULL)
         return CLI_FAIL;
+    s.db = db;
     rc = export_all(ctx, db, &s);
     cs_db_close(db);
     free_state(&s);
@@ -260,11 +277,12 @@ const cli_command cli_cmd_export = {
     "\n"
     "Write the mappings to standard output.\n"
     "\n"
-    "  csv          header kind,key,account,not_before,not_after,note,pin;\n"
-    "               'certstore import' reads it back. Disabled mappings and\n"
-    "               mappings of disabled accounts are left out (a re-import\n"
-    "               would enable them).\n"
-    "  json         JSON lines, one object per mapping, with its state\n"
+    "  csv          header kind,key,account,not_before,not_after,note,pin,\n"
+    "               enabled,account_enabled,not_issued_before,created\n"
+    "  json         JSON lines, one object per mapping, the same fields and id\n"
+    "               Both carry everything that changes a decision, disabled\n"
+    "               mappings and accounts included: 'certstore import' into a\n"
+    "               new database reads back a store that decides the same.\n"
     "  haproxy-map  '<sha256> <account>' for kind cert mappings, for HAProxy's\n"
     "               map(): ssl_c_der,digest(sha256),hex,lower\n"
     "  nginx-map    '<sha1> <account>;' for mappings made from a certificate,\n"

@@ -11,13 +11,9 @@ static int run_init(cli_ctx *ctx, int argc, char **argv)
     if ((rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
         return rc;
 
-    cs_db *db = NULL;
-    if (cs_db_open(&db, ctx->db_path, CS_OPEN_CREATE) != CS_OK) {
-        rc = cli_fail(ctx, "%s: %s", ctx->db_path, db != NULL ? cs_db_errmsg(db) : "out of memory");
-        cs_db_close(db);
-        return rc;
-    }
-    cli_warn_permissions(ctx);
+    cs_db *db = cli_open_create(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
     int version = 0;
     if (cs_db_migrate(db) != CS_OK || cs_db_schema_version(db, &version) != CS_OK) {
         rc = cli_fail(ctx, "%s: %s", ctx->db_path, cs_db_errmsg(db));

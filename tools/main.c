@@ -27,7 +27,8 @@ static const cli_command *const commands[] = {
 
 static void print_overview(FILE *out)
 {
-    fputs("Usage: certstore [--db PATH] [--help] [--version] COMMAND [ARGS...]\n"
+    fputs("Usage: certstore [--db PATH] [--allow-unsafe-dir] [--help] [--version] COMMAND "
+          "[ARGS...]\n"
           "\n"
           "Administer the certstore pin store (issuing CAs that may vouch for\n"
           "clients) and the mappings from client certificates to accounts.\n"
@@ -39,6 +40,10 @@ static void print_overview(FILE *out)
     fputs("\n"
           "Options:\n"
           "  --db PATH   database file (default: $CERTSTORE_DB, else " CERTSTORE_DEFAULT_DB ")\n"
+          "  --allow-unsafe-dir\n"
+          "              write even where the database's directory (or one above it)\n"
+          "              is writable by others or owned by another user; also\n"
+          "              CERTSTORE_ALLOW_UNSAFE_DIR=1. Links are never followed.\n"
           "  --help      show this help, or a command's help after the command\n"
           "  --version   show the version\n"
           "\n"
@@ -117,6 +122,10 @@ static const char *default_db_path(void)
 int main(int argc, char **argv)
 {
     cli_ctx ctx = {.db_path = default_db_path(), .name = "certstore"};
+    const char *unsafe_env = getenv("CERTSTORE_ALLOW_UNSAFE_DIR");
+
+    ctx.allow_unsafe_dir =
+        unsafe_env != NULL && *unsafe_env != '\0' && strcmp(unsafe_env, "0") != 0;
     int i = 1;
 
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -133,6 +142,8 @@ int main(int argc, char **argv)
             ctx.db_path = argv[++i];
         } else if (strncmp(arg, "--db=", 5) == 0) {
             ctx.db_path = arg + 5;
+        } else if (strcmp(arg, "--allow-unsafe-dir") == 0) {
+            ctx.allow_unsafe_dir = 1;
         } else {
             return top_usage_error("unknown option", arg);
         }

@@ -102,6 +102,8 @@ void th_write_cnf(const tls_harness *h, const char *extra_lines)
 void th_load_provider(tls_harness *h, const char *extra_lines)
 {
     th_write_cnf(h, extra_lines);
+    /* As a server finds it: the provider reads its section's keys from there. */
+    ck_assert_int_eq(setenv("OPENSSL_CONF", h->cnf, 1), 0);
     h->libctx = OSSL_LIB_CTX_new();
     ck_assert_ptr_nonnull(h->libctx);
     ck_assert_msg(OSSL_LIB_CTX_load_config(h->libctx, h->cnf) == 1, "cannot load %s", h->cnf);

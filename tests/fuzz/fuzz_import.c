@@ -85,14 +85,17 @@ static void make_store(void)
     base_mappings = mapping_count();
 }
 
-static cs_status check_row(const cs_mapping_spec *spec, int64_t line, void *arg)
+static cs_status check_row(const cs_import_row *row, int64_t line, void *arg)
 {
+    const cs_mapping_spec *spec = &row->mapping;
     int64_t *rows = arg;
 
     require(line >= 1);
     require(spec->account != NULL && cs_account_name_valid(spec->account));
     require(spec->kind < CS_KIND_COUNT && spec->key.len > 0 && spec->key.len <= CS_KEY_MAX);
     require(spec->note == NULL || strlen(spec->note) <= CS_NOTE_MAX);
+    require(row->enabled == 0 || row->enabled == 1);
+    require(row->account_enabled >= -1 && row->account_enabled <= 1);
     (*rows)++;
     return CS_OK;
 }

@@ -141,6 +141,80 @@ installed_layout() {
     return $ok
 }
 
+# The start-up checks: a drop-in per server unit, each running the doctor.
+DROPINS=(nginx.service haproxy.service stunnel@.service stunnel4.service apache2.service
+    apache2@.service)
+dropins_installed() {
+    local unit ok=0
+    for unit in "${DROPINS[@]}"; do
+        [ -f "/lib/systemd/system/$unit.d/certstore.conf" ] ||
+            { diag "missing /lib/systemd/system/$unit.d/certstore.conf"; ok=1; }
+    done
+    return $ok
+}
+
+# systemd-analyze verify where there is one; else what it would insist on:
+# a [Service] section and one ExecStartPre= with an absolute, existing program.
+dropins_parse() {
+    local unit f prog ok=0
+    for unit in "${DROPINS[@]}"; do
+        f=/lib/systemd/system/$unit.d/certstore.conf
+        [ "$(grep -c '^\[Service\]$' "$f")" -eq 1 ] || { diag "$f: no [Service]"; ok=1; }
+        [ "$(grep -c '^ExecStartPre=' "$f")" -eq 1 ] || { diag "$f: no ExecStartPre="; ok=1; }
+        prog=$(sed -n 's/^ExecStartPre=\([^ ]*\).*/\1/p' "$f")
+        [[ $prog == /* && -x $prog ]] || { diag "$f: '$prog' is not an absolute program"; ok=1; }
+        if grep -v '^#' "$f" | grep -v '^\[Service\]$' | grep -v '^ExecStartPre=' | grep -q .; then
+            diag "$f: unexpected lines"
+            ok=1
+        fi
+        # stunnel4.service is generated from its init script: no unit file to verify.
+        if command -v systemd-analyze >/dev/null && [ -f "/lib/systemd/system/$unit" ]; then
+            local name=$unit
+            [[ $name == *@.service ]] && name=${name/@./@test.}
+            systemd-analyze verify --man=no "$name" >"$WORK/verify.log" 2>&1
+            # Complaints about the servers' own units are theirs; none may name ours.
+            if grep -i 'certstore' "$WORK/verify.log" | sed 's/^/# /' | grep -q .; then
+                diag "systemd-analyze verify $name complains about certstore.conf"
+                ok=1
+            fi
+        fi
+    done
+    return $ok
+}
+
+# Each drop-in's command, run as systemd would (with its \$\$ and %i): a server
+# whose configuration names a module that does not exist must not start,
+# and one whose configuration never mentions certstore starts as before.
+dropin_command() {
+    sed -n 's/^ExecStartPre=//p' "/lib/systemd/system/$1.d/certstore.conf" |
+        sed 's/\$\$/$/g; s/%i/test/g'
+}
+doctor_stops_servers_without_policy() {
+    local unit cmd rc ok=0
+    sed "s|^activate = 1|activate = 1\nmodule = $WORK/nowhere/certstore.so|" \
+        "$WORK/by-name.cnf" >"$WORK/missing-module.cnf"
+    grep -q '^module = ' "$WORK/missing-module.cnf" || { diag "no module line"; return 1; }
+    /usr/bin/certstore doctor --server nginx --config "$WORK/missing-module.cnf" \
+        >"$WORK/doctor.log" 2>&1
+    rc=$?
+    [ "$rc" -eq 1 ] || { diag "doctor --server nginx: exit $rc"; diag_file "$WORK/doctor.log"; ok=1; }
+    for unit in "${DROPINS[@]}"; do
+        cmd=$(dropin_command "$unit")
+        rc=0
+        (export OPENSSL_CONF=$WORK/missing-module.cnf && eval "$cmd") >"$WORK/doctor.log" 2>&1 ||
+            rc=$?
+        [ "$rc" -ne 0 ] || { diag "$unit: starts with a module that does not exist"; ok=1; }
+        rc=0
+        (unset OPENSSL_CONF && eval "$cmd") >"$WORK/doctor.log" 2>&1 || rc=$?
+        [ "$rc" -eq 0 ] || {
+            diag "$unit: stopped without any certstore configuration (exit $rc)"
+            diag_file "$WORK/doctor.log"
+            ok=1
+        }
+    done
+    return $ok
+}
+
 data_dir_created() {
     getent group certstore >/dev/null || { diag "no certstore group"; return 1; }
     local mode
@@ -236,6 +310,10 @@ check "group certstore and $DATA_DIR root:certstore 0750, empty" data_dir_create
 check "no server configuration changed, nothing under /etc" no_server_config_changed
 check "openssl list -providers -verbose: certstore by name, same version, active" \
     provider_listed_by_name
+check "systemd drop-ins for nginx, haproxy, stunnel and apache2 installed" dropins_installed
+check "the drop-ins parse (systemd-analyze verify where present)" dropins_parse
+check "the drop-ins' doctor stops a server whose module does not exist, and only then" \
+    doctor_stops_servers_without_policy
 check "man finds certstore(1) and certstore-provider(7)" man_pages_installed
 check "demo with the installed certstore" demo_against_installed
 check "live demo: openssl s_server with the installed module" live_demo_against_installed

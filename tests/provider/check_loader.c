@@ -75,6 +75,8 @@ static void make_libctx(void)
     ck_assert_int_eq(fclose(f), 0);
     libctx = OSSL_LIB_CTX_new();
     ck_assert_ptr_nonnull(libctx);
+    /* The provider checks its section's keys in $OPENSSL_CONF, as servers set it. */
+    ck_assert_int_eq(setenv("OPENSSL_CONF", cnf, 1), 0);
     ck_assert_msg(OSSL_LIB_CTX_load_config(libctx, cnf) == 1, "could not load %s", cnf);
     ck_assert_msg(OSSL_PROVIDER_available(libctx, "certstore"), "certstore provider not active");
 }

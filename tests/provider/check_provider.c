@@ -332,6 +332,116 @@ START_TEST(test_missing_db_key_denies_all)
 }
 END_TEST
 
+/*
+ * The log file is opened as root at load time: a link planted at its path
+ * must not make root create, append to or take over another file. The log
+ * falls back to syslog; decisions are unaffected.
+ */
+START_TEST(test_log_path_symlink_not_followed)
+{
+    char victim[600], link[600], lines[1400];
+    struct stat st;
+    FILE *f;
+
+    store_standard();
+    snprintf(victim, sizeof(victim), "%s/victim", fx.dir);
+    snprintf(link, sizeof(link), "%s/linked.log", fx.dir);
+    f = fopen(victim, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(victim, 0600), 0);
+    ck_assert_int_eq(symlink(victim, link), 0);
+    snprintf(lines, sizeof(lines), "db = %s\nlog = %s\n", fx.db, link);
+    th_load_provider(&fx, lines);
+    th_make_server(&fx, 0, 0, 0);
+    assert_accepted("alice", ALICE_ACCOUNT);
+    ck_assert_int_eq(stat(victim, &st), 0);
+    ck_assert_msg(st.st_size == 9, "the log was written through the link (%lld bytes)",
+                  (long long)st.st_size);
+    ck_assert_int_eq(st.st_mode & 07777, 0600);
+    /* A dangling link: nothing may be created where it points. */
+    ck_assert_int_eq(unlink(victim), 0);
+    th_connect_as(&fx, "bob");
+    ck_assert_int_ne(access(victim, F_OK), 0);
+}
+END_TEST
+
+START_TEST(test_log_path_dangling_symlink_not_created)
+{
+    char target[600], link[600], lines[1400];
+
+    store_standard();
+    snprintf(target, sizeof(target), "%s/created-by-root", fx.dir);
+    snprintf(link, sizeof(link), "%s/linked.log", fx.dir);
+    ck_assert_int_eq(symlink(target, link), 0);
+    snprintf(lines, sizeof(lines), "db = %s\nlog = %s\n", fx.db, link);
+    th_load_provider(&fx, lines);
+    th_make_server(&fx, 0, 0, 0);
+    assert_accepted("alice", ALICE_ACCOUNT);
+    ck_assert_msg(access(target, F_OK) != 0, "root created the file the link points to");
+}
+END_TEST
+
+/* A misspelt key must not leave its setting at a default: everything is denied. */
+START_TEST(test_unknown_key_denies_all)
+{
+    store_standard();
+    th_load_provider_with(&fx, "require_stong = yes\n");
+    th_make_server(&fx, 0, 0, 0);
+    th_assert_rejected(&fx, "alice", "config-error");
+    th_assert_log_has(&fx, "unknown key \"require_stong\"");
+}
+END_TEST
+
+/* A value given with a prefix OpenSSL would pass on under another name is not ours. */
+START_TEST(test_dotted_own_key_denies_all)
+{
+    store_standard();
+    th_load_provider_with(&fx, "1.mode = audit\n");
+    th_make_server(&fx, 0, 0, 0);
+    th_assert_rejected(&fx, "alice", "config-error");
+}
+END_TEST
+
+/* Loaded from a file the provider cannot find again: its keys are unchecked, so deny. */
+START_TEST(test_section_not_found_denies_all)
+{
+    char lines[1400];
+
+    store_standard();
+    snprintf(lines, sizeof(lines), "db = %s\nlog = %s\n", fx.db, fx.log);
+    th_write_cnf(&fx, lines);
+    setenv("OPENSSL_CONF", "/nonexistent/openssl.cnf", 1);
+    fx.libctx = OSSL_LIB_CTX_new();
+    ck_assert_ptr_nonnull(fx.libctx);
+    ck_assert_int_eq(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf), 1);
+    th_make_server(&fx, 0, 0, 0);
+    th_assert_rejected(&fx, "alice", "config-error");
+    th_assert_log_has(&fx, "cannot read /nonexistent/openssl.cnf");
+}
+END_TEST
+
+/* Keys OpenSSL itself reads in the section, also with its dotted prefixes, are known. */
+START_TEST(test_openssl_keys_and_dotted_names_accepted)
+{
+    store_standard();
+    th_load_provider_with(&fx, "identity = certstore\n1.activate = 1\n");
+    th_make_server(&fx, 0, 0, 0);
+    assert_accepted("alice", ALICE_ACCOUNT);
+}
+END_TEST
+
+/* Every value strictly: an empty require_strong is not "no". */
+START_TEST(test_empty_value_denies_all)
+{
+    store_standard();
+    th_load_provider_with(&fx, "require_strong =\n");
+    th_make_server(&fx, 0, 0, 0);
+    th_assert_rejected(&fx, "alice", "config-error");
+}
+END_TEST
+
 START_TEST(test_audit_mode_accepts_and_logs_would_reject)
 {
     th_outcome out;
@@ -562,6 +672,13 @@ static Suite *provider_suite(void)
     tcase_add_test(init, test_bad_busy_timeout_denies_all);
     tcase_add_test(init, test_relative_db_denies_all);
     tcase_add_test(init, test_missing_db_key_denies_all);
+    tcase_add_test(init, test_unknown_key_denies_all);
+    tcase_add_test(init, test_dotted_own_key_denies_all);
+    tcase_add_test(init, test_section_not_found_denies_all);
+    tcase_add_test(init, test_openssl_keys_and_dotted_names_accepted);
+    tcase_add_test(init, test_empty_value_denies_all);
+    tcase_add_test(init, test_log_path_symlink_not_followed);
+    tcase_add_test(init, test_log_path_dangling_symlink_not_created);
     suite_add_tcase(s, init);
 
     tcase_add_checked_fixture(modes, setup, teardown);

@@ -285,6 +285,8 @@ START_TEST(test_audit_then_enforce_context_denies)
     snprintf(lines, sizeof(lines), "db = %s\nlog = %s\nmode = audit\n", fx.db, fx.log);
     th_write_cnf(&fx, lines);
     ck_assert_int_eq(rename(fx.cnf, audit_cnf), 0);
+    /* The provider checks its section's keys in $OPENSSL_CONF, as servers set it. */
+    ck_assert_int_eq(setenv("OPENSSL_CONF", audit_cnf, 1), 0);
     ck_assert_int_eq(OSSL_LIB_CTX_load_config(NULL, audit_cnf), 1);
     ck_assert(OSSL_PROVIDER_available(NULL, "certstore"));
     /* A second context with mode = enforce: the settings disagree. */

@@ -181,6 +181,19 @@ expect_rc badmode 1
 expect_line badmode "FAIL mode: deny-all: every client certificate is rejected: mode must be enforce, audit or off, not \"enforcing\""
 expect_line badmode "OK   hook: active: an unpinned test client was refused (config-error)"
 
+# ---- a misspelt key: deny-all, and the doctor names it -------------------------------
+write_config "$work/typo.cnf" "$db" "require_stong = yes"
+doctor typo --config "$work/typo.cnf"
+expect_rc typo 1
+expect_line typo "FAIL mode: deny-all: every client certificate is rejected: unknown key \"require_stong\" in section [certstore_sect]"
+expect_line typo "OK   hook: active: an unpinned test client was refused (config-error)"
+expect_line typo "certstore is NOT enforcing with this configuration"
+# The same file through $OPENSSL_CONF, as a server finds it.
+rc=0
+OPENSSL_CONF=$work/typo.cnf timeout 60 "$CERTSTORE_BIN" doctor >"$work/typoenv.out" 2>&1 || rc=$?
+expect_rc typoenv 1
+expect_line typoenv "FAIL mode: deny-all: every client certificate is rejected: unknown key \"require_stong\""
+
 # ---- mode = off: loaded but not enforcing ----------------------------------------
 write_config "$work/off.cnf" "$db" "mode = off"
 doctor off --config "$work/off.cnf"
@@ -205,6 +218,43 @@ doctor shmw --config "$work/good.cnf"
 expect_rc shmw 0
 expect_line shmw "WARN permissions: file $db-shm is writable by others (mode 0666)"
 chmod 0644 "$db-shm"
+
+# ---- --server: the start-up check a server's systemd unit runs ---------------------
+# A server whose configuration never mentions certstore is not stopped by it.
+doctor srvplain --server nginx --config "$work/plain.cnf"
+expect_rc srvplain 0
+expect_line srvplain "SKIP server: nginx: $work/plain.cnf (--config) does not mention certstore"
+# ... unless it is required to enforce.
+doctor srvreq --server nginx --require --config "$work/plain.cnf"
+expect_rc srvreq 1
+expect_line srvreq "FAIL provider: certstore not loaded"
+rc=0
+CERTSTORE_REQUIRE=1 timeout 60 "$CERTSTORE_BIN" doctor --server nginx --config "$work/plain.cnf" \
+    >"$work/srvreqenv.out" 2>&1 || rc=$?
+expect_rc srvreqenv 1
+# Every way a certstore configuration would leave the server without policy.
+doctor srvnomodule --server haproxy --config "$work/nomodule.cnf"
+expect_rc srvnomodule 1
+expect_line srvnomodule "FAIL provider: certstore not loaded"
+write_config "$work/relmodule.cnf" "$db"
+sed -i "s|^module = .*|module = lib/certstore.so|" "$work/relmodule.cnf"
+rc=0
+(cd / && env -u OPENSSL_MODULES timeout 60 "$CERTSTORE_BIN" doctor --server stunnel4 \
+    --config "$work/relmodule.cnf") >"$work/srvrel.out" 2>&1 || rc=$?
+expect_rc srvrel 1
+expect_line srvrel "FAIL provider: certstore not loaded"
+rc=0
+OPENSSL_CONF=$work/absent.cnf timeout 60 "$CERTSTORE_BIN" doctor --server apache2 \
+    >"$work/srvabsent.out" 2>&1 || rc=$?
+expect_rc srvabsent 1
+expect_line srvabsent "FAIL config: $work/absent.cnf (\$OPENSSL_CONF): cannot read"
+doctor srvtypo --server nginx --config "$work/typo.cnf"
+expect_rc srvtypo 1
+doctor srvaudit --server nginx --config "$work/audit.cnf"
+expect_rc srvaudit 1
+doctor srvgood --server nginx --config "$work/good.cnf"
+expect_rc srvgood 0
+expect_line srvgood "certstore is enforcing with this configuration"
 
 # ---- usage ------------------------------------------------------------------------
 doctor usage --config "$work/good.cnf" --chain "$pki/alice-chain.pem"

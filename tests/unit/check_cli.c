@@ -870,8 +870,10 @@ START_TEST(test_export_csv_round_trips_through_import)
                          "a note, with \"quotes\"", "--pin", fp_of("ca-a")),
                      0);
     ck_assert_int_eq(cli("export", "--format", "csv"), 0);
-    ck_assert_msg(strncmp(last.out, "kind,key,account,not_before,not_after,note,pin\n", 47) == 0,
-                  "%s", last.out);
+    static const char header[] =
+        "kind,key,account,not_before,not_after,note,pin,enabled,account_enabled,"
+        "not_issued_before,created\n";
+    ck_assert_msg(strncmp(last.out, header, sizeof(header) - 1) == 0, "%s", last.out);
     ck_assert_int_eq(count_lines(last.out), 3);
     char *exported = strdup(last.out);
     write_text(test_file("export.csv"), exported);
@@ -1210,6 +1212,292 @@ START_TEST(test_read_only_database)
 }
 END_TEST
 
+/* ---- export and import keep every decision ---------------------------------- */
+
+static const char *const roundtrip_chains[] = {
+    "alice-chain.pem",   "alice-renewed-chain.pem", "bob-chain.pem",
+    "carol-chain.pem",   "mallory-chain.pem",       "direct.pem",
+    "expired-chain.pem", "noclient-chain.pem",      "selfsigned.pem",
+};
+
+/* One store with every field that changes a decision, each used by a test certificate. */
+static void build_store_with_every_field(void)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-twin.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("root.pem")), 0);
+    /* accepted, with a note CSV must quote */
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice",
+                         "--create-account", "--note", "plain, \"quoted\"\nand a second line"),
+                     0);
+    /* issued-before-mapping */
+    ck_assert_int_eq(cli("map", "add", pki_file("alice-renewed.pem"), "--account", "alice",
+                         "--not-issued-before", "created"),
+                     0);
+    /* restricted to a pin, not yet valid */
+    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--kind", "spki", "--account", "bob",
+                         "--create-account", "--pin", fp_of("ca-a"), "--not-before", "2099-01-01"),
+                     0);
+    /* account disabled */
+    ck_assert_int_eq(cli("map", "add", pki_file("carol.pem"), "--kind", "issuer-serial",
+                         "--account", "carol", "--create-account"),
+                     0);
+    ck_assert_int_eq(cli("account", "disable", "carol"), 0);
+    /* mapping disabled */
+    ck_assert_int_eq(
+        cli("map", "add", pki_file("mallory.pem"), "--account", "mallory", "--create-account"), 0);
+    ck_assert_int_eq(cli("map", "disable", pki_file("mallory.pem")), 0);
+    /* window over */
+    ck_assert_int_eq(cli("map", "add", pki_file("direct.pem"), "--kind", "ski", "--account",
+                         "direct", "--create-account", "--not-before", "2019-01-01", "--not-after",
+                         "2020-01-01T12:30:00Z"),
+                     0);
+    ck_assert_int_eq(cli("map", "add", pki_file("expired.pem"), "--account", "alice"), 0);
+}
+
+/* Every test certificate's decision in the store at db, without mapping ids. */
+static char *decisions_of(const char *db)
+{
+    char saved[sizeof(db_path)], target[sizeof(db_path)];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    ck_assert_ptr_nonnull(f);
+    snprintf(target, sizeof(target), "%s", db);
+    strcpy(saved, db_path);
+    strcpy(db_path, target);
+    for (size_t i = 0; i < sizeof(roundtrip_chains) / sizeof(roundtrip_chains[0]); i++) {
+        int status = check_chain(roundtrip_chains[i]);
+        size_t first = strcspn(last.out, "\n");
+        char line[512];
+
+        snprintf(line, sizeof(line), "%.*s", (int)first, last.out);
+        char *id = strstr(line, " mapping=");
+        if (id != NULL) {
+            char *end = id + 1 + strcspn(id + 1, " ");
+            memmove(id, end, strlen(end) + 1);
+        }
+        fprintf(f, "%s: %d %s\n", roundtrip_chains[i], status, line);
+    }
+    fclose(f);
+    strcpy(db_path, saved);
+    return buf;
+}
+
+static char *export_text(const char *db, const char *format)
+{
+    cli_db(db, "export", "--format", format, NULL);
+    assert_ok();
+    ck_assert_str_eq(last.err, "");
+    return strdup(last.out);
+}
+
+/* A fresh store at test_dir/NAME.db holding what `text` says; its path. */
+static const char *import_fresh(const char *name, const char *text)
+{
+    static char dbs[4][800];
+    static int next;
+    char *db = dbs[next++ % 4];
+    char file[800];
+
+    snprintf(db, sizeof(dbs[0]), "%s/%s.db", test_dir, name);
+    snprintf(file, sizeof(file), "%s/%s.in", test_dir, name);
+    write_text(file, text);
+    ck_assert_int_eq(cli_db(db, "init", NULL), 0);
+    /* Pins are not mappings: the new store trusts the same issuers. */
+    static const char *const pins[] = {"ca-a.pem", "ca-b.pem", "ca-twin.pem", "root.pem"};
+    for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
+        ck_assert_int_eq(cli_db(db, "pin", "add", pki_file(pins[i]), NULL), 0);
+    cli_db(db, "import", file, NULL);
+    assert_ok();
+    return db;
+}
+
+START_TEST(test_export_import_keeps_every_decision)
+{
+    static const char *const formats[] = {"csv", "json"};
+
+    build_store_with_every_field();
+    char *want = decisions_of(db_path);
+    /* The fixture is worth something only if it covers each outcome. */
+    static const char *const outcomes[] = {
+        "accept",           "issued-before-mapping", "mapping-not-yet-valid", "account-disabled",
+        "mapping-disabled", "mapping-expired",       "chain-invalid",
+    };
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+        ck_assert_msg(strstr(want, outcomes[i]) != NULL, "no %s in:\n%s", outcomes[i], want);
+
+    for (size_t i = 0; i < 2; i++) {
+        char name[32];
+        char *first = export_text(db_path, formats[i]);
+        snprintf(name, sizeof(name), "%s-1", formats[i]);
+        const char *once = import_fresh(name, first);
+        char *got = decisions_of(once);
+        ck_assert_msg(strcmp(want, got) == 0,
+                      "%s: decisions differ after import:\nwant:\n%s\ngot:\n%s", formats[i], want,
+                      got);
+
+        char *second = export_text(once, formats[i]);
+        snprintf(name, sizeof(name), "%s-2", formats[i]);
+        const char *twice = import_fresh(name, second);
+        char *third = export_text(twice, formats[i]);
+        ck_assert_msg(strcmp(second, third) == 0,
+                      "%s: export changed on a second round trip:\n%s\n---\n%s", formats[i], second,
+                      third);
+        char *again = decisions_of(twice);
+        ck_assert_str_eq(want, again);
+        free(first);
+        free(got);
+        free(second);
+        free(third);
+        free(again);
+    }
+    free(want);
+}
+END_TEST
+
+/* ---- symbolic links and unsafe directories -------------------------------- */
+
+/* A root-owned 0600 file an attacker would like root to chmod, chown or write. */
+static const char *make_victim(void)
+{
+    const char *victim = test_file("victim");
+    write_text(victim, "precious\n");
+    ck_assert_int_eq(chmod(victim, 0600), 0);
+    return victim;
+}
+
+static void assert_victim_untouched(const char *victim)
+{
+    struct stat st;
+    ck_assert_int_eq(lstat(victim, &st), 0);
+    ck_assert_msg((st.st_mode & 07777) == 0600, "victim mode changed to %04o",
+                  (unsigned)(st.st_mode & 07777));
+    ck_assert_msg(st.st_uid == 0 && st.st_gid == 0, "victim owner changed to %u:%u",
+                  (unsigned)st.st_uid, (unsigned)st.st_gid);
+    char *text = read_file(victim, NULL);
+    ck_assert_str_eq(text, "precious\n");
+    free(text);
+}
+
+/* A database in its own directory, handed to nobody afterwards (the attacker). */
+static void init_in_dir_given_to_nobody(char *dir, size_t len)
+{
+    snprintf(dir, len, "%s", test_file("shared"));
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_lt(snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir),
+                     (int)sizeof(db_path));
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(chown(dir, NOBODY_UID, NOGROUP_GID), 0);
+}
+
+static void plant_symlink(const char *target, const char *link)
+{
+    unlink(link);
+    ck_assert_msg(symlink(target, link) == 0, "symlink %s: %s", link, strerror(errno));
+}
+
+START_TEST(test_symlinked_sidecar_in_foreign_dir_not_followed)
+{
+    static const char *const sidecars[] = {"-wal", "-shm"};
+    char dir[700], link[800];
+
+    for (size_t i = 0; i < 2; i++) {
+        setup();
+        const char *victim = make_victim();
+        init_in_dir_given_to_nobody(dir, sizeof(dir));
+        snprintf(link, sizeof(link), "%s%s", db_path, sidecars[i]);
+        plant_symlink(victim, link);
+        /* A write that succeeds and one that fails: neither may touch the target. */
+        cli("account", "add", "eve");
+        assert_one_line_failure(1, dir);
+        assert_err_has("owned by uid 65534");
+        assert_victim_untouched(victim);
+        cli("pin", "add", test_file("no-such.pem"));
+        ck_assert_int_eq(last.status, 1);
+        assert_victim_untouched(victim);
+        free_last();
+    }
+}
+END_TEST
+
+START_TEST(test_symlinked_sidecar_refused_even_where_allowed)
+{
+    static const char *const sidecars[] = {"-wal", "-shm"};
+    char link[800];
+
+    for (size_t i = 0; i < 2; i++) {
+        setup();
+        const char *victim = make_victim();
+        ck_assert_int_eq(cli("init"), 0);
+        snprintf(link, sizeof(link), "%s%s", db_path, sidecars[i]);
+        plant_symlink(victim, link);
+        cli("--allow-unsafe-dir", "account", "add", "eve");
+        assert_one_line_failure(1, "symbolic link");
+        assert_victim_untouched(victim);
+        /* Reading commands open the same files. */
+        cli("stats");
+        assert_one_line_failure(1, "symbolic link");
+        assert_victim_untouched(victim);
+        free_last();
+    }
+}
+END_TEST
+
+START_TEST(test_init_does_not_follow_symlinked_db)
+{
+    const char *elsewhere = test_file("elsewhere.db");
+    plant_symlink(elsewhere, db_path);
+    cli("init");
+    assert_one_line_failure(1, "symbolic link");
+    ck_assert_int_ne(access(elsewhere, F_OK), 0);
+    /* An existing file behind the link is not written either. */
+    const char *victim = make_victim();
+    plant_symlink(victim, db_path);
+    cli("init");
+    assert_one_line_failure(1, "symbolic link");
+    assert_victim_untouched(victim);
+    cli("--allow-unsafe-dir", "pin", "add", pki_file("ca-a.pem"));
+    ck_assert_int_eq(last.status, 1);
+    assert_victim_untouched(victim);
+}
+END_TEST
+
+START_TEST(test_world_writable_dir_refused_unless_allowed)
+{
+    char dir[700];
+    snprintf(dir, sizeof(dir), "%s", test_file("open"));
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    ck_assert_int_lt(snprintf(db_path, sizeof(db_path), "%s/certstore.db", dir),
+                     (int)sizeof(db_path));
+    cli("init");
+    assert_one_line_failure(1, dir);
+    assert_err_has("mode 0777");
+    assert_err_has("--allow-unsafe-dir");
+    ck_assert_int_ne(access(db_path, F_OK), 0);
+
+    ck_assert_int_eq(cli("--allow-unsafe-dir", "init"), 0);
+    cli("account", "add", "alice");
+    assert_one_line_failure(1, "mode 0777");
+    ck_assert_int_eq(cli("account", "add", "alice", "--allow-unsafe-dir"), 0);
+    setenv("CERTSTORE_ALLOW_UNSAFE_DIR", "1", 1);
+    ck_assert_int_eq(cli("account", "add", "bob"), 0);
+    unsetenv("CERTSTORE_ALLOW_UNSAFE_DIR");
+
+    /* Sticky and ours, like /tmp: others cannot replace our files there. */
+    ck_assert_int_eq(chmod(dir, 01777), 0);
+    ck_assert_int_eq(cli("account", "add", "carol"), 0);
+    /* Group-writable is others too. */
+    ck_assert_int_eq(chmod(dir, 0775), 0);
+    cli("account", "add", "dave");
+    assert_one_line_failure(1, "mode 0775");
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -1228,6 +1516,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_account_lifecycle);
     tcase_add_test(tc, test_map_lifecycle);
     tcase_add_test(tc, test_export_csv_round_trips_through_import);
+    tcase_add_test(tc, test_export_import_keeps_every_decision);
     tcase_add_test(tc, test_import_bad_line_imports_nothing);
     tcase_add_test(tc, test_import_jsonl_from_stdin_without_progress);
     tcase_add_test(tc, test_import_ties_every_mapping_to_its_account);
@@ -1264,6 +1553,16 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_not_sqlite_database);
     tcase_add_test(tc, test_newer_schema_refused_untouched);
     tcase_add_test(tc, test_read_only_database);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("unsafe_paths");
+    tcase_add_unchecked_fixture(tc, setup_suite, teardown_suite);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_symlinked_sidecar_in_foreign_dir_not_followed);
+    tcase_add_test(tc, test_symlinked_sidecar_refused_even_where_allowed);
+    tcase_add_test(tc, test_init_does_not_follow_symlinked_db);
+    tcase_add_test(tc, test_world_writable_dir_refused_unless_allowed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,9 +11,9 @@
 
 #define RECORD_LIMIT 65536
 
-static cs_status count_row(const cs_mapping_spec *spec, int64_t line, void *arg)
+static cs_status count_row(const cs_import_row *row, int64_t line, void *arg)
 {
-    (void)spec;
+    (void)row;
     (void)line;
     (*(int *)arg)++;
     return CS_OK;

@@ -1147,7 +1147,14 @@ START_TEST(test_import_rejects_malformed_input)
         {"kind,key,account,not_after\ncert,@,acme,2027-02-30\n", 2, "bad not_after"},
         {"kind,key,account,pin\ncert,@,acme,zz\n", 2, "bad pin"},
         {"kind,key,account\ncert,@,ctl\x01name\n", 2, "invalid account name"},
-        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":1}\n", 1, "must be strings"},
+        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":[1]}\n", 1, "must be strings"},
+        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":nothing}\n", 1, "must be strings"},
+        {"kind,key,account,enabled\ncert,@,acme,yes\n", 2, "enabled must be true or false"},
+        {"kind,key,account,not_issued_before\ncert,@,acme,later\n", 2, "not_issued_before must be"},
+        {"kind,key,account,created\ncert,@,acme,yesterday\n", 2, "bad created"},
+        {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\",\"id\":\"x1\"}\n", 1, "bad id"},
+        {"kind,key,account,account_enabled\nski,0a,acme,false\nski,0b,acme,true\n", 3,
+         "account_enabled is true but account 'acme' is disabled"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\",\"x\":\"y\"}\n", 1, "unknown field"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\"} junk\n", 1, "after the object"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"\\ud800\"}\n", 1, "bad string"},
@@ -1187,9 +1194,9 @@ START_TEST(test_import_existing_mapping_is_bad_line)
 }
 END_TEST
 
-static cs_status count_row(const cs_mapping_spec *spec, int64_t line, void *arg)
+static cs_status count_row(const cs_import_row *row, int64_t line, void *arg)
 {
-    (void)spec;
+    (void)row;
     (void)line;
     ++*(int *)arg;
     return CS_OK;
@@ -1223,6 +1230,67 @@ START_TEST(test_import_parser_is_pure_on_buffers)
 }
 END_TEST
 
+/* ---- links and unsafe directories --------------------------------------------- */
+
+/* The library refuses on its own, whatever the caller checked. */
+START_TEST(test_open_refuses_links_and_unsafe_dirs)
+{
+    static const char *const sidecars[] = {"", "-wal", "-shm", "-journal"};
+    char victim[PATH_MAX + 64], link[PATH_MAX + 64], msg[512];
+    struct stat st;
+    FILE *f;
+
+    snprintf(victim, sizeof(victim), "%s/victim", test_dir);
+    f = fopen(victim, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(chmod(victim, 0600), 0);
+    ck_assert_int_eq(cs_db_open(&db, db_path, CS_OPEN_CREATE), CS_OK);
+    ck_ok(cs_db_migrate(db));
+    cs_db_close(db);
+    db = NULL;
+    for (size_t i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++) {
+        char moved[PATH_MAX + 80];
+
+        snprintf(link, sizeof(link), "%s%s", db_path, sidecars[i]);
+        snprintf(moved, sizeof(moved), "%s.saved", link);
+        ck_assert(rename(link, moved) == 0 || errno == ENOENT);
+        ck_assert_int_eq(symlink(victim, link), 0);
+        for (unsigned flags = 0; flags < 2; flags++) {
+            ck_assert_int_eq(cs_db_open(&db, db_path, flags ? CS_OPEN_READONLY : 0), CS_INVALID);
+            ck_assert_msg(strstr(cs_db_errmsg(db), "symbolic link") != NULL, "%s",
+                          cs_db_errmsg(db));
+            cs_db_close(db); /* after a failed open: must not touch the link's target */
+            db = NULL;
+        }
+        ck_assert_int_eq(stat(victim, &st), 0);
+        ck_assert_int_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(st.st_size, 0);
+        ck_assert_int_eq(unlink(link), 0);
+        ck_assert(rename(moved, link) == 0 || errno == ENOENT);
+    }
+
+    ck_assert_int_eq(cs_db_check_dir(db_path, msg, sizeof(msg)), CS_OK);
+    ck_assert_int_eq(chmod(test_dir, 0777), 0);
+    ck_assert_int_eq(cs_db_check_dir(db_path, msg, sizeof(msg)), CS_INVALID);
+    ck_assert_msg(strstr(msg, test_dir) != NULL && strstr(msg, "mode 0777") != NULL, "%s", msg);
+    ck_assert_int_eq(cs_db_open(&db, db_path, 0), CS_INVALID);
+    cs_db_close(db);
+    ck_assert_int_eq(cs_db_open(&db, db_path, CS_OPEN_READONLY), CS_OK);
+    cs_db_close(db);
+    ck_assert_int_eq(cs_db_open(&db, db_path, CS_OPEN_ALLOW_UNSAFE_DIR), CS_OK);
+    cs_db_close(db);
+    db = NULL;
+    ck_assert_int_eq(chmod(test_dir, 01777), 0);
+    ck_assert_int_eq(cs_db_check_dir(db_path, msg, sizeof(msg)), CS_OK);
+    ck_assert_int_eq(chmod(test_dir, 0700), 0);
+    ck_assert_int_eq(chown(test_dir, 65534, 65534), 0);
+    ck_assert_int_eq(cs_db_check_dir(db_path, msg, sizeof(msg)), CS_INVALID);
+    ck_assert_msg(strstr(msg, "owned by uid 65534") != NULL, "%s", msg);
+    ck_assert_int_eq(chown(test_dir, 0, 0), 0);
+}
+END_TEST
+
 /* ---- the suite -------------------------------------------------------------------- */
 
 static TCase *tcase(Suite *s, const char *name, void (*set)(void))
@@ -1252,6 +1320,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_empty_file_refused_readonly);
     tcase_add_test(tc, test_truncated_file_never_accepts);
     tcase_add_test(tc, test_foreign_sqlite_database_refused);
+    tcase_add_test(tc, test_open_refuses_links_and_unsafe_dirs);
     tc = tcase(s, "wal", setup);
     tcase_add_test(tc, test_wal_and_shm_persist_after_writer_closes);
     tcase_add_test(tc, test_unprivileged_reader_opens_readonly_after_writer_closed);
