@@ -167,6 +167,13 @@ typedef int (*cs_pin_cb)(const cs_pin *pin, void *arg);
 /* One pin by fingerprint; CS_NOTFOUND if none. */
 cs_status cs_pin_get(cs_db *db, const char *fp, cs_pin_cb cb, void *arg);
 cs_status cs_pin_foreach(cs_db *db, cs_pin_cb cb, void *arg);
+/*
+ * The pin that issued a leaf: its subject is the leaf's issuer name and its
+ * key verifies the leaf's signature (disabled pins count). CS_NOTFOUND when
+ * none did; CS_EXISTS when several did (a CA renewed with the same name and
+ * key): the caller must choose one.
+ */
+cs_status cs_pin_find_issuer(cs_db *db, X509 *leaf, char fp_out[CS_FP_HEX_LEN + 1]);
 
 /* ---- accounts ------------------------------------------------------------ */
 
@@ -199,6 +206,13 @@ typedef enum {
 } cs_kind;
 
 const char *cs_kind_name(cs_kind kind); /* "cert", "issuer-serial", "ski", "spki" */
+/*
+ * 1 for ski and issuer-serial: a pinned CA chooses a leaf's SKI, and a CA
+ * with a twin DN can repeat an issuer DN and serial, so such a mapping must
+ * be bound to the pin of the CA that issued it (cs_mapping_add refuses it
+ * otherwise, and the policy never applies one without a pin).
+ */
+int cs_kind_needs_pin(cs_kind kind);
 int cs_kind_parse(const char *name, cs_kind *out);
 
 typedef struct {
@@ -219,7 +233,7 @@ typedef struct {
     cs_kind kind;
     cs_key key;
     const char *account;
-    const char *pin_fp; /* NULL: any pinned issuer */
+    const char *pin_fp; /* NULL: any pinned issuer (cert, spki); required for ski, issuer-serial */
     int64_t not_before; /* CS_TIME_NONE when open */
     int64_t not_after;  /* CS_TIME_NONE when open */
     const char *note;   /* NULL or "" when none */
@@ -264,6 +278,11 @@ cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabl
  */
 cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t not_before,
                                 int64_t not_after);
+/*
+ * A ski or issuer-serial mapping bound to no pin (made before binding was
+ * required; schema 3 keeps such rows): the policy never applies it.
+ */
+int cs_mapping_unbound(const cs_mapping *m);
 typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
 /* account NULL: all mappings, ordered by id. */
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
@@ -347,13 +366,15 @@ typedef struct {
 } cs_import_result;
 /*
  * Read CSV (header kind,key,account[,not_before,not_after,note,pin] in any
- * order) or JSON lines with the same names. Runs inside the caller's
- * transaction; on any error returns CS_INVALID with the line number in
- * result->bad_line and the message in cs_db_errmsg(); the caller rolls back.
- * progress (may be NULL) is called every few thousand rows.
+ * order) or JSON lines with the same names. pin_fp (may be NULL) is the pin
+ * of rows that name none; a ski or issuer-serial row with neither is
+ * refused (see cs_kind_needs_pin). Runs inside the caller's transaction; on
+ * any error returns CS_INVALID with the line number in result->bad_line and
+ * the message in cs_db_errmsg(); the caller rolls back. progress (may be
+ * NULL) is called every few thousand rows.
  */
-cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
-                    void (*progress)(int64_t rows, void *arg), void *arg);
+cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
+                    cs_import_result *result, void (*progress)(int64_t rows, void *arg), void *arg);
 
 /*
  * The import parser alone, a pure function of its input (for fuzzing and
@@ -390,8 +411,10 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
 
 /*
  * Active Directory altSecurityIdentities, one "account<TAB>X509:..." per
- * line. <I>..<SR>.. and <SKI>.. become strong mappings (the issuer DN is
- * matched against the pins' subjects, in AD's reversed order or not);
+ * line. <I>..<SR>.. and <SKI>.. become strong mappings bound to a pin:
+ * <I>..<SR>.. to the one pin whose subject is the issuer DN (in AD's
+ * reversed order or not; none or several: refused), <SKI>.. to pin_fp
+ * (refused without it);
  * <SHA1-PUKEY> is refused (certstore keys are SHA-256: the certificate
  * itself is needed); the weak forms <I>..<S>.., <S>.., <RFC822>.. become
  * rules only with allow_weak (<S> and <RFC822> name no issuer: pin_fp is

@@ -25,6 +25,21 @@ static int key_length_ok(cs_kind kind, size_t len)
     return 0;
 }
 
+/*
+ * The handshake proves the key behind cert and spki; a SKI, an issuer DN and a
+ * serial are whatever the issuing CA wrote, so they identify a leaf only
+ * together with that CA.
+ */
+int cs_kind_needs_pin(cs_kind kind)
+{
+    return kind == CS_KIND_SKI || kind == CS_KIND_ISSUER_SERIAL;
+}
+
+int cs_mapping_unbound(const cs_mapping *m)
+{
+    return m->pin_fp == NULL && cs_kind_needs_pin(m->kind);
+}
+
 cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pin_hex)
 {
     pin_hex[0] = '\0';
@@ -45,6 +60,11 @@ cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pi
     if (spec->pin_fp != NULL && spec->pin_fp[0] != '\0' && !cs_fp_normalise(spec->pin_fp, pin_hex))
         return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
                        spec->pin_fp);
+    if (pin_hex[0] == '\0' && cs_kind_needs_pin(spec->kind))
+        return cs_fail(db, CS_INVALID,
+                       "kind %s: the mapping must be bound to the pin of the CA that issued "
+                       "the certificate",
+                       cs_kind_name(spec->kind));
     return CS_OK;
 }
 

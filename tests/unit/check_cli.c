@@ -682,10 +682,12 @@ START_TEST(test_map_lifecycle)
     cli("map", "rm", "1");
     assert_one_line_failure(1, "no such mapping");
 
-    /* The other kinds, each from a certificate file. */
+    /* The other kinds, each from a certificate file; issuer-serial and ski bind to ca-a. */
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
     ck_assert_int_eq(
         cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--kind", "issuer-serial"),
         0);
+    assert_out_has(fp_of("ca-a"));
     ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--kind", "ski",
                          "--create-account"),
                      0);
@@ -860,6 +862,123 @@ START_TEST(test_check_der_leaf_and_chain_order)
 }
 END_TEST
 
+/* ---- ski and issuer-serial: bound to the pin that issued them --------------- */
+
+/* ca-a, ca-b and ca-twin pinned: three partner CAs, two with the same DN. */
+static void init_three_partner_cas(void)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-twin.pem")), 0);
+}
+
+/* The key of `kind` of a test certificate as `certstore` prints it. */
+static const char *key_text(const char *name, cs_kind kind)
+{
+    static char bufs[4][2 * CS_KEY_MAX + 2];
+    static int next;
+    char *buf = bufs[next++ % 4];
+    cs_key key;
+    ck_assert_int_eq(cs_key_from_cert(pki_cert(name), kind, &key), CS_OK);
+    cs_key_format(kind, &key, buf, sizeof(bufs[0]));
+    return buf;
+}
+
+START_TEST(test_map_add_binds_ski_and_issuer_serial_to_issuing_pin)
+{
+    init_three_partner_cas();
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice",
+                         "--create-account", "--kind", "ski"),
+                     0);
+    assert_out_has(fp_of("ca-a"));
+    /* ca-b's leaf with alice's SKI and its own key; the handshake proves only the key. */
+    assert_decision("eve-chain.pem", "reject no-mapping");
+    assert_decision("alice-chain.pem", "accept account=alice kind=ski");
+    ck_assert_int_eq(cli("map", "rm", pki_file("alice.pem"), "--kind", "ski"), 0);
+
+    ck_assert_int_eq(
+        cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--kind", "issuer-serial"),
+        0);
+    /* ca-twin's leaf with alice's issuer DN and serial. */
+    assert_decision("mallory-chain.pem", "reject no-mapping");
+    assert_decision("alice-chain.pem", "accept account=alice kind=issuer-serial");
+    ck_assert_int_eq(cli("map", "ls"), 0);
+    char want[200];
+    snprintf(want, sizeof(want), "pin=%s", fp_of("ca-a"));
+    assert_out_has(want);
+    ck_assert_ptr_null(strstr(last.out, "unbound"));
+}
+END_TEST
+
+START_TEST(test_map_add_refuses_without_one_issuing_pin)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
+    char *before = db_dump(db_path);
+    cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--create-account", "--kind",
+        "ski");
+    assert_one_line_failure(1, "no pinned CA issued this certificate");
+    assert_err_has("--pin");
+    assert_db_unchanged(before);
+    free(before);
+
+    /* ca-a and its renewal with the same DN and key both verify alice. */
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a-renewed.pem")), 0);
+    before = db_dump(db_path);
+    cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--create-account", "--kind",
+        "issuer-serial");
+    assert_one_line_failure(1, "2 pinned CAs");
+    assert_err_has("--pin");
+    assert_db_unchanged(before);
+    free(before);
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice",
+                         "--create-account", "--kind", "issuer-serial", "--pin",
+                         fp_of("ca-a-renewed")),
+                     0);
+    /* cert and spki stay unbound unless asked: the handshake proves their key. */
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice"), 0);
+    ck_assert_int_eq(cli("map", "ls", "--json"), 0);
+    assert_out_has("\"kind\":\"cert\"");
+    assert_out_has("\"pin\":null");
+}
+END_TEST
+
+START_TEST(test_import_needs_pin_for_ski_and_issuer_serial)
+{
+    init_three_partner_cas();
+    char csv[800];
+    snprintf(csv, sizeof(csv), "kind,key,account\ncert,%s,bob\nski,%s,alice\n", fp_of("bob"),
+             key_text("alice", CS_KIND_SKI));
+    write_text(test_file("unbound.csv"), csv);
+    char *before = db_dump(db_path);
+    cli("import", test_file("unbound.csv"));
+    assert_one_line_failure(1, "line 3");
+    assert_err_has("needs a pin");
+    assert_db_unchanged(before);
+    free(before);
+
+    char jsonl[800];
+    snprintf(jsonl, sizeof(jsonl), "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\"}\n",
+             key_text("alice", CS_KIND_ISSUER_SERIAL));
+    write_text(test_file("unbound.jsonl"), jsonl);
+    cli("import", test_file("unbound.jsonl"));
+    assert_one_line_failure(1, "needs a pin");
+
+    /* Bound by --pin, or by the pin column. */
+    ck_assert_int_eq(cli("import", test_file("unbound.csv"), "--pin", fp_of("ca-a")), 0);
+    snprintf(jsonl, sizeof(jsonl),
+             "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\",\"pin\":\"%s\"}\n",
+             key_text("alice", CS_KIND_ISSUER_SERIAL), fp_of("ca-a"));
+    write_text(test_file("bound.jsonl"), jsonl);
+    ck_assert_int_eq(cli("import", test_file("bound.jsonl")), 0);
+    assert_decision("eve-chain.pem", "reject no-mapping");
+    assert_decision("mallory-chain.pem", "reject no-mapping");
+    assert_decision("alice-chain.pem", "accept account=alice kind=issuer-serial");
+}
+END_TEST
+
 /* ---- import, export, log, stats ------------------------------------------ */
 
 START_TEST(test_export_csv_round_trips_through_import)
@@ -965,6 +1084,7 @@ START_TEST(test_export_server_maps)
     init_with_alice();
     ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--create-account"),
                      0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
     ck_assert_int_eq(cli("map", "add", pki_file("carol.pem"), "--account", "carol",
                          "--create-account", "--kind", "ski"),
                      0);
@@ -1227,6 +1347,9 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_pin_add_refuses_non_ca);
     tcase_add_test(tc, test_account_lifecycle);
     tcase_add_test(tc, test_map_lifecycle);
+    tcase_add_test(tc, test_map_add_binds_ski_and_issuer_serial_to_issuing_pin);
+    tcase_add_test(tc, test_map_add_refuses_without_one_issuing_pin);
+    tcase_add_test(tc, test_import_needs_pin_for_ski_and_issuer_serial);
     tcase_add_test(tc, test_export_csv_round_trips_through_import);
     tcase_add_test(tc, test_import_bad_line_imports_nothing);
     tcase_add_test(tc, test_import_jsonl_from_stdin_without_progress);

@@ -100,10 +100,17 @@ static int64_t map_window(const testpki_cred *leaf, cs_kind kind, const char *ac
     cs_mapping_spec spec = {0};
     int64_t id = 0;
 
+    char issuer_fp[CS_FP_HEX_LEN + 1];
+
     ck_ok(cs_mapping_spec_from_cert(&spec, leaf->cert, kind));
     spec.account = account;
     spec.not_before = not_before;
     spec.not_after = not_after;
+    /* ski and issuer-serial are bound to the issuing CA, as `map add` binds them. */
+    if (cs_kind_needs_pin(kind)) {
+        ck_assert(cs_fp_of_cert(testpki_issuer_of(pki, leaf)->cert, issuer_fp));
+        spec.pin_fp = issuer_fp;
+    }
     begin();
     ck_ok(cs_mapping_add(db, &spec, 1, &id));
     commit();
@@ -1015,7 +1022,7 @@ static cs_status import_text(const char *text, cs_import_format fmt, cs_import_r
 
     ck_assert_ptr_nonnull(in);
     begin();
-    status = cs_import(db, in, fmt, r, NULL, NULL);
+    status = cs_import(db, in, fmt, NULL, r, NULL, NULL);
     if (status == CS_OK)
         commit();
     else
@@ -1070,9 +1077,10 @@ START_TEST(test_import_jsonl_with_escapes)
     leaf_hex(&pki->alice, CS_KIND_ISSUER_SERIAL, alice_hex);
     snprintf(text, sizeof(text),
              "\n{\"kind\": \"issuer-serial\", \"key\": \"%s\", \"account\": "
-             "\"M\\u00fcller \\ud83d\\udd12\", \"note\": \"tab\\there \\\"q\\\" \\\\ \\/\"}\n"
+             "\"M\\u00fcller \\ud83d\\udd12\", \"note\": \"tab\\there \\\"q\\\" \\\\ \\/\","
+             " \"pin\": \"%064d\"}\n"
              "   \n",
-             alice_hex);
+             alice_hex, 0);
     ck_ok(import_text(text, CS_IMPORT_AUTO, &r));
     ck_assert_int_eq(r.rows, 1);
     ck_ok(cs_mapping_foreach(db, "M\xc3\xbcller \xf0\x9f\x94\x92", tally_mapping, &t));
