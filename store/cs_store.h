@@ -31,7 +31,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 2
+#define CS_SCHEMA_VERSION 3
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -74,9 +74,11 @@ void cs_db_set_busy_timeout(cs_db *db, int ms);
 int cs_db_file_replaced(const cs_db *db);
 
 /*
- * The policy generation: bumped in the same transaction by every write that
- * narrows access (mapping/account/pin removed or disabled, a validity window
- * shortened). Sessions bound to an older generation must not resume.
+ * The policy generation: bumped in the same transaction by every write to a
+ * policy table (pins, accounts, mappings, rules, and any later one; SQLite
+ * triggers that the migrations install on every table but meta and the
+ * change log), whatever it changes. Sessions bound to an older generation
+ * must not resume.
  */
 cs_status cs_db_generation(cs_db *db, int64_t *generation);
 
@@ -118,8 +120,10 @@ cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN]);
 /*
  * Write transactions. Every mutating call below must run between
  * cs_db_begin() and cs_db_commit()/cs_db_rollback(); each appends a
- * change-log row (time, OS user, command, what changed).
- * `command` is the CLI command line as the operator typed it.
+ * change-log row (time, OS user, command, what changed) and bumps the
+ * policy generation. `command` is the CLI command line as the operator
+ * typed it. cs_db_begin refuses a database whose schema is older than
+ * CS_SCHEMA_VERSION (cs_db_migrate it first).
  */
 cs_status cs_db_begin(cs_db *db, const char *command);
 /*
@@ -272,10 +276,7 @@ typedef struct {
 } cs_mapping_ref;
 cs_status cs_mapping_remove(cs_db *db, const cs_mapping_ref *ref);
 cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabled);
-/*
- * Replace a mapping's validity window (CS_TIME_NONE: open). Bumps the policy
- * generation when the window narrows (not_before later or not_after earlier).
- */
+/* Replace a mapping's validity window (CS_TIME_NONE: open). */
 cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t not_before,
                                 int64_t not_after);
 /*
@@ -290,7 +291,7 @@ cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, v
 /*
  * Backdating check (Windows' event 40): when on, a certificate whose
  * notBefore is earlier than the mapping's creation is rejected with
- * issued-before-mapping. Turning it on narrows access (generation bump).
+ * issued-before-mapping.
  */
 cs_status cs_mapping_set_not_issued_before_created(cs_db *db, const cs_mapping_ref *ref, int on);
 /* Whether the check is on for a mapping (*on set); CS_NOTFOUND if no such mapping. */
@@ -431,6 +432,7 @@ typedef struct {
     int64_t accounts, accounts_enabled;
     int64_t mappings, mappings_enabled;
     int64_t by_kind[CS_KIND_COUNT];
+    int64_t unbound; /* ski/issuer-serial mappings bound to no pin: they never match */
     int64_t generation;
     int schema_version;
 } cs_stats;

@@ -135,8 +135,6 @@ cs_status cs_pin_remove(cs_db *db, const char *fp)
     sqlite3_bind_text(stmt, 1, hex, -1, SQLITE_STATIC);
     status = cs_stmt_exec(db, stmt, "removing the pin");
     if (status == CS_OK)
-        status = cs_generation_bump(db);
-    if (status == CS_OK)
         status = cs_log_change(db, "pin rm fp=%s", hex);
     return status;
 }
@@ -161,8 +159,6 @@ cs_status cs_pin_set_enabled(cs_db *db, const char *fp, int enabled)
         sqlite3_bind_int(stmt, 1, enabled);
         sqlite3_bind_text(stmt, 2, hex, -1, SQLITE_STATIC);
         status = cs_stmt_exec(db, stmt, "updating the pin");
-        if (status == CS_OK && !enabled)
-            status = cs_generation_bump(db);
     }
     if (status == CS_OK)
         status = cs_log_change(db, "pin %s fp=%s", enabled ? "enable" : "disable", hex);

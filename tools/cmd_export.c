@@ -22,7 +22,7 @@ typedef struct {
     char **disabled_accounts;
     size_t n_disabled, cap_disabled;
     int64_t written;
-    int64_t skipped_disabled, skipped_window, skipped_kind, skipped_name;
+    int64_t skipped_disabled, skipped_window, skipped_kind, skipped_name, skipped_unbound;
     int out_of_memory;
 } export_state;
 
@@ -124,8 +124,9 @@ static void write_json(const cs_mapping *m, const char *key, int account_enabled
     cli_put_json_string(stdout, m->note != NULL ? m->note : "");
     printf(",\"pin\":");
     cli_put_json_string(stdout, m->pin_fp);
-    printf(",\"enabled\":%s,\"account_enabled\":%s}\n", m->enabled ? "true" : "false",
-           account_enabled ? "true" : "false");
+    printf(",\"enabled\":%s,\"account_enabled\":%s,\"unbound\":%s}\n",
+           m->enabled ? "true" : "false", account_enabled ? "true" : "false",
+           cs_mapping_unbound(m) ? "true" : "false");
 }
 
 static int outside_window(const cs_mapping *m, int64_t now)
@@ -137,12 +138,15 @@ static int outside_window(const cs_mapping *m, int64_t now)
 /*
  * A server map has no "disabled" and no validity window, so anything not
  * in force right now stays out of it; a CSV re-import would re-enable, so
- * disabled entries stay out of CSV too.
+ * disabled entries stay out of CSV too. An unbound ski or issuer-serial
+ * mapping never matches (and import refuses it): out of both.
  */
 static int skip_mapping(export_state *s, const cs_mapping *m)
 {
     if (s->format == EXPORT_JSON)
         return 0;
+    if (cs_mapping_unbound(m))
+        return ++s->skipped_unbound, 1;
     if (!m->enabled || account_disabled(s, m->account))
         return ++s->skipped_disabled, 1;
     if (s->format == EXPORT_CSV)
@@ -185,15 +189,17 @@ static int export_mapping(const cs_mapping *m, void *arg)
 
 static void report_skipped(const cli_ctx *ctx, const export_state *s)
 {
-    int64_t total = s->skipped_disabled + s->skipped_window + s->skipped_kind + s->skipped_name;
+    int64_t total = s->skipped_disabled + s->skipped_window + s->skipped_kind + s->skipped_name +
+                    s->skipped_unbound;
     if (total == 0)
         return;
     fprintf(stderr,
             "certstore: %s: exported %lld, skipped %lld mappings (%lld disabled, %lld outside "
             "their validity window, %lld without a key this format can use, %lld with an "
-            "account name unsafe in a map file)\n",
+            "account name unsafe in a map file, %lld unbound: they never match)\n",
             ctx->name, (long long)s->written, (long long)total, (long long)s->skipped_disabled,
-            (long long)s->skipped_window, (long long)s->skipped_kind, (long long)s->skipped_name);
+            (long long)s->skipped_window, (long long)s->skipped_kind, (long long)s->skipped_name,
+            (long long)s->skipped_unbound);
 }
 
 static int parse_format(const cli_ctx *ctx, const char *text, export_format *fmt)
@@ -265,6 +271,8 @@ const cli_command cli_cmd_export = {
     "               mappings of disabled accounts are left out (a re-import\n"
     "               would enable them).\n"
     "  json         JSON lines, one object per mapping, with its state\n"
+    "               (\"unbound\":true for a ski or issuer-serial mapping bound\n"
+    "               to no pin, which never matches)\n"
     "  haproxy-map  '<sha256> <account>' for kind cert mappings, for HAProxy's\n"
     "               map(): ssl_c_der,digest(sha256),hex,lower\n"
     "  nginx-map    '<sha1> <account>;' for mappings made from a certificate,\n"
@@ -272,5 +280,7 @@ const cli_command cli_cmd_export = {
     "\n"
     "The map formats leave out mappings that are disabled, belong to a\n"
     "disabled account, are outside their validity window now, or whose\n"
-    "account name would need quoting; the count skipped goes to stderr.\n",
+    "account name would need quoting; csv and the map formats leave out\n"
+    "unbound ski and issuer-serial mappings (they never match); the count\n"
+    "skipped goes to stderr.\n",
 };

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "cs_store.h"
 #include "testpki.h"
@@ -157,7 +158,8 @@ static int wait_bounded(pid_t pid)
     return -1;
 }
 
-static int run_cli_v(const run_opts *o, const char *db, va_list ap)
+/* Run the CLI with args (NULL-terminated); db NULL: no --db. */
+static int run_cli_args(const run_opts *o, const char *db, const char *const *args)
 {
     char *argv[32];
     int argc = 0;
@@ -166,10 +168,9 @@ static int run_cli_v(const run_opts *o, const char *db, va_list ap)
         argv[argc++] = "--db";
         argv[argc++] = (char *)db;
     }
-    const char *arg;
-    while ((arg = va_arg(ap, const char *)) != NULL) {
+    for (; *args != NULL; args++) {
         ck_assert_int_lt(argc, 31);
-        argv[argc++] = (char *)arg;
+        argv[argc++] = (char *)*args;
     }
     argv[argc] = NULL;
 
@@ -188,6 +189,19 @@ static int run_cli_v(const run_opts *o, const char *db, va_list ap)
     unlink(out);
     unlink(err);
     return last.status;
+}
+
+static int run_cli_v(const run_opts *o, const char *db, va_list ap)
+{
+    const char *args[32];
+    int n = 0;
+    const char *arg;
+    while ((arg = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, 28);
+        args[n++] = arg;
+    }
+    args[n] = NULL;
+    return run_cli_args(o, db, args);
 }
 
 /* certstore --db <db> ARGS... (NULL-terminated); db NULL: no --db. */
@@ -979,6 +993,169 @@ START_TEST(test_import_needs_pin_for_ski_and_issuer_serial)
 }
 END_TEST
 
+/* ---- every write bumps the policy generation -------------------------------- */
+
+static int64_t db_generation(void)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT generation FROM meta WHERE id = 1", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t g = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return g;
+}
+
+/*
+ * An argument of the table below: "@NAME" is the PKI file NAME, "%NAME" the
+ * fingerprint of PKI certificate NAME, "#NAME" the test file NAME.
+ */
+static const char *expand_arg(const char *arg)
+{
+    switch (arg[0]) {
+    case '@':
+        return pki_file(arg + 1);
+    case '%':
+        return fp_of(arg + 1);
+    case '#':
+        return test_file(arg + 1);
+    default:
+        return arg;
+    }
+}
+
+/*
+ * Every CLI command that writes, in an order where each succeeds. Some of
+ * them only widen access in this store; any of them can narrow it in
+ * another (a cert mapping with a later not-before shadows an spki one, an
+ * issuer-serial mapping to a disabled account, a rule ahead of another),
+ * so every one must bump the generation.
+ */
+static const char *const write_commands[][12] = {
+    {"pin", "add", "@ca-a.pem"},
+    {"pin", "add", "@ca-b.pem"},
+    {"pin", "disable", "%ca-b"},
+    {"pin", "enable", "%ca-b"},
+    {"account", "add", "acme"},
+    {"account", "disable", "acme"},
+    {"account", "enable", "acme"},
+    {"account", "add", "closed"},
+    {"account", "disable", "closed"},
+    {"map", "add", "@alice.pem", "--account", "acme", "--kind", "spki"},
+    {"map", "add", "@alice.pem", "--account", "acme", "--kind", "cert", "--not-before",
+     "2099-01-01"},
+    {"map", "add", "@alice.pem", "--account", "closed", "--kind", "issuer-serial"},
+    {"map", "add", "@alice.pem", "--account", "acme", "--kind", "ski"},
+    {"map", "add", "@bob.pem", "--account", "acme", "--not-issued-before", "created"},
+    {"map", "disable", "@alice.pem", "--kind", "cert"},
+    {"map", "enable", "@alice.pem", "--kind", "cert"},
+    {"map", "disable", "@alice.pem", "--kind", "issuer-serial"},
+    {"map", "enable", "@alice.pem", "--kind", "issuer-serial"},
+    {"map", "disable", "@alice.pem", "--kind", "ski"},
+    {"map", "enable", "@alice.pem", "--kind", "ski"},
+    {"map", "disable", "@alice.pem", "--kind", "spki"},
+    {"map", "enable", "@alice.pem", "--kind", "spki"},
+    {"rule", "add", "--pin", "%ca-a", "--account", "acme", "--subject", "O=certstore tests"},
+    {"rule", "add", "--pin", "%ca-a", "--account", "other", "--create-account", "--priority",
+     "1"},
+    {"rule", "add", "--pin", "%ca-a", "--deny", "--subject", "CN=nobody"},
+    {"rule", "disable", "1"},
+    {"rule", "enable", "1"},
+    {"rule", "rm", "1"},
+    {"import", "#rows.csv"},
+    {"import", "#rows.jsonl", "--format", "jsonl"},
+    {"import", "#iis.config", "--format", "iis"},
+    {"import", "#altsec.tsv", "--format", "altsecid", "--pin", "%ca-a"},
+    {"map", "rm", "@alice.pem", "--kind", "cert"},
+    {"map", "rm", "@alice.pem", "--kind", "issuer-serial"},
+    {"map", "rm", "@alice.pem", "--kind", "ski"},
+    {"map", "rm", "@alice.pem", "--kind", "spki"},
+    {"account", "rm", "acme", "--cascade"},
+    {"account", "rm", "closed", "--cascade"},
+    {"pin", "rm", "%ca-b"},
+};
+
+/* The import files of write_commands: each maps a certificate no step maps otherwise. */
+static void write_import_files(void)
+{
+    char text[4096];
+    snprintf(text, sizeof(text), "kind,key,account\ncert,%s,carol\n", fp_of("carol"));
+    write_text(test_file("rows.csv"), text);
+    snprintf(text, sizeof(text), "{\"kind\":\"cert\",\"key\":\"%s\",\"account\":\"dave\"}\n",
+             fp_of("expired"));
+    write_text(test_file("rows.jsonl"), text);
+
+    unsigned char *der = NULL;
+    int len = i2d_X509(pki_cert("noclient"), &der);
+    ck_assert_int_gt(len, 0);
+    char *b64 = malloc((size_t)len * 2 + 8);
+    ck_assert_ptr_nonnull(b64);
+    EVP_EncodeBlock((unsigned char *)b64, der, len);
+    OPENSSL_free(der);
+    snprintf(text, sizeof(text),
+             "<configuration><system.webServer><security><authentication>"
+             "<iisClientCertificateMappingAuthentication enabled=\"true\"><oneToOneMappings>"
+             "<add enabled=\"true\" userName=\"CORP\\erin\" certificate=\"%s\" />"
+             "</oneToOneMappings></iisClientCertificateMappingAuthentication>"
+             "</authentication></security></system.webServer></configuration>\n",
+             b64);
+    free(b64);
+    write_text(test_file("iis.config"), text);
+
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(pki_cert("bob"));
+    ck_assert_ptr_nonnull(ski);
+    int n = snprintf(text, sizeof(text), "frank\tX509:<SKI>");
+    for (int i = 0; i < ASN1_STRING_length(ski); i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%02X", ASN1_STRING_get0_data(ski)[i]);
+    snprintf(text + n, sizeof(text) - (size_t)n, "\n");
+    write_text(test_file("altsec.tsv"), text);
+}
+
+START_TEST(test_every_write_command_bumps_generation)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    write_import_files();
+    for (size_t i = 0; i < sizeof(write_commands) / sizeof(write_commands[0]); i++) {
+        const char *args[13];
+        char shown[300] = "";
+        size_t n = 0;
+        for (; n < 12 && write_commands[i][n] != NULL; n++) {
+            args[n] = expand_arg(write_commands[i][n]);
+            strncat(shown, write_commands[i][n], sizeof(shown) - strlen(shown) - 2);
+            strcat(shown, " ");
+        }
+        args[n] = NULL;
+        int64_t before = db_generation();
+        run_opts o = {0};
+        ck_assert_msg(run_cli_args(&o, db_path, args) == 0, "%s: exit %d: %s", shown, last.status,
+                      last.err);
+        ck_assert_msg(db_generation() > before, "%s: generation stayed %lld", shown,
+                      (long long)before);
+    }
+}
+END_TEST
+
+/* The change the generation exists for: a connection accepted before may not resume. */
+START_TEST(test_narrowing_by_adding_bumps_generation)
+{
+    init_with_alice();
+    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--kind", "spki",
+                         "--create-account"),
+                     0);
+    assert_decision("bob-chain.pem", "accept account=bob kind=spki");
+    int64_t g = db_generation();
+    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--not-before",
+                         "2099-01-01"),
+                     0);
+    assert_decision("bob-chain.pem", "reject mapping-not-yet-valid");
+    ck_assert_int_gt(db_generation(), g);
+}
+END_TEST
+
 /* ---- import, export, log, stats ------------------------------------------ */
 
 START_TEST(test_export_csv_round_trips_through_import)
@@ -1350,6 +1527,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_map_add_binds_ski_and_issuer_serial_to_issuing_pin);
     tcase_add_test(tc, test_map_add_refuses_without_one_issuing_pin);
     tcase_add_test(tc, test_import_needs_pin_for_ski_and_issuer_serial);
+    tcase_add_test(tc, test_every_write_command_bumps_generation);
+    tcase_add_test(tc, test_narrowing_by_adding_bumps_generation);
     tcase_add_test(tc, test_export_csv_round_trips_through_import);
     tcase_add_test(tc, test_import_bad_line_imports_nothing);
     tcase_add_test(tc, test_import_jsonl_from_stdin_without_progress);

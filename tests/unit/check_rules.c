@@ -1026,7 +1026,7 @@ START_TEST(test_v1_database_upgrades_in_place)
     ck_assert_int_eq(cs_db_open(&db, path, 0), CS_OK);
     ck_assert_int_eq(cs_db_migrate(db), CS_OK);
     ck_assert_int_eq(cs_db_schema_version(db, &version), CS_OK);
-    ck_assert_int_eq(version, 2);
+    ck_assert_int_eq(version, CS_SCHEMA_VERSION);
     cs_db_close(db);
 
     ck_assert_int_eq(cs_db_open(&db, path, CS_OPEN_READONLY), CS_OK);
