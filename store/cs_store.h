@@ -252,7 +252,7 @@ typedef struct {
     cs_kind kind;
     cs_key key;
     const char *account;
-    const char *pin_fp; /* NULL when unrestricted */
+    const char *pin_fp; /* NULL when bound to no pin (see cs_mapping_unbound) */
     int64_t not_before, not_after;
     int enabled;
     const char *note;

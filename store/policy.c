@@ -104,7 +104,7 @@ typedef struct {
     int64_t id;
     int enabled;
     int64_t not_before, not_after;
-    int restricted; /* pin_fp set */
+    int bound; /* pin_fp set: applies only when that pin issued the leaf */
     int pin_matches;
     int account_enabled;
     char account[CS_ACCOUNT_MAX + 1];
@@ -126,7 +126,7 @@ static void mapping_row_read(sqlite3_stmt *stmt, int at, const char *issuer_fp, 
     row->enabled = sqlite3_column_int(stmt, at + 1) != 0;
     row->not_before = cs_column_time(stmt, at + 2);
     row->not_after = cs_column_time(stmt, at + 3);
-    row->restricted = pin != NULL;
+    row->bound = pin != NULL;
     row->pin_matches = pin != NULL && strcmp((const char *)pin, issuer_fp) == 0;
     row->account_enabled = sqlite3_column_int(stmt, at + 5) != 0;
     snprintf(row->account, sizeof(row->account), "%s", name ? (const char *)name : "");
@@ -180,7 +180,7 @@ static int issued_before(const X509 *leaf, int64_t created)
  */
 static int mapping_applies(cs_kind kind, const mapping_row *row)
 {
-    if (row->restricted)
+    if (row->bound)
         return row->pin_matches;
     return !cs_kind_needs_pin(kind);
 }

@@ -204,9 +204,14 @@ START_TEST(test_client_hello_after_narrowing_not_resumed)
 }
 END_TEST
 
-/* ---- nothing narrowed: resumption keeps working ------------------------------------ */
+/* ---- every policy write re-decides; a commit of none keeps resumption ------------- */
 
-/* Widening changes: a new pin, a new mapping. Neither may stop resumption. */
+/*
+ * Writes that only widen here: a new pin, a new mapping. Elsewhere the same
+ * writes narrow (a cert mapping shadows an spki one, a rule goes ahead of
+ * another), and the generation cannot tell which: every policy write makes
+ * sessions decide again, in a full handshake.
+ */
 static void pin_another_ca(void)
 {
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
@@ -224,10 +229,21 @@ static void map_another_client(void)
     th_store_commit(db);
 }
 
-START_TEST(test_resumption_survives_widening_change)
+/* A commit that writes no policy row: enabling the pin that is enabled (a change-log row). */
+static void enable_enabled_pin(void)
+{
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+    char fp[CS_FP_HEX_LEN + 1];
+
+    ck_assert(cs_fp_of_cert(fx.pki->ca_a.cert, fp));
+    ck_assert_int_eq(cs_pin_set_enabled(db, fp, 1), CS_OK);
+    th_store_commit(db);
+}
+
+START_TEST(test_policy_write_makes_session_decide_again)
 {
     const resumption_kind *k = &resumption_kinds[_i];
-    th_connect_opts late_widening = {"localhost", map_another_client};
+    th_connect_opts late_write = {"localhost", map_another_client};
     SSL_CTX *client;
     th_outcome first, again, late;
 
@@ -236,11 +252,35 @@ START_TEST(test_resumption_survives_widening_change)
     client = first_handshake(k, &first);
     pin_another_ca();
     again = th_connect_with(&fx, client, first.session, 1);
-    ck_assert_msg(again.ok && again.reused, "%s: no resumption after a widening change", k->name);
+    ck_assert_msg(again.ok && !again.reused, "%s: resumed after a policy write", k->name);
+    ck_assert_msg(again.have_account, "%s: no account after deciding again", k->name);
+    ck_assert_str_eq(again.account, ALICE_ACCOUNT);
+    late = th_connect_ex(&fx, client, again.session, 0, &late_write);
+    ck_assert_msg(late.ok && !late.reused, "%s: resumed after a policy write", k->name);
+    SSL_SESSION_free(first.session);
+    SSL_SESSION_free(again.session);
+    SSL_SESSION_free(late.session);
+    SSL_CTX_free(client);
+}
+END_TEST
+
+START_TEST(test_resumption_survives_commit_without_policy_write)
+{
+    const resumption_kind *k = &resumption_kinds[_i];
+    th_connect_opts late_commit = {"localhost", enable_enabled_pin};
+    SSL_CTX *client;
+    th_outcome first, again, late;
+
+    store_standard();
+    th_load_provider_with(&fx, "");
+    client = first_handshake(k, &first);
+    enable_enabled_pin();
+    again = th_connect_with(&fx, client, first.session, 1);
+    ck_assert_msg(again.ok && again.reused, "%s: no resumption after a commit of nothing", k->name);
     ck_assert_msg(again.have_account, "%s: no account on resumption", k->name);
     ck_assert_str_eq(again.account, ALICE_ACCOUNT);
-    late = th_connect_ex(&fx, client, again.session, 0, &late_widening);
-    ck_assert_msg(late.ok && late.reused, "%s: a widening change stopped resumption", k->name);
+    late = th_connect_ex(&fx, client, again.session, 0, &late_commit);
+    ck_assert_msg(late.ok && late.reused, "%s: a commit of nothing stopped resumption", k->name);
     SSL_SESSION_free(first.session);
     SSL_SESSION_free(again.session);
     SSL_CTX_free(client);
@@ -410,7 +450,9 @@ static Suite *resumption_suite(void)
     suite_add_tcase(s, narrowing);
 
     tcase_add_checked_fixture(still_works, setup, teardown);
-    tcase_add_loop_test(still_works, test_resumption_survives_widening_change, 0, N_KINDS);
+    tcase_add_loop_test(still_works, test_policy_write_makes_session_decide_again, 0, N_KINDS);
+    tcase_add_loop_test(still_works, test_resumption_survives_commit_without_policy_write, 0,
+                        N_KINDS);
     tcase_add_loop_test(still_works, test_chained_resumption_works_when_nothing_narrowed, 0,
                         N_KINDS);
     suite_add_tcase(s, still_works);
