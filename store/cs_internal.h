@@ -19,6 +19,8 @@ typedef enum {
     STMT_COMMIT,
     STMT_ROLLBACK,
     STMT_GENERATION_GET,
+    STMT_BULK_WRITE_BEGIN,
+    STMT_BULK_WRITE_END,
     STMT_CHANGE_ADD,
     STMT_CHANGE_LIST,
     STMT_PIN_ADD,
@@ -89,6 +91,12 @@ cs_status cs_sql_fail(cs_db *db, const char *what);
 
 /* Mutations must be inside cs_db_begin(); CS_INVALID otherwise. */
 cs_status cs_require_write(cs_db *db);
+/*
+ * A bulk write (cs_import): bump the generation once now, and keep the
+ * per-row generation triggers quiet until cs_bulk_write_end or the commit.
+ */
+cs_status cs_bulk_write_begin(cs_db *db);
+cs_status cs_bulk_write_end(cs_db *db);
 /* Append a change-log row for the current command. */
 cs_status cs_log_change(cs_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1110,6 +1110,8 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_f
         return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
                        pin_fp);
     ctx.default_pin = pin_fp != NULL ? pin_hex : NULL;
+    if ((status = cs_bulk_write_begin(db)) != CS_OK)
+        return status;
     msg[0] = '\0';
     db->errmsg[0] = '\0';
     status = parse_all(&src, fmt, import_row, &ctx, &result->bad_line, msg, sizeof(msg));
@@ -1126,6 +1128,8 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_f
     if (status == CS_OK)
         status = insert_all(&ctx);
     ctx_free(&ctx);
+    if (status == CS_OK)
+        status = cs_bulk_write_end(db);
     if (status != CS_OK)
         return status;
     return cs_log_change(db, "import rows=%lld accounts_created=%lld", (long long)result->rows,

@@ -1136,6 +1136,17 @@ START_TEST(test_every_write_command_bumps_generation)
         ck_assert_msg(db_generation() > before, "%s: generation stayed %lld", shown,
                       (long long)before);
     }
+    /* The per-row triggers are on again after the bulk imports. */
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM meta WHERE bulk_write = 0", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 END_TEST
 

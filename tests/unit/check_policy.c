@@ -826,7 +826,7 @@ static void raw_exec_all(const char *sql)
     sqlite3_close(raw);
 }
 
-/* Schema 2 is schema 3 without the generation triggers. */
+/* Schema 2 is schema 3 without the generation triggers and meta.bulk_write. */
 static void downgrade_to_schema_2(void)
 {
     sqlite3 *raw = NULL;
@@ -847,10 +847,10 @@ static void downgrade_to_schema_2(void)
     for (int i = 0; i < n; i++) {
         char sql[160];
 
-        snprintf(sql, sizeof(sql), "DROP TRIGGER \"%s\"", names[i]);
+        snprintf(sql, sizeof(sql), "DROP TRIGGER \"%.96s\"", names[i]);
         raw_exec_all(sql);
     }
-    raw_exec_all("PRAGMA user_version = 2");
+    raw_exec_all("ALTER TABLE meta DROP COLUMN bulk_write; PRAGMA user_version = 2");
 }
 
 static char cli_out[16384];
