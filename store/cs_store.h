@@ -265,7 +265,11 @@ typedef struct {
 /* Fill spec->kind/key/cert_not_after/sha1 from a leaf certificate. */
 cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_kind kind);
 
-/* Account must exist unless create_account. id_out may be NULL. */
+/*
+ * Account must exist unless create_account. An ski or issuer-serial mapping
+ * without pin_fp is CS_INVALID (cs_pin_find_issuer finds the pin to bind).
+ * id_out may be NULL.
+ */
 cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_account,
                          int64_t *id_out);
 /* Select one mapping: by id (id > 0) or by kind+key. */

@@ -100,10 +100,9 @@ static const char schema_v2[] =
  * but never apply (policy.c): the bump makes sessions an older binary
  * accepted through them decide again.
  */
-static const char schema_v3[] =
-    "ALTER TABLE meta ADD COLUMN bulk_write INTEGER NOT NULL DEFAULT 0"
-    "  CHECK (bulk_write IN (0, 1));"
-    "UPDATE meta SET generation = generation + 1 WHERE id = 1;";
+static const char schema_v3[] = "ALTER TABLE meta ADD COLUMN bulk_write INTEGER NOT NULL DEFAULT 0"
+                                "  CHECK (bulk_write IN (0, 1));"
+                                "UPDATE meta SET generation = generation + 1 WHERE id = 1;";
 
 typedef struct {
     int version;

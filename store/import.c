@@ -858,7 +858,7 @@ static cs_status import_row(const cs_mapping_spec *row_spec, int64_t line, void 
         spec.pin_fp = ctx->default_pin;
     if ((spec.pin_fp == NULL || spec.pin_fp[0] == '\0') && cs_kind_needs_pin(spec.kind))
         return cs_fail(ctx->db, CS_INVALID,
-                       "a %s row needs a pin (a pin column, or --pin): the mapping is bound to "
+                       "kind %s needs a pin (a pin column, or --pin): the mapping is bound to "
                        "the CA that issued the certificate",
                        cs_kind_name(spec.kind));
     status = account_for_row(ctx, spec.account, &account_id);
@@ -1107,8 +1107,7 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_f
     if (in == NULL)
         return cs_fail(db, CS_INVALID, "no input");
     if (pin_fp != NULL && !cs_fp_normalise(pin_fp, pin_hex))
-        return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
-                       pin_fp);
+        return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)", pin_fp);
     ctx.default_pin = pin_fp != NULL ? pin_hex : NULL;
     if ((status = cs_bulk_write_begin(db)) != CS_OK)
         return status;

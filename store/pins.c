@@ -255,8 +255,8 @@ static int pin_issued(const cs_pin *pin, X509 *leaf)
     const unsigned char *p = pin->der;
     X509 *ca = d2i_X509(NULL, &p, (long)pin->der_len);
     EVP_PKEY *key = ca != NULL ? X509_get0_pubkey(ca) : NULL;
-    int issued = key != NULL && X509_check_issued(ca, leaf) == X509_V_OK &&
-                 X509_verify(leaf, key) == 1;
+    int issued =
+        key != NULL && X509_check_issued(ca, leaf) == X509_V_OK && X509_verify(leaf, key) == 1;
 
     X509_free(ca);
     ERR_clear_error();
@@ -284,8 +284,8 @@ cs_status cs_pin_find_issuer(cs_db *db, X509 *leaf, char fp_out[CS_FP_HEX_LEN + 
     if (s.found == 0)
         return cs_fail(db, CS_NOTFOUND, "no pinned CA issued this certificate");
     if (s.found > 1)
-        return cs_fail(db, CS_EXISTS,
-                       "%d pinned CAs (same name and key) verify this certificate", s.found);
+        return cs_fail(db, CS_EXISTS, "%d pinned CAs (same name and key) verify this certificate",
+                       s.found);
     memcpy(fp_out, s.fp, sizeof(s.fp));
     return CS_OK;
 }

@@ -185,9 +185,9 @@ cs_status cs_rule_add(cs_db *db, const cs_rule_spec *spec, int create_account, i
     if (id_out != NULL)
         *id_out = id;
     status = cs_log_change(db, "rule add id=%lld action=%s account=%s pin=%.16s priority=%lld",
-                               (long long)id, spec->action == CS_RULE_DENY ? "deny" : "allow",
-                               spec->action == CS_RULE_DENY ? "-" : spec->account, pin,
-                               (long long)spec->priority);
+                           (long long)id, spec->action == CS_RULE_DENY ? "deny" : "allow",
+                           spec->action == CS_RULE_DENY ? "-" : spec->account, pin,
+                           (long long)spec->priority);
     return status;
 }
 

@@ -52,8 +52,7 @@ static const pki_spec pki_specs[] = {
     /* Same subject DN as ca-a: pins must match by fingerprint, not by name. */
     {"ca-twin", CRED(ca_twin), "root", "Partner CA A", ROLE_CA, NULL, NULL, NULL, 0, 0},
     /* ca-a renewed with the same DN and key: it verifies every ca-a leaf too. */
-    {"ca-a-renewed", CRED(ca_a_renewed), "root", "Partner CA A", ROLE_CA, "ca-a", NULL, NULL, 0,
-     0},
+    {"ca-a-renewed", CRED(ca_a_renewed), "root", "Partner CA A", ROLE_CA, "ca-a", NULL, NULL, 0, 0},
     {"server", CRED(server), "root", "localhost", ROLE_SERVER, NULL, NULL, NULL, 0, 0},
     {"alice", CRED(alice), "ca-a", "alice", ROLE_CLIENT, NULL, NULL, NULL, 0, 1},
     {"alice-renewed", CRED(alice_renewed), "ca-a", "alice", ROLE_CLIENT, "alice", NULL, NULL, 0, 1},
@@ -197,8 +196,8 @@ static int ski_value(const testpki_cred *donor, char *buf, size_t buflen)
         snprintf(buf, buflen, "hash");
         return 1;
     }
-    if (ski == NULL || (hex = OPENSSL_buf2hexstr(ASN1_STRING_get0_data(ski),
-                                                  ASN1_STRING_length(ski))) == NULL)
+    if (ski == NULL ||
+        (hex = OPENSSL_buf2hexstr(ASN1_STRING_get0_data(ski), ASN1_STRING_length(ski))) == NULL)
         return 0;
     snprintf(buf, buflen, "%s", hex);
     OPENSSL_free(hex);

@@ -974,7 +974,8 @@ START_TEST(test_import_needs_pin_for_ski_and_issuer_serial)
     free(before);
 
     char jsonl[800];
-    snprintf(jsonl, sizeof(jsonl), "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\"}\n",
+    snprintf(jsonl, sizeof(jsonl),
+             "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\"}\n",
              key_text("alice", CS_KIND_ISSUER_SERIAL));
     write_text(test_file("unbound.jsonl"), jsonl);
     cli("import", test_file("unbound.jsonl"));
@@ -1060,8 +1061,7 @@ static const char *const write_commands[][12] = {
     {"map", "disable", "@alice.pem", "--kind", "spki"},
     {"map", "enable", "@alice.pem", "--kind", "spki"},
     {"rule", "add", "--pin", "%ca-a", "--account", "acme", "--subject", "O=certstore tests"},
-    {"rule", "add", "--pin", "%ca-a", "--account", "other", "--create-account", "--priority",
-     "1"},
+    {"rule", "add", "--pin", "%ca-a", "--account", "other", "--create-account", "--priority", "1"},
     {"rule", "add", "--pin", "%ca-a", "--deny", "--subject", "CN=nobody"},
     {"rule", "disable", "1"},
     {"rule", "enable", "1"},
@@ -1159,9 +1159,9 @@ START_TEST(test_narrowing_by_adding_bumps_generation)
                      0);
     assert_decision("bob-chain.pem", "accept account=bob kind=spki");
     int64_t g = db_generation();
-    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--not-before",
-                         "2099-01-01"),
-                     0);
+    ck_assert_int_eq(
+        cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--not-before", "2099-01-01"),
+        0);
     assert_decision("bob-chain.pem", "reject mapping-not-yet-valid");
     ck_assert_int_gt(db_generation(), g);
 }

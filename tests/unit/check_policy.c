@@ -101,9 +101,8 @@ static int64_t map_full(const testpki_cred *leaf, cs_kind kind, const char *acco
 /* ski and issuer-serial mappings are bound to the leaf's issuing CA, as `map add` binds them. */
 static int64_t map(const testpki_cred *leaf, cs_kind kind, const char *account)
 {
-    const testpki_cred *bound = kind == CS_KIND_SKI || kind == CS_KIND_ISSUER_SERIAL
-                                    ? testpki_issuer_of(pki, leaf)
-                                    : NULL;
+    const testpki_cred *bound =
+        kind == CS_KIND_SKI || kind == CS_KIND_ISSUER_SERIAL ? testpki_issuer_of(pki, leaf) : NULL;
 
     return map_full(leaf, kind, account, bound, CS_TIME_NONE, CS_TIME_NONE);
 }
@@ -747,16 +746,16 @@ END_TEST
  */
 static void assert_paths_agree(const char *state)
 {
-    const testpki_cred *leaves[] = {&pki->alice, &pki->alice_renewed, &pki->bob,    &pki->carol,
-                                    &pki->mallory, &pki->eve,         &pki->expired};
+    const testpki_cred *leaves[] = {&pki->alice,   &pki->alice_renewed, &pki->bob,    &pki->carol,
+                                    &pki->mallory, &pki->eve,           &pki->expired};
     static const int64_t offsets[] = {0, 3600, 7200};
     const size_t nleaves = sizeof(leaves) / sizeof(leaves[0]);
 
     /* Every leaf through its own CA, then alice and bob through ca-a renewed. */
     for (size_t i = 0; i < nleaves + 2; i++) {
-        STACK_OF(X509) *chain = i < nleaves ? testpki_chain_for(pki, leaves[i])
-                                            : chain_via_renewed_ca(i == nleaves ? &pki->alice
-                                                                                : &pki->bob);
+        STACK_OF(X509) *chain = i < nleaves
+                                    ? testpki_chain_for(pki, leaves[i])
+                                    : chain_via_renewed_ca(i == nleaves ? &pki->alice : &pki->bob);
 
         for (size_t t = 0; t < sizeof(offsets) / sizeof(offsets[0]); t++) {
             cs_decision fast = decide_chain_on(reader, chain, now + offsets[t]), full;
@@ -835,10 +834,10 @@ static void downgrade_to_schema_2(void)
     int n = 0;
 
     ck_assert_int_eq(sqlite3_open(tstore.db, &raw), SQLITE_OK);
-    ck_assert_int_eq(
-        sqlite3_prepare_v2(raw, "SELECT name FROM sqlite_master WHERE type = 'trigger'", -1, &st,
-                           NULL),
-        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(raw,
+                                        "SELECT name FROM sqlite_master WHERE type = 'trigger'", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
     while (sqlite3_step(st) == SQLITE_ROW && n < 16)
         snprintf(names[n++], sizeof(names[0]), "%s", sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
