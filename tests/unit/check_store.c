@@ -501,6 +501,32 @@ START_TEST(test_pin_add_refuses_non_ca)
 }
 END_TEST
 
+/* The pin that issued a leaf is the one whose key verifies it, never one with its DN only. */
+START_TEST(test_pin_find_issuer_by_signature)
+{
+    char found[CS_FP_HEX_LEN + 1], want[CS_FP_HEX_LEN + 1];
+
+    ck_assert_int_eq(cs_pin_find_issuer(db, pki->alice.cert, found), CS_NOTFOUND);
+    pin(&pki->ca_twin);
+    ck_assert_int_eq(cs_pin_find_issuer(db, pki->alice.cert, found), CS_NOTFOUND);
+    ck_ok(cs_pin_find_issuer(db, pki->mallory.cert, found));
+    fp_of(&pki->ca_twin, want);
+    ck_assert_str_eq(found, want);
+    pin(&pki->ca_a);
+    ck_ok(cs_pin_find_issuer(db, pki->alice.cert, found));
+    fp_of(&pki->ca_a, want);
+    ck_assert_str_eq(found, want);
+    pin(&pki->ca_b);
+    ck_ok(cs_pin_find_issuer(db, pki->eve.cert, found));
+    fp_of(&pki->ca_b, want);
+    ck_assert_str_eq(found, want);
+    /* Renewed with the same DN and key: both verify alice, the caller must choose. */
+    pin(&pki->ca_a_renewed);
+    ck_assert_int_eq(cs_pin_find_issuer(db, pki->alice.cert, found), CS_EXISTS);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(db), "2 pinned CAs"));
+}
+END_TEST
+
 START_TEST(test_pin_add_twice_exists)
 {
     pin(&pki->ca_a);
@@ -1313,6 +1339,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pin_add_keeps_whole_der);
     tcase_add_test(tc, test_pin_add_refuses_non_ca);
     tcase_add_test(tc, test_pin_add_twice_exists);
+    tcase_add_test(tc, test_pin_find_issuer_by_signature);
     tcase_add_test(tc, test_pin_fingerprint_input_any_case_with_colons);
     tc = tcase(s, "accounts", setup);
     tcase_add_test(tc, test_account_names_validated);
