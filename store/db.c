@@ -572,6 +572,7 @@ static int is_policy_table(const char *name)
     return 1;
 }
 
+/* DDL binds no parameters: the name comes from sqlite_master, quoted by %w. */
 static cs_status install_triggers_on(cs_db *db, const char *table)
 {
     static const char *const events[] = {"INSERT", "UPDATE", "DELETE"};
