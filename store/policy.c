@@ -257,7 +257,7 @@ static step_result decide_mappings(cs_db *db, X509 *leaf, int64_t now, int64_t c
         r = read_mapping(db, lookup_order[i], &key, out->issuer_fp, &row);
         if (r == LOOKUP_ERROR)
             return decided(store_unavailable(out, db, "looking up mappings"));
-        /* A mapping for another issuer does not apply here; do not reveal its state. */
+        /* One that does not apply is as if absent (its state stays unrevealed): next kind. */
         if (r == LOOKUP_FOUND && mapping_applies(lookup_order[i], &row))
             return decided(judge_mapping(&row, lookup_order[i], leaf, now, cert_limit, out));
     }
