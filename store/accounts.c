@@ -161,8 +161,6 @@ cs_status cs_account_set_enabled(cs_db *db, const char *name, int enabled)
         sqlite3_bind_int(stmt, 1, enabled);
         sqlite3_bind_int64(stmt, 2, id);
         status = cs_stmt_exec(db, stmt, "updating the account");
-        if (status == CS_OK && !enabled)
-            status = cs_generation_bump(db);
     }
     if (status == CS_OK)
         status = cs_log_change(db, "account %s name=%s", enabled ? "enable" : "disable", name);
@@ -221,8 +219,6 @@ cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
         status = delete_by_id(db, STMT_ACCOUNT_DELETE_RULES, id, "removing rules");
     if (status == CS_OK)
         status = delete_by_id(db, STMT_ACCOUNT_REMOVE, id, "removing the account");
-    if (status == CS_OK)
-        status = cs_generation_bump(db);
     if (status == CS_OK)
         status = cs_log_change(db, "account rm name=%s mappings=%lld", name, (long long)mappings);
     return status;

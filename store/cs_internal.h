@@ -19,7 +19,8 @@ typedef enum {
     STMT_COMMIT,
     STMT_ROLLBACK,
     STMT_GENERATION_GET,
-    STMT_GENERATION_BUMP,
+    STMT_BULK_WRITE_BEGIN,
+    STMT_BULK_WRITE_END,
     STMT_CHANGE_ADD,
     STMT_CHANGE_LIST,
     STMT_PIN_ADD,
@@ -91,10 +92,14 @@ cs_status cs_sql_fail(cs_db *db, const char *what);
 
 /* Mutations must be inside cs_db_begin(); CS_INVALID otherwise. */
 cs_status cs_require_write(cs_db *db);
+/*
+ * A bulk write (cs_import): bump the generation once now, and keep the
+ * per-row generation triggers quiet until cs_bulk_write_end or the commit.
+ */
+cs_status cs_bulk_write_begin(cs_db *db);
+cs_status cs_bulk_write_end(cs_db *db);
 /* Append a change-log row for the current command. */
 cs_status cs_log_change(cs_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A write that narrows access: same transaction. */
-cs_status cs_generation_bump(cs_db *db);
 
 /* Time helpers (util.c). */
 int64_t cs_asn1_time_to_unix(const ASN1_TIME *t, int *ok);

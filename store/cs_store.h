@@ -31,7 +31,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 3
+#define CS_SCHEMA_VERSION 4
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -89,9 +89,11 @@ void cs_db_set_busy_timeout(cs_db *db, int ms);
 int cs_db_file_replaced(const cs_db *db);
 
 /*
- * The policy generation: bumped in the same transaction by every write that
- * narrows access (mapping/account/pin removed or disabled, a validity window
- * shortened). Sessions bound to an older generation must not resume.
+ * The policy generation: bumped in the same transaction by every write to a
+ * policy table (pins, accounts, mappings, rules, and any later one; SQLite
+ * triggers that the migrations install on every table but meta and the
+ * change log), whatever it changes. Sessions bound to an older generation
+ * must not resume.
  */
 cs_status cs_db_generation(cs_db *db, int64_t *generation);
 
@@ -133,8 +135,10 @@ cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN]);
 /*
  * Write transactions. Every mutating call below must run between
  * cs_db_begin() and cs_db_commit()/cs_db_rollback(); each appends a
- * change-log row (time, OS user, command, what changed).
- * `command` is the CLI command line as the operator typed it.
+ * change-log row (time, OS user, command, what changed) and bumps the
+ * policy generation. `command` is the CLI command line as the operator
+ * typed it. cs_db_begin refuses a database whose schema is older than
+ * CS_SCHEMA_VERSION (cs_db_migrate it first).
  */
 cs_status cs_db_begin(cs_db *db, const char *command);
 /*
@@ -182,6 +186,13 @@ typedef int (*cs_pin_cb)(const cs_pin *pin, void *arg);
 /* One pin by fingerprint; CS_NOTFOUND if none. */
 cs_status cs_pin_get(cs_db *db, const char *fp, cs_pin_cb cb, void *arg);
 cs_status cs_pin_foreach(cs_db *db, cs_pin_cb cb, void *arg);
+/*
+ * The pin that issued a leaf: its subject is the leaf's issuer name and its
+ * key verifies the leaf's signature (disabled pins count). CS_NOTFOUND when
+ * none did; CS_EXISTS when several did (a CA renewed with the same name and
+ * key): the caller must choose one.
+ */
+cs_status cs_pin_find_issuer(cs_db *db, X509 *leaf, char fp_out[CS_FP_HEX_LEN + 1]);
 
 /* ---- accounts ------------------------------------------------------------ */
 
@@ -214,6 +225,13 @@ typedef enum {
 } cs_kind;
 
 const char *cs_kind_name(cs_kind kind); /* "cert", "issuer-serial", "ski", "spki" */
+/*
+ * 1 for ski and issuer-serial: a pinned CA chooses a leaf's SKI, and a CA
+ * with a twin DN can repeat an issuer DN and serial, so such a mapping must
+ * be bound to the pin of the CA that issued it (cs_mapping_add refuses it
+ * otherwise, and the policy never applies one without a pin).
+ */
+int cs_kind_needs_pin(cs_kind kind);
 int cs_kind_parse(const char *name, cs_kind *out);
 
 typedef struct {
@@ -234,7 +252,7 @@ typedef struct {
     cs_kind kind;
     cs_key key;
     const char *account;
-    const char *pin_fp; /* NULL: any pinned issuer */
+    const char *pin_fp; /* NULL: any pinned issuer (cert, spki); required for ski, issuer-serial */
     int64_t not_before; /* CS_TIME_NONE when open */
     int64_t not_after;  /* CS_TIME_NONE when open */
     const char *note;   /* NULL or "" when none */
@@ -249,7 +267,7 @@ typedef struct {
     cs_kind kind;
     cs_key key;
     const char *account;
-    const char *pin_fp; /* NULL when unrestricted */
+    const char *pin_fp; /* NULL when bound to no pin (see cs_mapping_unbound) */
     int64_t not_before, not_after;
     int enabled;
     const char *note;
@@ -262,7 +280,11 @@ typedef struct {
 /* Fill spec->kind/key/cert_not_after/sha1 from a leaf certificate. */
 cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_kind kind);
 
-/* Account must exist unless create_account. id_out may be NULL. */
+/*
+ * Account must exist unless create_account. An ski or issuer-serial mapping
+ * without pin_fp is CS_INVALID (cs_pin_find_issuer finds the pin to bind).
+ * id_out may be NULL.
+ */
 cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_account,
                          int64_t *id_out);
 /* Select one mapping: by id (id > 0) or by kind+key. */
@@ -273,12 +295,14 @@ typedef struct {
 } cs_mapping_ref;
 cs_status cs_mapping_remove(cs_db *db, const cs_mapping_ref *ref);
 cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabled);
-/*
- * Replace a mapping's validity window (CS_TIME_NONE: open). Bumps the policy
- * generation when the window narrows (not_before later or not_after earlier).
- */
+/* Replace a mapping's validity window (CS_TIME_NONE: open). */
 cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t not_before,
                                 int64_t not_after);
+/*
+ * A ski or issuer-serial mapping bound to no pin (made before binding was
+ * required; schema 3 keeps such rows): the policy never applies it.
+ */
+int cs_mapping_unbound(const cs_mapping *m);
 typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
 /* account NULL: all mappings, ordered by id. */
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
@@ -286,7 +310,7 @@ cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, v
 /*
  * Backdating check (Windows' event 40): when on, a certificate whose
  * notBefore is earlier than the mapping's creation is rejected with
- * issued-before-mapping. Turning it on narrows access (generation bump).
+ * issued-before-mapping.
  */
 cs_status cs_mapping_set_not_issued_before_created(cs_db *db, const cs_mapping_ref *ref, int on);
 /* Whether the check is on for a mapping (*on set); CS_NOTFOUND if no such mapping. */
@@ -380,13 +404,15 @@ typedef struct {
  * meaning true and, for the account, whatever state it has; an account the
  * import creates takes the state given, one that exists must have it.
  * not_issued_before is "created" or empty; created (a time, default now) is
- * what the backdating check compares with; id is read and dropped. Runs inside the caller's
- * transaction; on any error returns CS_INVALID with the line number in
+ * what the backdating check compares with; id is read and dropped. pin_fp
+ * (may be NULL) is the pin of rows that name none; a ski or issuer-serial
+ * row with neither is refused (see cs_kind_needs_pin). Runs inside the
+ * caller's transaction; on any error returns CS_INVALID with the line number in
  * result->bad_line and the message in cs_db_errmsg(); the caller rolls back.
  * progress (may be NULL) is called every few thousand rows.
  */
-cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
-                    void (*progress)(int64_t rows, void *arg), void *arg);
+cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
+                    cs_import_result *result, void (*progress)(int64_t rows, void *arg), void *arg);
 
 /*
  * The import parser alone, a pure function of its input (for fuzzing and
@@ -437,8 +463,10 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
 
 /*
  * Active Directory altSecurityIdentities, one "account<TAB>X509:..." per
- * line. <I>..<SR>.. and <SKI>.. become strong mappings (the issuer DN is
- * matched against the pins' subjects, in AD's reversed order or not);
+ * line. <I>..<SR>.. and <SKI>.. become strong mappings bound to a pin:
+ * <I>..<SR>.. to the one pin whose subject is the issuer DN (in AD's
+ * reversed order or not; none or several: refused), <SKI>.. to pin_fp
+ * (refused without it);
  * <SHA1-PUKEY> is refused (certstore keys are SHA-256: the certificate
  * itself is needed); the weak forms <I>..<S>.., <S>.., <RFC822>.. become
  * rules only with allow_weak (<S> and <RFC822> name no issuer: pin_fp is
@@ -457,6 +485,7 @@ typedef struct {
     int64_t accounts, accounts_enabled;
     int64_t mappings, mappings_enabled;
     int64_t by_kind[CS_KIND_COUNT];
+    int64_t unbound; /* ski/issuer-serial mappings bound to no pin: they never match */
     int64_t generation;
     int schema_version;
 } cs_stats;

@@ -98,6 +98,18 @@ static const char schema_v3[] =
     "ALTER TABLE rules ADD COLUMN subject_exact INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE rules ADD COLUMN issuer_exact INTEGER NOT NULL DEFAULT 0;";
 
+/*
+ * Every policy write bumps the generation (the triggers installed by
+ * install_generation_triggers; bulk_write, 0 in every committed state,
+ * lets a bulk import bump once instead of once per row). ski and
+ * issuer-serial mappings must be bound to a pin; rows made before that stay
+ * but never apply (policy.c): the bump makes sessions an older binary
+ * accepted through them decide again.
+ */
+static const char schema_v4[] = "ALTER TABLE meta ADD COLUMN bulk_write INTEGER NOT NULL DEFAULT 0"
+                                "  CHECK (bulk_write IN (0, 1));"
+                                "UPDATE meta SET generation = generation + 1 WHERE id = 1;";
+
 typedef struct {
     int version;
     const char *sql;
@@ -108,6 +120,7 @@ static const cs_migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2},
     {3, schema_v3},
+    {4, schema_v4},
 };
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -117,7 +130,9 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_COMMIT] = "COMMIT",
     [STMT_ROLLBACK] = "ROLLBACK",
     [STMT_GENERATION_GET] = "SELECT generation FROM meta WHERE id = 1",
-    [STMT_GENERATION_BUMP] = "UPDATE meta SET generation = generation + 1 WHERE id = 1",
+    [STMT_BULK_WRITE_BEGIN] = "UPDATE meta SET generation = generation + 1, bulk_write = 1"
+                              " WHERE id = 1",
+    [STMT_BULK_WRITE_END] = "UPDATE meta SET bulk_write = 0 WHERE id = 1 AND bulk_write <> 0",
     [STMT_CHANGE_ADD] = "INSERT INTO changes (time, user, command, detail) VALUES (?, ?, ?, ?)",
     [STMT_CHANGE_LIST] = "SELECT id, time, user, command, detail FROM changes"
                          " WHERE time >= ? ORDER BY id",
@@ -205,7 +220,8 @@ static const char *const statement_sql[STMT_COUNT] = {
                    " (SELECT count(*) FROM accounts WHERE enabled),"
                    " (SELECT count(*) FROM mappings),"
                    " (SELECT count(*) FROM mappings WHERE enabled),"
-                   " (SELECT generation FROM meta WHERE id = 1)",
+                   " (SELECT generation FROM meta WHERE id = 1),"
+                   " (SELECT count(*) FROM mappings WHERE pin_fp IS NULL AND kind IN (?1, ?2))",
     [STMT_STATS_BY_KIND] = "SELECT kind, count(*) FROM mappings GROUP BY kind",
 };
 
@@ -676,6 +692,90 @@ cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id)
 
 /* ---- migrations ----------------------------------------------------------- */
 
+/*
+ * Tables that hold no policy: the generation itself and the change log.
+ * Every other table is policy (pins, accounts, mappings, rules, and any a
+ * later migration adds).
+ */
+static const char *const non_policy_tables[] = {"meta", "changes"};
+
+static int is_policy_table(const char *name)
+{
+    if (strncmp(name, "sqlite_", 7) == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(non_policy_tables) / sizeof(non_policy_tables[0]); i++)
+        if (strcmp(name, non_policy_tables[i]) == 0)
+            return 0;
+    return 1;
+}
+
+/* DDL binds no parameters: the name comes from sqlite_master, quoted by %w. */
+static cs_status install_triggers_on(cs_db *db, const char *table)
+{
+    static const char *const events[] = {"INSERT", "UPDATE", "DELETE"};
+    cs_status status = CS_OK;
+
+    for (size_t i = 0; status == CS_OK && i < sizeof(events) / sizeof(events[0]); i++) {
+        char *sql = sqlite3_mprintf("CREATE TRIGGER IF NOT EXISTS \"%w_%s_bumps_generation\""
+                                    " AFTER %s ON \"%w\""
+                                    " WHEN (SELECT bulk_write FROM meta WHERE id = 1) = 0"
+                                    " BEGIN UPDATE meta SET generation = generation + 1"
+                                    " WHERE id = 1; END",
+                                    table, events[i], events[i], table);
+
+        if (sql == NULL)
+            return cs_fail(db, CS_ERR, "out of memory");
+        status = exec_sql(db, sql, "installing the generation triggers");
+        sqlite3_free(sql);
+    }
+    return status;
+}
+
+/*
+ * Any write that can change any decision must make older sessions decide
+ * again (DESIGN: resumption is a decision too). Rather than trust every
+ * write path in C (several forgot: map add, rule add, import), every write
+ * to a policy table bumps meta.generation through a trigger, in the write's
+ * own transaction, whoever writes it: the library, a later write path, or
+ * sqlite3 in a shell. The triggers are installed on every policy table
+ * after each migration step, so a table a later migration adds has them
+ * without anyone remembering (check_store tests that every table does).
+ * A bump per row would make a large import two to three times slower
+ * (300,000 rows: 7-10 s against 3-4 s), so cs_import bumps once and sets
+ * meta.bulk_write for the rest of its transaction (cs_bulk_write_begin);
+ * the triggers' WHEN test then costs about a fifth of the import's CPU
+ * time. cs_db_commit clears it, so no committed state ever has it set.
+ */
+static cs_status install_generation_triggers(cs_db *db)
+{
+    sqlite3_stmt *stmt = NULL;
+    cs_status status = CS_OK;
+    char names[32][64];
+    int n = 0, rc;
+
+    if (sqlite3_prepare_v2(db->sql, "SELECT name FROM sqlite_master WHERE type = 'table'", -1,
+                           &stmt, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, "listing tables");
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(stmt, 0);
+
+        if (name == NULL || !is_policy_table(name))
+            continue;
+        if (n == 32 || strlen(name) >= sizeof(names[0])) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        snprintf(names[n++], sizeof(names[0]), "%s", name);
+    }
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return cs_fail(db, CS_ERR, "%s: listing tables for the generation triggers failed",
+                       db->path);
+    for (int i = 0; status == CS_OK && i < n; i++)
+        status = install_triggers_on(db, names[i]);
+    return status;
+}
+
 static cs_status apply_migration(cs_db *db, const cs_migration *step)
 {
     char sql[64];
@@ -685,6 +785,8 @@ static cs_status apply_migration(cs_db *db, const cs_migration *step)
         return status;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", step->version);
     status = exec_sql(db, step->sql, "migrating the schema");
+    if (status == CS_OK && step->version >= 3)
+        status = install_generation_triggers(db);
     if (status == CS_OK)
         status = exec_sql(db, sql, "migrating the schema");
     if (status == CS_OK)
@@ -772,6 +874,22 @@ cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN])
     return CS_OK;
 }
 
+/* Writes go only to the current schema: an older one lacks the generation triggers. */
+static cs_status require_current_schema(cs_db *db)
+{
+    int version = 0;
+    cs_status status = cs_db_schema_version(db, &version);
+
+    if (status != CS_OK)
+        return status;
+    if (version < CS_SCHEMA_VERSION)
+        return cs_fail(db, CS_INVALID,
+                       "%s: schema version %d is older than this certstore (%d): migrate it "
+                       "first (certstore init)",
+                       db->path, version, CS_SCHEMA_VERSION);
+    return CS_OK;
+}
+
 cs_status cs_db_begin(cs_db *db, const char *command)
 {
     cs_status status;
@@ -782,6 +900,8 @@ cs_status cs_db_begin(cs_db *db, const char *command)
         return cs_fail(db, CS_INVALID, "%s: opened read-only", db->path);
     if (db->in_write)
         return cs_fail(db, CS_INVALID, "a transaction is already open");
+    if ((status = require_current_schema(db)) != CS_OK)
+        return status;
     status = exec_simple(db, STMT_BEGIN_WRITE, "starting a transaction");
     if (status != CS_OK)
         return status;
@@ -809,6 +929,16 @@ cs_status cs_db_begin_import(cs_db *db, const char *command)
     return status;
 }
 
+cs_status cs_bulk_write_begin(cs_db *db)
+{
+    return exec_simple(db, STMT_BULK_WRITE_BEGIN, "starting a bulk write");
+}
+
+cs_status cs_bulk_write_end(cs_db *db)
+{
+    return exec_simple(db, STMT_BULK_WRITE_END, "ending a bulk write");
+}
+
 cs_status cs_db_commit(cs_db *db)
 {
     cs_status status;
@@ -817,7 +947,10 @@ cs_status cs_db_commit(cs_db *db)
         return CS_ERR;
     if (!db->in_write)
         return cs_fail(db, CS_INVALID, "no transaction is open");
-    status = exec_simple(db, STMT_COMMIT, "committing");
+    /* Whatever the write path did: the generation triggers are on in every committed state. */
+    status = cs_bulk_write_end(db);
+    if (status == CS_OK)
+        status = exec_simple(db, STMT_COMMIT, "committing");
     if (status != CS_OK) {
         cs_db_rollback(db);
         return status;
@@ -866,11 +999,6 @@ cs_status cs_log_change(cs_db *db, const char *fmt, ...)
     sqlite3_bind_text(stmt, 3, db->command, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 4, detail, -1, SQLITE_TRANSIENT);
     return cs_stmt_exec(db, stmt, "writing the change log");
-}
-
-cs_status cs_generation_bump(cs_db *db)
-{
-    return exec_simple(db, STMT_GENERATION_BUMP, "bumping the policy generation");
 }
 
 cs_status cs_db_generation(cs_db *db, int64_t *generation)
@@ -937,6 +1065,9 @@ static cs_status stats_totals(cs_db *db, cs_stats *out)
 
     if (stmt == NULL)
         return CS_ERR;
+    /* The kinds cs_kind_needs_pin names. */
+    sqlite3_bind_int(stmt, 1, CS_KIND_ISSUER_SERIAL);
+    sqlite3_bind_int(stmt, 2, CS_KIND_SKI);
     if (sqlite3_step(stmt) != SQLITE_ROW) {
         cs_status status = cs_sql_fail(db, "counting");
 
@@ -950,6 +1081,7 @@ static cs_status stats_totals(cs_db *db, cs_stats *out)
     out->mappings = sqlite3_column_int64(stmt, 4);
     out->mappings_enabled = sqlite3_column_int64(stmt, 5);
     out->generation = sqlite3_column_int64(stmt, 6);
+    out->unbound = sqlite3_column_int64(stmt, 7);
     sqlite3_reset(stmt);
     return CS_OK;
 }

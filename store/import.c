@@ -773,6 +773,7 @@ typedef struct {
     arena_chunk *arena;
     staged_row **rows;
     size_t row_count, row_cap;
+    const char *default_pin; /* the pin of rows that name none; NULL: none */
     cs_import_result *result;
     void (*progress)(int64_t rows, void *arg);
     void *progress_arg;
@@ -1006,14 +1007,24 @@ static cs_status stage_row(import_ctx *ctx, const cs_import_row *in, int64_t acc
     return CS_OK;
 }
 
-static cs_status import_row(const cs_import_row *row, int64_t line, void *arg)
+static cs_status import_row(const cs_import_row *in, int64_t line, void *arg)
 {
     import_ctx *ctx = arg;
+    cs_import_row row = *in;
+    cs_mapping_spec *spec = &row.mapping;
     int64_t account_id = 0;
-    cs_status status = account_for_row(ctx, row, &account_id);
+    cs_status status;
 
+    if ((spec->pin_fp == NULL || spec->pin_fp[0] == '\0') && ctx->default_pin != NULL)
+        spec->pin_fp = ctx->default_pin;
+    if ((spec->pin_fp == NULL || spec->pin_fp[0] == '\0') && cs_kind_needs_pin(spec->kind))
+        return cs_fail(ctx->db, CS_INVALID,
+                       "kind %s needs a pin (a pin column, or --pin): the mapping is bound to "
+                       "the CA that issued the certificate",
+                       cs_kind_name(spec->kind));
+    status = account_for_row(ctx, &row, &account_id);
     if (status == CS_OK)
-        status = stage_row(ctx, row, account_id, line);
+        status = stage_row(ctx, &row, account_id, line);
     if (status != CS_OK)
         return status;
     if (++ctx->result->rows % PROGRESS_EVERY == 0 && ctx->progress != NULL)
@@ -1245,11 +1256,12 @@ static cs_status insert_all(import_ctx *ctx)
     return cs_fail(db, CS_ERR, "import clashed with the database but no line was found");
 }
 
-cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result *result,
-                    void (*progress)(int64_t rows, void *arg), void *arg)
+cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
+                    cs_import_result *result, void (*progress)(int64_t rows, void *arg), void *arg)
 {
     cs_import_result local;
     import_ctx ctx = {.db = db, .progress = progress, .progress_arg = arg};
+    char pin_hex[CS_FP_HEX_LEN + 1];
     byte_source src = {.fp = in};
     char msg[sizeof(db->errmsg)];
     cs_status status = cs_require_write(db);
@@ -1262,6 +1274,11 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result 
         return status;
     if (in == NULL)
         return cs_fail(db, CS_INVALID, "no input");
+    if (pin_fp != NULL && !cs_fp_normalise(pin_fp, pin_hex))
+        return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)", pin_fp);
+    ctx.default_pin = pin_fp != NULL ? pin_hex : NULL;
+    if ((status = cs_bulk_write_begin(db)) != CS_OK)
+        return status;
     msg[0] = '\0';
     db->errmsg[0] = '\0';
     status = parse_all(&src, fmt, import_row, &ctx, &result->bad_line, msg, sizeof(msg));
@@ -1278,6 +1295,8 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, cs_import_result 
     if (status == CS_OK)
         status = insert_all(&ctx);
     ctx_free(&ctx);
+    if (status == CS_OK)
+        status = cs_bulk_write_end(db);
     if (status != CS_OK)
         return status;
     return cs_log_change(db, "import rows=%lld accounts_created=%lld", (long long)result->rows,

@@ -3,7 +3,7 @@
  *
  * Strong forms (KB5014754) become one-to-one mappings:
  *   X509:<I>IssuerDN<SR>serial (serial hex in reversed byte order)
- *   X509:<SKI>hex
+ *   X509:<SKI>hex (names no issuer: bound to the pin_fp given, refused without)
  * X509:<SHA1-PUKEY>hex is refused: certstore's key hashes are SHA-256 and a
  * SHA-1 cannot be turned into one; map the certificate itself instead.
  * Weak forms become rules, and only when asked (allow_weak):
@@ -228,15 +228,21 @@ static cs_status issuer_serial(altsec_ctx *c, const char *account, const char *i
     return add_mapping(c, account, CS_KIND_ISSUER_SERIAL, &key, pin->fp);
 }
 
+/* <SKI> names no issuer, and any pinned CA can write any SKI: bound to --pin or refused. */
 static cs_status ski(altsec_ctx *c, const char *account, const char *hex, size_t len)
 {
+    char pin_fp[CS_FP_HEX_LEN + 1];
     cs_key key;
     size_t n = 0;
 
     if (!hex_bytes(hex, len, key.bytes, CS_KEY_MAX, &n))
         return cs_fail(c->db, CS_INVALID, "<SKI> is not hex");
+    if (c->pin_fp == NULL || !cs_fp_normalise(c->pin_fp, pin_fp)) {
+        refuse(c, "<SKI> names no issuer: give --pin FP for the CA that issued it");
+        return CS_OK;
+    }
     key.len = n;
-    return add_mapping(c, account, CS_KIND_SKI, &key, NULL);
+    return add_mapping(c, account, CS_KIND_SKI, &key, pin_fp);
 }
 
 static cs_status add_weak_rule(altsec_ctx *c, const char *account, const char *pin_fp,

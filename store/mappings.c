@@ -25,6 +25,21 @@ static int key_length_ok(cs_kind kind, size_t len)
     return 0;
 }
 
+/*
+ * The handshake proves the key behind cert and spki; a SKI, an issuer DN and a
+ * serial are whatever the issuing CA wrote, so they identify a leaf only
+ * together with that CA.
+ */
+int cs_kind_needs_pin(cs_kind kind)
+{
+    return kind == CS_KIND_SKI || kind == CS_KIND_ISSUER_SERIAL;
+}
+
+int cs_mapping_unbound(const cs_mapping *m)
+{
+    return m->pin_fp == NULL && cs_kind_needs_pin(m->kind);
+}
+
 cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pin_hex)
 {
     pin_hex[0] = '\0';
@@ -45,6 +60,11 @@ cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pi
     if (spec->pin_fp != NULL && spec->pin_fp[0] != '\0' && !cs_fp_normalise(spec->pin_fp, pin_hex))
         return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
                        spec->pin_fp);
+    if (pin_hex[0] == '\0' && cs_kind_needs_pin(spec->kind))
+        return cs_fail(db, CS_INVALID,
+                       "kind %s: the mapping must be bound to the pin of the CA that issued "
+                       "the certificate",
+                       cs_kind_name(spec->kind));
     return CS_OK;
 }
 
@@ -234,8 +254,6 @@ cs_status cs_mapping_remove(cs_db *db, const cs_mapping_ref *ref)
     sqlite3_bind_int64(stmt, 1, m.id);
     status = cs_stmt_exec(db, stmt, "removing the mapping");
     if (status == CS_OK)
-        status = cs_generation_bump(db);
-    if (status == CS_OK)
         status = log_mapping_change(db, "rm", &m);
     return status;
 }
@@ -257,23 +275,10 @@ cs_status cs_mapping_set_enabled(cs_db *db, const cs_mapping_ref *ref, int enabl
         sqlite3_bind_int(stmt, 1, enabled);
         sqlite3_bind_int64(stmt, 2, m.id);
         status = cs_stmt_exec(db, stmt, "updating the mapping");
-        if (status == CS_OK && !enabled)
-            status = cs_generation_bump(db);
     }
     if (status == CS_OK)
         status = log_mapping_change(db, enabled ? "enable" : "disable", &m);
     return status;
-}
-
-/* Open bounds (CS_TIME_NONE) are the widest: -inf before, +inf after. */
-static int window_narrows(const found_mapping *m, int64_t not_before, int64_t not_after)
-{
-    int64_t old_nb = m->not_before == CS_TIME_NONE ? INT64_MIN : m->not_before;
-    int64_t new_nb = not_before == CS_TIME_NONE ? INT64_MIN : not_before;
-    int64_t old_na = m->not_after == CS_TIME_NONE ? INT64_MAX : m->not_after;
-    int64_t new_na = not_after == CS_TIME_NONE ? INT64_MAX : not_after;
-
-    return new_nb > old_nb || new_na < old_na;
 }
 
 cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t not_before,
@@ -297,8 +302,6 @@ cs_status cs_mapping_set_window(cs_db *db, const cs_mapping_ref *ref, int64_t no
     cs_bind_time(stmt, 2, not_after);
     sqlite3_bind_int64(stmt, 3, m.id);
     status = cs_stmt_exec(db, stmt, "updating the mapping");
-    if (status == CS_OK && window_narrows(&m, not_before, not_after))
-        status = cs_generation_bump(db);
     cs_time_format(not_before, nb);
     cs_time_format(not_after, na);
     if (status == CS_OK)
@@ -392,9 +395,6 @@ cs_status cs_mapping_set_not_issued_before_created(cs_db *db, const cs_mapping_r
     sqlite3_bind_int(stmt, 1, on != 0);
     sqlite3_bind_int64(stmt, 2, m.id);
     status = cs_stmt_exec(db, stmt, "updating the mapping");
-    /* Turning the check on can only refuse more certificates. */
-    if (status == CS_OK && on)
-        status = cs_generation_bump(db);
     if (status == CS_OK)
         status = cs_log_change(db, "map not-issued-before id=%lld account=%s check=%s",
                                (long long)m.id, m.account, on ? "created" : "off");

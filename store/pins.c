@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "cs_internal.h"
@@ -134,8 +135,6 @@ cs_status cs_pin_remove(cs_db *db, const char *fp)
     sqlite3_bind_text(stmt, 1, hex, -1, SQLITE_STATIC);
     status = cs_stmt_exec(db, stmt, "removing the pin");
     if (status == CS_OK)
-        status = cs_generation_bump(db);
-    if (status == CS_OK)
         status = cs_log_change(db, "pin rm fp=%s", hex);
     return status;
 }
@@ -160,8 +159,6 @@ cs_status cs_pin_set_enabled(cs_db *db, const char *fp, int enabled)
         sqlite3_bind_int(stmt, 1, enabled);
         sqlite3_bind_text(stmt, 2, hex, -1, SQLITE_STATIC);
         status = cs_stmt_exec(db, stmt, "updating the pin");
-        if (status == CS_OK && !enabled)
-            status = cs_generation_bump(db);
     }
     if (status == CS_OK)
         status = cs_log_change(db, "pin %s fp=%s", enabled ? "enable" : "disable", hex);
@@ -242,4 +239,53 @@ cs_status cs_pin_foreach(cs_db *db, cs_pin_cb cb, void *arg)
     if ((stmt = cs_stmt(db, STMT_PIN_LIST)) == NULL)
         return CS_ERR;
     return pin_rows(db, stmt, 0, cb, arg);
+}
+
+/* ---- which pin issued a leaf ------------------------------------------------ */
+
+typedef struct {
+    X509 *leaf;
+    int found;
+    char fp[CS_FP_HEX_LEN + 1];
+} issuer_search;
+
+/* As chain building would take it: the leaf's issuer name and AKI, and its signature. */
+static int pin_issued(const cs_pin *pin, X509 *leaf)
+{
+    const unsigned char *p = pin->der;
+    X509 *ca = d2i_X509(NULL, &p, (long)pin->der_len);
+    EVP_PKEY *key = ca != NULL ? X509_get0_pubkey(ca) : NULL;
+    int issued =
+        key != NULL && X509_check_issued(ca, leaf) == X509_V_OK && X509_verify(leaf, key) == 1;
+
+    X509_free(ca);
+    ERR_clear_error();
+    return issued;
+}
+
+static int note_issuer(const cs_pin *pin, void *arg)
+{
+    issuer_search *s = arg;
+
+    if (pin_issued(pin, s->leaf) && s->found++ == 0)
+        memcpy(s->fp, pin->fp, sizeof(s->fp));
+    return 0;
+}
+
+cs_status cs_pin_find_issuer(cs_db *db, X509 *leaf, char fp_out[CS_FP_HEX_LEN + 1])
+{
+    issuer_search s = {.leaf = leaf};
+    cs_status status;
+
+    if (db == NULL || db->sql == NULL || leaf == NULL)
+        return CS_ERR;
+    if ((status = cs_pin_foreach(db, note_issuer, &s)) != CS_OK)
+        return status;
+    if (s.found == 0)
+        return cs_fail(db, CS_NOTFOUND, "no pinned CA issued this certificate");
+    if (s.found > 1)
+        return cs_fail(db, CS_EXISTS, "%d pinned CAs (same name and key) verify this certificate",
+                       s.found);
+    memcpy(fp_out, s.fp, sizeof(s.fp));
+    return CS_OK;
 }

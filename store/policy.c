@@ -23,7 +23,7 @@ static const char *const reason_tokens[CS_REASON_COUNT] = {
     [CS_REASON_ISSUED_BEFORE_MAPPING] = "issued-before-mapping",
 };
 
-/* Lookup order of rule 3: the first existing mapping decides. */
+/* Lookup order of rule 3: the first mapping that applies to the chain decides. */
 static const cs_kind lookup_order[] = {CS_KIND_CERT, CS_KIND_ISSUER_SERIAL, CS_KIND_SKI,
                                        CS_KIND_SPKI};
 
@@ -104,7 +104,7 @@ typedef struct {
     int64_t id;
     int enabled;
     int64_t not_before, not_after;
-    int restricted; /* pin_fp set */
+    int bound; /* pin_fp set: applies only when that pin issued the leaf */
     int pin_matches;
     int account_enabled;
     char account[CS_ACCOUNT_MAX + 1];
@@ -126,7 +126,7 @@ static void mapping_row_read(sqlite3_stmt *stmt, int at, const char *issuer_fp, 
     row->enabled = sqlite3_column_int(stmt, at + 1) != 0;
     row->not_before = cs_column_time(stmt, at + 2);
     row->not_after = cs_column_time(stmt, at + 3);
-    row->restricted = pin != NULL;
+    row->bound = pin != NULL;
     row->pin_matches = pin != NULL && strcmp((const char *)pin, issuer_fp) == 0;
     row->account_enabled = sqlite3_column_int(stmt, at + 5) != 0;
     snprintf(row->account, sizeof(row->account), "%s", name ? (const char *)name : "");
@@ -168,6 +168,21 @@ static int issued_before(const X509 *leaf, int64_t created)
     int64_t not_before = cs_asn1_time_to_unix(X509_get0_notBefore(leaf), &ok);
 
     return !ok || not_before < created;
+}
+
+/*
+ * Whether a mapping speaks for this chain at all. One bound to a pin applies
+ * only when that pin issued the leaf. An unbound ski or issuer-serial mapping
+ * applies nowhere: any pinned CA can write a chosen SKI into a leaf of its own
+ * key, and a CA with a twin DN can repeat a DN and serial (only a database from
+ * before binding holds such rows; cs_mapping_add refuses them). A mapping that
+ * does not apply is as if absent: the next kind decides.
+ */
+static int mapping_applies(cs_kind kind, const mapping_row *row)
+{
+    if (row->bound)
+        return row->pin_matches;
+    return !cs_kind_needs_pin(kind);
 }
 
 /* Rule 3's checks on the mapping that decides. */
@@ -242,10 +257,8 @@ static step_result decide_mappings(cs_db *db, X509 *leaf, int64_t now, int64_t c
         r = read_mapping(db, lookup_order[i], &key, out->issuer_fp, &row);
         if (r == LOOKUP_ERROR)
             return decided(store_unavailable(out, db, "looking up mappings"));
-        /* A mapping for another issuer does not apply here; do not reveal its state. */
-        if (r == LOOKUP_FOUND && row.restricted && !row.pin_matches)
-            return STEP_NEXT;
-        if (r == LOOKUP_FOUND)
+        /* One that does not apply is as if absent (its state stays unrevealed): next kind. */
+        if (r == LOOKUP_FOUND && mapping_applies(lookup_order[i], &row))
             return decided(judge_mapping(&row, lookup_order[i], leaf, now, cert_limit, out));
     }
     return STEP_NEXT;
@@ -347,7 +360,7 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, 
  * The common case, decided by one statement (one implicit snapshot, no
  * BEGIN/COMMIT round): the issuer is not pinned or its pin is disabled, or
  * the whole-certificate mapping exists and applies to this issuer. Anything
- * else (no such mapping, one restricted to another pin, a missing account,
+ * else (no such mapping, one bound to another pin, a missing account,
  * a missing generation) returns -1 and the full evaluation runs in its own
  * snapshot, from the start. So does a SQLite error, as a second try: a
  * reader can meet a short read of a WAL that a writer's TRUNCATE checkpoint
@@ -384,7 +397,7 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_deci
     } else if (sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
                sqlite3_column_type(stmt, 8) != SQLITE_NULL) {
         mapping_row_read(stmt, 2, out->issuer_fp, &row);
-        if (!row.restricted || row.pin_matches)
+        if (mapping_applies(CS_KIND_CERT, &row))
             decided = judge_mapping(&row, CS_KIND_CERT, leaf, now,
                                     certificate_limit(leaf, issuer, now), out);
     }

@@ -186,14 +186,10 @@ cs_status cs_rule_add(cs_db *db, const cs_rule_spec *spec, int create_account, i
     id = sqlite3_last_insert_rowid(db->sql);
     if (id_out != NULL)
         *id_out = id;
-    /* A deny rule narrows access: sessions made before it must not resume. */
-    if (spec->action == CS_RULE_DENY)
-        status = cs_generation_bump(db);
-    if (status == CS_OK)
-        status = cs_log_change(db, "rule add id=%lld action=%s account=%s pin=%.16s priority=%lld",
-                               (long long)id, spec->action == CS_RULE_DENY ? "deny" : "allow",
-                               spec->action == CS_RULE_DENY ? "-" : spec->account, pin,
-                               (long long)spec->priority);
+    status = cs_log_change(db, "rule add id=%lld action=%s account=%s pin=%.16s priority=%lld",
+                           (long long)id, spec->action == CS_RULE_DENY ? "deny" : "allow",
+                           spec->action == CS_RULE_DENY ? "-" : spec->account, pin,
+                           (long long)spec->priority);
     return status;
 }
 
@@ -228,9 +224,6 @@ cs_status cs_rule_remove(cs_db *db, int64_t id)
         return CS_ERR;
     sqlite3_bind_int64(stmt, 1, id);
     status = cs_stmt_exec(db, stmt, "removing the rule");
-    /* Removing an allow narrows; removing a deny may let an allow decide. Bump either way. */
-    if (status == CS_OK)
-        status = cs_generation_bump(db);
     if (status == CS_OK)
         status = cs_log_change(db, "rule rm id=%lld", (long long)id);
     return status;
@@ -253,9 +246,6 @@ cs_status cs_rule_set_enabled(cs_db *db, int64_t id, int enabled)
         sqlite3_bind_int(stmt, 1, enabled);
         sqlite3_bind_int64(stmt, 2, id);
         status = cs_stmt_exec(db, stmt, "updating the rule");
-        /* Either direction can change which rule decides first. */
-        if (status == CS_OK)
-            status = cs_generation_bump(db);
     }
     if (status == CS_OK)
         status =

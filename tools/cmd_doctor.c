@@ -289,6 +289,11 @@ static void check_contents(doctor *d)
            (long long)s.pins, (long long)s.pins_enabled, (long long)s.accounts,
            (long long)s.accounts_enabled, (long long)s.mappings, (long long)s.mappings_enabled,
            (long long)s.generation);
+    if (s.unbound > 0)
+        report(d, LEVEL_WARN, "store",
+               "%lld ski/issuer-serial mappings are unbound: they never match; re-add them with "
+               "--pin (certstore map ls flags them)",
+               (long long)s.unbound);
     if (s.pins_enabled == 0)
         report(d, LEVEL_WARN, "store", "no enabled pin: every client certificate is rejected");
     else if (s.mappings_enabled == 0)

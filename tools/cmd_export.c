@@ -25,7 +25,7 @@ typedef struct {
     char **disabled_accounts;
     size_t n_disabled, cap_disabled;
     int64_t written;
-    int64_t skipped_disabled, skipped_window, skipped_kind, skipped_name;
+    int64_t skipped_disabled, skipped_window, skipped_kind, skipped_name, skipped_unbound;
     int out_of_memory;
     cs_status lookup_failed; /* CS_OK, or why a mapping's backdating check could not be read */
 } export_state;
@@ -149,10 +149,14 @@ static int outside_window(const cs_mapping *m, int64_t now)
 
 /*
  * A server map has no "disabled" and no validity window, so anything not
- * in force right now stays out of it. CSV and JSON say it all.
+ * in force right now stays out of it. CSV and JSON say it all, but for an
+ * unbound ski or issuer-serial mapping, which never matches and which
+ * import refuses: out of every format.
  */
 static int skip_mapping(export_state *s, const cs_mapping *m)
 {
+    if (cs_mapping_unbound(m))
+        return ++s->skipped_unbound, 1;
     if (s->format == EXPORT_JSON || s->format == EXPORT_CSV)
         return 0;
     if (!m->enabled || account_disabled(s, m->account))
@@ -200,15 +204,17 @@ static int export_mapping(const cs_mapping *m, void *arg)
 
 static void report_skipped(const cli_ctx *ctx, const export_state *s)
 {
-    int64_t total = s->skipped_disabled + s->skipped_window + s->skipped_kind + s->skipped_name;
+    int64_t total = s->skipped_disabled + s->skipped_window + s->skipped_kind + s->skipped_name +
+                    s->skipped_unbound;
     if (total == 0)
         return;
     fprintf(stderr,
             "certstore: %s: exported %lld, skipped %lld mappings (%lld disabled, %lld outside "
             "their validity window, %lld without a key this format can use, %lld with an "
-            "account name unsafe in a map file)\n",
+            "account name unsafe in a map file, %lld unbound: they never match)\n",
             ctx->name, (long long)s->written, (long long)total, (long long)s->skipped_disabled,
-            (long long)s->skipped_window, (long long)s->skipped_kind, (long long)s->skipped_name);
+            (long long)s->skipped_window, (long long)s->skipped_kind, (long long)s->skipped_name,
+            (long long)s->skipped_unbound);
 }
 
 static int parse_format(const cli_ctx *ctx, const char *text, export_format *fmt)
@@ -283,6 +289,8 @@ const cli_command cli_cmd_export = {
     "               Both carry everything that changes a decision, disabled\n"
     "               mappings and accounts included: 'certstore import' into a\n"
     "               new database reads back a store that decides the same.\n"
+    "               An unbound ski or issuer-serial mapping (it never\n"
+    "               matches) is left out of every format.\n"
     "  haproxy-map  '<sha256> <account>' for kind cert mappings, for HAProxy's\n"
     "               map(): ssl_c_der,digest(sha256),hex,lower\n"
     "  nginx-map    '<sha1> <account>;' for mappings made from a certificate,\n"
@@ -290,5 +298,7 @@ const cli_command cli_cmd_export = {
     "\n"
     "The map formats leave out mappings that are disabled, belong to a\n"
     "disabled account, are outside their validity window now, or whose\n"
-    "account name would need quoting; the count skipped goes to stderr.\n",
+    "account name would need quoting; csv and the map formats leave out\n"
+    "unbound ski and issuer-serial mappings (they never match); the count\n"
+    "skipped goes to stderr.\n",
 };

@@ -52,10 +52,10 @@ static char *escaped_store_message(const cs_db *db)
 }
 
 static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const char *name,
-                               cs_import_format fmt, cs_import_result *res)
+                               cs_import_format fmt, const char *pin_fp, cs_import_result *res)
 {
     int tty = isatty(STDERR_FILENO);
-    cs_status st = cs_import(db, in, fmt, res, tty ? show_progress : NULL, NULL);
+    cs_status st = cs_import(db, in, fmt, pin_fp, res, tty ? show_progress : NULL, NULL);
     if (tty)
         fputs("\r\033[K", stderr);
     if (st == CS_OK && ferror(in)) {
@@ -168,12 +168,13 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "FILE")) != CLI_CONTINUE ||
         (!iis && !altsecid && (rc = parse_format(ctx, format, &fmt)) != CLI_CONTINUE))
         return rc;
-    if (!iis && !altsecid && (pin != NULL || allow_weak))
-        return cli_usage_error(ctx, "--pin and --allow-weak are for --format iis or altsecid");
-    if (iis && allow_weak)
+    if (!altsecid && allow_weak)
         return cli_usage_error(ctx, "--allow-weak is for --format altsecid");
     if (!iis && location != NULL)
         return cli_usage_error(ctx, "--location is for --format iis");
+    char pin_fp[CS_FP_HEX_LEN + 1];
+    if (pin != NULL && !cs_fp_normalise(pin, pin_fp))
+        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", pin);
 
     const char *path = pos.args[0];
     int from_stdin = strcmp(path, "-") == 0;
@@ -194,7 +195,8 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     }
     cs_import_result res;
     memset(&res, 0, sizeof(res));
-    cs_status st = import_stream(ctx, db, in, from_stdin ? "stdin" : path, fmt, &res);
+    cs_status st =
+        import_stream(ctx, db, in, from_stdin ? "stdin" : path, fmt, pin ? pin_fp : NULL, &res);
     if (!from_stdin)
         fclose(in);
     rc = cli_end_write(ctx, db, st);
@@ -208,7 +210,7 @@ const cli_command cli_cmd_import = {
     "import",
     "import mappings from CSV or JSON lines (all or nothing)",
     run_import,
-    "Usage: certstore import FILE|- [--format csv|jsonl]\n"
+    "Usage: certstore import FILE|- [--format csv|jsonl] [--pin FP]\n"
     "       certstore import FILE|- --format iis [--pin FP] [--location PATH]\n"
     "       certstore import FILE|- --format altsecid [--pin FP] [--allow-weak]\n"
     "\n"
@@ -224,6 +226,9 @@ const cli_command cli_cmd_import = {
     "account must already be in the state given, an import never changes\n"
     "one); not_issued_before is 'created' or empty; created (default now) is\n"
     "the time that check compares a certificate's notBefore with.\n"
+    "pin binds a mapping to one pinned CA (see 'certstore map add --help'):\n"
+    "ski and issuer-serial rows need one, from their pin column or --pin;\n"
+    "a file that has such a row without either imports nothing.\n"
     "\n"
     "  --format FMT   csv or jsonl (default: detected from the content), or:\n"
     "    iis          an IIS applicationHost.config or web.config, as IIS\n"
@@ -239,15 +244,19 @@ const cli_command cli_cmd_import = {
     "                 A Deny mapping certstore cannot express refuses the\n"
     "                 file. Passwords are never stored or printed.\n"
     "    altsecid     AD altSecurityIdentities, one ACCOUNT<TAB>X509:... per line:\n"
-    "                 <I>..<SR>.. and <SKI>.. become strong mappings (the issuer\n"
-    "                 must be pinned); <SHA1-PUKEY> is refused (map the\n"
+    "                 <I>..<SR>.. and <SKI>.. become strong mappings, bound to a\n"
+    "                 pin: <I>..<SR>.. to the one pinned CA whose subject is\n"
+    "                 <I> (refused when none or several are), <SKI>.. to --pin\n"
+    "                 (refused without it); <SHA1-PUKEY> is refused (map the\n"
     "                 certificate instead); the weak <I>..<S>.., <S>.. and\n"
     "                 <RFC822>.. are listed and refused unless --allow-weak makes\n"
     "                 them rules (<S> and <RFC822> need --pin). <S> becomes an\n"
     "                 exact subject (--subject-exact), read in the order of the\n"
     "                 line's <I> (most specific first without one); an empty\n"
     "                 <S> or <RFC822> is refused.\n"
-    "  --pin FP       the issuing CA for rules (iis, altsecid)\n"
+    "  --pin FP       csv, jsonl: the pin of rows whose pin column is empty\n"
+    "                 or missing; iis: the issuing CA of the rules; altsecid:\n"
+    "                 the issuing CA of <SKI>.., <S>.. and <RFC822>.. entries\n"
     "  --location PATH\n"
     "                 iis: the path whose mappings to import, required when\n"
     "                 the file configures several ('/' for the file's root)\n"

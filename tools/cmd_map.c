@@ -98,12 +98,39 @@ static cs_status add_mapping(const cli_ctx *ctx, cs_db *db, const cs_mapping_spe
     return st;
 }
 
+/*
+ * ski and issuer-serial without --pin: bound to the one pin that issued the
+ * certificate (its key verifies the signature), found inside the write
+ * transaction so the pin cannot go away before the mapping is added.
+ */
+static cs_status bind_to_issuing_pin(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file,
+                                     cs_mapping_spec *spec, char pin_fp[CS_FP_HEX_LEN + 1])
+{
+    if (spec->pin_fp != NULL || !cs_kind_needs_pin(spec->kind))
+        return CS_OK;
+    cs_status st = cs_pin_find_issuer(db, leaf, pin_fp);
+    if (st == CS_OK)
+        spec->pin_fp = pin_fp;
+    else if (st == CS_NOTFOUND)
+        cli_fail(ctx,
+                 "%s: no pinned CA issued this certificate; a %s mapping is bound to the pin "
+                 "of its issuing CA (pin it first, or give --pin FP)",
+                 file, cs_kind_name(spec->kind));
+    else if (st == CS_EXISTS)
+        cli_fail(ctx, "%s: %s; choose the one to bind with --pin FP", file, cs_db_errmsg(db));
+    else
+        cli_store_fail(ctx, db);
+    return st;
+}
+
 static void print_added(const cs_mapping_spec *spec, int64_t id)
 {
     char key[KEY_TEXT_MAX];
     cs_key_format(spec->kind, &spec->key, key, sizeof(key));
     printf("mapping %lld: %s %s -> ", (long long)id, cs_kind_name(spec->kind), key);
     cli_put_text(stdout, spec->account);
+    if (spec->pin_fp != NULL)
+        printf(" (pin %s)", spec->pin_fp);
     putchar('\n');
 }
 
@@ -142,18 +169,24 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     if (leaf == NULL)
         return CLI_FAIL;
     cs_status st = cs_mapping_spec_from_cert(&spec, leaf, kind);
-    X509_free(leaf);
-    if (st == CS_NOTFOUND)
-        return cli_fail(ctx, "%s: certificate has no %s key (no Subject Key Identifier?)",
-                        pos.args[0], cs_kind_name(kind));
-    if (st != CS_OK)
+    if (st != CS_OK) {
+        X509_free(leaf);
+        if (st == CS_NOTFOUND)
+            return cli_fail(ctx, "%s: certificate has no %s key (no Subject Key Identifier?)",
+                            pos.args[0], cs_kind_name(kind));
         return cli_fail(ctx, "%s: cannot compute the %s key", pos.args[0], cs_kind_name(kind));
+    }
 
     cs_db *db = cli_begin_write(ctx);
-    if (db == NULL)
+    if (db == NULL) {
+        X509_free(leaf);
         return CLI_FAIL;
+    }
     int64_t id = 0;
-    st = add_mapping(ctx, db, &spec, o.create_account, &id);
+    st = bind_to_issuing_pin(ctx, db, leaf, pos.args[0], &spec, pin_fp);
+    X509_free(leaf);
+    if (st == CS_OK)
+        st = add_mapping(ctx, db, &spec, o.create_account, &id);
     if (st == CS_OK && o.not_issued_before != NULL) {
         cs_mapping_ref ref = {.id = id};
         if ((st = cs_mapping_set_not_issued_before_created(db, &ref, 1)) != CS_OK)
@@ -207,6 +240,7 @@ static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *
     cli_put_json_string(stdout, m->account);
     printf(",\"enabled\":%s,\"pin\":", m->enabled ? "true" : "false");
     cli_put_json_string(stdout, m->pin_fp);
+    printf(",\"unbound\":%s", cs_mapping_unbound(m) ? "true" : "false");
     printf(",\"not_before\":");
     cli_put_json_time(stdout, m->not_before);
     printf(",\"not_after\":");
@@ -244,6 +278,8 @@ static int print_mapping(const cs_mapping *m, void *arg)
         printf(" note=");
         cli_put_text(stdout, m->note);
     }
+    if (cs_mapping_unbound(m))
+        printf(" unbound: never matches, re-add with --pin");
     putchar('\n');
     return 0;
 }
@@ -297,7 +333,13 @@ static const cli_command map_subcommands[] = {
      "                       issuer-serial  issuer name and serial number\n"
      "                       ski            Subject Key Identifier\n"
      "                       spki           SHA-256 of the public key (survives renewal)\n"
-     "  --pin FP           only when issued by this pinned CA\n"
+     "  --pin FP           the pinned CA the mapping is bound to: it applies only\n"
+     "                     to certificates that CA issued. ski and issuer-serial\n"
+     "                     mappings are always bound (a CA writes any SKI, a CA\n"
+     "                     with the same DN can repeat a serial): without --pin,\n"
+     "                     to the one pin whose key verifies CERT's signature\n"
+     "                     (refused when none or several do). cert and spki\n"
+     "                     mappings without --pin apply under every pin.\n"
      "  --not-before T     mapping valid from T (YYYY-MM-DD or RFC 3339)\n"
      "  --not-after T      mapping valid until T\n"
      "  --note TEXT        free text kept with the mapping\n"
@@ -315,7 +357,10 @@ static const cli_command map_subcommands[] = {
     {"ls", "list mappings", run_map_ls,
      "Usage: certstore map ls [--account NAME] [--json]\n"
      "\n"
-     "List mappings, ordered by id.\n"
+     "List mappings, ordered by id. A ski or issuer-serial mapping bound to no\n"
+     "pin (made before binding was required) is flagged 'unbound: never\n"
+     "matches, re-add with --pin' (JSON: \"unbound\":true): the policy never\n"
+     "applies it.\n"
      "\n"
      "  --account NAME   only this account's mappings\n"
      "  --json           one JSON array of objects\n"},

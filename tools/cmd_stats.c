@@ -12,6 +12,7 @@ static void print_stats_text(const cs_stats *s)
            (long long)s->mappings_enabled);
     for (int k = 0; k < CS_KIND_COUNT; k++)
         printf("mappings-%s: %lld\n", cs_kind_name((cs_kind)k), (long long)s->by_kind[k]);
+    printf("mappings-unbound: %lld\n", (long long)s->unbound);
 }
 
 static void print_stats_json(const cs_stats *s)
@@ -25,7 +26,7 @@ static void print_stats_json(const cs_stats *s)
     for (int k = 0; k < CS_KIND_COUNT; k++)
         printf("%s\"%s\":%lld", k == 0 ? "" : ",", cs_kind_name((cs_kind)k),
                (long long)s->by_kind[k]);
-    printf("}}\n");
+    printf("},\"mappings_unbound\":%lld}\n", (long long)s->unbound);
 }
 
 static int run_stats(cli_ctx *ctx, int argc, char **argv)

@@ -6,11 +6,12 @@
  *       the test PKI in DIR (each with its own P-256 key), PEM, for the
  *       decision benchmark: distinct leaves touch distinct database pages.
  *   bench_gen csv --count N --issuer CA.pem --out FILE [--real PEM:ACCOUNT]...
- *       An import CSV (kind,key,account) with a cert mapping for every
+ *       An import CSV (kind,key,account,pin) with a cert mapping for every
  *       certificate of each --real file, then N synthetic mappings with
  *       deterministic pseudo-random keys: 60% cert, 20% spki, 10%
  *       issuer-serial (under CA.pem, as a real partner CA's would be), 10%
- *       ski; eight mappings per account.
+ *       ski; eight mappings per account. issuer-serial and ski rows are
+ *       bound to CA.pem's pin, as import requires.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,32 +190,44 @@ static int write_real(FILE *out, const char *spec)
         fputs("cert,", out);
         put_hex(out, md, md_len);
         if (n == 1)
-            fprintf(out, ",%s\n", colon + 1);
+            fprintf(out, ",%s,\n", colon + 1);
         else
-            fprintf(out, ",%s-%05d\n", colon + 1, i);
+            fprintf(out, ",%s-%05d,\n", colon + 1, i);
     }
     sk_X509_pop_free(certs, X509_free);
     return 1;
 }
 
-static int issuer_hash_hex(const char *ca_pem, char hex[2 * SHA256_DIGEST_LENGTH + 1])
+static void sha256_hex(const unsigned char *data, size_t len,
+                       char hex[2 * SHA256_DIGEST_LENGTH + 1])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(data, len, md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The SHA-256 of CA.pem's subject name (issuer-serial keys) and of its DER (its pin). */
+static int issuer_hex(const char *ca_pem, char name_hex[2 * SHA256_DIGEST_LENGTH + 1],
+                      char pin_hex[2 * SHA256_DIGEST_LENGTH + 1])
 {
     STACK_OF(X509) *certs = bench_load_certs(ca_pem);
+    X509 *ca = certs != NULL ? sk_X509_value(certs, 0) : NULL;
     const unsigned char *der = NULL;
     size_t der_len = 0;
-    int ok = certs != NULL &&
-             X509_NAME_get0_der(X509_get_subject_name(sk_X509_value(certs, 0)), &der, &der_len);
+    unsigned char *ca_der = NULL;
+    int ca_len = ca != NULL ? i2d_X509(ca, &ca_der) : -1;
+    int ok = ca_len > 0 && X509_NAME_get0_der(X509_get_subject_name(ca), &der, &der_len);
     if (ok) {
-        unsigned char md[SHA256_DIGEST_LENGTH];
-        SHA256(der, der_len, md);
-        for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-            snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        sha256_hex(der, der_len, name_hex);
+        sha256_hex(ca_der, (size_t)ca_len, pin_hex);
     }
+    OPENSSL_free(ca_der);
     sk_X509_pop_free(certs, X509_free);
     return ok;
 }
 
-static void write_synthetic(FILE *out, long count, const char *issuer_hex)
+static void write_synthetic(FILE *out, long count, const char *issuer_hex, const char *pin_hex)
 {
     uint64_t state = 0x5eedc0de2024ULL;
     for (long i = 0; i < count; i++) {
@@ -237,7 +250,7 @@ static void write_synthetic(FILE *out, long count, const char *issuer_hex)
             put_random_hex(out, &state, 32, 0);
             break;
         }
-        fprintf(out, ",partner-%07ld\n", i / MAPPINGS_PER_ACCOUNT);
+        fprintf(out, ",partner-%07ld,%s\n", i / MAPPINGS_PER_ACCOUNT, i % 10 >= 8 ? pin_hex : "");
     }
 }
 
@@ -249,10 +262,10 @@ static int gen_csv(int argc, char **argv)
     long count = count_text != NULL && strcmp(count_text, "0") == 0
                      ? 0
                      : bench_opt_long(argc, argv, "--count", -1);
-    char issuer_hex[2 * SHA256_DIGEST_LENGTH + 1];
+    char name_hex[2 * SHA256_DIGEST_LENGTH + 1], pin_hex[2 * SHA256_DIGEST_LENGTH + 1];
     if (out_path == NULL || issuer == NULL || count < 0)
         return usage();
-    if (!issuer_hash_hex(issuer, issuer_hex)) {
+    if (!issuer_hex(issuer, name_hex, pin_hex)) {
         fprintf(stderr, "bench_gen: cannot read %s\n", issuer);
         return 1;
     }
@@ -263,14 +276,14 @@ static int gen_csv(int argc, char **argv)
     }
     static char buffer[1 << 20];
     setvbuf(out, buffer, _IOFBF, sizeof(buffer));
-    fputs("kind,key,account\n", out);
+    fputs("kind,key,account,pin\n", out);
     int ok = 1;
     for (int i = 1; ok && i + 1 < argc; i++) {
         if (strcmp(argv[i], "--real") == 0)
             ok = write_real(out, argv[++i]);
     }
     if (ok)
-        write_synthetic(out, count, issuer_hex);
+        write_synthetic(out, count, name_hex, pin_hex);
     if (fclose(out) != 0 || !ok) {
         fprintf(stderr, "bench_gen: writing %s failed\n", out_path);
         return 1;

@@ -37,6 +37,7 @@ typedef struct {
     pki_role role;
     const char *key_from;    /* reuse this credential's key */
     const char *serial_from; /* reuse this credential's serial */
+    const char *ski_from;    /* carry this credential's Subject Key Identifier */
     int expired;
     int writes_chain; /* NAME-chain.pem: leaf + issuing intermediate */
 } pki_spec;
@@ -45,22 +46,26 @@ typedef struct {
 
 /* Build order matters: issuers and key/serial donors come first. */
 static const pki_spec pki_specs[] = {
-    {"root", CRED(root), NULL, "certstore Test Root", ROLE_ROOT, NULL, NULL, 0, 0},
-    {"ca-a", CRED(ca_a), "root", "Partner CA A", ROLE_CA, NULL, NULL, 0, 0},
-    {"ca-b", CRED(ca_b), "root", "Partner CA B", ROLE_CA, NULL, NULL, 0, 0},
+    {"root", CRED(root), NULL, "certstore Test Root", ROLE_ROOT, NULL, NULL, NULL, 0, 0},
+    {"ca-a", CRED(ca_a), "root", "Partner CA A", ROLE_CA, NULL, NULL, NULL, 0, 0},
+    {"ca-b", CRED(ca_b), "root", "Partner CA B", ROLE_CA, NULL, NULL, NULL, 0, 0},
     /* Same subject DN as ca-a: pins must match by fingerprint, not by name. */
-    {"ca-twin", CRED(ca_twin), "root", "Partner CA A", ROLE_CA, NULL, NULL, 0, 0},
-    {"server", CRED(server), "root", "localhost", ROLE_SERVER, NULL, NULL, 0, 0},
-    {"alice", CRED(alice), "ca-a", "alice", ROLE_CLIENT, NULL, NULL, 0, 1},
-    {"alice-renewed", CRED(alice_renewed), "ca-a", "alice", ROLE_CLIENT, "alice", NULL, 0, 1},
-    {"bob", CRED(bob), "ca-a", "bob", ROLE_CLIENT, NULL, NULL, 0, 1},
-    {"carol", CRED(carol), "ca-b", "carol", ROLE_CLIENT, NULL, NULL, 0, 1},
+    {"ca-twin", CRED(ca_twin), "root", "Partner CA A", ROLE_CA, NULL, NULL, NULL, 0, 0},
+    /* ca-a renewed with the same DN and key: it verifies every ca-a leaf too. */
+    {"ca-a-renewed", CRED(ca_a_renewed), "root", "Partner CA A", ROLE_CA, "ca-a", NULL, NULL, 0, 0},
+    {"server", CRED(server), "root", "localhost", ROLE_SERVER, NULL, NULL, NULL, 0, 0},
+    {"alice", CRED(alice), "ca-a", "alice", ROLE_CLIENT, NULL, NULL, NULL, 0, 1},
+    {"alice-renewed", CRED(alice_renewed), "ca-a", "alice", ROLE_CLIENT, "alice", NULL, NULL, 0, 1},
+    {"bob", CRED(bob), "ca-a", "bob", ROLE_CLIENT, NULL, NULL, NULL, 0, 1},
+    {"carol", CRED(carol), "ca-b", "carol", ROLE_CLIENT, NULL, NULL, NULL, 0, 1},
     /* Same issuer DN and serial as alice: issuer-serial alone cannot tell them apart. */
-    {"mallory", CRED(mallory), "ca-twin", "mallory", ROLE_CLIENT, NULL, "alice", 0, 1},
-    {"expired", CRED(expired), "ca-a", "expired", ROLE_CLIENT, NULL, NULL, 1, 1},
-    {"noclient", CRED(noclient), "ca-a", "noclient", ROLE_SERVER_ONLY, NULL, NULL, 0, 1},
-    {"selfsigned", CRED(selfsigned), NULL, "selfsigned", ROLE_CLIENT, NULL, NULL, 0, 0},
-    {"direct", CRED(direct), "root", "direct", ROLE_CLIENT, NULL, NULL, 0, 0},
+    {"mallory", CRED(mallory), "ca-twin", "mallory", ROLE_CLIENT, NULL, "alice", NULL, 0, 1},
+    /* Another partner CA's leaf with its own key and alice's SKI (a CA writes any SKI). */
+    {"eve", CRED(eve), "ca-b", "eve", ROLE_CLIENT, NULL, NULL, "alice", 0, 1},
+    {"expired", CRED(expired), "ca-a", "expired", ROLE_CLIENT, NULL, NULL, NULL, 1, 1},
+    {"noclient", CRED(noclient), "ca-a", "noclient", ROLE_SERVER_ONLY, NULL, NULL, NULL, 0, 1},
+    {"selfsigned", CRED(selfsigned), NULL, "selfsigned", ROLE_CLIENT, NULL, NULL, NULL, 0, 0},
+    {"direct", CRED(direct), "root", "direct", ROLE_CLIENT, NULL, NULL, NULL, 0, 0},
 };
 #define PKI_SPEC_COUNT (sizeof(pki_specs) / sizeof(pki_specs[0]))
 
@@ -181,13 +186,33 @@ static int add_role_extensions(X509 *cert, X509V3_CTX *ctx, pki_role role)
     return 0;
 }
 
+/* The donor's SKI as "AB:CD:..." for the config syntax; "hash" without a donor. */
+static int ski_value(const testpki_cred *donor, char *buf, size_t buflen)
+{
+    const ASN1_OCTET_STRING *ski = donor ? X509_get0_subject_key_id(donor->cert) : NULL;
+    char *hex;
+
+    if (donor == NULL) {
+        snprintf(buf, buflen, "hash");
+        return 1;
+    }
+    if (ski == NULL ||
+        (hex = OPENSSL_buf2hexstr(ASN1_STRING_get0_data(ski), ASN1_STRING_length(ski))) == NULL)
+        return 0;
+    snprintf(buf, buflen, "%s", hex);
+    OPENSSL_free(hex);
+    return 1;
+}
+
 /* SKI first: a self-signed certificate's AKI is computed from its own SKI. */
-static int add_extensions(X509 *cert, X509 *issuer, pki_role role)
+static int add_extensions(X509 *cert, X509 *issuer, pki_role role, const testpki_cred *ski_donor)
 {
     X509V3_CTX ctx;
+    char ski[3 * 64 + 8];
 
     X509V3_set_ctx(&ctx, issuer ? issuer : cert, cert, NULL, NULL, 0);
-    return add_extension(cert, &ctx, NID_subject_key_identifier, "hash") &&
+    return ski_value(ski_donor, ski, sizeof(ski)) &&
+           add_extension(cert, &ctx, NID_subject_key_identifier, ski) &&
            add_extension(cert, &ctx, NID_authority_key_identifier, "keyid:always") &&
            add_role_extensions(cert, &ctx, role);
 }
@@ -206,6 +231,7 @@ static int build_cred(testpki *pki, const pki_spec *spec, int rsa)
     const testpki_cred *key_donor = spec->key_from ? testpki_get(pki, spec->key_from) : NULL;
     const testpki_cred *serial_donor =
         spec->serial_from ? testpki_get(pki, spec->serial_from) : NULL;
+    const testpki_cred *ski_donor = spec->ski_from ? testpki_get(pki, spec->ski_from) : NULL;
     EVP_PKEY *sign_key;
 
     if (key_donor != NULL) {
@@ -223,7 +249,7 @@ static int build_cred(testpki *pki, const pki_spec *spec, int rsa)
            X509_set_issuer_name(cred->cert, issuer ? X509_get_subject_name(issuer->cert)
                                                    : X509_get_subject_name(cred->cert)) &&
            X509_set_pubkey(cred->cert, cred->key) &&
-           add_extensions(cred->cert, issuer ? issuer->cert : NULL, spec->role) &&
+           add_extensions(cred->cert, issuer ? issuer->cert : NULL, spec->role, ski_donor) &&
            X509_sign(cred->cert, sign_key, EVP_sha256()) > 0;
 }
 

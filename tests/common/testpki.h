@@ -5,7 +5,7 @@
  *
  * Layout written by testpki_write() (all PEM):
  *   root.pem/.key, roots.pem (copy of root.pem)
- *   ca-a, ca-b, ca-twin (.pem/.key)   intermediates under root
+ *   ca-a, ca-b, ca-twin, ca-a-renewed (.pem/.key)  intermediates under root
  *   server.pem/.key                   CN=localhost, issued by root
  *   NAME.pem, NAME.key, NAME-chain.pem for the client leaves
  *   selfsigned.pem/.key, direct.pem/.key
@@ -30,12 +30,14 @@ typedef struct {
     testpki_cred ca_a;          /* "Partner CA A": the one tests pin */
     testpki_cred ca_b;          /* another intermediate under root, not pinned */
     testpki_cred ca_twin;       /* same subject DN as ca_a, different key */
+    testpki_cred ca_a_renewed;  /* ca_a renewed: same subject DN and key */
     testpki_cred server;        /* CN=localhost, SAN localhost + 127.0.0.1 */
     testpki_cred alice;         /* ca_a, clientAuth */
     testpki_cred alice_renewed; /* ca_a, alice's key, new serial */
     testpki_cred bob;           /* ca_a, clientAuth */
     testpki_cred carol;         /* ca_b, clientAuth */
     testpki_cred mallory;       /* ca_twin, alice's issuer DN and serial */
+    testpki_cred eve;           /* ca_b, its own key but alice's SKI */
     testpki_cred expired;       /* ca_a, notAfter in the past */
     testpki_cred noclient;      /* ca_a, EKU serverAuth only */
     testpki_cred selfsigned;    /* self-signed, clientAuth */

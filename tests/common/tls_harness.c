@@ -60,13 +60,19 @@ void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *
                  cs_kind kind, int64_t not_before, int64_t not_after)
 {
     cs_mapping_spec spec;
+    char issuer_fp[CS_FP_HEX_LEN + 1];
+    X509 *cert = testpki_get(h->pki, leaf)->cert;
 
     memset(&spec, 0, sizeof(spec));
-    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, testpki_get(h->pki, leaf)->cert, kind),
-                     CS_OK);
+    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, cert, kind), CS_OK);
     spec.account = account;
     spec.not_before = not_before;
     spec.not_after = not_after;
+    /* ski and issuer-serial: bound to the pin that issued the leaf, as `map add` binds them. */
+    if (cs_kind_needs_pin(kind)) {
+        ck_assert_msg(cs_pin_find_issuer(db, cert, issuer_fp) == CS_OK, "%s", cs_db_errmsg(db));
+        spec.pin_fp = issuer_fp;
+    }
     ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
 }
 

@@ -79,11 +79,17 @@ static void map_leaf(const char *leaf_name, cs_kind kind, const char *account)
 {
     X509 *leaf = load_cert(leaf_name);
     cs_mapping_spec spec;
+    char issuer_fp[CS_FP_HEX_LEN + 1];
 
     memset(&spec, 0, sizeof(spec));
     require(cs_mapping_spec_from_cert(&spec, leaf, kind) == CS_OK);
     spec.account = account;
     spec.not_before = spec.not_after = CS_TIME_NONE;
+    /* ski and issuer-serial: bound to the pin that issued the leaf, as `map add` binds them. */
+    if (cs_kind_needs_pin(kind)) {
+        require(cs_pin_find_issuer(db, leaf, issuer_fp) == CS_OK);
+        spec.pin_fp = issuer_fp;
+    }
     require(cs_mapping_add(db, &spec, 1, NULL) == CS_OK);
     X509_free(leaf);
 }

@@ -130,7 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0; /* size 0 on older C libraries */
     require(cs_db_begin(db, "fuzz_import") == CS_OK);
     memset(&result, 0, sizeof(result));
-    imported = cs_import(db, in, CS_IMPORT_AUTO, &result, NULL, NULL);
+    imported = cs_import(db, in, CS_IMPORT_AUTO, NULL, &result, NULL, NULL);
     fclose(in);
     require(imported == CS_OK || imported == CS_INVALID);
     if (imported == CS_OK) {

@@ -47,15 +47,21 @@ static tls_harness fx;
 
 /* ---- store set-up ---------------------------------------------------------- */
 
+/* ski and issuer-serial are bound to the pin that issued the leaf, as `map add` binds them. */
 static void map_cert(cs_db *db, X509 *leaf, const char *account, cs_kind kind)
 {
     cs_mapping_spec spec;
+    char issuer_fp[CS_FP_HEX_LEN + 1];
 
     memset(&spec, 0, sizeof(spec));
     ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, leaf, kind), CS_OK);
     spec.account = account;
     spec.not_before = CS_TIME_NONE;
     spec.not_after = CS_TIME_NONE;
+    if (cs_kind_needs_pin(kind)) {
+        ck_assert_msg(cs_pin_find_issuer(db, leaf, issuer_fp) == CS_OK, "%s", cs_db_errmsg(db));
+        spec.pin_fp = issuer_fp;
+    }
     ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
 }
 
@@ -504,6 +510,36 @@ START_TEST(test_twin_ca_with_issuer_serial_mapping_rejected)
     ck_assert_int_eq(out.have_account && out.account[0] != '\0', 0);
     assert_log_count("result=accept", 1); /* alice's, nothing else */
     assert_log_count("result=reject reason=issuer-not-pinned", 2);
+}
+END_TEST
+
+/*
+ * Three partner CAs pinned. eve: ca-b's leaf carrying alice's SKI with its
+ * own key (a CA writes any SKI); mallory: ca-twin's leaf with alice's issuer
+ * DN and serial. alice's ski and issuer-serial mappings are bound to ca-a,
+ * so neither is alice.
+ */
+START_TEST(test_other_pinned_partner_ca_cannot_take_over_ski_or_issuer_serial)
+{
+    outcome out;
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+
+    pin_ca_a(db);
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_b.cert, "partner B", NULL), CS_OK);
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_twin.cert, "partner A twin", NULL), CS_OK);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_SKI);
+    map_leaf(db, "alice", ALICE_ACCOUNT, CS_KIND_ISSUER_SERIAL);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
+    make_default_server();
+
+    out = connect_as("alice");
+    assert_accepted(&out, "alice", ALICE_ACCOUNT);
+    out = connect_as("eve");
+    assert_policy_rejected(&out, "eve + [ca-b]", "no-mapping");
+    out = connect_as("mallory");
+    assert_policy_rejected(&out, "mallory + [ca-twin]", "no-mapping");
+    assert_log_count("result=accept", 1);
 }
 END_TEST
 
@@ -1083,6 +1119,7 @@ static Suite *attacks_suite(void)
     tcase_add_test(chains, test_pinned_ca_instead_of_real_issuer_fails_verification);
     tcase_add_test(chains, test_twin_ca_with_issuer_serial_mapping_rejected);
     tcase_add_test(chains, test_twin_leaf_with_real_ca_fails_verification);
+    tcase_add_test(chains, test_other_pinned_partner_ca_cannot_take_over_ski_or_issuer_serial);
     tcase_add_test(chains, test_root_issued_mapped_leaf_rejected);
     tcase_add_test(chains, test_trusted_mapped_selfsigned_leaf_rejected);
     tcase_add_test(chains, test_leaf_without_client_auth_fails_verification);

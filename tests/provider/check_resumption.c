@@ -204,9 +204,116 @@ START_TEST(test_client_hello_after_narrowing_not_resumed)
 }
 END_TEST
 
-/* ---- nothing narrowed: resumption keeps working ------------------------------------ */
+/* ---- writes that add and still narrow ------------------------------------------------ */
 
-/* Widening changes: a new pin, a new mapping. Neither may stop resumption. */
+/*
+ * Each scenario: a store in which alice is accepted, then one write that
+ * only adds a row and yet changes her decision. Sessions made before it
+ * must be decided again: rejected, or accepted as the new account.
+ */
+typedef struct {
+    const char *name;
+    void (*store)(cs_db *db); /* after ca-a is pinned */
+    void (*write)(cs_db *db);
+    const char *reject_reason; /* NULL: accepted as `account` */
+    const char *account;
+} adding_write;
+
+static void store_spki(cs_db *db)
+{
+    th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_SPKI, CS_TIME_NONE, CS_TIME_NONE);
+}
+
+static void store_spki_and_closed_account(cs_db *db)
+{
+    store_spki(db);
+    ck_assert_int_eq(cs_account_add(db, "closed", NULL), CS_OK);
+    ck_assert_int_eq(cs_account_set_enabled(db, "closed", 0), CS_OK);
+}
+
+static void add_rule(cs_db *db, const char *account, int64_t priority, const char *subject)
+{
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_rule_spec rule = {.action = CS_RULE_ALLOW,
+                         .account = account,
+                         .pin_fp = fp,
+                         .priority = priority,
+                         .subject = subject};
+
+    ck_assert(cs_fp_of_cert(fx.pki->ca_a.cert, fp));
+    ck_assert_msg(cs_rule_add(db, &rule, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
+}
+
+static void store_partner_rule(cs_db *db)
+{
+    add_rule(db, "partner", CS_RULE_PRIORITY_DEFAULT, "O=certstore tests");
+}
+
+static void add_cert_mapping_not_yet_valid(cs_db *db)
+{
+    th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, (int64_t)time(NULL) + 3600,
+                CS_TIME_NONE);
+}
+
+static void add_issuer_serial_to_closed_account(cs_db *db)
+{
+    th_map_leaf(&fx, db, "alice", "closed", CS_KIND_ISSUER_SERIAL, CS_TIME_NONE, CS_TIME_NONE);
+}
+
+static void add_rule_ahead(cs_db *db)
+{
+    add_rule(db, "other", 1, "CN=alice");
+}
+
+static const adding_write adding_writes[] = {
+    {"cert mapping not yet valid over spki", store_spki, add_cert_mapping_not_yet_valid,
+     "mapping-not-yet-valid", NULL},
+    {"issuer-serial mapping to a disabled account", store_spki_and_closed_account,
+     add_issuer_serial_to_closed_account, "account-disabled", NULL},
+    {"rule ahead of the allow rule", store_partner_rule, add_rule_ahead, NULL, "other"},
+};
+#define N_ADDING ((int)(sizeof(adding_writes) / sizeof(adding_writes[0])))
+
+START_TEST(test_adding_write_makes_session_decide_again)
+{
+    const resumption_kind *k = &resumption_kinds[_i % N_KINDS];
+    const adding_write *w = &adding_writes[_i / N_KINDS];
+    char fp[CS_FP_HEX_LEN + 1], want[128];
+    SSL_CTX *client;
+    th_outcome first, again;
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
+    w->store(db);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
+    client = first_handshake(k, &first);
+    db = th_store_begin(fx.db, SUITE_NAME);
+    w->write(db);
+    th_store_commit(db);
+    again = th_connect_with(&fx, client, first.session, 0);
+    ck_assert_msg(!again.reused, "%s, %s: resumed", k->name, w->name);
+    if (w->reject_reason != NULL) {
+        ck_assert_msg(!again.ok, "%s, %s: accepted", k->name, w->name);
+        snprintf(want, sizeof(want), "result=reject reason=%s", w->reject_reason);
+        th_assert_log_has(&fx, want);
+    } else {
+        ck_assert_msg(again.ok && again.have_account, "%s, %s: rejected", k->name, w->name);
+        ck_assert_str_eq(again.account, w->account);
+    }
+    SSL_SESSION_free(first.session);
+    SSL_CTX_free(client);
+}
+END_TEST
+
+/* ---- every policy write re-decides; a commit of none keeps resumption ------------- */
+
+/*
+ * Writes that only widen here: a new pin, a new mapping. Elsewhere the same
+ * writes narrow (a cert mapping shadows an spki one, a rule goes ahead of
+ * another), and the generation cannot tell which: every policy write makes
+ * sessions decide again, in a full handshake.
+ */
 static void pin_another_ca(void)
 {
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
@@ -224,10 +331,21 @@ static void map_another_client(void)
     th_store_commit(db);
 }
 
-START_TEST(test_resumption_survives_widening_change)
+/* A commit that writes no policy row: enabling the pin that is enabled (a change-log row). */
+static void enable_enabled_pin(void)
+{
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+    char fp[CS_FP_HEX_LEN + 1];
+
+    ck_assert(cs_fp_of_cert(fx.pki->ca_a.cert, fp));
+    ck_assert_int_eq(cs_pin_set_enabled(db, fp, 1), CS_OK);
+    th_store_commit(db);
+}
+
+START_TEST(test_policy_write_makes_session_decide_again)
 {
     const resumption_kind *k = &resumption_kinds[_i];
-    th_connect_opts late_widening = {.sni = "localhost", .before = map_another_client};
+    th_connect_opts late_write = {.sni = "localhost", .before = map_another_client};
     SSL_CTX *client;
     th_outcome first, again, late;
 
@@ -236,11 +354,35 @@ START_TEST(test_resumption_survives_widening_change)
     client = first_handshake(k, &first);
     pin_another_ca();
     again = th_connect_with(&fx, client, first.session, 1);
-    ck_assert_msg(again.ok && again.reused, "%s: no resumption after a widening change", k->name);
+    ck_assert_msg(again.ok && !again.reused, "%s: resumed after a policy write", k->name);
+    ck_assert_msg(again.have_account, "%s: no account after deciding again", k->name);
+    ck_assert_str_eq(again.account, ALICE_ACCOUNT);
+    late = th_connect_ex(&fx, client, again.session, 0, &late_write);
+    ck_assert_msg(late.ok && !late.reused, "%s: resumed after a policy write", k->name);
+    SSL_SESSION_free(first.session);
+    SSL_SESSION_free(again.session);
+    SSL_SESSION_free(late.session);
+    SSL_CTX_free(client);
+}
+END_TEST
+
+START_TEST(test_resumption_survives_commit_without_policy_write)
+{
+    const resumption_kind *k = &resumption_kinds[_i];
+    th_connect_opts late_commit = {.sni = "localhost", .before = enable_enabled_pin};
+    SSL_CTX *client;
+    th_outcome first, again, late;
+
+    store_standard();
+    th_load_provider_with(&fx, "");
+    client = first_handshake(k, &first);
+    enable_enabled_pin();
+    again = th_connect_with(&fx, client, first.session, 1);
+    ck_assert_msg(again.ok && again.reused, "%s: no resumption after a commit of nothing", k->name);
     ck_assert_msg(again.have_account, "%s: no account on resumption", k->name);
     ck_assert_str_eq(again.account, ALICE_ACCOUNT);
-    late = th_connect_ex(&fx, client, again.session, 0, &late_widening);
-    ck_assert_msg(late.ok && late.reused, "%s: a widening change stopped resumption", k->name);
+    late = th_connect_ex(&fx, client, again.session, 0, &late_commit);
+    ck_assert_msg(late.ok && late.reused, "%s: a commit of nothing stopped resumption", k->name);
     SSL_SESSION_free(first.session);
     SSL_SESSION_free(again.session);
     SSL_CTX_free(client);
@@ -409,10 +551,14 @@ static Suite *resumption_suite(void)
 
     tcase_add_checked_fixture(narrowing, setup, teardown);
     tcase_add_loop_test(narrowing, test_client_hello_after_narrowing_not_resumed, 0, N_KINDS);
+    tcase_add_loop_test(narrowing, test_adding_write_makes_session_decide_again, 0,
+                        N_KINDS * N_ADDING);
     suite_add_tcase(s, narrowing);
 
     tcase_add_checked_fixture(still_works, setup, teardown);
-    tcase_add_loop_test(still_works, test_resumption_survives_widening_change, 0, N_KINDS);
+    tcase_add_loop_test(still_works, test_policy_write_makes_session_decide_again, 0, N_KINDS);
+    tcase_add_loop_test(still_works, test_resumption_survives_commit_without_policy_write, 0,
+                        N_KINDS);
     tcase_add_loop_test(still_works, test_chained_resumption_works_when_nothing_narrowed, 0,
                         N_KINDS);
     suite_add_tcase(s, still_works);

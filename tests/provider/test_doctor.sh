@@ -256,6 +256,19 @@ doctor srvgood --server nginx --config "$work/good.cnf"
 expect_rc srvgood 0
 expect_line srvgood "certstore is enforcing with this configuration"
 
+# ---- an unbound ski mapping (a store from before binding): inert, and said so ----
+# Written past the CLI, which refuses it; the trigger bumps the generation.
+ski=$(openssl x509 -in "$pki/bob.pem" -noout -ext subjectKeyIdentifier | tail -n 1 | tr -d ' :')
+sqlite3 "$db" "INSERT INTO mappings (kind, key, account_id, created)
+               VALUES (2, x'$ski', (SELECT id FROM accounts WHERE name = 'alice'), 1)"
+doctor unbound --config "$work/good.cnf"
+expect_rc unbound 0
+expect_line unbound "WARN store: 1 ski/issuer-serial mappings are unbound: they never match; re-add them with --pin"
+"$CERTSTORE_BIN" --db "$db" map ls >"$work/unbound-ls.out"
+grep -q "unbound: never matches, re-add with --pin" "$work/unbound-ls.out" ||
+    fail "map ls does not flag the unbound mapping"
+sqlite3 "$db" "DELETE FROM mappings WHERE kind = 2"
+
 # ---- usage ------------------------------------------------------------------------
 doctor usage --config "$work/good.cnf" --chain "$pki/alice-chain.pem"
 expect_rc usage 2

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "cs_store.h"
 #include "testpki.h"
@@ -157,7 +158,8 @@ static int wait_bounded(pid_t pid)
     return -1;
 }
 
-static int run_cli_v(const run_opts *o, const char *db, va_list ap)
+/* Run the CLI with args (NULL-terminated); db NULL: no --db. */
+static int run_cli_args(const run_opts *o, const char *db, const char *const *args)
 {
     char *argv[32];
     int argc = 0;
@@ -166,10 +168,9 @@ static int run_cli_v(const run_opts *o, const char *db, va_list ap)
         argv[argc++] = "--db";
         argv[argc++] = (char *)db;
     }
-    const char *arg;
-    while ((arg = va_arg(ap, const char *)) != NULL) {
+    for (; *args != NULL; args++) {
         ck_assert_int_lt(argc, 31);
-        argv[argc++] = (char *)arg;
+        argv[argc++] = (char *)*args;
     }
     argv[argc] = NULL;
 
@@ -188,6 +189,19 @@ static int run_cli_v(const run_opts *o, const char *db, va_list ap)
     unlink(out);
     unlink(err);
     return last.status;
+}
+
+static int run_cli_v(const run_opts *o, const char *db, va_list ap)
+{
+    const char *args[32];
+    int n = 0;
+    const char *arg;
+    while ((arg = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, 28);
+        args[n++] = arg;
+    }
+    args[n] = NULL;
+    return run_cli_args(o, db, args);
 }
 
 /* certstore --db <db> ARGS... (NULL-terminated); db NULL: no --db. */
@@ -682,10 +696,12 @@ START_TEST(test_map_lifecycle)
     cli("map", "rm", "1");
     assert_one_line_failure(1, "no such mapping");
 
-    /* The other kinds, each from a certificate file. */
+    /* The other kinds, each from a certificate file; issuer-serial and ski bind to ca-a. */
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
     ck_assert_int_eq(
         cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--kind", "issuer-serial"),
         0);
+    assert_out_has(fp_of("ca-a"));
     ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--kind", "ski",
                          "--create-account"),
                      0);
@@ -860,21 +876,317 @@ START_TEST(test_check_der_leaf_and_chain_order)
 }
 END_TEST
 
+/* ---- ski and issuer-serial: bound to the pin that issued them --------------- */
+
+/* ca-a, ca-b and ca-twin pinned: three partner CAs, two with the same DN. */
+static void init_three_partner_cas(void)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-twin.pem")), 0);
+}
+
+/* The key of `kind` of a test certificate as `certstore` prints it. */
+static const char *key_text(const char *name, cs_kind kind)
+{
+    static char bufs[4][2 * CS_KEY_MAX + 2];
+    static int next;
+    char *buf = bufs[next++ % 4];
+    cs_key key;
+    ck_assert_int_eq(cs_key_from_cert(pki_cert(name), kind, &key), CS_OK);
+    cs_key_format(kind, &key, buf, sizeof(bufs[0]));
+    return buf;
+}
+
+START_TEST(test_map_add_binds_ski_and_issuer_serial_to_issuing_pin)
+{
+    init_three_partner_cas();
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice",
+                         "--create-account", "--kind", "ski"),
+                     0);
+    assert_out_has(fp_of("ca-a"));
+    /* ca-b's leaf with alice's SKI and its own key; the handshake proves only the key. */
+    assert_decision("eve-chain.pem", "reject no-mapping");
+    assert_decision("alice-chain.pem", "accept account=alice kind=ski");
+    ck_assert_int_eq(cli("map", "rm", pki_file("alice.pem"), "--kind", "ski"), 0);
+
+    ck_assert_int_eq(
+        cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--kind", "issuer-serial"),
+        0);
+    /* ca-twin's leaf with alice's issuer DN and serial. */
+    assert_decision("mallory-chain.pem", "reject no-mapping");
+    assert_decision("alice-chain.pem", "accept account=alice kind=issuer-serial");
+    ck_assert_int_eq(cli("map", "ls"), 0);
+    char want[200];
+    snprintf(want, sizeof(want), "pin=%s", fp_of("ca-a"));
+    assert_out_has(want);
+    ck_assert_ptr_null(strstr(last.out, "unbound"));
+}
+END_TEST
+
+START_TEST(test_map_add_refuses_without_one_issuing_pin)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
+    char *before = db_dump(db_path);
+    cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--create-account", "--kind",
+        "ski");
+    assert_one_line_failure(1, "no pinned CA issued this certificate");
+    assert_err_has("--pin");
+    assert_db_unchanged(before);
+    free(before);
+
+    /* ca-a and its renewal with the same DN and key both verify alice. */
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a-renewed.pem")), 0);
+    before = db_dump(db_path);
+    cli("map", "add", pki_file("alice.pem"), "--account", "alice", "--create-account", "--kind",
+        "issuer-serial");
+    assert_one_line_failure(1, "2 pinned CAs");
+    assert_err_has("--pin");
+    assert_db_unchanged(before);
+    free(before);
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice",
+                         "--create-account", "--kind", "issuer-serial", "--pin",
+                         fp_of("ca-a-renewed")),
+                     0);
+    /* cert and spki stay unbound unless asked: the handshake proves their key. */
+    ck_assert_int_eq(cli("map", "add", pki_file("alice.pem"), "--account", "alice"), 0);
+    ck_assert_int_eq(cli("map", "ls", "--json"), 0);
+    assert_out_has("\"kind\":\"cert\"");
+    assert_out_has("\"pin\":null");
+}
+END_TEST
+
+START_TEST(test_import_needs_pin_for_ski_and_issuer_serial)
+{
+    init_three_partner_cas();
+    char csv[800];
+    snprintf(csv, sizeof(csv), "kind,key,account\ncert,%s,bob\nski,%s,alice\n", fp_of("bob"),
+             key_text("alice", CS_KIND_SKI));
+    write_text(test_file("unbound.csv"), csv);
+    char *before = db_dump(db_path);
+    cli("import", test_file("unbound.csv"));
+    assert_one_line_failure(1, "line 3");
+    assert_err_has("needs a pin");
+    assert_db_unchanged(before);
+    free(before);
+
+    char jsonl[800];
+    snprintf(jsonl, sizeof(jsonl),
+             "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\"}\n",
+             key_text("alice", CS_KIND_ISSUER_SERIAL));
+    write_text(test_file("unbound.jsonl"), jsonl);
+    cli("import", test_file("unbound.jsonl"));
+    assert_one_line_failure(1, "needs a pin");
+
+    /* Bound by --pin, or by the pin column. */
+    ck_assert_int_eq(cli("import", test_file("unbound.csv"), "--pin", fp_of("ca-a")), 0);
+    snprintf(jsonl, sizeof(jsonl),
+             "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\",\"pin\":\"%s\"}\n",
+             key_text("alice", CS_KIND_ISSUER_SERIAL), fp_of("ca-a"));
+    write_text(test_file("bound.jsonl"), jsonl);
+    ck_assert_int_eq(cli("import", test_file("bound.jsonl")), 0);
+    assert_decision("eve-chain.pem", "reject no-mapping");
+    assert_decision("mallory-chain.pem", "reject no-mapping");
+    assert_decision("alice-chain.pem", "accept account=alice kind=issuer-serial");
+}
+END_TEST
+
+/* ---- every write bumps the policy generation -------------------------------- */
+
+static int64_t db_generation(void)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT generation FROM meta WHERE id = 1", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t g = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return g;
+}
+
+/*
+ * An argument of the table below: "@NAME" is the PKI file NAME, "%NAME" the
+ * fingerprint of PKI certificate NAME, "#NAME" the test file NAME.
+ */
+static const char *expand_arg(const char *arg)
+{
+    switch (arg[0]) {
+    case '@':
+        return pki_file(arg + 1);
+    case '%':
+        return fp_of(arg + 1);
+    case '#':
+        return test_file(arg + 1);
+    default:
+        return arg;
+    }
+}
+
+/*
+ * Every CLI command that writes, in an order where each succeeds. Some of
+ * them only widen access in this store; any of them can narrow it in
+ * another (a cert mapping with a later not-before shadows an spki one, an
+ * issuer-serial mapping to a disabled account, a rule ahead of another),
+ * so every one must bump the generation.
+ */
+static const char *const write_commands[][12] = {
+    {"pin", "add", "@ca-a.pem"},
+    {"pin", "add", "@ca-b.pem"},
+    {"pin", "disable", "%ca-b"},
+    {"pin", "enable", "%ca-b"},
+    {"account", "add", "acme"},
+    {"account", "disable", "acme"},
+    {"account", "enable", "acme"},
+    {"account", "add", "closed"},
+    {"account", "disable", "closed"},
+    {"map", "add", "@alice.pem", "--account", "acme", "--kind", "spki"},
+    {"map", "add", "@alice.pem", "--account", "acme", "--kind", "cert", "--not-before",
+     "2099-01-01"},
+    {"map", "add", "@alice.pem", "--account", "closed", "--kind", "issuer-serial"},
+    {"map", "add", "@alice.pem", "--account", "acme", "--kind", "ski"},
+    {"map", "add", "@bob.pem", "--account", "acme", "--not-issued-before", "created"},
+    {"map", "disable", "@alice.pem", "--kind", "cert"},
+    {"map", "enable", "@alice.pem", "--kind", "cert"},
+    {"map", "disable", "@alice.pem", "--kind", "issuer-serial"},
+    {"map", "enable", "@alice.pem", "--kind", "issuer-serial"},
+    {"map", "disable", "@alice.pem", "--kind", "ski"},
+    {"map", "enable", "@alice.pem", "--kind", "ski"},
+    {"map", "disable", "@alice.pem", "--kind", "spki"},
+    {"map", "enable", "@alice.pem", "--kind", "spki"},
+    {"rule", "add", "--pin", "%ca-a", "--account", "acme", "--subject", "O=certstore tests"},
+    {"rule", "add", "--pin", "%ca-a", "--account", "other", "--create-account", "--priority", "1"},
+    {"rule", "add", "--pin", "%ca-a", "--deny", "--subject", "CN=nobody"},
+    {"rule", "disable", "1"},
+    {"rule", "enable", "1"},
+    {"rule", "rm", "1"},
+    {"import", "#rows.csv"},
+    {"import", "#rows.jsonl", "--format", "jsonl"},
+    {"import", "#iis.config", "--format", "iis"},
+    {"import", "#altsec.tsv", "--format", "altsecid", "--pin", "%ca-a"},
+    {"map", "rm", "@alice.pem", "--kind", "cert"},
+    {"map", "rm", "@alice.pem", "--kind", "issuer-serial"},
+    {"map", "rm", "@alice.pem", "--kind", "ski"},
+    {"map", "rm", "@alice.pem", "--kind", "spki"},
+    {"account", "rm", "acme", "--cascade"},
+    {"account", "rm", "closed", "--cascade"},
+    {"pin", "rm", "%ca-b"},
+};
+
+/* The import files of write_commands: each maps a certificate no step maps otherwise. */
+static void write_import_files(void)
+{
+    char text[4096];
+    snprintf(text, sizeof(text), "kind,key,account\ncert,%s,carol\n", fp_of("carol"));
+    write_text(test_file("rows.csv"), text);
+    snprintf(text, sizeof(text), "{\"kind\":\"cert\",\"key\":\"%s\",\"account\":\"dave\"}\n",
+             fp_of("expired"));
+    write_text(test_file("rows.jsonl"), text);
+
+    unsigned char *der = NULL;
+    int len = i2d_X509(pki_cert("noclient"), &der);
+    ck_assert_int_gt(len, 0);
+    char *b64 = malloc((size_t)len * 2 + 8);
+    ck_assert_ptr_nonnull(b64);
+    EVP_EncodeBlock((unsigned char *)b64, der, len);
+    OPENSSL_free(der);
+    snprintf(text, sizeof(text),
+             "<configuration><system.webServer><security><authentication>"
+             "<iisClientCertificateMappingAuthentication enabled=\"true\"><oneToOneMappings>"
+             "<add enabled=\"true\" userName=\"CORP\\erin\" certificate=\"%s\" />"
+             "</oneToOneMappings></iisClientCertificateMappingAuthentication>"
+             "</authentication></security></system.webServer></configuration>\n",
+             b64);
+    free(b64);
+    write_text(test_file("iis.config"), text);
+
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(pki_cert("bob"));
+    ck_assert_ptr_nonnull(ski);
+    int n = snprintf(text, sizeof(text), "frank\tX509:<SKI>");
+    for (int i = 0; i < ASN1_STRING_length(ski); i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%02X", ASN1_STRING_get0_data(ski)[i]);
+    snprintf(text + n, sizeof(text) - (size_t)n, "\n");
+    write_text(test_file("altsec.tsv"), text);
+}
+
+START_TEST(test_every_write_command_bumps_generation)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    write_import_files();
+    for (size_t i = 0; i < sizeof(write_commands) / sizeof(write_commands[0]); i++) {
+        const char *args[13];
+        char shown[300] = "";
+        size_t n = 0;
+        for (; n < 12 && write_commands[i][n] != NULL; n++) {
+            args[n] = expand_arg(write_commands[i][n]);
+            strncat(shown, write_commands[i][n], sizeof(shown) - strlen(shown) - 2);
+            strcat(shown, " ");
+        }
+        args[n] = NULL;
+        int64_t before = db_generation();
+        run_opts o = {0};
+        ck_assert_msg(run_cli_args(&o, db_path, args) == 0, "%s: exit %d: %s", shown, last.status,
+                      last.err);
+        ck_assert_msg(db_generation() > before, "%s: generation stayed %lld", shown,
+                      (long long)before);
+    }
+    /* The per-row triggers are on again after the bulk imports. */
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM meta WHERE bulk_write = 0", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+END_TEST
+
+/* The change the generation exists for: a connection accepted before may not resume. */
+START_TEST(test_narrowing_by_adding_bumps_generation)
+{
+    init_with_alice();
+    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--kind", "spki",
+                         "--create-account"),
+                     0);
+    assert_decision("bob-chain.pem", "accept account=bob kind=spki");
+    int64_t g = db_generation();
+    ck_assert_int_eq(
+        cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--not-before", "2099-01-01"),
+        0);
+    assert_decision("bob-chain.pem", "reject mapping-not-yet-valid");
+    ck_assert_int_gt(db_generation(), g);
+}
+END_TEST
+
 /* ---- import, export, log, stats ------------------------------------------ */
 
 START_TEST(test_export_csv_round_trips_through_import)
 {
     init_with_alice();
+    /* Bound to ca-a by map add; the pin column carries the binding through. Added in the
+     * order import gives ids (by kind, then key), so the second export is the same text. */
+    ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--kind", "ski",
+                         "--create-account"),
+                     0);
     ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--kind", "spki",
-                         "--create-account", "--not-after", "2099-01-01", "--note",
-                         "a note, with \"quotes\"", "--pin", fp_of("ca-a")),
+                         "--not-after", "2099-01-01", "--note", "a note, with \"quotes\"", "--pin",
+                         fp_of("ca-a")),
                      0);
     ck_assert_int_eq(cli("export", "--format", "csv"), 0);
     static const char header[] =
         "kind,key,account,not_before,not_after,note,pin,enabled,account_enabled,"
         "not_issued_before,created\n";
     ck_assert_msg(strncmp(last.out, header, sizeof(header) - 1) == 0, "%s", last.out);
-    ck_assert_int_eq(count_lines(last.out), 3);
+    ck_assert_int_eq(count_lines(last.out), 4);
     char *exported = strdup(last.out);
     write_text(test_file("export.csv"), exported);
 
@@ -883,7 +1195,7 @@ START_TEST(test_export_csv_round_trips_through_import)
     snprintf(db_path, sizeof(db_path), "%s/second.db", test_dir);
     ck_assert_int_eq(cli("init"), 0);
     ck_assert_int_eq(cli("import", test_file("export.csv")), 0);
-    assert_out_has("imported 2 mappings");
+    assert_out_has("imported 3 mappings");
     ck_assert_int_eq(cli("export", "--format", "csv"), 0);
     ck_assert_str_eq(last.out, exported);
     free(exported);
@@ -967,6 +1279,7 @@ START_TEST(test_export_server_maps)
     init_with_alice();
     ck_assert_int_eq(cli("map", "add", pki_file("bob.pem"), "--account", "bob", "--create-account"),
                      0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-b.pem")), 0);
     ck_assert_int_eq(cli("map", "add", pki_file("carol.pem"), "--account", "carol",
                          "--create-account", "--kind", "ski"),
                      0);
@@ -1515,6 +1828,11 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_pin_add_refuses_non_ca);
     tcase_add_test(tc, test_account_lifecycle);
     tcase_add_test(tc, test_map_lifecycle);
+    tcase_add_test(tc, test_map_add_binds_ski_and_issuer_serial_to_issuing_pin);
+    tcase_add_test(tc, test_map_add_refuses_without_one_issuing_pin);
+    tcase_add_test(tc, test_import_needs_pin_for_ski_and_issuer_serial);
+    tcase_add_test(tc, test_every_write_command_bumps_generation);
+    tcase_add_test(tc, test_narrowing_by_adding_bumps_generation);
     tcase_add_test(tc, test_export_csv_round_trips_through_import);
     tcase_add_test(tc, test_export_import_keeps_every_decision);
     tcase_add_test(tc, test_import_bad_line_imports_nothing);

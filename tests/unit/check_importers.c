@@ -608,13 +608,14 @@ static cs_status import_altsec(const char *text, const char *pin_fp, int allow_w
 
 START_TEST(test_altsecid_strong_only_by_default)
 {
-    char *text = altsec_file();
+    char *text = altsec_file(), fp[CS_FP_HEX_LEN + 1];
     cs_foreign_result res;
     cs_decision d;
 
     pin(&pki->ca_a);
     pin(&pki->ca_b);
-    ck_ok(import_altsec(text, NULL, 0, &res));
+    fp_of(&pki->ca_a, fp); /* <SKI> names no issuer */
+    ck_ok(import_altsec(text, fp, 0, &res));
     free(text);
     ck_assert_int_eq(res.mappings, 2);
     ck_assert_int_eq(res.rules, 0);
@@ -677,18 +678,44 @@ START_TEST(test_altsecid_issuer_must_be_one_pin)
     /* No pin with that subject. */
     pin(&pki->ca_b);
     ck_ok(import_altsec(text, NULL, 0, &res));
-    ck_assert_int_eq(res.mappings, 1); /* the SKI line needs no issuer */
+    ck_assert_int_eq(res.mappings, 0); /* the SKI line has no --pin either */
     ck_assert_ptr_nonnull(strstr(notes, "no pinned CA has this subject"));
     /* Two pins with that subject: ambiguous, refused. */
     pin(&pki->ca_a);
     pin(&pki->ca_twin);
     notes[0] = '\0';
-    ck_ok(cs_db_begin(writer, "check_importers"));
-    ck_ok(cs_account_remove(writer, "bob", 1));
-    ck_ok(cs_db_commit(writer));
     ck_ok(import_altsec(text, NULL, 0, &res));
     ck_assert_ptr_nonnull(strstr(notes, "several pinned CAs have this subject"));
     free(text);
+}
+END_TEST
+
+/* <SKI> names no issuer and any pinned CA can write any SKI: bound to --pin, or refused. */
+START_TEST(test_altsecid_ski_bound_to_pin_or_refused)
+{
+    const ASN1_OCTET_STRING *alice_ski = X509_get0_subject_key_id(pki->alice.cert);
+    char line[256], fp[CS_FP_HEX_LEN + 1];
+    cs_foreign_result res;
+    int n;
+
+    pin(&pki->ca_a);
+    pin(&pki->ca_b);
+    fp_of(&pki->ca_a, fp);
+    ck_assert_ptr_nonnull(alice_ski);
+    n = snprintf(line, sizeof(line), "alice\tX509:<SKI>");
+    for (int i = 0; i < ASN1_STRING_length(alice_ski); i++)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "%02X",
+                      ASN1_STRING_get0_data(alice_ski)[i]);
+    snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+    ck_ok(import_altsec(line, NULL, 0, &res));
+    ck_assert_int_eq(res.mappings, 0);
+    ck_assert_int_eq(res.refused, 1);
+    ck_assert_ptr_nonnull(strstr(notes, "1: <SKI> names no issuer: give --pin"));
+    ck_ok(import_altsec(line, fp, 0, &res));
+    ck_assert_int_eq(res.mappings, 1);
+    ck_accepted(decide(&pki->alice), "alice");
+    /* ca-b's leaf with alice's SKI and its own key. */
+    ck_rejected(decide(&pki->eve), CS_REASON_NO_MAPPING);
 }
 END_TEST
 
@@ -812,7 +839,7 @@ START_TEST(test_cli_import_iis_and_altsecid)
     fputs(text, f);
     fclose(f);
     /* alice's certificate is already mapped (from IIS); the issuer-serial key is new. */
-    ck_assert_int_eq(cli("import", "--format", "altsecid", path, NULL), 0);
+    ck_assert_int_eq(cli("import", "--format", "altsecid", path, "--pin", fp, NULL), 0);
     ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 0 rules"));
     ck_assert_ptr_nonnull(strstr(cli_out, "line 8: not imported: <RFC822> is a weak mapping"));
     free(xml);
@@ -880,6 +907,7 @@ static Suite *importers_suite(void)
     tcase_add_test(altsec, test_altsecid_weak_as_rules_when_allowed);
     tcase_add_test(altsec, test_altsecid_weak_without_issuer_needs_pin);
     tcase_add_test(altsec, test_altsecid_issuer_must_be_one_pin);
+    tcase_add_test(altsec, test_altsecid_ski_bound_to_pin_or_refused);
     tcase_add_test(altsec, test_altsecid_malformed_refused_with_line);
     tcase_add_test(altsec, test_altsecid_empty_subject_refused);
     tcase_add_test(altsec, test_altsecid_subject_is_exact);

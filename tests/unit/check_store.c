@@ -100,10 +100,17 @@ static int64_t map_window(const testpki_cred *leaf, cs_kind kind, const char *ac
     cs_mapping_spec spec = {0};
     int64_t id = 0;
 
+    char issuer_fp[CS_FP_HEX_LEN + 1];
+
     ck_ok(cs_mapping_spec_from_cert(&spec, leaf->cert, kind));
     spec.account = account;
     spec.not_before = not_before;
     spec.not_after = not_after;
+    /* ski and issuer-serial are bound to the issuing CA, as `map add` binds them. */
+    if (cs_kind_needs_pin(kind)) {
+        ck_assert(cs_fp_of_cert(testpki_issuer_of(pki, leaf)->cert, issuer_fp));
+        spec.pin_fp = issuer_fp;
+    }
     begin();
     ck_ok(cs_mapping_add(db, &spec, 1, &id));
     commit();
@@ -193,7 +200,8 @@ START_TEST(test_migrate_creates_schema_version_1)
     ck_ok(cs_db_migrate(db));
     ck_ok(cs_db_schema_version(db, &version));
     ck_assert_int_eq(version, CS_SCHEMA_VERSION);
-    ck_assert_int_eq(generation(), 1);
+    /* Created at 1; the step to schema 3 bumps it, as it does for an existing store. */
+    ck_assert_int_eq(generation(), 2);
     ck_assert_str_eq(cs_db_path(db), db_path);
 }
 END_TEST
@@ -490,6 +498,32 @@ START_TEST(test_pin_add_refuses_non_ca)
     ck_assert(strstr(cs_db_errmsg(db), "CA") != NULL);
     ck_status(cs_pin_add(db, pki->selfsigned.cert, NULL, NULL), CS_INVALID);
     cs_db_rollback(db);
+}
+END_TEST
+
+/* The pin that issued a leaf is the one whose key verifies it, never one with its DN only. */
+START_TEST(test_pin_find_issuer_by_signature)
+{
+    char found[CS_FP_HEX_LEN + 1], want[CS_FP_HEX_LEN + 1];
+
+    ck_assert_int_eq(cs_pin_find_issuer(db, pki->alice.cert, found), CS_NOTFOUND);
+    pin(&pki->ca_twin);
+    ck_assert_int_eq(cs_pin_find_issuer(db, pki->alice.cert, found), CS_NOTFOUND);
+    ck_ok(cs_pin_find_issuer(db, pki->mallory.cert, found));
+    fp_of(&pki->ca_twin, want);
+    ck_assert_str_eq(found, want);
+    pin(&pki->ca_a);
+    ck_ok(cs_pin_find_issuer(db, pki->alice.cert, found));
+    fp_of(&pki->ca_a, want);
+    ck_assert_str_eq(found, want);
+    pin(&pki->ca_b);
+    ck_ok(cs_pin_find_issuer(db, pki->eve.cert, found));
+    fp_of(&pki->ca_b, want);
+    ck_assert_str_eq(found, want);
+    /* Renewed with the same DN and key: both verify alice, the caller must choose. */
+    pin(&pki->ca_a_renewed);
+    ck_assert_int_eq(cs_pin_find_issuer(db, pki->alice.cert, found), CS_EXISTS);
+    ck_assert_ptr_nonnull(strstr(cs_db_errmsg(db), "2 pinned CAs"));
 }
 END_TEST
 
@@ -857,33 +891,78 @@ START_TEST(test_generation_bumps_on_every_narrowing_write)
 }
 END_TEST
 
-START_TEST(test_generation_unchanged_by_widening_writes)
+START_TEST(test_generation_bumps_on_widening_writes_too)
 {
     char fp[CS_FP_HEX_LEN + 1];
     cs_mapping_ref ref = {0};
-    int64_t g = generation();
+    int64_t g;
 
     pin(&pki->ca_a);
     fp_of(&pki->ca_a, fp);
     ref.id = map_window(&pki->alice, CS_KIND_CERT, "acme", 5000, 1900000000);
+    g = generation();
+    /* Each of these can change a decision somewhere: a new mapping shadows another kind. */
     begin();
     ck_ok(cs_account_add(db, "other", NULL));
-    ck_ok(cs_pin_set_enabled(db, fp, 1));
-    ck_ok(cs_account_set_enabled(db, "acme", 1));
-    ck_ok(cs_mapping_set_enabled(db, &ref, 1));
+    commit();
+    ck_assert_int_gt(generation(), g);
+    g = generation();
+    begin();
     ck_ok(cs_mapping_set_window(db, &ref, 1000, 2000000000));
-    ck_ok(cs_mapping_set_window(db, &ref, CS_TIME_NONE, CS_TIME_NONE));
+    commit();
+    ck_assert_int_gt(generation(), g);
+    g = generation();
+    map(&pki->bob, CS_KIND_SPKI, "other");
+    ck_assert_int_gt(generation(), g);
+    g = generation();
+    begin();
+    ck_ok(cs_mapping_set_not_issued_before_created(db, &ref, 0));
+    commit();
+    ck_assert_int_gt(generation(), g);
+    /* A call that writes nothing bumps nothing. */
+    g = generation();
+    begin();
+    ck_ok(cs_pin_set_enabled(db, fp, 1));
     commit();
     ck_assert_int_eq(generation(), g);
-    /* Re-disabling what is already disabled narrows nothing further. */
-    begin();
-    ck_ok(cs_pin_set_enabled(db, fp, 0));
-    commit();
-    ck_assert_int_eq(generation(), g + 1);
-    begin();
-    ck_ok(cs_pin_set_enabled(db, fp, 0));
-    commit();
-    ck_assert_int_eq(generation(), g + 1);
+}
+END_TEST
+
+/*
+ * Every table but meta and the change log is policy, and its writes bump
+ * the generation: a table a later migration adds must have the triggers too.
+ */
+START_TEST(test_every_policy_table_bumps_generation)
+{
+    sqlite3 *raw = NULL;
+    sqlite3_stmt *st = NULL;
+    int tables = 0;
+
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &raw, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(raw,
+                                        "SELECT t.name, (SELECT count(*) FROM sqlite_master g"
+                                        " WHERE g.type = 'trigger' AND g.tbl_name = t.name"
+                                        " AND g.sql LIKE '%AFTER ' || ?1 || ' ON%'"
+                                        " AND g.sql LIKE '%generation = generation + 1%')"
+                                        " FROM sqlite_master t WHERE t.type = 'table'"
+                                        " AND t.name NOT IN ('meta', 'changes')"
+                                        " AND t.name NOT LIKE 'sqlite_%'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int e = 0; e < 3; e++) {
+        static const char *const events[] = {"INSERT", "UPDATE", "DELETE"};
+
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, events[e], -1, SQLITE_STATIC);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            ck_assert_msg(sqlite3_column_int(st, 1) == 1, "table %s: no %s generation trigger",
+                          sqlite3_column_text(st, 0), events[e]);
+            tables++;
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    ck_assert_int_ge(tables, 3 * 4); /* pins, accounts, mappings, rules */
 }
 END_TEST
 
@@ -1015,7 +1094,7 @@ static cs_status import_text(const char *text, cs_import_format fmt, cs_import_r
 
     ck_assert_ptr_nonnull(in);
     begin();
-    status = cs_import(db, in, fmt, r, NULL, NULL);
+    status = cs_import(db, in, fmt, NULL, r, NULL, NULL);
     if (status == CS_OK)
         commit();
     else
@@ -1070,9 +1149,10 @@ START_TEST(test_import_jsonl_with_escapes)
     leaf_hex(&pki->alice, CS_KIND_ISSUER_SERIAL, alice_hex);
     snprintf(text, sizeof(text),
              "\n{\"kind\": \"issuer-serial\", \"key\": \"%s\", \"account\": "
-             "\"M\\u00fcller \\ud83d\\udd12\", \"note\": \"tab\\there \\\"q\\\" \\\\ \\/\"}\n"
+             "\"M\\u00fcller \\ud83d\\udd12\", \"note\": \"tab\\there \\\"q\\\" \\\\ \\/\","
+             " \"pin\": \"%064d\"}\n"
              "   \n",
-             alice_hex);
+             alice_hex, 0);
     ck_ok(import_text(text, CS_IMPORT_AUTO, &r));
     ck_assert_int_eq(r.rows, 1);
     ck_ok(cs_mapping_foreach(db, "M\xc3\xbcller \xf0\x9f\x94\x92", tally_mapping, &t));
@@ -1153,7 +1233,7 @@ START_TEST(test_import_rejects_malformed_input)
         {"kind,key,account,not_issued_before\ncert,@,acme,later\n", 2, "not_issued_before must be"},
         {"kind,key,account,created\ncert,@,acme,yesterday\n", 2, "bad created"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\",\"id\":\"x1\"}\n", 1, "bad id"},
-        {"kind,key,account,account_enabled\nski,0a,acme,false\nski,0b,acme,true\n", 3,
+        {"kind,key,account,account_enabled\ncert,@,acme,false\nspki,@,acme,true\n", 3,
          "account_enabled is true but account 'acme' is disabled"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\",\"x\":\"y\"}\n", 1, "unknown field"},
         {"{\"kind\":\"cert\",\"key\":\"@\",\"account\":\"a\"} junk\n", 1, "after the object"},
@@ -1328,6 +1408,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_pin_add_keeps_whole_der);
     tcase_add_test(tc, test_pin_add_refuses_non_ca);
     tcase_add_test(tc, test_pin_add_twice_exists);
+    tcase_add_test(tc, test_pin_find_issuer_by_signature);
     tcase_add_test(tc, test_pin_fingerprint_input_any_case_with_colons);
     tc = tcase(s, "accounts", setup);
     tcase_add_test(tc, test_account_names_validated);
@@ -1345,7 +1426,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_fingerprint_normalise);
     tc = tcase(s, "generation", setup);
     tcase_add_test(tc, test_generation_bumps_on_every_narrowing_write);
-    tcase_add_test(tc, test_generation_unchanged_by_widening_writes);
+    tcase_add_test(tc, test_generation_bumps_on_widening_writes_too);
+    tcase_add_test(tc, test_every_policy_table_bumps_generation);
     tcase_add_test(tc, test_rolled_back_narrowing_leaves_generation);
     tc = tcase(s, "changelog", setup);
     tcase_add_test(tc, test_change_log_row_per_mutation);
