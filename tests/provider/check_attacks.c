@@ -580,6 +580,26 @@ START_TEST(test_root_issued_mapped_leaf_rejected)
 }
 END_TEST
 
+/* The root itself pinned: a leaf it issued directly is its client (NTAuth's model). */
+START_TEST(test_leaf_of_pinned_root_accepted)
+{
+    outcome out;
+    char fp[CS_FP_HEX_LEN + 1];
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->root.cert, "root, issues clients", fp), CS_OK);
+    map_leaf(db, "direct", "direct", CS_KIND_CERT);
+    map_leaf(db, "alice", "alice", CS_KIND_CERT);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
+    make_default_server();
+    out = connect_as("direct");
+    ck_assert_msg(out.ok, "direct, issued by the pinned root, was rejected");
+    out = connect_as("alice"); /* mapped, but the root's pin does not pin ca-a */
+    assert_policy_rejected(&out, "alice (through ca-a, under the pinned root)", "issuer-not-pinned");
+}
+END_TEST
+
 /*
  * A self-signed leaf the server trusts outright (in its CA file) and that
  * is mapped: a chain of one has no issuing CA to be pinned. Nor can the
@@ -1121,6 +1141,7 @@ static Suite *attacks_suite(void)
     tcase_add_test(chains, test_twin_leaf_with_real_ca_fails_verification);
     tcase_add_test(chains, test_other_pinned_partner_ca_cannot_take_over_ski_or_issuer_serial);
     tcase_add_test(chains, test_root_issued_mapped_leaf_rejected);
+    tcase_add_test(chains, test_leaf_of_pinned_root_accepted);
     tcase_add_test(chains, test_trusted_mapped_selfsigned_leaf_rejected);
     tcase_add_test(chains, test_leaf_without_client_auth_fails_verification);
     tcase_add_test(chains, test_leaf_without_client_auth_forgiven_by_application_rejected);
