@@ -3,17 +3,14 @@
  * validated strictly: a typo in `mode` must not quietly become a default,
  * it is a configuration error and every client is denied until it is fixed.
  *
- * The policy is process-wide (the SSL_CTX hook is), while the core may
- * initialise the provider once per library context. The first activation
- * sets the policy; a later one with a different section cannot say which
- * of the two the operator meant, so the process falls back to deny-all.
+ * Parsing only: what becomes of a section (the process-wide policy, the
+ * hooks) is provider.c's.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/conf.h>
 #include <openssl/core_names.h>
@@ -323,115 +320,4 @@ void csp_config_read(const OSSL_CORE_HANDLE *handle, OSSL_FUNC_core_get_params_f
     csp_config_busy_timeout(out, values[CSP_KEY_BUSY_TIMEOUT_MS]);
     csp_config_require_strong(out, values[CSP_KEY_REQUIRE_STRONG]);
     csp_config_check_keys(out, provider_name, values);
-}
-
-/* ---- the process-wide policy ---------------------------------------------- */
-
-static csp_config csp_active;
-static int csp_active_set;
-
-const csp_config *csp_policy(void)
-{
-    return &csp_active;
-}
-
-static int csp_config_same(const csp_config *a, const csp_config *b)
-{
-    return strcmp(a->db, b->db) == 0 && a->mode == b->mode && a->log_kind == b->log_kind &&
-           strcmp(a->log_file, b->log_file) == 0 && a->busy_timeout_ms == b->busy_timeout_ms &&
-           a->config_error == b->config_error && a->require_strong == b->require_strong;
-}
-
-/* A later library context: identical section, nothing to do; else deny all. */
-static void csp_policy_merge(const csp_config *cfg)
-{
-    if (csp_config_same(&csp_active, cfg))
-        return;
-    if (!csp_active.config_error)
-        snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text),
-                 "two library contexts load certstore with different settings");
-    csp_active.config_error = 1;
-    /* Deny-all must deny: audit would let everything through. */
-    if (csp_active.mode != CSP_MODE_OFF || cfg->mode != CSP_MODE_OFF)
-        csp_active.mode = CSP_MODE_ENFORCE;
-    csp_log_notice("certstore: config-error: %s; denying every client certificate",
-                   csp_active.config_error_text);
-    if (csp_active.mode != CSP_MODE_OFF)
-        csp_hooks_install();
-}
-
-static int csp_writable_by_others(const char *path)
-{
-    struct stat st;
-
-    return stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
-}
-
-/*
- * Whoever may write the database, or its directory (rename another file in
- * its place), decides who gets in. Not a reason to deny: the operator may
- * have meant it (a group of admins), but it must be said.
- */
-static void csp_policy_warn_permissions(void)
-{
-    char dir[PATH_MAX];
-    char *slash;
-
-    snprintf(dir, sizeof(dir), "%s", csp_active.db);
-    slash = strrchr(dir, '/');
-    if (slash == NULL)
-        snprintf(dir, sizeof(dir), ".");
-    else
-        slash[slash == dir ? 1 : 0] = '\0';
-    if (csp_writable_by_others(csp_active.db))
-        csp_log_notice("certstore: warning: %s is writable by group or others; they can "
-                       "change who is accepted",
-                       csp_active.db);
-    if (csp_writable_by_others(dir))
-        csp_log_notice("certstore: warning: directory %s of the database is writable by "
-                       "group or others; they can replace the database",
-                       dir);
-}
-
-static void csp_policy_report_db(void)
-{
-    char why[256];
-
-    if (csp_active.config_error)
-        return;
-    csp_policy_warn_permissions();
-    if (csp_dbpool_probe(csp_active.db, why, sizeof(why)))
-        return;
-    /* Not a config error: the file may appear later and is opened lazily. */
-    csp_log_notice("certstore: store-unavailable: %s: %s; denying client certificates until "
-                   "it can be opened",
-                   csp_active.db, why);
-}
-
-int csp_policy_activate(const csp_config *cfg)
-{
-    char why[256];
-
-    if (csp_active_set) {
-        csp_policy_merge(cfg);
-        return 1;
-    }
-    csp_active = *cfg;
-    csp_active_set = 1;
-    if (csp_active.mode == CSP_MODE_OFF) {
-        CSP_DEBUG("mode = off: no hook installed");
-        return 1;
-    }
-    if (!csp_log_open(&csp_active, why, sizeof(why))) {
-        csp_active.config_error = 1;
-        snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text), "log: %.240s",
-                 why);
-    }
-    if (csp_active.config_error)
-        csp_log_notice("certstore: config-error: %s; denying every client certificate",
-                       csp_active.config_error_text);
-    csp_policy_report_db();
-    if (!csp_hooks_install())
-        csp_log_notice("certstore: cannot install the verification hook");
-    return 1;
 }

@@ -332,8 +332,8 @@ static void csp_info(const SSL *ssl, int where, int ret)
         app_cb(ssl, where, ret);
 }
 
-static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, int nid,
-                        void *other, void *ex)
+static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, int nid, void *other,
+                        void *ex)
 {
     csp_conn *conn;
 
@@ -449,8 +449,8 @@ static int csp_conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **f
 
 static void csp_conn_register(void)
 {
-    csp_ctx_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL,
-                                            csp_ctx_free);
+    csp_ctx_index =
+        CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL, csp_ctx_free);
     csp_conn_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, csp_conn_new,
                                              csp_conn_dup, csp_conn_free);
     csp_conn_ok = csp_ctx_index >= 0 && csp_conn_index >= 0 && csp_verify_watch_register();

@@ -140,6 +140,8 @@ int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_stat
 
 /* ---- database handles (dbpool.c) ------------------------------------------ */
 
+/* The database every handle opens, and its busy timeout; set once, at activation. */
+void csp_dbpool_configure(const char *path, int busy_timeout_ms);
 /*
  * This thread's read-only handle, opened or reopened as needed (fork, file
  * replaced, earlier failure); NULL when the store cannot be opened, with

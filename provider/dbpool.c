@@ -24,6 +24,7 @@
  * what another, reopened one would read.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,16 @@
 #include "csp.h"
 
 #define CSP_RETRY_MS 1000
+
+/* What to open, set once at activation (csp_dbpool_configure). */
+static char csp_db_path[PATH_MAX];
+static int csp_db_busy_timeout_ms;
+
+void csp_dbpool_configure(const char *path, int busy_timeout_ms)
+{
+    snprintf(csp_db_path, sizeof(csp_db_path), "%s", path);
+    csp_db_busy_timeout_ms = busy_timeout_ms;
+}
 
 typedef struct {
     cs_db *db;
@@ -128,7 +139,7 @@ static cs_db *csp_db_open_readonly(const char *path, char *why, size_t why_len)
     cs_db *db = NULL;
     cs_status st;
 
-    st = cs_db_open_ex(&db, path, CS_OPEN_READONLY, csp_policy()->busy_timeout_ms);
+    st = cs_db_open_ex(&db, path, CS_OPEN_READONLY, csp_db_busy_timeout_ms);
     if (st == CS_OK)
         return db;
     snprintf(why, why_len, "%s", db != NULL ? cs_db_errmsg(db) : "out of memory");
@@ -148,7 +159,7 @@ static int csp_file_changed(const csp_thread_db *t)
 {
     struct stat now;
 
-    return stat(csp_policy()->db, &now) != 0 || !csp_same_file_state(&t->opened, &now);
+    return stat(csp_db_path, &now) != 0 || !csp_same_file_state(&t->opened, &now);
 }
 
 static int64_t csp_monotonic_ms(void)
@@ -174,9 +185,9 @@ static uint64_t csp_epoch_counter;
 static void csp_open_for_thread(csp_thread_db *t, pid_t pid, char *why, size_t why_len)
 {
     /* Stat first: a change between stat and open is seen next time. */
-    if (stat(csp_policy()->db, &t->opened) != 0)
+    if (stat(csp_db_path, &t->opened) != 0)
         memset(&t->opened, 0, sizeof(t->opened));
-    t->db = csp_db_open_readonly(csp_policy()->db, why, why_len);
+    t->db = csp_db_open_readonly(csp_db_path, why, why_len);
     t->pid = pid;
     t->failed_at_ms = 0;
     t->epoch = __atomic_add_fetch(&csp_epoch_counter, 1, __ATOMIC_RELAXED);

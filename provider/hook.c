@@ -110,8 +110,8 @@ static void csp_chain_error_detail(X509_STORE_CTX *store_ctx, const csp_verify_w
         snprintf(d->detail, sizeof(d->detail), "chain does not end in a trusted certificate");
         return;
     }
-    snprintf(d->detail, sizeof(d->detail), "chain accepted despite error %d (%s) at depth %d",
-             err, X509_verify_cert_error_string(err),
+    snprintf(d->detail, sizeof(d->detail), "chain accepted despite error %d (%s) at depth %d", err,
+             X509_verify_cert_error_string(err),
              w->errors > 0 ? w->first_depth : X509_STORE_CTX_get_error_depth(store_ctx));
 }
 

@@ -10,14 +10,129 @@
  * installs the hook in deny-all mode and says why.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/params.h>
 
+#include "certstore.h"
 #include "csp.h"
+
+/* ---- the process-wide policy ---------------------------------------------- */
+
+static csp_config csp_active;
+static int csp_active_set;
+
+const csp_config *csp_policy(void)
+{
+    return &csp_active;
+}
+
+static int csp_config_same(const csp_config *a, const csp_config *b)
+{
+    return strcmp(a->db, b->db) == 0 && a->mode == b->mode && a->log_kind == b->log_kind &&
+           strcmp(a->log_file, b->log_file) == 0 && a->busy_timeout_ms == b->busy_timeout_ms &&
+           a->config_error == b->config_error && a->require_strong == b->require_strong;
+}
+
+/* A later library context: identical section, nothing to do; else deny all. */
+static void csp_policy_merge(const csp_config *cfg)
+{
+    if (csp_config_same(&csp_active, cfg))
+        return;
+    if (!csp_active.config_error)
+        snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text),
+                 "two library contexts load certstore with different settings");
+    csp_active.config_error = 1;
+    /* Deny-all must deny: audit would let everything through. */
+    if (csp_active.mode != CSP_MODE_OFF || cfg->mode != CSP_MODE_OFF)
+        csp_active.mode = CSP_MODE_ENFORCE;
+    csp_log_notice("certstore: config-error: %s; denying every client certificate",
+                   csp_active.config_error_text);
+    if (csp_active.mode != CSP_MODE_OFF)
+        csp_hooks_install();
+}
+
+static int csp_writable_by_others(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+}
+
+/*
+ * Whoever may write the database, or its directory (rename another file in
+ * its place), decides who gets in. Not a reason to deny: the operator may
+ * have meant it (a group of admins), but it must be said.
+ */
+static void csp_policy_warn_permissions(void)
+{
+    char dir[PATH_MAX];
+    char *slash;
+
+    snprintf(dir, sizeof(dir), "%s", csp_active.db);
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    if (csp_writable_by_others(csp_active.db))
+        csp_log_notice("certstore: warning: %s is writable by group or others; they can "
+                       "change who is accepted",
+                       csp_active.db);
+    if (csp_writable_by_others(dir))
+        csp_log_notice("certstore: warning: directory %s of the database is writable by "
+                       "group or others; they can replace the database",
+                       dir);
+}
+
+static void csp_policy_report_db(void)
+{
+    char why[256];
+
+    if (csp_active.config_error)
+        return;
+    csp_policy_warn_permissions();
+    if (csp_dbpool_probe(csp_active.db, why, sizeof(why)))
+        return;
+    /* Not a config error: the file may appear later and is opened lazily. */
+    csp_log_notice("certstore: store-unavailable: %s: %s; denying client certificates until "
+                   "it can be opened",
+                   csp_active.db, why);
+}
+
+int csp_policy_activate(const csp_config *cfg)
+{
+    char why[256];
+
+    if (csp_active_set) {
+        csp_policy_merge(cfg);
+        return 1;
+    }
+    csp_active = *cfg;
+    csp_active_set = 1;
+    csp_dbpool_configure(csp_active.db, csp_active.busy_timeout_ms);
+    if (csp_active.mode == CSP_MODE_OFF) {
+        CSP_DEBUG("mode = off: no hook installed");
+        return 1;
+    }
+    if (!csp_log_open(&csp_active, why, sizeof(why))) {
+        csp_active.config_error = 1;
+        snprintf(csp_active.config_error_text, sizeof(csp_active.config_error_text), "log: %.240s",
+                 why);
+    }
+    if (csp_active.config_error)
+        csp_log_notice("certstore: config-error: %s; denying every client certificate",
+                       csp_active.config_error_text);
+    csp_policy_report_db();
+    if (!csp_hooks_install())
+        csp_log_notice("certstore: cannot install the verification hook");
+    return 1;
+}
 
 struct csp_ctx {
     const OSSL_CORE_HANDLE *handle;
@@ -33,8 +148,6 @@ static OSSL_FUNC_provider_get_params_fn csp_get_params;
 static OSSL_FUNC_provider_query_operation_fn csp_query_operation;
 static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
 
-/* Provider parameter an application reads to find the account (certstore.h). */
-#define CSP_PARAM_ACCOUNT_INDEX "certstore-account-index"
 /*
  * What the process-wide policy made of the configuration, for `certstore
  * doctor`: the database path, the mode name, "ok" or "deny-all", and why
@@ -73,7 +186,7 @@ static const OSSL_PARAM *csp_gettable_params(void *provctx)
                                           OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_VERSION, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
                                           OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
-                                          OSSL_PARAM_int(CSP_PARAM_ACCOUNT_INDEX, NULL),
+                                          OSSL_PARAM_int(CERTSTORE_PARAM_ACCOUNT_INDEX, NULL),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_DB, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_MODE, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS, NULL, 0),
@@ -121,7 +234,7 @@ static int csp_get_params(void *provctx, OSSL_PARAM params[])
     p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
     if (p != NULL && !OSSL_PARAM_set_int(p, 1))
         return 0;
-    p = OSSL_PARAM_locate(params, CSP_PARAM_ACCOUNT_INDEX);
+    p = OSSL_PARAM_locate(params, CERTSTORE_PARAM_ACCOUNT_INDEX);
     if (p != NULL && !OSSL_PARAM_set_int(p, csp_hooks_account_index()))
         return 0;
     return csp_get_policy_params(params);

@@ -4,11 +4,11 @@
  *
  * The session-id context (conn.c) binds a session to the database file and
  * generation of its decision, compared when a ClientHello offers it; it
- * cannot say when a decision stops holding by time. A relative lifetime is not enough either: on every TLS 1.3
- * resumption OpenSSL copies the session, resets its time to now and keeps
- * its timeout, so each resumption would grant the whole lifetime again. So
- * the session's ticket appdata carries, after the account, the ABSOLUTE
- * deadline and the database file and generation of the decision:
+ * cannot say when a decision stops holding by time. A relative lifetime is not enough either: on
+ * every TLS 1.3 resumption OpenSSL copies the session, resets its time to now and keeps its
+ * timeout, so each resumption would grant the whole lifetime again. So the session's ticket appdata
+ * carries, after the account, the ABSOLUTE deadline and the database file and generation of the
+ * decision:
  *
  *     "certstore-account=" account NUL
  *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC" NUL

@@ -222,12 +222,12 @@ int th_exchange_data(SSL *server, SSL *client)
 
 struct th_link {
     SSL *server, *client;
-    BIO *client_out, *server_in;  /* what the client wrote, what the server reads */
-    BIO *server_out, *client_in;  /* and back */
-    BIO *staged;                  /* client bytes taken, maybe re-framed, not yet delivered */
-    size_t delivered;             /* client bytes delivered to the server */
-    size_t first_flight;          /* client bytes before it first waited (0: not yet) */
-    size_t first_fragment;        /* delivered bytes up to the end of the first fragment */
+    BIO *client_out, *server_in; /* what the client wrote, what the server reads */
+    BIO *server_out, *client_in; /* and back */
+    BIO *staged;                 /* client bytes taken, maybe re-framed, not yet delivered */
+    size_t delivered;            /* client bytes delivered to the server */
+    size_t first_flight;         /* client bytes before it first waited (0: not yet) */
+    size_t first_fragment;       /* delivered bytes up to the end of the first fragment */
     int taken_any;
     size_t gate_at, split_hello_at;
     void (*at_gate)(void);
@@ -301,8 +301,7 @@ static void th_take_split_hello(th_link *link)
     ck_assert_int_eq(BIO_read(link->client_out, rec + 5, (int)body), (int)body);
     ck_assert_uint_lt(link->split_hello_at, body);
     th_put_record(link->staged, rec, rec + 5, link->split_hello_at);
-    th_put_record(link->staged, rec, rec + 5 + link->split_hello_at,
-                  body - link->split_hello_at);
+    th_put_record(link->staged, rec, rec + 5 + link->split_hello_at, body - link->split_hello_at);
     link->first_fragment = 5 + link->split_hello_at;
 }
 
@@ -369,8 +368,8 @@ static void th_link_at_gate(th_link *link, int server_waiting)
 {
     size_t limit = th_gate_limit(link);
 
-    if (limit == (size_t)-1 || !link->taken_any || !server_waiting ||
-        link->delivered < limit || BIO_ctrl_pending(link->server_in) > 0)
+    if (limit == (size_t)-1 || !link->taken_any || !server_waiting || link->delivered < limit ||
+        BIO_ctrl_pending(link->server_in) > 0)
         return;
     if (link->at_gate != NULL)
         link->at_gate();

@@ -596,7 +596,8 @@ START_TEST(test_leaf_of_pinned_root_accepted)
     out = connect_as("direct");
     ck_assert_msg(out.ok, "direct, issued by the pinned root, was rejected");
     out = connect_as("alice"); /* mapped, but the root's pin does not pin ca-a */
-    assert_policy_rejected(&out, "alice (through ca-a, under the pinned root)", "issuer-not-pinned");
+    assert_policy_rejected(&out, "alice (through ca-a, under the pinned root)",
+                           "issuer-not-pinned");
 }
 END_TEST
 

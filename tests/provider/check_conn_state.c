@@ -43,8 +43,7 @@ static void store_standard(void)
 
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
     th_map_leaf(&fx, db, "alice", ALICE, CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
-    th_map_leaf(&fx, db, "expired", "expired@partner-a", CS_KIND_CERT, CS_TIME_NONE,
-                CS_TIME_NONE);
+    th_map_leaf(&fx, db, "expired", "expired@partner-a", CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
     th_store_commit(db);
 }
 
@@ -181,10 +180,9 @@ START_TEST(test_empty_certificate_on_second_request_forgets_account)
     ck_assert_str_eq(account_of(server), ALICE);
     SSL_certs_clear(client); /* its certificate gone, the client answers with none */
     ask_again(server, client, renegotiate);
-    ck_assert_msg(account_of(server) == NULL,
-                  "%s answered without a certificate still has account '%s'",
-                  renegotiate ? "a renegotiation" : "a post-handshake authentication",
-                  account_of(server));
+    ck_assert_msg(
+        account_of(server) == NULL, "%s answered without a certificate still has account '%s'",
+        renegotiate ? "a renegotiation" : "a post-handshake authentication", account_of(server));
     th_link_free(SSL_get_app_data(client));
     SSL_free(client);
     SSL_free(server);
@@ -339,8 +337,7 @@ START_TEST(test_no_resumption_into_context_with_other_trust_settings)
     same = connect_on(lenient, client, first.session);
     ck_assert_msg(same.ok && same.reused, "%s: no resumption in its own context", k->name);
     other = connect_on(strict, client, same.session);
-    ck_assert_msg(!other.reused, "%s: resumed into a context with other trust settings",
-                  k->name);
+    ck_assert_msg(!other.reused, "%s: resumed into a context with other trust settings", k->name);
     ck_assert_msg(!other.ok, "%s: the stricter context accepted alice", k->name);
     SSL_SESSION_free(first.session);
     SSL_SESSION_free(same.session);
@@ -370,8 +367,8 @@ START_TEST(test_no_resumption_into_context_made_after_reload)
     SSL_CTX_free(old);
     reloaded = server_context(k, 1);
     again = connect_on(reloaded, client, first.session);
-    ck_assert_msg(!again.reused, "%s: a session of the freed context resumed (%s address)",
-                  k->name, (const void *)reloaded == old_address ? "same" : "another");
+    ck_assert_msg(!again.reused, "%s: a session of the freed context resumed (%s address)", k->name,
+                  (const void *)reloaded == old_address ? "same" : "another");
     ck_assert_msg(!again.ok, "%s: the reloaded, stricter context accepted alice", k->name);
     SSL_SESSION_free(first.session);
     SSL_CTX_free(reloaded);

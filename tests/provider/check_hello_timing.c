@@ -188,8 +188,8 @@ START_TEST(test_split_client_hello_after_narrowing_not_resumed)
     again = th_connect_ex(&fx, client, session, 0, &opts);
     ck_assert_msg(t->moment == AT_CONNECT || again.gate_passed, "%s, %s: the gate never opened",
                   k->name, t->name);
-    ck_assert_msg(!again.reused, "%s, %s: resumed a session after its mapping was removed",
-                  k->name, t->name);
+    ck_assert_msg(!again.reused, "%s, %s: resumed a session after its mapping was removed", k->name,
+                  t->name);
     ck_assert_msg(!again.ok, "%s, %s: accepted after the removal", k->name, t->name);
     th_assert_log_has(&fx, "result=reject reason=no-mapping");
     SSL_SESSION_free(session);
@@ -218,8 +218,7 @@ START_TEST(test_split_client_hello_still_resumes_when_nothing_changed)
     client = first_handshake(k, &session);
     again = th_connect_ex(&fx, client, session, 0, &opts);
     ck_assert_msg(again.ok, "%s, %s: handshake failed", k->name, t->name);
-    ck_assert_msg(again.reused, "%s, %s: did not resume though nothing changed", k->name,
-                  t->name);
+    ck_assert_msg(again.reused, "%s, %s: did not resume though nothing changed", k->name, t->name);
     ck_assert_str_eq(again.account, ALICE);
     SSL_SESSION_free(session);
     SSL_CTX_free(client);
@@ -243,8 +242,7 @@ static const store_write writes[] = {
      {"map", "add", "@PKI@/alice.pem", "--account", ALICE, "--not-before", "@SOON@", NULL},
      0},
     {"map add cert to another account",
-     {"map", "add", "@PKI@/alice.pem", "--account", "mallory@partner-a", "--create-account",
-      NULL},
+     {"map", "add", "@PKI@/alice.pem", "--account", "mallory@partner-a", "--create-account", NULL},
      0},
     {"map add issuer-serial to a disabled account",
      {"map", "add", "@PKI@/alice.pem", "--kind", "issuer-serial", "--account", "gone@partner-a",
@@ -254,7 +252,9 @@ static const store_write writes[] = {
     {"account rm --cascade", {"account", "rm", ALICE, "--cascade", NULL}, 0},
     {"pin disable", {"pin", "disable", "@CA_A@", NULL}, 0},
     {"pin add (widening)", {"pin", "add", "@PKI@/ca-b.pem", NULL}, 0},
-    {"rule add deny", {"rule", "add", "--pin", "@CA_A@", "--deny", "--priority", "1", "--subject", "CN=*", NULL}, 0},
+    {"rule add deny",
+     {"rule", "add", "--pin", "@CA_A@", "--deny", "--priority", "1", "--subject", "CN=*", NULL},
+     0},
     {"import another account", {"import", "@PKI@/../import.csv", NULL}, 0},
     {"database replaced by rename", {NULL}, 1},
 };
@@ -304,8 +304,8 @@ static void run_cli(const store_write *w)
         _exit(127);
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: certstore exited %d",
-                  w->name, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: certstore exited %d", w->name,
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 /* Another file at the path: bob mapped, alice not. */
