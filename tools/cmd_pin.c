@@ -66,6 +66,12 @@ static int run_pin_add(cli_ctx *ctx, int argc, char **argv)
         cli_put_text(stdout, subject != NULL ? subject : "?");
         putchar('\n');
         OPENSSL_free(subject);
+        fflush(stdout);
+        if ((X509_get_extension_flags(ca) & EXFLAG_SS) != 0)
+            fprintf(stderr, "certstore: note: %s is a self-signed root: pinning it admits the "
+                            "client certificates it issues directly, not those of the "
+                            "intermediate CAs under it (pin each of those)\n",
+                    path);
     }
     X509_free(ca);
     return rc;

@@ -618,6 +618,18 @@ START_TEST(test_pin_add_refuses_non_ca)
 }
 END_TEST
 
+/* A self-signed root pinned: the CLI says it pins the root only, not what is under it. */
+START_TEST(test_pin_add_root_says_what_it_pins)
+{
+    ck_assert_int_eq(cli("init"), 0);
+    ck_assert_int_eq(cli("pin", "add", pki_file("root.pem")), 0);
+    assert_err_has("self-signed root");
+    assert_err_has("not those of the intermediate CAs");
+    ck_assert_int_eq(cli("pin", "add", pki_file("ca-a.pem")), 0);
+    ck_assert_ptr_null(strstr(last.err, "self-signed root"));
+}
+END_TEST
+
 START_TEST(test_account_lifecycle)
 {
     ck_assert_int_eq(cli("init"), 0);
@@ -1826,6 +1838,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_pin_lifecycle);
     tcase_add_test(tc, test_pin_add_der_input);
     tcase_add_test(tc, test_pin_add_refuses_non_ca);
+    tcase_add_test(tc, test_pin_add_root_says_what_it_pins);
     tcase_add_test(tc, test_account_lifecycle);
     tcase_add_test(tc, test_map_lifecycle);
     tcase_add_test(tc, test_map_add_binds_ski_and_issuer_serial_to_issuing_pin);
