@@ -63,8 +63,8 @@ struct csp_conn {
     csp_policy_state state;
     int established; /* handshake done: a certificate now is TLS 1.3 PHA */
     /* The binding (see the invariant above). */
-    int bound;       /* the SSL carries a bound session-id context right now */
-    int hello_bound; /* a ClientHello of this handshake was bound: hello_key holds */
+    int bound;        /* the SSL carries a bound session-id context right now */
+    int hello_bound;  /* a ClientHello of this handshake was bound: hello_key holds */
     int role_pending; /* made by a role-neutral method: sid_ctx untouched until it serves */
     csp_bind_key hello_key;
     unsigned char unresumable[SSL_MAX_SID_CTX_LENGTH];

@@ -346,7 +346,8 @@ START_TEST(test_app_info_callback_ssl_clear_forgets_previous_account)
 }
 END_TEST
 
-/* The server asks again: TLS 1.2 renegotiation (_i 0) or TLS 1.3 PHA (_i 1); the client has no certificate now. */
+/* The server asks again: TLS 1.2 renegotiation (_i 0) or TLS 1.3 PHA (_i 1); the client has no
+ * certificate now. */
 START_TEST(test_app_info_callback_empty_certificate_on_second_request_forgets_account)
 {
     int renegotiate = _i == 0;
@@ -360,8 +361,8 @@ START_TEST(test_app_info_callback_empty_certificate_on_second_request_forgets_ac
     store_standard(CS_TIME_NONE);
     th_load_provider_with(&fx, "");
     th_make_server(&fx, 0, renegotiate ? TLS1_2_VERSION : 0, 0);
-    SSL_CTX_set_verify(fx.server,
-                       SSL_VERIFY_PEER | (renegotiate ? 0 : SSL_VERIFY_POST_HANDSHAKE), NULL);
+    SSL_CTX_set_verify(fx.server, SSL_VERIFY_PEER | (renegotiate ? 0 : SSL_VERIFY_POST_HANDSHAKE),
+                       NULL);
     alice = th_make_client(&fx, "alice");
     server = SSL_new(fx.server);
     client = SSL_new(alice);
@@ -521,8 +522,8 @@ static Suite *review_suite(void)
 
     tcase_add_loop_test(info, test_replaced_cert_verify_callback_fails_legacy_versions, 0, 2);
     tcase_add_loop_test(info, test_app_info_callback_ssl_clear_forgets_previous_account, 0, 2);
-    tcase_add_loop_test(info, test_app_info_callback_empty_certificate_on_second_request_forgets_account,
-                        0, 2);
+    tcase_add_loop_test(
+        info, test_app_info_callback_empty_certificate_on_second_request_forgets_account, 0, 2);
 
     tcase_add_checked_fixture(tickets, setup, teardown);
     tcase_set_timeout(tickets, 30);
