@@ -23,8 +23,19 @@
  * context; the security callback is chained to OpenSSL's default, and the
  * PSK one finds no external PSK. Servers leave both alone. Every info
  * callback event (each message read or written) takes the binding away
- * again. Where an application replaces them, the connection is not bound:
- * it does not resume, and never resumes stale.
+ * again. Where an application replaces them, or the connection's info
+ * callback (which nothing would then take the binding away from), the
+ * connection is not bound: it does not resume, and never resumes stale.
+ * The security callback also unbinds at every other SSL_SECOP_VERSION
+ * (statem.c asks at each handshake start, SSL_clear and renegotiation
+ * included) and, where the info callback is not ours, forgets the last
+ * decision there; each CertificateRequest (SSL_SECOP_SIGALG_SUPPORTED in
+ * TLS_ST_SW_CERT_REQ) forgets it whatever the info callback.
+ *
+ * An SSL made by a role-neutral method (TLS_method: nginx's servers and
+ * upstreams) keeps its context's session-id context until it starts a
+ * handshake as a server: a client's sessions must keep it, or OpenSSL's
+ * client refuses every resumption its server accepts.
  *
  * A session certstore accepted is stamped (csp_conn_stamp) with the
  * context digest of the decision's policy state, its lifetime capped at the
@@ -33,7 +44,9 @@
  * The same security callback sees the client's CertificateVerify
  * (SSL_SECOP_SIGALG_CHECK in TLS_ST_SR_CERT_VRFY): a certificate the verify
  * hook did not decide means the application replaced it, and the
- * connection fails there, before the handshake completes.
+ * connection fails there, before the handshake completes. Below TLS 1.2
+ * that question never comes, so a server that asks for certificates does
+ * not offer those versions.
  */
 #include <inttypes.h>
 #include <stddef.h>
