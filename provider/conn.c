@@ -23,8 +23,19 @@
  * context; the security callback is chained to OpenSSL's default, and the
  * PSK one finds no external PSK. Servers leave both alone. Every info
  * callback event (each message read or written) takes the binding away
- * again. Where an application replaces them, the connection is not bound:
- * it does not resume, and never resumes stale.
+ * again. Where an application replaces them, or the connection's info
+ * callback (which nothing would then take the binding away from), the
+ * connection is not bound: it does not resume, and never resumes stale.
+ * The security callback also unbinds at every other SSL_SECOP_VERSION
+ * (statem.c asks at each handshake start, SSL_clear and renegotiation
+ * included) and, where the info callback is not ours, forgets the last
+ * decision there; each CertificateRequest (SSL_SECOP_SIGALG_SUPPORTED in
+ * TLS_ST_SW_CERT_REQ) forgets it whatever the info callback.
+ *
+ * An SSL made by a role-neutral method (TLS_method: nginx's servers and
+ * upstreams) keeps its context's session-id context until it starts a
+ * handshake as a server: a client's sessions must keep it, or OpenSSL's
+ * client refuses every resumption its server accepts.
  *
  * A session certstore accepted is stamped (csp_conn_stamp) with the
  * context digest of the decision's policy state, its lifetime capped at the
@@ -33,7 +44,9 @@
  * The same security callback sees the client's CertificateVerify
  * (SSL_SECOP_SIGALG_CHECK in TLS_ST_SR_CERT_VRFY): a certificate the verify
  * hook did not decide means the application replaced it, and the
- * connection fails there, before the handshake completes.
+ * connection fails there, before the handshake completes. Below TLS 1.2
+ * that question never comes, so a server that asks for certificates does
+ * not offer those versions.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -63,8 +76,9 @@ struct csp_conn {
     csp_policy_state state;
     int established; /* handshake done: a certificate now is TLS 1.3 PHA */
     /* The binding (see the invariant above). */
-    int bound;       /* the SSL carries a bound session-id context right now */
-    int hello_bound; /* a ClientHello of this handshake was bound: hello_key holds */
+    int bound;        /* the SSL carries a bound session-id context right now */
+    int hello_bound;  /* a ClientHello of this handshake was bound: hello_key holds */
+    int role_pending; /* made by a role-neutral method: sid_ctx untouched until it serves */
     csp_bind_key hello_key;
     unsigned char unresumable[SSL_MAX_SID_CTX_LENGTH];
 };
@@ -312,6 +326,41 @@ void csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess)
 
 /* ---- callbacks ---------------------------------------------------------------- */
 
+static void csp_info(const SSL *ssl, int where, int ret);
+
+/*
+ * A server handshake starts (statem.c asks SSL_SECOP_VERSION, then the info
+ * callback sees SSL_CB_HANDSHAKE_START): the role is known now, and no
+ * binding of an earlier ClientHello may survive into this one.
+ */
+static void csp_conn_serving(SSL *ssl, csp_conn *conn)
+{
+    if (conn->role_pending || conn->bound) {
+        conn->role_pending = 0;
+        csp_unbind(ssl, conn);
+    }
+}
+
+/*
+ * The whole ClientHello is in and the lookup comes next. Bind only while
+ * the connection's info callback is ours: it is what takes the binding away
+ * again, and without it a binding would outlive its ClientHello (the second
+ * one after a HelloRetryRequest, an SSL_clear'ed or renegotiating SSL).
+ */
+static void csp_hello_complete(SSL *ssl, csp_conn *conn)
+{
+    if (SSL_get_info_callback(ssl) != csp_info) {
+        CSP_DEBUG("csp_hello_complete: info callback replaced: this ClientHello resumes nothing");
+        conn->role_pending = 0;
+        csp_unbind(ssl, conn);
+        /* Nor did SSL_CB_HANDSHAKE_START reach us: no certificate of this handshake yet. */
+        csp_conn_new_handshake(conn);
+        return;
+    }
+    if (!conn->bound)
+        csp_bind_hello(ssl, conn);
+}
+
 /* Installed on each server SSL; the context's own info callback still sees every event. */
 static void csp_info(const SSL *ssl, int where, int ret)
 {
@@ -319,8 +368,12 @@ static void csp_info(const SSL *ssl, int where, int ret)
     csp_conn *conn = csp_conn_of(ssl);
 
     if (conn != NULL) {
+        if ((where & SSL_CB_HANDSHAKE_START) != 0 && SSL_is_server(ssl))
+            csp_conn_serving((SSL *)ssl, conn);
         if (conn->bound)
             csp_unbind((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
+        if ((where & SSL_CB_ACCEPT_LOOP) != 0)
+            csp_session_cap((SSL *)ssl); /* before any ticket is made from it */
         if ((where & SSL_CB_HANDSHAKE_START) != 0)
             csp_conn_new_handshake(conn);
         if ((where & SSL_CB_ACCEPT_LOOP) != 0 && SSL_get_state(ssl) == TLS_ST_SW_CERT_REQ)
@@ -340,8 +393,46 @@ static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, in
     if (ssl != NULL && SSL_is_server(ssl)) {
         if (op == SSL_SECOP_VERSION && SSL_get_state(ssl) == TLS_ST_SR_CLNT_HELLO) {
             conn = csp_conn_of(ssl);
-            if (conn != NULL && !conn->bound)
-                csp_bind_hello((SSL *)ssl, conn);
+            if (conn != NULL)
+                csp_hello_complete((SSL *)ssl, conn);
+            /*
+             * Below TLS 1.2 (DTLS 1.2) a CertificateVerify has no signature
+             * algorithm, so SSL_SECOP_SIGALG_CHECK never comes and an
+             * undecided certificate could not be stopped: a server that
+             * asks for certificates does not speak those versions.
+             */
+            if ((SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0 &&
+                (SSL_is_dtls(ssl) ? (nid == DTLS1_VERSION || nid == DTLS1_BAD_VER)
+                                  : nid < TLS1_2_VERSION))
+                return 0;
+        } else if (op == SSL_SECOP_VERSION) {
+            /*
+             * Every other question about versions, statem.c's at each
+             * handshake start among them (SSL_clear, renegotiation): no
+             * ClientHello is being looked up, so no binding may stay.
+             */
+            conn = csp_conn_of(ssl);
+            if (conn != NULL && conn->bound)
+                csp_unbind((SSL *)ssl, conn);
+            /*
+             * statem.c's, as a handshake starts (SSL_clear'ed SSL, TLS 1.2
+             * renegotiation; not TLS 1.3's post-handshake messages): where
+             * the application's info callback took SSL_CB_HANDSHAKE_START
+             * away, the certificate of the last handshake stops speaking here.
+             */
+            if (conn != NULL && SSL_get_info_callback(ssl) != csp_info && SSL_in_init(ssl) &&
+                (SSL_get_state(ssl) == TLS_ST_BEFORE ||
+                 (SSL_get_state(ssl) == TLS_ST_OK && SSL_version(ssl) < TLS1_3_VERSION)))
+                csp_conn_new_handshake(conn);
+        } else if (op == SSL_SECOP_SIGALG_SUPPORTED && SSL_get_state(ssl) == TLS_ST_SW_CERT_REQ) {
+            /*
+             * The CertificateRequest lists its signature algorithms (TLS 1.2
+             * and 1.3, PHA included): asked again, whatever info callback
+             * the application set, only the answer will speak for the client.
+             */
+            conn = csp_conn_of(ssl);
+            if (conn != NULL)
+                csp_conn_certificate_requested(conn);
         } else if (op == SSL_SECOP_SIGALG_CHECK && SSL_get_state(ssl) == TLS_ST_SR_CERT_VRFY) {
             conn = csp_conn_of(ssl);
             if (conn == NULL || !conn->decided) {
@@ -360,8 +451,8 @@ static int csp_psk_find(SSL *ssl, const unsigned char *identity, size_t identity
     csp_conn *conn = SSL_is_server(ssl) ? csp_conn_of(ssl) : NULL;
 
     *sess = NULL;
-    if (conn != NULL && !conn->bound)
-        csp_bind_hello(ssl, conn);
+    if (conn != NULL)
+        csp_hello_complete(ssl, conn);
     return 1;
 }
 
@@ -418,7 +509,18 @@ static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         OPENSSL_free(conn);
         return;
     }
-    csp_unbind(ssl, conn);
+    /*
+     * TLS_method() (nginx's SSLv23_method, for its upstreams too) makes
+     * SSLs that SSL_is_server() calls servers until SSL_set_connect_state:
+     * a client's sessions must keep the context's sid_ctx, or OpenSSL's
+     * client refuses every resumption its server accepts. Such an SSL gets
+     * its own value when it starts a handshake as a server.
+     */
+    if (SSL_get_ssl_method(ssl) == TLS_server_method() ||
+        SSL_get_ssl_method(ssl) == DTLS_server_method())
+        csp_unbind(ssl, conn);
+    else
+        conn->role_pending = 1;
     /* SSL_new does not copy the context's info callback: csp_info calls it. */
     SSL_set_info_callback(ssl, csp_info);
 }

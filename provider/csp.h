@@ -137,6 +137,8 @@ void csp_appdata_write(SSL_SESSION *sess, const char *account, int64_t deadline,
                        const csp_policy_state *state);
 /* Read them back: 1 if the session carries a certstore binding. */
 int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
+/* A TLS 1.3 server event: cap the session in hand at its deadline before a ticket is made. */
+void csp_session_cap(SSL *ssl);
 
 /* ---- database handles (dbpool.c) ------------------------------------------ */
 

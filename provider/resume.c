@@ -25,8 +25,8 @@
  * now, into a full handshake, decided anew.
  *
  * An application that installs its own ticket callbacks (stunnel) replaces
- * these: the session-id context binding and the cap set at the full
- * handshake remain.
+ * these: the session-id context binding remains, and csp_session_cap (run
+ * from conn.c's info callback before each TLS 1.3 ticket) keeps the cap.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -198,4 +198,29 @@ static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
         return SSL_TICKET_RETURN_IGNORE_RENEW;
     }
     return csp_ticket_default(status);
+}
+
+/*
+ * An event of the server's handshake (conn.c's info callback), before
+ * OpenSSL may make a TLS 1.3 ticket from the session in hand: a ticket
+ * takes the session's timeout and resets its time to now, so a session
+ * whose timeout would then reach past the deadline is cut to end there.
+ * The same cap as csp_ticket_generated's, for an application that installs
+ * its own ticket callbacks (stunnel): otherwise each resumption would grant
+ * the whole lifetime again, past the mapping's not_after.
+ */
+void csp_session_cap(SSL *ssl)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    csp_policy_state state;
+    int64_t deadline, left;
+
+    if (sess == NULL || !SSL_is_server(ssl) || SSL_version(ssl) < TLS1_3_VERSION ||
+        SSL_SESSION_get_protocol_version(sess) < TLS1_3_VERSION ||
+        !csp_appdata_read(sess, &deadline, &state) || deadline == CS_TIME_FOREVER ||
+        deadline == CS_TIME_NONE)
+        return;
+    left = deadline - (int64_t)time(NULL);
+    if (left < (int64_t)SSL_SESSION_get_timeout(sess))
+        SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
 }
