@@ -361,6 +361,18 @@ static void csp_hello_complete(SSL *ssl, csp_conn *conn)
         csp_bind_hello(ssl, conn);
 }
 
+/*
+ * The info callback sees a write transition before it happens, in the old
+ * state: a NewSessionTicket comes after the client's Finished, after another
+ * ticket, or from an established connection (SSL_new_session_ticket).
+ */
+static int csp_ticket_may_follow(const SSL *ssl)
+{
+    OSSL_HANDSHAKE_STATE st = SSL_get_state(ssl);
+
+    return st == TLS_ST_SR_FINISHED || st == TLS_ST_SW_SESSION_TICKET || st == TLS_ST_OK;
+}
+
 /* Installed on each server SSL; the context's own info callback still sees every event. */
 static void csp_info(const SSL *ssl, int where, int ret)
 {
@@ -372,8 +384,9 @@ static void csp_info(const SSL *ssl, int where, int ret)
             csp_conn_serving((SSL *)ssl, conn);
         if (conn->bound)
             csp_unbind((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
-        if ((where & SSL_CB_ACCEPT_LOOP) != 0)
-            csp_session_cap((SSL *)ssl); /* before any ticket is made from it */
+        if ((where & SSL_CB_ACCEPT_LOOP) != 0 && csp_ticket_may_follow(ssl))
+            csp_session_cap((SSL *)ssl);
+                /* before a ticket is made from it */ /* before the ticket is made from it */
         if ((where & SSL_CB_HANDSHAKE_START) != 0)
             csp_conn_new_handshake(conn);
         if ((where & SSL_CB_ACCEPT_LOOP) != 0 && SSL_get_state(ssl) == TLS_ST_SW_CERT_REQ)

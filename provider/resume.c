@@ -201,8 +201,8 @@ static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
 }
 
 /*
- * An event of the server's handshake (conn.c's info callback), before
- * OpenSSL may make a TLS 1.3 ticket from the session in hand: a ticket
+ * The server may be about to write a NewSessionTicket (conn.c's info
+ * callback), before OpenSSL makes a TLS 1.3 ticket from the session in hand: a ticket
  * takes the session's timeout and resets its time to now, so a session
  * whose timeout would then reach past the deadline is cut to end there.
  * The same cap as csp_ticket_generated's, for an application that installs

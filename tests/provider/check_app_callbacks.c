@@ -1,5 +1,6 @@
 /*
- * Review findings on the handshake path (conn.c, resume.c):
+ * What an application's own set-up must not take from the policy, and what
+ * the policy must not take from the application (conn.c, resume.c):
  * - a client made from a role-neutral method (TLS_method, what nginx's
  *   proxy_ssl and many clients use) gets certstore's per-connection
  *   session-id context at SSL_new, so every resumption its server accepts
@@ -9,7 +10,9 @@
  *   second ClientHello (or an SSL_clear'ed SSL) resumes under the state of
  *   the first;
  * - an application that installs its own ticket callbacks (stunnel) lets
- *   TLS 1.3 resumption chains outlive the mapping's not_after.
+ *   TLS 1.3 resumption chains outlive the mapping's not_after;
+ * - below TLS 1.2 a replaced verification callback would go unseen, so a
+ *   server that asks for certificates does not speak those versions.
  *
  * Every test runs in its own process (Check's default fork mode).
  */
@@ -28,7 +31,7 @@
 #include "testpki.h"
 #include "tls_harness.h"
 
-#define SUITE_NAME "check_review"
+#define SUITE_NAME "check_app_callbacks"
 #define ALICE "alice@partner-a"
 
 static tls_harness fx;
@@ -503,7 +506,7 @@ END_TEST
 
 static Suite *review_suite(void)
 {
-    Suite *s = suite_create("review");
+    Suite *s = suite_create("app_callbacks");
     TCase *neutral = tcase_create("tls_method_client");
     TCase *info = tcase_create("app_info_callback");
     TCase *tickets = tcase_create("app_ticket_callbacks");
