@@ -410,6 +410,19 @@ cs_save_session() {
     fi
 }
 
+# cs_resume_accepted PORT NAME PROTO SESSFILE MARKER: offering the saved
+# session resumes it ("Reused") and the connection is served. A resumption
+# is no new decision, so no log line is waited for.
+cs_resume_accepted() {
+    local port=$1 name=$2 proto=$3 sess=$4 marker=$5
+    cs_tls_client "$port" "$name" "$proto" -sess_in "$sess"
+    if ! cs_out_has 'Reused, TLS' || ! cs_out_has "$marker"; then
+        cs_diag "$name $proto: the session was not resumed and served, though nothing changed"
+        cs_diag_file "$CS_OUT" 15
+        return 1
+    fi
+}
+
 # cs_resume_rejected PORT NAME PROTO SESSFILE REASON: offering the saved
 # session must not resume ("Reused") and the full handshake is rejected.
 cs_resume_rejected() {

@@ -88,9 +88,9 @@ HTTP_PORT=$PORT
 HTTP_MARKER='certstore-apache-ok'
 HTTP_WORKER_USER=www-data
 HTTP_WORKERS=2
-# mod_ssl stamps its own session id context on every session, which hides
-# certstore's policy generation; certstore then refuses to resume them.
-HTTP_EXPECT_REUSE=0
+# mod_ssl sets its own session id context on every connection; certstore
+# binds its own at the ClientHello, so sessions resume while nothing changed.
+HTTP_EXPECT_REUSE=1
 HTTP_RELOAD_NAME="graceful restart (USR1 to the parent, apache2 -k graceful)"
 # shellcheck disable=SC2317 # called by http_check_reload
 http_server_reload() { kill -USR1 "$HTTP_SERVER_PID"; }

@@ -50,6 +50,8 @@ check_unmapped_rejected() {
 check_removed_mapping_rejected_also_on_resume() {
     cs_save_session "$PORT" alice -tls1_2 "$WORK/alice12.sess" "hello cn=alice" alice &&
         cs_save_session "$PORT" alice -tls1_3 "$WORK/alice13.sess" "hello cn=alice" alice &&
+        cs_resume_accepted "$PORT" alice -tls1_2 "$WORK/alice12.sess" "hello cn=alice" &&
+        cs_resume_accepted "$PORT" alice -tls1_3 "$WORK/alice13.sess" "hello cn=alice" &&
         cs_cli map rm "$PKI/alice.pem" &&
         reject_as alice no-mapping &&
         cs_resume_rejected "$PORT" alice -tls1_2 "$WORK/alice12.sess" no-mapping &&
@@ -104,7 +106,7 @@ check_reload_keeps_enforcement() {
 cs_check 1 "mapped client from a pinned CA is accepted" check_mapped_accepted
 cs_check 2 "client of an unpinned CA under the same root is rejected" check_unpinned_ca_rejected
 cs_check 3 "unmapped client from a pinned CA is rejected" check_unmapped_rejected
-cs_check 4 "mapping removed live: rejected, also when resuming (TLS 1.2, 1.3)" \
+cs_check 4 "sessions resume while mapped; mapping removed live: rejected, also when resuming (TLS 1.2, 1.3)" \
     check_removed_mapping_rejected_also_on_resume
 cs_check 5 "mapping added live: accepted on the next connection" check_added_mapping_accepted
 cs_check 6 "database unavailable: rejected, server up; back: accepted" \
