@@ -55,6 +55,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "certstore.h"
@@ -102,6 +103,13 @@ static int csp_conn_index = -1;
 static CRYPTO_ONCE csp_conn_once = CRYPTO_ONCE_STATIC_INIT;
 static int csp_conn_ok;
 static uint64_t csp_ctx_serials;
+/*
+ * Drawn once per process (inherited by forked workers, which share their
+ * parent's contexts): serials restart in every process, and a session cache
+ * that outlives a restart (stunnel's sessiond, Apache's memcache) must not
+ * hand a session of the old process's contexts to the new one's.
+ */
+static uint64_t csp_process_salt;
 static uint64_t csp_unbound_serials;
 static EVP_MD *csp_sha256;
 static CRYPTO_ONCE csp_sha256_once = CRYPTO_ONCE_STATIC_INIT;
@@ -166,7 +174,7 @@ static int csp_same_key(const csp_bind_key *a, const csp_bind_key *b)
 static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
                        unsigned char sid[SSL_MAX_SID_CTX_LENGTH])
 {
-    unsigned char input[8 * sizeof(uint64_t)], *p = input;
+    unsigned char input[9 * sizeof(uint64_t)], *p = input;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
 
@@ -175,6 +183,7 @@ static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
         memcpy(sid, csp_last_sid.sid, SSL_MAX_SID_CTX_LENGTH);
         return 1;
     }
+    csp_put_u64(&p, csp_process_salt);
     csp_put_u64(&p, key->ctx_serial);
     csp_put_u64(&p, (uint64_t)(int64_t)key->verify_mode);
     csp_put_u64(&p, (uint64_t)(int64_t)key->verify_depth);
@@ -564,6 +573,8 @@ static int csp_conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **f
 
 static void csp_conn_register(void)
 {
+    if (RAND_bytes((unsigned char *)&csp_process_salt, sizeof(csp_process_salt)) != 1)
+        csp_process_salt = ((uint64_t)time(NULL) << 20) ^ (uint64_t)csp_process_pid();
     csp_ctx_index =
         CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL, csp_ctx_free);
     csp_conn_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, csp_conn_new,
