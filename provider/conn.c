@@ -21,10 +21,14 @@
  * ticket (also the ClientHello after a HelloRetryRequest, where versions
  * are not chosen again). Both are the connection's own, copied from its
  * context; the security callback is chained to OpenSSL's default, and the
- * PSK one finds no external PSK. Servers leave both alone. Every info
- * callback event (each message read or written) takes the binding away
- * again. Where an application replaces them, the connection is not bound:
- * it does not resume, and never resumes stale.
+ * PSK one finds no external PSK. Servers leave both alone. A TLS 1.3
+ * ClientHello can resume only through the PSK identities, so there the
+ * version question only notes the context (csp_note_hello) and the policy
+ * state is read when an identity is offered: a full handshake reads it
+ * once, at its decision. Every info callback event (each message read or
+ * written) takes the binding away again. Where an application replaces
+ * them, the connection is not bound: it does not resume, and never resumes
+ * stale.
  *
  * A session certstore accepted is stamped (csp_conn_stamp) with the
  * context digest of the decision's policy state, its lifetime capped at the
@@ -61,10 +65,12 @@ struct csp_conn {
     int accepted;
     int64_t valid_until;
     csp_policy_state state;
+    size_t appdata_len; /* the sessions' appdata, formatted once at the acceptance */
+    char appdata[CSP_APPDATA_MAX];
     int established; /* handshake done: a certificate now is TLS 1.3 PHA */
     /* The binding (see the invariant above). */
     int bound;       /* the SSL carries a bound session-id context right now */
-    int hello_bound; /* a ClientHello of this handshake was bound: hello_key holds */
+    int hello_bound; /* hello_key was taken at a ClientHello of this handshake */
     csp_bind_key hello_key;
     unsigned char unresumable[SSL_MAX_SID_CTX_LENGTH];
 };
@@ -230,6 +236,23 @@ static void csp_bind_hello(SSL *ssl, csp_conn *conn)
     CSP_DEBUG("csp_bind_hello: generation %" PRId64, state.generation);
 }
 
+/*
+ * A TLS 1.3 ClientHello: only a pre_shared_key identity can resume, and
+ * csp_psk_find binds before each is looked up. Until then nothing needs
+ * the policy state (no file to stat, no generation to read): keep the
+ * context the acceptance of this handshake will be stamped for, and stay
+ * unbound.
+ */
+static void csp_note_hello(SSL *ssl, csp_conn *conn)
+{
+    csp_bind_key key;
+
+    if (csp_policy()->config_error || !csp_bind_key_of(ssl, &key))
+        return;
+    conn->hello_key = key;
+    conn->hello_bound = 1;
+}
+
 /* ---- the connection's decision ------------------------------------------------ */
 
 /* A new handshake (first, after SSL_clear, renegotiation): nothing decided yet. */
@@ -274,7 +297,7 @@ static void csp_conn_stamp(const csp_conn *conn, SSL_SESSION *sess)
     if (conn->valid_until != CS_TIME_FOREVER && conn->valid_until != CS_TIME_NONE &&
         left < (int64_t)SSL_SESSION_get_timeout(sess))
         SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
-    csp_appdata_write(sess, conn->account, conn->valid_until, &conn->state);
+    csp_appdata_set(sess, conn->appdata, conn->appdata_len);
 }
 
 void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
@@ -285,6 +308,7 @@ void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
     conn->accepted = 1;
     conn->valid_until = d->valid_until;
     conn->state = *state;
+    conn->appdata_len = csp_appdata_format(conn->appdata, conn->account, conn->valid_until, state);
     /* During PHA the session in hand is the one from before: ticketing stamps the new one. */
     if (!csp_conn_post_handshake(ssl, conn))
         csp_conn_stamp(conn, SSL_get_session(ssl));
@@ -299,15 +323,18 @@ void csp_conn_not_accepted(SSL *ssl, csp_conn *conn)
         csp_never_resumes(SSL_get_session(ssl));
 }
 
-void csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess)
+int csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess, int64_t *deadline)
 {
     csp_conn *conn = csp_conn_of(ssl);
 
     if (conn == NULL)
-        return;
+        return 0;
     conn->established = 1;
-    if (conn->accepted)
-        csp_conn_stamp(conn, sess);
+    if (!conn->accepted)
+        return 0;
+    csp_conn_stamp(conn, sess);
+    *deadline = conn->valid_until;
+    return 1;
 }
 
 /* ---- callbacks ---------------------------------------------------------------- */
@@ -332,15 +359,24 @@ static void csp_info(const SSL *ssl, int where, int ret)
         app_cb(ssl, where, ret);
 }
 
-static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, int nid,
-                        void *other, void *ex)
+/*
+ * Asked a hundred times a handshake (every group, signature algorithm and
+ * cipher): the two questions that matter are told apart first. A TLS 1.3
+ * version is only noted (csp_note_hello); any other is bound at once, as
+ * session IDs and TLS 1.2 tickets are looked up without another callback.
+ */
+static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, int nid, void *other,
+                        void *ex)
 {
     csp_conn *conn;
 
-    if (ssl != NULL && SSL_is_server(ssl)) {
+    if ((op == SSL_SECOP_VERSION || op == SSL_SECOP_SIGALG_CHECK) && ssl != NULL &&
+        SSL_is_server(ssl)) {
         if (op == SSL_SECOP_VERSION && SSL_get_state(ssl) == TLS_ST_SR_CLNT_HELLO) {
             conn = csp_conn_of(ssl);
-            if (conn != NULL && !conn->bound)
+            if (conn != NULL && !conn->bound && nid == TLS1_3_VERSION)
+                csp_note_hello((SSL *)ssl, conn);
+            else if (conn != NULL && !conn->bound)
                 csp_bind_hello((SSL *)ssl, conn);
         } else if (op == SSL_SECOP_SIGALG_CHECK && SSL_get_state(ssl) == TLS_ST_SR_CERT_VRFY) {
             conn = csp_conn_of(ssl);
@@ -449,8 +485,8 @@ static int csp_conn_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **f
 
 static void csp_conn_register(void)
 {
-    csp_ctx_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL,
-                                            csp_ctx_free);
+    csp_ctx_index =
+        CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL_CTX, 0, NULL, csp_ctx_new, NULL, csp_ctx_free);
     csp_conn_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, csp_conn_new,
                                              csp_conn_dup, csp_conn_free);
     csp_conn_ok = csp_ctx_index >= 0 && csp_conn_index >= 0 && csp_verify_watch_register();
