@@ -300,6 +300,30 @@ static void csp_conn_stamp(const csp_conn *conn, SSL_SESSION *sess)
     csp_appdata_set(sess, conn->appdata, conn->appdata_len);
 }
 
+/* The appdata this thread formatted last: a reconnecting partner's is the same. */
+static __thread struct {
+    char account[CS_ACCOUNT_MAX + 1];
+    int64_t valid_until;
+    csp_policy_state state;
+    size_t len;
+    char data[CSP_APPDATA_MAX];
+} csp_last_appdata;
+
+static void csp_conn_appdata(csp_conn *conn)
+{
+    if (csp_last_appdata.len == 0 || csp_last_appdata.valid_until != conn->valid_until ||
+        !csp_policy_state_equal(&csp_last_appdata.state, &conn->state) ||
+        strcmp(csp_last_appdata.account, conn->account) != 0) {
+        csp_last_appdata.len = csp_appdata_format(csp_last_appdata.data, conn->account,
+                                                  conn->valid_until, &conn->state);
+        memcpy(csp_last_appdata.account, conn->account, sizeof(conn->account));
+        csp_last_appdata.valid_until = conn->valid_until;
+        csp_last_appdata.state = conn->state;
+    }
+    memcpy(conn->appdata, csp_last_appdata.data, csp_last_appdata.len);
+    conn->appdata_len = csp_last_appdata.len;
+}
+
 void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
                        const csp_policy_state *state)
 {
@@ -308,7 +332,7 @@ void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
     conn->accepted = 1;
     conn->valid_until = d->valid_until;
     conn->state = *state;
-    conn->appdata_len = csp_appdata_format(conn->appdata, conn->account, conn->valid_until, state);
+    csp_conn_appdata(conn);
     /* During PHA the session in hand is the one from before: ticketing stamps the new one. */
     if (!csp_conn_post_handshake(ssl, conn))
         csp_conn_stamp(conn, SSL_get_session(ssl));
