@@ -274,11 +274,15 @@ static void csp_line_peer(csp_line *l, const SSL *ssl)
         return; /* memory BIOs, pipes: no peer to name */
     if (addr.ss_family == AF_INET) {
         const struct sockaddr_in *in4 = (const struct sockaddr_in *)&addr;
+        const unsigned char *octet = (const unsigned char *)&in4->sin_addr;
 
-        if (inet_ntop(AF_INET, &in4->sin_addr, text, INET6_ADDRSTRLEN) == NULL)
-            return;
+        /* A dotted quad by hand: glibc's inet_ntop goes through sprintf. */
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                *p++ = '.';
+            p = csp_utoa(p, octet[i]);
+        }
         port = ntohs(in4->sin_port);
-        p = text + strlen(text);
     } else if (addr.ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
 
