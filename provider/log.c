@@ -353,26 +353,72 @@ static int csp_limiter_allow(const csp_log_decision_args *a)
     return 0;
 }
 
+/* result= .. issuer_sha256=: what an acceptance of the same certificates repeats. */
+static void csp_line_head(csp_line *l, const csp_log_decision_args *a)
+{
+    csp_line_raw(l, "certstore:");
+    csp_line_token(l, " result=", a->result);
+    csp_line_token(l, " reason=", a->reason);
+    csp_line_quoted(l, " account=\"", a->account);
+    csp_line_subject(l, a->leaf, a->leaf_fp);
+    csp_line_token(l, " leaf_sha256=", a->leaf_fp);
+    csp_line_token(l, " issuer_sha256=", a->issuer_fp);
+}
+
+/* The head of the last acceptance this thread logged: a reconnecting partner's is the same. */
+static __thread struct {
+    char account[CS_ACCOUNT_MAX + 1];
+    char leaf_fp[CS_FP_HEX_LEN + 1], issuer_fp[CS_FP_HEX_LEN + 1];
+    size_t len;
+    char text[CSP_LOG_LINE_MAX];
+} csp_last_head;
+
+static int csp_fp_known(const char *fp)
+{
+    return fp != NULL && strlen(fp) == CS_FP_HEX_LEN;
+}
+
+static void csp_line_accept_head(csp_line *l, const csp_log_decision_args *a)
+{
+    int keep = csp_fp_known(a->leaf_fp) && csp_fp_known(a->issuer_fp) &&
+               strlen(a->account) < sizeof(csp_last_head.account);
+
+    if (keep && csp_last_head.len > 0 &&
+        memcmp(csp_last_head.leaf_fp, a->leaf_fp, CS_FP_HEX_LEN) == 0 &&
+        memcmp(csp_last_head.issuer_fp, a->issuer_fp, CS_FP_HEX_LEN) == 0 &&
+        strcmp(csp_last_head.account, a->account) == 0) {
+        memcpy(l->text, csp_last_head.text, csp_last_head.len);
+        l->len = csp_last_head.len;
+        return;
+    }
+    csp_line_head(l, a);
+    if (!keep)
+        return;
+    memcpy(csp_last_head.text, l->text, l->len);
+    csp_last_head.len = l->len;
+    memcpy(csp_last_head.leaf_fp, a->leaf_fp, CS_FP_HEX_LEN + 1);
+    memcpy(csp_last_head.issuer_fp, a->issuer_fp, CS_FP_HEX_LEN + 1);
+    strcpy(csp_last_head.account, a->account);
+}
+
 void csp_log_decision(const csp_log_decision_args *a)
 {
+    int accept = strcmp(a->result, "accept") == 0;
     csp_line l;
 
-    if (strcmp(a->result, "accept") == 0)
+    if (accept)
         csp_limiter_end_streak();
     else if (!csp_limiter_allow(a))
         return;
     l.len = 0;
-    csp_line_raw(&l, "certstore:");
-    csp_line_token(&l, " result=", a->result);
-    csp_line_token(&l, " reason=", a->reason);
-    csp_line_quoted(&l, " account=\"", a->account);
-    csp_line_subject(&l, a->leaf, a->leaf_fp);
-    csp_line_token(&l, " leaf_sha256=", a->leaf_fp);
-    csp_line_token(&l, " issuer_sha256=", a->issuer_fp);
+    if (accept && strcmp(a->reason, "none") == 0)
+        csp_line_accept_head(&l, a);
+    else
+        csp_line_head(&l, a);
     csp_line_peer(&l, a->ssl);
     csp_line_token(&l, " pid=", csp_pid_text());
     csp_line_token(&l, " mode=", a->mode);
     if (a->detail != NULL && *a->detail != '\0')
         csp_line_quoted(&l, " detail=\"", a->detail);
-    csp_log_write(strcmp(a->result, "accept") == 0 ? LOG_INFO : LOG_NOTICE, l.text, l.len);
+    csp_log_write(accept ? LOG_INFO : LOG_NOTICE, l.text, l.len);
 }
