@@ -463,13 +463,15 @@ e2e_check_side() { # PORT on|off
     fi
 }
 
-# Full handshakes per second for E2E_SECONDS: s_time (one certificate), or the pool.
+# Full handshakes for E2E_SECONDS: s_time (one certificate), or the pool.
+# Prints "handshakes_per_second handshakes".
 e2e_measure() { # PORT CLIENT
     local out
     if [ "$2" = pool ]; then
         out=$("$BENCH_POOL" --port "$1" --pki "$PKI_EC" --leaves "$POOL" --keys "$POOL_KEYS" \
             --seconds "$E2E_SECONDS") || return 1
-        echo "$out" | awk '{ split($1, n, "="); split($2, t, "="); printf "%.1f\n", n[2] / (t[2] / 1e9) }'
+        echo "$out" | awk '{ split($1, n, "="); split($2, t, "=")
+            printf "%.1f %d\n", n[2] / (t[2] / 1e9), n[2] }'
         return 0
     fi
     # s_time presents its leaf alone (Partner CA A is in the servers' trust file);
@@ -480,26 +482,41 @@ e2e_measure() { # PORT CLIENT
         note "$out"
         return 1
     }
-    echo "$out" | awk '/connections in .* real seconds/ { printf "%.1f\n", $1 / $4; found = 1 }
+    echo "$out" | awk '/connections in .* real seconds/ { printf "%.1f %d\n", $1 / $4, $1; found = 1 }
         END { exit !found }'
 }
 
 decisions_logged() { grep -c 'result=accept' "$RUN/decisions.log" 2>/dev/null || true; }
 
-# One server run: start, prove the side, warm up, measure; prints handshakes/s.
+# CPU time of a server: the process and its children (nginx's workers), in ns.
+server_cpu_ns() {
+    local total=0 pid t
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        t=$(process_cpu_ns "$pid") || continue
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+# One server run: start, prove the side, warm up, measure. Prints
+# "handshakes_per_second handshakes_per_server_cpu_second".
 e2e_round() { # SERVER CONF SIDE CLIENT
-    local port rate="" before
+    local port pid rate="" before cpu0 cpu1
     if [ "$1" = nginx ]; then
         nginx_start "$2" || return 1
-        port=$NGX_PORT
+        port=$NGX_PORT pid=$NGX_PID
     else
         HAP_THREADS=2 haproxy_start "$2" "$PKI_EC" || return 1
-        port=$HAP_PORT
+        port=$HAP_PORT pid=$HAP_PID
     fi
     before=$(decisions_logged)
     if e2e_check_side "$port" "$3" &&
         "$BENCH_LOAD" load --port "$port" --pki "$PKI_EC" --count 20 --threads 1 >/dev/null; then
+        cpu0=$(server_cpu_ns "$pid")
         rate=$(e2e_measure "$port" "$4") || rate=""
+        cpu1=$(server_cpu_ns "$pid")
+        [ -z "$rate" ] || rate=$(echo "$rate" | awk -v cpu="$((cpu1 - cpu0))" \
+            '{ printf "%s %.1f\n", $1, $2 / (cpu / 1e9) }')
     fi
     if [ "$1" = nginx ]; then nginx_stop; else haproxy_stop; fi
     [ -n "$rate" ] || return 1
@@ -525,8 +542,10 @@ e2e_compare() { # SERVER CONF SIDE CLIENT LABEL
         fi
         echo "$off $on" >>"$rows"
     done
-    printf '| %s | %.0f | %.0f | %.3f |\n' "$5" "$(awk '{ print $1 }' "$rows" | median)" \
-        "$(awk '{ print $2 }' "$rows" | median)" "$(awk '{ print $2 / $1 }' "$rows" | median)"
+    printf '| %s | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f |\n' "$5" \
+        "$(awk '{ print $1 }' "$rows" | median)" "$(awk '{ print $3 }' "$rows" | median)" \
+        "$(awk '{ print $3 / $1 }' "$rows" | median)" "$(awk '{ print $2 }' "$rows" | median)" \
+        "$(awk '{ print $4 }' "$rows" | median)" "$(awk '{ print $4 / $2 }' "$rows" | median)"
 }
 
 section_e2e() {
@@ -540,10 +559,11 @@ section_e2e() {
     echo "machine: \`openssl s_time -new\` (one partner certificate, every handshake full) or"
     echo "\`bench_pool\` (the next of $POOL_N mapped clients each handshake: every client is seen"
     echo "for the first time). Median of $E2E_ROUNDS interleaved rounds of $E2E_SECONDS s per side;"
-    echo "ratio = median of per-round ratios. A/A: the plain server on both sides."
+    echo "ratio = median of per-round ratios; per CPU s: the server's processes' CPU time"
+    echo "(nginx's master and workers). A/A: the plain server on both sides."
     echo
-    echo "| server, client | hs/s plain | hs/s certstore | ratio |"
-    echo "| --- | ---: | ---: | ---: |"
+    echo "| server, client | hs/s plain | hs/s certstore | ratio | hs per server CPU s, plain | certstore | ratio |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     for server in $servers; do
         # The smoke run checks the parts, not the noise.
         [ "$smoke" -eq 1 ] ||
