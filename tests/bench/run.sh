@@ -7,12 +7,17 @@
 # Builds a Release tree in build-bench (or DIR), then measures, each against
 # plain OpenSSL in the same run: in-process handshakes with stores of 0, 10k,
 # 1M and 10M mappings, decision latency warm and cold, peak RSS, import and
-# map add/rm at scale, HAProxy with and without the provider, and liveness.
-# The generated PKI and databases are cached in DIR/bench-cache and rebuilt
-# only when missing (--fresh rebuilds them, re-measuring the imports).
+# map add/rm at scale, HAProxy with and without the provider, liveness, and
+# end to end (issue 16): nginx and HAProxy full handshakes per second under
+# `openssl s_time -new` and under bench_pool's first-seen clients.
+# The generated PKI, client pool and databases are cached in DIR/bench-cache
+# and rebuilt only when missing (--fresh rebuilds them, re-measuring the
+# imports). BENCH_MODULE=FILE measures that build of the provider instead;
+# E2E_ROUNDS and E2E_SECONDS shorten the end-to-end section.
 # --smoke: tiny store, a few handshakes, everything in a temp dir; checks that
-# every part works (the provider rejects what it must, no stale decisions),
-# never how fast. --no-servers skips HAProxy and liveness.
+# every part works (the provider rejects what it must, every server logs its
+# decisions, no stale decisions), never how fast. --no-servers skips the
+# servers (HAProxy, liveness, end to end).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
