@@ -75,6 +75,8 @@ struct csp_conn {
     int accepted;
     int64_t valid_until;
     csp_policy_state state;
+    size_t appdata_len; /* the sessions' appdata, formatted once at the acceptance */
+    char appdata[CSP_APPDATA_MAX];
     int established; /* handshake done: a certificate now is TLS 1.3 PHA */
     /* The binding (see the invariant above). */
     int bound;        /* the SSL carries a bound session-id context right now */
@@ -253,6 +255,23 @@ static void csp_bind_hello(SSL *ssl, csp_conn *conn)
     CSP_DEBUG("csp_bind_hello: generation %" PRId64, state.generation);
 }
 
+/*
+ * A TLS 1.3 ClientHello: only a pre_shared_key identity can resume, and
+ * csp_psk_find binds before each is looked up. Until then nothing needs
+ * the policy state (no file to stat, no generation to read): keep the
+ * context the acceptance of this handshake will be stamped for, and stay
+ * unbound.
+ */
+static void csp_note_hello(SSL *ssl, csp_conn *conn)
+{
+    csp_bind_key key;
+
+    if (csp_policy()->config_error || !csp_bind_key_of(ssl, &key))
+        return;
+    conn->hello_key = key;
+    conn->hello_bound = 1;
+}
+
 /* ---- the connection's decision ------------------------------------------------ */
 
 /* A new handshake (first, after SSL_clear, renegotiation): nothing decided yet. */
@@ -297,7 +316,31 @@ static void csp_conn_stamp(const csp_conn *conn, SSL_SESSION *sess)
     if (conn->valid_until != CS_TIME_FOREVER && conn->valid_until != CS_TIME_NONE &&
         left < (int64_t)SSL_SESSION_get_timeout(sess))
         SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
-    csp_appdata_write(sess, conn->account, conn->valid_until, &conn->state);
+    csp_appdata_set(sess, conn->appdata, conn->appdata_len);
+}
+
+/* The appdata this thread formatted last: a reconnecting partner's is the same. */
+static __thread struct {
+    char account[CS_ACCOUNT_MAX + 1];
+    int64_t valid_until;
+    csp_policy_state state;
+    size_t len;
+    char data[CSP_APPDATA_MAX];
+} csp_last_appdata;
+
+static void csp_conn_appdata(csp_conn *conn)
+{
+    if (csp_last_appdata.len == 0 || csp_last_appdata.valid_until != conn->valid_until ||
+        !csp_policy_state_equal(&csp_last_appdata.state, &conn->state) ||
+        strcmp(csp_last_appdata.account, conn->account) != 0) {
+        csp_last_appdata.len = csp_appdata_format(csp_last_appdata.data, conn->account,
+                                                  conn->valid_until, &conn->state);
+        memcpy(csp_last_appdata.account, conn->account, sizeof(conn->account));
+        csp_last_appdata.valid_until = conn->valid_until;
+        csp_last_appdata.state = conn->state;
+    }
+    memcpy(conn->appdata, csp_last_appdata.data, csp_last_appdata.len);
+    conn->appdata_len = csp_last_appdata.len;
 }
 
 void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
@@ -308,6 +351,7 @@ void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
     conn->accepted = 1;
     conn->valid_until = d->valid_until;
     conn->state = *state;
+    csp_conn_appdata(conn);
     /* During PHA the session in hand is the one from before: ticketing stamps the new one. */
     if (!csp_conn_post_handshake(ssl, conn))
         csp_conn_stamp(conn, SSL_get_session(ssl));
@@ -322,15 +366,18 @@ void csp_conn_not_accepted(SSL *ssl, csp_conn *conn)
         csp_never_resumes(SSL_get_session(ssl));
 }
 
-void csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess)
+int csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess, int64_t *deadline)
 {
     csp_conn *conn = csp_conn_of(ssl);
 
     if (conn == NULL)
-        return;
+        return 0;
     conn->established = 1;
-    if (conn->accepted)
-        csp_conn_stamp(conn, sess);
+    if (!conn->accepted)
+        return 0;
+    csp_conn_stamp(conn, sess);
+    *deadline = conn->valid_until;
+    return 1;
 }
 
 /* ---- callbacks ---------------------------------------------------------------- */
@@ -356,7 +403,7 @@ static void csp_conn_serving(SSL *ssl, csp_conn *conn)
  * again, and without it a binding would outlive its ClientHello (the second
  * one after a HelloRetryRequest, an SSL_clear'ed or renegotiating SSL).
  */
-static void csp_hello_complete(SSL *ssl, csp_conn *conn)
+static void csp_hello_complete(SSL *ssl, csp_conn *conn, int version)
 {
     if (SSL_get_info_callback(ssl) != csp_info) {
         CSP_DEBUG("csp_hello_complete: info callback replaced: this ClientHello resumes nothing");
@@ -366,7 +413,11 @@ static void csp_hello_complete(SSL *ssl, csp_conn *conn)
         csp_conn_new_handshake(conn);
         return;
     }
-    if (!conn->bound)
+    if (conn->bound)
+        return;
+    if (version == TLS1_3_VERSION)
+        csp_note_hello(ssl, conn); /* csp_psk_find binds, should an identity come */
+    else
         csp_bind_hello(ssl, conn);
 }
 
@@ -395,7 +446,7 @@ static void csp_info(const SSL *ssl, int where, int ret)
             csp_unbind((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
         if ((where & SSL_CB_ACCEPT_LOOP) != 0 && csp_ticket_may_follow(ssl))
             csp_session_cap((SSL *)ssl);
-                /* before a ticket is made from it */ /* before the ticket is made from it */
+        /* before a ticket is made from it */ /* before the ticket is made from it */
         if ((where & SSL_CB_HANDSHAKE_START) != 0)
             csp_conn_new_handshake(conn);
         if ((where & SSL_CB_ACCEPT_LOOP) != 0 && SSL_get_state(ssl) == TLS_ST_SW_CERT_REQ)
@@ -412,11 +463,13 @@ static int csp_security(const SSL *ssl, const SSL_CTX *ctx, int op, int bits, in
 {
     csp_conn *conn;
 
-    if (ssl != NULL && SSL_is_server(ssl)) {
+    if ((op == SSL_SECOP_VERSION || op == SSL_SECOP_SIGALG_CHECK ||
+         op == SSL_SECOP_SIGALG_SUPPORTED) &&
+        ssl != NULL && SSL_is_server(ssl)) {
         if (op == SSL_SECOP_VERSION && SSL_get_state(ssl) == TLS_ST_SR_CLNT_HELLO) {
             conn = csp_conn_of(ssl);
             if (conn != NULL)
-                csp_hello_complete((SSL *)ssl, conn);
+                csp_hello_complete((SSL *)ssl, conn, nid);
             /*
              * Below TLS 1.2 (DTLS 1.2) a CertificateVerify has no signature
              * algorithm, so SSL_SECOP_SIGALG_CHECK never comes and an
@@ -474,7 +527,7 @@ static int csp_psk_find(SSL *ssl, const unsigned char *identity, size_t identity
 
     *sess = NULL;
     if (conn != NULL)
-        csp_hello_complete(ssl, conn);
+        csp_hello_complete(ssl, conn, 0);
     return 1;
 }
 

@@ -121,20 +121,27 @@ void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
                        const csp_policy_state *state);
 /* The certificate was decided, not accepted (rejected, or audit's would-reject). */
 void csp_conn_not_accepted(SSL *ssl, csp_conn *conn);
-/* A ticket is being made for `sess` (resume.c): stamp the connection's acceptance on it. */
-void csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess);
+/*
+ * A ticket is being made for `sess` (resume.c): stamp the connection's
+ * acceptance on it. 1 with its deadline when there was one to stamp.
+ */
+int csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess, int64_t *deadline);
 
 /* ---- sessions and tickets (resume.c) -------------------------------------- */
 
 /* Install the ticket generate/decrypt callbacks on a new SSL_CTX. */
 void csp_resume_install(SSL_CTX *ctx);
 /*
- * Record the account, the absolute deadline (CS_TIME_FOREVER/NONE: none)
- * and the decision's database file and generation in the session's ticket
- * appdata, unless the application keeps its own data there.
+ * Format, once per decision, what a session it accepted carries in its
+ * ticket appdata: the account, the absolute deadline (CS_TIME_FOREVER/NONE:
+ * none) and the decision's database file and generation. Returns the
+ * length to store (NUL included), 0 if it does not fit.
  */
-void csp_appdata_write(SSL_SESSION *sess, const char *account, int64_t deadline,
-                       const csp_policy_state *state);
+#define CSP_APPDATA_MAX (32 + CS_ACCOUNT_MAX + 160)
+size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, int64_t deadline,
+                          const csp_policy_state *state);
+/* Put formatted appdata on a session, unless the application keeps its own data there. */
+void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len);
 /* Read them back: 1 if the session carries a certstore binding. */
 int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
 /* A TLS 1.3 server event: cap the session in hand at its deadline before a ticket is made. */
@@ -183,15 +190,20 @@ int csp_dbpool_probe(const char *path, char *why, size_t why_len);
 
 /* ---- acceptances kept per thread (decache.c) ----------------------------- */
 
+/* 1 when a and b are the same certificate (the same DER), without a digest. */
+int csp_same_cert(const X509 *a, const X509 *b);
 /*
- * The acceptance this thread made for this leaf and issuer, if nothing was
- * committed since and `now` is within it: copied out with its policy state, 1.
+ * The acceptance this thread made for exactly this leaf and issuer, if
+ * nothing was committed since and `now` is within it: copied out with its
+ * policy state, 1.
  */
-int csp_decache_get(const char *leaf_fp, const char *issuer_fp, int64_t now, cs_decision *d,
+int csp_decache_get(const X509 *leaf, const X509 *issuer, int64_t now, cs_decision *d,
                     csp_policy_state *state);
 /* Keep an acceptance read after `mark` (rejections and invalid marks are not kept). */
-void csp_decache_put(const cs_decision *d, const csp_policy_state *state,
+void csp_decache_put(X509 *leaf, X509 *issuer, const cs_decision *d, const csp_policy_state *state,
                      const csp_store_mark *mark, int64_t now);
+/* The issuer's fingerprint; the one this thread computed last is reused. 1 if known. */
+int csp_issuer_fp(X509 *issuer, char fp[CS_FP_HEX_LEN + 1]);
 
 /* ---- decision log (log.c) ------------------------------------------------- */
 

@@ -142,6 +142,7 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain,
     cs_policy_opts opts = {.require_strong = csp_policy()->require_strong};
     csp_store_mark mark = {.valid = 0};
     int64_t now = (int64_t)time(NULL);
+    X509 *leaf = NULL, *issuer = NULL;
     cs_db *db;
 
     memset(state, 0, sizeof(*state));
@@ -158,13 +159,16 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain,
     }
     why[0] = '\0';
     db = csp_dbpool_get(why, sizeof(why)); /* the file at the path now, not at the ClientHello */
-    /* The same leaf and issuer as before, nothing committed since: the same acceptance. */
-    if (db != NULL && sk_X509_num(chain) >= 2 && cs_fp_of_cert(sk_X509_value(chain, 0), leaf_fp) &&
-        cs_fp_of_cert(sk_X509_value(chain, 1), issuer_fp)) {
-        if (csp_decache_get(leaf_fp, issuer_fp, now, d, state))
+    if (db != NULL && sk_X509_num(chain) >= 2) {
+        leaf = sk_X509_value(chain, 0);
+        issuer = sk_X509_value(chain, 1);
+        /* The same leaf and issuer as before, nothing committed since: the same acceptance. */
+        if (csp_decache_get(leaf, issuer, now, d, state))
             return;
-        opts.leaf_fp = leaf_fp;
-        opts.issuer_fp = issuer_fp;
+        if (cs_fp_of_cert(leaf, leaf_fp) && csp_issuer_fp(issuer, issuer_fp)) {
+            opts.leaf_fp = leaf_fp;
+            opts.issuer_fp = issuer_fp;
+        }
     }
     if (db != NULL)
         csp_dbpool_mark(&mark); /* before the read: a commit after it shows as a change */
@@ -175,8 +179,8 @@ static void csp_decide_chain(X509_STORE_CTX *store_ctx, STACK_OF(X509) * chain,
         snprintf(d->detail, sizeof(d->detail), "%.60s: %.90s", csp_policy()->db, why);
     else if (!d->accept && d->reason == CS_REASON_STORE_UNAVAILABLE)
         csp_dbpool_discard(); /* retry the open on the next handshake */
-    else if (csp_bind_decision(db, d, state))
-        csp_decache_put(d, state, &mark, now);
+    else if (csp_bind_decision(db, d, state) && leaf != NULL)
+        csp_decache_put(leaf, issuer, d, state, &mark, now);
 }
 
 static const char *csp_reason_name(const cs_decision *d)

@@ -124,57 +124,63 @@ int csp_log_open(const csp_config *cfg, char *why, size_t why_len)
     return cfg->log_kind != CSP_LOG_FILE || refused;
 }
 
-static void csp_log_write(int priority, const char *line, size_t len)
+/*
+ * Write line[0..len) as one line; line[len] is the caller's spare byte,
+ * where the newline goes (a NUL for syslog). One write() per line, so
+ * concurrent writers never interleave, and no buffering in the process:
+ * the line is the kernel's once this returns.
+ */
+static void csp_log_write(int priority, char *line, size_t len)
 {
-    char buf[CSP_LOG_LINE_MAX + 1];
     ssize_t unused;
 
     if (csp_log_sink == CSP_LOG_SYSLOG) {
+        line[len] = '\0';
         syslog(LOG_AUTHPRIV | priority, "%s", line);
         return;
     }
-    /* One write() per line, so concurrent writers never interleave. */
-    memcpy(buf, line, len);
-    buf[len] = '\n';
-    unused = write(csp_log_sink == CSP_LOG_FILE ? csp_log_fd : STDERR_FILENO, buf, len + 1);
+    line[len] = '\n';
+    unused = write(csp_log_sink == CSP_LOG_FILE ? csp_log_fd : STDERR_FILENO, line, len + 1);
     (void)unused;
 }
 
 void csp_log_notice(const char *fmt, ...)
 {
-    char line[CSP_LOG_LINE_MAX];
+    char line[CSP_LOG_LINE_MAX + 1];
     va_list args;
     int n;
 
     va_start(args, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, args);
+    n = vsnprintf(line, CSP_LOG_LINE_MAX, fmt, args);
     va_end(args);
     if (n < 0)
         return;
-    if ((size_t)n >= sizeof(line))
-        n = sizeof(line) - 1;
+    if (n >= CSP_LOG_LINE_MAX)
+        n = CSP_LOG_LINE_MAX - 1;
     csp_log_write(LOG_WARNING, line, (size_t)n);
 }
 
 /* ---- line building -------------------------------------------------------- */
 
+/*
+ * Each piece is copied in one pass, escaping as it goes, up to the room
+ * left: at most CSP_LOG_LINE_MAX - 1 bytes of text, plus the spare byte
+ * csp_log_write needs.
+ */
+#define CSP_LINE_ROOM (CSP_LOG_LINE_MAX - 1)
+
 typedef struct {
-    char text[CSP_LOG_LINE_MAX];
+    char text[CSP_LOG_LINE_MAX + 1];
     size_t len;
 } csp_line;
 
-static void csp_line_bytes(csp_line *l, const char *s, size_t n)
-{
-    if (n > sizeof(l->text) - 1 - l->len)
-        n = sizeof(l->text) - 1 - l->len;
-    memcpy(l->text + l->len, s, n);
-    l->len += n;
-    l->text[l->len] = '\0';
-}
-
 static void csp_line_raw(csp_line *l, const char *s)
 {
-    csp_line_bytes(l, s, strlen(s));
+    char *p = l->text + l->len, *end = l->text + CSP_LINE_ROOM;
+
+    while (*s != '\0' && p < end)
+        *p++ = *s++;
+    l->len = (size_t)(p - l->text);
 }
 
 static int csp_byte_needs_escape(unsigned char c)
@@ -182,46 +188,81 @@ static int csp_byte_needs_escape(unsigned char c)
     return c == '"' || c == '\\' || c < 0x20 || c == 0x7f;
 }
 
-/* key="value", with quotes, backslashes and every control byte escaped. */
-static void csp_line_quoted(csp_line *l, const char *key, const char *value)
+/*
+ * ` key="value"` (key_open is ` key="`), with quotes, backslashes and every
+ * control byte escaped; a value cut short for room is still closed.
+ */
+static void csp_line_quoted(csp_line *l, const char *key_open, const char *value)
 {
-    const unsigned char *p = (const unsigned char *)(value != NULL ? value : "");
-    char esc[8];
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *v = (const unsigned char *)(value != NULL ? value : "");
+    char *p, *end;
 
-    csp_line_raw(l, " ");
-    csp_line_raw(l, key);
-    csp_line_raw(l, "=\"");
-    while (*p != '\0') {
-        /* Keep one byte for the closing quote. */
-        size_t run = 0, room = l->len + 2 < sizeof(l->text) ? sizeof(l->text) - 2 - l->len : 0;
-
-        while (p[run] != '\0' && !csp_byte_needs_escape(p[run]))
-            run++;
-        if (run > room)
-            run = room; /* truncated, still closed below */
-        csp_line_bytes(l, (const char *)p, run);
-        p += run;
-        if (*p == '\0' || run == room)
-            break;
-        if (*p == '"' || *p == '\\')
-            snprintf(esc, sizeof(esc), "\\%c", *p);
-        else
-            snprintf(esc, sizeof(esc), "\\x%02x", *p);
-        if (l->len + strlen(esc) + 2 >= sizeof(l->text))
-            break;
-        csp_line_raw(l, esc);
-        p++;
+    csp_line_raw(l, key_open);
+    if (l->len >= CSP_LINE_ROOM)
+        return;
+    p = l->text + l->len;
+    end = l->text + CSP_LINE_ROOM - 1; /* one byte kept for the closing quote */
+    for (; *v != '\0'; v++) {
+        if (!csp_byte_needs_escape(*v)) {
+            if (p >= end)
+                break;
+            *p++ = (char)*v;
+        } else if (*v == '"' || *v == '\\') {
+            if (end - p < 2)
+                break;
+            *p++ = '\\';
+            *p++ = (char)*v;
+        } else {
+            if (end - p < 4)
+                break;
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[*v >> 4];
+            *p++ = hex[*v & 0xf];
+        }
     }
-    csp_line_raw(l, "\"");
+    *p++ = '"';
+    l->len = (size_t)(p - l->text);
 }
 
-/* key=value for values that are tokens, hex or numbers (never user text). */
-static void csp_line_token(csp_line *l, const char *key, const char *value)
+/* ` key=value` (key_eq is ` key=`) for tokens, hex or numbers (never user text). */
+static void csp_line_token(csp_line *l, const char *key_eq, const char *value)
 {
-    csp_line_raw(l, " ");
-    csp_line_raw(l, key);
-    csp_line_raw(l, "=");
+    csp_line_raw(l, key_eq);
     csp_line_raw(l, value != NULL && *value != '\0' ? value : "-");
+}
+
+/* Decimal digits of v into buf (at least 21 bytes), NUL-terminated; returns the end. */
+static char *csp_utoa(char *buf, uint64_t v)
+{
+    char digits[21];
+    size_t n = 0;
+
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *buf++ = digits[--n];
+    *buf = '\0';
+    return buf;
+}
+
+/* This process's pid as text, per thread (redone after a fork). */
+static const char *csp_pid_text(void)
+{
+    static __thread struct {
+        pid_t pid;
+        char text[24];
+    } cached;
+    pid_t pid = csp_process_pid();
+
+    if (cached.pid != pid) {
+        csp_utoa(cached.text, (uint64_t)pid);
+        cached.pid = pid;
+    }
+    return cached.text;
 }
 
 /* The subject last printed on this thread, by the leaf's SHA-256: a reconnecting client's is the
@@ -239,7 +280,7 @@ static void csp_line_subject(csp_line *l, const X509 *leaf, const char *leaf_fp)
     int n;
 
     if (known && strcmp(leaf_fp, csp_last_subject.leaf_fp) == 0) {
-        csp_line_quoted(l, "subject", csp_last_subject.subject);
+        csp_line_quoted(l, " subject=\"", csp_last_subject.subject);
         return;
     }
     if (leaf != NULL && (mem = BIO_new(BIO_s_mem())) != NULL) {
@@ -253,15 +294,14 @@ static void csp_line_subject(csp_line *l, const X509 *leaf, const char *leaf_fp)
             memcpy(csp_last_subject.leaf_fp, leaf_fp, CS_FP_HEX_LEN + 1);
         }
     }
-    csp_line_quoted(l, "subject", subject);
+    csp_line_quoted(l, " subject=\"", subject);
 }
 
 static void csp_line_peer(csp_line *l, const SSL *ssl)
 {
     struct sockaddr_storage addr;
     socklen_t addr_len = sizeof(addr);
-    char host[INET6_ADDRSTRLEN] = "";
-    char text[INET6_ADDRSTRLEN + 16];
+    char text[INET6_ADDRSTRLEN + 16], *p = text;
     BIO *rbio;
     int fd = -1;
     unsigned port = 0;
@@ -272,20 +312,30 @@ static void csp_line_peer(csp_line *l, const SSL *ssl)
         return; /* memory BIOs, pipes: no peer to name */
     if (addr.ss_family == AF_INET) {
         const struct sockaddr_in *in4 = (const struct sockaddr_in *)&addr;
+        const unsigned char *octet = (const unsigned char *)&in4->sin_addr;
 
-        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+        /* A dotted quad by hand: glibc's inet_ntop goes through sprintf. */
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                *p++ = '.';
+            p = csp_utoa(p, octet[i]);
+        }
         port = ntohs(in4->sin_port);
-        snprintf(text, sizeof(text), "%s:%u", host, port);
     } else if (addr.ss_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
 
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        text[0] = '[';
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, text + 1, INET6_ADDRSTRLEN) == NULL)
+            return;
         port = ntohs(in6->sin6_port);
-        snprintf(text, sizeof(text), "[%s]:%u", host, port);
+        p = text + strlen(text);
+        *p++ = ']';
     } else {
         return;
     }
-    csp_line_token(l, "peer", text);
+    *p++ = ':';
+    csp_utoa(p, port);
+    csp_line_token(l, " peer=", text);
 }
 
 /* ---- rate limiting -------------------------------------------------------- */
@@ -341,27 +391,72 @@ static int csp_limiter_allow(const csp_log_decision_args *a)
     return 0;
 }
 
+/* result= .. issuer_sha256=: what an acceptance of the same certificates repeats. */
+static void csp_line_head(csp_line *l, const csp_log_decision_args *a)
+{
+    csp_line_raw(l, "certstore:");
+    csp_line_token(l, " result=", a->result);
+    csp_line_token(l, " reason=", a->reason);
+    csp_line_quoted(l, " account=\"", a->account);
+    csp_line_subject(l, a->leaf, a->leaf_fp);
+    csp_line_token(l, " leaf_sha256=", a->leaf_fp);
+    csp_line_token(l, " issuer_sha256=", a->issuer_fp);
+}
+
+/* The head of the last acceptance this thread logged: a reconnecting partner's is the same. */
+static __thread struct {
+    char account[CS_ACCOUNT_MAX + 1];
+    char leaf_fp[CS_FP_HEX_LEN + 1], issuer_fp[CS_FP_HEX_LEN + 1];
+    size_t len;
+    char text[CSP_LOG_LINE_MAX];
+} csp_last_head;
+
+static int csp_fp_known(const char *fp)
+{
+    return fp != NULL && strlen(fp) == CS_FP_HEX_LEN;
+}
+
+static void csp_line_accept_head(csp_line *l, const csp_log_decision_args *a)
+{
+    int keep = csp_fp_known(a->leaf_fp) && csp_fp_known(a->issuer_fp) &&
+               strlen(a->account) < sizeof(csp_last_head.account);
+
+    if (keep && csp_last_head.len > 0 &&
+        memcmp(csp_last_head.leaf_fp, a->leaf_fp, CS_FP_HEX_LEN) == 0 &&
+        memcmp(csp_last_head.issuer_fp, a->issuer_fp, CS_FP_HEX_LEN) == 0 &&
+        strcmp(csp_last_head.account, a->account) == 0) {
+        memcpy(l->text, csp_last_head.text, csp_last_head.len);
+        l->len = csp_last_head.len;
+        return;
+    }
+    csp_line_head(l, a);
+    if (!keep)
+        return;
+    memcpy(csp_last_head.text, l->text, l->len);
+    csp_last_head.len = l->len;
+    memcpy(csp_last_head.leaf_fp, a->leaf_fp, CS_FP_HEX_LEN + 1);
+    memcpy(csp_last_head.issuer_fp, a->issuer_fp, CS_FP_HEX_LEN + 1);
+    strcpy(csp_last_head.account, a->account);
+}
+
 void csp_log_decision(const csp_log_decision_args *a)
 {
-    csp_line l = {.len = 0};
-    char number[32];
+    int accept = strcmp(a->result, "accept") == 0;
+    csp_line l;
 
-    if (strcmp(a->result, "accept") == 0)
+    if (accept)
         csp_limiter_end_streak();
     else if (!csp_limiter_allow(a))
         return;
-    csp_line_raw(&l, "certstore:");
-    csp_line_token(&l, "result", a->result);
-    csp_line_token(&l, "reason", a->reason);
-    csp_line_quoted(&l, "account", a->account);
-    csp_line_subject(&l, a->leaf, a->leaf_fp);
-    csp_line_token(&l, "leaf_sha256", a->leaf_fp);
-    csp_line_token(&l, "issuer_sha256", a->issuer_fp);
+    l.len = 0;
+    if (accept && strcmp(a->reason, "none") == 0)
+        csp_line_accept_head(&l, a);
+    else
+        csp_line_head(&l, a);
     csp_line_peer(&l, a->ssl);
-    snprintf(number, sizeof(number), "%d", (int)csp_process_pid());
-    csp_line_token(&l, "pid", number);
-    csp_line_token(&l, "mode", a->mode);
+    csp_line_token(&l, " pid=", csp_pid_text());
+    csp_line_token(&l, " mode=", a->mode);
     if (a->detail != NULL && *a->detail != '\0')
-        csp_line_quoted(&l, "detail", a->detail);
-    csp_log_write(strcmp(a->result, "accept") == 0 ? LOG_INFO : LOG_NOTICE, l.text, l.len);
+        csp_line_quoted(&l, " detail=\"", a->detail);
+    csp_log_write(accept ? LOG_INFO : LOG_NOTICE, l.text, l.len);
 }

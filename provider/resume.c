@@ -4,11 +4,12 @@
  *
  * The session-id context (conn.c) binds a session to the database file and
  * generation of its decision, compared when a ClientHello offers it; it
- * cannot say when a decision stops holding by time. A relative lifetime is not enough either: on
- * every TLS 1.3 resumption OpenSSL copies the session, resets its time to now and keeps its
- * timeout, so each resumption would grant the whole lifetime again. So the session's ticket appdata
- * carries, after the account, the ABSOLUTE deadline and the database file and generation of the
- * decision:
+ * cannot say when a decision stops holding by time. A relative lifetime is
+ * not enough either: on every TLS 1.3 resumption OpenSSL copies the
+ * session, resets its time to now and keeps its timeout, so each resumption
+ * would grant the whole lifetime again. So the session's ticket appdata
+ * carries, after the account, the ABSOLUTE deadline and the database file
+ * and generation of the decision:
  *
  *     "certstore-account=" account NUL
  *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC" NUL
@@ -45,6 +46,8 @@
     "deadline=%" SCNd64 " generation=%" SCNd64 " db=%" SCNu64 ":%" SCNu64 ":%" SCNd64 ".%" SCNd64  \
     "%n"
 
+_Static_assert(sizeof(CSP_APPDATA_PREFIX) <= 32, "CSP_APPDATA_MAX leaves 32 bytes for the prefix");
+
 static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
                                               const unsigned char *keyname, size_t keyname_len,
                                               SSL_TICKET_STATUS status, void *arg);
@@ -63,23 +66,27 @@ static int csp_appdata_ours_or_empty(const SSL_SESSION *sess)
     return len == 0 || (len > prefix && memcmp(data, CSP_APPDATA_PREFIX, prefix) == 0);
 }
 
-void csp_appdata_write(SSL_SESSION *sess, const char *account, int64_t deadline,
-                       const csp_policy_state *state)
+size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, int64_t deadline,
+                          const csp_policy_state *state)
 {
-    char data[sizeof(CSP_APPDATA_PREFIX) + CS_ACCOUNT_MAX + 160];
     int head, tail;
 
-    if (!csp_appdata_ours_or_empty(sess))
-        return; /* the application's own data: never clobbered */
-    head = snprintf(data, sizeof(data), "%s%s", CSP_APPDATA_PREFIX, account);
-    if (head < 0 || (size_t)head >= sizeof(data) - 1)
-        return;
-    tail = snprintf(data + head + 1, sizeof(data) - (size_t)head - 1, CSP_APPDATA_TAIL_WRITE,
+    head = snprintf(data, CSP_APPDATA_MAX, "%s%s", CSP_APPDATA_PREFIX, account);
+    if (head < 0 || (size_t)head >= CSP_APPDATA_MAX - 1)
+        return 0;
+    tail = snprintf(data + head + 1, CSP_APPDATA_MAX - (size_t)head - 1, CSP_APPDATA_TAIL_WRITE,
                     deadline, state->generation, state->file.dev, state->file.ino,
                     state->file.birth_sec, state->file.birth_nsec);
-    if (tail < 0 || (size_t)(head + 1 + tail) >= sizeof(data))
-        return;
-    SSL_SESSION_set1_ticket_appdata(sess, data, (size_t)head + 1 + (size_t)tail + 1);
+    if (tail < 0 || (size_t)(head + 1 + tail) >= CSP_APPDATA_MAX)
+        return 0;
+    return (size_t)head + 1 + (size_t)tail + 1;
+}
+
+void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len)
+{
+    if (len == 0 || !csp_appdata_ours_or_empty(sess))
+        return; /* the application's own data: never clobbered */
+    SSL_SESSION_set1_ticket_appdata(sess, data, len);
 }
 
 int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state)
@@ -126,9 +133,10 @@ static int csp_ticket_generated(SSL *ssl, void *arg)
     csp_policy_state state;
     int64_t deadline, left;
 
-    if (sess != NULL)
-        csp_conn_ticketing(ssl, sess);
-    if (sess == NULL || !csp_appdata_read(sess, &deadline, &state))
+    if (sess == NULL)
+        return 1;
+    /* The connection's own acceptance knows its deadline: no need to parse it back. */
+    if (!csp_conn_ticketing(ssl, sess, &deadline) && !csp_appdata_read(sess, &deadline, &state))
         return 1;
     if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
         return 1;

@@ -1,10 +1,12 @@
 /*
  * Input generators for the benchmarks.
  *
- *   bench_gen leaves --pki DIR --count N --out FILE
+ *   bench_gen leaves --pki DIR --count N --out FILE [--keys FILE]
  *       N real client certificates issued by the pinned "Partner CA A" of
  *       the test PKI in DIR (each with its own P-256 key), PEM, for the
  *       decision benchmark: distinct leaves touch distinct database pages.
+ *       With --keys, the private keys too, in the same order (the pool of
+ *       first-seen clients of bench_load pool).
  *   bench_gen csv --count N --issuer CA.pem --out FILE [--real PEM:ACCOUNT]...
  *       An import CSV (kind,key,account,pin) with a cert mapping for every
  *       certificate of each --real file, then N synthetic mappings with
@@ -30,7 +32,7 @@
 
 static int usage(void)
 {
-    fputs("usage: bench_gen leaves --pki DIR --count N --out FILE\n"
+    fputs("usage: bench_gen leaves --pki DIR --count N --out FILE [--keys FILE]\n"
           "       bench_gen csv --count N --issuer CA.pem --out FILE [--real PEM:ACCOUNT]...\n",
           stderr);
     return 2;
@@ -60,7 +62,7 @@ static int random_serial(X509 *cert)
     return ok;
 }
 
-static X509 *make_leaf(X509 *ca, EVP_PKEY *ca_key, int index)
+static X509 *make_leaf(X509 *ca, EVP_PKEY *ca_key, int index, EVP_PKEY **key_out)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *leaf = X509_new();
@@ -85,6 +87,10 @@ static X509 *make_leaf(X509 *ca, EVP_PKEY *ca_key, int index)
              add_ext(leaf, ca, NID_authority_key_identifier, "keyid:always") &&
              X509_sign(leaf, ca_key, EVP_sha256()) > 0;
     X509_NAME_free(name);
+    if (ok && key_out != NULL) {
+        *key_out = key;
+        key = NULL;
+    }
     EVP_PKEY_free(key);
     if (!ok) {
         X509_free(leaf);
@@ -107,6 +113,7 @@ static int gen_leaves(int argc, char **argv)
 {
     const char *pki = bench_opt(argc, argv, "--pki");
     const char *out = bench_opt(argc, argv, "--out");
+    const char *keys_out = bench_opt(argc, argv, "--keys");
     long count = bench_opt_long(argc, argv, "--count", 1000);
     if (pki == NULL || out == NULL || count < 1)
         return usage();
@@ -116,13 +123,19 @@ static int gen_leaves(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/ca-a.key", pki);
     EVP_PKEY *ca_key = load_key(path);
     FILE *f = fopen(out, "w");
-    int ok = ca_certs != NULL && ca_key != NULL && f != NULL;
+    FILE *kf = keys_out != NULL ? fopen(keys_out, "w") : NULL;
+    int ok = ca_certs != NULL && ca_key != NULL && f != NULL && (keys_out == NULL || kf != NULL);
     for (long i = 0; ok && i < count; i++) {
-        X509 *leaf = make_leaf(sk_X509_value(ca_certs, 0), ca_key, (int)i);
-        ok = leaf != NULL && PEM_write_X509(f, leaf) == 1;
+        EVP_PKEY *key = NULL;
+        X509 *leaf = make_leaf(sk_X509_value(ca_certs, 0), ca_key, (int)i, kf ? &key : NULL);
+        ok = leaf != NULL && PEM_write_X509(f, leaf) == 1 &&
+             (kf == NULL || PEM_write_PrivateKey(kf, key, NULL, NULL, 0, NULL, NULL) == 1);
+        EVP_PKEY_free(key);
         X509_free(leaf);
     }
     if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    if (kf != NULL && fclose(kf) != 0)
         ok = 0;
     EVP_PKEY_free(ca_key);
     sk_X509_pop_free(ca_certs, X509_free);

@@ -236,13 +236,20 @@ static int read_answer(SSL *ssl)
 
 int bench_tls_request(SSL_CTX *ctx, int port)
 {
+    return bench_tls_request_as(ctx, port, NULL, NULL);
+}
+
+int bench_tls_request_as(SSL_CTX *ctx, int port, X509 *leaf, EVP_PKEY *key)
+{
     int fd = connect_loopback(port);
     if (fd < 0)
         return -1;
     SSL *ssl = SSL_new(ctx);
     int result = -1;
     if (ssl != NULL && SSL_set_fd(ssl, fd) == 1 &&
-        SSL_set_tlsext_host_name(ssl, "localhost") == 1) {
+        SSL_set_tlsext_host_name(ssl, "localhost") == 1 &&
+        (leaf == NULL ||
+         (SSL_use_certificate(ssl, leaf) == 1 && SSL_use_PrivateKey(ssl, key) == 1))) {
         if (SSL_connect(ssl) == 1)
             result = read_answer(ssl);
         else if (SSL_get_verify_result(ssl) != X509_V_OK)

@@ -53,6 +53,8 @@ int bench_ssl_fail(const char *what);
  * us (alert or close before any answer), -1 on a local or network error.
  */
 int bench_tls_request(SSL_CTX *ctx, int port);
+/* The same, presenting leaf (issued by the context's chain CA) and key instead. */
+int bench_tls_request_as(SSL_CTX *ctx, int port, X509 *leaf, EVP_PKEY *key);
 
 /* A client context presenting chain_pem/key_pem and trusting ca_pem. */
 SSL_CTX *bench_client_ctx(const char *chain_pem, const char *key_pem, const char *ca_pem);

@@ -7,18 +7,23 @@
 # Builds a Release tree in build-bench (or DIR), then measures, each against
 # plain OpenSSL in the same run: in-process handshakes with stores of 0, 10k,
 # 1M and 10M mappings, decision latency warm and cold, peak RSS, import and
-# map add/rm at scale, HAProxy with and without the provider, and liveness.
-# The generated PKI and databases are cached in DIR/bench-cache and rebuilt
-# only when missing (--fresh rebuilds them, re-measuring the imports).
+# map add/rm at scale, HAProxy with and without the provider, liveness, and
+# end to end (issue 16): nginx and HAProxy full handshakes per second under
+# `openssl s_time -new` and under bench_pool's first-seen clients.
+# The generated PKI, client pool and databases are cached in DIR/bench-cache
+# and rebuilt only when missing (--fresh rebuilds them, re-measuring the
+# imports). BENCH_MODULE=FILE measures that build of the provider instead;
+# E2E_ROUNDS and E2E_SECONDS shorten the end-to-end section.
 # --smoke: tiny store, a few handshakes, everything in a temp dir; checks that
-# every part works (the provider rejects what it must, no stale decisions),
-# never how fast. --no-servers skips HAProxy and liveness.
+# every part works (the provider rejects what it must, every server logs its
+# decisions, no stale decisions), never how fast. --no-servers skips the
+# servers (HAProxy, liveness, end to end).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$top/build-bench
 do_build=1 fresh=0 smoke=0 servers=1
-only="handshakes,decisions,memory,admin,haproxy,liveness"
+only="handshakes,decisions,memory,admin,haproxy,liveness,e2e"
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) build=$(cd "$2" && pwd); shift ;;
@@ -28,7 +33,7 @@ while [ $# -gt 0 ]; do
     --no-servers) servers=0 ;;
     --only) only=$2; shift ;;
     *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" \
-            "[--only handshakes,decisions,memory,admin,haproxy,liveness]" >&2
+            "[--only handshakes,decisions,memory,admin,haproxy,liveness,e2e]" >&2
        exit 2 ;;
     esac
     shift
@@ -37,10 +42,12 @@ done
 if [ "$do_build" -eq 1 ]; then
     cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$build" -j"$(nproc)" --target certstore certstore_provider mkpki \
-        bench_handshake bench_gen bench_decide bench_load >/dev/null
+        bench_handshake bench_gen bench_decide bench_load bench_pool >/dev/null
 fi
 # shellcheck source=/dev/null
 . "$build/tests/bench/bench_env.sh"
+# BENCH_MODULE=path measures another build of the provider (an older commit's) instead.
+CERTSTORE_MODULE=${BENCH_MODULE:-$CERTSTORE_MODULE}
 
 RUN=$(mktemp -d /tmp/certstore-bench-XXXXXX)
 SERVER_PIDS=()
@@ -63,6 +70,7 @@ if [ "$smoke" -eq 1 ]; then
     BIG=1k
     LEAVES_N=50 ROUNDS=2 HS_COUNT=20 HS_WARMUP=5 DECIDE_SAMPLES=1000
     HAP_ROUNDS=1 HAP_COUNT=20 LIVE_COUNT=3
+    E2E_SIZE=1k E2E_ROUNDS=1 E2E_SECONDS=1 POOL_N=50
 else
     CACHE=$build/bench-cache
     SIZES="0:0 10k:10000 1m:1000000 10m:10000000"
@@ -72,9 +80,13 @@ else
     # of a shared machine that a few long rounds soak up (see the A/A rows).
     LEAVES_N=1000 ROUNDS=31 HS_COUNT=300 HS_WARMUP=30 DECIDE_SAMPLES=200000
     HAP_ROUNDS=15 HAP_COUNT=1000 LIVE_COUNT=100
+    E2E_SIZE=1m E2E_ROUNDS=${E2E_ROUNDS:-5} E2E_SECONDS=${E2E_SECONDS:-8} POOL_N=10000
 fi
 [ "$fresh" -eq 0 ] || rm -rf "$CACHE"
 PKI_EC=$CACHE/pki-ec PKI_RSA=$CACHE/pki-rsa LEAVES=$CACHE/leaves.pem
+POOL=$CACHE/pool-$POOL_N.pem POOL_KEYS=$CACHE/pool-$POOL_N.key
+# Clients that send their leaf alone (s_time) need Partner CA A among the trusted.
+E2E_TRUST=$PKI_EC/root-and-ca-a.pem
 
 cli() { "$CERTSTORE_CLI" --db "$1" "${@:2}"; }
 now_ns() { date +%s%N; }
@@ -90,6 +102,15 @@ ensure_pki() {
     "$MKPKI" "$PKI_RSA" --rsa >/dev/null
     "$BENCH_GEN" leaves --pki "$PKI_EC" --count "$LEAVES_N" --out "$LEAVES"
     touch "$CACHE/pki.done"
+}
+
+# The first-seen clients of section 7, each with its key; every store maps them.
+ensure_pool() {
+    [ -f "$POOL.done" ] && return 0
+    note "bench: generating $POOL_N pool clients (one-time, cached in $CACHE)"
+    "$BENCH_GEN" leaves --pki "$PKI_EC" --count "$POOL_N" --out "$POOL" --keys "$POOL_KEYS"
+    rm -f "$CACHE"/db-*.db.done # stores made before the pool lack its mappings
+    touch "$POOL.done"
 }
 
 db_bytes() {
@@ -114,7 +135,7 @@ ensure_db() {
     note "bench: generating the $size store (one-time, cached in $CACHE)"
     "$BENCH_GEN" csv --count "$count" --issuer "$PKI_EC/ca-a.pem" --out "$csv" \
         --real "$PKI_EC/alice.pem:alice" --real "$PKI_RSA/alice.pem:alice-rsa" \
-        --real "$LEAVES:bench-leaf"
+        --real "$LEAVES:bench-leaf" --real "$POOL:pool-leaf"
     local rows=$(($(wc -l <"$csv") - 1))
     cli "$db" init >/dev/null
     cli "$db" pin add "$PKI_EC/ca-a.pem" --note "bench EC" >/dev/null
@@ -260,14 +281,16 @@ wait_port() { # PORT PID
     return 1
 }
 
-# Start HAProxy (one process, one thread) with OPENSSL_CONF=$1; sets HAP_PID, HAP_PORT.
+# Start HAProxy (one process, HAP_THREADS threads, 1 unless set) with OPENSSL_CONF=$1;
+# sets HAP_PID, HAP_PORT.
 haproxy_start() {
-    local conf=$1 pki=$2
+    local conf=$1 pki=$2 ca=$2/root.pem
+    [ "$pki" != "$PKI_EC" ] || ca=$E2E_TRUST
     HAP_PORT=$(free_port)
     [ -f "$pki/server-combined.pem" ] || cat "$pki/server.pem" "$pki/server.key" >"$pki/server-combined.pem"
     cat >"$RUN/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread ${HAP_THREADS:-1}
     maxconn 2000
     tune.ssl.cachesize 0
     ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets
@@ -279,7 +302,7 @@ defaults
     timeout server 10s
 
 frontend fe_tls
-    bind 127.0.0.1:$HAP_PORT ssl crt $pki/server-combined.pem ca-file $pki/root.pem verify required
+    bind 127.0.0.1:$HAP_PORT ssl crt $pki/server-combined.pem ca-file $ca verify required
     http-request return status 200 content-type text/plain string ok
 EOF
     OPENSSL_CONF=$conf haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 &
@@ -375,10 +398,200 @@ section_liveness() {
     echo
 }
 
+# ---- end to end: nginx and HAProxy, one client certificate or first-seen ones --------
+
+# Start nginx (master + 2 workers) with OPENSSL_CONF=$1; sets NGX_PID, NGX_PORT.
+nginx_start() {
+    local conf=$1 ngx=$RUN/nginx
+    NGX_PORT=$(free_port)
+    mkdir -p "$ngx/tmp"
+    cat >"$ngx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+user root;
+env OPENSSL_CONF;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $ngx/tmp/body;
+    proxy_temp_path $ngx/tmp/proxy;
+    fastcgi_temp_path $ngx/tmp/fastcgi;
+    uwsgi_temp_path $ngx/tmp/uwsgi;
+    scgi_temp_path $ngx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGX_PORT ssl;
+        server_name localhost;
+        ssl_certificate $PKI_EC/server.pem;
+        ssl_certificate_key $PKI_EC/server.key;
+        ssl_protocols TLSv1.3;
+        ssl_verify_client on;
+        ssl_client_certificate $E2E_TRUST;
+        ssl_verify_depth 3;
+        location / {
+            default_type text/plain;
+            return 200 "ok \$ssl_client_verify\n";
+        }
+    }
+}
+EOF
+    OPENSSL_CONF=$conf nginx -p "$ngx/" -c "$ngx/nginx.conf" -e "$ngx/error.log" \
+        >"$ngx/stdout.txt" 2>&1 &
+    NGX_PID=$!
+    SERVER_PIDS+=("$NGX_PID")
+    if ! wait_port "$NGX_PORT" "$NGX_PID"; then
+        cat "$ngx/error.log" "$ngx/stdout.txt" >&2 2>/dev/null || true
+        note "bench: nginx did not start"
+        return 1
+    fi
+}
+
+nginx_stop() {
+    kill -QUIT "$NGX_PID" 2>/dev/null || true
+    wait "$NGX_PID" 2>/dev/null || true
+}
+
+# The server must be on the side it was told: an unmapped client (bob) is
+# refused with the provider and served without it.
+e2e_check_side() { # PORT on|off
+    local served=1
+    "$BENCH_LOAD" load --port "$1" --pki "$PKI_EC" --leaf bob --count 1 --threads 1 \
+        >/dev/null 2>&1 || served=0
+    if [ "$2" = on ] && [ "$served" -eq 1 ]; then
+        note "bench: the provider did not refuse an unmapped client"
+        return 1
+    elif [ "$2" = off ] && [ "$served" -eq 0 ]; then
+        note "bench: the plain server refused a client"
+        return 1
+    fi
+}
+
+# Full handshakes for E2E_SECONDS: s_time (one certificate), or the pool.
+# Prints "handshakes_per_second handshakes".
+e2e_measure() { # PORT CLIENT
+    local out
+    if [ "$2" = pool ]; then
+        out=$("$BENCH_POOL" --port "$1" --pki "$PKI_EC" --leaves "$POOL" --keys "$POOL_KEYS" \
+            --seconds "$E2E_SECONDS") || return 1
+        echo "$out" | awk '{ split($1, n, "="); split($2, t, "=")
+            printf "%.1f %d\n", n[2] / (t[2] / 1e9), n[2] }'
+        return 0
+    fi
+    # s_time presents its leaf alone (Partner CA A is in the servers' trust file);
+    # OPENSSL_CONF names the plain configuration so the client loads no provider.
+    out=$(OPENSSL_CONF=$RUN/off.cnf openssl s_time -connect "127.0.0.1:$1" -new \
+        -time "$E2E_SECONDS" -cert "$PKI_EC/alice.pem" -key "$PKI_EC/alice.key" \
+        -CAfile "$PKI_EC/root.pem" -www / 2>&1) || {
+        note "$out"
+        return 1
+    }
+    echo "$out" | awk '/connections in .* real seconds/ { printf "%.1f %d\n", $1 / $4, $1; found = 1 }
+        END { exit !found }'
+}
+
+decisions_logged() { grep -c 'result=accept' "$RUN/decisions.log" 2>/dev/null || true; }
+
+# CPU time of a server: the process and its children (nginx's workers), in ns.
+server_cpu_ns() {
+    local total=0 pid t
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        t=$(process_cpu_ns "$pid") || continue
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+# One server run: start, prove the side, warm up, measure. Prints
+# "handshakes_per_second handshakes_per_server_cpu_second".
+e2e_round() { # SERVER CONF SIDE CLIENT
+    local port pid rate="" before cpu0 cpu1
+    if [ "$1" = nginx ]; then
+        nginx_start "$2" || return 1
+        port=$NGX_PORT pid=$NGX_PID
+    else
+        HAP_THREADS=2 haproxy_start "$2" "$PKI_EC" || return 1
+        port=$HAP_PORT pid=$HAP_PID
+    fi
+    before=$(decisions_logged)
+    if e2e_check_side "$port" "$3" &&
+        "$BENCH_LOAD" load --port "$port" --pki "$PKI_EC" --count 20 --threads 1 >/dev/null; then
+        cpu0=$(server_cpu_ns "$pid")
+        rate=$(e2e_measure "$port" "$4") || rate=""
+        cpu1=$(server_cpu_ns "$pid")
+        [ -z "$rate" ] || rate=$(echo "$rate" | awk -v cpu="$((cpu1 - cpu0))" \
+            '{ printf "%s %.1f\n", $1, $2 / (cpu / 1e9) }')
+    fi
+    if [ "$1" = nginx ]; then nginx_stop; else haproxy_stop; fi
+    [ -n "$rate" ] || return 1
+    # With the provider every handshake is decided and logged.
+    if [ "$3" = on ] && [ "$(decisions_logged)" -le "${before:-0}" ]; then
+        note "bench: no decision logged"
+        return 1
+    fi
+    echo "$rate"
+}
+
+# Interleaved rounds, plain against CONF (plain again for A/A); prints one row.
+e2e_compare() { # SERVER CONF SIDE CLIENT LABEL
+    local r on off rows=$RUN/e2e.txt
+    : >"$rows"
+    for r in $(seq 1 "$E2E_ROUNDS"); do
+        if [ $((r % 2)) -eq 1 ]; then
+            on=$(e2e_round "$1" "$2" "$3" "$4") || return 1
+            off=$(e2e_round "$1" "$RUN/off.cnf" off "$4") || return 1
+        else
+            off=$(e2e_round "$1" "$RUN/off.cnf" off "$4") || return 1
+            on=$(e2e_round "$1" "$2" "$3" "$4") || return 1
+        fi
+        echo "$off $on" >>"$rows"
+    done
+    printf '| %s | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f |\n' "$5" \
+        "$(awk '{ print $1 }' "$rows" | median)" "$(awk '{ print $3 }' "$rows" | median)" \
+        "$(awk '{ print $3 / $1 }' "$rows" | median)" "$(awk '{ print $2 }' "$rows" | median)" \
+        "$(awk '{ print $4 }' "$rows" | median)" "$(awk '{ print $4 / $2 }' "$rows" | median)"
+}
+
+section_e2e() {
+    local conf=$RUN/on-$E2E_SIZE.cnf server servers=""
+    command -v nginx >/dev/null && servers="nginx"
+    command -v haproxy >/dev/null && servers="$servers haproxy"
+    echo "### 7. End to end: full handshakes per second, $E2E_SIZE store"
+    echo
+    echo "nginx $(nginx -v 2>&1 | sed 's,.*/,,') (2 workers) and HAProxy $(haproxy -v | head -1 | awk '{print $3}')"
+    echo "(nbthread 2), TLS 1.3 mutual auth, decision log to a file; the client on the same"
+    echo "machine: \`openssl s_time -new\` (one partner certificate, every handshake full) or"
+    echo "\`bench_pool\` (the next of $POOL_N mapped clients each handshake: every client is seen"
+    echo "for the first time). Median of $E2E_ROUNDS interleaved rounds of $E2E_SECONDS s per side;"
+    echo "ratio = median of per-round ratios; per CPU s: the server's processes' CPU time"
+    echo "(nginx's master and workers). A/A: the plain server on both sides."
+    echo
+    echo "| server, client | hs/s plain | hs/s certstore | ratio | hs per server CPU s, plain | certstore | ratio |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for server in $servers; do
+        if [ "$smoke" -eq 1 ]; then
+            # Each part once (both servers, both clients), no noise floor: under 10 s.
+            if [ "$server" = nginx ]; then
+                e2e_compare nginx "$conf" on pool "nginx, $POOL_N first-seen clients"
+            else
+                e2e_compare haproxy "$conf" on s_time "haproxy, s_time -new"
+            fi
+            continue
+        fi
+        e2e_compare "$server" "$RUN/off.cnf" off s_time "$server, A/A: plain on both sides"
+        e2e_compare "$server" "$conf" on s_time "$server, s_time -new"
+        e2e_compare "$server" "$conf" on pool "$server, $POOL_N first-seen clients"
+    done
+    echo
+}
+
 # ---- main --------------------------------------------------------------------
 
 mkdir -p "$CACHE"
 ensure_pki
+ensure_pool
+[ -f "$E2E_TRUST" ] || cat "$PKI_EC/root.pem" "$PKI_EC/ca-a.pem" >"$E2E_TRUST"
 write_conf "$RUN/off.cnf"
 for entry in $SIZES; do
     ensure_db "${entry%%:*}" "${entry##*:}"
@@ -394,6 +607,7 @@ done
 if [ "$servers" -eq 1 ] && command -v haproxy >/dev/null; then
     if wanted haproxy; then section_haproxy; fi
     if wanted liveness; then section_liveness; fi
+    if wanted e2e; then section_e2e; fi
 elif [ "$servers" -eq 1 ]; then
     echo "(haproxy not installed: server and liveness sections skipped)"
 fi
