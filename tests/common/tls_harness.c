@@ -15,18 +15,28 @@
 
 #include "certstore.h"
 
-#define LOG_READ_MAX 65536
+static void th_setup_paths(tls_harness *h, const char *dir)
+{
+    h->pki = testpki_new(0);
+    ck_assert_ptr_nonnull(h->pki);
+    snprintf(h->db, sizeof(h->db), "%s/certstore.db", dir);
+    snprintf(h->cnf, sizeof(h->cnf), "%s/openssl.cnf", dir);
+    snprintf(h->log, sizeof(h->log), "%s/decisions.log", dir);
+}
 
 void th_setup(tls_harness *h)
 {
     memset(h, 0, sizeof(*h));
     h->dir = testpki_tmpdir();
     ck_assert_ptr_nonnull(h->dir);
-    h->pki = testpki_new(0);
-    ck_assert_ptr_nonnull(h->pki);
-    snprintf(h->db, sizeof(h->db), "%s/certstore.db", h->dir);
-    snprintf(h->cnf, sizeof(h->cnf), "%s/openssl.cnf", h->dir);
-    snprintf(h->log, sizeof(h->log), "%s/decisions.log", h->dir);
+    th_setup_paths(h, h->dir);
+}
+
+void th_setup_in(tls_harness *h, const char *dir)
+{
+    memset(h, 0, sizeof(*h));
+    ck_assert_ptr_nonnull(dir);
+    th_setup_paths(h, dir);
 }
 
 void th_teardown(tls_harness *h)
@@ -594,15 +604,22 @@ th_outcome th_connect_as(const tls_harness *h, const char *leaf)
 char *th_read_log(const tls_harness *h)
 {
     FILE *f = fopen(h->log, "r");
-    char *text = calloc(1, LOG_READ_MAX);
-    size_t n = 0;
+    char *text = NULL;
+    size_t len = 0;
+    long size;
 
-    ck_assert_ptr_nonnull(text);
-    if (f != NULL) {
-        n = fread(text, 1, LOG_READ_MAX - 1, f);
-        fclose(f);
+    if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0) {
+        rewind(f);
+        text = malloc((size_t)size + 1);
+        ck_assert_ptr_nonnull(text);
+        len = fread(text, 1, (size_t)size, f);
     }
-    text[n] = '\0';
+    if (f != NULL)
+        fclose(f);
+    if (text == NULL)
+        text = malloc(1);
+    ck_assert_ptr_nonnull(text);
+    text[len] = '\0';
     return text;
 }
 

@@ -15,7 +15,7 @@
 #include "testpki.h"
 
 typedef struct {
-    char *dir;
+    char *dir; /* th_setup's temp dir (NULL after th_setup_in) */
     char db[512];
     char cnf[512];
     char log[512];
@@ -99,6 +99,8 @@ void th_link_free(th_link *link);
 
 /* Temp dir, PKI and the db/cnf/log paths in it; teardown frees it all. */
 void th_setup(tls_harness *h);
+/* The same in `dir`, which the caller made and removes (teardown leaves it). */
+void th_setup_in(tls_harness *h, const char *dir);
 void th_teardown(tls_harness *h);
 
 /* A write transaction on the store at `path`, labelled with `who`. */
