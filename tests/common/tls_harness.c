@@ -67,12 +67,11 @@ void th_store_commit(cs_db *db)
     cs_db_close(db);
 }
 
-void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
-                 cs_kind kind, int64_t not_before, int64_t not_after)
+void th_map_cert(cs_db *db, X509 *cert, const char *account, cs_kind kind, int64_t not_before,
+                 int64_t not_after)
 {
     cs_mapping_spec spec;
     char issuer_fp[CS_FP_HEX_LEN + 1];
-    X509 *cert = testpki_get(h->pki, leaf)->cert;
 
     memset(&spec, 0, sizeof(spec));
     ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, cert, kind), CS_OK);
@@ -87,6 +86,12 @@ void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *
     ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
 }
 
+void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
+                 cs_kind kind, int64_t not_before, int64_t not_after)
+{
+    th_map_cert(db, testpki_get(h->pki, leaf)->cert, account, kind, not_before, not_after);
+}
+
 cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind)
 {
     cs_mapping_ref ref;
@@ -95,6 +100,15 @@ cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind)
     ref.kind = kind;
     ck_assert_int_eq(cs_key_from_cert(testpki_get(h->pki, leaf)->cert, kind, &ref.key), CS_OK);
     return ref;
+}
+
+void th_unmap_leaf(const tls_harness *h, const char *who, const char *leaf, cs_kind kind)
+{
+    cs_db *db = th_store_begin(h->db, who);
+    cs_mapping_ref ref = th_ref_for(h, leaf, kind);
+
+    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
+    th_store_commit(db);
 }
 
 /* ---- provider and TLS set-up ----------------------------------------------- */

@@ -108,7 +108,12 @@ cs_db *th_store_begin(const char *path, const char *who);
 void th_store_commit(cs_db *db);
 void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
                  cs_kind kind, int64_t not_before, int64_t not_after);
+/* Map a certificate of the PKI, or any other one (th_map_cert), as `map add` does. */
+void th_map_cert(cs_db *db, X509 *cert, const char *account, cs_kind kind, int64_t not_before,
+                 int64_t not_after);
 cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind);
+/* Remove the `kind` mapping of `leaf` in a transaction of its own. */
+void th_unmap_leaf(const tls_harness *h, const char *who, const char *leaf, cs_kind kind);
 
 /* openssl.cnf activating default and certstore, plus `extra_lines`. */
 void th_write_cnf(const tls_harness *h, const char *extra_lines);

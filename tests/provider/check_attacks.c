@@ -42,24 +42,6 @@ static tls_harness fx;
 
 /* ---- store set-up ---------------------------------------------------------- */
 
-/* ski and issuer-serial are bound to the pin that issued the leaf, as `map add` binds them. */
-static void map_cert(cs_db *db, X509 *leaf, const char *account, cs_kind kind)
-{
-    cs_mapping_spec spec;
-    char issuer_fp[CS_FP_HEX_LEN + 1];
-
-    memset(&spec, 0, sizeof(spec));
-    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, leaf, kind), CS_OK);
-    spec.account = account;
-    spec.not_before = CS_TIME_NONE;
-    spec.not_after = CS_TIME_NONE;
-    if (cs_kind_needs_pin(kind)) {
-        ck_assert_msg(cs_pin_find_issuer(db, leaf, issuer_fp) == CS_OK, "%s", cs_db_errmsg(db));
-        spec.pin_fp = issuer_fp;
-    }
-    ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
-}
-
 static void map_leaf(cs_db *db, const char *leaf, const char *account, cs_kind kind)
 {
     th_map_leaf(&fx, db, leaf, account, kind, CS_TIME_NONE, CS_TIME_NONE);
@@ -84,11 +66,7 @@ static void store_standard(void)
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
-    cs_mapping_ref ref = th_ref_for(&fx, "alice", CS_KIND_CERT);
-
-    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    th_store_commit(db);
+    th_unmap_leaf(&fx, SUITE_NAME, "alice", CS_KIND_CERT);
 }
 
 static void disable_ca_a_pin(void)
@@ -884,7 +862,7 @@ START_TEST(test_forged_log_line_in_subject_stays_one_line)
     {
         cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
-        map_cert(db, leaf, "forger", CS_KIND_CERT);
+        th_map_cert(db, leaf, "forger", CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
         th_store_commit(db);
     }
     client = th_make_client_sending(&fx, leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
