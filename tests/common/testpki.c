@@ -149,11 +149,14 @@ static int set_subject(X509 *cert, const char *cn)
                                       0);
 }
 
-static int add_extension(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
+int testpki_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
-    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value);
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
     int ok;
 
+    X509V3_set_ctx(&ctx, issuer != NULL ? issuer : cert, cert, NULL, NULL, 0);
+    ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
     if (ext == NULL)
         return 0;
     ok = X509_add_ext(cert, ext, -1);
@@ -161,27 +164,27 @@ static int add_extension(X509 *cert, X509V3_CTX *ctx, int nid, const char *value
     return ok;
 }
 
-static int add_role_extensions(X509 *cert, X509V3_CTX *ctx, pki_role role)
+static int add_role_extensions(X509 *cert, X509 *issuer, pki_role role)
 {
     switch (role) {
     case ROLE_ROOT:
     case ROLE_CA:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:TRUE") &&
-               add_extension(cert, ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+        return testpki_add_ext(cert, issuer, NID_basic_constraints, "critical,CA:TRUE") &&
+               testpki_add_ext(cert, issuer, NID_key_usage, "critical,keyCertSign,cRLSign");
     case ROLE_SERVER:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE") &&
-               add_extension(cert, ctx, NID_key_usage,
-                             "critical,digitalSignature,keyEncipherment") &&
-               add_extension(cert, ctx, NID_ext_key_usage, "serverAuth") &&
-               add_extension(cert, ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+        return testpki_add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") &&
+               testpki_add_ext(cert, issuer, NID_key_usage,
+                               "critical,digitalSignature,keyEncipherment") &&
+               testpki_add_ext(cert, issuer, NID_ext_key_usage, "serverAuth") &&
+               testpki_add_ext(cert, issuer, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
     case ROLE_CLIENT:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE") &&
-               add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature") &&
-               add_extension(cert, ctx, NID_ext_key_usage, "clientAuth");
+        return testpki_add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") &&
+               testpki_add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") &&
+               testpki_add_ext(cert, issuer, NID_ext_key_usage, "clientAuth");
     case ROLE_SERVER_ONLY:
-        return add_extension(cert, ctx, NID_basic_constraints, "critical,CA:FALSE") &&
-               add_extension(cert, ctx, NID_key_usage, "critical,digitalSignature") &&
-               add_extension(cert, ctx, NID_ext_key_usage, "serverAuth");
+        return testpki_add_ext(cert, issuer, NID_basic_constraints, "critical,CA:FALSE") &&
+               testpki_add_ext(cert, issuer, NID_key_usage, "critical,digitalSignature") &&
+               testpki_add_ext(cert, issuer, NID_ext_key_usage, "serverAuth");
     }
     return 0;
 }
@@ -207,14 +210,12 @@ static int ski_value(const testpki_cred *donor, char *buf, size_t buflen)
 /* SKI first: a self-signed certificate's AKI is computed from its own SKI. */
 static int add_extensions(X509 *cert, X509 *issuer, pki_role role, const testpki_cred *ski_donor)
 {
-    X509V3_CTX ctx;
     char ski[3 * 64 + 8];
 
-    X509V3_set_ctx(&ctx, issuer ? issuer : cert, cert, NULL, NULL, 0);
     return ski_value(ski_donor, ski, sizeof(ski)) &&
-           add_extension(cert, &ctx, NID_subject_key_identifier, ski) &&
-           add_extension(cert, &ctx, NID_authority_key_identifier, "keyid:always") &&
-           add_role_extensions(cert, &ctx, role);
+           testpki_add_ext(cert, issuer, NID_subject_key_identifier, ski) &&
+           testpki_add_ext(cert, issuer, NID_authority_key_identifier, "keyid:always") &&
+           add_role_extensions(cert, issuer, role);
 }
 
 static int set_serial(X509 *cert, const testpki_cred *donor)

@@ -70,6 +70,13 @@ STACK_OF(X509) * testpki_chain_for(const testpki *pki, const testpki_cred *leaf)
 /* A chain of exactly the given certificates, NULL-terminated, each up-referenced. */
 STACK_OF(X509) * testpki_chain(X509 *first, ...);
 
+/*
+ * Add one extension in OpenSSL's config syntax ("critical,CA:FALSE"), with
+ * `issuer` (the certificate itself when NULL) for the key identifiers.
+ * 1 on success.
+ */
+int testpki_add_ext(X509 *cert, X509 *issuer, int nid, const char *value);
+
 /* Write one certificate (or several, NULL-terminated) as PEM to path. 1 on success. */
 int testpki_write_pem(const char *path, X509 *first, ...);
 

@@ -4,6 +4,7 @@
 #include "tls_harness.h"
 
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +15,28 @@
 
 #include "certstore.h"
 
-#define LOG_READ_MAX 65536
+static void th_setup_paths(tls_harness *h, const char *dir)
+{
+    h->pki = testpki_new(0);
+    ck_assert_ptr_nonnull(h->pki);
+    snprintf(h->db, sizeof(h->db), "%s/certstore.db", dir);
+    snprintf(h->cnf, sizeof(h->cnf), "%s/openssl.cnf", dir);
+    snprintf(h->log, sizeof(h->log), "%s/decisions.log", dir);
+}
 
 void th_setup(tls_harness *h)
 {
     memset(h, 0, sizeof(*h));
     h->dir = testpki_tmpdir();
     ck_assert_ptr_nonnull(h->dir);
-    h->pki = testpki_new(0);
-    ck_assert_ptr_nonnull(h->pki);
-    snprintf(h->db, sizeof(h->db), "%s/certstore.db", h->dir);
-    snprintf(h->cnf, sizeof(h->cnf), "%s/openssl.cnf", h->dir);
-    snprintf(h->log, sizeof(h->log), "%s/decisions.log", h->dir);
+    th_setup_paths(h, h->dir);
+}
+
+void th_setup_in(tls_harness *h, const char *dir)
+{
+    memset(h, 0, sizeof(*h));
+    ck_assert_ptr_nonnull(dir);
+    th_setup_paths(h, dir);
 }
 
 void th_teardown(tls_harness *h)
@@ -56,12 +67,11 @@ void th_store_commit(cs_db *db)
     cs_db_close(db);
 }
 
-void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
-                 cs_kind kind, int64_t not_before, int64_t not_after)
+void th_map_cert(cs_db *db, X509 *cert, const char *account, cs_kind kind, int64_t not_before,
+                 int64_t not_after)
 {
     cs_mapping_spec spec;
     char issuer_fp[CS_FP_HEX_LEN + 1];
-    X509 *cert = testpki_get(h->pki, leaf)->cert;
 
     memset(&spec, 0, sizeof(spec));
     ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, cert, kind), CS_OK);
@@ -76,6 +86,12 @@ void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *
     ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
 }
 
+void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
+                 cs_kind kind, int64_t not_before, int64_t not_after)
+{
+    th_map_cert(db, testpki_get(h->pki, leaf)->cert, account, kind, not_before, not_after);
+}
+
 cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind)
 {
     cs_mapping_ref ref;
@@ -84,6 +100,15 @@ cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind)
     ref.kind = kind;
     ck_assert_int_eq(cs_key_from_cert(testpki_get(h->pki, leaf)->cert, kind, &ref.key), CS_OK);
     return ref;
+}
+
+void th_unmap_leaf(const tls_harness *h, const char *who, const char *leaf, cs_kind kind)
+{
+    cs_db *db = th_store_begin(h->db, who);
+    cs_mapping_ref ref = th_ref_for(h, leaf, kind);
+
+    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
+    th_store_commit(db);
 }
 
 /* ---- provider and TLS set-up ----------------------------------------------- */
@@ -152,23 +177,34 @@ void th_make_server(tls_harness *h, long options, int max_version, int permissiv
         ck_assert_int_eq(SSL_CTX_set_max_proto_version(h->server, max_version), 1);
 }
 
-SSL_CTX *th_make_client(const tls_harness *h, const char *leaf)
+SSL_CTX *th_make_client_sending(const tls_harness *h, X509 *cert, EVP_PKEY *key, X509 *extra, ...)
 {
-    const testpki_cred *cred = testpki_get(h->pki, leaf);
-    const testpki_cred *issuer = testpki_issuer_of(h->pki, cred);
     SSL_CTX *ctx = SSL_CTX_new_ex(h->libctx, NULL, TLS_client_method());
+    va_list ap;
 
     ck_assert_ptr_nonnull(ctx);
-    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cred->cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, cred->key), 1);
-    if (issuer != NULL && issuer != cred && issuer != &h->pki->root) {
-        X509_up_ref(issuer->cert);
-        ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(ctx, issuer->cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, key), 1);
+    va_start(ap, extra);
+    for (; extra != NULL; extra = va_arg(ap, X509 *)) {
+        X509_up_ref(extra);
+        ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(ctx, extra), 1);
     }
+    va_end(ap);
     SSL_CTX_set_cert_store(ctx, th_trust_root(h));
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
     return ctx;
+}
+
+SSL_CTX *th_make_client(const tls_harness *h, const char *leaf)
+{
+    const testpki_cred *cred = testpki_get(h->pki, leaf);
+    const testpki_cred *issuer = testpki_issuer_of(h->pki, cred);
+    int send_issuer = issuer != NULL && issuer != cred && issuer != &h->pki->root;
+
+    return th_make_client_sending(h, cred->cert, cred->key, send_issuer ? issuer->cert : NULL,
+                                  NULL);
 }
 
 /* ---- handshakes ------------------------------------------------------------ */
@@ -232,6 +268,7 @@ struct th_link {
     size_t gate_at, split_hello_at;
     void (*at_gate)(void);
     int gate_passed;
+    int owns_ssls; /* made by th_link_open */
 };
 
 static BIO *th_mem_bio(void)
@@ -258,6 +295,34 @@ th_link *th_link_new(SSL *server, SSL *client)
     SSL_set_bio(server, link->server_in, link->server_out);
     SSL_set_bio(client, link->client_in, link->client_out);
     return link;
+}
+
+th_link *th_link_open(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION *resume)
+{
+    SSL *server = SSL_new(h->server);
+    SSL *client = SSL_new(client_ctx);
+    th_link *link;
+
+    ck_assert_ptr_nonnull(server);
+    ck_assert_ptr_nonnull(client);
+    link = th_link_new(server, client);
+    link->owns_ssls = 1;
+    SSL_set_accept_state(server);
+    SSL_set_connect_state(client);
+    ck_assert_int_eq(SSL_set_tlsext_host_name(client, "localhost"), 1);
+    if (resume != NULL)
+        ck_assert_int_eq(SSL_set_session(client, resume), 1);
+    return link;
+}
+
+SSL *th_link_server(const th_link *link)
+{
+    return link->server;
+}
+
+SSL *th_link_client(const th_link *link)
+{
+    return link->client;
 }
 
 void th_link_gate(th_link *link, size_t gate_at, void (*at_gate)(void), size_t split_hello_at)
@@ -434,11 +499,48 @@ int th_link_exchange(th_link *link)
     return 1;
 }
 
+int th_link_read_step(th_link *link, SSL *reader)
+{
+    char buf[64];
+    int r;
+
+    th_link_flow(link);
+    r = SSL_read(reader, buf, sizeof(buf));
+    if (r > 0)
+        return 1;
+    return SSL_get_error(reader, r) == SSL_ERROR_WANT_READ;
+}
+
+int th_link_send(th_link *link, SSL *from, SSL *to)
+{
+    char buf[16];
+    int i, r;
+
+    if (SSL_write(from, "ping", 4) != 4)
+        return 0;
+    for (i = 0; i < 10; i++) {
+        th_link_flow(link);
+        r = SSL_read(to, buf, sizeof(buf));
+        if (r == 4)
+            return 1;
+        if (r <= 0 && SSL_get_error(to, r) != SSL_ERROR_WANT_READ)
+            return 0;
+        if (!th_link_read_step(link, from))
+            return 0;
+    }
+    return 0;
+}
+
 void th_link_free(th_link *link)
 {
     if (link == NULL)
         return;
     BIO_free(link->staged); /* the SSLs own the other four */
+    if (link->owns_ssls) {
+        SSL_free(link->server);
+        SSL_free(link->client);
+        ERR_clear_error();
+    }
     free(link);
 }
 
@@ -516,16 +618,51 @@ th_outcome th_connect_as(const tls_harness *h, const char *leaf)
 char *th_read_log(const tls_harness *h)
 {
     FILE *f = fopen(h->log, "r");
-    char *text = calloc(1, LOG_READ_MAX);
-    size_t n = 0;
+    char *text = NULL;
+    size_t len = 0;
+    long size;
 
-    ck_assert_ptr_nonnull(text);
-    if (f != NULL) {
-        n = fread(text, 1, LOG_READ_MAX - 1, f);
-        fclose(f);
+    if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0) {
+        rewind(f);
+        text = malloc((size_t)size + 1);
+        ck_assert_ptr_nonnull(text);
+        len = fread(text, 1, (size_t)size, f);
     }
-    text[n] = '\0';
+    if (f != NULL)
+        fclose(f);
+    if (text == NULL)
+        text = malloc(1);
+    ck_assert_ptr_nonnull(text);
+    text[len] = '\0';
     return text;
+}
+
+int th_count_in(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (text = strstr(text, needle); text != NULL; text = strstr(text + 1, needle))
+        n++;
+    return n;
+}
+
+int th_log_count(const tls_harness *h, const char *needle)
+{
+    char *text = th_read_log(h);
+    int n = th_count_in(text, needle);
+
+    free(text);
+    return n;
+}
+
+void th_assert_log_count(const tls_harness *h, const char *needle, int expected)
+{
+    char *text = th_read_log(h);
+    int n = th_count_in(text, needle);
+
+    ck_assert_msg(n == expected, "log has \"%s\" %d times, want %d:\n%s", needle, n, expected,
+                  text);
+    free(text);
 }
 
 /* Check's messages have a size limit: show the end of a long log. */

@@ -15,7 +15,7 @@
 #include "testpki.h"
 
 typedef struct {
-    char *dir;
+    char *dir; /* th_setup's temp dir (NULL after th_setup_in) */
     char db[512];
     char cnf[512];
     char log[512];
@@ -69,6 +69,13 @@ typedef struct th_link th_link;
 #define TH_GATE_FIRST_FLIGHT ((size_t)-2)
 
 th_link *th_link_new(SSL *server, SSL *client);
+/*
+ * A new server SSL from h->server and a client from client_ctx (sending SNI
+ * localhost, offering `resume` if not NULL), joined by a link that owns them.
+ */
+th_link *th_link_open(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSION *resume);
+SSL *th_link_server(const th_link *link);
+SSL *th_link_client(const th_link *link);
 void th_link_gate(th_link *link, size_t gate_at, void (*at_gate)(void), size_t split_hello_at);
 /* 1 once the gate was reached and at_gate ran. */
 int th_link_gate_passed(const th_link *link);
@@ -78,13 +85,22 @@ int th_link_handshake(th_link *link);
 int th_link_exchange(th_link *link);
 /* Carry what each end has written to the other once (holding at the gate). */
 void th_link_pump(th_link *link);
+/* Carry the bytes, then SSL_read `reader` once: 1 if data came or it waits for more. */
+int th_link_read_step(th_link *link, SSL *reader);
+/*
+ * "ping" from `from` to `to`, the sender reading too meanwhile (so a
+ * handshake it started, or a message it is due, goes on); 1 once it arrived.
+ */
+int th_link_send(th_link *link, SSL *from, SSL *to);
 /* Bytes the client has sent so far. */
 size_t th_link_client_sent(const th_link *link);
-/* close_notify both ways, then free the link (not the SSLs). */
+/* Free the link, and the SSLs if th_link_open made them; clears the error queue. */
 void th_link_free(th_link *link);
 
 /* Temp dir, PKI and the db/cnf/log paths in it; teardown frees it all. */
 void th_setup(tls_harness *h);
+/* The same in `dir`, which the caller made and removes (teardown leaves it). */
+void th_setup_in(tls_harness *h, const char *dir);
 void th_teardown(tls_harness *h);
 
 /* A write transaction on the store at `path`, labelled with `who`. */
@@ -92,7 +108,12 @@ cs_db *th_store_begin(const char *path, const char *who);
 void th_store_commit(cs_db *db);
 void th_map_leaf(const tls_harness *h, cs_db *db, const char *leaf, const char *account,
                  cs_kind kind, int64_t not_before, int64_t not_after);
+/* Map a certificate of the PKI, or any other one (th_map_cert), as `map add` does. */
+void th_map_cert(cs_db *db, X509 *cert, const char *account, cs_kind kind, int64_t not_before,
+                 int64_t not_after);
 cs_mapping_ref th_ref_for(const tls_harness *h, const char *leaf, cs_kind kind);
+/* Remove the `kind` mapping of `leaf` in a transaction of its own. */
+void th_unmap_leaf(const tls_harness *h, const char *who, const char *leaf, cs_kind kind);
 
 /* openssl.cnf activating default and certstore, plus `extra_lines`. */
 void th_write_cnf(const tls_harness *h, const char *extra_lines);
@@ -103,7 +124,10 @@ void th_load_provider_with(tls_harness *h, const char *more);
 
 X509_STORE *th_trust_root(const tls_harness *h);
 void th_make_server(tls_harness *h, long options, int max_version, int permissive);
+/* A client sending `leaf` and its issuing intermediate (not the root). */
 SSL_CTX *th_make_client(const tls_harness *h, const char *leaf);
+/* A client sending cert/key and exactly the extra certificates given (NULL-terminated). */
+SSL_CTX *th_make_client_sending(const tls_harness *h, X509 *cert, EVP_PKEY *key, X509 *extra, ...);
 
 int th_run_handshake(SSL *server, SSL *client);
 int th_exchange_data(SSL *server, SSL *client);
@@ -115,6 +139,10 @@ th_outcome th_connect_as(const tls_harness *h, const char *leaf);
 
 /* The decision log as one string (for strstr); the caller frees it. */
 char *th_read_log(const tls_harness *h);
+/* How often `needle` occurs in `text`; in the decision log. */
+int th_count_in(const char *text, const char *needle);
+int th_log_count(const tls_harness *h, const char *needle);
+void th_assert_log_count(const tls_harness *h, const char *needle, int expected);
 void th_assert_log_has(const tls_harness *h, const char *needle);
 void th_assert_log_lacks(const tls_harness *h, const char *needle);
 void th_assert_rejected(const tls_harness *h, const char *leaf, const char *reason);

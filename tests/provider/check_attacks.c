@@ -21,15 +21,10 @@
  * runs in its own process (Check's default fork mode).
  */
 #include <check.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -47,27 +42,9 @@ static tls_harness fx;
 
 /* ---- store set-up ---------------------------------------------------------- */
 
-/* ski and issuer-serial are bound to the pin that issued the leaf, as `map add` binds them. */
-static void map_cert(cs_db *db, X509 *leaf, const char *account, cs_kind kind)
-{
-    cs_mapping_spec spec;
-    char issuer_fp[CS_FP_HEX_LEN + 1];
-
-    memset(&spec, 0, sizeof(spec));
-    ck_assert_int_eq(cs_mapping_spec_from_cert(&spec, leaf, kind), CS_OK);
-    spec.account = account;
-    spec.not_before = CS_TIME_NONE;
-    spec.not_after = CS_TIME_NONE;
-    if (cs_kind_needs_pin(kind)) {
-        ck_assert_msg(cs_pin_find_issuer(db, leaf, issuer_fp) == CS_OK, "%s", cs_db_errmsg(db));
-        spec.pin_fp = issuer_fp;
-    }
-    ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
-}
-
 static void map_leaf(cs_db *db, const char *leaf, const char *account, cs_kind kind)
 {
-    map_cert(db, testpki_get(fx.pki, leaf)->cert, account, kind);
+    th_map_leaf(&fx, db, leaf, account, kind, CS_TIME_NONE, CS_TIME_NONE);
 }
 
 static void pin_ca_a(cs_db *db)
@@ -89,14 +66,7 @@ static void store_standard(void)
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
-    cs_mapping_ref ref;
-
-    memset(&ref, 0, sizeof(ref));
-    ref.kind = CS_KIND_CERT;
-    ck_assert_int_eq(cs_key_from_cert(fx.pki->alice.cert, CS_KIND_CERT, &ref.key), CS_OK);
-    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    th_store_commit(db);
+    th_unmap_leaf(&fx, SUITE_NAME, "alice", CS_KIND_CERT);
 }
 
 static void disable_ca_a_pin(void)
@@ -109,280 +79,50 @@ static void disable_ca_a_pin(void)
     th_store_commit(db);
 }
 
-/* ---- provider ---------------------------------------------------------------- */
-
 /* ---- TLS contexts ------------------------------------------------------------ */
-
-/* The root, plus any further trust anchors given (NULL-terminated). */
-static X509_STORE *trust_store(X509 *extra, ...)
-{
-    X509_STORE *store = X509_STORE_new();
-    va_list ap;
-
-    ck_assert_ptr_nonnull(store);
-    ck_assert_int_eq(X509_STORE_add_cert(store, fx.pki->root.cert), 1);
-    va_start(ap, extra);
-    for (; extra != NULL; extra = va_arg(ap, X509 *))
-        ck_assert_int_eq(X509_STORE_add_cert(store, extra), 1);
-    va_end(ap);
-    return store;
-}
-
-static int forgive_every_error(int ok, X509_STORE_CTX *ctx)
-{
-    return 1; /* like nginx optional_no_ca / HAProxy crt-ignore-err */
-}
 
 typedef struct {
     long options;
     int max_version;
-    int verify_mode; /* 0: require a client certificate */
-    int forgiving;   /* the application's callback forgives every error */
-    X509_STORE *trust;
+    int verify_mode;    /* 0: require a client certificate */
+    int forgiving;      /* the application's callback forgives every error */
+    X509 *extra_anchor; /* trusted beside the root (NULL: none) */
 } server_spec;
 
 static void make_server(const server_spec *spec)
 {
-    int mode = spec->verify_mode != 0 ? spec->verify_mode
-                                      : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    X509_STORE *trust;
 
-    fx.server = SSL_CTX_new_ex(fx.libctx, NULL, TLS_server_method());
-    ck_assert_ptr_nonnull(fx.server);
-    ck_assert_int_eq(SSL_CTX_use_certificate(fx.server, fx.pki->server.cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
-    SSL_CTX_set_cert_store(fx.server, spec->trust != NULL ? spec->trust : trust_store(NULL));
-    SSL_CTX_set_verify(fx.server, mode, spec->forgiving ? forgive_every_error : NULL);
-    SSL_CTX_set_options(fx.server, spec->options);
-    if (spec->max_version != 0)
-        ck_assert_int_eq(SSL_CTX_set_max_proto_version(fx.server, spec->max_version), 1);
+    th_make_server(&fx, spec->options, spec->max_version, spec->forgiving);
+    if (spec->verify_mode != 0)
+        SSL_CTX_set_verify(fx.server, spec->verify_mode, SSL_CTX_get_verify_callback(fx.server));
+    if (spec->extra_anchor != NULL) {
+        trust = th_trust_root(&fx);
+        ck_assert_int_eq(X509_STORE_add_cert(trust, spec->extra_anchor), 1);
+        SSL_CTX_set_cert_store(fx.server, trust);
+    }
 }
 
 static void make_default_server(void)
 {
-    server_spec spec;
-
-    memset(&spec, 0, sizeof(spec));
-    make_server(&spec);
+    th_make_server(&fx, 0, 0, 0);
 }
 
-/* A client presenting cert/key and exactly the extra certificates given (NULL-terminated). */
-static SSL_CTX *make_client_with(X509 *cert, EVP_PKEY *key, X509 *extra, ...)
+static th_outcome connect_with(SSL_CTX *client_ctx, SSL_SESSION *resume, int keep_session)
 {
-    SSL_CTX *ctx = SSL_CTX_new_ex(fx.libctx, NULL, TLS_client_method());
-    va_list ap;
-
-    ck_assert_ptr_nonnull(ctx);
-    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, key), 1);
-    va_start(ap, extra);
-    for (; extra != NULL; extra = va_arg(ap, X509 *)) {
-        X509_up_ref(extra);
-        ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(ctx, extra), 1);
-    }
-    va_end(ap);
-    SSL_CTX_set_cert_store(ctx, trust_store(NULL));
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
-    return ctx;
+    return th_connect_with(&fx, client_ctx, resume, keep_session);
 }
 
-/* A client sending the leaf and its real issuing intermediate (if any). */
-static SSL_CTX *make_client(const char *leaf)
+static th_outcome connect_as(const char *leaf)
 {
-    const testpki_cred *cred = testpki_get(fx.pki, leaf);
-    const testpki_cred *issuer = testpki_issuer_of(fx.pki, cred);
-    int send_issuer = issuer != NULL && issuer != cred && issuer != &fx.pki->root;
-
-    return make_client_with(cred->cert, cred->key, send_issuer ? issuer->cert : NULL, NULL);
-}
-
-/* ---- connections ------------------------------------------------------------- */
-
-typedef struct {
-    SSL *server;
-    SSL *client;
-} conn;
-
-static conn conn_new(SSL_CTX *client_ctx, SSL_SESSION *resume)
-{
-    conn c;
-    BIO *sbio = NULL, *cbio = NULL;
-
-    c.server = SSL_new(fx.server);
-    c.client = SSL_new(client_ctx);
-    ck_assert_ptr_nonnull(c.server);
-    ck_assert_ptr_nonnull(c.client);
-    ck_assert_int_eq(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
-    SSL_set_bio(c.server, sbio, sbio);
-    SSL_set_bio(c.client, cbio, cbio);
-    SSL_set_accept_state(c.server);
-    SSL_set_connect_state(c.client);
-    ck_assert_int_eq(SSL_set_tlsext_host_name(c.client, "localhost"), 1);
-    if (resume != NULL)
-        ck_assert_int_eq(SSL_set_session(c.client, resume), 1);
-    return c;
-}
-
-static void conn_free(conn *c)
-{
-    SSL_free(c->server);
-    SSL_free(c->client);
-    ERR_clear_error();
-}
-
-/* One non-blocking step of `ssl`: 1 while it is fine (data or waiting), 0 on failure. */
-static int handshake_step(SSL *ssl, int *done)
-{
-    int r;
-
-    if (*done)
-        return 1;
-    r = SSL_do_handshake(ssl);
-    if (r == 1) {
-        *done = 1;
-        return 1;
-    }
-    return SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
-}
-
-static int run_handshake(conn *c)
-{
-    int server_done = 0, client_done = 0, i;
-
-    for (i = 0; i < HANDSHAKE_STEPS && !(server_done && client_done); i++) {
-        if (!handshake_step(c->client, &client_done) || !handshake_step(c->server, &server_done))
-            return 0;
-    }
-    return server_done && client_done;
-}
-
-/* SSL_read once: 1 if data came or it only wants more input, 0 on failure. */
-static int read_step(SSL *ssl)
-{
-    char buf[64];
-    int r = SSL_read(ssl, buf, sizeof(buf));
-
-    if (r > 0)
-        return 1;
-    return SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
-}
-
-/* `from` writes, `to` reads it back (driving any pending handshake). */
-static int send_and_receive(SSL *from, SSL *to)
-{
-    char buf[16];
-    int i;
-
-    if (SSL_write(from, "ping", 4) != 4)
-        return 0;
-    for (i = 0; i < 10; i++) {
-        int r = SSL_read(to, buf, sizeof(buf));
-
-        if (r == 4)
-            return 1;
-        if (r <= 0 && SSL_get_error(to, r) != SSL_ERROR_WANT_READ)
-            return 0;
-        if (!read_step(from))
-            return 0;
-    }
-    return 0;
-}
-
-/* Application data both ways, which also delivers TLS 1.3 tickets. */
-static int exchange_data(conn *c)
-{
-    return send_and_receive(c->server, c->client) && send_and_receive(c->client, c->server);
-}
-
-typedef struct {
-    int ok;             /* handshake and data exchange completed */
-    int reused;         /* the server resumed a session */
-    long server_verify; /* SSL_get_verify_result on the server */
-    char account[CS_ACCOUNT_MAX + 1];
-    int have_account;
-    SSL_SESSION *session; /* the client's session, when kept */
-} outcome;
-
-static void read_account(const SSL *server, outcome *out)
-{
-    const char *account = certstore_ssl_account_ex(server, fx.libctx);
-
-    out->have_account = account != NULL;
-    snprintf(out->account, sizeof(out->account), "%s", account != NULL ? account : "");
-}
-
-static outcome connect_with(SSL_CTX *client_ctx, SSL_SESSION *resume, int keep_session)
-{
-    conn c = conn_new(client_ctx, resume);
-    outcome out;
-
-    memset(&out, 0, sizeof(out));
-    out.ok = run_handshake(&c) && exchange_data(&c);
-    out.reused = SSL_session_reused(c.server);
-    out.server_verify = SSL_get_verify_result(c.server);
-    read_account(c.server, &out);
-    if (out.ok && keep_session)
-        out.session = SSL_get1_session(c.client);
-    if (out.ok) { /* a connection freed without close_notify loses its session */
-        SSL_shutdown(c.client);
-        SSL_shutdown(c.server);
-    }
-    conn_free(&c);
-    return out;
-}
-
-static outcome connect_as(const char *leaf)
-{
-    SSL_CTX *client = make_client(leaf);
-    outcome out = connect_with(client, NULL, 0);
-
-    SSL_CTX_free(client);
-    return out;
+    return th_connect_as(&fx, leaf);
 }
 
 /* ---- the decision log --------------------------------------------------------- */
 
-static char *read_log(void)
-{
-    FILE *f = fopen(fx.log, "r");
-    char *text = calloc(1, 1 << 20);
-    size_t n = 0;
-
-    ck_assert_ptr_nonnull(text);
-    if (f != NULL) {
-        n = fread(text, 1, (1 << 20) - 1, f);
-        fclose(f);
-    }
-    text[n] = '\0';
-    return text;
-}
-
-static int count_in(const char *text, const char *needle)
-{
-    int n = 0;
-
-    for (text = strstr(text, needle); text != NULL; text = strstr(text + 1, needle))
-        n++;
-    return n;
-}
-
-static int log_count(const char *needle)
-{
-    char *text = read_log();
-    int n = count_in(text, needle);
-
-    free(text);
-    return n;
-}
-
 static void assert_log_count(const char *needle, int expected)
 {
-    char *text = read_log();
-    int n = count_in(text, needle);
-
-    ck_assert_msg(n == expected, "log has \"%s\" %d times, want %d:\n%s", needle, n, expected,
-                  text);
-    free(text);
+    th_assert_log_count(&fx, needle, expected);
 }
 
 static void assert_no_acceptance_logged(void)
@@ -391,7 +131,7 @@ static void assert_no_acceptance_logged(void)
 }
 
 /* A rejection by the policy: the handshake failed and the log names the reason. */
-static void assert_policy_rejected(const outcome *out, const char *what, const char *reason)
+static void assert_policy_rejected(const th_outcome *out, const char *what, const char *reason)
 {
     char needle[128];
 
@@ -401,10 +141,10 @@ static void assert_policy_rejected(const outcome *out, const char *what, const c
     ck_assert_msg(!out->have_account || out->account[0] == '\0', "%s: account '%s' handed on", what,
                   out->account);
     snprintf(needle, sizeof(needle), "result=reject reason=%s", reason);
-    ck_assert_msg(log_count(needle) >= 1, "%s: log lacks \"%s\"", what, needle);
+    ck_assert_msg(th_log_count(&fx, needle) >= 1, "%s: log lacks \"%s\"", what, needle);
 }
 
-static void assert_accepted(const outcome *out, const char *what, const char *account)
+static void assert_accepted(const th_outcome *out, const char *what, const char *account)
 {
     ck_assert_msg(out->ok, "%s was rejected (verify result %ld)", what, out->server_verify);
     ck_assert_msg(out->have_account, "%s: no account", what);
@@ -432,7 +172,7 @@ static void teardown(void)
 START_TEST(test_pinned_ca_sent_beside_unpinned_chain_rejected)
 {
     SSL_CTX *client;
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -441,14 +181,14 @@ START_TEST(test_pinned_ca_sent_beside_unpinned_chain_rejected)
     th_load_provider_with(&fx, "");
     make_default_server();
 
-    client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert,
-                              fx.pki->ca_b.cert, NULL);
+    client = th_make_client_sending(&fx, fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert,
+                                    fx.pki->ca_b.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     assert_policy_rejected(&out, "carol + [ca-a, ca-b]", "issuer-not-pinned");
 
-    client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_b.cert,
-                              fx.pki->ca_a.cert, NULL);
+    client = th_make_client_sending(&fx, fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_b.cert,
+                                    fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     assert_policy_rejected(&out, "carol + [ca-b, ca-a]", "issuer-not-pinned");
@@ -460,7 +200,7 @@ END_TEST
 START_TEST(test_pinned_ca_instead_of_real_issuer_fails_verification)
 {
     SSL_CTX *client;
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -468,7 +208,8 @@ START_TEST(test_pinned_ca_instead_of_real_issuer_fails_verification)
     th_store_commit(db);
     th_load_provider_with(&fx, "");
     make_default_server();
-    client = make_client_with(fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert, NULL);
+    client =
+        th_make_client_sending(&fx, fx.pki->carol.cert, fx.pki->carol.key, fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     ck_assert_msg(!out.ok, "carol sending only ca-a was accepted");
@@ -486,7 +227,7 @@ END_TEST
 START_TEST(test_twin_ca_with_issuer_serial_mapping_rejected)
 {
     SSL_CTX *client;
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -502,8 +243,8 @@ START_TEST(test_twin_ca_with_issuer_serial_mapping_rejected)
     assert_policy_rejected(&out, "mallory + [ca-twin]", "issuer-not-pinned");
 
     /* The real pinned CA sent too, first: the chain still goes through the twin. */
-    client = make_client_with(fx.pki->mallory.cert, fx.pki->mallory.key, fx.pki->ca_a.cert,
-                              fx.pki->ca_twin.cert, NULL);
+    client = th_make_client_sending(&fx, fx.pki->mallory.cert, fx.pki->mallory.key,
+                                    fx.pki->ca_a.cert, fx.pki->ca_twin.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     ck_assert_msg(!out.ok, "mallory + [ca-a, ca-twin] was accepted as '%s'", out.account);
@@ -521,7 +262,7 @@ END_TEST
  */
 START_TEST(test_other_pinned_partner_ca_cannot_take_over_ski_or_issuer_serial)
 {
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -547,7 +288,7 @@ END_TEST
 START_TEST(test_twin_leaf_with_real_ca_fails_verification)
 {
     SSL_CTX *client;
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -555,7 +296,8 @@ START_TEST(test_twin_leaf_with_real_ca_fails_verification)
     th_store_commit(db);
     th_load_provider_with(&fx, "");
     make_default_server();
-    client = make_client_with(fx.pki->mallory.cert, fx.pki->mallory.key, fx.pki->ca_a.cert, NULL);
+    client = th_make_client_sending(&fx, fx.pki->mallory.cert, fx.pki->mallory.key,
+                                    fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     ck_assert_msg(!out.ok, "mallory + [ca-a] was accepted");
@@ -566,7 +308,7 @@ END_TEST
 
 START_TEST(test_root_issued_mapped_leaf_rejected)
 {
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -583,7 +325,7 @@ END_TEST
 /* The root itself pinned: a leaf it issued directly is its client (NTAuth's model). */
 START_TEST(test_leaf_of_pinned_root_accepted)
 {
-    outcome out;
+    th_outcome out;
     char fp[CS_FP_HEX_LEN + 1];
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
@@ -609,7 +351,7 @@ END_TEST
 START_TEST(test_trusted_mapped_selfsigned_leaf_rejected)
 {
     server_spec spec;
-    outcome out;
+    th_outcome out;
     char fp[CS_FP_HEX_LEN + 1];
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
@@ -620,7 +362,7 @@ START_TEST(test_trusted_mapped_selfsigned_leaf_rejected)
     th_store_commit(db);
     th_load_provider_with(&fx, "");
     memset(&spec, 0, sizeof(spec));
-    spec.trust = trust_store(fx.pki->selfsigned.cert, NULL);
+    spec.extra_anchor = fx.pki->selfsigned.cert;
     make_server(&spec);
     out = connect_as("selfsigned");
     assert_policy_rejected(&out, "trusted self-signed leaf", "issuer-not-pinned");
@@ -631,7 +373,7 @@ END_TEST
 /* serverAuth only: OpenSSL's own purpose check refuses it before the policy runs. */
 START_TEST(test_leaf_without_client_auth_fails_verification)
 {
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -650,7 +392,7 @@ END_TEST
 START_TEST(test_leaf_without_client_auth_forgiven_by_application_rejected)
 {
     server_spec spec;
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -689,7 +431,7 @@ static void resume_after(const resumption_kind *k, void (*narrow)(void), const c
 {
     server_spec spec;
     SSL_CTX *client;
-    outcome first, again, after;
+    th_outcome first, again, after;
     char needle[128];
 
     store_standard();
@@ -698,7 +440,7 @@ static void resume_after(const resumption_kind *k, void (*narrow)(void), const c
     spec.options = k->options;
     spec.max_version = k->max_version;
     make_server(&spec);
-    client = make_client("alice");
+    client = th_make_client(&fx, "alice");
     first = connect_with(client, NULL, 1);
     ck_assert_msg(first.ok && first.session != NULL, "%s: first handshake failed", k->name);
     again = connect_with(client, first.session, 0);
@@ -743,6 +485,25 @@ static void present_certificate(SSL *client, const char *leaf)
     sk_X509_pop_free(chain, X509_free);
 }
 
+/* Application data both ways, which also delivers TLS 1.3 tickets. */
+static int exchange_data(th_link *link)
+{
+    return th_link_send(link, th_link_server(link), th_link_client(link)) &&
+           th_link_send(link, th_link_client(link), th_link_server(link));
+}
+
+/* What the server made of the connection: its verify result and the account it hands on. */
+static void server_outcome(const th_link *link, int ok, th_outcome *out)
+{
+    const char *account = certstore_ssl_account_ex(th_link_server(link), fx.libctx);
+
+    memset(out, 0, sizeof(*out));
+    out->ok = ok;
+    out->server_verify = SSL_get_verify_result(th_link_server(link));
+    out->have_account = account != NULL;
+    snprintf(out->account, sizeof(out->account), "%s", account != NULL ? account : "");
+}
+
 /* The server has finished a handshake in which the client presented `leaf`. */
 static int server_saw(SSL *server, X509 *leaf)
 {
@@ -758,19 +519,20 @@ static int server_saw(SSL *server, X509 *leaf)
  * server counts as a finished handshake by itself, hence the certificate
  * test. Returns 1 when it completed and data flows again.
  */
-static int renegotiate(conn *c, SSL *initiator, X509 *leaf)
+static int renegotiate(th_link *link, SSL *initiator, X509 *leaf)
 {
+    SSL *server = th_link_server(link), *client = th_link_client(link);
     int i, r;
 
     ck_assert_int_eq(SSL_renegotiate(initiator), 1);
     r = SSL_do_handshake(initiator);
     if (r <= 0 && SSL_get_error(initiator, r) != SSL_ERROR_WANT_READ)
         return 0;
-    for (i = 0; i < HANDSHAKE_STEPS && !server_saw(c->server, leaf); i++) {
-        if (!read_step(c->client) || !read_step(c->server))
+    for (i = 0; i < HANDSHAKE_STEPS && !server_saw(server, leaf); i++) {
+        if (!th_link_read_step(link, client) || !th_link_read_step(link, server))
             return 0;
     }
-    return server_saw(c->server, leaf) && exchange_data(c);
+    return server_saw(server, leaf) && exchange_data(link);
 }
 
 /*
@@ -778,11 +540,11 @@ static int renegotiate(conn *c, SSL *initiator, X509 *leaf)
  * and the client presents `second`. Returns whether it went through; the
  * server-side account afterwards goes to *out.
  */
-static int renegotiate_as(const char *second, int client_initiated, outcome *out)
+static int renegotiate_as(const char *second, int client_initiated, th_outcome *out)
 {
     server_spec spec;
-    SSL_CTX *client = make_client("alice");
-    conn c;
+    SSL_CTX *client = th_make_client(&fx, "alice");
+    th_link *link;
     int renegotiated;
 
     memset(&spec, 0, sizeof(spec));
@@ -795,19 +557,16 @@ static int renegotiate_as(const char *second, int client_initiated, outcome *out
     spec.options = client_initiated ? SSL_OP_ALLOW_CLIENT_RENEGOTIATION
                                     : SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION;
     make_server(&spec);
-    c = conn_new(client, NULL);
-    ck_assert_msg(run_handshake(&c) && exchange_data(&c), "alice's handshake failed");
-    read_account(c.server, out);
+    link = th_link_open(&fx, client, NULL);
+    ck_assert_msg(th_link_handshake(link) && exchange_data(link), "alice's handshake failed");
+    server_outcome(link, 1, out);
     ck_assert_str_eq(out->account, ALICE_ACCOUNT);
 
-    present_certificate(c.client, second);
-    renegotiated =
-        renegotiate(&c, client_initiated ? c.client : c.server, testpki_get(fx.pki, second)->cert);
-    memset(out, 0, sizeof(*out));
-    out->ok = renegotiated;
-    out->server_verify = SSL_get_verify_result(c.server);
-    read_account(c.server, out);
-    conn_free(&c);
+    present_certificate(th_link_client(link), second);
+    renegotiated = renegotiate(link, client_initiated ? th_link_client(link) : th_link_server(link),
+                               testpki_get(fx.pki, second)->cert);
+    server_outcome(link, renegotiated, out);
+    th_link_free(link);
     SSL_CTX_free(client);
     return renegotiated;
 }
@@ -825,7 +584,7 @@ static void store_alice_and_bob(void)
 START_TEST(test_renegotiation_with_unmapped_certificate_rejected)
 {
     int client_initiated = _i;
-    outcome out;
+    th_outcome out;
 
     store_standard();
     th_load_provider_with(&fx, "");
@@ -840,7 +599,7 @@ END_TEST
 
 START_TEST(test_renegotiation_with_unpinned_chain_rejected)
 {
-    outcome out;
+    th_outcome out;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
     pin_ca_a(db);
@@ -860,7 +619,7 @@ END_TEST
 START_TEST(test_renegotiation_with_mapped_certificate_changes_account)
 {
     int client_initiated = _i;
-    outcome out;
+    th_outcome out;
 
     store_alice_and_bob();
     th_load_provider_with(&fx, "");
@@ -875,42 +634,42 @@ END_TEST
  * it (as a server does for one protected path) and the client answers with
  * `leaf`. Returns whether the authentication went through.
  */
-static int post_handshake_auth_as(const char *leaf, outcome *out)
+static int post_handshake_auth_as(const char *leaf, th_outcome *out)
 {
     server_spec spec;
-    SSL_CTX *client = make_client(leaf);
-    conn c;
-    int i, server_failed = 0;
+    SSL_CTX *client = th_make_client(&fx, leaf);
+    th_link *link;
+    SSL *server;
+    int i, ok, server_failed = 0;
 
     memset(&spec, 0, sizeof(spec));
     spec.verify_mode =
         SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_POST_HANDSHAKE;
     make_server(&spec);
-    c = conn_new(client, NULL);
-    SSL_set_post_handshake_auth(c.client, 1);
-    ck_assert_msg(run_handshake(&c) && exchange_data(&c), "TLS 1.3 handshake failed");
-    ck_assert_int_eq(SSL_version(c.server), TLS1_3_VERSION);
-    ck_assert_ptr_null(SSL_get0_peer_certificate(c.server));
+    link = th_link_open(&fx, client, NULL);
+    server = th_link_server(link);
+    SSL_set_post_handshake_auth(th_link_client(link), 1);
+    ck_assert_msg(th_link_handshake(link) && exchange_data(link), "TLS 1.3 handshake failed");
+    ck_assert_int_eq(SSL_version(server), TLS1_3_VERSION);
+    ck_assert_ptr_null(SSL_get0_peer_certificate(server));
     assert_log_count("result=", 0); /* no certificate yet, no decision */
 
-    ck_assert_int_eq(SSL_verify_client_post_handshake(c.server), 1);
-    ck_assert_int_eq(SSL_do_handshake(c.server), 1); /* sends the CertificateRequest */
+    ck_assert_int_eq(SSL_verify_client_post_handshake(server), 1);
+    ck_assert_int_eq(SSL_do_handshake(server), 1); /* sends the CertificateRequest */
     for (i = 0; i < 10 && !server_failed; i++) {
-        ck_assert(read_step(c.client) || i > 0);
-        server_failed = !read_step(c.server);
+        ck_assert(th_link_read_step(link, th_link_client(link)) || i > 0);
+        server_failed = !th_link_read_step(link, server);
     }
-    memset(out, 0, sizeof(*out));
-    out->ok = !server_failed && send_and_receive(c.client, c.server);
-    out->server_verify = SSL_get_verify_result(c.server);
-    read_account(c.server, out);
-    conn_free(&c);
+    ok = !server_failed && th_link_send(link, th_link_client(link), server);
+    server_outcome(link, ok, out);
+    th_link_free(link);
     SSL_CTX_free(client);
     return out->ok;
 }
 
 START_TEST(test_post_handshake_auth_with_unmapped_certificate_rejected)
 {
-    outcome out;
+    th_outcome out;
 
     store_standard();
     th_load_provider_with(&fx, "");
@@ -924,7 +683,7 @@ END_TEST
 
 START_TEST(test_post_handshake_auth_with_mapped_certificate_accepted)
 {
-    outcome out;
+    th_outcome out;
 
     store_standard();
     th_load_provider_with(&fx, "");
@@ -963,7 +722,7 @@ START_TEST(test_hostile_account_and_note_stored_and_handed_on_verbatim)
 {
     account_probe probe = {HOSTILE_ACCOUNT, HOSTILE_NOTE, 0};
     cs_stats stats;
-    outcome out;
+    th_outcome out;
     char *log;
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
@@ -988,9 +747,9 @@ START_TEST(test_hostile_account_and_note_stored_and_handed_on_verbatim)
     cs_db_close(db);
 
     /* One decision, one line; the account's quote and backslash escaped in it. */
-    log = read_log();
-    ck_assert_int_eq(count_in(log, "\n"), 1);
-    ck_assert_int_eq(count_in(log, "result=accept"), 2); /* the real one, and inside the name */
+    log = th_read_log(&fx);
+    ck_assert_int_eq(th_count_in(log, "\n"), 1);
+    ck_assert_int_eq(th_count_in(log, "result=accept"), 2); /* the real one, and inside the name */
     ck_assert_msg(strstr(log, "account=\"'; DROP TABLE mappings; -- \\\" $(reboot)") != NULL,
                   "account not quoted and escaped in the log:\n%s", log);
     free(log);
@@ -1044,13 +803,14 @@ static X509 *issue_leaf_with_cn(const char *cn)
 {
     X509 *leaf = X509_new();
     X509_NAME *name = X509_NAME_new();
-    X509V3_CTX v3;
-    X509_EXTENSION *ext;
-    static const char *const extensions[][2] = {
-        {"basicConstraints", "critical,CA:FALSE"},
-        {"keyUsage", "critical,digitalSignature"},
-        {"extendedKeyUsage", "clientAuth"},
-        {"authorityKeyIdentifier", "keyid:always"},
+    static const struct {
+        int nid;
+        const char *value;
+    } extensions[] = {
+        {NID_basic_constraints, "critical,CA:FALSE"},
+        {NID_key_usage, "critical,digitalSignature"},
+        {NID_ext_key_usage, "clientAuth"},
+        {NID_authority_key_identifier, "keyid:always"},
     };
     size_t i;
 
@@ -1068,13 +828,9 @@ static X509 *issue_leaf_with_cn(const char *cn)
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(leaf), -3600));
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(leaf), 86400));
     ck_assert_int_eq(X509_set_pubkey(leaf, fx.pki->alice.key), 1);
-    X509V3_set_ctx(&v3, fx.pki->ca_a.cert, leaf, NULL, NULL, 0);
-    for (i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++) {
-        ext = X509V3_EXT_conf(NULL, &v3, extensions[i][0], extensions[i][1]);
-        ck_assert_ptr_nonnull(ext);
-        ck_assert_int_eq(X509_add_ext(leaf, ext, -1), 1);
-        X509_EXTENSION_free(ext);
-    }
+    for (i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++)
+        ck_assert_int_eq(
+            testpki_add_ext(leaf, fx.pki->ca_a.cert, extensions[i].nid, extensions[i].value), 1);
     ck_assert_int_gt(X509_sign(leaf, fx.pki->ca_a.key, EVP_sha256()), 0);
     return leaf;
 }
@@ -1090,14 +846,14 @@ START_TEST(test_forged_log_line_in_subject_stays_one_line)
                                  "certstore: result=accept account=\"root\"\r\x1b[1A\xe2\x80\xa8";
     X509 *leaf;
     SSL_CTX *client;
-    outcome out;
+    th_outcome out;
     char *log;
 
     store_standard();
     th_load_provider_with(&fx, "");
     make_default_server();
     leaf = issue_leaf_with_cn(forged);
-    client = make_client_with(leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
+    client = th_make_client_sending(&fx, leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     assert_policy_rejected(&out, "forged subject", "no-mapping");
@@ -1106,22 +862,22 @@ START_TEST(test_forged_log_line_in_subject_stays_one_line)
     {
         cs_db *db = th_store_begin(fx.db, SUITE_NAME);
 
-        map_cert(db, leaf, "forger", CS_KIND_CERT);
+        th_map_cert(db, leaf, "forger", CS_KIND_CERT, CS_TIME_NONE, CS_TIME_NONE);
         th_store_commit(db);
     }
-    client = make_client_with(leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
+    client = th_make_client_sending(&fx, leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
     out = connect_with(client, NULL, 0);
     SSL_CTX_free(client);
     assert_accepted(&out, "forged subject, mapped", "forger");
     X509_free(leaf);
 
-    log = read_log();
-    ck_assert_msg(count_in(log, "\n") == 2, "two decisions, not two lines:\n%s", log);
-    ck_assert_msg(count_in(log, "\r") == 0 && count_in(log, "\x1b") == 0,
+    log = th_read_log(&fx);
+    ck_assert_msg(th_count_in(log, "\n") == 2, "two decisions, not two lines:\n%s", log);
+    ck_assert_msg(th_count_in(log, "\r") == 0 && th_count_in(log, "\x1b") == 0,
                   "raw control bytes in the log:\n%s", log);
-    ck_assert_msg(count_in(log, "account=\"root\"") == 0, "forged field unescaped:\n%s", log);
-    ck_assert_int_eq(count_in(log, "result=reject reason=no-mapping"), 1);
-    ck_assert_int_eq(count_in(log, "result=accept reason=none account=\"forger\""), 1);
+    ck_assert_msg(th_count_in(log, "account=\"root\"") == 0, "forged field unescaped:\n%s", log);
+    ck_assert_int_eq(th_count_in(log, "result=reject reason=no-mapping"), 1);
+    ck_assert_int_eq(th_count_in(log, "result=accept reason=none account=\"forger\""), 1);
     free(log);
 }
 END_TEST

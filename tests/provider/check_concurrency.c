@@ -29,8 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -45,33 +43,28 @@ extern char **environ;
 #define FORK_WORKERS 3
 #define HANDSHAKE_PAUSE_US 5000
 
-typedef struct {
-    char *dir;
-    char db[512];
-    char cnf[512];
-    char log[512];
-    char cli_err[512];
-    testpki *pki;
-    OSSL_LIB_CTX *libctx;
-    SSL_CTX *server;
-    SSL_CTX *alice;
-    SSL_CTX *bob;
-} fixture;
+static tls_harness fx; /* fx.client: alice */
+static SSL_CTX *bob_client;
+static char cli_err[512]; /* the CLI's stderr, appended */
 
-static fixture fx;
+/*
+ * The temp dir belongs to the runner's process (unchecked fixture): Check
+ * ends a failing test's process at once, and the dir must still go.
+ */
+static char *tcase_dir;
 
 /* ---- store, CLI and provider set-up ------------------------------------------ */
 
 static void pem_path(char *buf, size_t len, const char *name)
 {
-    snprintf(buf, len, "%s/pki/%s.pem", fx.dir, name);
+    snprintf(buf, len, "%s/pki/%s.pem", tcase_dir, name);
 }
 
 /* The first lines the CLI wrote to stderr, for failure messages. */
 static const char *cli_errors(void)
 {
     static char text[1024];
-    FILE *f = fopen(fx.cli_err, "r");
+    FILE *f = fopen(cli_err, "r");
     size_t n = 0;
 
     if (f != NULL) {
@@ -104,7 +97,7 @@ static int run_cli(const char *const *args)
     argv[argc] = NULL;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, fx.cli_err,
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, cli_err,
                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
     rc = posix_spawn(&pid, bin, &actions, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&actions);
@@ -140,74 +133,15 @@ static void store_standard(void)
                   "store set-up failed: %s", cli_errors());
 }
 
-static void load_provider(void)
-{
-    FILE *f = fopen(fx.cnf, "w");
-    const char *module = getenv("CERTSTORE_MODULE");
-
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "openssl_conf = openssl_init\n"
-            "[openssl_init]\nproviders = provider_sect\n"
-            "[provider_sect]\ncertstore = certstore_sect\ndefault = default_sect\n"
-            "[default_sect]\nactivate = 1\n"
-            "[certstore_sect]\nactivate = 1\ndb = %s\nlog = %s\n",
-            fx.db, fx.log);
-    if (module != NULL)
-        fprintf(f, "module = %s\n", module);
-    fclose(f);
-    fx.libctx = OSSL_LIB_CTX_new();
-    ck_assert_ptr_nonnull(fx.libctx);
-    /* The provider checks its section's keys in $OPENSSL_CONF, as servers set it. */
-    ck_assert_int_eq(setenv("OPENSSL_CONF", fx.cnf, 1), 0);
-    ck_assert_msg(OSSL_LIB_CTX_load_config(fx.libctx, fx.cnf) == 1, "cannot load %s", fx.cnf);
-    ck_assert_msg(OSSL_PROVIDER_available(fx.libctx, "certstore"), "certstore not active");
-}
-
-static X509_STORE *trust_root(void)
-{
-    X509_STORE *store = X509_STORE_new();
-
-    ck_assert_ptr_nonnull(store);
-    ck_assert_int_eq(X509_STORE_add_cert(store, fx.pki->root.cert), 1);
-    return store;
-}
-
 /* Full handshakes only: no session cache, no tickets, on either side. */
-static SSL_CTX *make_server(void)
-{
-    SSL_CTX *ctx = SSL_CTX_new_ex(fx.libctx, NULL, TLS_server_method());
-
-    ck_assert_ptr_nonnull(ctx);
-    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, fx.pki->server.cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, fx.pki->server.key), 1);
-    SSL_CTX_set_cert_store(ctx, trust_root());
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    return ctx;
-}
-
-static SSL_CTX *make_client(const testpki_cred *cred)
-{
-    SSL_CTX *ctx = SSL_CTX_new_ex(fx.libctx, NULL, TLS_client_method());
-
-    ck_assert_ptr_nonnull(ctx);
-    ck_assert_int_eq(SSL_CTX_use_certificate(ctx, cred->cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(ctx, cred->key), 1);
-    X509_up_ref(fx.pki->ca_a.cert);
-    ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(ctx, fx.pki->ca_a.cert), 1);
-    SSL_CTX_set_cert_store(ctx, trust_root());
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    return ctx;
-}
-
 static void make_contexts(void)
 {
-    fx.server = make_server();
-    fx.alice = make_client(&fx.pki->alice);
-    fx.bob = make_client(&fx.pki->bob);
+    th_make_server(&fx, SSL_OP_NO_TICKET, 0, 0);
+    SSL_CTX_set_session_cache_mode(fx.server, SSL_SESS_CACHE_OFF);
+    fx.client = th_make_client(&fx, "alice");
+    SSL_CTX_set_session_cache_mode(fx.client, SSL_SESS_CACHE_OFF);
+    bob_client = th_make_client(&fx, "bob");
+    SSL_CTX_set_session_cache_mode(bob_client, SSL_SESS_CACHE_OFF);
 }
 
 /* ---- one handshake -------------------------------------------------------------- */
@@ -221,58 +155,33 @@ typedef enum { HS_ACCEPTED, HS_REJECTED, HS_BROKEN } hs_result;
  */
 static hs_result handshake(SSL_CTX *client_ctx, const char *account)
 {
-    SSL *server = SSL_new(fx.server);
-    SSL *client = SSL_new(client_ctx);
-    BIO *sbio = NULL, *cbio = NULL;
+    th_link *link = th_link_open(&fx, client_ctx, NULL);
+    SSL *server = th_link_server(link);
     hs_result result = HS_BROKEN;
     const char *got;
 
-    if (server == NULL || client == NULL || !BIO_new_bio_pair(&sbio, 0, &cbio, 0)) {
-        SSL_free(server);
-        SSL_free(client);
-        ERR_clear_error();
-        return HS_BROKEN;
-    }
-    SSL_set_bio(server, sbio, sbio);
-    SSL_set_bio(client, cbio, cbio);
-    SSL_set_accept_state(server);
-    SSL_set_connect_state(client);
-    if (th_run_handshake(server, client)) {
+    if (th_link_handshake(link)) {
         got = certstore_ssl_account_ex(server, fx.libctx);
         if (got != NULL && strcmp(got, account) == 0)
             result = HS_ACCEPTED;
     } else if (SSL_get_verify_result(server) == X509_V_ERR_APPLICATION_VERIFICATION) {
         result = HS_REJECTED;
     }
-    SSL_free(server);
-    SSL_free(client);
-    ERR_clear_error();
+    th_link_free(link);
     return result;
 }
 
 /* ---- the log ---------------------------------------------------------------------- */
 
+/* Decisions (one a line) with `needle`; -1 with no log at all. */
 static long log_count(const char *needle)
 {
-    FILE *f = fopen(fx.log, "r");
-    char line[4096];
-    long n = 0;
-
-    if (f == NULL)
+    if (access(fx.log, F_OK) != 0)
         return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
+    return th_log_count(&fx, needle);
 }
 
 /* ---- fixture ------------------------------------------------------------------------ */
-
-/*
- * The temp dir belongs to the runner's process (unchecked fixture): Check
- * ends a failing test's process at once, and the dir must still go.
- */
-static char *tcase_dir;
 
 static void make_dir(void)
 {
@@ -291,28 +200,19 @@ static void setup(void)
 {
     char pki_dir[600];
 
-    memset(&fx, 0, sizeof(fx));
-    ck_assert_ptr_nonnull(tcase_dir);
-    fx.dir = tcase_dir;
-    fx.pki = testpki_new(0);
-    ck_assert_ptr_nonnull(fx.pki);
-    snprintf(pki_dir, sizeof(pki_dir), "%s/pki", fx.dir);
+    th_setup_in(&fx, tcase_dir);
+    bob_client = NULL;
+    snprintf(pki_dir, sizeof(pki_dir), "%s/pki", tcase_dir);
     ck_assert_int_eq(mkdir(pki_dir, 0700), 0);
     ck_assert_int_eq(testpki_write(fx.pki, pki_dir), 1);
-    snprintf(fx.db, sizeof(fx.db), "%s/certstore.db", fx.dir);
-    snprintf(fx.cnf, sizeof(fx.cnf), "%s/openssl.cnf", fx.dir);
-    snprintf(fx.log, sizeof(fx.log), "%s/decisions.log", fx.dir);
-    snprintf(fx.cli_err, sizeof(fx.cli_err), "%s/cli.err", fx.dir);
+    snprintf(cli_err, sizeof(cli_err), "%s/cli.err", tcase_dir);
     ck_assert_msg(getenv("CERTSTORE_BIN") != NULL, "CERTSTORE_BIN not set");
 }
 
 static void teardown(void)
 {
-    SSL_CTX_free(fx.server);
-    SSL_CTX_free(fx.alice);
-    SSL_CTX_free(fx.bob);
-    OSSL_LIB_CTX_free(fx.libctx);
-    testpki_free(fx.pki);
+    SSL_CTX_free(bob_client);
+    th_teardown(&fx);
 }
 
 /* ---- eight server threads against a live mutator ---------------------------------- */
@@ -357,7 +257,7 @@ static void *mutator_main(void *arg)
 static void bob_handshake(tally *t)
 {
     long before = __atomic_load_n(&mutator_seq, __ATOMIC_SEQ_CST);
-    hs_result r = handshake(fx.bob, "bob");
+    hs_result r = handshake(bob_client, "bob");
     long after = __atomic_load_n(&mutator_seq, __ATOMIC_SEQ_CST);
 
     if (r == HS_ACCEPTED) {
@@ -379,7 +279,7 @@ static void *server_thread_main(void *arg)
 
     for (n = 0; !__atomic_load_n(&mutator_done, __ATOMIC_SEQ_CST); n++) {
         if (n % 2 == 0) {
-            if (handshake(fx.alice, "alice") == HS_ACCEPTED)
+            if (handshake(fx.client, "alice") == HS_ACCEPTED)
                 t->alice_accepted++;
             else
                 t->alice_other++;
@@ -408,7 +308,7 @@ START_TEST(test_threads_never_accept_a_removed_mapping)
     int i;
 
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     make_contexts();
     memset(tallies, 0, sizeof(tallies));
     memset(&sum, 0, sizeof(sum));
@@ -450,8 +350,8 @@ END_TEST
 static int worker_phase(int phase)
 {
     int failures = 0;
-    hs_result alice = handshake(fx.alice, "alice");
-    hs_result bob = handshake(fx.bob, "bob");
+    hs_result alice = handshake(fx.client, "alice");
+    hs_result bob = handshake(bob_client, "bob");
 
     if (phase == 1) {
         failures += alice != HS_ACCEPTED;
@@ -473,7 +373,7 @@ static void worker_main(int index, int ready_fd, int go_fd)
     int fd, failures;
 
     alarm(60); /* never outlive a stuck parent */
-    snprintf(path, sizeof(path), "%s/worker-%d.err", fx.dir, index);
+    snprintf(path, sizeof(path), "%s/worker-%d.err", tcase_dir, index);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
         _exit(100);
@@ -536,10 +436,10 @@ START_TEST(test_forked_workers_decide_alone_and_see_live_changes)
     /* The trace is switched on when the module loads. */
     ck_assert_int_eq(setenv("CERTSTORE_DEBUG", "1", 1), 0);
     store_standard();
-    load_provider();
+    th_load_provider_with(&fx, "");
     make_contexts();
     /* The parent opens its handle, as a server's master may before forking. */
-    ck_assert_int_eq(handshake(fx.alice, "alice"), HS_ACCEPTED);
+    ck_assert_int_eq(handshake(fx.client, "alice"), HS_ACCEPTED);
     ck_assert_int_eq(pipe(ready), 0);
     ck_assert_int_eq(pipe(go), 0);
     for (i = 0; i < FORK_WORKERS; i++) {
@@ -562,10 +462,10 @@ START_TEST(test_forked_workers_decide_alone_and_see_live_changes)
     failures = reap_workers(pids, FORK_WORKERS, 60);
     ck_assert_msg(failures == 0, "%d worker(s) decided wrongly or died", failures);
     /* The parent, on its own handle, sees the change too. */
-    ck_assert_int_eq(handshake(fx.alice, "alice"), HS_REJECTED);
-    ck_assert_int_eq(handshake(fx.bob, "bob"), HS_ACCEPTED);
+    ck_assert_int_eq(handshake(fx.client, "alice"), HS_REJECTED);
+    ck_assert_int_eq(handshake(bob_client, "bob"), HS_ACCEPTED);
     for (i = 0; i < FORK_WORKERS; i++) {
-        snprintf(path, sizeof(path), "%s/worker-%d.err", fx.dir, i);
+        snprintf(path, sizeof(path), "%s/worker-%d.err", tcase_dir, i);
         ck_assert_msg(file_contains(path, "abandoning the inherited handle"),
                       "worker %d did not abandon the parent's SQLite handle", i);
     }

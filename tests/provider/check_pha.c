@@ -27,8 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -52,30 +50,15 @@ static void store_alice_until(int64_t not_after)
 {
     cs_db *db = th_store_begin(fx.db, SUITE_NAME);
     char fp[CS_FP_HEX_LEN + 1];
-    cs_mapping_spec spec;
 
     ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
-    memset(&spec, 0, sizeof(spec));
-    ck_assert_int_eq(
-        cs_mapping_spec_from_cert(&spec, testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT), CS_OK);
-    spec.account = ALICE_ACCOUNT;
-    spec.not_before = CS_TIME_NONE;
-    spec.not_after = not_after;
-    ck_assert_msg(cs_mapping_add(db, &spec, 1, NULL) == CS_OK, "%s", cs_db_errmsg(db));
+    th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
     th_store_commit(db);
 }
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
-    cs_mapping_ref ref;
-
-    memset(&ref, 0, sizeof(ref));
-    ref.kind = CS_KIND_CERT;
-    ck_assert_int_eq(cs_key_from_cert(testpki_get(fx.pki, "alice")->cert, CS_KIND_CERT, &ref.key),
-                     CS_OK);
-    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    th_store_commit(db);
+    th_unmap_leaf(&fx, SUITE_NAME, "alice", CS_KIND_CERT);
 }
 
 /* ---- provider and TLS set-up ----------------------------------------------- */
@@ -83,16 +66,11 @@ static void remove_alice_mapping(void)
 /* TLS 1.3 only; a certificate is asked for after the handshake, never during it. */
 static void make_server(long options)
 {
-    fx.server = SSL_CTX_new_ex(fx.libctx, NULL, TLS_server_method());
-    ck_assert_ptr_nonnull(fx.server);
-    ck_assert_int_eq(SSL_CTX_use_certificate(fx.server, fx.pki->server.cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.server, fx.pki->server.key), 1);
+    th_make_server(&fx, options, 0, 0);
     ck_assert_int_eq(SSL_CTX_set_min_proto_version(fx.server, TLS1_3_VERSION), 1);
-    SSL_CTX_set_cert_store(fx.server, th_trust_root(&fx));
     SSL_CTX_set_verify(
         fx.server, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_POST_HANDSHAKE,
         NULL);
-    SSL_CTX_set_options(fx.server, options);
 }
 
 static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
@@ -105,17 +83,7 @@ static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
 
 static void make_client(const char *leaf)
 {
-    const testpki_cred *cred = testpki_get(fx.pki, leaf);
-    const testpki_cred *issuer = testpki_issuer_of(fx.pki, cred);
-
-    fx.client = SSL_CTX_new_ex(fx.libctx, NULL, TLS_client_method());
-    ck_assert_ptr_nonnull(fx.client);
-    ck_assert_int_eq(SSL_CTX_use_certificate(fx.client, cred->cert), 1);
-    ck_assert_int_eq(SSL_CTX_use_PrivateKey(fx.client, cred->key), 1);
-    X509_up_ref(issuer->cert);
-    ck_assert_int_eq(SSL_CTX_add_extra_chain_cert(fx.client, issuer->cert), 1);
-    SSL_CTX_set_cert_store(fx.client, th_trust_root(&fx));
-    SSL_CTX_set_verify(fx.client, SSL_VERIFY_PEER, NULL);
+    fx.client = th_make_client(&fx, leaf);
     SSL_CTX_set_session_cache_mode(fx.client,
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(fx.client, keep_ticket);
@@ -123,122 +91,56 @@ static void make_client(const char *leaf)
 
 /* ---- driving a connection ------------------------------------------------------- */
 
-typedef struct {
-    SSL *server;
-    SSL *client;
-} conn_pair;
-
-static conn_pair pair_new(SSL_SESSION *resume)
+/* A connection whose client will answer a post-handshake certificate request. */
+static th_link *pair_new(SSL_SESSION *resume)
 {
-    conn_pair p = {SSL_new(fx.server), SSL_new(fx.client)};
-    BIO *sbio = NULL, *cbio = NULL;
+    th_link *link = th_link_open(&fx, fx.client, resume);
 
-    ck_assert_ptr_nonnull(p.server);
-    ck_assert_ptr_nonnull(p.client);
-    ck_assert_int_eq(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
-    SSL_set_bio(p.server, sbio, sbio);
-    SSL_set_bio(p.client, cbio, cbio);
-    SSL_set_accept_state(p.server);
-    SSL_set_connect_state(p.client);
-    SSL_set_post_handshake_auth(p.client, 1);
-    ck_assert_int_eq(SSL_set_tlsext_host_name(p.client, "localhost"), 1);
-    if (resume != NULL)
-        ck_assert_int_eq(SSL_set_session(p.client, resume), 1);
-    return p;
+    SSL_set_post_handshake_auth(th_link_client(link), 1);
+    return link;
 }
 
 /*
  * A connection that ended well says so: a client that frees its SSL without
  * a close_notify marks its current session (the newest ticket) unresumable.
  */
-static void pair_close(conn_pair *p)
+static void pair_close(th_link *link)
 {
-    SSL_shutdown(p->client);
-    SSL_shutdown(p->server);
-}
-
-static void pair_free(conn_pair *p)
-{
-    SSL_free(p->server);
-    SSL_free(p->client);
-    ERR_clear_error();
-}
-
-/* Pump both ends over the BIO pair until both finish or one fails (bounded). */
-static int run_handshake(const conn_pair *p)
-{
-    int server_done = 0, client_done = 0, i, r;
-
-    for (i = 0; i < 200 && !(server_done && client_done); i++) {
-        if (!client_done) {
-            r = SSL_do_handshake(p->client);
-            if (r == 1)
-                client_done = 1;
-            else if (SSL_get_error(p->client, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-        if (!server_done) {
-            r = SSL_do_handshake(p->server);
-            if (r == 1)
-                server_done = 1;
-            else if (SSL_get_error(p->server, r) != SSL_ERROR_WANT_READ)
-                return 0;
-        }
-    }
-    return server_done && client_done;
-}
-
-/*
- * One message from `from` to `to`. Reading processes whatever handshake
- * messages come first (a CertificateRequest, the client's Certificate,
- * tickets); 0 when the reader fails.
- */
-static int send_one(SSL *from, SSL *to)
-{
-    char buf[16];
-    int i, r;
-
-    if (SSL_write(from, "ping", 4) != 4)
-        return 0;
-    for (i = 0; i < 10; i++) {
-        r = SSL_read(to, buf, sizeof(buf));
-        if (r == 4)
-            return 1;
-        if (SSL_get_error(to, r) != SSL_ERROR_WANT_READ)
-            return 0;
-    }
-    return 0;
+    SSL_shutdown(th_link_client(link));
+    SSL_shutdown(th_link_server(link));
 }
 
 /* Both ways, then to the client again: delivers every ticket the server sends. */
-static int exchange_data(const conn_pair *p)
+static int exchange_data(th_link *link)
 {
-    return send_one(p->server, p->client) && send_one(p->client, p->server) &&
-           send_one(p->server, p->client);
+    SSL *server = th_link_server(link), *client = th_link_client(link);
+
+    return th_link_send(link, server, client) && th_link_send(link, client, server) &&
+           th_link_send(link, server, client);
 }
 
 /*
  * The server asks for a certificate and the client answers (its Certificate
  * is read, so decided, by the server's next read). 1 if both ends carried on.
  */
-static int post_handshake_auth(const conn_pair *p)
+static int post_handshake_auth(th_link *link)
 {
-    ck_assert_int_eq(SSL_verify_client_post_handshake(p->server), 1);
-    ck_assert_int_eq(SSL_do_handshake(p->server), 1);
-    return exchange_data(p);
+    ck_assert_int_eq(SSL_verify_client_post_handshake(th_link_server(link)), 1);
+    ck_assert_int_eq(SSL_do_handshake(th_link_server(link)), 1);
+    return exchange_data(link);
 }
 
 /* A first connection: handshake without a certificate, data, then PHA. */
-static int connect_then_pha(conn_pair *p, int *tickets_before_pha)
+static int connect_then_pha(th_link **link, int *tickets_before_pha)
 {
-    *p = pair_new(NULL);
-    ck_assert_msg(run_handshake(p), "handshake failed");
-    ck_assert_msg(exchange_data(p), "data before PHA failed");
-    ck_assert_ptr_null(SSL_get0_peer_certificate(p->server));
-    ck_assert_ptr_null(certstore_ssl_account_ex(p->server, fx.libctx));
+    *link = pair_new(NULL);
+    ck_assert_msg(th_link_handshake(*link), "handshake failed");
+    ck_assert_msg(exchange_data(*link), "data before PHA failed");
+    ck_assert_ptr_null(SSL_get0_peer_certificate(th_link_server(*link)));
+    ck_assert_ptr_null(certstore_ssl_account_ex(th_link_server(*link), fx.libctx));
     *tickets_before_pha = n_tickets;
     ck_assert_msg(*tickets_before_pha > 0, "no ticket before the PHA");
-    return post_handshake_auth(p);
+    return post_handshake_auth(*link);
 }
 
 typedef struct {
@@ -251,22 +153,23 @@ typedef struct {
 
 static resumed resume_with(SSL_SESSION *ticket)
 {
-    conn_pair p = pair_new(ticket);
+    th_link *link = pair_new(ticket);
+    SSL *server = th_link_server(link);
     const char *account;
     resumed r;
 
     memset(&r, 0, sizeof(r));
-    r.ok = run_handshake(&p) && exchange_data(&p);
+    r.ok = th_link_handshake(link) && exchange_data(link);
     if (r.ok)
-        pair_close(&p);
-    r.reused = SSL_session_reused(p.server);
-    r.has_peer = SSL_get0_peer_certificate(p.server) != NULL;
-    account = certstore_ssl_account_ex(p.server, fx.libctx);
+        pair_close(link);
+    r.reused = SSL_session_reused(server);
+    r.has_peer = SSL_get0_peer_certificate(server) != NULL;
+    account = certstore_ssl_account_ex(server, fx.libctx);
     if (account != NULL) {
         r.have_account = 1;
         snprintf(r.account, sizeof(r.account), "%s", account);
     }
-    pair_free(&p);
+    th_link_free(link);
     return r;
 }
 
@@ -276,33 +179,20 @@ static resumed resume_with(SSL_SESSION *ticket)
  */
 static int resumed_binding(SSL_SESSION *ticket, int64_t *deadline, int64_t *generation)
 {
-    conn_pair p = pair_new(ticket);
+    th_link *link = pair_new(ticket);
+    SSL *server = th_link_server(link);
     void *data = NULL;
     size_t len = 0, head;
     int found = 0;
 
-    if (run_handshake(&p) && SSL_session_reused(p.server) &&
-        SSL_SESSION_get0_ticket_appdata(SSL_get_session(p.server), &data, &len) && len > 0) {
+    if (th_link_handshake(link) && SSL_session_reused(server) &&
+        SSL_SESSION_get0_ticket_appdata(SSL_get_session(server), &data, &len) && len > 0) {
         head = strnlen(data, len);
         found = head + 1 < len &&
                 sscanf((const char *)data + head + 1, "deadline=%" SCNd64 " generation=%" SCNd64,
                        deadline, generation) == 2;
     }
-    pair_free(&p);
-    return found;
-}
-
-static int log_has(const char *needle)
-{
-    FILE *f = fopen(fx.log, "r");
-    char line[4096];
-    int found = 0;
-
-    if (f == NULL)
-        return 0;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
+    th_link_free(link);
     return found;
 }
 
@@ -348,17 +238,17 @@ static void start(const ticket_kind *k, const char *leaf, int64_t alice_not_afte
 START_TEST(test_accepted_pha_tickets_carry_account)
 {
     const ticket_kind *k = &ticket_kinds[_i];
-    conn_pair p;
+    th_link *p;
     int before;
     int64_t deadline = 0, generation = -1;
     resumed r;
 
     start(k, "alice", CS_TIME_NONE);
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
-    ck_assert_ptr_nonnull(SSL_get0_peer_certificate(p.server));
-    ck_assert_str_eq(certstore_ssl_account_ex(p.server, fx.libctx), ALICE_ACCOUNT);
-    pair_close(&p);
-    pair_free(&p);
+    ck_assert_ptr_nonnull(SSL_get0_peer_certificate(th_link_server(p)));
+    ck_assert_str_eq(certstore_ssl_account_ex(th_link_server(p), fx.libctx), ALICE_ACCOUNT);
+    pair_close(p);
+    th_link_free(p);
     ck_assert_msg(n_tickets > before, "%s: no ticket after the PHA", k->name);
 
     r = resume_with(tickets[n_tickets - 1]);
@@ -376,15 +266,15 @@ END_TEST
 START_TEST(test_accepted_pha_tickets_end_at_mapping_deadline)
 {
     const ticket_kind *k = &ticket_kinds[_i];
-    conn_pair p;
+    th_link *p;
     int before;
     int64_t end = (int64_t)time(NULL) + 3;
     resumed r;
 
     start(k, "alice", end);
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
-    pair_close(&p);
-    pair_free(&p);
+    pair_close(p);
+    th_link_free(p);
     ck_assert_msg(n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
 
     r = resume_with(tickets[before]);
@@ -401,14 +291,14 @@ END_TEST
 START_TEST(test_accepted_pha_tickets_end_at_narrowing)
 {
     const ticket_kind *k = &ticket_kinds[_i];
-    conn_pair p;
+    th_link *p;
     int before;
     resumed r;
 
     start(k, "alice", CS_TIME_NONE);
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
-    pair_close(&p);
-    pair_free(&p);
+    pair_close(p);
+    th_link_free(p);
     ck_assert_msg(n_tickets >= before + 2, "%s: fewer than two post-PHA tickets", k->name);
     r = resume_with(tickets[before]);
     ck_assert_msg(r.ok && r.reused, "%s: post-PHA ticket did not resume", k->name);
@@ -425,14 +315,14 @@ END_TEST
 START_TEST(test_pre_pha_tickets_stay_unauthenticated)
 {
     const ticket_kind *k = &ticket_kinds[_i];
-    conn_pair p;
+    th_link *p;
     int before, i;
     resumed r;
 
     start(k, "alice", CS_TIME_NONE);
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
-    pair_close(&p);
-    pair_free(&p);
+    pair_close(p);
+    th_link_free(p);
     for (i = 0; i < before; i++) {
         r = resume_with(tickets[i]);
         ck_assert_msg(r.ok, "%s: pre-PHA ticket %d: connection failed", k->name, i);
@@ -448,17 +338,17 @@ END_TEST
 START_TEST(test_rejected_pha_ends_connection)
 {
     const ticket_kind *k = &ticket_kinds[_i];
-    conn_pair p;
+    th_link *p;
     int before, i;
     resumed r;
 
     start(k, "bob", CS_TIME_NONE);
     ck_assert_msg(!connect_then_pha(&p, &before), "%s: unmapped client passed PHA", k->name);
-    ck_assert_int_eq(SSL_get_verify_result(p.server), X509_V_ERR_APPLICATION_VERIFICATION);
-    ck_assert_ptr_null(certstore_ssl_account_ex(p.server, fx.libctx));
-    ck_assert_int_le(SSL_write(p.server, "more", 4), 0);
-    pair_free(&p);
-    ck_assert_msg(log_has("result=reject reason=no-mapping"), "no reject in the log");
+    ck_assert_int_eq(SSL_get_verify_result(th_link_server(p)), X509_V_ERR_APPLICATION_VERIFICATION);
+    ck_assert_ptr_null(certstore_ssl_account_ex(th_link_server(p), fx.libctx));
+    ck_assert_int_le(SSL_write(th_link_server(p), "more", 4), 0);
+    th_link_free(p);
+    th_assert_log_has(&fx, "result=reject reason=no-mapping");
     ck_assert_msg(n_tickets == before, "%s: %d ticket(s) issued after a rejected PHA", k->name,
                   n_tickets - before);
     for (i = 0; i < before; i++) {
@@ -473,16 +363,16 @@ END_TEST
 START_TEST(test_rejected_pha_after_accepted_one_clears_account)
 {
     const ticket_kind *k = &ticket_kinds[_i];
-    conn_pair p;
+    th_link *p;
     int before;
 
     start(k, "alice", CS_TIME_NONE);
     ck_assert_msg(connect_then_pha(&p, &before), "%s: accepted PHA failed", k->name);
-    ck_assert_str_eq(certstore_ssl_account_ex(p.server, fx.libctx), ALICE_ACCOUNT);
+    ck_assert_str_eq(certstore_ssl_account_ex(th_link_server(p), fx.libctx), ALICE_ACCOUNT);
     remove_alice_mapping();
-    ck_assert_msg(!post_handshake_auth(&p), "%s: second PHA passed after removal", k->name);
-    ck_assert_ptr_null(certstore_ssl_account_ex(p.server, fx.libctx));
-    pair_free(&p);
+    ck_assert_msg(!post_handshake_auth(p), "%s: second PHA passed after removal", k->name);
+    ck_assert_ptr_null(certstore_ssl_account_ex(th_link_server(p), fx.libctx));
+    th_link_free(p);
 }
 END_TEST
 

@@ -46,11 +46,7 @@ static void store_standard(void)
 
 static void remove_alice_mapping(void)
 {
-    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
-    cs_mapping_ref ref = th_ref_for(&fx, "alice", CS_KIND_CERT);
-
-    ck_assert_int_eq(cs_mapping_remove(db, &ref), CS_OK);
-    th_store_commit(db);
+    th_unmap_leaf(&fx, SUITE_NAME, "alice", CS_KIND_CERT);
 }
 
 /* ---- handshakes (tests/common/tls_harness.h) --------------------------------- */

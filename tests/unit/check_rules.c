@@ -58,16 +58,8 @@ typedef struct {
 
 static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
-    X509V3_CTX ctx;
-    X509_EXTENSION *ext;
-
-    if (value == NULL)
-        return;
-    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    ck_assert_msg(ext != NULL, "extension %d '%s'", nid, value);
-    ck_assert(X509_add_ext(cert, ext, -1));
-    X509_EXTENSION_free(ext);
+    if (value != NULL)
+        ck_assert_msg(testpki_add_ext(cert, issuer, nid, value), "extension %d '%s'", nid, value);
 }
 
 /* certificatePolicies needs a config database in X509V3_EXT_conf: build it directly. */
