@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore.h: the account certstore mapped a TLS client to, for
  * applications that want it.

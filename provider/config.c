@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The provider's openssl.cnf section, read in one core_get_params call and
  * validated strictly: a typo in `mode` must not quietly become a default,

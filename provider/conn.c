@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Server connections under the policy: the per-connection state, and the
  * session-id context that decides which sessions a connection may resume.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internal interface shared by the files of the certstore provider module.
  * provider.c owns the context; every other file reaches it through these

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Acceptances kept per thread, valid while nothing is committed.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The verification hook: installed in every SSL_CTX of the process (conn.c),
  * it lets OpenSSL verify the client chain as usual and then, on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The decision log: one key=value line per decision, always on, to syslog
  * (facility authpriv), stderr or a file. Both syslog and the file are opened

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The certstore provider: init, teardown, params, query_operation and the
  * reason strings. The work happens elsewhere: config.c reads openssl.cnf,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Session tickets under the policy: what a session carries, and the ticket
  * callbacks that hold resumption to it.

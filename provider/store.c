@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The certstore: OSSL_STORE loader: serves the pinned issuing CAs, so
  * `openssl storeutl certstore:/var/lib/certstore/certstore.db` lists them and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The certstore: URI grammar, parsed by one pure function.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internals shared by the files of libcertstore. Not installed, not used
  * outside store/.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libcertstore: the pin store, accounts, mappings and the one policy
  * function that decides a verified client chain.

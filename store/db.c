@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Opening, schema migrations, transactions, the change log, the policy
  * generation and statistics.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Matching a rule's conditions against a leaf: on parsed values only, never
  * on a printed DN, so a CN holding ",O=Evil" can only ever satisfy CN.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Bulk import of mappings from CSV (RFC 4180, header row) or JSON lines.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * IIS client certificate mappings (applicationHost.config, web.config) ->
  * certstore mappings and rules.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The pin store: issuing CAs that may vouch for clients, by fingerprint.
  */

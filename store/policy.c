@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The one policy function: a verified chain -> accept + account, or reject
  * + reason. The provider and `certstore check` both call it, so a decision

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Many-to-one rules: an issuer pin plus match conditions -> an account
  * (allow) or a rejection (deny). Conditions are validated on the way in and

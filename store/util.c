@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fingerprints, hex, times, mapping kinds and the text forms of keys.
  * Nothing here touches the database.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install what certstore needs on Debian 12, build it, and run either the
 # demo or the whole test suite. This is what README.md tells a newcomer to
 # run, and what CI runs (.ci/run).

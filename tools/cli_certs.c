@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Reading certificate files: PEM (one or more certificates) or DER (one),
  * detected by content. Every failure is one line that says what was found

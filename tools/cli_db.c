@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Opening the database for a command and wrapping writes in one
  * transaction: a command either commits all it did or leaves the database

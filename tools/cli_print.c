@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Printing untrusted strings (account names, notes, subjects, commands from
  * the change log). Text output escapes anything that could break or forge

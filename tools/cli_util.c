@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Messages, option parsing and subcommand dispatch shared by all commands.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certstore account: the identities that client certificates map to. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore check: decide a client chain exactly as a server with the
  * provider would. OpenSSL verifies the chain first (purpose sslclient, as a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore doctor: load an openssl.cnf the way a server does and say, one
  * line per fact, whether certstore would enforce in a server started with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore expiring: pins and mapped certificates that expire within N
  * days (or have expired), for monitoring: exit status 1 when there is any.

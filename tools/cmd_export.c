@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore export: the mapping table as CSV or JSON lines, both read back
  * whole by import (every field that changes a decision: the flags, the

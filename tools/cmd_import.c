@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore import: bulk mappings from CSV or JSON lines, all or nothing in
  * one transaction.

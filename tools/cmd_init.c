@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certstore init: create the database or migrate it to the current schema. */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certstore log: the change log, who changed what and when. */
 #include "cli.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certstore map: which client certificate is which account. */
 #include <stdlib.h>
 #include <string.h>

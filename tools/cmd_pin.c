@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore pin: the NTAuth-like list of issuing CAs whose clients may be
  * accepted at all.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certstore rule: many-to-one rules (issuer pin + conditions -> account, or deny). */
 #include <stdlib.h>
 #include <string.h>

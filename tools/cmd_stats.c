@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* certstore stats: how much is in the store. */
 #include "cli.h"
 

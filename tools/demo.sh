@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # certstore demo: a generated PKI, a fresh database, and the decisions a
 # server would make for a handful of client chains.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # certstore live demo: an unmodified `openssl s_server` enforces the store
 # through openssl.cnf alone, and a mapping removed with the CLI is refused on
 # the very next connection, without restarting the server.

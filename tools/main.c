@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * certstore: the admin CLI for the certstore pin store and account mappings.
  *

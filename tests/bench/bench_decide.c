@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Decision latency: cs_decide() alone on chains OpenSSL has verified, one
  * clock_gettime(CLOCK_MONOTONIC) pair around each call.

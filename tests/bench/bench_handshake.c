@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * In-process handshake benchmark: full TLS 1.3 mutual-auth handshakes over
  * a memory BIO pair, counting only the server's CPU time inside

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Drives a real server on 127.0.0.1 over TCP.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * First-seen clients against a real server on 127.0.0.1: every full
  * handshake presents the next certificate of a pool (bench_gen leaves

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Small helpers shared by the benchmark programs: clocks, sample
  * statistics, peak memory, child processes and a blocking TLS client.

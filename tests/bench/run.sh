@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # certstore benchmarks (issue 6): the one command that prints the table.
 #
 #   tests/bench/run.sh [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * mkpki DIR [--rsa]: write the shared test PKI (see testpki.h) as PEM files
  * into DIR, creating DIR if it does not exist.

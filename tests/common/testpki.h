@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The shared test PKI: a fixed set of CAs and leaves, built in memory with
  * the OpenSSL 3 API, for in-process tests and (through mkpki) as PEM files

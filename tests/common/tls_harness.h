@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The shared in-process TLS harness of the provider suites: a temp dir with
  * a store, a generated openssl.cnf that loads the module just built, a

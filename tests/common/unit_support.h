@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the unit suites share: a fresh store per test (a writer that
  * created and migrated it, a read-only reader), running the certstore

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz the CLI's certificate file loader (tools/cli_certs.c): PEM with any
  * number of blocks or one DER certificate, detected by content. The input

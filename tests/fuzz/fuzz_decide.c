@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz the policy function: the input is split into up to CHAIN_MAX DER
  * certificates (each decoded where the previous one ended), and that chain

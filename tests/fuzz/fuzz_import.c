@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz the import path (cs_import on a FILE, as `certstore import` calls it)
  * against a real SQLite store in a temp dir that already holds an account

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz the rule matcher (store/dn_match.c) with certificates of any
  * encoding: the input is one DER certificate, matched against a fixed set

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz the certstore: URI parser (provider/store_uri.h), the function that
  * decides which file a server trusts for its pins.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Replay each fuzz target's committed corpus, then fuzz it for SECONDS
 # (default 60). New inputs go to a scratch directory, never into the
 # committed corpus. Exits non-zero on the first crash, leak or broken

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The bash completion against the built CLI: commands, subcommands, options
 # and option values from the CLI's help, fingerprints and account names
 # from a real database.

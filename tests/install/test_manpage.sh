@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The generated man pages cannot drift from the CLI: certstore(1) must hold
 # every command's and subcommand's --help exactly, one subsection each, and
 # certstore-provider(7) must document every openssl.cnf key of the example

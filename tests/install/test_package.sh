@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package, end to end on this machine: build it with CPack,
 # install it with apt-get, run the demo against the installed files only
 # (/usr/bin/certstore and certstore.so in libcrypto's modules directory,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What an application's own set-up must not take from the policy, and what
  * the policy must not take from the application (conn.c, resume.c):

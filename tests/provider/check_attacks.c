@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Attacks on the provider, each a real TLS handshake in process (a server
  * and a client SSL over a memory BIO pair, the module just built loaded from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The provider under concurrency: eight server threads doing real
  * handshakes (memory BIO pairs) while the certstore CLI, run as a separate

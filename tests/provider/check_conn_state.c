@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What a connection carries from one handshake to the next, and what an
  * application's own set-up can take away from the decision:

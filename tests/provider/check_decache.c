@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Acceptances kept per thread (provider/decache.c) and the ClientHello's
  * policy state kept with them are reused only while nothing has been

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Faults in process: a writer that holds the database's lock. In WAL mode
  * (what the CLI leaves) readers never wait and decide from the last

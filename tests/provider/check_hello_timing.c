@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A resumed session is judged against the policy state at the moment it is
  * resumed: after the whole, final ClientHello. A client controls when that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The certstore: OSSL_STORE loader, in process: a fresh library context
  * loads the module just built from a generated openssl.cnf, and every test

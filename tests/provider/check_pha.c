@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TLS 1.3 post-handshake authentication (PHA) under the policy, in process.
  *

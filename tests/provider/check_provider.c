@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The provider in process: a library context loaded from a generated
  * openssl.cnf that loads the module just built, a real SQLite store in a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A database file replaced by another (a deploy tool's atomic rename): the
  * new file's policy generation is its own counter and may equal the old

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Resumption under the policy, in process: sessions and tickets must not
  * outlive the decision that made them, by time or by a narrowing change,

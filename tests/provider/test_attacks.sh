@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Hostile strings through the certstore CLI, the way an operator or a
 # partner-supplied import file would bring them in: account names and notes
 # shaped like SQL, shell and log injection (quotes, newlines, escape

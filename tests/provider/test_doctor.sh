@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # certstore doctor against real configurations, a real database and the
 # module just built: a good setup passes, and each way a server ends up not
 # enforcing is reported on its own line with exit status 1.

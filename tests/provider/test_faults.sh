@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Faults while serving, under an unmodified `openssl s_server` that runs as
 # an unprivileged user (nobody) when the test runs as root, as servers do
 # after dropping privileges: the database missing at start, deleted, made

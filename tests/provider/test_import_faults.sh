@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A 1-million-row import that does not finish: the CLI killed with SIGKILL
 # at several points, and a disk that fills up (ulimit -f, with SIGXFSZ
 # ignored so writes fail with EFBIG, or left to kill the CLI; and a small

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Many-to-one rules enforced by the provider under an unmodified
 # `openssl s_server`: a rule accepts, a deny rule beats a later allow, a
 # rule added while the server runs is in force at the next handshake, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The provider under an unmodified `openssl s_server`, configured through
 # OPENSSL_CONF only: accept, each rejection, a live removal, and sessions
 # (TLS 1.2 and 1.3) that try to resume after the removal.

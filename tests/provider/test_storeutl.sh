@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The certstore: URI scheme seen from the openssl command line: storeutl
 # lists exactly the pins in force, -CAstore verifies against them, and bad
 # URIs or an unusable database fail with a clear message and a non-zero exit.

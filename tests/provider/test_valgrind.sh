@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The in-process provider suites (check_provider, check_attacks) under
 # valgrind memcheck: zero errors, zero definite or indirect leaks, in every
 # process.

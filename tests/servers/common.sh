@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash disable=SC2034  # variables here are for the scripts that source it
 # Shared helpers for the real-server drop-in tests (tests/servers/test_*.sh).
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # HAProxy in Debian's production shape, shared by the HAProxy tests:
 # master-worker (-W), nbthread 2, user/group haproxy, chroot /var/lib/haproxy
 # with the database bind-mounted into it at the same path. A TLS frontend

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # HTTP-server helpers for test_nginx.sh, test_nginx_map.sh and
 # test_apache.sh, on top of common.sh (source that first).
 #

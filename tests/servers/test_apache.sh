@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Apache httpd (Debian's apache2 2.4, mod_ssl) enforces certstore with
 # nothing but OPENSSL_CONF in the parent's environment: the production shape
 # (event MPM, parent as root, children as www-data, shmcb session cache and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # HAProxy, unmodified, enforces certstore through OPENSSL_CONF alone:
 # Debian's binary in master-worker mode (-W), nbthread 2, user/group
 # haproxy, chroot /var/lib/haproxy as in Debian's default configuration,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The HAProxy map recipe, end to end: `certstore export --format
 # haproxy-map` feeds HAProxy's map() so the backend receives the account of
 # the client certificate in X-Certstore-Account, while the provider (loaded

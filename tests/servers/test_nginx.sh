@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # nginx (Debian's 1.22) enforces certstore with nothing but OPENSSL_CONF:
 # the production shape (master as root, 2 workers as www-data, shared session
 # cache and tickets on, ordinary ssl_verify_client) and the seven checks of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The nginx map recipe, end to end: `certstore export --format nginx-map`
 # turns the mappings into an nginx map on $ssl_client_fingerprint, nginx
 # sends the account to the backend in X-Certstore-Account, and the backend

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # stunnel4, unmodified, enforces certstore through OPENSSL_CONF alone:
 # Debian's binary in its production shape (foreground, setuid/setgid to
 # stunnel4, verifyChain + requireCert against the test root), with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The certstore CLI, driven as a user drives it: the binary from
  * $CERTSTORE_BIN run with fork/exec on real certificate files and real

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The import parser at its record-size limit: a field that fills the record
  * buffer followed by empty fields must be refused as too long, never write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Migration from Windows: the IIS importer (applicationHost.config /
  * web.config mappings) and the AD altSecurityIdentities importer, on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The policy function: every rule of cs_decide and every reason token,
  * decided through a read-only handle as a server would, on a real database.

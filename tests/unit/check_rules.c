@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Many-to-one rules: every operator and field, DN injection and
  * normalisation, the order of evaluation, strong/weak, backdating, the v1 ->

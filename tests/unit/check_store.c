@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store library: opening and migrations, read-only handles, pins,
  * accounts, mappings, keys and times, the policy generation, the change log,

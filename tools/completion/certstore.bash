@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bash completion for certstore(1)
 #
 # Everything comes from the installed binary's own --help, so a command or

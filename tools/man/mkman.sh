@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Generate certstore(1) from the built CLI's own help, so the page and
 # `certstore ... --help` cannot drift: the usage strings in tools/cmd_*.c
 # are the only source of every command's and option's description.
