@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The shared test PKI, built from a table so that the layout written by
  * mkpki and the objects seen by in-process tests can never disagree.
@@ -225,6 +226,19 @@ static int set_serial(X509 *cert, const testpki_cred *donor)
     return X509_set_serialNumber(cert, X509_get_serialNumber(donor->cert));
 }
 
+/*
+ * libcrypto decodes a certificate's extensions on first use and publishes them
+ * behind a lock-free acquire flag. Suites share these certificates between
+ * handshake threads, and ThreadSanitizer cannot see that flag in an
+ * uninstrumented libcrypto: two threads making the first use at once read as a
+ * data race. Decoding them here, before any thread exists, keeps the first use
+ * out of the threads.
+ */
+static int cache_extensions(X509 *cert)
+{
+    return X509_check_purpose(cert, -1, 0) == 1;
+}
+
 static int build_cred(testpki *pki, const pki_spec *spec, int rsa)
 {
     testpki_cred *cred = cred_at(pki, spec->offset);
@@ -251,7 +265,7 @@ static int build_cred(testpki *pki, const pki_spec *spec, int rsa)
                                                    : X509_get_subject_name(cred->cert)) &&
            X509_set_pubkey(cred->cert, cred->key) &&
            add_extensions(cred->cert, issuer ? issuer->cert : NULL, spec->role, ski_donor) &&
-           X509_sign(cred->cert, sign_key, EVP_sha256()) > 0;
+           X509_sign(cred->cert, sign_key, EVP_sha256()) > 0 && cache_extensions(cred->cert);
 }
 
 testpki *testpki_new(int rsa)
