@@ -614,6 +614,29 @@ th_outcome th_connect_as(const tls_harness *h, const char *leaf)
     return out;
 }
 
+/* ---- resumption --------------------------------------------------------------- */
+
+const th_resumption_kind th_resumption_kinds[TH_RESUMPTION_KINDS] = {
+    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
+    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
+    {"TLS 1.3 stateless ticket", 0, 0},
+    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET, 0},
+};
+
+SSL_CTX *th_first_handshake(tls_harness *h, const th_resumption_kind *k, const char *leaf,
+                            th_outcome *first)
+{
+    SSL_CTX *client;
+
+    th_make_server(h, k->options, k->max_version, 0);
+    client = th_make_client(h, leaf);
+    *first = th_connect_with(h, client, NULL, 1);
+    ck_assert_msg(first->ok, "%s: first handshake as %s failed", k->name, leaf);
+    ck_assert_int_eq(first->reused, 0);
+    ck_assert_ptr_nonnull(first->session);
+    return client;
+}
+
 /* ---- the decision log ------------------------------------------------------- */
 
 char *th_read_log(const tls_harness *h)

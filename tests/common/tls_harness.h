@@ -138,6 +138,26 @@ th_outcome th_connect_with(const tls_harness *h, SSL_CTX *client_ctx, SSL_SESSIO
                            int keep_session);
 th_outcome th_connect_as(const tls_harness *h, const char *leaf);
 
+/*
+ * The ways a client comes back, each a server set-up: TLS 1.2 session ID and
+ * ticket, TLS 1.3 stateless and stateful (SSL_OP_NO_TICKET) ticket.
+ */
+typedef struct {
+    const char *name;
+    long options;    /* the server context's options */
+    int max_version; /* 0: TLS 1.3 */
+} th_resumption_kind;
+
+#define TH_RESUMPTION_KINDS 4
+extern const th_resumption_kind th_resumption_kinds[TH_RESUMPTION_KINDS];
+
+/*
+ * A server of kind k (h->server) and a full handshake as `leaf`, which must
+ * succeed; *first holds its outcome and session. Returns the client context.
+ */
+SSL_CTX *th_first_handshake(tls_harness *h, const th_resumption_kind *k, const char *leaf,
+                            th_outcome *first);
+
 /* The decision log as one string (for strstr); the caller frees it. */
 char *th_read_log(const tls_harness *h);
 /* How often `needle` occurs in `text`; in the decision log. */

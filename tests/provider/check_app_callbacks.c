@@ -66,20 +66,6 @@ static void teardown(void)
     th_teardown(&fx);
 }
 
-typedef struct {
-    const char *name;
-    long options;
-    int max_version;
-} resumption_kind;
-
-static const resumption_kind kinds[] = {
-    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
-    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
-    {"TLS 1.3 stateless ticket", 0, 0},
-    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET, 0},
-};
-#define N_KINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
-
 /* ---- a client made from TLS_method() ------------------------------------------------ */
 
 /* th_make_client, but from the role-neutral method, as SSL_CTX_new(SSLv23_method()) in nginx. */
@@ -101,7 +87,7 @@ static SSL_CTX *neutral_client(const char *leaf)
 
 START_TEST(test_tls_method_client_still_resumes)
 {
-    const resumption_kind *k = &kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *client;
     th_outcome first, again;
 
@@ -123,7 +109,7 @@ END_TEST
 /* A server made from TLS_method() too (nginx's servers): sessions still bound to the policy. */
 START_TEST(test_tls_method_server_resumes_only_while_policy_holds)
 {
-    const resumption_kind *k = &kinds[_i / 2];
+    const th_resumption_kind *k = &th_resumption_kinds[_i / 2];
     int narrow = _i % 2;
     SSL_CTX *client;
     th_outcome first, again;
@@ -213,7 +199,7 @@ static th_outcome connect_app_info(SSL_CTX *client_ctx, SSL_SESSION *resume, int
 /* HRR: the mapping goes between the first ClientHello and the second, which offers the session. */
 START_TEST(test_app_info_callback_hrr_after_narrowing_not_resumed)
 {
-    const resumption_kind *k = &kinds[2 + _i]; /* the TLS 1.3 kinds */
+    const th_resumption_kind *k = &th_resumption_kinds[2 + _i]; /* the TLS 1.3 kinds */
     th_connect_opts plain = {.sni = "localhost"};
     th_connect_opts hrr = {.client_groups = "P-256:P-384",
                            .server_groups = "P-384",
@@ -243,7 +229,7 @@ END_TEST
 /* SSL_clear: the server SSL is reused for the next connection. */
 START_TEST(test_app_info_callback_ssl_clear_after_narrowing_not_resumed)
 {
-    const resumption_kind *k = &kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *client;
     SSL *server, *c1, *c2;
     SSL_SESSION *session;
@@ -441,7 +427,7 @@ static SSL_TICKET_RETURN app_dec(SSL *ssl, SSL_SESSION *ss, const unsigned char 
 /* alice's mapping ends in 6 s; she resumes at +2 s, then tries again at +8 s. */
 START_TEST(test_app_ticket_callbacks_chain_cannot_pass_mapping_end)
 {
-    const resumption_kind *k = &kinds[2 + _i];
+    const th_resumption_kind *k = &th_resumption_kinds[2 + _i];
     SSL_CTX *client;
     th_outcome first, mid, late;
     time_t start = time(NULL);
@@ -513,15 +499,15 @@ static Suite *review_suite(void)
     TCase *tickets = tcase_create("app_ticket_callbacks");
 
     tcase_add_checked_fixture(neutral, setup, teardown);
-    tcase_add_loop_test(neutral, test_tls_method_client_still_resumes, 0, N_KINDS);
+    tcase_add_loop_test(neutral, test_tls_method_client_still_resumes, 0, TH_RESUMPTION_KINDS);
     tcase_add_loop_test(neutral, test_tls_method_server_resumes_only_while_policy_holds, 0,
-                        2 * N_KINDS);
+                        2 * TH_RESUMPTION_KINDS);
     suite_add_tcase(s, neutral);
 
     tcase_add_checked_fixture(info, setup, teardown);
     tcase_add_loop_test(info, test_app_info_callback_hrr_after_narrowing_not_resumed, 0, 2);
     tcase_add_loop_test(info, test_app_info_callback_ssl_clear_after_narrowing_not_resumed, 0,
-                        N_KINDS);
+                        TH_RESUMPTION_KINDS);
     suite_add_tcase(s, info);
 
     tcase_add_loop_test(info, test_replaced_cert_verify_callback_fails_legacy_versions, 0, 2);

@@ -203,13 +203,8 @@ static int forgive_and_forget(int ok, X509_STORE_CTX *ctx)
     return ok;
 }
 
-typedef struct {
-    const char *name;
-    long options;
-    int max_version;
-} tls_kind;
-
-static const tls_kind tls_kinds[] = {
+/* Server set-ups, as in th_resumption_kinds. */
+static const th_resumption_kind tls_kinds[] = {
     {"TLS 1.2", 0, TLS1_2_VERSION},
     {"TLS 1.3 stateless tickets", 0, 0},
     {"TLS 1.3 stateful tickets", SSL_OP_NO_TICKET, 0},
@@ -218,7 +213,7 @@ static const tls_kind tls_kinds[] = {
 
 START_TEST(test_cleared_verify_error_still_rejects)
 {
-    const tls_kind *k = &tls_kinds[_i];
+    const th_resumption_kind *k = &tls_kinds[_i];
     th_outcome out;
 
     th_make_server(&fx, k->options, k->max_version, 0);
@@ -243,7 +238,7 @@ static int accept_everything(X509_STORE_CTX *ctx, void *arg)
 
 START_TEST(test_replaced_cert_verify_callback_fails_connection)
 {
-    const tls_kind *k = &tls_kinds[_i];
+    const th_resumption_kind *k = &tls_kinds[_i];
     th_outcome out;
 
     th_make_server(&fx, k->options, k->max_version, 0);
@@ -286,7 +281,7 @@ static SSL_SESSION *shared_get(SSL *ssl, const unsigned char *id, int len, int *
 static unsigned char ticket_keys[80];
 
 /* A server context sharing the session cache and ticket keys; `strict`: other trust settings. */
-static SSL_CTX *server_context(const tls_kind *k, int strict)
+static SSL_CTX *server_context(const th_resumption_kind *k, int strict)
 {
     SSL_CTX *saved = fx.server, *made;
 
@@ -314,18 +309,10 @@ static th_outcome connect_on(SSL_CTX *server, SSL_CTX *client, SSL_SESSION *resu
     return out;
 }
 
-static const tls_kind resumption_kinds[] = {
-    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
-    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
-    {"TLS 1.3 stateless ticket", 0, 0},
-    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET, 0},
-};
-#define N_RESUMPTION_KINDS ((int)(sizeof(resumption_kinds) / sizeof(resumption_kinds[0])))
-
 /* A session made under a lenient context, offered to a stricter live one. */
 START_TEST(test_no_resumption_into_context_with_other_trust_settings)
 {
-    const tls_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *lenient, *strict, *client;
     th_outcome first, same, other;
 
@@ -354,7 +341,7 @@ END_TEST
  */
 START_TEST(test_no_resumption_into_context_made_after_reload)
 {
-    const tls_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *old, *reloaded, *client;
     const void *old_address;
     th_outcome first, again;
@@ -395,9 +382,9 @@ static Suite *conn_state_suite(void)
     suite_add_tcase(s, verify);
     tcase_add_checked_fixture(contexts, setup, teardown);
     tcase_add_loop_test(contexts, test_no_resumption_into_context_with_other_trust_settings, 0,
-                        N_RESUMPTION_KINDS);
+                        TH_RESUMPTION_KINDS);
     tcase_add_loop_test(contexts, test_no_resumption_into_context_made_after_reload, 0,
-                        N_RESUMPTION_KINDS);
+                        TH_RESUMPTION_KINDS);
     suite_add_tcase(s, contexts);
     return s;
 }

@@ -89,21 +89,7 @@ static void teardown(void)
     th_teardown(&fx);
 }
 
-/* ---- resumption kinds and ClientHello timings ------------------------------------ */
-
-typedef struct {
-    const char *name;
-    long options;
-    int max_version;
-} resumption_kind;
-
-static const resumption_kind kinds[] = {
-    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
-    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
-    {"TLS 1.3 stateless ticket", 0, 0},
-    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET, 0},
-};
-#define N_KINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
+/* ---- ClientHello timings ----------------------------------------------------------- */
 
 typedef enum { AT_CONNECT, AT_SPLIT, AT_RETRY } timing_moment;
 
@@ -123,7 +109,7 @@ static const hello_timing timings[] = {
 };
 #define N_TIMINGS ((int)(sizeof(timings) / sizeof(timings[0])))
 
-static int timing_applies(const resumption_kind *k, const hello_timing *t)
+static int timing_applies(const th_resumption_kind *k, const hello_timing *t)
 {
     return t->moment != AT_RETRY || k->max_version == 0; /* HRR is TLS 1.3's */
 }
@@ -154,17 +140,11 @@ static th_connect_opts opts_for(const hello_timing *t, void (*write)(void))
 }
 
 /* A full handshake as alice on a server of kind k; returns her client context. */
-static SSL_CTX *first_handshake(const resumption_kind *k, SSL_SESSION **session)
+static SSL_CTX *first_handshake(const th_resumption_kind *k, SSL_SESSION **session)
 {
-    SSL_CTX *client;
     th_outcome first;
+    SSL_CTX *client = th_first_handshake(&fx, k, "alice", &first);
 
-    th_make_server(&fx, k->options, k->max_version, 0);
-    client = th_make_client(&fx, "alice");
-    first = th_connect_with(&fx, client, NULL, 1);
-    ck_assert_msg(first.ok, "%s: first handshake failed", k->name);
-    ck_assert_int_eq(first.reused, 0);
-    ck_assert_ptr_nonnull(first.session);
     *session = first.session;
     return client;
 }
@@ -174,7 +154,7 @@ static SSL_CTX *first_handshake(const resumption_kind *k, SSL_SESSION **session)
 /* The mapping goes while the server holds part of the ClientHello. */
 START_TEST(test_split_client_hello_after_narrowing_not_resumed)
 {
-    const resumption_kind *k = &kinds[_i / N_TIMINGS];
+    const th_resumption_kind *k = &th_resumption_kinds[_i / N_TIMINGS];
     const hello_timing *t = &timings[_i % N_TIMINGS];
     th_connect_opts opts = opts_for(t, remove_alice_mapping);
     SSL_SESSION *session;
@@ -205,7 +185,7 @@ static void nothing(void)
 /* The same timings with nothing written: resumption keeps working. */
 START_TEST(test_split_client_hello_still_resumes_when_nothing_changed)
 {
-    const resumption_kind *k = &kinds[_i / N_TIMINGS];
+    const th_resumption_kind *k = &th_resumption_kinds[_i / N_TIMINGS];
     const hello_timing *t = &timings[_i % N_TIMINGS];
     th_connect_opts opts = opts_for(t, nothing);
     SSL_SESSION *session;
@@ -347,7 +327,7 @@ static void write_import_file(void)
 }
 
 /* One resumption attempt with the write landing at moment t, judged against a full handshake. */
-static void check_one(const resumption_kind *k, const hello_timing *t)
+static void check_one(const th_resumption_kind *k, const hello_timing *t)
 {
     th_connect_opts opts = opts_for(t, apply_current_write);
     SSL_SESSION *session;
@@ -381,8 +361,8 @@ static void check_one(const resumption_kind *k, const hello_timing *t)
 
 START_TEST(test_resumption_accepted_only_as_a_full_handshake_would_be)
 {
-    const store_write *w = &writes[_i / N_KINDS];
-    const resumption_kind *k = &kinds[_i % N_KINDS];
+    const store_write *w = &writes[_i / TH_RESUMPTION_KINDS];
+    const th_resumption_kind *k = &th_resumption_kinds[_i % TH_RESUMPTION_KINDS];
     int t;
 
     current_write = w;
@@ -406,15 +386,15 @@ static Suite *hello_timing_suite(void)
 
     tcase_add_checked_fixture(found, setup, teardown);
     tcase_add_loop_test(found, test_split_client_hello_after_narrowing_not_resumed, 0,
-                        N_KINDS * N_TIMINGS);
+                        TH_RESUMPTION_KINDS * N_TIMINGS);
     suite_add_tcase(s, found);
     tcase_add_checked_fixture(works, setup, teardown);
     tcase_add_loop_test(works, test_split_client_hello_still_resumes_when_nothing_changed, 0,
-                        N_KINDS * N_TIMINGS);
+                        TH_RESUMPTION_KINDS * N_TIMINGS);
     suite_add_tcase(s, works);
     tcase_add_checked_fixture(property, setup, teardown);
     tcase_add_loop_test(property, test_resumption_accepted_only_as_a_full_handshake_would_be, 0,
-                        N_WRITES * N_KINDS);
+                        N_WRITES * TH_RESUMPTION_KINDS);
     tcase_set_timeout(property, 300);
     suite_add_tcase(s, property);
     return s;

@@ -114,22 +114,6 @@ static void teardown(void)
     th_teardown(&fx);
 }
 
-/* ---- the resumption kinds --------------------------------------------------- */
-
-typedef struct {
-    const char *name;
-    long options;
-    int max_version;
-} resumption_kind;
-
-static const resumption_kind resumption_kinds[] = {
-    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
-    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
-    {"TLS 1.3 stateless ticket", 0, 0},
-    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET, 0},
-};
-#define N_KINDS ((int)(sizeof(resumption_kinds) / sizeof(resumption_kinds[0])))
-
 /* ---- tests ------------------------------------------------------------------ */
 
 /*
@@ -139,7 +123,7 @@ static const resumption_kind resumption_kinds[] = {
  */
 START_TEST(test_session_not_resumed_under_replaced_file)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *client;
     th_outcome first, before, after;
 
@@ -170,7 +154,7 @@ END_TEST
 /* Under the new file, its own sessions resume as before. */
 START_TEST(test_sessions_made_under_new_file_resume)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *client;
     th_outcome first, again;
 
@@ -197,7 +181,7 @@ END_TEST
  */
 START_TEST(test_file_replaced_between_hello_and_certificate_decides_new_file)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     th_connect_opts opts = {.gate_at = TH_GATE_FIRST_FLIGHT,
                             .at_gate = replace_store_with_narrower};
     SSL_CTX *client;
@@ -223,10 +207,11 @@ static Suite *replace_suite(void)
 
     tcase_add_checked_fixture(replaced, setup, teardown);
     tcase_set_timeout(replaced, 30);
-    tcase_add_loop_test(replaced, test_session_not_resumed_under_replaced_file, 0, N_KINDS);
-    tcase_add_loop_test(replaced, test_sessions_made_under_new_file_resume, 0, N_KINDS);
+    tcase_add_loop_test(replaced, test_session_not_resumed_under_replaced_file, 0,
+                        TH_RESUMPTION_KINDS);
+    tcase_add_loop_test(replaced, test_sessions_made_under_new_file_resume, 0, TH_RESUMPTION_KINDS);
     tcase_add_loop_test(replaced, test_file_replaced_between_hello_and_certificate_decides_new_file,
-                        0, N_KINDS);
+                        0, TH_RESUMPTION_KINDS);
     suite_add_tcase(s, replaced);
     return s;
 }

@@ -62,36 +62,6 @@ static void teardown(void)
     th_teardown(&fx);
 }
 
-/* ---- the resumption kinds -------------------------------------------------------- */
-
-typedef struct {
-    const char *name;
-    long options;
-    int max_version;
-} resumption_kind;
-
-static const resumption_kind resumption_kinds[] = {
-    {"TLS 1.2 session ID", SSL_OP_NO_TICKET, TLS1_2_VERSION},
-    {"TLS 1.2 ticket", 0, TLS1_2_VERSION},
-    {"TLS 1.3 stateless ticket", 0, 0},
-    {"TLS 1.3 stateful ticket", SSL_OP_NO_TICKET, 0},
-};
-#define N_KINDS ((int)(sizeof(resumption_kinds) / sizeof(resumption_kinds[0])))
-
-/* A full handshake as alice on a server of kind k; returns her client context. */
-static SSL_CTX *first_handshake(const resumption_kind *k, th_outcome *first)
-{
-    SSL_CTX *client;
-
-    th_make_server(&fx, k->options, k->max_version, 0);
-    client = th_make_client(&fx, "alice");
-    *first = th_connect_with(&fx, client, NULL, 1);
-    ck_assert_msg(first->ok, "%s: first handshake failed", k->name);
-    ck_assert_ptr_nonnull(first->session);
-    ck_assert_int_eq(first->reused, 0);
-    return client;
-}
-
 /* ---- time: a mapping's not-after ends every way back in ------------------------------ */
 
 #define MAPPING_LIFETIME 3 /* seconds */
@@ -103,7 +73,7 @@ static SSL_CTX *first_handshake(const resumption_kind *k, th_outcome *first)
  */
 START_TEST(test_repeated_resumption_cannot_pass_mapping_end)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     int64_t not_after = (int64_t)time(NULL) + MAPPING_LIFETIME;
     SSL_CTX *client;
     SSL_SESSION *session;
@@ -116,7 +86,7 @@ START_TEST(test_repeated_resumption_cannot_pass_mapping_end)
     th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
     th_store_commit(db);
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     session = first.session;
     for (i = 0; i < MAPPING_LIFETIME + 3; i++) {
         int64_t started;
@@ -151,7 +121,7 @@ END_TEST
 /* Every ticket issued on a resumption ends when the mapping ends, not later. */
 START_TEST(test_ticket_lifetime_is_absolute)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     int64_t not_after = (int64_t)time(NULL) + 60;
     SSL_CTX *client;
     th_outcome first, again;
@@ -163,7 +133,7 @@ START_TEST(test_ticket_lifetime_is_absolute)
     th_map_leaf(&fx, db, "alice", ALICE_ACCOUNT, CS_KIND_CERT, CS_TIME_NONE, not_after);
     th_store_commit(db);
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     sleep(2);
     again = th_connect_with(&fx, client, first.session, 1);
     ck_assert_msg(again.ok && again.reused, "%s: did not resume", k->name);
@@ -183,14 +153,14 @@ END_TEST
 
 START_TEST(test_client_hello_after_narrowing_not_resumed)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     th_connect_opts late_removal = {.sni = "localhost", .before = remove_alice_mapping};
     SSL_CTX *client;
     th_outcome first, again;
 
     store_standard();
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     /* The server SSL exists (connection accepted) before the mapping goes. */
     again = th_connect_ex(&fx, client, first.session, 0, &late_removal);
     ck_assert_msg(!again.reused, "%s: resumed a session made before the removal", k->name);
@@ -273,8 +243,8 @@ static const adding_write adding_writes[] = {
 
 START_TEST(test_adding_write_makes_session_decide_again)
 {
-    const resumption_kind *k = &resumption_kinds[_i % N_KINDS];
-    const adding_write *w = &adding_writes[_i / N_KINDS];
+    const th_resumption_kind *k = &th_resumption_kinds[_i % TH_RESUMPTION_KINDS];
+    const adding_write *w = &adding_writes[_i / TH_RESUMPTION_KINDS];
     char fp[CS_FP_HEX_LEN + 1], want[128];
     SSL_CTX *client;
     th_outcome first, again;
@@ -284,7 +254,7 @@ START_TEST(test_adding_write_makes_session_decide_again)
     w->store(db);
     th_store_commit(db);
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     db = th_store_begin(fx.db, SUITE_NAME);
     w->write(db);
     th_store_commit(db);
@@ -341,14 +311,14 @@ static void enable_enabled_pin(void)
 
 START_TEST(test_policy_write_makes_session_decide_again)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     th_connect_opts late_write = {.sni = "localhost", .before = map_another_client};
     SSL_CTX *client;
     th_outcome first, again, late;
 
     store_standard();
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     pin_another_ca();
     again = th_connect_with(&fx, client, first.session, 1);
     ck_assert_msg(again.ok && !again.reused, "%s: resumed after a policy write", k->name);
@@ -365,14 +335,14 @@ END_TEST
 
 START_TEST(test_resumption_survives_commit_without_policy_write)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     th_connect_opts late_commit = {.sni = "localhost", .before = enable_enabled_pin};
     SSL_CTX *client;
     th_outcome first, again, late;
 
     store_standard();
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     enable_enabled_pin();
     again = th_connect_with(&fx, client, first.session, 1);
     ck_assert_msg(again.ok && again.reused, "%s: no resumption after a commit of nothing", k->name);
@@ -389,7 +359,7 @@ END_TEST
 /* Repeated TLS 1.3 resumption keeps working (each resumption renews the ticket). */
 START_TEST(test_chained_resumption_works_when_nothing_narrowed)
 {
-    const resumption_kind *k = &resumption_kinds[_i];
+    const th_resumption_kind *k = &th_resumption_kinds[_i];
     SSL_CTX *client;
     SSL_SESSION *session;
     th_outcome first, again;
@@ -397,7 +367,7 @@ START_TEST(test_chained_resumption_works_when_nothing_narrowed)
 
     store_standard();
     th_load_provider_with(&fx, "");
-    client = first_handshake(k, &first);
+    client = th_first_handshake(&fx, k, "alice", &first);
     session = first.session;
     for (i = 0; i < 3; i++) {
         again = th_connect_with(&fx, client, session, 1);
@@ -479,7 +449,7 @@ static int switch_in_servername(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-static void make_vhosts(const resumption_kind *k, int in_client_hello)
+static void make_vhosts(const th_resumption_kind *k, int in_client_hello)
 {
     SSL_CTX *a;
 
@@ -498,7 +468,7 @@ static void make_vhosts(const resumption_kind *k, int in_client_hello)
         SSL_CTX_set_tlsext_servername_callback(a, switch_in_servername);
 }
 
-static void check_no_cross_vhost_resumption(const resumption_kind *k, int in_client_hello)
+static void check_no_cross_vhost_resumption(const th_resumption_kind *k, int in_client_hello)
 {
     th_connect_opts on_a = {.sni = "a.test"}, on_b = {.sni = "b.test"};
     SSL_CTX *client;
@@ -521,13 +491,13 @@ static void check_no_cross_vhost_resumption(const resumption_kind *k, int in_cli
 
 START_TEST(test_no_resumption_across_vhosts_switched_in_client_hello)
 {
-    check_no_cross_vhost_resumption(&resumption_kinds[_i], 1);
+    check_no_cross_vhost_resumption(&th_resumption_kinds[_i], 1);
 }
 END_TEST
 
 START_TEST(test_no_resumption_across_vhosts_switched_by_servername)
 {
-    check_no_cross_vhost_resumption(&resumption_kinds[_i], 0);
+    check_no_cross_vhost_resumption(&th_resumption_kinds[_i], 0);
 }
 END_TEST
 
@@ -542,22 +512,25 @@ static Suite *resumption_suite(void)
 
     tcase_add_checked_fixture(time_limit, setup, teardown);
     tcase_set_timeout(time_limit, 30);
-    tcase_add_loop_test(time_limit, test_repeated_resumption_cannot_pass_mapping_end, 0, N_KINDS);
-    tcase_add_loop_test(time_limit, test_ticket_lifetime_is_absolute, 0, N_KINDS);
+    tcase_add_loop_test(time_limit, test_repeated_resumption_cannot_pass_mapping_end, 0,
+                        TH_RESUMPTION_KINDS);
+    tcase_add_loop_test(time_limit, test_ticket_lifetime_is_absolute, 0, TH_RESUMPTION_KINDS);
     suite_add_tcase(s, time_limit);
 
     tcase_add_checked_fixture(narrowing, setup, teardown);
-    tcase_add_loop_test(narrowing, test_client_hello_after_narrowing_not_resumed, 0, N_KINDS);
+    tcase_add_loop_test(narrowing, test_client_hello_after_narrowing_not_resumed, 0,
+                        TH_RESUMPTION_KINDS);
     tcase_add_loop_test(narrowing, test_adding_write_makes_session_decide_again, 0,
-                        N_KINDS * N_ADDING);
+                        TH_RESUMPTION_KINDS * N_ADDING);
     suite_add_tcase(s, narrowing);
 
     tcase_add_checked_fixture(still_works, setup, teardown);
-    tcase_add_loop_test(still_works, test_policy_write_makes_session_decide_again, 0, N_KINDS);
+    tcase_add_loop_test(still_works, test_policy_write_makes_session_decide_again, 0,
+                        TH_RESUMPTION_KINDS);
     tcase_add_loop_test(still_works, test_resumption_survives_commit_without_policy_write, 0,
-                        N_KINDS);
+                        TH_RESUMPTION_KINDS);
     tcase_add_loop_test(still_works, test_chained_resumption_works_when_nothing_narrowed, 0,
-                        N_KINDS);
+                        TH_RESUMPTION_KINDS);
     suite_add_tcase(s, still_works);
 
     tcase_add_checked_fixture(contexts, setup, teardown);
@@ -566,9 +539,9 @@ static Suite *resumption_suite(void)
 
     tcase_add_checked_fixture(vhosts, setup, teardown);
     tcase_add_loop_test(vhosts, test_no_resumption_across_vhosts_switched_in_client_hello,
-                        FIRST_TLS13_KIND, N_KINDS);
+                        FIRST_TLS13_KIND, TH_RESUMPTION_KINDS);
     tcase_add_loop_test(vhosts, test_no_resumption_across_vhosts_switched_by_servername,
-                        FIRST_TLS13_KIND, N_KINDS);
+                        FIRST_TLS13_KIND, TH_RESUMPTION_KINDS);
     suite_add_tcase(s, vhosts);
     return s;
 }
