@@ -445,9 +445,9 @@ static void csp_info(const SSL *ssl, int where, int ret)
             csp_conn_serving((SSL *)ssl, conn);
         if (conn->bound)
             csp_unbind((SSL *)ssl, conn); /* the same SSL OpenSSL is driving */
+        /* Before a ticket is made from the session: this connection's decision stamped it. */
         if ((where & SSL_CB_ACCEPT_LOOP) != 0 && csp_ticket_may_follow(ssl))
-            csp_session_cap((SSL *)ssl);
-        /* before a ticket is made from it */ /* before the ticket is made from it */
+            csp_session_cap((SSL *)ssl, conn->accepted ? &conn->valid_until : NULL);
         if ((where & SSL_CB_HANDSHAKE_START) != 0)
             csp_conn_new_handshake(conn);
         if ((where & SSL_CB_ACCEPT_LOOP) != 0 && SSL_get_state(ssl) == TLS_ST_SW_CERT_REQ)

@@ -145,8 +145,12 @@ size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, int64
 void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len);
 /* Read them back: 1 if the session carries a certstore binding. */
 int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
-/* A TLS 1.3 server event: cap the session in hand at its deadline before a ticket is made. */
-void csp_session_cap(SSL *ssl);
+/*
+ * A TLS 1.3 server event: cap the session in hand at its deadline before a
+ * ticket is made. `known` is the deadline when the connection's own decision
+ * stamped that session (no appdata to parse), else NULL.
+ */
+void csp_session_cap(SSL *ssl, const int64_t *known);
 
 /* ---- database handles (dbpool.c) ------------------------------------------ */
 

@@ -218,16 +218,20 @@ static SSL_TICKET_RETURN csp_ticket_decrypted(SSL *ssl, SSL_SESSION *sess,
  * its own ticket callbacks (stunnel): otherwise each resumption would grant
  * the whole lifetime again, past the mapping's not_after.
  */
-void csp_session_cap(SSL *ssl)
+void csp_session_cap(SSL *ssl, const int64_t *known)
 {
     SSL_SESSION *sess = SSL_get_session(ssl);
     csp_policy_state state;
     int64_t deadline, left;
 
     if (sess == NULL || !SSL_is_server(ssl) || SSL_version(ssl) < TLS1_3_VERSION ||
-        SSL_SESSION_get_protocol_version(sess) < TLS1_3_VERSION ||
-        !csp_appdata_read(sess, &deadline, &state) || deadline == CS_TIME_FOREVER ||
-        deadline == CS_TIME_NONE)
+        SSL_SESSION_get_protocol_version(sess) < TLS1_3_VERSION)
+        return;
+    if (known != NULL)
+        deadline = *known;
+    else if (!csp_appdata_read(sess, &deadline, &state))
+        return;
+    if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
         return;
     left = deadline - (int64_t)time(NULL);
     if (left < (int64_t)SSL_SESSION_get_timeout(sess))

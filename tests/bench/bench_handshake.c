@@ -20,7 +20,17 @@
  *
  * --aa runs both sides without the provider: the ratio it prints is what
  * the machine's noise alone does to the method (ideally 1.000).
+ * --pool LEAVES --pool-keys KEYS: every counted handshake presents the next
+ * client of a pool (bench_gen leaves --keys) instead of --leaf, so the
+ * provider decides each in full: clients seen for the first time.
  *   bench_handshake worker --pki DIR --expect on|off [--count N] [--warmup N]
+ *                   [--pool LEAVES --pool-keys KEYS]
+ *
+ * What is counted is the server's part of a connection: SSL_new, every
+ * SSL_do_handshake step and SSL_free. Under valgrind's callgrind
+ * (--collect-atstart=no) exactly that is collected, and only once the
+ * warm-up is over: run.sh's instruction counts, which no machine load
+ * changes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +44,13 @@
 #include <openssl/ssl.h>
 
 #include "bench_util.h"
+
+#ifdef BENCH_HAVE_CALLGRIND
+#include <valgrind/callgrind.h>
+#define COLLECT_TOGGLE() CALLGRIND_TOGGLE_COLLECT
+#else
+#define COLLECT_TOGGLE() ((void)0)
+#endif
 
 #define MAX_ROUNDS 64
 #define HANDSHAKE_STEPS 32 /* flights are few; more means a stuck state machine */
@@ -95,18 +112,50 @@ static int step(SSL *ssl)
     return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? 0 : -1;
 }
 
-/*
- * One handshake between fresh connections of the two contexts. Returns 1
- * when both sides completed, 0 when the server refused the client, -1 on
- * anything else. Adds the server's CPU time to *server_ns.
- */
-static int handshake(SSL_CTX *sctx, SSL_CTX *cctx, int64_t *server_ns)
+/* The server's clock (and callgrind's collection) runs only inside these. */
+typedef struct {
+    int64_t ns;   /* server CPU time so far */
+    int counting; /* past the warm-up: callgrind collects too */
+} server_meter;
+
+static void meter_start(server_meter *m, int64_t *t0)
 {
-    SSL *server = SSL_new(sctx), *client = SSL_new(cctx);
+    if (m->counting)
+        COLLECT_TOGGLE();
+    *t0 = bench_thread_cpu_ns();
+}
+
+static void meter_stop(server_meter *m, int64_t t0)
+{
+    m->ns += bench_thread_cpu_ns() - t0;
+    if (m->counting)
+        COLLECT_TOGGLE();
+}
+
+/*
+ * One handshake between fresh connections of the two contexts, the client
+ * presenting leaf/key instead of its context's certificate when given.
+ * Returns 1 when both sides completed, 0 when the server refused the
+ * client, -1 on anything else. The server's part goes to the meter.
+ */
+static int handshake(SSL_CTX *sctx, SSL_CTX *cctx, X509 *leaf, EVP_PKEY *key, server_meter *m)
+{
+    SSL *server, *client = SSL_new(cctx);
     BIO *server_bio = NULL, *client_bio = NULL;
     int result = -1;
+    int64_t t0;
+
+    meter_start(m, &t0);
+    server = SSL_new(sctx);
+    meter_stop(m, t0);
     if (server == NULL || client == NULL || !BIO_new_bio_pair(&server_bio, 0, &client_bio, 0))
         goto done;
+    if (leaf != NULL && (SSL_use_certificate(client, leaf) != 1 ||
+                         SSL_use_PrivateKey(client, key) != 1)) {
+        BIO_free(server_bio);
+        BIO_free(client_bio);
+        goto done;
+    }
     SSL_set_bio(server, server_bio, server_bio);
     SSL_set_bio(client, client_bio, client_bio);
     SSL_set_accept_state(server);
@@ -116,9 +165,9 @@ static int handshake(SSL_CTX *sctx, SSL_CTX *cctx, int64_t *server_ns)
         if (client_state == 0)
             client_state = step(client);
         if (server_state == 0) {
-            int64_t t0 = bench_thread_cpu_ns();
+            meter_start(m, &t0);
             server_state = step(server);
-            *server_ns += bench_thread_cpu_ns() - t0;
+            meter_stop(m, t0);
         }
         if (client_state < 0 || server_state < 0)
             break;
@@ -130,7 +179,9 @@ static int handshake(SSL_CTX *sctx, SSL_CTX *cctx, int64_t *server_ns)
         result = 0;
     ERR_clear_error();
 done:
+    meter_start(m, &t0);
     SSL_free(server);
+    meter_stop(m, t0);
     SSL_free(client);
     return result;
 }
@@ -153,7 +204,7 @@ static int make_contexts(contexts *c, const char *pki, const char *leaf, const c
 /* The worker must be on the side it was told, or its numbers mean nothing. */
 static int check_side(const contexts *c, int provider_expected)
 {
-    int64_t ignored = 0;
+    server_meter ignored = {0};
     int available = OSSL_PROVIDER_available(NULL, "certstore");
     if (available != provider_expected) {
         fprintf(stderr, "bench: certstore provider %s, expected %s (OPENSSL_CONF=%s)\n",
@@ -161,11 +212,11 @@ static int check_side(const contexts *c, int provider_expected)
                 getenv("OPENSSL_CONF") ? getenv("OPENSSL_CONF") : "(unset)");
         return 0;
     }
-    if (handshake(c->server, c->client, &ignored) != 1) {
+    if (handshake(c->server, c->client, NULL, NULL, &ignored) != 1) {
         fprintf(stderr, "bench: the mapped client was not accepted\n");
         return 0;
     }
-    int probe = handshake(c->server, c->probe_client, &ignored);
+    int probe = handshake(c->server, c->probe_client, NULL, NULL, &ignored);
     if (probe != (provider_expected ? 0 : 1)) {
         fprintf(stderr, "bench: the unmapped probe client was %s, expected %s\n",
                 probe == 1   ? "accepted"
@@ -183,32 +234,47 @@ static int run_worker(int argc, char **argv)
     const char *expect = bench_opt(argc, argv, "--expect");
     const char *leaf = bench_opt(argc, argv, "--leaf");
     const char *probe = bench_opt(argc, argv, "--probe");
+    const char *pool_leaves = bench_opt(argc, argv, "--pool");
+    const char *pool_keys = bench_opt(argc, argv, "--pool-keys");
     long count = bench_opt_long(argc, argv, "--count", 2000);
     long warmup = bench_opt_long(argc, argv, "--warmup", 200);
     if (pki == NULL || expect == NULL || count < 0 || warmup < 0 ||
-        (strcmp(expect, "on") != 0 && strcmp(expect, "off") != 0)) {
+        (strcmp(expect, "on") != 0 && strcmp(expect, "off") != 0) ||
+        (pool_leaves == NULL) != (pool_keys == NULL)) {
         fprintf(stderr, "usage: bench_handshake worker --pki DIR --expect on|off "
-                        "[--leaf alice] [--probe bob] [--count N] [--warmup N]\n");
+                        "[--leaf alice] [--probe bob] [--count N] [--warmup N] "
+                        "[--pool LEAVES --pool-keys KEYS]\n");
         return 2;
     }
     if (OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1)
         return bench_ssl_fail("loading OPENSSL_CONF"), 1;
     contexts c = {0};
+    bench_pool pool = {0};
     int ok = make_contexts(&c, pki, leaf ? leaf : "alice", probe ? probe : "bob") &&
              check_side(&c, strcmp(expect, "on") == 0);
-    int64_t server_ns = 0;
+    if (ok && pool_leaves != NULL && !bench_pool_load(&pool, pool_leaves, pool_keys)) {
+        bench_ssl_fail("loading the client pool");
+        ok = 0;
+    }
+    if (ok && pool.size > 0 && pool.size < warmup + count)
+        fprintf(stderr, "bench: a pool of %ld for %ld handshakes: some clients come back\n",
+                pool.size, warmup + count);
+    server_meter meter = {0};
     for (long i = 0; ok && i < warmup + count; i++) {
+        X509 *client_leaf = pool.size > 0 ? pool.leaves[i % pool.size] : NULL;
+        EVP_PKEY *client_key = pool.size > 0 ? pool.keys[i % pool.size] : NULL;
         if (i == warmup)
-            server_ns = 0; /* caches are warm now: start counting */
-        if (handshake(c.server, c.client, &server_ns) != 1) {
+            meter = (server_meter){0, 1}; /* caches are warm now: start counting */
+        if (handshake(c.server, c.client, client_leaf, client_key, &meter) != 1) {
             fprintf(stderr, "bench: handshake %ld failed\n", i);
             ok = 0;
         }
     }
     free_contexts(&c);
+    bench_pool_free(&pool);
     if (!ok)
         return 1;
-    printf("server_cpu_ns=%lld count=%ld peak_rss_kib=%ld\n", (long long)server_ns, count,
+    printf("server_cpu_ns=%lld count=%ld peak_rss_kib=%ld\n", (long long)meter.ns, count,
            bench_peak_rss_kib());
     return 0;
 }
@@ -285,7 +351,7 @@ static int run_driver(int argc, char **argv)
         rounds < 1 || rounds > MAX_ROUNDS) {
         fprintf(stderr, "usage: bench_handshake --pki DIR (--conf-on FILE | --aa) --conf-off FILE "
                         "[--label TEXT] [--rounds 1..64] [--count N] [--warmup N] "
-                        "[--leaf alice] [--probe bob]\n");
+                        "[--leaf alice] [--probe bob] [--pool LEAVES --pool-keys KEYS]\n");
         return 2;
     }
     const char *on_side = aa ? "off" : "on";
@@ -294,7 +360,8 @@ static int run_driver(int argc, char **argv)
     /* Hand the worker options through untouched. */
     char *passthru[16];
     int npassthru = 0;
-    static const char *const forwarded[] = {"--pki", "--count", "--warmup", "--leaf", "--probe"};
+    static const char *const forwarded[] = {"--pki",   "--count", "--warmup",   "--leaf",
+                                             "--probe", "--pool",  "--pool-keys"};
     for (size_t k = 0; k < sizeof(forwarded) / sizeof(forwarded[0]); k++) {
         const char *v = bench_opt(argc, argv, forwarded[k]);
         if (v != NULL) {

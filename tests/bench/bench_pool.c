@@ -20,69 +20,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/pem.h>
-
 #include "bench_util.h"
 
 #define MAX_THREADS 16
 
 typedef struct {
-    X509 **leaves;
-    EVP_PKEY **keys;
-    long size;
-} client_pool;
-
-typedef struct {
     SSL_CTX *ctx;
-    const client_pool *pool;
+    const bench_pool *pool;
     int port;
     long next; /* index into the pool */
     int64_t deadline_ns;
     long handshakes;
     long failures;
 } pool_share;
-
-static void pool_free(client_pool *pool)
-{
-    for (long i = 0; i < pool->size; i++) {
-        X509_free(pool->leaves[i]);
-        EVP_PKEY_free(pool->keys[i]);
-    }
-    free(pool->leaves);
-    free(pool->keys);
-}
-
-/* Every certificate of leaves_pem with the key at the same place in keys_pem. */
-static int pool_load(client_pool *pool, const char *leaves_pem, const char *keys_pem)
-{
-    STACK_OF(X509) *certs = bench_load_certs(leaves_pem);
-    FILE *f = fopen(keys_pem, "r");
-    long n = certs != NULL ? sk_X509_num(certs) : 0;
-    int ok = n > 0 && f != NULL;
-
-    pool->size = 0;
-    pool->leaves = ok ? calloc((size_t)n, sizeof(X509 *)) : NULL;
-    pool->keys = ok ? calloc((size_t)n, sizeof(EVP_PKEY *)) : NULL;
-    ok = ok && pool->leaves != NULL && pool->keys != NULL;
-    for (long i = 0; ok && i < n; i++) {
-        EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-        X509 *leaf = sk_X509_value(certs, (int)i);
-
-        ok = key != NULL && X509_check_private_key(leaf, key) == 1 && X509_up_ref(leaf) == 1;
-        if (!ok) {
-            EVP_PKEY_free(key);
-            fprintf(stderr, "bench_pool: key %ld of %s does not match leaf %ld\n", i, keys_pem, i);
-            break;
-        }
-        pool->leaves[i] = leaf;
-        pool->keys[i] = key;
-        pool->size = i + 1;
-    }
-    if (f != NULL)
-        fclose(f);
-    sk_X509_pop_free(certs, X509_free);
-    return ok;
-}
 
 static void *pool_thread(void *arg)
 {
@@ -108,7 +58,7 @@ int main(int argc, char **argv)
     long seconds = bench_opt_long(argc, argv, "--seconds", 8);
     long threads = bench_opt_long(argc, argv, "--threads", 1);
     char chain[4096], key[4096], roots[4096];
-    client_pool pool = {0};
+    bench_pool pool = {0};
     pool_share shares[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
     long started = 0, handshakes = 0, failures = 0;
@@ -122,8 +72,8 @@ int main(int argc, char **argv)
               stderr);
         return 2;
     }
-    if (!pool_load(&pool, leaves, keys)) {
-        pool_free(&pool);
+    if (!bench_pool_load(&pool, leaves, keys)) {
+        bench_pool_free(&pool);
         return bench_ssl_fail("loading the client pool"), 1;
     }
     /* alice's chain brings Partner CA A, the issuer of every pool leaf. */
@@ -132,7 +82,7 @@ int main(int argc, char **argv)
     snprintf(roots, sizeof(roots), "%s/root.pem", pki);
     ctx = bench_client_ctx(chain, key, roots);
     if (ctx == NULL) {
-        pool_free(&pool);
+        bench_pool_free(&pool);
         return 1;
     }
     t0 = bench_wall_ns();
@@ -151,7 +101,7 @@ int main(int argc, char **argv)
     }
     elapsed = bench_wall_ns() - t0;
     SSL_CTX_free(ctx);
-    pool_free(&pool);
+    bench_pool_free(&pool);
     if (failures != 0 || handshakes == 0) {
         fprintf(stderr, "bench_pool: %ld handshakes were not accepted (%ld were)\n", failures,
                 handshakes);

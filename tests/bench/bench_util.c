@@ -265,3 +265,47 @@ int bench_tls_request_as(SSL_CTX *ctx, int port, X509 *leaf, EVP_PKEY *key)
     close(fd);
     return result;
 }
+
+void bench_pool_free(bench_pool *pool)
+{
+    for (long i = 0; i < pool->size; i++) {
+        X509_free(pool->leaves[i]);
+        EVP_PKEY_free(pool->keys[i]);
+    }
+    free(pool->leaves);
+    free(pool->keys);
+    pool->leaves = NULL;
+    pool->keys = NULL;
+    pool->size = 0;
+}
+
+int bench_pool_load(bench_pool *pool, const char *leaves_pem, const char *keys_pem)
+{
+    STACK_OF(X509) *certs = bench_load_certs(leaves_pem);
+    FILE *f = fopen(keys_pem, "r");
+    long n = certs != NULL ? sk_X509_num(certs) : 0;
+    int ok = n > 0 && f != NULL;
+
+    pool->size = 0;
+    pool->leaves = ok ? calloc((size_t)n, sizeof(X509 *)) : NULL;
+    pool->keys = ok ? calloc((size_t)n, sizeof(EVP_PKEY *)) : NULL;
+    ok = ok && pool->leaves != NULL && pool->keys != NULL;
+    for (long i = 0; ok && i < n; i++) {
+        EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        X509 *leaf = sk_X509_value(certs, (int)i);
+
+        ok = key != NULL && X509_check_private_key(leaf, key) == 1 && X509_up_ref(leaf) == 1;
+        if (!ok) {
+            EVP_PKEY_free(key);
+            fprintf(stderr, "bench: key %ld of %s does not match leaf %ld\n", i, keys_pem, i);
+            break;
+        }
+        pool->leaves[i] = leaf;
+        pool->keys[i] = key;
+        pool->size = i + 1;
+    }
+    if (f != NULL)
+        fclose(f);
+    sk_X509_pop_free(certs, X509_free);
+    return ok;
+}

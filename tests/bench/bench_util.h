@@ -43,6 +43,17 @@ int bench_run(char *const argv[], int keep_output, int64_t *elapsed_ns);
 /* Load every certificate of a PEM file; NULL if none or unreadable. */
 STACK_OF(X509) * bench_load_certs(const char *path);
 
+/* Client certificates with their keys (bench_gen leaves --keys): the first-seen clients. */
+typedef struct {
+    X509 **leaves;
+    EVP_PKEY **keys;
+    long size;
+} bench_pool;
+
+/* Every certificate of leaves_pem with the key at the same place in keys_pem; 0 on a mismatch. */
+int bench_pool_load(bench_pool *pool, const char *leaves_pem, const char *keys_pem);
+void bench_pool_free(bench_pool *pool);
+
 /* Print OpenSSL's error queue prefixed by what failed; returns 0. */
 int bench_ssl_fail(const char *what);
 

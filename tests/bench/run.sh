@@ -7,7 +7,8 @@
 #
 # Builds a Release tree in build-bench (or DIR), then measures, each against
 # plain OpenSSL in the same run: in-process handshakes with stores of 0, 10k,
-# 1M and 10M mappings, decision latency warm and cold, peak RSS, import and
+# 1M and 10M mappings and with first-seen clients, callgrind instruction
+# counts per server connection, decision latency warm and cold, peak RSS, import and
 # map add/rm at scale, HAProxy with and without the provider, liveness, and
 # end to end (issue 16): nginx and HAProxy full handshakes per second under
 # `openssl s_time -new` and under bench_pool's first-seen clients.
@@ -24,7 +25,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$top/build-bench
 do_build=1 fresh=0 smoke=0 servers=1
-only="handshakes,decisions,memory,admin,haproxy,liveness,e2e"
+only="handshakes,instructions,decisions,memory,admin,haproxy,liveness,e2e"
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) build=$(cd "$2" && pwd); shift ;;
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     --no-servers) servers=0 ;;
     --only) only=$2; shift ;;
     *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" \
-            "[--only handshakes,decisions,memory,admin,haproxy,liveness,e2e]" >&2
+            "[--only handshakes,instructions,decisions,memory,admin,haproxy,liveness,e2e]" >&2
        exit 2 ;;
     esac
     shift
@@ -71,7 +72,7 @@ if [ "$smoke" -eq 1 ]; then
     BIG=1k
     LEAVES_N=50 ROUNDS=2 HS_COUNT=20 HS_WARMUP=5 DECIDE_SAMPLES=1000
     HAP_ROUNDS=1 HAP_COUNT=20 LIVE_COUNT=3
-    E2E_SIZE=1k E2E_ROUNDS=1 E2E_SECONDS=1 POOL_N=50
+    E2E_SIZE=1k E2E_ROUNDS=1 E2E_SECONDS=1 POOL_N=50 IR_COUNT=${IR_COUNT:-3} IR_WARMUP=${IR_WARMUP:-2}
 else
     CACHE=$build/bench-cache
     SIZES="0:0 10k:10000 1m:1000000 10m:10000000"
@@ -82,6 +83,7 @@ else
     LEAVES_N=1000 ROUNDS=31 HS_COUNT=300 HS_WARMUP=30 DECIDE_SAMPLES=200000
     HAP_ROUNDS=15 HAP_COUNT=1000 LIVE_COUNT=100
     E2E_SIZE=1m E2E_ROUNDS=${E2E_ROUNDS:-5} E2E_SECONDS=${E2E_SECONDS:-8} POOL_N=10000
+    IR_COUNT=${IR_COUNT:-100} IR_WARMUP=${IR_WARMUP:-10}
 fi
 [ "$fresh" -eq 0 ] || rm -rf "$CACHE"
 PKI_EC=$CACHE/pki-ec PKI_RSA=$CACHE/pki-rsa LEAVES=$CACHE/leaves.pem
@@ -105,7 +107,7 @@ ensure_pki() {
     touch "$CACHE/pki.done"
 }
 
-# The first-seen clients of section 7, each with its key; every store maps them.
+# The first-seen clients (sections 1, 1b and 7), each with its key; every store maps them.
 ensure_pool() {
     [ -f "$POOL.done" ] && return 0
     note "bench: generating $POOL_N pool clients (one-time, cached in $CACHE)"
@@ -191,10 +193,56 @@ section_handshakes() {
             --conf-off "$RUN/off.cnf" --rounds "$ROUNDS" --count "$HS_COUNT" \
             --warmup "$HS_WARMUP" --label "ECDSA P-256, $size" | tee -a "$RUN/handshakes.md"
     done
+    # A different mapped client every handshake: each decided in full.
+    "$BENCH_HANDSHAKE" --pki "$PKI_EC" --conf-on "$RUN/on-$E2E_SIZE.cnf" \
+        --conf-off "$RUN/off.cnf" --rounds "$ROUNDS" --count "$HS_COUNT" \
+        --warmup "$HS_WARMUP" --pool "$POOL" --pool-keys "$POOL_KEYS" \
+        --label "ECDSA P-256, $E2E_SIZE, first-seen clients (pool of $POOL_N)"
     for size in 0 "$BIG"; do
         "$BENCH_HANDSHAKE" --pki "$PKI_RSA" --conf-on "$RUN/on-$size.cnf" \
             --conf-off "$RUN/off.cnf" --rounds "$ROUNDS" --count "$HS_COUNT" \
             --warmup "$HS_WARMUP" --label "RSA-2048, $size"
+    done
+    echo
+}
+
+# Callgrind's instructions per counted server connection (bench_handshake's
+# worker toggles collection around its server part): CONF SIDE CLIENT.
+callgrind_per_connection() {
+    local out=$RUN/callgrind.out extra=()
+    [ "$3" = returning ] || extra=(--pool "$POOL" --pool-keys "$POOL_KEYS")
+    rm -f "$out"
+    if ! OPENSSL_CONF=$1 valgrind --tool=callgrind --collect-atstart=no \
+        --callgrind-out-file="$out" "$BENCH_HANDSHAKE" worker --pki "$PKI_EC" --expect "$2" \
+        --count "$IR_COUNT" --warmup "$IR_WARMUP" "${extra[@]}" >/dev/null 2>"$RUN/callgrind.err"; then
+        tail -5 "$RUN/callgrind.err" >&2
+        echo "bench: the worker under callgrind failed ($2, $3 client)" >&2
+        return 1
+    fi
+    awk -v n="$IR_COUNT" '/^(summary|totals):/ { t = $2 } END { if (t > 0) printf "%.0f\n", t / n; else exit 1 }' "$out"
+}
+
+section_instructions() {
+    echo "### 1b. Instructions per server connection (callgrind)"
+    echo
+    if [ "$BENCH_CALLGRIND" != 1 ] || [ "$BENCH_SANITIZED" = 1 ] || ! command -v valgrind >/dev/null; then
+        echo "(valgrind or its callgrind header missing, or a sanitized build: skipped)"
+        echo
+        return 0
+    fi
+    echo "The server's part of a connection (SSL_new, every SSL_do_handshake step, SSL_free),"
+    echo "user-space instructions as callgrind counts them, mean of $IR_COUNT connections after"
+    echo "$IR_WARMUP warm-up; $E2E_SIZE store, ECDSA P-256, TLS 1.3 mutual auth, decision log to a file."
+    echo "Machine load does not change these; system calls are not in them."
+    echo
+    echo "| client | instructions, plain | instructions, certstore | ratio | certstore's part |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    local client off on
+    for client in returning first-seen; do
+        off=$(callgrind_per_connection "$RUN/off.cnf" off "$client") || return 1
+        on=$(callgrind_per_connection "$RUN/on-$E2E_SIZE.cnf" on "$client") || return 1
+        awk -v c="$client" -v a="$off" -v b="$on" \
+            'BEGIN { printf "| %s | %d | %d | %.4f | %d |\n", c, a, b, b / a, b - a }'
     done
     echo
 }
@@ -602,7 +650,7 @@ done
 wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 describe_machine
-for section in handshakes decisions memory admin; do
+for section in handshakes instructions decisions memory admin; do
     if wanted "$section"; then "section_$section"; fi
 done
 if [ "$servers" -eq 1 ] && command -v haproxy >/dev/null; then
