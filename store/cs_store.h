@@ -572,6 +572,20 @@ typedef struct {
 int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
                  cs_decision *out);
 
+/*
+ * The mapping step of the policy (the one-to-one mappings, in cs_decide's
+ * order) for a certificate known only by its keys, as a server map that
+ * has no certificate needs it: keys[kind].len == 0 where a key is not
+ * known. issuer_fp (NULL: unknown) is the pin that issued it, checked as
+ * cs_decide checks it; a mapping bound to a pin applies only when that is
+ * the issuer. What needs the certificate itself fails closed: a mapping
+ * with the backdating check rejects (issued-before-mapping) and, when no
+ * mapping decides, the rules are not tried (no-mapping). valid_until and
+ * leaf_fp are not filled.
+ */
+int cs_decide_keys(cs_db *db, const cs_key keys[CS_KIND_COUNT], const char *issuer_fp, int64_t now,
+                   cs_decision *out);
+
 /* Strong (1) or weak (0) way in, per KB5014754: every mapping kind is strong. */
 int cs_kind_is_strong(cs_kind kind);
 

@@ -8,8 +8,10 @@
  *                ssl_c_der,digest(sha256),hex,lower
  *   nginx-map    <SHA-1 of the leaf DER> <account>;, matching
  *                $ssl_client_fingerprint (lowercase hex, no colons)
- * A server map cannot express "disabled" or a validity window, so such
- * mappings are left out of it (fail closed) and counted on stderr.
+ * A map has one line per certificate (nginx refuses a key twice), with the
+ * account the policy's mapping step decides for it (cs_decide_keys, on
+ * every key the store keeps of that certificate); a certificate it does not
+ * accept is left out (fail closed) and counted on stderr by reason.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,15 @@
 
 typedef enum { EXPORT_CSV, EXPORT_JSON, EXPORT_HAPROXY, EXPORT_NGINX } export_format;
 
+/* What a map knows of one certificate: the keys of its mappings. */
+struct map_cert {
+    unsigned char id[CS_KEY_MAX]; /* SHA-1 (nginx) or SHA-256 (HAProxy) of the DER */
+    size_t id_len;
+    cs_key keys[CS_KIND_COUNT];
+    char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" unless a mapping is bound to a pin */
+    int conflict;                      /* two pins, or two keys of a kind: never exported */
+};
+
 typedef struct {
     export_format format;
     cs_db *db;
@@ -26,8 +37,11 @@ typedef struct {
     char **disabled_accounts;
     size_t n_disabled, cap_disabled;
     int64_t written;
-    int64_t skipped_disabled, skipped_window, skipped_kind, skipped_name, skipped_unbound;
+    int64_t skipped_kind, skipped_name, skipped_unbound, skipped_conflict;
     int out_of_memory;
+    struct map_cert *certs; /* map formats: one per certificate */
+    size_t n_certs, cap_certs;
+    int64_t left_out[CS_REASON_COUNT];
     cs_status lookup_failed; /* CS_OK, or why a mapping's backdating check could not be read */
 } export_state;
 
@@ -61,6 +75,7 @@ static int account_disabled(const export_state *s, const char *name)
 
 static void free_state(export_state *s)
 {
+    free(s->certs);
     for (size_t i = 0; i < s->n_disabled; i++)
         free(s->disabled_accounts[i]);
     free(s->disabled_accounts);
@@ -142,33 +157,55 @@ static void write_json(const cs_mapping *m, const char *key, int account_enabled
     puts("}");
 }
 
-static int outside_window(const cs_mapping *m, int64_t now)
-{
-    return (m->not_before != CS_TIME_NONE && now < m->not_before) ||
-           (m->not_after != CS_TIME_NONE && now > m->not_after);
-}
-
-/*
- * A server map has no "disabled" and no validity window, so anything not
- * in force right now stays out of it. CSV and JSON say it all, but for an
- * unbound ski or issuer-serial mapping, which never matches and which
- * import refuses: out of every format.
- */
+/* An unbound ski or issuer-serial mapping never matches: out of every format. */
 static int skip_mapping(export_state *s, const cs_mapping *m)
 {
     if (cs_mapping_unbound(m))
         return ++s->skipped_unbound, 1;
     if (s->format == EXPORT_JSON || s->format == EXPORT_CSV)
         return 0;
-    if (!m->enabled || account_disabled(s, m->account))
-        return ++s->skipped_disabled, 1;
-    if (outside_window(m, s->now))
-        return ++s->skipped_window, 1;
     if ((s->format == EXPORT_HAPROXY && m->kind != CS_KIND_CERT) ||
         (s->format == EXPORT_NGINX && !m->have_sha1))
         return ++s->skipped_kind, 1;
-    if (!map_safe_name(m->account))
-        return ++s->skipped_name, 1;
+    return 0;
+}
+
+static struct map_cert *find_cert(export_state *s, const unsigned char *id, size_t len)
+{
+    for (size_t i = 0; i < s->n_certs; i++)
+        if (s->certs[i].id_len == len && memcmp(s->certs[i].id, id, len) == 0)
+            return &s->certs[i];
+    if (s->n_certs == s->cap_certs) {
+        size_t cap = s->cap_certs == 0 ? 64 : 2 * s->cap_certs;
+        struct map_cert *grown = realloc(s->certs, cap * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        s->certs = grown;
+        s->cap_certs = cap;
+    }
+    struct map_cert *c = &s->certs[s->n_certs++];
+    memset(c, 0, sizeof(*c));
+    memcpy(c->id, id, len);
+    c->id_len = len;
+    return c;
+}
+
+/* Gather the keys of each certificate; the policy decides once all are known. */
+static int collect_for_map(export_state *s, const cs_mapping *m)
+{
+    const unsigned char *id = s->format == EXPORT_NGINX ? m->sha1 : m->key.bytes;
+    size_t len = s->format == EXPORT_NGINX ? sizeof(m->sha1) : m->key.len;
+    struct map_cert *c = find_cert(s, id, len);
+    if (c == NULL)
+        return s->out_of_memory = 1;
+    if (c->keys[m->kind].len != 0)
+        c->conflict = 1;
+    c->keys[m->kind] = m->key;
+    if (m->pin_fp != NULL) {
+        if (c->issuer_fp[0] != '\0' && strcmp(c->issuer_fp, m->pin_fp) != 0)
+            c->conflict = 1;
+        snprintf(c->issuer_fp, sizeof(c->issuer_fp), "%s", m->pin_fp);
+    }
     return 0;
 }
 
@@ -180,42 +217,75 @@ static int export_mapping(const cs_mapping *m, void *arg)
     int nibc = 0;
     if (skip_mapping(s, m))
         return 0;
-    if ((s->format == EXPORT_CSV || s->format == EXPORT_JSON) &&
-        (s->lookup_failed = cs_mapping_get_not_issued_before_created(s->db, &ref, &nibc)) != CS_OK)
+    if (s->format == EXPORT_HAPROXY || s->format == EXPORT_NGINX)
+        return collect_for_map(s, m);
+    if ((s->lookup_failed = cs_mapping_get_not_issued_before_created(s->db, &ref, &nibc)) != CS_OK)
         return 1;
     cs_key_format(m->kind, &m->key, key, sizeof(key));
-    switch (s->format) {
-    case EXPORT_CSV:
+    if (s->format == EXPORT_CSV)
         write_csv(m, key, !account_disabled(s, m->account), nibc);
-        break;
-    case EXPORT_JSON:
+    else
         write_json(m, key, !account_disabled(s, m->account), nibc);
-        break;
-    case EXPORT_HAPROXY:
-        printf("%s %s\n", key, m->account);
-        break;
-    case EXPORT_NGINX:
-        cli_put_hex(stdout, m->sha1, sizeof(m->sha1));
-        printf(" %s;\n", m->account);
-        break;
-    }
     s->written++;
     return 0;
 }
 
+/* One line per certificate the policy accepts, with the account it decides. */
+static cs_status write_map(export_state *s)
+{
+    for (size_t i = 0; i < s->n_certs; i++) {
+        const struct map_cert *c = &s->certs[i];
+        cs_decision d;
+        if (c->conflict) {
+            s->skipped_conflict++;
+            continue;
+        }
+        cs_decide_keys(s->db, c->keys, c->issuer_fp[0] != '\0' ? c->issuer_fp : NULL, s->now, &d);
+        if (d.reason == CS_REASON_STORE_UNAVAILABLE)
+            return CS_ERR;
+        if (!d.accept) {
+            s->left_out[d.reason]++;
+            continue;
+        }
+        if (!map_safe_name(d.account)) {
+            s->skipped_name++;
+            continue;
+        }
+        cli_put_hex(stdout, c->id, c->id_len);
+        printf(s->format == EXPORT_NGINX ? " %s;\n" : " %s\n", d.account);
+        s->written++;
+    }
+    return CS_OK;
+}
+
 static void report_skipped(const cli_ctx *ctx, const export_state *s)
 {
-    int64_t total = s->skipped_disabled + s->skipped_window + s->skipped_kind + s->skipped_name +
-                    s->skipped_unbound;
+    if (s->format == EXPORT_CSV || s->format == EXPORT_JSON) {
+        if (s->skipped_unbound > 0)
+            fprintf(stderr,
+                    "certstore: %s: exported %lld, skipped %lld mappings (%lld unbound: they "
+                    "never match)\n",
+                    ctx->name, (long long)s->written, (long long)s->skipped_unbound,
+                    (long long)s->skipped_unbound);
+        return;
+    }
+    int64_t total = s->skipped_kind + s->skipped_name + s->skipped_unbound + s->skipped_conflict;
+    for (int r = 0; r < CS_REASON_COUNT; r++)
+        total += s->left_out[r];
     if (total == 0)
         return;
-    fprintf(stderr,
-            "certstore: %s: exported %lld, skipped %lld mappings (%lld disabled, %lld outside "
-            "their validity window, %lld without a key this format can use, %lld with an "
-            "account name unsafe in a map file, %lld unbound: they never match)\n",
-            ctx->name, (long long)s->written, (long long)total, (long long)s->skipped_disabled,
-            (long long)s->skipped_window, (long long)s->skipped_kind, (long long)s->skipped_name,
-            (long long)s->skipped_unbound);
+    fprintf(stderr, "certstore: %s: exported %lld certificates; left out:", ctx->name,
+            (long long)s->written);
+    for (int r = 0; r < CS_REASON_COUNT; r++)
+        if (s->left_out[r] > 0)
+            fprintf(stderr, " %lld %s,", (long long)s->left_out[r], cs_reason_token((cs_reason)r));
+    fprintf(
+        stderr,
+        " %lld mappings without a key this format can use, %lld unbound: they never match, %lld "
+        "certificates whose account name is unsafe in a map file, %lld with conflicting "
+        "mappings\n",
+        (long long)s->skipped_kind, (long long)s->skipped_unbound, (long long)s->skipped_name,
+        (long long)s->skipped_conflict);
 }
 
 static int parse_format(const cli_ctx *ctx, const char *text, export_format *fmt)
@@ -249,6 +319,10 @@ static int export_all(const cli_ctx *ctx, cs_db *db, export_state *s)
         puts("kind,key,account,not_before,not_after,note,pin,enabled,account_enabled,"
              "not_issued_before,created");
     if (cs_mapping_foreach(db, NULL, export_mapping, s) != CS_OK || s->lookup_failed != CS_OK)
+        return cli_store_fail(ctx, db);
+    if (s->out_of_memory)
+        return cli_fail(ctx, "out of memory");
+    if ((s->format == EXPORT_HAPROXY || s->format == EXPORT_NGINX) && write_map(s) != CS_OK)
         return cli_store_fail(ctx, db);
     report_skipped(ctx, s);
     return CLI_OK;
@@ -292,14 +366,16 @@ const cli_command cli_cmd_export = {
     "               new database reads back a store that decides the same.\n"
     "               An unbound ski or issuer-serial mapping (it never\n"
     "               matches) is left out of every format.\n"
-    "  haproxy-map  '<sha256> <account>' for kind cert mappings, for HAProxy's\n"
-    "               map(): ssl_c_der,digest(sha256),hex,lower\n"
-    "  nginx-map    '<sha1> <account>;' for mappings made from a certificate,\n"
-    "               for an nginx map on $ssl_client_fingerprint\n"
+    "  haproxy-map  '<sha256> <account>' for certificates with a kind cert\n"
+    "               mapping, for HAProxy's map(): ssl_c_der,digest(sha256),hex,lower\n"
+    "  nginx-map    '<sha1> <account>;' for certificates mappings were made\n"
+    "               from, for an nginx map on $ssl_client_fingerprint\n"
     "\n"
-    "The map formats leave out mappings that are disabled, belong to a\n"
-    "disabled account, are outside their validity window now, or whose\n"
-    "account name would need quoting; csv and the map formats leave out\n"
-    "unbound ski and issuer-serial mappings (they never match); the count\n"
-    "skipped goes to stderr.\n",
+    "A map has one line per certificate, with the account the policy decides\n"
+    "for it now from its mappings (cert first, then issuer-serial, ski, spki),\n"
+    "as a handshake would. A certificate it would reject (mapping or account\n"
+    "disabled, outside the validity window, the backdating check, which needs\n"
+    "the certificate) or that only a rule admits (rules need the certificate)\n"
+    "is left out, as is one whose account name would need quoting; the counts\n"
+    "go to stderr, by reason.\n",
 };
