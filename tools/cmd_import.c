@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -182,6 +183,11 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     FILE *in = from_stdin ? stdin : fopen(path, "r");
     if (in == NULL)
         return cli_fail(ctx, "%s: %s", path, strerror(errno));
+    struct stat st_in;
+    if (!from_stdin && fstat(fileno(in), &st_in) == 0 && S_ISDIR(st_in.st_mode)) {
+        fclose(in);
+        return cli_fail(ctx, "%s is a directory, not a file to import", path);
+    }
     if (iis || altsecid) {
         rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, location, allow_weak);
         if (!from_stdin)

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What an operator meets on first use, through the certstore binary as an
+ * operator runs it (unit_support's CLI runner on a real SQLite file): ids
+ * that are never reused, a schema-4 store migrated with its data, what
+ * `map rm` and `account rm` say still admits or went, listings that stay
+ * valid JSON, names shown as typed, the expiry report, one-sentence errors.
+ */
+#include <check.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cs_store.h"
+#include "testpki.h"
+#include "unit_support.h"
+
+static testpki *pki;
+static char *tmp_root;
+static us_store ts;
+static char pki_dir[PATH_MAX + 8];
+static char out[65536];
+
+static void setup(void)
+{
+    us_store_open(&ts, tmp_root);
+    /* The CLI creates and migrates its own store: start from no file. */
+    cs_db_close(ts.reader);
+    cs_db_close(ts.writer);
+    ts.reader = ts.writer = NULL;
+    unlink(ts.db);
+    snprintf(pki_dir, sizeof(pki_dir), "%s/pki", ts.dir);
+    ck_assert_int_eq(mkdir(pki_dir, 0700), 0);
+    ck_assert(testpki_write(pki, pki_dir));
+}
+
+static void teardown(void)
+{
+    us_store_close(&ts);
+}
+
+/* certstore --db DB ARGS... (NULL-terminated): stdout in `out`. */
+static int cli(const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    int status = us_cli_v(ts.db, 0, out, sizeof(out), first, ap);
+    va_end(ap);
+    return status;
+}
+
+/* The same, stderr into `out` too. */
+static int cli_all(const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    int status = us_cli_v(ts.db, 1, out, sizeof(out), first, ap);
+    va_end(ap);
+    return status;
+}
+
+/* certstore --db DB ARGS... on another database, stdout and stderr in `out`. */
+static int cli_on(const char *db, const char *first, ...)
+{
+    va_list ap;
+    va_start(ap, first);
+    int status = us_cli_v(db, 1, out, sizeof(out), first, ap);
+    va_end(ap);
+    return status;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static const char *pki_file(const char *name)
+{
+    static char bufs[4][PATH_MAX + 64];
+    static int next;
+    char *buf = bufs[next++ % 4];
+    snprintf(buf, sizeof(bufs[0]), "%s/%s", pki_dir, name);
+    return buf;
+}
+
+#define ck_out_has(text) ck_assert_msg(strstr(out, (text)) != NULL, "no '%s' in:\n%s", (text), out)
+#define ck_out_lacks(text) ck_assert_msg(strstr(out, (text)) == NULL, "'%s' in:\n%s", (text), out)
+#define ck_cli_ok(...) ck_assert_msg(cli_all(__VA_ARGS__, NULL) == 0, "failed:\n%s", out)
+
+static void raw_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    ck_assert_int_eq(sqlite3_open(ts.db, &db), SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s", err);
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v;
+    ck_assert_int_eq(sqlite3_open(ts.db, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long len = ftell(f);
+    ck_assert_int_ge(len, 0);
+    rewind(f);
+    char *text = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(fread(text, 1, (size_t)len, f), (size_t)len);
+    text[len] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* ---- errors: one sentence each ------------------------------------------ */
+
+START_TEST(test_errors_name_the_path_once)
+{
+    char dir[PATH_MAX + 16], twice[3 * PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/adir", ts.dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_cli_ok("init");
+    ck_assert_int_eq(cli_all("import", dir, NULL), 1);
+    ck_out_has("is a directory");
+    ck_out_lacks("header");
+    ck_assert_int_eq(count_lines(out), 1);
+
+    snprintf(twice, sizeof(twice), "%s: %s", dir, dir);
+    ck_assert_int_eq(cli_on(dir, "map", "ls", NULL), 1);
+    ck_out_lacks(twice);
+    ck_out_has(dir);
+    ck_assert_int_eq(count_lines(out), 1);
+    ck_assert_int_eq(cli_on(dir, "account", "add", "x", NULL), 1);
+    ck_out_lacks(twice);
+    ck_assert_int_eq(count_lines(out), 1);
+}
+END_TEST
+
+/* ---- item 4: ids are never reused ---------------------------------------- */
+
+START_TEST(test_ids_never_reused_after_rm)
+{
+    ck_cli_ok("init");
+    ck_cli_ok("pin", "add", pki_file("ca-a.pem"));
+    ck_cli_ok("map", "add", pki_file("alice.pem"), "--account", "alice", "--create-account");
+    ck_cli_ok("map", "add", pki_file("bob.pem"), "--account", "alice");
+    ck_out_has("mapping 2:");
+    ck_cli_ok("map", "rm", "2");
+    ck_cli_ok("map", "add", pki_file("bob.pem"), "--account", "alice");
+    ck_out_has("mapping 3:");
+
+    char fp[CS_FP_HEX_LEN + 1];
+    ck_assert(cs_fp_of_cert(testpki_get(pki, "ca-a")->cert, fp));
+    ck_cli_ok("rule", "add", "--pin", fp, "--account", "alice", "--subject", "CN=gw-*");
+    ck_out_has("rule 1:");
+    ck_cli_ok("rule", "rm", "1");
+    ck_cli_ok("rule", "add", "--pin", fp, "--account", "alice", "--subject", "CN=gw-*");
+    ck_out_has("rule 2:");
+
+    ck_cli_ok("account", "add", "temp");
+    ck_cli_ok("account", "rm", "temp");
+    ck_cli_ok("account", "add", "temp");
+    ck_assert_int_eq(raw_int("SELECT id FROM accounts WHERE name = 'temp'"), 3);
+
+    ck_cli_ok("pin", "add", pki_file("ca-b.pem"));
+    ck_assert_int_eq(raw_int("SELECT max(id) FROM pins"), 2);
+    ck_assert(cs_fp_of_cert(testpki_get(pki, "ca-b")->cert, fp));
+    ck_cli_ok("pin", "rm", fp);
+    ck_cli_ok("pin", "add", pki_file("ca-b.pem"));
+    ck_assert_int_eq(raw_int("SELECT max(id) FROM pins"), 3);
+}
+END_TEST
+
+/* A store certstore 4 wrote (tests/unit/data/certstore-v4.sql), migrated by init. */
+START_TEST(test_schema_4_store_migrates_keeping_everything)
+{
+    const char *data = getenv("CERTSTORE_TEST_DATA");
+    char path[PATH_MAX];
+    ck_assert_msg(data != NULL, "CERTSTORE_TEST_DATA is not set");
+    snprintf(path, sizeof(path), "%s/certstore-v4.sql", data);
+    char *sql = read_text(path);
+    raw_exec(sql);
+    free(sql);
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), 4);
+
+    /* An older schema: one sentence that says what to run. */
+    ck_assert_int_eq(cli_all("map", "ls", NULL), 1);
+    ck_out_has("certstore init");
+
+    ck_cli_ok("init");
+    ck_assert_int_eq(raw_int("PRAGMA user_version"), CS_SCHEMA_VERSION);
+    ck_assert_int_eq(cli("map", "ls", NULL), 0);
+    ck_out_has("1 cert 07f7de17f95c8823b734893762849cd82481780d0dd01b390928fb158ba1079e "
+               "account=acme enabled");
+    ck_out_has("2 cert 7192d996c93d519a7abd94072d47c102eed8d7692d2184817a8cf1793b684cc8 "
+               "account=globex disabled not-after=2030-01-01T00:00:00Z");
+    ck_cli_ok("rule", "ls");
+    ck_out_has("globex");
+    ck_cli_ok("account", "ls");
+    ck_out_has("first partner");
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM pins"), 1);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM mappings WHERE sha1 IS NOT NULL AND "
+                             "cert_not_after = 1867509358"),
+                     2);
+
+    /* Constraints, indexes, triggers and foreign keys as before. */
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name "
+                             "IN ('pins', 'accounts', 'mappings', 'rules') AND sql LIKE "
+                             "'%AUTOINCREMENT%'"),
+                     4);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                             "('mappings_by_account', 'rules_by_pin', 'rules_by_account')"),
+                     3);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name "
+                             "LIKE '%_bumps_generation'"),
+                     12);
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('mappings') WHERE "
+                             "\"table\" = 'accounts'"),
+                     1);
+    ck_assert_int_eq(cli_all("account", "rm", "acme", NULL), 1);
+    ck_out_has("used by");
+    int64_t generation = raw_int("SELECT generation FROM meta");
+    ck_cli_ok("account", "disable", "globex");
+    ck_assert_int_gt(raw_int("SELECT generation FROM meta"), generation);
+
+    /* From here on, freed ids stay freed. */
+    ck_cli_ok("map", "add", pki_file("carol.pem"), "--account", "acme");
+    ck_out_has("mapping 3:");
+    ck_cli_ok("map", "rm", "3");
+    ck_cli_ok("map", "add", pki_file("carol.pem"), "--account", "acme");
+    ck_out_has("mapping 4:");
+}
+END_TEST
+
+static Suite *cli_ops_suite(void)
+{
+    Suite *s = suite_create("cli_ops");
+    TCase *ids = tcase_create("ids");
+    tcase_add_checked_fixture(ids, setup, teardown);
+    tcase_add_test(ids, test_ids_never_reused_after_rm);
+    tcase_add_test(ids, test_schema_4_store_migrates_keeping_everything);
+    suite_add_tcase(s, ids);
+    TCase *errors = tcase_create("errors");
+    tcase_add_checked_fixture(errors, setup, teardown);
+    tcase_add_test(errors, test_errors_name_the_path_once);
+    suite_add_tcase(s, errors);
+    return s;
+}
+
+int main(void)
+{
+    return us_run_suite(cli_ops_suite(), "check_cli_ops", &pki, &tmp_root);
+}
