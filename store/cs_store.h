@@ -210,8 +210,14 @@ typedef struct {
 int cs_account_name_valid(const char *name);
 cs_status cs_account_add(cs_db *db, const char *name, const char *note);
 cs_status cs_account_set_enabled(cs_db *db, const char *name, int enabled);
-/* CS_INUSE while mappings use it, unless cascade (then they go too). */
+/*
+ * CS_INUSE while mappings or rules use it (the message counts and names
+ * them), unless cascade (then they go too, and the change log names them).
+ */
 cs_status cs_account_remove(cs_db *db, const char *name, int cascade);
+/* The same, telling how many mappings and rules went with it (may be NULL). */
+cs_status cs_account_remove_counted(cs_db *db, const char *name, int cascade, int64_t *mappings,
+                                    int64_t *rules);
 typedef int (*cs_account_cb)(const cs_account *acct, void *arg);
 cs_status cs_account_foreach(cs_db *db, cs_account_cb cb, void *arg);
 

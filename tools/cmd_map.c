@@ -2,6 +2,7 @@
 /* certstore map: which client certificate is which account. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -199,33 +200,213 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-static int run_map_change(cli_ctx *ctx, int argc, char **argv)
-{
-    cli_change change = cli_change_named(argv[0]);
-    const char *kind_text = NULL;
-    const cli_option opts[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
-    cli_positional pos;
-    cs_kind kind = CS_KIND_CERT;
-    cs_mapping_ref ref;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
-        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE ||
-        (rc = resolve_ref(ctx, pos.args[0], kind, &ref)) != CLI_CONTINUE)
-        return rc;
+/* The mapping a REF names, read back so the answer can name it (id, kind, account). */
+typedef struct {
+    const cs_mapping_ref *ref;
+    int64_t id;
+    cs_kind kind;
+    char account[CS_ACCOUNT_MAX + 1];
+} found_mapping;
 
-    cs_db *db = cli_begin_write(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    cs_status st = change == CLI_REMOVE ? cs_mapping_remove(db, &ref)
-                                        : cs_mapping_set_enabled(db, &ref, change == CLI_ENABLE);
+static int match_ref(const cs_mapping *m, void *arg)
+{
+    found_mapping *f = arg;
+    if (f->ref->id > 0 ? m->id != f->ref->id
+                       : m->kind != f->ref->kind || m->key.len != f->ref->key.len ||
+                             memcmp(m->key.bytes, f->ref->key.bytes, m->key.len) != 0)
+        return 0;
+    f->id = m->id;
+    f->kind = m->kind;
+    snprintf(f->account, sizeof(f->account), "%s", m->account);
+    return 1;
+}
+
+static cs_status find_mapping(cs_db *db, const cs_mapping_ref *ref, found_mapping *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->ref = ref;
+    cs_status st = cs_mapping_foreach(db, NULL, match_ref, f);
+    if (st == CS_OK && f->id == 0)
+        return CS_NOTFOUND;
+    return st;
+}
+
+/*
+ * What still admits a certificate: every mapping of one of its keys that
+ * applies to it (bound to no pin, for cert and spki, or to the pin that
+ * issued it), and what the policy decides for it with its issuing pin.
+ */
+typedef struct {
+    cs_key keys[CS_KIND_COUNT];
+    char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" when no pin issued it */
+    int64_t ids[CS_KIND_COUNT];
+    cs_kind kinds[CS_KIND_COUNT];
+    char accounts[CS_KIND_COUNT][CS_ACCOUNT_MAX + 1];
+    int enabled[CS_KIND_COUNT];
+    size_t n;
+} cert_mappings;
+
+static int collect_cert_mapping(const cs_mapping *m, void *arg)
+{
+    cert_mappings *c = arg;
+    const cs_key *k = &c->keys[m->kind];
+    if (k->len == 0 || k->len != m->key.len || memcmp(k->bytes, m->key.bytes, k->len) != 0)
+        return 0;
+    if (m->pin_fp != NULL ? strcmp(m->pin_fp, c->issuer_fp) != 0 : cs_kind_needs_pin(m->kind))
+        return 0;
+    if (c->n < CS_KIND_COUNT) {
+        c->ids[c->n] = m->id;
+        c->kinds[c->n] = m->kind;
+        c->enabled[c->n] = m->enabled;
+        snprintf(c->accounts[c->n], sizeof(c->accounts[0]), "%s", m->account);
+        c->n++;
+    }
+    return 0;
+}
+
+static cs_status cert_mappings_find(cs_db *db, X509 *leaf, cert_mappings *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (int k = 0; k < CS_KIND_COUNT; k++)
+        if (cs_key_from_cert(leaf, (cs_kind)k, &c->keys[k]) != CS_OK)
+            c->keys[k].len = 0;
+    cs_status st = cs_pin_find_issuer(db, leaf, c->issuer_fp);
+    if (st != CS_OK)
+        c->issuer_fp[0] = '\0';
+    if (st != CS_OK && st != CS_NOTFOUND && st != CS_EXISTS)
+        return st;
+    return cs_mapping_foreach(db, NULL, collect_cert_mapping, c);
+}
+
+static int keep_pin_der(const cs_pin *pin, void *arg)
+{
+    X509 **ca = arg;
+    const unsigned char *p = pin->der;
+    *ca = d2i_X509(NULL, &p, (long)pin->der_len);
+    return 1;
+}
+
+/* The policy on [leaf, issuing pin], in the caller's transaction; 0 when no pin issued it. */
+static int decide_with_pin(cs_db *db, X509 *leaf, const char *issuer_fp, cs_decision *d)
+{
+    X509 *ca = NULL;
+    STACK_OF(X509) *chain = NULL;
+    int done = 0;
+    if (issuer_fp[0] == '\0' || cs_pin_get(db, issuer_fp, keep_pin_der, &ca) != CS_OK ||
+        ca == NULL || (chain = sk_X509_new_null()) == NULL)
+        goto out;
+    if (sk_X509_push(chain, leaf) > 0 && sk_X509_push(chain, ca) > 0) {
+        cs_decide(db, chain, (int64_t)time(NULL), d);
+        done = 1;
+    }
+out:
+    sk_X509_free(chain);
+    X509_free(ca);
+    return done;
+}
+
+/* After a removal: say what still lets the certificate in, if anything. */
+static void report_still_admitted(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file)
+{
+    cert_mappings c;
+    cs_decision d;
+    if (cert_mappings_find(db, leaf, &c) != CS_OK)
+        return;
+    for (size_t i = 0; i < c.n; i++) {
+        printf("still mapped: mapping %lld %s -> ", (long long)c.ids[i], cs_kind_name(c.kinds[i]));
+        cli_put_text(stdout, c.accounts[i]);
+        printf("%s\n", c.enabled[i] ? "" : " (disabled)");
+    }
+    if (decide_with_pin(db, leaf, c.issuer_fp, &d) && d.accept) {
+        if (d.rule_id != 0)
+            printf("still accepted: account %s by rule %lld\n", d.account, (long long)d.rule_id);
+        else
+            printf("still accepted: account %s by mapping %lld (%s)\n", d.account,
+                   (long long)d.mapping_id, cs_kind_name(d.kind));
+        cli_warn(ctx,
+                 "%s is still accepted (account %s); 'certstore map rm --all %s' removes every "
+                 "mapping of it%s",
+                 file, d.account, file, d.rule_id != 0 ? ", 'certstore rule' the rule" : "");
+    }
+}
+
+/* map rm --all CERT: every mapping that applies to the certificate, in one transaction. */
+static cs_status remove_all_of_cert(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file)
+{
+    cert_mappings c;
+    cs_status st = cert_mappings_find(db, leaf, &c);
+    if (st != CS_OK)
+        return cli_store_fail(ctx, db), st;
+    if (c.n == 0)
+        return cli_fail(ctx, "%s: no mapping of this certificate", file), CS_NOTFOUND;
+    for (size_t i = 0; i < c.n; i++) {
+        cs_mapping_ref ref = {.id = c.ids[i]};
+        if ((st = cs_mapping_remove(db, &ref)) != CS_OK)
+            return cli_store_fail(ctx, db), st;
+        printf("removed mapping %lld %s -> ", (long long)c.ids[i], cs_kind_name(c.kinds[i]));
+        cli_put_text(stdout, c.accounts[i]);
+        putchar('\n');
+    }
+    return CS_OK;
+}
+
+static cs_status change_one(const cli_ctx *ctx, cs_db *db, cli_change change,
+                            const cs_mapping_ref *ref)
+{
+    found_mapping f;
+    cs_status st = find_mapping(db, ref, &f);
+    if (st == CS_OK)
+        st = change == CLI_REMOVE ? cs_mapping_remove(db, ref)
+                                  : cs_mapping_set_enabled(db, ref, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such mapping");
     else if (st != CS_OK)
         cli_store_fail(ctx, db);
-    rc = cli_end_write(ctx, db, st);
-    if (rc == CLI_OK)
-        printf("%s mapping\n", cli_change_done(change));
-    return rc;
+    else {
+        printf("%s mapping %lld %s -> ", cli_change_done(change), (long long)f.id,
+               cs_kind_name(f.kind));
+        cli_put_text(stdout, f.account);
+        putchar('\n');
+    }
+    return st;
+}
+
+static int run_map_change(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_change change = cli_change_named(argv[0]);
+    const char *kind_text = NULL;
+    int all = 0;
+    const cli_option opts[] = {{"kind", &kind_text, NULL}, {"all", NULL, &all}, CLI_OPTIONS_END};
+    const cli_option opts_no_all[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    cs_kind kind = CS_KIND_CERT;
+    cs_mapping_ref ref;
+    X509 *leaf = NULL;
+    int rc = cli_parse(ctx, change == CLI_REMOVE ? opts : opts_no_all, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
+        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE)
+        return rc;
+    const char *text = pos.args[0];
+    if (all && (kind_text != NULL || access(text, F_OK) != 0))
+        return cli_usage_error(ctx, "--all takes a certificate file and no --kind");
+    if (!all && (rc = resolve_ref(ctx, text, kind, &ref)) != CLI_CONTINUE)
+        return rc;
+    /* A certificate file: after a removal, say what still admits it. */
+    if (change == CLI_REMOVE && access(text, F_OK) == 0 &&
+        (leaf = cli_read_one_cert(ctx, text)) == NULL)
+        return CLI_FAIL;
+
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL) {
+        X509_free(leaf);
+        return CLI_FAIL;
+    }
+    cs_status st =
+        all ? remove_all_of_cert(ctx, db, leaf, text) : change_one(ctx, db, change, &ref);
+    if (st == CS_OK && leaf != NULL)
+        report_still_admitted(ctx, db, leaf, text);
+    X509_free(leaf);
+    return cli_end_write(ctx, db, st);
 }
 
 typedef struct {
@@ -349,10 +530,19 @@ static const cli_command map_subcommands[] = {
      "                     reject certificates whose notBefore is earlier than\n"
      "                     this mapping (reason issued-before-mapping)\n"},
     {"rm", "remove a mapping", run_map_change,
-     "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
+     "Usage: certstore map rm REF [--kind KIND]\n"
+     "       certstore map rm --all CERT.pem\n"
+     "\n"
+     "Remove a mapping; say which (id, kind, account). When REF is a certificate\n"
+     "file, then list the mappings of that certificate that remain ('still\n"
+     "mapped: ...') and, when the policy still accepts it with its issuing pin,\n"
+     "by which mapping or rule ('still accepted: ...', and a warning on stderr).\n"
+     "\n" REF_HELP "  --all         remove every mapping that applies to CERT.pem (each of its\n"
+     "                keys, bound to no pin or to its issuing pin), in one\n"
+     "                transaction\n"},
     {"disable", "disable a mapping", run_map_change,
      "Usage: certstore map disable REF [--kind KIND]\n\nDisable a mapping: its certificate "
-     "is rejected with mapping-disabled.\n\n" REF_HELP},
+     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
     {"ls", "list mappings", run_map_ls,
@@ -378,6 +568,7 @@ const cli_command cli_cmd_map = {
     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
     "                         [--create-account]\n"
     "       certstore map rm REF [--kind KIND]\n"
+    "       certstore map rm --all CERT.pem\n"
     "       certstore map disable REF [--kind KIND]\n"
     "       certstore map enable REF [--kind KIND]\n"
     "       certstore map ls [--account NAME] [--json]\n"

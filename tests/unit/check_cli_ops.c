@@ -133,6 +133,134 @@ static char *read_text(const char *path)
     return text;
 }
 
+/* ---- map rm / disable: what it removed, what still admits ----------------- */
+
+static const char *pin_fp(const char *name)
+{
+    static char bufs[2][CS_FP_HEX_LEN + 1];
+    static int next;
+    char *buf = bufs[next++ % 2];
+    ck_assert(cs_fp_of_cert(testpki_get(pki, name)->cert, buf));
+    return buf;
+}
+
+/* certstore(1)'s own example: alice by cert, then by spki. */
+static void alice_twice(void)
+{
+    ck_cli_ok("init");
+    ck_cli_ok("pin", "add", pki_file("ca-a.pem"));
+    ck_cli_ok("map", "add", pki_file("alice.pem"), "--account", "alice", "--create-account");
+    ck_cli_ok("map", "add", pki_file("alice.pem"), "--kind", "spki", "--account", "alice");
+}
+
+START_TEST(test_map_rm_says_what_still_admits)
+{
+    alice_twice();
+    ck_assert_int_eq(cli_all("map", "rm", pki_file("alice.pem"), NULL), 0);
+    ck_out_has("removed mapping 1 cert -> alice");
+    ck_out_has("still mapped: mapping 2 spki -> alice");
+    ck_out_has("still accepted: account alice by mapping 2 (spki)");
+    ck_out_has("map rm --all");
+    ck_assert_int_eq(cli("check", pki_file("alice-chain.pem"), "--ca", pki_file("roots.pem"), NULL),
+                     0);
+}
+END_TEST
+
+START_TEST(test_map_rm_names_a_rule_that_still_admits)
+{
+    alice_twice();
+    ck_cli_ok("rule", "add", "--pin", pin_fp("ca-a"), "--account", "fallback", "--create-account",
+              "--subject", "CN=alice");
+    ck_cli_ok("map", "rm", "--all", pki_file("alice.pem"));
+    ck_out_has("removed mapping 1 cert -> alice");
+    ck_out_has("removed mapping 2 spki -> alice");
+    ck_out_lacks("still mapped");
+    ck_out_has("still accepted: account fallback by rule 1");
+}
+END_TEST
+
+START_TEST(test_map_rm_all_takes_access_away_in_one_go)
+{
+    alice_twice();
+    ck_cli_ok("map", "add", pki_file("bob.pem"), "--account", "bob", "--create-account");
+    ck_cli_ok("map", "rm", "--all", pki_file("alice.pem"));
+    ck_out_lacks("still");
+    ck_assert_int_eq(cli("check", pki_file("alice-chain.pem"), "--ca", pki_file("roots.pem"), NULL),
+                     1);
+    ck_out_has("no-mapping");
+    ck_cli_ok("map", "ls");
+    ck_out_lacks("alice");
+    ck_out_has("account=bob");
+    /* Nothing of it left: an error, nothing changed. */
+    ck_assert_int_eq(cli_all("map", "rm", "--all", pki_file("alice.pem"), NULL), 1);
+    ck_out_has("no mapping of this certificate");
+    ck_assert_int_eq(cli_all("map", "rm", "--all", "1", NULL), 2);
+}
+END_TEST
+
+START_TEST(test_map_disable_prints_the_id)
+{
+    alice_twice();
+    ck_cli_ok("map", "disable", pki_file("alice.pem"), "--kind", "spki");
+    ck_out_has("disabled mapping 2 spki -> alice");
+    ck_cli_ok("map", "enable", "2");
+    ck_out_has("enabled mapping 2 spki -> alice");
+}
+END_TEST
+
+/* ---- account rm: mappings and rules, counted and named ------------------- */
+
+START_TEST(test_account_rm_counts_and_names_rules)
+{
+    ck_cli_ok("init");
+    ck_cli_ok("pin", "add", pki_file("ca-a.pem"));
+    ck_cli_ok("rule", "add", "--pin", pin_fp("ca-a"), "--account", "gw", "--create-account",
+              "--subject", "CN=gw-*");
+    ck_assert_int_eq(cli_all("account", "rm", "gw", NULL), 1);
+    ck_out_has("used by 1 rule (1)");
+    ck_out_lacks("mapping");
+    ck_assert_int_eq(count_lines(out), 1);
+
+    ck_cli_ok("map", "add", pki_file("alice.pem"), "--account", "gw");
+    ck_assert_int_eq(cli_all("account", "rm", "gw", NULL), 1);
+    ck_out_has("used by 1 mapping (1) and 1 rule (1)");
+
+    ck_cli_ok("account", "rm", "gw", "--cascade");
+    ck_out_has("removed with it: 1 mapping, 1 rule");
+    ck_cli_ok("rule", "ls");
+    ck_out_lacks("gw");
+    ck_cli_ok("log");
+    ck_out_has("mappings=1 rules=1 removed: 1 mapping (1) and 1 rule (1)");
+}
+END_TEST
+
+/* ---- listings: valid JSON or nothing, names as typed ---------------------- */
+
+START_TEST(test_json_listing_empty_on_error)
+{
+    ck_cli_ok("init");
+    ck_assert_int_eq(cli("map", "ls", "--json", "--account", "nosuch", NULL), 1);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(cli("map", "ls", "--json", NULL), 0);
+    ck_assert_str_eq(out, "[]\n");
+}
+END_TEST
+
+START_TEST(test_names_shown_as_typed)
+{
+    ck_cli_ok("init");
+    ck_cli_ok("account", "add", "CORP\\bobsvc");
+    ck_out_has("CORP\\bobsvc");
+    ck_cli_ok("account", "ls");
+    ck_out_has("CORP\\bobsvc");
+    ck_out_lacks("x5c");
+    /* What was shown can be pasted back. */
+    ck_cli_ok("account", "disable", "CORP\\bobsvc");
+    ck_cli_ok("map", "add", pki_file("bob.pem"), "--account", "CORP\\bobsvc");
+    ck_out_has("-> CORP\\bobsvc");
+}
+END_TEST
+
 /* ---- errors: one sentence each ------------------------------------------ */
 
 START_TEST(test_errors_name_the_path_once)
@@ -261,6 +389,19 @@ static Suite *cli_ops_suite(void)
     tcase_add_test(ids, test_ids_never_reused_after_rm);
     tcase_add_test(ids, test_schema_4_store_migrates_keeping_everything);
     suite_add_tcase(s, ids);
+    TCase *changes = tcase_create("changes");
+    tcase_add_checked_fixture(changes, setup, teardown);
+    tcase_add_test(changes, test_map_rm_says_what_still_admits);
+    tcase_add_test(changes, test_map_rm_names_a_rule_that_still_admits);
+    tcase_add_test(changes, test_map_rm_all_takes_access_away_in_one_go);
+    tcase_add_test(changes, test_map_disable_prints_the_id);
+    tcase_add_test(changes, test_account_rm_counts_and_names_rules);
+    suite_add_tcase(s, changes);
+    TCase *listings = tcase_create("listings");
+    tcase_add_checked_fixture(listings, setup, teardown);
+    tcase_add_test(listings, test_json_listing_empty_on_error);
+    tcase_add_test(listings, test_names_shown_as_typed);
+    suite_add_tcase(s, listings);
     TCase *errors = tcase_create("errors");
     tcase_add_checked_fixture(errors, setup, teardown);
     tcase_add_test(errors, test_errors_name_the_path_once);
