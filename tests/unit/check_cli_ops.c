@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cs_store.h"
@@ -234,6 +235,21 @@ START_TEST(test_account_rm_counts_and_names_rules)
 }
 END_TEST
 
+START_TEST(test_stats_counts_rules)
+{
+    ck_cli_ok("init");
+    ck_cli_ok("pin", "add", pki_file("ca-a.pem"));
+    ck_cli_ok("rule", "add", "--pin", pin_fp("ca-a"), "--account", "gw", "--create-account",
+              "--subject", "CN=gw-*");
+    ck_cli_ok("rule", "add", "--pin", pin_fp("ca-a"), "--deny", "--subject", "CN=bad-*");
+    ck_cli_ok("rule", "disable", "2");
+    ck_cli_ok("stats");
+    ck_out_has("rules: 2 (1 enabled, 1 deny)");
+    ck_cli_ok("stats", "--json");
+    ck_out_has("\"rules\":2,\"rules_enabled\":1,\"rules_deny\":1}");
+}
+END_TEST
+
 /* ---- listings: valid JSON or nothing, names as typed ---------------------- */
 
 START_TEST(test_json_listing_empty_on_error)
@@ -258,6 +274,43 @@ START_TEST(test_names_shown_as_typed)
     ck_cli_ok("account", "disable", "CORP\\bobsvc");
     ck_cli_ok("map", "add", pki_file("bob.pem"), "--account", "CORP\\bobsvc");
     ck_out_has("-> CORP\\bobsvc");
+}
+END_TEST
+
+/* ---- expiring: what will actually stop working --------------------------- */
+
+START_TEST(test_expiring_reports_what_stops_working)
+{
+    ck_cli_ok("init");
+    /* A renewal with the same key keeps an spki mapping working. */
+    ck_cli_ok("map", "add", pki_file("alice.pem"), "--kind", "spki", "--account", "alice",
+              "--create-account");
+    /* A disabled mapping already admits no one. */
+    ck_cli_ok("map", "add", pki_file("bob.pem"), "--account", "bob", "--create-account");
+    ck_cli_ok("map", "disable", pki_file("bob.pem"));
+    ck_assert_int_eq(cli("expiring", "--days", "36500", NULL), 0);
+    ck_out_has("nothing expires");
+    ck_assert_int_eq(cli("expiring", "--days", "36500", "--all", NULL), 1);
+    ck_out_has("mapping 2 cert account=bob");
+    ck_out_has("disabled");
+    ck_out_lacks("spki");
+
+    ck_cli_ok("map", "add", pki_file("alice.pem"), "--account", "alice");
+    ck_assert_int_eq(cli("expiring", "--days", "36500", NULL), 1);
+    ck_out_has("mapping 3 cert account=alice");
+    ck_out_has("by=certificate");
+    ck_out_lacks("spki");
+
+    char soon[32];
+    time_t t = time(NULL) + 10 * 86400;
+    strftime(soon, sizeof(soon), "%Y-%m-%d", gmtime(&t));
+    ck_cli_ok("map", "add", pki_file("carol.pem"), "--kind", "spki", "--account", "alice",
+              "--not-after", soon);
+    ck_assert_int_eq(cli("expiring", NULL), 1);
+    ck_out_has("mapping 4 spki account=alice");
+    ck_out_has("by=mapping-not-after");
+    ck_assert_int_eq(cli("expiring", "--json", NULL), 1);
+    ck_out_has("\"by\":\"mapping-not-after\"");
 }
 END_TEST
 
@@ -396,12 +449,14 @@ static Suite *cli_ops_suite(void)
     tcase_add_test(changes, test_map_rm_all_takes_access_away_in_one_go);
     tcase_add_test(changes, test_map_disable_prints_the_id);
     tcase_add_test(changes, test_account_rm_counts_and_names_rules);
+    tcase_add_test(changes, test_stats_counts_rules);
     suite_add_tcase(s, changes);
     TCase *listings = tcase_create("listings");
     tcase_add_checked_fixture(listings, setup, teardown);
     tcase_add_test(listings, test_json_listing_empty_on_error);
     tcase_add_test(listings, test_names_shown_as_typed);
     suite_add_tcase(s, listings);
+    tcase_add_test(listings, test_expiring_reports_what_stops_working);
     TCase *errors = tcase_create("errors");
     tcase_add_checked_fixture(errors, setup, teardown);
     tcase_add_test(errors, test_errors_name_the_path_once);
