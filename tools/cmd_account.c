@@ -143,7 +143,7 @@ static int run_account_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-static const cli_command account_subcommands[] = {
+const cli_command cli_account_subcommands[] = {
     {"add", "add an account", run_account_add,
      "Usage: certstore account add NAME [--note TEXT]\n"
      "\n"
@@ -193,5 +193,5 @@ const cli_command cli_cmd_account = {
 
 static int run_account(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_account, account_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_account, cli_account_subcommands, argc, argv);
 }

@@ -501,7 +501,7 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
     "\n"                                                                                           \
     "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
 
-static const cli_command map_subcommands[] = {
+const cli_command cli_map_subcommands[] = {
     {"add", "map a client certificate to an account", run_map_add,
      "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
      "                         [--not-before T] [--not-after T] [--note TEXT]\n"
@@ -579,5 +579,5 @@ const cli_command cli_cmd_map = {
 
 static int run_map(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_map, map_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_map, cli_map_subcommands, argc, argv);
 }
