@@ -314,6 +314,49 @@ START_TEST(test_expiring_reports_what_stops_working)
 }
 END_TEST
 
+/* ---- import: JSON lines with a byte-order mark, a JSON array ------------- */
+
+static const char *write_test_file(const char *name, const char *text)
+{
+    static char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", ts.dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(text, f), 0);
+    fclose(f);
+    return path;
+}
+
+START_TEST(test_import_json_lines_with_bom_and_array)
+{
+    ck_cli_ok("init");
+    ck_cli_ok("account", "add", "acme");
+    const char *bom = write_test_file(
+        "bom.jsonl", "\xef\xbb\xbf{\"kind\":\"cert\",\"key\":\"00000000000000000000000000000000"
+                     "00000000000000000000000000000001\",\"account\":\"acme\"}\n");
+    ck_cli_ok("import", bom);
+    ck_out_has("imported 1 mappings");
+    const char *bom2 = write_test_file(
+        "bom2.jsonl", "\xef\xbb\xbf{\"kind\":\"cert\",\"key\":\"0000000000000000000000000000000"
+                      "000000000000000000000000000000002\",\"account\":\"acme\"}\n");
+    ck_cli_ok("import", bom2, "--format", "jsonl");
+    ck_out_has("imported 1 mappings");
+
+    const char *array = write_test_file(
+        "array.json", "[{\"kind\":\"cert\",\"key\":\"00000000000000000000000000000000"
+                      "00000000000000000000000000000003\",\"account\":\"acme\"}]\n");
+    ck_assert_int_eq(cli_all("import", array, NULL), 1);
+    ck_out_has("a JSON array");
+    ck_out_has("JSON lines");
+    ck_out_lacks("header");
+    ck_assert_int_eq(count_lines(out), 1);
+    ck_assert_int_eq(cli_all("import", array, "--format", "jsonl", NULL), 1);
+    ck_out_has("a JSON array");
+    ck_cli_ok("map", "ls");
+    ck_assert_int_eq(count_lines(out), 2);
+}
+END_TEST
+
 /* ---- errors: one sentence each ------------------------------------------ */
 
 START_TEST(test_errors_name_the_path_once)
@@ -457,6 +500,7 @@ static Suite *cli_ops_suite(void)
     tcase_add_test(listings, test_names_shown_as_typed);
     suite_add_tcase(s, listings);
     tcase_add_test(listings, test_expiring_reports_what_stops_working);
+    tcase_add_test(listings, test_import_json_lines_with_bom_and_array);
     TCase *errors = tcase_create("errors");
     tcase_add_checked_fixture(errors, setup, teardown);
     tcase_add_test(errors, test_errors_name_the_path_once);
