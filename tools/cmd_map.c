@@ -87,12 +87,16 @@ static int fill_spec_options(const cli_ctx *ctx, const map_add_options *o, cs_ma
     return CLI_CONTINUE;
 }
 
+typedef struct found_mapping found_mapping;
+static cs_status find_mapping(cs_db *db, const cs_mapping_ref *ref, found_mapping *f);
+static void already_mapped(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec);
+
 static cs_status add_mapping(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec,
                              int create_account, int64_t *id)
 {
     cs_status st = cs_mapping_add(db, spec, create_account, id);
     if (st == CS_EXISTS)
-        cli_fail(ctx, "a %s mapping for this certificate already exists", cs_kind_name(spec->kind));
+        already_mapped(ctx, db, spec);
     else if (st == CS_NOTFOUND)
         cli_fail(ctx, "%s (use --create-account to create the account)", cs_db_errmsg(db));
     else if (st != CS_OK)
@@ -201,12 +205,12 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
 }
 
 /* The mapping a REF names, read back so the answer can name it (id, kind, account). */
-typedef struct {
+struct found_mapping {
     const cs_mapping_ref *ref;
     int64_t id;
     cs_kind kind;
     char account[CS_ACCOUNT_MAX + 1];
-} found_mapping;
+};
 
 static int match_ref(const cs_mapping *m, void *arg)
 {
@@ -229,6 +233,20 @@ static cs_status find_mapping(cs_db *db, const cs_mapping_ref *ref, found_mappin
     if (st == CS_OK && f->id == 0)
         return CS_NOTFOUND;
     return st;
+}
+
+/* "already exists" names the mapping that does, and its account. */
+static void already_mapped(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec)
+{
+    cs_mapping_ref ref = {.id = 0, .kind = spec->kind, .key = spec->key};
+    found_mapping f;
+    if (find_mapping(db, &ref, &f) != CS_OK) {
+        cli_fail(ctx, "a %s mapping for this certificate already exists", cs_kind_name(spec->kind));
+        return;
+    }
+    /* Account names hold no control characters (cs_account_name_valid). */
+    cli_fail(ctx, "a %s mapping for this certificate already exists: mapping %lld -> %s",
+             cs_kind_name(spec->kind), (long long)f.id, f.account);
 }
 
 /*

@@ -199,6 +199,17 @@ START_TEST(test_map_rm_all_takes_access_away_in_one_go)
 }
 END_TEST
 
+START_TEST(test_already_exists_names_the_mapping)
+{
+    alice_twice();
+    ck_assert_int_eq(cli_all("map", "add", pki_file("alice.pem"), "--kind", "spki", "--account",
+                             "other", "--create-account", NULL),
+                     1);
+    ck_out_has("a spki mapping for this certificate already exists: mapping 2 -> alice");
+    ck_assert_int_eq(count_lines(out), 1);
+}
+END_TEST
+
 START_TEST(test_map_disable_prints_the_id)
 {
     alice_twice();
@@ -491,6 +502,7 @@ static Suite *cli_ops_suite(void)
     tcase_add_test(changes, test_map_rm_names_a_rule_that_still_admits);
     tcase_add_test(changes, test_map_rm_all_takes_access_away_in_one_go);
     tcase_add_test(changes, test_map_disable_prints_the_id);
+    tcase_add_test(changes, test_already_exists_names_the_mapping);
     tcase_add_test(changes, test_account_rm_counts_and_names_rules);
     tcase_add_test(changes, test_stats_counts_rules);
     suite_add_tcase(s, changes);
