@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pty.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -368,6 +370,58 @@ START_TEST(test_import_json_lines_with_bom_and_array)
 }
 END_TEST
 
+/* ---- import progress on a terminal -------------------------------------- */
+
+/* certstore --db DB ARGS... with stdout and stderr on a pseudo-terminal. */
+static int cli_on_tty(const char *const *args)
+{
+    const char *argv[16];
+    int n = 0, master = -1, status = 0;
+    size_t used = 0;
+    ssize_t got;
+    argv[n++] = getenv("CERTSTORE_BIN");
+    argv[n++] = "--db";
+    argv[n++] = ts.db;
+    for (; *args != NULL && n < 15; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    /* Linux answers EIO once the child has closed its side. */
+    while (used < sizeof(out) - 1 && (got = read(master, out + used, sizeof(out) - 1 - used)) > 0)
+        used += (size_t)got;
+    out[used] = '\0';
+    close(master);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(test_import_progress_on_a_terminal)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/many.csv", ts.dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("kind,key,account\n", f);
+    for (int i = 1; i <= 30000; i++)
+        fprintf(f, "cert,%064x,acme\n", i);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_cli_ok("init");
+    const char *args[] = {"import", path, NULL};
+    ck_assert_int_eq(cli_on_tty(args), 0);
+    ck_out_has("10000 rows, ");
+    ck_out_has(" rows/s, ");
+    ck_out_has(" bytes (");
+    ck_out_has(" s left");
+    ck_out_has("imported 30000 mappings");
+}
+END_TEST
+
 /* ---- errors: one sentence each ------------------------------------------ */
 
 START_TEST(test_errors_name_the_path_once)
@@ -513,6 +567,7 @@ static Suite *cli_ops_suite(void)
     suite_add_tcase(s, listings);
     tcase_add_test(listings, test_expiring_reports_what_stops_working);
     tcase_add_test(listings, test_import_json_lines_with_bom_and_array);
+    tcase_add_test(listings, test_import_progress_on_a_terminal);
     TCase *errors = tcase_create("errors");
     tcase_add_checked_fixture(errors, setup, teardown);
     tcase_add_test(errors, test_errors_name_the_path_once);
