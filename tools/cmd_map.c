@@ -210,6 +210,8 @@ struct found_mapping {
     int64_t id;
     cs_kind kind;
     char account[CS_ACCOUNT_MAX + 1];
+    int have_sha1;
+    unsigned char sha1[20]; /* of the certificate it was made from */
 };
 
 static int match_ref(const cs_mapping *m, void *arg)
@@ -222,6 +224,8 @@ static int match_ref(const cs_mapping *m, void *arg)
     f->id = m->id;
     f->kind = m->kind;
     snprintf(f->account, sizeof(f->account), "%s", m->account);
+    f->have_sha1 = m->have_sha1;
+    memcpy(f->sha1, m->sha1, sizeof(f->sha1));
     return 1;
 }
 
@@ -368,8 +372,54 @@ static cs_status remove_all_of_cert(const cli_ctx *ctx, cs_db *db, X509 *leaf, c
     return CS_OK;
 }
 
+/*
+ * The other mappings made from the same certificate (by SHA-1), without
+ * the certificate itself: what map rm ID or KEY leaves of it.
+ */
+typedef struct {
+    const unsigned char *sha1;
+    cs_key keys[CS_KIND_COUNT];
+    char issuer_fp[CS_FP_HEX_LEN + 1];
+    int listed;
+} same_cert;
+
+static int list_same_cert(const cs_mapping *m, void *arg)
+{
+    same_cert *c = arg;
+    if (!m->have_sha1 || memcmp(m->sha1, c->sha1, sizeof(m->sha1)) != 0 || cs_mapping_unbound(m))
+        return 0;
+    c->keys[m->kind] = m->key;
+    if (m->pin_fp != NULL)
+        snprintf(c->issuer_fp, sizeof(c->issuer_fp), "%s", m->pin_fp);
+    printf("still mapped: mapping %lld %s -> ", (long long)m->id, cs_kind_name(m->kind));
+    cli_put_text(stdout, m->account);
+    printf("%s\n", m->enabled ? "" : " (disabled)");
+    c->listed++;
+    return 0;
+}
+
+static void report_same_certificate(const cli_ctx *ctx, cs_db *db, const found_mapping *f)
+{
+    same_cert c;
+    cs_decision d;
+    memset(&c, 0, sizeof(c));
+    c.sha1 = f->sha1;
+    if (!f->have_sha1 || cs_mapping_foreach(db, NULL, list_same_cert, &c) != CS_OK || c.listed == 0)
+        return;
+    cs_decide_keys(db, c.keys, c.issuer_fp[0] != '\0' ? c.issuer_fp : NULL, (int64_t)time(NULL),
+                   &d);
+    if (!d.accept)
+        return;
+    printf("still accepted: account %s by mapping %lld (%s)\n", d.account, (long long)d.mapping_id,
+           cs_kind_name(d.kind));
+    cli_warn(ctx,
+             "the certificate of mapping %lld is still accepted (account %s); 'certstore map rm "
+             "--all CERT.pem' removes every mapping of it",
+             (long long)f->id, d.account);
+}
+
 static cs_status change_one(const cli_ctx *ctx, cs_db *db, cli_change change,
-                            const cs_mapping_ref *ref)
+                            const cs_mapping_ref *ref, int report)
 {
     found_mapping f;
     cs_status st = find_mapping(db, ref, &f);
@@ -385,6 +435,8 @@ static cs_status change_one(const cli_ctx *ctx, cs_db *db, cli_change change,
                cs_kind_name(f.kind));
         cli_put_text(stdout, f.account);
         putchar('\n');
+        if (report && change == CLI_REMOVE)
+            report_same_certificate(ctx, db, &f);
     }
     return st;
 }
@@ -419,8 +471,8 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
         X509_free(leaf);
         return CLI_FAIL;
     }
-    cs_status st =
-        all ? remove_all_of_cert(ctx, db, leaf, text) : change_one(ctx, db, change, &ref);
+    cs_status st = all ? remove_all_of_cert(ctx, db, leaf, text)
+                       : change_one(ctx, db, change, &ref, leaf == NULL);
     if (st == CS_OK && leaf != NULL)
         report_still_admitted(ctx, db, leaf, text);
     X509_free(leaf);
@@ -551,10 +603,12 @@ const cli_command cli_map_subcommands[] = {
      "Usage: certstore map rm REF [--kind KIND]\n"
      "       certstore map rm --all CERT.pem\n"
      "\n"
-     "Remove a mapping; say which (id, kind, account). When REF is a certificate\n"
-     "file, then list the mappings of that certificate that remain ('still\n"
-     "mapped: ...') and, when the policy still accepts it with its issuing pin,\n"
-     "by which mapping or rule ('still accepted: ...', and a warning on stderr).\n"
+     "Remove a mapping; say which (id, kind, account). Then list the mappings\n"
+     "of the same certificate that remain ('still mapped: ...') and, when the\n"
+     "policy still accepts it, by which mapping or rule ('still accepted: ...',\n"
+     "and a warning on stderr). With a certificate file that is the policy\n"
+     "on it and its issuing pin, rules included; with an id or key, the\n"
+     "mappings made from the same certificate (same SHA-1), rules left out.\n"
      "\n" REF_HELP "  --all         remove every mapping that applies to CERT.pem (each of its\n"
      "                keys, bound to no pin or to its issuing pin), in one\n"
      "                transaction\n"},

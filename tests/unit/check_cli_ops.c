@@ -169,6 +169,20 @@ START_TEST(test_map_rm_says_what_still_admits)
 }
 END_TEST
 
+START_TEST(test_map_rm_by_id_says_what_still_admits)
+{
+    alice_twice();
+    ck_assert_int_eq(cli_all("map", "rm", "1", NULL), 0);
+    ck_out_has("removed mapping 1 cert -> alice");
+    ck_out_has("still mapped: mapping 2 spki -> alice");
+    ck_out_has("still accepted: account alice by mapping 2 (spki)");
+    ck_out_has("map rm --all");
+    ck_assert_int_eq(cli_all("map", "rm", "2", NULL), 0);
+    ck_out_has("removed mapping 2 spki -> alice");
+    ck_out_lacks("still");
+}
+END_TEST
+
 START_TEST(test_map_rm_names_a_rule_that_still_admits)
 {
     alice_twice();
@@ -553,6 +567,7 @@ static Suite *cli_ops_suite(void)
     TCase *changes = tcase_create("changes");
     tcase_add_checked_fixture(changes, setup, teardown);
     tcase_add_test(changes, test_map_rm_says_what_still_admits);
+    tcase_add_test(changes, test_map_rm_by_id_says_what_still_admits);
     tcase_add_test(changes, test_map_rm_names_a_rule_that_still_admits);
     tcase_add_test(changes, test_map_rm_all_takes_access_away_in_one_go);
     tcase_add_test(changes, test_map_disable_prints_the_id);
