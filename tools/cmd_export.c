@@ -11,7 +11,9 @@
  * A map has one line per certificate (nginx refuses a key twice), with the
  * account the policy's mapping step decides for it (cs_decide_keys, on
  * every key the store keeps of that certificate); a certificate it does not
- * accept is left out (fail closed) and counted on stderr by reason.
+ * accept is left out (fail closed) and counted on stderr by reason. The
+ * mappings are gathered, sorted by certificate and decided before a line is
+ * written, so a map is whole or not written at all.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +23,19 @@
 
 typedef enum { EXPORT_CSV, EXPORT_JSON, EXPORT_HAPROXY, EXPORT_NGINX } export_format;
 
-/* What a map knows of one certificate: the keys of its mappings. */
-struct map_cert {
-    unsigned char id[CS_KEY_MAX]; /* SHA-1 (nginx) or SHA-256 (HAProxy) of the DER */
-    size_t id_len;
-    cs_key keys[CS_KIND_COUNT];
-    char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" unless a mapping is bound to a pin */
-    int conflict;                      /* two pins, or two keys of a kind: never exported */
+/*
+ * One mapping as a map sees it, kept small (a store may hold millions):
+ * the certificate it belongs to and where its key and pin sit in the
+ * arena. Sorted by certificate, a certificate's mappings are neighbours.
+ */
+struct map_entry {
+    unsigned char id[32]; /* SHA-1 (nginx) or SHA-256 (HAProxy) of the leaf DER */
+    unsigned char id_len;
+    unsigned char kind;
+    unsigned char has_pin;
+    unsigned char key_len;
+    size_t at; /* arena: key bytes, then the pin's hex fingerprint if any */
+    size_t seq;
 };
 
 typedef struct {
@@ -39,8 +47,11 @@ typedef struct {
     int64_t written;
     int64_t skipped_kind, skipped_name, skipped_unbound, skipped_conflict;
     int out_of_memory;
-    struct map_cert *certs; /* map formats: one per certificate */
-    size_t n_certs, cap_certs;
+    struct map_entry *entries; /* map formats: one per mapping */
+    size_t n_entries, cap_entries;
+    unsigned char *arena;
+    size_t arena_used, arena_cap;
+    char store_detail[160]; /* why the policy could not decide, if it could not */
     int64_t left_out[CS_REASON_COUNT];
     cs_status lookup_failed; /* CS_OK, or why a mapping's backdating check could not be read */
 } export_state;
@@ -75,7 +86,8 @@ static int account_disabled(const export_state *s, const char *name)
 
 static void free_state(export_state *s)
 {
-    free(s->certs);
+    free(s->entries);
+    free(s->arena);
     for (size_t i = 0; i < s->n_disabled; i++)
         free(s->disabled_accounts[i]);
     free(s->disabled_accounts);
@@ -170,43 +182,92 @@ static int skip_mapping(export_state *s, const cs_mapping *m)
     return 0;
 }
 
-static struct map_cert *find_cert(export_state *s, const unsigned char *id, size_t len)
+static int arena_put(export_state *s, const void *bytes, size_t len)
 {
-    for (size_t i = 0; i < s->n_certs; i++)
-        if (s->certs[i].id_len == len && memcmp(s->certs[i].id, id, len) == 0)
-            return &s->certs[i];
-    if (s->n_certs == s->cap_certs) {
-        size_t cap = s->cap_certs == 0 ? 64 : 2 * s->cap_certs;
-        struct map_cert *grown = realloc(s->certs, cap * sizeof(*grown));
+    if (s->arena_used + len > s->arena_cap) {
+        size_t cap = s->arena_cap == 0 ? 65536 : 2 * s->arena_cap;
+        while (cap < s->arena_used + len)
+            cap *= 2;
+        unsigned char *grown = realloc(s->arena, cap);
         if (grown == NULL)
-            return NULL;
-        s->certs = grown;
-        s->cap_certs = cap;
+            return 0;
+        s->arena = grown;
+        s->arena_cap = cap;
     }
-    struct map_cert *c = &s->certs[s->n_certs++];
-    memset(c, 0, sizeof(*c));
-    memcpy(c->id, id, len);
-    c->id_len = len;
-    return c;
+    memcpy(s->arena + s->arena_used, bytes, len);
+    s->arena_used += len;
+    return 1;
 }
 
-/* Gather the keys of each certificate; the policy decides once all are known. */
+/* Gather every mapping; the policy decides per certificate once all are known. */
 static int collect_for_map(export_state *s, const cs_mapping *m)
 {
     const unsigned char *id = s->format == EXPORT_NGINX ? m->sha1 : m->key.bytes;
     size_t len = s->format == EXPORT_NGINX ? sizeof(m->sha1) : m->key.len;
-    struct map_cert *c = find_cert(s, id, len);
-    if (c == NULL)
-        return s->out_of_memory = 1;
-    if (c->keys[m->kind].len != 0)
-        c->conflict = 1;
-    c->keys[m->kind] = m->key;
-    if (m->pin_fp != NULL) {
-        if (c->issuer_fp[0] != '\0' && strcmp(c->issuer_fp, m->pin_fp) != 0)
-            c->conflict = 1;
-        snprintf(c->issuer_fp, sizeof(c->issuer_fp), "%s", m->pin_fp);
+    if (len > sizeof(s->entries[0].id) || m->key.len > 255)
+        return ++s->skipped_kind, 0;
+    if (s->n_entries == s->cap_entries) {
+        size_t cap = s->cap_entries == 0 ? 1024 : 2 * s->cap_entries;
+        struct map_entry *grown = realloc(s->entries, cap * sizeof(*grown));
+        if (grown == NULL)
+            return s->out_of_memory = 1;
+        s->entries = grown;
+        s->cap_entries = cap;
     }
+    struct map_entry *e = &s->entries[s->n_entries];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->id, id, len);
+    e->id_len = (unsigned char)len;
+    e->kind = (unsigned char)m->kind;
+    e->key_len = (unsigned char)m->key.len;
+    e->has_pin = m->pin_fp != NULL;
+    e->at = s->arena_used;
+    e->seq = s->n_entries;
+    if (!arena_put(s, m->key.bytes, m->key.len) ||
+        (m->pin_fp != NULL && !arena_put(s, m->pin_fp, CS_FP_HEX_LEN + 1)))
+        return s->out_of_memory = 1;
+    s->n_entries++;
     return 0;
+}
+
+static int by_certificate(const void *a, const void *b)
+{
+    const struct map_entry *x = a, *y = b;
+    int c =
+        x->id_len != y->id_len ? (x->id_len < y->id_len ? -1 : 1) : memcmp(x->id, y->id, x->id_len);
+    if (c != 0)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int same_certificate(const struct map_entry *x, const struct map_entry *y)
+{
+    return x->id_len == y->id_len && memcmp(x->id, y->id, x->id_len) == 0;
+}
+
+/*
+ * A certificate's keys and the pin its mappings are bound to; 0 when they
+ * conflict (two keys of one kind, two pins): such a certificate is never
+ * exported.
+ */
+static int certificate_keys(const export_state *s, const struct map_entry *first, size_t n,
+                            cs_key keys[CS_KIND_COUNT], const char **issuer_fp)
+{
+    memset(keys, 0, CS_KIND_COUNT * sizeof(*keys));
+    *issuer_fp = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct map_entry *e = &first[i];
+        const char *pin = (const char *)s->arena + e->at + e->key_len;
+        if (keys[e->kind].len != 0)
+            return 0;
+        memcpy(keys[e->kind].bytes, s->arena + e->at, e->key_len);
+        keys[e->kind].len = e->key_len;
+        if (e->has_pin && *issuer_fp != NULL && strcmp(*issuer_fp, pin) != 0)
+            return 0;
+        if (e->has_pin)
+            *issuer_fp = pin;
+    }
+    return 1;
 }
 
 static int export_mapping(const cs_mapping *m, void *arg)
@@ -230,19 +291,31 @@ static int export_mapping(const cs_mapping *m, void *arg)
     return 0;
 }
 
-/* One line per certificate the policy accepts, with the account it decides. */
-static cs_status write_map(export_state *s)
+/*
+ * One line per certificate the policy accepts, with the account it decides,
+ * ordered by fingerprint. Written only once every certificate is decided:
+ * a map is whole or not written at all.
+ */
+static cs_status decide_map(export_state *s, FILE *out)
 {
-    for (size_t i = 0; i < s->n_certs; i++) {
-        const struct map_cert *c = &s->certs[i];
+    if (s->n_entries > 0)
+        qsort(s->entries, s->n_entries, sizeof(*s->entries), by_certificate);
+    for (size_t i = 0, n; i < s->n_entries; i += n) {
+        const struct map_entry *first = &s->entries[i];
+        cs_key keys[CS_KIND_COUNT];
+        const char *issuer_fp;
         cs_decision d;
-        if (c->conflict) {
+        for (n = 1; i + n < s->n_entries && same_certificate(first, first + n); n++)
+            ;
+        if (!certificate_keys(s, first, n, keys, &issuer_fp)) {
             s->skipped_conflict++;
             continue;
         }
-        cs_decide_keys(s->db, c->keys, c->issuer_fp[0] != '\0' ? c->issuer_fp : NULL, s->now, &d);
-        if (d.reason == CS_REASON_STORE_UNAVAILABLE)
+        cs_decide_keys(s->db, keys, issuer_fp, s->now, &d);
+        if (d.reason == CS_REASON_STORE_UNAVAILABLE) {
+            snprintf(s->store_detail, sizeof(s->store_detail), "%s", d.detail);
             return CS_ERR;
+        }
         if (!d.accept) {
             s->left_out[d.reason]++;
             continue;
@@ -251,11 +324,31 @@ static cs_status write_map(export_state *s)
             s->skipped_name++;
             continue;
         }
-        cli_put_hex(stdout, c->id, c->id_len);
-        printf(s->format == EXPORT_NGINX ? " %s;\n" : " %s\n", d.account);
+        cli_put_hex(out, first->id, first->id_len);
+        fprintf(out, s->format == EXPORT_NGINX ? " %s;\n" : " %s\n", d.account);
         s->written++;
     }
     return CS_OK;
+}
+
+static cs_status write_map(export_state *s)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        snprintf(s->store_detail, sizeof(s->store_detail), "out of memory");
+        return CS_ERR;
+    }
+    cs_status st = decide_map(s, out);
+    if (fclose(out) != 0 && st == CS_OK) {
+        snprintf(s->store_detail, sizeof(s->store_detail), "out of memory");
+        st = CS_ERR;
+    }
+    if (st == CS_OK)
+        fwrite(text, 1, len, stdout);
+    free(text);
+    return st;
 }
 
 static void report_skipped(const cli_ctx *ctx, const export_state *s)
@@ -323,7 +416,8 @@ static int export_all(const cli_ctx *ctx, cs_db *db, export_state *s)
     if (s->out_of_memory)
         return cli_fail(ctx, "out of memory");
     if ((s->format == EXPORT_HAPROXY || s->format == EXPORT_NGINX) && write_map(s) != CS_OK)
-        return cli_store_fail(ctx, db);
+        return cli_fail(ctx, "%s: the policy cannot be read (%s); nothing exported", cs_db_path(db),
+                        s->store_detail);
     report_skipped(ctx, s);
     return CLI_OK;
 }
