@@ -193,9 +193,59 @@ static cs_status delete_by_id(cs_db *db, cs_stmt_id which, int64_t id, const cha
     return cs_stmt_exec(db, stmt, what);
 }
 
-cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
+/* "1, 4, 9" (the first few ids of a table's rows for the account, "..." past them). */
+static cs_status ids_by_account(cs_db *db, const char *table, int64_t id, char *buf, size_t len)
+{
+    char sql[96];
+    sqlite3_stmt *stmt = NULL;
+    size_t used = 0;
+    int rc, n = 0;
+
+    buf[0] = '\0';
+    snprintf(sql, sizeof(sql), "SELECT id FROM %s WHERE account_id = ?1 ORDER BY id LIMIT 11",
+             table);
+    if (sqlite3_prepare_v2(db->sql, sql, -1, &stmt, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, "listing what uses the account");
+    sqlite3_bind_int64(stmt, 1, id);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && used < len) {
+        int w = n++ == 10 ? snprintf(buf + used, len - used, ", ...")
+                          : snprintf(buf + used, len - used, "%s%lld", n > 1 ? ", " : "",
+                                     (long long)sqlite3_column_int64(stmt, 0));
+        used += w > 0 ? (size_t)w : 0;
+    }
+    sqlite3_finalize(stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CS_OK
+                                                 : cs_fail(db, CS_ERR,
+                                                           "listing what uses the "
+                                                           "account failed");
+}
+
+/* "3 mappings (1, 2, 5) and 1 rule (4)", or the part that is not zero. */
+static cs_status describe_users(cs_db *db, int64_t id, int64_t mappings, int64_t rules, char *buf,
+                                size_t len)
+{
+    char mids[96], rids[96];
+    cs_status status = ids_by_account(db, "mappings", id, mids, sizeof(mids));
+
+    if (status == CS_OK)
+        status = ids_by_account(db, "rules", id, rids, sizeof(rids));
+    if (status != CS_OK)
+        return status;
+    buf[0] = '\0';
+    if (mappings > 0)
+        snprintf(buf, len, "%lld mapping%s (%s)", (long long)mappings, mappings == 1 ? "" : "s",
+                 mids);
+    if (rules > 0)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%lld rule%s (%s)",
+                 mappings > 0 ? " and " : "", (long long)rules, rules == 1 ? "" : "s", rids);
+    return CS_OK;
+}
+
+cs_status cs_account_remove_counted(cs_db *db, const char *name, int cascade, int64_t *mappings_out,
+                                    int64_t *rules_out)
 {
     int64_t id = 0, mappings = 0, rules = 0;
+    char users[256] = "";
     cs_status status = cs_require_write(db);
 
     if (status == CS_OK)
@@ -206,23 +256,33 @@ cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
         status = count_by_account(db, STMT_ACCOUNT_COUNT_MAPPINGS, id, &mappings);
     if (status == CS_OK)
         status = count_by_account(db, STMT_ACCOUNT_COUNT_RULES, id, &rules);
+    if (status == CS_OK && mappings + rules > 0)
+        status = describe_users(db, id, mappings, rules, users, sizeof(users));
     if (status != CS_OK)
         return status;
-    if (mappings > 0 && !cascade)
-        return cs_fail(db, CS_INUSE, "account '%s' is used by %lld mapping%s", name,
-                       (long long)mappings, mappings == 1 ? "" : "s");
-    if (rules > 0 && !cascade)
-        return cs_fail(db, CS_INUSE, "account '%s' is used by %lld rule%s", name, (long long)rules,
-                       rules == 1 ? "" : "s");
+    if (mappings + rules > 0 && !cascade)
+        return cs_fail(db, CS_INUSE, "account '%s' is used by %s", name, users);
     if (mappings > 0)
         status = delete_by_id(db, STMT_ACCOUNT_DELETE_MAPPINGS, id, "removing mappings");
     if (status == CS_OK && rules > 0)
         status = delete_by_id(db, STMT_ACCOUNT_DELETE_RULES, id, "removing rules");
     if (status == CS_OK)
         status = delete_by_id(db, STMT_ACCOUNT_REMOVE, id, "removing the account");
+    /* The change log names what a cascade took with it. */
     if (status == CS_OK)
-        status = cs_log_change(db, "account rm name=%s mappings=%lld", name, (long long)mappings);
+        status = cs_log_change(db, "account rm name=%s mappings=%lld rules=%lld%s%s", name,
+                               (long long)mappings, (long long)rules,
+                               mappings + rules > 0 ? " removed: " : "", users);
+    if (status == CS_OK && mappings_out != NULL)
+        *mappings_out = mappings;
+    if (status == CS_OK && rules_out != NULL)
+        *rules_out = rules;
     return status;
+}
+
+cs_status cs_account_remove(cs_db *db, const char *name, int cascade)
+{
+    return cs_account_remove_counted(db, name, cascade, NULL, NULL);
 }
 
 cs_status cs_account_foreach(cs_db *db, cs_account_cb cb, void *arg)

@@ -32,7 +32,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 4
+#define CS_SCHEMA_VERSION 5
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -210,8 +210,14 @@ typedef struct {
 int cs_account_name_valid(const char *name);
 cs_status cs_account_add(cs_db *db, const char *name, const char *note);
 cs_status cs_account_set_enabled(cs_db *db, const char *name, int enabled);
-/* CS_INUSE while mappings use it, unless cascade (then they go too). */
+/*
+ * CS_INUSE while mappings or rules use it (the message counts and names
+ * them), unless cascade (then they go too, and the change log names them).
+ */
 cs_status cs_account_remove(cs_db *db, const char *name, int cascade);
+/* The same, telling how many mappings and rules went with it (may be NULL). */
+cs_status cs_account_remove_counted(cs_db *db, const char *name, int cascade, int64_t *mappings,
+                                    int64_t *rules);
 typedef int (*cs_account_cb)(const cs_account *acct, void *arg);
 cs_status cs_account_foreach(cs_db *db, cs_account_cb cb, void *arg);
 
@@ -571,6 +577,20 @@ typedef struct {
 /* cs_decide with options; opts NULL means the defaults (cs_decide). */
 int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
                  cs_decision *out);
+
+/*
+ * The mapping step of the policy (the one-to-one mappings, in cs_decide's
+ * order) for a certificate known only by its keys, as a server map that
+ * has no certificate needs it: keys[kind].len == 0 where a key is not
+ * known. issuer_fp (NULL: unknown) is the pin that issued it, checked as
+ * cs_decide checks it; a mapping bound to a pin applies only when that is
+ * the issuer. What needs the certificate itself fails closed: a mapping
+ * with the backdating check rejects (issued-before-mapping) and, when no
+ * mapping decides, the rules are not tried (no-mapping). valid_until and
+ * leaf_fp are not filled.
+ */
+int cs_decide_keys(cs_db *db, const cs_key keys[CS_KIND_COUNT], const char *issuer_fp, int64_t now,
+                   cs_decision *out);
 
 /* Strong (1) or weak (0) way in, per KB5014754: every mapping kind is strong. */
 int cs_kind_is_strong(cs_kind kind);

@@ -111,17 +111,101 @@ static const char schema_v4[] = "ALTER TABLE meta ADD COLUMN bulk_write INTEGER 
                                 "  CHECK (bulk_write IN (0, 1));"
                                 "UPDATE meta SET generation = generation + 1 WHERE id = 1;";
 
+/*
+ * Ids are never reused (a script or the change log that names mapping 10
+ * must never mean another one later): AUTOINCREMENT on every policy table.
+ * SQLite adds it only by rebuilding the table (sqlite.org/lang_altertable,
+ * the 12 steps), so this step runs with foreign keys off (rebuild_tables)
+ * and checks them before it commits. The same columns in the same order,
+ * constraints, indexes; the generation triggers are installed again after
+ * the step like after every other. Ids freed before this migration may
+ * still come back once; none freed after it.
+ */
+static const char schema_v5[] =
+    "CREATE TABLE pins_v5 ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  fp TEXT NOT NULL UNIQUE CHECK (length(fp) = 64),"
+    "  der BLOB NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  not_after INTEGER NOT NULL,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  note TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL);"
+    "INSERT INTO pins_v5 (id, fp, der, subject, not_after, enabled, note, created)"
+    "  SELECT id, fp, der, subject, not_after, enabled, note, created FROM pins;"
+    "DROP TABLE pins;"
+    "ALTER TABLE pins_v5 RENAME TO pins;"
+    "CREATE TABLE accounts_v5 ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  note TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL);"
+    "INSERT INTO accounts_v5 (id, name, enabled, note, created)"
+    "  SELECT id, name, enabled, note, created FROM accounts;"
+    "DROP TABLE accounts;"
+    "ALTER TABLE accounts_v5 RENAME TO accounts;"
+    "CREATE TABLE mappings_v5 ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind INTEGER NOT NULL,"
+    "  key BLOB NOT NULL,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  pin_fp TEXT,"
+    "  not_before INTEGER,"
+    "  not_after INTEGER,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  note TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  cert_not_after INTEGER,"
+    "  sha1 BLOB,"
+    "  not_issued_before_created INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (kind, key));"
+    "INSERT INTO mappings_v5 (id, kind, key, account_id, pin_fp, not_before, not_after, enabled,"
+    "  note, created, cert_not_after, sha1, not_issued_before_created)"
+    "  SELECT id, kind, key, account_id, pin_fp, not_before, not_after, enabled, note, created,"
+    "  cert_not_after, sha1, not_issued_before_created FROM mappings;"
+    "DROP TABLE mappings;"
+    "ALTER TABLE mappings_v5 RENAME TO mappings;"
+    "CREATE INDEX mappings_by_account ON mappings(account_id);"
+    "CREATE TABLE rules_v5 ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  priority INTEGER NOT NULL,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  action INTEGER NOT NULL CHECK (action IN (0, 1)),"
+    "  account_id INTEGER REFERENCES accounts(id),"
+    "  pin_fp TEXT NOT NULL CHECK (length(pin_fp) = 64),"
+    "  subject TEXT,"
+    "  issuer TEXT,"
+    "  san TEXT,"
+    "  eku TEXT,"
+    "  policy TEXT,"
+    "  case_sensitive INTEGER NOT NULL DEFAULT 0,"
+    "  not_issued_before_created INTEGER NOT NULL DEFAULT 0,"
+    "  note TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  subject_exact INTEGER NOT NULL DEFAULT 0,"
+    "  issuer_exact INTEGER NOT NULL DEFAULT 0,"
+    "  CHECK ((action = 0) = (account_id IS NOT NULL)));"
+    "INSERT INTO rules_v5 (id, priority, enabled, action, account_id, pin_fp, subject, issuer,"
+    "  san, eku, policy, case_sensitive, not_issued_before_created, note, created,"
+    "  subject_exact, issuer_exact)"
+    "  SELECT id, priority, enabled, action, account_id, pin_fp, subject, issuer, san, eku,"
+    "  policy, case_sensitive, not_issued_before_created, note, created, subject_exact,"
+    "  issuer_exact FROM rules;"
+    "DROP TABLE rules;"
+    "ALTER TABLE rules_v5 RENAME TO rules;"
+    "CREATE INDEX rules_by_pin ON rules(pin_fp, priority, id);"
+    "CREATE INDEX rules_by_account ON rules(account_id);";
+
 typedef struct {
     int version;
     const char *sql;
+    int rebuild_tables; /* foreign keys off for the step, checked before commit */
 } cs_migration;
 
 /* Forward steps; each runs in its own transaction ending with its version. */
 static const cs_migration migrations[] = {
-    {1, schema_v1},
-    {2, schema_v2},
-    {3, schema_v3},
-    {4, schema_v4},
+    {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
 };
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -381,7 +465,9 @@ static cs_status check_schema(cs_db *db)
         if (version == 0)
             return cs_fail(db, CS_ERR, "%s: not a certstore database (not initialised)", db->path);
         if (version != CS_SCHEMA_VERSION)
-            return cs_fail(db, CS_ERR, "%s: schema version %d is older than this certstore (%d)",
+            return cs_fail(db, CS_ERR,
+                           "%s: schema version %d is older than this certstore (%d): migrate it "
+                           "first (certstore init)",
                            db->path, version, CS_SCHEMA_VERSION);
         return CS_OK;
     }
@@ -777,15 +863,44 @@ static cs_status install_generation_triggers(cs_db *db)
     return status;
 }
 
+static void foreign_keys_back_on(cs_db *db);
+
+/* After a rebuild with foreign keys off: any dangling reference refuses the step. */
+static cs_status check_foreign_keys(cs_db *db)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(db->sql, "PRAGMA foreign_key_check", -1, &stmt, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, "checking foreign keys");
+    rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc == SQLITE_ROW)
+        return cs_fail(db, CS_ERR, "%s: a row refers to one that does not exist; not migrated",
+                       db->path);
+    return rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "checking foreign keys");
+}
+
 static cs_status apply_migration(cs_db *db, const cs_migration *step)
 {
     char sql[64];
-    cs_status status = exec_sql(db, "BEGIN IMMEDIATE", "starting a migration");
+    cs_status status = CS_OK;
 
-    if (status != CS_OK)
+    /* A no-op inside a transaction, so before BEGIN. */
+    if (step->rebuild_tables) {
+        status = exec_sql(db, "PRAGMA foreign_keys = OFF", "preparing a migration");
+        db->fk_off = 1;
+    }
+    if (status == CS_OK)
+        status = exec_sql(db, "BEGIN IMMEDIATE", "starting a migration");
+    if (status != CS_OK) {
+        foreign_keys_back_on(db);
         return status;
+    }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", step->version);
     status = exec_sql(db, step->sql, "migrating the schema");
+    if (status == CS_OK && step->rebuild_tables)
+        status = check_foreign_keys(db);
     if (status == CS_OK && step->version >= 3)
         status = install_generation_triggers(db);
     if (status == CS_OK)
@@ -794,6 +909,7 @@ static cs_status apply_migration(cs_db *db, const cs_migration *step)
         status = exec_sql(db, "COMMIT", "committing a migration");
     if (status != CS_OK)
         sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+    foreign_keys_back_on(db);
     return status;
 }
 
@@ -831,7 +947,7 @@ static void remember_os_user(cs_db *db)
         snprintf(db->user, sizeof(db->user), "%lu", (unsigned long)uid);
 }
 
-/* After a cs_db_begin_import transaction, whatever its end. */
+/* After a cs_db_begin_import transaction or a table rebuild, whatever its end. */
 static void foreign_keys_back_on(cs_db *db)
 {
     if (!db->fk_off)

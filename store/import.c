@@ -670,6 +670,23 @@ static cs_import_format detect_format(byte_source *s)
     }
 }
 
+/*
+ * A UTF-8 byte-order mark (what Windows editors and PowerShell write) is
+ * read past, for CSV and JSON lines alike; 0 when the input starts with
+ * EF but not a whole mark (not UTF-8 text).
+ */
+static int skip_bom(byte_source *s)
+{
+    static const unsigned char bom[] = {0xef, 0xbb, 0xbf};
+
+    if (src_peek(s) != bom[0])
+        return 1;
+    for (size_t i = 0; i < sizeof(bom); i++)
+        if (src_next(s) != bom[i])
+            return 0;
+    return 1;
+}
+
 typedef cs_status (*row_sink)(const cs_import_row *row, int64_t line, void *arg);
 
 static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink, void *arg,
@@ -682,11 +699,30 @@ static cs_status parse_all(byte_source *src, cs_import_format fmt, row_sink sink
     p.src.peeked = -2;
     p.src.line = 1;
     p.text = malloc(RECORD_MAX);
-    if (fmt == CS_IMPORT_AUTO)
-        fmt = detect_format(&p.src);
-    if (fmt == CS_IMPORT_JSONL)
+    p.record_line = 1;
+    if (!skip_bom(&p.src)) {
+        snprintf(msg, msglen,
+                 "line 1: the file does not start with text (a broken byte-order mark?)");
+        status = CS_INVALID;
+    } else if (fmt != CS_IMPORT_CSV) {
+        cs_import_format found = detect_format(&p.src);
+
+        if (fmt == CS_IMPORT_AUTO)
+            fmt = found;
+        if (src_peek(&p.src) == '[') {
+            snprintf(msg, msglen,
+                     "line %lld: a JSON array; certstore reads JSON lines, one object per line "
+                     "as 'certstore export --format json' writes them (jq -c '.[]' turns an "
+                     "array into them)",
+                     (long long)p.src.line);
+            status = CS_INVALID;
+        }
+    }
+    if (status == CS_OK && fmt == CS_IMPORT_JSONL)
         line = malloc(RECORD_MAX);
-    if (p.text == NULL || (fmt == CS_IMPORT_JSONL && line == NULL)) {
+    if (status != CS_OK) {
+        /* said above */
+    } else if (p.text == NULL || (fmt == CS_IMPORT_JSONL && line == NULL)) {
         snprintf(msg, msglen, "out of memory");
         status = CS_ERR;
     } else if (fmt == CS_IMPORT_CSV) {

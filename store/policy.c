@@ -194,7 +194,8 @@ static int judge_mapping(const mapping_row *row, cs_kind kind, const X509 *leaf,
     out->kind = kind;
     if (!row->enabled)
         return reject(out, CS_REASON_MAPPING_DISABLED);
-    if (row->not_issued_before_created && issued_before(leaf, row->created))
+    /* Without the certificate (cs_decide_keys) its notBefore is unknown: too early. */
+    if (row->not_issued_before_created && (leaf == NULL || issued_before(leaf, row->created)))
         return reject(out, CS_REASON_ISSUED_BEFORE_MAPPING);
     if (row->not_before != CS_TIME_NONE && now < row->not_before)
         return reject(out, CS_REASON_MAPPING_NOT_YET_VALID);
@@ -467,6 +468,63 @@ int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy
 int cs_decide(cs_db *db, STACK_OF(X509) * chain, int64_t now, cs_decision *out)
 {
     return decide_chain(db, chain, now, NULL, NULL, out);
+}
+
+/* The mapping step alone, on keys instead of a leaf, in its own snapshot. */
+static int decide_keys_in_snapshot(cs_db *db, const cs_key keys[CS_KIND_COUNT], int64_t now,
+                                   cs_decision *out)
+{
+    int pin_enabled = 0;
+    lookup_result r = read_generation(db, &out->generation);
+
+    if (r != LOOKUP_FOUND)
+        return store_unavailable(out, db, "reading the policy generation");
+    if (out->issuer_fp[0] != '\0') {
+        r = read_pin(db, out->issuer_fp, &pin_enabled);
+        if (r == LOOKUP_ERROR)
+            return store_unavailable(out, db, "looking up the pin");
+        if (r == LOOKUP_NONE)
+            return reject(out, CS_REASON_ISSUER_NOT_PINNED);
+        if (!pin_enabled)
+            return reject(out, CS_REASON_PIN_DISABLED);
+    }
+    for (size_t i = 0; i < sizeof(lookup_order) / sizeof(lookup_order[0]); i++) {
+        const cs_key *key = &keys[lookup_order[i]];
+        mapping_row row;
+
+        if (key->len == 0)
+            continue;
+        r = read_mapping(db, lookup_order[i], key, out->issuer_fp, &row);
+        if (r == LOOKUP_ERROR)
+            return store_unavailable(out, db, "looking up mappings");
+        if (r == LOOKUP_FOUND && mapping_applies(lookup_order[i], &row))
+            return judge_mapping(&row, lookup_order[i], NULL, now, CS_TIME_FOREVER, out);
+    }
+    snprintf(out->detail, sizeof(out->detail), "no mapping decides; rules need the certificate");
+    return reject(out, CS_REASON_NO_MAPPING);
+}
+
+int cs_decide_keys(cs_db *db, const cs_key keys[CS_KIND_COUNT], const char *issuer_fp, int64_t now,
+                   cs_decision *out)
+{
+    int own = 0, accepted;
+
+    memset(out, 0, sizeof(*out));
+    out->reason = CS_REASON_STORE_UNAVAILABLE;
+    if (db == NULL || db->sql == NULL)
+        return store_unavailable(out, NULL, "no database open");
+    if (issuer_fp != NULL)
+        snprintf(out->issuer_fp, sizeof(out->issuer_fp), "%s", issuer_fp);
+    if (!begin_snapshot(db, &own)) {
+        accepted = store_unavailable(out, db, "starting a read");
+        reset_all(db);
+        return accepted;
+    }
+    accepted = decide_keys_in_snapshot(db, keys, now, out);
+    if (out->reason == CS_REASON_STORE_UNAVAILABLE)
+        reset_all(db);
+    end_snapshot(db, own);
+    return accepted;
 }
 
 /* A fingerprint the caller computed, else computed here; 0 if neither. */

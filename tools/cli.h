@@ -54,6 +54,16 @@ extern const cli_command cli_cmd_export;
 extern const cli_command cli_cmd_log;
 extern const cli_command cli_cmd_stats;
 
+/*
+ * The subcommands of the groups (ended by a NULL name): cli_dispatch runs
+ * them, `certstore --commands` lists them, and the man page is made from
+ * that list and their --help.
+ */
+extern const cli_command cli_pin_subcommands[];
+extern const cli_command cli_account_subcommands[];
+extern const cli_command cli_map_subcommands[];
+extern const cli_command cli_rule_subcommands[];
+
 /* ---- messages (cli_util.c) ----------------------------------------------- */
 
 /* "certstore: <cmd>: <msg>" on stderr; returns CLI_FAIL. */

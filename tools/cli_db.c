@@ -18,6 +18,17 @@ int cli_store_fail(const cli_ctx *ctx, const cs_db *db)
     return cli_fail(ctx, "%s", db != NULL ? cs_db_errmsg(db) : "out of memory");
 }
 
+/* The library's message, led by the path once: most of its messages name it already. */
+static int fail_on_path(const cli_ctx *ctx, const char *what, const char *msg)
+{
+    size_t n = strlen(ctx->db_path);
+    if (strncmp(msg, ctx->db_path, n) == 0 && (msg[n] == ':' || msg[n] == ' '))
+        return what != NULL ? cli_fail(ctx, "%s: %s %s", ctx->db_path, what, msg)
+                            : cli_fail(ctx, "%s", msg);
+    return cli_fail(ctx, "%s: %s%s%s", ctx->db_path, what != NULL ? what : "",
+                    what != NULL ? " " : "", msg);
+}
+
 static int group_or_other_writable(const char *path)
 {
     struct stat st;
@@ -65,7 +76,7 @@ static cs_db *open_db(const cli_ctx *ctx, unsigned flags)
     cs_status st = cs_db_open(&db, ctx->db_path, flags);
     if (st != CS_OK) {
         if (db != NULL)
-            cli_fail(ctx, "%s: %s", ctx->db_path, cs_db_errmsg(db));
+            fail_on_path(ctx, NULL, cs_db_errmsg(db));
         else
             cli_fail(ctx, "%s: cannot open database (out of memory)", ctx->db_path);
         cs_db_close(db);
@@ -111,7 +122,7 @@ static cs_db *begin_write(const cli_ctx *ctx, cs_status (*begin)(cs_db *, const 
     if (db == NULL)
         return NULL;
     if (begin(db, ctx->command_line) != CS_OK) {
-        cli_fail(ctx, "%s: %s", ctx->db_path, cs_db_errmsg(db));
+        fail_on_path(ctx, NULL, cs_db_errmsg(db));
         cs_db_close(db);
         return NULL;
     }
@@ -135,7 +146,7 @@ int cli_end_write(const cli_ctx *ctx, cs_db *db, cs_status status)
         cs_db_rollback(db);
         rc = CLI_FAIL;
     } else if (cs_db_commit(db) != CS_OK) {
-        cli_fail(ctx, "%s: commit failed, nothing changed: %s", ctx->db_path, cs_db_errmsg(db));
+        fail_on_path(ctx, "commit failed, nothing changed:", cs_db_errmsg(db));
         cs_db_rollback(db);
         rc = CLI_FAIL;
     }

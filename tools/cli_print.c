@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Printing untrusted strings (account names, notes, subjects, commands from
- * the change log). Text output escapes anything that could break or forge
- * a line; JSON output is always valid JSON.
+ * the change log). Text output shows them as typed (so a name can be pasted
+ * back) and escapes, as \xNN, only what a terminal must not receive: control
+ * characters and bytes that are not UTF-8. JSON output is always valid JSON.
  */
 #include <string.h>
 
@@ -53,7 +54,7 @@ void cli_put_text(FILE *out, const char *str)
     while (*s != '\0') {
         unsigned cp;
         size_t len = utf8_sequence(s, &cp);
-        if (len == 0 || is_control(cp) || cp == '\\') {
+        if (len == 0 || is_control(cp)) {
             /* One byte at a time, so invalid sequences show exactly. */
             for (size_t i = 0; i < (len == 0 ? 1 : len); i++)
                 fprintf(out, "\\x%02x", s[i]);
@@ -142,19 +143,22 @@ void cli_put_hex(FILE *out, const unsigned char *bytes, size_t len)
         fprintf(out, "%02x", bytes[i]);
 }
 
+/*
+ * The '[' waits for the first row or the end: a command that fails before
+ * any row (no such account) prints nothing on stdout, not half an array.
+ */
 void cli_json_list_begin(cli_json_list *list, FILE *out)
 {
     list->out = out;
     list->rows = 0;
-    fputc('[', out);
 }
 
 void cli_json_list_row(cli_json_list *list)
 {
-    fputs(list->rows++ == 0 ? "\n" : ",\n", list->out);
+    fputs(list->rows++ == 0 ? "[\n" : ",\n", list->out);
 }
 
 void cli_json_list_end(cli_json_list *list)
 {
-    fputs(list->rows == 0 ? "]\n" : "\n]\n", list->out);
+    fputs(list->rows == 0 ? "[]\n" : "\n]\n", list->out);
 }

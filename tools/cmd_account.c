@@ -49,14 +49,15 @@ static int run_account_add(cli_ctx *ctx, int argc, char **argv)
 }
 
 static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name, cli_change change,
-                              int cascade)
+                              int cascade, int64_t removed[2])
 {
-    cs_status st = change == CLI_REMOVE ? cs_account_remove(db, name, cascade)
-                                        : cs_account_set_enabled(db, name, change == CLI_ENABLE);
+    cs_status st = change == CLI_REMOVE
+                       ? cs_account_remove_counted(db, name, cascade, &removed[0], &removed[1])
+                       : cs_account_set_enabled(db, name, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such account");
     else if (st == CS_INUSE)
-        cli_fail(ctx, "account is used by mappings (remove them, or use --cascade)");
+        cli_fail(ctx, "%s (remove them, or use --cascade)", cs_db_errmsg(db));
     else if (st != CS_OK)
         cli_store_fail(ctx, db);
     return st;
@@ -76,11 +77,15 @@ static int run_account_change(cli_ctx *ctx, int argc, char **argv)
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade));
+    int64_t removed[2] = {0, 0};
+    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade, removed));
     if (rc == CLI_OK) {
         printf("%s ", cli_change_done(change));
         print_account_name("account ", name);
     }
+    if (rc == CLI_OK && removed[0] + removed[1] > 0)
+        printf("removed with it: %lld mapping%s, %lld rule%s\n", (long long)removed[0],
+               removed[0] == 1 ? "" : "s", (long long)removed[1], removed[1] == 1 ? "" : "s");
     return rc;
 }
 
@@ -138,7 +143,7 @@ static int run_account_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-static const cli_command account_subcommands[] = {
+const cli_command cli_account_subcommands[] = {
     {"add", "add an account", run_account_add,
      "Usage: certstore account add NAME [--note TEXT]\n"
      "\n"
@@ -156,9 +161,11 @@ static const cli_command account_subcommands[] = {
     {"rm", "remove an account", run_account_change,
      "Usage: certstore account rm NAME [--cascade]\n"
      "\n"
-     "Remove an account. Refused while mappings use it, unless --cascade.\n"
+     "Remove an account. Refused while mappings or rules use it (the error\n"
+     "counts and names them), unless --cascade.\n"
      "\n"
-     "  --cascade   remove the account's mappings too\n"},
+     "  --cascade   remove the account's mappings and rules too; says how many,\n"
+     "              and the change log names them\n"},
     {"ls", "list accounts", run_account_ls,
      "Usage: certstore account ls [--json]\n"
      "\n"
@@ -186,5 +193,5 @@ const cli_command cli_cmd_account = {
 
 static int run_account(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_account, account_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_account, cli_account_subcommands, argc, argv);
 }

@@ -7,15 +7,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
-/* Only a person watching a terminal wants progress; logs and pipes do not. */
+/*
+ * Only a person watching a terminal wants progress; logs and pipes do not.
+ * Rows done, the rate, and for a regular file how far through it the
+ * import is and about how long is left (the file's bytes are the total a
+ * stream can know in advance).
+ */
+typedef struct {
+    FILE *in;
+    off_t total; /* bytes of a regular file, 0 when unknown (a pipe) */
+    struct timespec start;
+} import_progress;
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
 static void show_progress(int64_t rows, void *arg)
 {
-    (void)arg;
+    const import_progress *p = arg;
+    double secs = seconds_since(&p->start);
+    off_t done = p->total > 0 ? ftello(p->in) : -1;
+
     fprintf(stderr, "\rcertstore: import: %lld rows", (long long)rows);
+    if (secs > 0)
+        fprintf(stderr, ", %.0f rows/s", (double)rows / secs);
+    if (done > 0 && p->total > 0) {
+        fprintf(stderr, ", %lld/%lld bytes (%d%%)", (long long)done, (long long)p->total,
+                (int)(100.0 * (double)done / (double)p->total));
+        if (done < p->total)
+            fprintf(stderr, ", about %.0f s left", secs * (double)(p->total - done) / (double)done);
+    }
+    fputs("\033[K", stderr);
     fflush(stderr);
 }
 
@@ -56,7 +88,12 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
                                cs_import_format fmt, const char *pin_fp, cs_import_result *res)
 {
     int tty = isatty(STDERR_FILENO);
-    cs_status st = cs_import(db, in, fmt, pin_fp, res, tty ? show_progress : NULL, NULL);
+    import_progress progress = {.in = in, .total = 0};
+    struct stat st_in;
+    if (fstat(fileno(in), &st_in) == 0 && S_ISREG(st_in.st_mode))
+        progress.total = st_in.st_size;
+    clock_gettime(CLOCK_MONOTONIC, &progress.start);
+    cs_status st = cs_import(db, in, fmt, pin_fp, res, tty ? show_progress : NULL, &progress);
     if (tty)
         fputs("\r\033[K", stderr);
     if (st == CS_OK && ferror(in)) {
@@ -182,6 +219,11 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     FILE *in = from_stdin ? stdin : fopen(path, "r");
     if (in == NULL)
         return cli_fail(ctx, "%s: %s", path, strerror(errno));
+    struct stat st_in;
+    if (!from_stdin && fstat(fileno(in), &st_in) == 0 && S_ISDIR(st_in.st_mode)) {
+        fclose(in);
+        return cli_fail(ctx, "%s is a directory, not a file to import", path);
+    }
     if (iis || altsecid) {
         rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, location, allow_weak);
         if (!from_stdin)
@@ -227,11 +269,17 @@ const cli_command cli_cmd_import = {
     "account must already be in the state given, an import never changes\n"
     "one); not_issued_before is 'created' or empty; created (default now) is\n"
     "the time that check compares a certificate's notBefore with.\n"
+    "\n"
+    "On a terminal, standard error shows the rows done, the rate and, for a\n"
+    "file, the bytes read of its size and about how long is left.\n"
+    "\n"
     "pin binds a mapping to one pinned CA (see 'certstore map add --help'):\n"
     "ski and issuer-serial rows need one, from their pin column or --pin;\n"
     "a file that has such a row without either imports nothing.\n"
     "\n"
-    "  --format FMT   csv or jsonl (default: detected from the content), or:\n"
+    "  --format FMT   csv or jsonl (default: detected from the content; a UTF-8\n"
+    "                 byte-order mark is read past; a JSON array is refused:\n"
+    "                 one object per line), or:\n"
     "    iis          an IIS applicationHost.config or web.config, as IIS\n"
     "                 enforces it at one path: the root's section, then those\n"
     "                 of the <location>s above and at the path, with their\n"

@@ -2,6 +2,7 @@
 /* certstore map: which client certificate is which account. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -86,12 +87,16 @@ static int fill_spec_options(const cli_ctx *ctx, const map_add_options *o, cs_ma
     return CLI_CONTINUE;
 }
 
+typedef struct found_mapping found_mapping;
+static cs_status find_mapping(cs_db *db, const cs_mapping_ref *ref, found_mapping *f);
+static void already_mapped(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec);
+
 static cs_status add_mapping(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec,
                              int create_account, int64_t *id)
 {
     cs_status st = cs_mapping_add(db, spec, create_account, id);
     if (st == CS_EXISTS)
-        cli_fail(ctx, "a %s mapping for this certificate already exists", cs_kind_name(spec->kind));
+        already_mapped(ctx, db, spec);
     else if (st == CS_NOTFOUND)
         cli_fail(ctx, "%s (use --create-account to create the account)", cs_db_errmsg(db));
     else if (st != CS_OK)
@@ -199,33 +204,279 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-static int run_map_change(cli_ctx *ctx, int argc, char **argv)
-{
-    cli_change change = cli_change_named(argv[0]);
-    const char *kind_text = NULL;
-    const cli_option opts[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
-    cli_positional pos;
-    cs_kind kind = CS_KIND_CERT;
-    cs_mapping_ref ref;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
-        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE ||
-        (rc = resolve_ref(ctx, pos.args[0], kind, &ref)) != CLI_CONTINUE)
-        return rc;
+/* The mapping a REF names, read back so the answer can name it (id, kind, account). */
+struct found_mapping {
+    const cs_mapping_ref *ref;
+    int64_t id;
+    cs_kind kind;
+    char account[CS_ACCOUNT_MAX + 1];
+    int have_sha1;
+    unsigned char sha1[20]; /* of the certificate it was made from */
+};
 
-    cs_db *db = cli_begin_write(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    cs_status st = change == CLI_REMOVE ? cs_mapping_remove(db, &ref)
-                                        : cs_mapping_set_enabled(db, &ref, change == CLI_ENABLE);
+static int match_ref(const cs_mapping *m, void *arg)
+{
+    found_mapping *f = arg;
+    if (f->ref->id > 0 ? m->id != f->ref->id
+                       : m->kind != f->ref->kind || m->key.len != f->ref->key.len ||
+                             memcmp(m->key.bytes, f->ref->key.bytes, m->key.len) != 0)
+        return 0;
+    f->id = m->id;
+    f->kind = m->kind;
+    snprintf(f->account, sizeof(f->account), "%s", m->account);
+    f->have_sha1 = m->have_sha1;
+    memcpy(f->sha1, m->sha1, sizeof(f->sha1));
+    return 1;
+}
+
+static cs_status find_mapping(cs_db *db, const cs_mapping_ref *ref, found_mapping *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->ref = ref;
+    cs_status st = cs_mapping_foreach(db, NULL, match_ref, f);
+    if (st == CS_OK && f->id == 0)
+        return CS_NOTFOUND;
+    return st;
+}
+
+/* "already exists" names the mapping that does, and its account. */
+static void already_mapped(const cli_ctx *ctx, cs_db *db, const cs_mapping_spec *spec)
+{
+    cs_mapping_ref ref = {.id = 0, .kind = spec->kind, .key = spec->key};
+    found_mapping f;
+    if (find_mapping(db, &ref, &f) != CS_OK) {
+        cli_fail(ctx, "a %s mapping for this certificate already exists", cs_kind_name(spec->kind));
+        return;
+    }
+    /* Account names hold no control characters (cs_account_name_valid). */
+    cli_fail(ctx, "a %s mapping for this certificate already exists: mapping %lld -> %s",
+             cs_kind_name(spec->kind), (long long)f.id, f.account);
+}
+
+/*
+ * What still admits a certificate: every mapping of one of its keys that
+ * applies to it (bound to no pin, for cert and spki, or to the pin that
+ * issued it), and what the policy decides for it with its issuing pin.
+ */
+typedef struct {
+    cs_key keys[CS_KIND_COUNT];
+    char issuer_fp[CS_FP_HEX_LEN + 1]; /* "" when no pin issued it */
+    int64_t ids[CS_KIND_COUNT];
+    cs_kind kinds[CS_KIND_COUNT];
+    char accounts[CS_KIND_COUNT][CS_ACCOUNT_MAX + 1];
+    int enabled[CS_KIND_COUNT];
+    size_t n;
+} cert_mappings;
+
+static int collect_cert_mapping(const cs_mapping *m, void *arg)
+{
+    cert_mappings *c = arg;
+    const cs_key *k = &c->keys[m->kind];
+    if (k->len == 0 || k->len != m->key.len || memcmp(k->bytes, m->key.bytes, k->len) != 0)
+        return 0;
+    if (m->pin_fp != NULL ? strcmp(m->pin_fp, c->issuer_fp) != 0 : cs_kind_needs_pin(m->kind))
+        return 0;
+    if (c->n < CS_KIND_COUNT) {
+        c->ids[c->n] = m->id;
+        c->kinds[c->n] = m->kind;
+        c->enabled[c->n] = m->enabled;
+        snprintf(c->accounts[c->n], sizeof(c->accounts[0]), "%s", m->account);
+        c->n++;
+    }
+    return 0;
+}
+
+static cs_status cert_mappings_find(cs_db *db, X509 *leaf, cert_mappings *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (int k = 0; k < CS_KIND_COUNT; k++)
+        if (cs_key_from_cert(leaf, (cs_kind)k, &c->keys[k]) != CS_OK)
+            c->keys[k].len = 0;
+    cs_status st = cs_pin_find_issuer(db, leaf, c->issuer_fp);
+    if (st != CS_OK)
+        c->issuer_fp[0] = '\0';
+    if (st != CS_OK && st != CS_NOTFOUND && st != CS_EXISTS)
+        return st;
+    return cs_mapping_foreach(db, NULL, collect_cert_mapping, c);
+}
+
+static int keep_pin_der(const cs_pin *pin, void *arg)
+{
+    X509 **ca = arg;
+    const unsigned char *p = pin->der;
+    *ca = d2i_X509(NULL, &p, (long)pin->der_len);
+    return 1;
+}
+
+/* The policy on [leaf, issuing pin], in the caller's transaction; 0 when no pin issued it. */
+static int decide_with_pin(cs_db *db, X509 *leaf, const char *issuer_fp, cs_decision *d)
+{
+    X509 *ca = NULL;
+    STACK_OF(X509) *chain = NULL;
+    int done = 0;
+    if (issuer_fp[0] == '\0' || cs_pin_get(db, issuer_fp, keep_pin_der, &ca) != CS_OK ||
+        ca == NULL || (chain = sk_X509_new_null()) == NULL)
+        goto out;
+    if (sk_X509_push(chain, leaf) > 0 && sk_X509_push(chain, ca) > 0) {
+        cs_decide(db, chain, (int64_t)time(NULL), d);
+        done = 1;
+    }
+out:
+    sk_X509_free(chain);
+    X509_free(ca);
+    return done;
+}
+
+/* After a removal: say what still lets the certificate in, if anything. */
+static void report_still_admitted(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file)
+{
+    cert_mappings c;
+    cs_decision d;
+    if (cert_mappings_find(db, leaf, &c) != CS_OK)
+        return;
+    for (size_t i = 0; i < c.n; i++) {
+        printf("still mapped: mapping %lld %s -> ", (long long)c.ids[i], cs_kind_name(c.kinds[i]));
+        cli_put_text(stdout, c.accounts[i]);
+        printf("%s\n", c.enabled[i] ? "" : " (disabled)");
+    }
+    if (decide_with_pin(db, leaf, c.issuer_fp, &d) && d.accept) {
+        if (d.rule_id != 0)
+            printf("still accepted: account %s by rule %lld\n", d.account, (long long)d.rule_id);
+        else
+            printf("still accepted: account %s by mapping %lld (%s)\n", d.account,
+                   (long long)d.mapping_id, cs_kind_name(d.kind));
+        cli_warn(ctx,
+                 "%s is still accepted (account %s); 'certstore map rm --all %s' removes every "
+                 "mapping of it%s",
+                 file, d.account, file, d.rule_id != 0 ? ", 'certstore rule' the rule" : "");
+    }
+}
+
+/* map rm --all CERT: every mapping that applies to the certificate, in one transaction. */
+static cs_status remove_all_of_cert(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file)
+{
+    cert_mappings c;
+    cs_status st = cert_mappings_find(db, leaf, &c);
+    if (st != CS_OK)
+        return cli_store_fail(ctx, db), st;
+    if (c.n == 0)
+        return cli_fail(ctx, "%s: no mapping of this certificate", file), CS_NOTFOUND;
+    for (size_t i = 0; i < c.n; i++) {
+        cs_mapping_ref ref = {.id = c.ids[i]};
+        if ((st = cs_mapping_remove(db, &ref)) != CS_OK)
+            return cli_store_fail(ctx, db), st;
+        printf("removed mapping %lld %s -> ", (long long)c.ids[i], cs_kind_name(c.kinds[i]));
+        cli_put_text(stdout, c.accounts[i]);
+        putchar('\n');
+    }
+    return CS_OK;
+}
+
+/*
+ * The other mappings made from the same certificate (by SHA-1), without
+ * the certificate itself: what map rm ID or KEY leaves of it.
+ */
+typedef struct {
+    const unsigned char *sha1;
+    cs_key keys[CS_KIND_COUNT];
+    char issuer_fp[CS_FP_HEX_LEN + 1];
+    int listed;
+} same_cert;
+
+static int list_same_cert(const cs_mapping *m, void *arg)
+{
+    same_cert *c = arg;
+    if (!m->have_sha1 || memcmp(m->sha1, c->sha1, sizeof(m->sha1)) != 0 || cs_mapping_unbound(m))
+        return 0;
+    c->keys[m->kind] = m->key;
+    if (m->pin_fp != NULL)
+        snprintf(c->issuer_fp, sizeof(c->issuer_fp), "%s", m->pin_fp);
+    printf("still mapped: mapping %lld %s -> ", (long long)m->id, cs_kind_name(m->kind));
+    cli_put_text(stdout, m->account);
+    printf("%s\n", m->enabled ? "" : " (disabled)");
+    c->listed++;
+    return 0;
+}
+
+static void report_same_certificate(const cli_ctx *ctx, cs_db *db, const found_mapping *f)
+{
+    same_cert c;
+    cs_decision d;
+    memset(&c, 0, sizeof(c));
+    c.sha1 = f->sha1;
+    if (!f->have_sha1 || cs_mapping_foreach(db, NULL, list_same_cert, &c) != CS_OK || c.listed == 0)
+        return;
+    cs_decide_keys(db, c.keys, c.issuer_fp[0] != '\0' ? c.issuer_fp : NULL, (int64_t)time(NULL),
+                   &d);
+    if (!d.accept)
+        return;
+    printf("still accepted: account %s by mapping %lld (%s)\n", d.account, (long long)d.mapping_id,
+           cs_kind_name(d.kind));
+    cli_warn(ctx,
+             "the certificate of mapping %lld is still accepted (account %s); 'certstore map rm "
+             "--all CERT.pem' removes every mapping of it",
+             (long long)f->id, d.account);
+}
+
+static cs_status change_one(const cli_ctx *ctx, cs_db *db, cli_change change,
+                            const cs_mapping_ref *ref, int report)
+{
+    found_mapping f;
+    cs_status st = find_mapping(db, ref, &f);
+    if (st == CS_OK)
+        st = change == CLI_REMOVE ? cs_mapping_remove(db, ref)
+                                  : cs_mapping_set_enabled(db, ref, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such mapping");
     else if (st != CS_OK)
         cli_store_fail(ctx, db);
-    rc = cli_end_write(ctx, db, st);
-    if (rc == CLI_OK)
-        printf("%s mapping\n", cli_change_done(change));
-    return rc;
+    else {
+        printf("%s mapping %lld %s -> ", cli_change_done(change), (long long)f.id,
+               cs_kind_name(f.kind));
+        cli_put_text(stdout, f.account);
+        putchar('\n');
+        if (report && change == CLI_REMOVE)
+            report_same_certificate(ctx, db, &f);
+    }
+    return st;
+}
+
+static int run_map_change(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_change change = cli_change_named(argv[0]);
+    const char *kind_text = NULL;
+    int all = 0;
+    const cli_option opts[] = {{"kind", &kind_text, NULL}, {"all", NULL, &all}, CLI_OPTIONS_END};
+    const cli_option opts_no_all[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    cs_kind kind = CS_KIND_CERT;
+    cs_mapping_ref ref;
+    X509 *leaf = NULL;
+    int rc = cli_parse(ctx, change == CLI_REMOVE ? opts : opts_no_all, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
+        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE)
+        return rc;
+    const char *text = pos.args[0];
+    if (all && (kind_text != NULL || access(text, F_OK) != 0))
+        return cli_usage_error(ctx, "--all takes a certificate file and no --kind");
+    if (!all && (rc = resolve_ref(ctx, text, kind, &ref)) != CLI_CONTINUE)
+        return rc;
+    /* A certificate file: after a removal, say what still admits it. */
+    if (change == CLI_REMOVE && access(text, F_OK) == 0 &&
+        (leaf = cli_read_one_cert(ctx, text)) == NULL)
+        return CLI_FAIL;
+
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL) {
+        X509_free(leaf);
+        return CLI_FAIL;
+    }
+    cs_status st = all ? remove_all_of_cert(ctx, db, leaf, text)
+                       : change_one(ctx, db, change, &ref, leaf == NULL);
+    if (st == CS_OK && leaf != NULL)
+        report_still_admitted(ctx, db, leaf, text);
+    X509_free(leaf);
+    return cli_end_write(ctx, db, st);
 }
 
 typedef struct {
@@ -320,7 +571,7 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
     "\n"                                                                                           \
     "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
 
-static const cli_command map_subcommands[] = {
+const cli_command cli_map_subcommands[] = {
     {"add", "map a client certificate to an account", run_map_add,
      "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
      "                         [--not-before T] [--not-after T] [--note TEXT]\n"
@@ -349,10 +600,21 @@ static const cli_command map_subcommands[] = {
      "                     reject certificates whose notBefore is earlier than\n"
      "                     this mapping (reason issued-before-mapping)\n"},
     {"rm", "remove a mapping", run_map_change,
-     "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
+     "Usage: certstore map rm REF [--kind KIND]\n"
+     "       certstore map rm --all CERT.pem\n"
+     "\n"
+     "Remove a mapping; say which (id, kind, account). Then list the mappings\n"
+     "of the same certificate that remain ('still mapped: ...') and, when the\n"
+     "policy still accepts it, by which mapping or rule ('still accepted: ...',\n"
+     "and a warning on stderr). With a certificate file that is the policy\n"
+     "on it and its issuing pin, rules included; with an id or key, the\n"
+     "mappings made from the same certificate (same SHA-1), rules left out.\n"
+     "\n" REF_HELP "  --all         remove every mapping that applies to CERT.pem (each of its\n"
+     "                keys, bound to no pin or to its issuing pin), in one\n"
+     "                transaction\n"},
     {"disable", "disable a mapping", run_map_change,
      "Usage: certstore map disable REF [--kind KIND]\n\nDisable a mapping: its certificate "
-     "is rejected with mapping-disabled.\n\n" REF_HELP},
+     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
     {"ls", "list mappings", run_map_ls,
@@ -378,6 +640,7 @@ const cli_command cli_cmd_map = {
     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
     "                         [--create-account]\n"
     "       certstore map rm REF [--kind KIND]\n"
+    "       certstore map rm --all CERT.pem\n"
     "       certstore map disable REF [--kind KIND]\n"
     "       certstore map enable REF [--kind KIND]\n"
     "       certstore map ls [--account NAME] [--json]\n"
@@ -388,5 +651,5 @@ const cli_command cli_cmd_map = {
 
 static int run_map(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_map, map_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_map, cli_map_subcommands, argc, argv);
 }

@@ -167,7 +167,7 @@ static int run_pin_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-static const cli_command pin_subcommands[] = {
+const cli_command cli_pin_subcommands[] = {
     {"add", "pin an issuing CA", run_pin_add,
      "Usage: certstore pin add CA.pem [--note TEXT]\n"
      "\n"
@@ -211,5 +211,5 @@ const cli_command cli_cmd_pin = {
 
 static int run_pin(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_pin, pin_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_pin, cli_pin_subcommands, argc, argv);
 }

@@ -349,7 +349,7 @@ static int run_rule_disable(cli_ctx *ctx, int argc, char **argv)
     return change_rule(ctx, argc, argv, RULE_DISABLE);
 }
 
-static const cli_command rule_subcommands[] = {
+const cli_command cli_rule_subcommands[] = {
     {"add", "add a many-to-one rule", run_rule_add,
      "Usage: certstore rule add --pin FP (--account NAME | --deny) [--priority N]\n"
      "                          [--subject DN | --subject-exact DN]\n"
@@ -432,5 +432,5 @@ const cli_command cli_cmd_rule = {
 
 static int run_rule(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_rule, rule_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_rule, cli_rule_subcommands, argc, argv);
 }

@@ -47,6 +47,7 @@ static void print_overview(FILE *out)
           "              CERTSTORE_ALLOW_UNSAFE_DIR=1. Links are never followed.\n"
           "  --help      show this help, or a command's help after the command\n"
           "  --version   show the version\n"
+          "  --commands  list every command and subcommand, one per line\n"
           "\n"
           "Exit status: 0 success (check: accepted), 1 failure (check: rejected),\n"
           "2 usage error. Run 'certstore COMMAND --help' for a command's options.\n",
@@ -120,6 +121,29 @@ static const char *default_db_path(void)
     return env != NULL && *env != '\0' ? env : CERTSTORE_DEFAULT_DB;
 }
 
+/* The groups' subcommand tables, the ones cli_dispatch runs. */
+static const struct {
+    const cli_command *group;
+    const cli_command *subs;
+} groups[] = {
+    {&cli_cmd_pin, cli_pin_subcommands},
+    {&cli_cmd_account, cli_account_subcommands},
+    {&cli_cmd_map, cli_map_subcommands},
+    {&cli_cmd_rule, cli_rule_subcommands},
+};
+
+/* Every command and subcommand, one per line: the man page is made from this list. */
+static void print_commands(FILE *out)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        fprintf(out, "%s\n", commands[i]->name);
+        for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
+            for (const cli_command *sub = groups[g].subs;
+                 groups[g].group == commands[i] && sub->name != NULL; sub++)
+                fprintf(out, "%s %s\n", commands[i]->name, sub->name);
+    }
+}
+
 int main(int argc, char **argv)
 {
     cli_ctx ctx = {.db_path = default_db_path(), .name = "certstore"};
@@ -133,6 +157,9 @@ int main(int argc, char **argv)
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             print_overview(stdout);
+            return CLI_OK;
+        } else if (strcmp(arg, "--commands") == 0) {
+            print_commands(stdout);
             return CLI_OK;
         } else if (strcmp(arg, "--version") == 0) {
             printf("certstore %s\n", CERTSTORE_VERSION);

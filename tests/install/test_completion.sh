@@ -75,6 +75,9 @@ expect_only "$all_commands" certstore ""
 expect "pin" certstore p
 expect "--db --help --version" certstore --
 expect_only "add rm disable enable ls --help" certstore pin ""
+expect_only "add ls rm enable disable --help" certstore rule ""
+expect "--all --kind" certstore map rm x.pem --
+expect "--commands" certstore --
 expect "--account --kind --pin --not-before --not-after --note --create-account" \
     certstore map add x.pem --
 expect_only "cert issuer-serial ski spki" certstore map add x.pem --kind ""

@@ -35,15 +35,26 @@ check() {
     return 1
 }
 
-# Commands as the overview lists them; a group's subcommands as its usage
-# lines name them (the CLI's convention, which mkman.sh relies on too).
+# Commands as the overview lists them.
 commands() {
     "$bin" --help | awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on { print $1 }'
 }
+# A group's subcommands as its help names them: in "certstore GROUP SUB"
+# usage lines, in "add|ls|rm" alternatives, or in an indented list.
 subcommands() {
-    "$bin" "$1" --help |
-        sed -n "s/^\(Usage:\)\{0,1\} *certstore $1 \([a-z][a-z-]*\)\( .*\)\{0,1\}\$/\2/p" |
-        awk '!seen[$0]++'
+    "$bin" "$1" --help >"$WORK/group-help" || return 0
+    {
+        sed -n "s/^\(Usage:\)\{0,1\} *certstore $1 \([a-z][a-z-]*\)\( .*\)\{0,1\}\$/\2/p" \
+            "$WORK/group-help"
+        sed -n "s/^Usage: certstore $1 \([a-z|-]*|[a-z|-]*\) .*/\1/p" "$WORK/group-help" | tr '|' '\n'
+        if grep -q SUBCOMMAND "$WORK/group-help"; then
+            sed -n 's/^  \([a-z][a-z-]*\)  \{1,\}[a-z].*/\1/p' "$WORK/group-help"
+        fi
+    } | awk '!seen[$0]++'
+}
+# What mkman.sh makes the page from: "pin", "pin add", ...
+listed() {
+    "$bin" --commands
 }
 
 # The body of subsection "certstore WORDS" with the roff escapes undone.
@@ -66,18 +77,32 @@ section_matches_help() {
 }
 
 every_command_documented() {
-    local cmd sub ok=0 expected=0 found
-    [ -n "$(commands)" ] || { diag "no commands in certstore --help"; return 1; }
-    for cmd in $(commands); do
+    local words ok=0 expected=0 found
+    listed >"$WORK/listed" || { diag "certstore --commands failed"; return 1; }
+    [ -s "$WORK/listed" ] || { diag "certstore --commands lists nothing"; return 1; }
+    while IFS= read -r words; do
         expected=$((expected + 1))
-        section_matches_help "$cmd" || ok=1
-        for sub in $(subcommands "$cmd"); do
-            expected=$((expected + 1))
-            section_matches_help "$cmd" "$sub" || ok=1
-        done
-    done
+        # shellcheck disable=SC2086 # "map add" is two words
+        section_matches_help $words || ok=1
+    done <"$WORK/listed"
     found=$(grep -c '^\.SS "certstore ' "$page1")
     [ "$found" -eq "$expected" ] || { diag "$found subsections, $expected commands"; ok=1; }
+    return $ok
+}
+
+# Whatever the overview and the groups' help name is in the list and the
+# page: a subcommand documented only in its group's help is a gap.
+every_named_command_listed() {
+    local cmd sub ok=0
+    listed >"$WORK/listed" || { diag "certstore --commands failed"; return 1; }
+    for cmd in $(commands); do
+        grep -qxF "$cmd" "$WORK/listed" || { diag "$cmd not in --commands"; ok=1; }
+        for sub in $(subcommands "$cmd"); do
+            grep -qxF "$cmd $sub" "$WORK/listed" || { diag "$cmd $sub not in --commands"; ok=1; }
+            grep -qxF ".SS \"certstore $cmd $sub\"" "$page1" ||
+                { diag "certstore $cmd $sub has no subsection"; ok=1; }
+        done
+    done
     return $ok
 }
 
@@ -141,6 +166,7 @@ provider_page_documents_reasons() {
 }
 
 check "certstore(1) holds every command's --help verbatim" every_command_documented
+check "every subcommand a group's help names is listed and documented" every_named_command_listed
 check "certstore(1) holds the overview" overview_in_page
 check "both pages carry the CLI's version" version_in_pages
 check "both pages render without groff warnings" renders_cleanly

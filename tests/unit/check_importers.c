@@ -830,7 +830,7 @@ START_TEST(test_cli_import_iis_and_altsecid)
     ck_assert_int_eq(cli("rule", "ls", NULL), 0);
     ck_assert_ptr_nonnull(strstr(cli_out, "1 deny priority=10"));
     ck_assert_ptr_nonnull(strstr(cli_out, "subject=\"CN=NOCLIENT*\""));
-    ck_assert_ptr_nonnull(strstr(cli_out, "account=CORP\\x5csvc-tests priority=20"));
+    ck_assert_ptr_nonnull(strstr(cli_out, "account=CORP\\svc-tests priority=20"));
     ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));
     ck_assert_int_eq(cli("log", NULL), 0);
     ck_assert_ptr_null(strstr(cli_out, "S3cr3t"));

@@ -25,10 +25,10 @@ _certstore_commands()
     _certstore_help | awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on { print $1 }'
 }
 
+# A group's subcommands, from the list the man page is made from too.
 _certstore_subcommands()
 {
-    _certstore_help "$1" |
-        sed -n "s/^\(Usage:\)\{0,1\} *certstore $1 \([a-z][a-z-]*\)\( .*\)\{0,1\}\$/\2/p"
+    command "$_certstore_bin" --commands 2>/dev/null | sed -n "s/^$1 \([a-z][a-z-]*\)\$/\1/p"
 }
 
 _certstore_options()
@@ -106,7 +106,7 @@ _certstore()
     fi
     if [[ -z $cmd ]]; then
         if [[ $cur == -* ]]; then
-            _certstore_reply "--db --allow-unsafe-dir --help --version"
+            _certstore_reply "--db --allow-unsafe-dir --help --version --commands"
         else
             _certstore_reply "$(_certstore_commands)"
         fi

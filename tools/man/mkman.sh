@@ -8,10 +8,9 @@
 #
 # TEMPLATE (certstore.1.in) holds the fixed sections; a line that is exactly
 # @COMMANDS@ is replaced by one subsection per command and subcommand, each
-# holding that command's --help verbatim. Commands come from the "Commands:"
-# list of `certstore --help`; subcommands of a group from the
-# "certstore GROUP SUB" lines of the group's help. A new command that is in
-# the command table and follows that usage convention appears here with no
+# holding that command's --help verbatim. The list comes from
+# `certstore --commands`, which walks the same command and subcommand
+# tables that run them: a new command or subcommand appears here with no
 # change to this script.
 set -eu
 
@@ -27,15 +26,9 @@ roff_verbatim() {
     sed -e 's/\\/\\e/g' -e 's/-/\\-/g' -e "s/^\([.']\)/\\\\\&\1/"
 }
 
+# "pin", "pin add", ...: one command or subcommand per line.
 commands() {
-    "$bin" --help | awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on { print $1 }'
-}
-
-# Subcommands named in a group's help: "certstore GROUP SUB ..." lines.
-subcommands() {
-    "$bin" "$1" --help |
-        sed -n "s/^\(Usage:\)\{0,1\} *certstore $1 \([a-z][a-z-]*\)\( .*\)\{0,1\}\$/\2/p" |
-        awk '!seen[$0]++'
+    "$bin" --commands
 }
 
 # .SS heading and the help of one command (words as arguments).
@@ -49,13 +42,10 @@ help_section() {
 
 emit_commands() {
     cmds=$(commands)
-    [ -n "$cmds" ] || { echo "mkman.sh: no commands in '$bin --help'" >&2; exit 1; }
-    for cmd in $cmds; do
-        help_section "$cmd"
-        subs=$(subcommands "$cmd")
-        for sub in $subs; do
-            help_section "$cmd" "$sub"
-        done
+    [ -n "$cmds" ] || { echo "mkman.sh: no commands in '$bin --commands'" >&2; exit 1; }
+    printf '%s\n' "$cmds" | while IFS= read -r words; do
+        # shellcheck disable=SC2086 # "map add" is two words
+        help_section $words
     done
 }
 
