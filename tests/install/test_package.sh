@@ -44,6 +44,11 @@ fails=0
 n=0
 
 cleanup() {
+    if dpkg-query -W -f='${Status}' libnginx-mod-http-certstore 2>/dev/null |
+        grep -q 'installed\|config-files'; then
+        "${APT[@]}" purge libnginx-mod-http-certstore >/dev/null 2>&1 ||
+            dpkg --purge libnginx-mod-http-certstore >/dev/null 2>&1
+    fi
     if dpkg-query -W -f='${Status}' certstore 2>/dev/null | grep -q 'installed\|config-files'; then
         echo "# cleanup: purging the certstore package"
         "${APT[@]}" purge certstore >/dev/null 2>&1 || dpkg --purge certstore >/dev/null 2>&1
@@ -99,6 +104,8 @@ build_package() {
         return 1
     fi
     DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'certstore_*_amd64.deb' | head -n 1)
+    NGINX_DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'libnginx-mod-http-certstore_*_amd64.deb' |
+        head -n 1)
     [ -n "$DEB" ] || { diag "no certstore_*_amd64.deb in $WORK/pkg"; return 1; }
     diag "built $(basename "$DEB")"
 }
@@ -279,6 +286,46 @@ live_demo_against_installed() {
         { diag_file "$WORK/live.log"; return 1; }
 }
 
+# ---- the nginx module's package (built where nginx-dev was installed) --------
+
+NGINX_LINK=/etc/nginx/modules-enabled/50-mod-http-certstore.conf
+nginx_module_package() {
+    local depends
+    depends=$(dpkg-deb -f "$NGINX_DEB" Depends)
+    diag "libnginx-mod-http-certstore Depends: $depends"
+    [[ $depends == *nginx-abi-* && $depends == *certstore* ]] || return 1
+    lintian --fail-on error "$NGINX_DEB" >"$WORK/lintian-nginx.log" 2>&1
+    local rc=$?
+    grep -v '^running with root' "$WORK/lintian-nginx.log" | sed 's/^/# /'
+    [ "$rc" -eq 0 ] || return 1
+    "${APT[@]}" install --no-install-recommends "$NGINX_DEB" >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ -f /usr/lib/nginx/modules/ngx_http_certstore_module.so ] &&
+        [ -f /usr/share/nginx/modules-available/mod-http-certstore.conf ] &&
+        [ -L "$NGINX_LINK" ] || { diag "module, its .conf or $NGINX_LINK missing"; return 1; }
+}
+
+# Debian's own nginx.conf (modules-enabled/*.conf) loads it, and knows its variables.
+nginx_loads_module() {
+    command -v nginx >/dev/null || { diag "nginx is not installed"; return 1; }
+    cat >"$WORK/nginx-vars.conf" <<NGX
+include /etc/nginx/modules-enabled/*.conf;
+pid $WORK/nginx.pid;
+error_log stderr;
+events {}
+http { server { listen 127.0.0.1:1; return 200 "\$certstore_account \$certstore_decision \$certstore_mapping"; } }
+NGX
+    nginx -t -q -c "$WORK/nginx-vars.conf" >"$WORK/nginx-t.log" 2>&1 ||
+        { diag_file "$WORK/nginx-t.log"; return 1; }
+}
+
+nginx_module_removed() {
+    "${APT[@]}" purge libnginx-mod-http-certstore >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ ! -e "$NGINX_LINK" ] && [ ! -e "$NGINX_LINK.removed" ] &&
+        [ ! -e /usr/lib/nginx/modules/ngx_http_certstore_module.so ]
+}
+
 make_system_database() {
     /usr/bin/certstore init >/dev/null &&
         /usr/bin/certstore account add kept >/dev/null &&
@@ -318,6 +365,16 @@ check "the drop-ins' doctor stops a server whose module does not exist, and only
 check "man finds certstore(1) and certstore-provider(7)" man_pages_installed
 check "demo with the installed certstore" demo_against_installed
 check "live demo: openssl s_server with the installed module" live_demo_against_installed
+if [ -n "$NGINX_DEB" ]; then
+    check "libnginx-mod-http-certstore: Depends, lintian, installed and enabled the Debian way" \
+        nginx_module_package &&
+        check "Debian's modules-enabled loads it: nginx -t knows \$certstore_account" \
+            nginx_loads_module
+    check "apt-get purge libnginx-mod-http-certstore: module and its link gone" \
+        nginx_module_removed
+else
+    diag "no libnginx-mod-http-certstore package (nginx-dev not installed at build time)"
+fi
 require "certstore init makes the system database" make_system_database
 check "apt-get remove: binaries gone, database kept" remove_keeps_database
 check "apt-get purge: $DATA_DIR removed" purge_removes_data_dir
