@@ -12,6 +12,10 @@
  * only while nothing has narrowed access since. Empty values make
  * proxy_set_header drop the header, and the client's own header of that
  * name with it.
+ *
+ * The variables are changeable, as map and set need: a configuration that
+ * still defines $certstore_account with the exported map (README's older
+ * recipe) keeps working, its own definition taking over.
  */
 #include <ngx_config.h>
 #include <ngx_core.h>
@@ -55,11 +59,11 @@ ngx_module_t ngx_http_certstore_module = {NGX_MODULE_V1,
 
 static ngx_http_variable_t ngx_http_certstore_vars[] = {
     {ngx_string("certstore_account"), NULL, ngx_http_certstore_variable, NGX_HTTP_CERTSTORE_ACCOUNT,
-     0, 0},
+     NGX_HTTP_VAR_CHANGEABLE, 0},
     {ngx_string("certstore_decision"), NULL, ngx_http_certstore_variable,
-     NGX_HTTP_CERTSTORE_DECISION, 0, 0},
+     NGX_HTTP_CERTSTORE_DECISION, NGX_HTTP_VAR_CHANGEABLE, 0},
     {ngx_string("certstore_mapping"), NULL, ngx_http_certstore_variable, NGX_HTTP_CERTSTORE_MAPPING,
-     0, 0},
+     NGX_HTTP_VAR_CHANGEABLE, 0},
     ngx_http_null_variable};
 
 /* The provider's index never changes once it is known; until then, ask again. */

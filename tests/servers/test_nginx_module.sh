@@ -193,6 +193,24 @@ same_processes() {
 }
 cs_check 10 "the same nginx workers served it all (no reload)" same_processes
 
+# A configuration from the exported-map recipe defines $certstore_account
+# itself: with the module loaded, it still loads (its map takes over).
+map_recipe_still_loads() {
+    cat >"$NGX/map.conf" <<EOF
+load_module $CERTSTORE_NGINX_MODULE;
+pid $NGX/map.pid;
+error_log stderr;
+events {}
+http {
+    map \$ssl_client_fingerprint \$certstore_account { default "from-map"; }
+    server { listen 127.0.0.1:$BACKEND_PORT; return 200 "\$certstore_account"; }
+}
+EOF
+    "$CS_SERVER_BIN" -t -q -p "$NGX/" -c "$NGX/map.conf" >"$WORK/out/map-t.txt" 2>&1 ||
+        { cs_diag_file "$WORK/out/map-t.txt"; return 1; }
+}
+cs_check 11 "the exported-map recipe's own \$certstore_account still loads" map_recipe_still_loads
+
 if [ "$CS_FAILS" -ne 0 ]; then
     cs_diag_file "$NGX/error.log" 40
     cs_diag_file "$CS_LOG" 40
