@@ -44,6 +44,15 @@ fails=0
 n=0
 
 cleanup() {
+    if dpkg-query -W -f='${Status}' libapache2-mod-certstore 2>/dev/null |
+        grep -q 'installed\|config-files'; then
+        "${APT[@]}" purge libapache2-mod-certstore >/dev/null 2>&1 ||
+            dpkg --purge libapache2-mod-certstore >/dev/null 2>&1
+    fi
+    # Enabling mod_certstore enables mod_ssl too (a2enmod's dependency).
+    if [ "${ssl_was_enabled:-1}" = 0 ] && [ -e /etc/apache2/mods-enabled/ssl.load ]; then
+        a2dismod -q ssl >/dev/null 2>&1
+    fi
     if dpkg-query -W -f='${Status}' libnginx-mod-http-certstore 2>/dev/null |
         grep -q 'installed\|config-files'; then
         "${APT[@]}" purge libnginx-mod-http-certstore >/dev/null 2>&1 ||
@@ -104,6 +113,8 @@ build_package() {
         return 1
     fi
     DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'certstore_*_amd64.deb' | head -n 1)
+    APACHE_DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'libapache2-mod-certstore_*_amd64.deb' |
+        head -n 1)
     NGINX_DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'libnginx-mod-http-certstore_*_amd64.deb' |
         head -n 1)
     [ -n "$DEB" ] || { diag "no certstore_*_amd64.deb in $WORK/pkg"; return 1; }
@@ -326,6 +337,44 @@ nginx_module_removed() {
         [ ! -e /usr/lib/nginx/modules/ngx_http_certstore_module.so ]
 }
 
+# ---- the Apache module's package (built where apache2-dev was installed) ------
+
+apache_module_package() {
+    local depends
+    depends=$(dpkg-deb -f "$APACHE_DEB" Depends)
+    diag "libapache2-mod-certstore Depends: $depends"
+    [[ $depends == *apache2-api-* && $depends == *certstore* ]] || return 1
+    lintian --fail-on error "$APACHE_DEB" >"$WORK/lintian-apache.log" 2>&1
+    local rc=$?
+    grep -v '^running with root' "$WORK/lintian-apache.log" | sed 's/^/# /'
+    [ "$rc" -eq 0 ] || return 1
+    ssl_was_enabled=0
+    [ -e /etc/apache2/mods-enabled/ssl.load ] && ssl_was_enabled=1
+    "${APT[@]}" install --no-install-recommends "$APACHE_DEB" >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ -f /usr/lib/apache2/modules/mod_certstore.so ] &&
+        [ -f /etc/apache2/mods-available/certstore.load ] &&
+        [ -L /etc/apache2/mods-enabled/certstore.load ] &&
+        [ -L /etc/apache2/mods-enabled/ssl.load ] ||
+        { diag "module, certstore.load or its mods-enabled links (and ssl's) missing"; return 1; }
+}
+
+# Debian's apache2.conf loads it, and knows its directives.
+apache_loads_module() {
+    command -v apache2ctl >/dev/null || { diag "apache2 is not installed"; return 1; }
+    apache2ctl -M >"$WORK/apache-M.log" 2>&1 || { diag_file "$WORK/apache-M.log"; return 1; }
+    grep -q 'certstore_module (shared)' "$WORK/apache-M.log" ||
+        { diag_file "$WORK/apache-M.log"; return 1; }
+}
+
+apache_module_removed() {
+    "${APT[@]}" purge libapache2-mod-certstore >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ ! -e /etc/apache2/mods-enabled/certstore.load ] &&
+        [ ! -e /etc/apache2/mods-available/certstore.load ] &&
+        [ ! -e /usr/lib/apache2/modules/mod_certstore.so ]
+}
+
 make_system_database() {
     /usr/bin/certstore init >/dev/null &&
         /usr/bin/certstore account add kept >/dev/null &&
@@ -374,6 +423,16 @@ if [ -n "$NGINX_DEB" ]; then
         nginx_module_removed
 else
     diag "no libnginx-mod-http-certstore package (nginx-dev not installed at build time)"
+fi
+if [ -n "$APACHE_DEB" ]; then
+    check "libapache2-mod-certstore: Depends, lintian, installed and enabled with a2enmod" \
+        apache_module_package &&
+        check "Debian's apache2.conf loads it: apache2ctl -M lists certstore_module" \
+            apache_loads_module
+    check "apt-get purge libapache2-mod-certstore: module, .load and link gone" \
+        apache_module_removed
+else
+    diag "no libapache2-mod-certstore package (apache2-dev not installed at build time)"
 fi
 require "certstore init makes the system database" make_system_database
 check "apt-get remove: binaries gone, database kept" remove_keeps_database
