@@ -43,6 +43,9 @@
 #define CERTSTORE_PROVIDER_NAME "certstore"
 #define CERTSTORE_PARAM_ACCOUNT_INDEX "certstore-account-index"
 #define CERTSTORE_PARAM_CONN_LAYOUT "certstore-conn-layout"
+/* The database the provider reads and its mode ("enforce", "audit", "off"). */
+#define CERTSTORE_PARAM_DB "certstore-db"
+#define CERTSTORE_PARAM_MODE "certstore-mode"
 #define CERTSTORE_SESSION_PREFIX "certstore-account="
 /* In a session's appdata, the mapping that accepted it (after the account). */
 #define CERTSTORE_SESSION_MAPPING " mapping="

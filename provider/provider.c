@@ -154,8 +154,8 @@ static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
  * doctor`: the database path, the mode name, "ok" or "deny-all", and why
  * it denies all ("" when ok). All are read-only strings.
  */
-#define CSP_PARAM_DB "certstore-db"
-#define CSP_PARAM_MODE "certstore-mode"
+#define CSP_PARAM_DB CERTSTORE_PARAM_DB
+#define CSP_PARAM_MODE CERTSTORE_PARAM_MODE
 #define CSP_PARAM_STATUS "certstore-status"
 #define CSP_PARAM_STATUS_REASON "certstore-status-reason"
 

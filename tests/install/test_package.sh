@@ -375,6 +375,26 @@ apache_module_removed() {
         [ ! -e /usr/lib/apache2/modules/mod_certstore.so ]
 }
 
+# certstore.lua for lua-load, and the C module it requires, from the default Lua path.
+haproxy_loads_lua() {
+    command -v haproxy >/dev/null || { diag "haproxy is not installed"; return 1; }
+    cat >"$WORK/haproxy-lua.cfg" <<CFG
+global
+    lua-load /usr/share/haproxy/certstore.lua
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    bind 127.0.0.1:1
+    http-request set-header X-Certstore-Account %[lua.certstore_account]
+    http-request return status 200
+CFG
+    env -u LUA_CPATH -u LUA_CPATH_5_3 haproxy -c -f "$WORK/haproxy-lua.cfg" \
+        >"$WORK/haproxy-c.log" 2>&1 || { diag_file "$WORK/haproxy-c.log"; return 1; }
+}
+
 make_system_database() {
     /usr/bin/certstore init >/dev/null &&
         /usr/bin/certstore account add kept >/dev/null &&
@@ -423,6 +443,12 @@ if [ -n "$NGINX_DEB" ]; then
         nginx_module_removed
 else
     diag "no libnginx-mod-http-certstore package (nginx-dev not installed at build time)"
+fi
+if dpkg -L certstore | grep -q '^/usr/share/haproxy/certstore.lua$'; then
+    check "haproxy -c: lua-load /usr/share/haproxy/certstore.lua finds its C module" \
+        haproxy_loads_lua
+else
+    diag "no certstore.lua in the package (liblua5.3-dev not installed at build time)"
 fi
 if [ -n "$APACHE_DEB" ]; then
     check "libapache2-mod-certstore: Depends, lintian, installed and enabled with a2enmod" \
