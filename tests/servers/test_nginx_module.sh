@@ -3,9 +3,10 @@
 # Debian's nginx with ngx_http_certstore_module: $certstore_account,
 # $certstore_decision and $certstore_mapping reach a backend through
 # proxy_set_header (and a `return`), for a cert, an spki and a rule
-# mapping; a client cannot inject the header; a re-mapping shows on the
-# next connection and a removed mapping gets no connection, with no reload;
-# a resumed session reports the acceptance it was made with.
+# mapping, over HTTP/1.1 and HTTP/2; a client cannot inject the header; a
+# re-mapping shows on the next connection and a removed mapping gets no
+# connection, with no reload; a resumed session reports the acceptance it
+# was made with.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -37,7 +38,8 @@ cs_db_grant www-data
 cs_log_grant www-data
 cs_write_openssl_cnf "$WORK/openssl.cnf"
 
-PORT=$(cs_free_port) && OPT_PORT=$(cs_free_port) && BACKEND_PORT=$(cs_free_port) || exit 1
+PORT=$(cs_free_port) && OPT_PORT=$(cs_free_port) && BACKEND_PORT=$(cs_free_port) &&
+    H2_PORT=$(cs_free_port) || exit 1
 NGX=$WORK/nginx
 mkdir -p "$NGX/tmp"
 SHOW='account=[$certstore_account] decision=[$certstore_decision] mapping=[$certstore_mapping]'
@@ -84,6 +86,12 @@ http {
         location / { proxy_pass http://127.0.0.1:$BACKEND_PORT; }
     }
     server {
+        listen 127.0.0.1:$H2_PORT ssl http2;
+        server_name localhost;
+        ssl_verify_client on;
+        location / { return 200 "h2 \$server_protocol $SHOW\n"; }
+    }
+    server {
         listen 127.0.0.1:$BACKEND_PORT;
         location / { return 200 "backend $SEEN\n"; }
     }
@@ -122,6 +130,10 @@ cs_check 4 "the variables in a return" \
     cs_expect_curl_accept "${URL}direct" alice \
     "$(esc "direct account=[alice] decision=[accept] mapping=[cert:$ALICE_ID]")" alice
 
+cs_check 5 "HTTP/2: a stream reads its connection's decision" \
+    cs_expect_curl_accept "https://127.0.0.1:$H2_PORT/" alice \
+    "$(esc "h2 HTTP/2.0 account=[alice] decision=[accept] mapping=[cert:$ALICE_ID]")" alice --http2
+
 # The client's own headers of those names never reach the backend.
 forged() {
     cs_expect_curl_accept "$URL" alice "$(esc "backend account=[alice] decision=[accept]")" alice \
@@ -134,7 +146,7 @@ forged() {
         return 1
     }
 }
-cs_check 5 "a client cannot inject the headers (set, never appended)" forged
+cs_check 6 "a client cannot inject the headers (set, never appended)" forged
 
 # Resumption while mapped: each way a client resumes, the session's own acceptance.
 resumes_with_account() {
@@ -155,7 +167,7 @@ resumes_with_account() {
     done
     cp "$sess" "$WORK/out/before-remap.sess"
 }
-cs_check 6 "a resumed session carries the account it was accepted with" resumes_with_account
+cs_check 7 "a resumed session carries the account it was accepted with" resumes_with_account
 
 # Re-map alice to bob's account: the next connection is bob's, no reload.
 remapped() {
@@ -163,7 +175,7 @@ remapped() {
     NEW_ID=$(sed -n 's/^mapping \([0-9]*\):.*/\1/p' "$WORK/out/cli.txt")
     backend_sees alice bob accept "cert:$NEW_ID"
 }
-cs_check 7 "a re-mapping shows on the next connection, with no reload" remapped
+cs_check 8 "a re-mapping shows on the next connection, with no reload" remapped
 
 stale_session() {
     local want
@@ -177,13 +189,13 @@ stale_session() {
         return 1
     }
 }
-cs_check 8 "a session made before the re-mapping is not resumed with the old account" stale_session
+cs_check 9 "a session made before the re-mapping is not resumed with the old account" stale_session
 
 removed() {
     cs_cli map rm "$NEW_ID" || return 1
     cs_expect_curl_reject "$URL" alice no-mapping
 }
-cs_check 9 "a removed mapping gets no connection" removed
+cs_check 10 "a removed mapping gets no connection" removed
 
 same_processes() {
     [ "$(http_children "$HTTP_SERVER_PID")" = "$WORKERS" ] || {
@@ -191,7 +203,7 @@ same_processes() {
         return 1
     }
 }
-cs_check 10 "the same nginx workers served it all (no reload)" same_processes
+cs_check 11 "the same nginx workers served it all (no reload)" same_processes
 
 # A configuration from the exported-map recipe defines $certstore_account
 # itself: with the module loaded, it still loads (its map takes over).
@@ -209,7 +221,7 @@ EOF
     "$CS_SERVER_BIN" -t -q -p "$NGX/" -c "$NGX/map.conf" >"$WORK/out/map-t.txt" 2>&1 ||
         { cs_diag_file "$WORK/out/map-t.txt"; return 1; }
 }
-cs_check 11 "the exported-map recipe's own \$certstore_account still loads" map_recipe_still_loads
+cs_check 12 "the exported-map recipe's own \$certstore_account still loads" map_recipe_still_loads
 
 if [ "$CS_FAILS" -ne 0 ]; then
     cs_diag_file "$NGX/error.log" 40
