@@ -70,7 +70,7 @@ typedef struct {
 } csp_bind_key;
 
 struct csp_conn {
-    char account[CS_ACCOUNT_MAX + 1]; /* first: certstore.h reads it there */
+    certstore_conn_state pub; /* first: certstore.h reads it there */
     /* The decision of this handshake's certificate. */
     int decided; /* the verify hook ran for the certificate in hand */
     int accepted;
@@ -87,8 +87,9 @@ struct csp_conn {
     unsigned char unresumable[SSL_MAX_SID_CTX_LENGTH];
 };
 
-_Static_assert(offsetof(struct csp_conn, account) == 0,
+_Static_assert(offsetof(struct csp_conn, pub) == 0 && offsetof(certstore_conn_state, account) == 0,
                "certstore.h reads the account at offset 0 of the connection state");
+_Static_assert(CERTSTORE_ACCOUNT_MAX == CS_ACCOUNT_MAX, "certstore.h sizes the account");
 
 /* Per SSL_CTX: a serial, so a context made at a freed one's address is another. */
 typedef struct {
@@ -278,7 +279,9 @@ static void csp_note_hello(SSL *ssl, csp_conn *conn)
 /* A new handshake (first, after SSL_clear, renegotiation): nothing decided yet. */
 static void csp_conn_new_handshake(csp_conn *conn)
 {
-    conn->account[0] = '\0';
+    conn->pub.account[0] = '\0';
+    conn->pub.decision = NULL;
+    conn->pub.way = NULL;
     conn->decided = 0;
     conn->accepted = 0;
     conn->established = 0;
@@ -288,7 +291,9 @@ static void csp_conn_new_handshake(csp_conn *conn)
 /* The server asks for a certificate (again): only its answer will speak for the client. */
 static void csp_conn_certificate_requested(csp_conn *conn)
 {
-    conn->account[0] = '\0';
+    conn->pub.account[0] = '\0';
+    conn->pub.decision = NULL;
+    conn->pub.way = NULL;
     conn->decided = 0;
     conn->accepted = 0;
 }
@@ -323,6 +328,8 @@ static void csp_conn_stamp(const csp_conn *conn, SSL_SESSION *sess)
 /* The appdata this thread formatted last: a reconnecting partner's is the same. */
 static __thread struct {
     char account[CS_ACCOUNT_MAX + 1];
+    const char *way;
+    int64_t way_id;
     int64_t valid_until;
     csp_policy_state state;
     size_t len;
@@ -332,11 +339,15 @@ static __thread struct {
 static void csp_conn_appdata(csp_conn *conn)
 {
     if (csp_last_appdata.len == 0 || csp_last_appdata.valid_until != conn->valid_until ||
+        csp_last_appdata.way != conn->pub.way || csp_last_appdata.way_id != conn->pub.way_id ||
         !csp_policy_state_equal(&csp_last_appdata.state, &conn->state) ||
-        strcmp(csp_last_appdata.account, conn->account) != 0) {
-        csp_last_appdata.len = csp_appdata_format(csp_last_appdata.data, conn->account,
-                                                  conn->valid_until, &conn->state);
-        memcpy(csp_last_appdata.account, conn->account, sizeof(conn->account));
+        strcmp(csp_last_appdata.account, conn->pub.account) != 0) {
+        csp_last_appdata.len =
+            csp_appdata_format(csp_last_appdata.data, conn->pub.account, conn->pub.way,
+                               conn->pub.way_id, conn->valid_until, &conn->state);
+        memcpy(csp_last_appdata.account, conn->pub.account, sizeof(conn->pub.account));
+        csp_last_appdata.way = conn->pub.way;
+        csp_last_appdata.way_id = conn->pub.way_id;
         csp_last_appdata.valid_until = conn->valid_until;
         csp_last_appdata.state = conn->state;
     }
@@ -344,10 +355,28 @@ static void csp_conn_appdata(csp_conn *conn)
     conn->appdata_len = csp_last_appdata.len;
 }
 
+/* What certstore.h reports: static strings, nothing formatted here. */
+static void csp_conn_publish(csp_conn *conn, const char *reason, const cs_decision *d)
+{
+    conn->pub.decision = reason;
+    conn->pub.way = NULL;
+    conn->pub.way_id = 0;
+    if (d == NULL)
+        return;
+    if (d->rule_id != 0) {
+        conn->pub.way = "rule";
+        conn->pub.way_id = d->rule_id;
+    } else if (d->mapping_id != 0) {
+        conn->pub.way = cs_kind_name(d->kind);
+        conn->pub.way_id = d->mapping_id;
+    }
+}
+
 void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
                        const csp_policy_state *state)
 {
-    memcpy(conn->account, d->account, sizeof(conn->account));
+    memcpy(conn->pub.account, d->account, sizeof(conn->pub.account));
+    csp_conn_publish(conn, cs_reason_token(CS_REASON_NONE), d);
     conn->decided = 1;
     conn->accepted = 1;
     conn->valid_until = d->valid_until;
@@ -358,9 +387,10 @@ void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
         csp_conn_stamp(conn, SSL_get_session(ssl));
 }
 
-void csp_conn_not_accepted(SSL *ssl, csp_conn *conn)
+void csp_conn_not_accepted(SSL *ssl, csp_conn *conn, const char *reason, const cs_decision *d)
 {
     csp_conn_certificate_requested(conn);
+    csp_conn_publish(conn, reason, d);
     conn->decided = 1;
     /* Audit lets the handshake go on: its session must not resume undecided. */
     if (!csp_conn_post_handshake(ssl, conn) && SSL_get_session(ssl) != NULL)

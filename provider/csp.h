@@ -22,6 +22,7 @@
 #include <openssl/e_os2.h>
 #include <openssl/ssl.h>
 
+#include "certstore.h"
 #include "cs_store.h"
 
 typedef struct csp_ctx CSP_CTX;
@@ -120,8 +121,12 @@ int csp_conn_post_handshake(const SSL *ssl, const csp_conn *conn);
 /* The hook accepted this handshake's certificate under `state`: keep it, stamp the session. */
 void csp_conn_accepted(SSL *ssl, csp_conn *conn, const cs_decision *d,
                        const csp_policy_state *state);
-/* The certificate was decided, not accepted (rejected, or audit's would-reject). */
-void csp_conn_not_accepted(SSL *ssl, csp_conn *conn);
+/*
+ * The certificate was decided, not accepted (rejected, or audit's
+ * would-reject): `reason` is a static token, d the policy's decision (NULL
+ * when OpenSSL's own verification failed).
+ */
+void csp_conn_not_accepted(SSL *ssl, csp_conn *conn, const char *reason, const cs_decision *d);
 /*
  * A ticket is being made for `sess` (resume.c): stamp the connection's
  * acceptance on it. 1 with its deadline when there was one to stamp.
@@ -135,12 +140,13 @@ void csp_resume_install(SSL_CTX *ctx);
 /*
  * Format, once per decision, what a session it accepted carries in its
  * ticket appdata: the account, the absolute deadline (CS_TIME_FOREVER/NONE:
- * none) and the decision's database file and generation. Returns the
- * length to store (NUL included), 0 if it does not fit.
+ * none), the decision's database file and generation, and the mapping or
+ * rule that accepted it (way NULL: none). Returns the length to store (NUL
+ * included), 0 if it does not fit.
  */
-#define CSP_APPDATA_MAX (32 + CS_ACCOUNT_MAX + 160)
-size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, int64_t deadline,
-                          const csp_policy_state *state);
+#define CSP_APPDATA_MAX (32 + CS_ACCOUNT_MAX + 160 + CERTSTORE_MAPPING_MAX)
+size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, const char *way,
+                          int64_t way_id, int64_t deadline, const csp_policy_state *state);
 /* Put formatted appdata on a session, unless the application keeps its own data there. */
 void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len);
 /* Read them back: 1 if the session carries a certstore binding. */

@@ -235,7 +235,7 @@ static int csp_verify_server(X509_STORE_CTX *store_ctx, SSL *ssl, int verified,
     if (verified <= 0) {
         /* OpenSSL's (and the application's) verdict stands; the certificate is decided. */
         if (conn != NULL)
-            csp_conn_not_accepted(ssl, conn);
+            csp_conn_not_accepted(ssl, conn, cs_reason_token(CS_REASON_CHAIN_INVALID), NULL);
         return verified;
     }
     csp_decide_chain(store_ctx, chain, w, &d, &state);
@@ -250,7 +250,7 @@ static int csp_verify_server(X509_STORE_CTX *store_ctx, SSL *ssl, int verified,
         return 1;
     }
     if (conn != NULL)
-        csp_conn_not_accepted(ssl, conn);
+        csp_conn_not_accepted(ssl, conn, csp_reason_name(&d), &d);
     if (csp_policy()->mode == CSP_MODE_AUDIT) {
         csp_log(&d, chain, ssl, "would-reject");
         return 1;

@@ -154,8 +154,8 @@ static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
  * doctor`: the database path, the mode name, "ok" or "deny-all", and why
  * it denies all ("" when ok). All are read-only strings.
  */
-#define CSP_PARAM_DB "certstore-db"
-#define CSP_PARAM_MODE "certstore-mode"
+#define CSP_PARAM_DB CERTSTORE_PARAM_DB
+#define CSP_PARAM_MODE CERTSTORE_PARAM_MODE
 #define CSP_PARAM_STATUS "certstore-status"
 #define CSP_PARAM_STATUS_REASON "certstore-status-reason"
 
@@ -188,6 +188,7 @@ static const OSSL_PARAM *csp_gettable_params(void *provctx)
                                           OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
                                           OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
                                           OSSL_PARAM_int(CERTSTORE_PARAM_ACCOUNT_INDEX, NULL),
+                                          OSSL_PARAM_int(CERTSTORE_PARAM_CONN_LAYOUT, NULL),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_DB, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_MODE, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS, NULL, 0),
@@ -237,6 +238,9 @@ static int csp_get_params(void *provctx, OSSL_PARAM params[])
         return 0;
     p = OSSL_PARAM_locate(params, CERTSTORE_PARAM_ACCOUNT_INDEX);
     if (p != NULL && !OSSL_PARAM_set_int(p, csp_hooks_account_index()))
+        return 0;
+    p = OSSL_PARAM_locate(params, CERTSTORE_PARAM_CONN_LAYOUT);
+    if (p != NULL && !OSSL_PARAM_set_int(p, CERTSTORE_CONN_LAYOUT))
         return 0;
     return csp_get_policy_params(params);
 }

@@ -13,18 +13,17 @@
  * and generation of the decision:
  *
  *     "certstore-account=" account NUL
- *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC" NUL
+ *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC mapping=KIND:ID" NUL
  *
  * The file matters as much as the generation: a deploy tool that renames
  * another database over the store brings an unrelated counter, equal or
  * even lower, so the decrypt callback wants both to be what they are now.
  *
- * certstore.h reads the account up to its NUL and is unaffected by the
- * tail. The generate callback caps every ticket (TLS 1.2 renewals, every
- * TLS 1.3 ticket, stateless and stateful) at the deadline; the decrypt
- * callback, which runs while the ClientHello is processed, turns a ticket
- * whose deadline passed, or whose file or generation is not the store's
- * now, into a full handshake, decided anew.
+ * certstore.h reads the account up to its NUL, and the mapping (or "-")
+ * that ends the tail, for what a resumed connection reports. The generate callback caps every
+ * ticket (TLS 1.2 renewals, every TLS 1.3 ticket, stateless and stateful) at the deadline; the
+ * decrypt callback, which runs while the ClientHello is processed, turns a ticket whose deadline
+ * passed, or whose file or generation is not the store's now, into a full handshake, decided anew.
  *
  * An application that installs its own ticket callbacks (stunnel) replaces
  * these: the session-id context binding remains, and csp_session_cap (run
@@ -67,10 +66,10 @@ static int csp_appdata_ours_or_empty(const SSL_SESSION *sess)
     return len == 0 || (len > prefix && memcmp(data, CSP_APPDATA_PREFIX, prefix) == 0);
 }
 
-size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, int64_t deadline,
-                          const csp_policy_state *state)
+size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, const char *way,
+                          int64_t way_id, int64_t deadline, const csp_policy_state *state)
 {
-    int head, tail;
+    int head, tail, mapping;
 
     head = snprintf(data, CSP_APPDATA_MAX, "%s%s", CSP_APPDATA_PREFIX, account);
     if (head < 0 || (size_t)head >= CSP_APPDATA_MAX - 1)
@@ -80,7 +79,16 @@ size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, int64
                     state->file.birth_sec, state->file.birth_nsec);
     if (tail < 0 || (size_t)(head + 1 + tail) >= CSP_APPDATA_MAX)
         return 0;
-    return (size_t)head + 1 + (size_t)tail + 1;
+    tail += head + 1;
+    if (way != NULL)
+        mapping = snprintf(data + tail, CSP_APPDATA_MAX - (size_t)tail,
+                           CERTSTORE_SESSION_MAPPING "%s:%" PRId64, way, way_id);
+    else
+        mapping =
+            snprintf(data + tail, CSP_APPDATA_MAX - (size_t)tail, CERTSTORE_SESSION_MAPPING "-");
+    if (mapping < 0 || (size_t)(tail + mapping) >= CSP_APPDATA_MAX)
+        return 0;
+    return (size_t)tail + (size_t)mapping + 1;
 }
 
 void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len)
@@ -109,7 +117,8 @@ int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_stat
     memset(state, 0, sizeof(*state));
     if (sscanf(tail, CSP_APPDATA_TAIL_READ, deadline, &state->generation, &state->file.dev,
                &state->file.ino, &state->file.birth_sec, &state->file.birth_nsec, &used) != 6 ||
-        used < 0 || tail + used != bytes + len - 1)
+        used < 0 || tail + strlen(tail) != bytes + len - 1 ||
+        strncmp(tail + used, CERTSTORE_SESSION_MAPPING, strlen(CERTSTORE_SESSION_MAPPING)) != 0)
         return 0;
     return 1;
 }

@@ -44,6 +44,20 @@ fails=0
 n=0
 
 cleanup() {
+    if dpkg-query -W -f='${Status}' libapache2-mod-certstore 2>/dev/null |
+        grep -q 'installed\|config-files'; then
+        "${APT[@]}" purge libapache2-mod-certstore >/dev/null 2>&1 ||
+            dpkg --purge libapache2-mod-certstore >/dev/null 2>&1
+    fi
+    # Enabling mod_certstore enables mod_ssl too (a2enmod's dependency).
+    if [ "${ssl_was_enabled:-1}" = 0 ] && [ -e /etc/apache2/mods-enabled/ssl.load ]; then
+        a2dismod -q ssl >/dev/null 2>&1
+    fi
+    if dpkg-query -W -f='${Status}' libnginx-mod-http-certstore 2>/dev/null |
+        grep -q 'installed\|config-files'; then
+        "${APT[@]}" purge libnginx-mod-http-certstore >/dev/null 2>&1 ||
+            dpkg --purge libnginx-mod-http-certstore >/dev/null 2>&1
+    fi
     if dpkg-query -W -f='${Status}' certstore 2>/dev/null | grep -q 'installed\|config-files'; then
         echo "# cleanup: purging the certstore package"
         "${APT[@]}" purge certstore >/dev/null 2>&1 || dpkg --purge certstore >/dev/null 2>&1
@@ -99,6 +113,10 @@ build_package() {
         return 1
     fi
     DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'certstore_*_amd64.deb' | head -n 1)
+    APACHE_DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'libapache2-mod-certstore_*_amd64.deb' |
+        head -n 1)
+    NGINX_DEB=$(find "$WORK/pkg" -maxdepth 1 -name 'libnginx-mod-http-certstore_*_amd64.deb' |
+        head -n 1)
     [ -n "$DEB" ] || { diag "no certstore_*_amd64.deb in $WORK/pkg"; return 1; }
     diag "built $(basename "$DEB")"
 }
@@ -279,6 +297,104 @@ live_demo_against_installed() {
         { diag_file "$WORK/live.log"; return 1; }
 }
 
+# ---- the nginx module's package (built where nginx-dev was installed) --------
+
+NGINX_LINK=/etc/nginx/modules-enabled/50-mod-http-certstore.conf
+nginx_module_package() {
+    local depends
+    depends=$(dpkg-deb -f "$NGINX_DEB" Depends)
+    diag "libnginx-mod-http-certstore Depends: $depends"
+    [[ $depends == *nginx-abi-* && $depends == *certstore* ]] || return 1
+    lintian --fail-on error "$NGINX_DEB" >"$WORK/lintian-nginx.log" 2>&1
+    local rc=$?
+    grep -v '^running with root' "$WORK/lintian-nginx.log" | sed 's/^/# /'
+    [ "$rc" -eq 0 ] || return 1
+    "${APT[@]}" install --no-install-recommends "$NGINX_DEB" >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ -f /usr/lib/nginx/modules/ngx_http_certstore_module.so ] &&
+        [ -f /usr/share/nginx/modules-available/mod-http-certstore.conf ] &&
+        [ -L "$NGINX_LINK" ] || { diag "module, its .conf or $NGINX_LINK missing"; return 1; }
+}
+
+# Debian's own nginx.conf (modules-enabled/*.conf) loads it, and knows its variables.
+nginx_loads_module() {
+    command -v nginx >/dev/null || { diag "nginx is not installed"; return 1; }
+    cat >"$WORK/nginx-vars.conf" <<NGX
+include /etc/nginx/modules-enabled/*.conf;
+pid $WORK/nginx.pid;
+error_log stderr;
+events {}
+http { server { listen 127.0.0.1:1; return 200 "\$certstore_account \$certstore_decision \$certstore_mapping"; } }
+NGX
+    nginx -t -q -c "$WORK/nginx-vars.conf" >"$WORK/nginx-t.log" 2>&1 ||
+        { diag_file "$WORK/nginx-t.log"; return 1; }
+}
+
+nginx_module_removed() {
+    "${APT[@]}" purge libnginx-mod-http-certstore >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ ! -e "$NGINX_LINK" ] && [ ! -e "$NGINX_LINK.removed" ] &&
+        [ ! -e /usr/lib/nginx/modules/ngx_http_certstore_module.so ]
+}
+
+# ---- the Apache module's package (built where apache2-dev was installed) ------
+
+apache_module_package() {
+    local depends
+    depends=$(dpkg-deb -f "$APACHE_DEB" Depends)
+    diag "libapache2-mod-certstore Depends: $depends"
+    [[ $depends == *apache2-api-* && $depends == *certstore* ]] || return 1
+    lintian --fail-on error "$APACHE_DEB" >"$WORK/lintian-apache.log" 2>&1
+    local rc=$?
+    grep -v '^running with root' "$WORK/lintian-apache.log" | sed 's/^/# /'
+    [ "$rc" -eq 0 ] || return 1
+    ssl_was_enabled=0
+    [ -e /etc/apache2/mods-enabled/ssl.load ] && ssl_was_enabled=1
+    "${APT[@]}" install --no-install-recommends "$APACHE_DEB" >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ -f /usr/lib/apache2/modules/mod_certstore.so ] &&
+        [ -f /etc/apache2/mods-available/certstore.load ] &&
+        [ -L /etc/apache2/mods-enabled/certstore.load ] &&
+        [ -L /etc/apache2/mods-enabled/ssl.load ] ||
+        { diag "module, certstore.load or its mods-enabled links (and ssl's) missing"; return 1; }
+}
+
+# Debian's apache2.conf loads it, and knows its directives.
+apache_loads_module() {
+    command -v apache2ctl >/dev/null || { diag "apache2 is not installed"; return 1; }
+    apache2ctl -M >"$WORK/apache-M.log" 2>&1 || { diag_file "$WORK/apache-M.log"; return 1; }
+    grep -q 'certstore_module (shared)' "$WORK/apache-M.log" ||
+        { diag_file "$WORK/apache-M.log"; return 1; }
+}
+
+apache_module_removed() {
+    "${APT[@]}" purge libapache2-mod-certstore >"$WORK/apt.log" 2>&1 ||
+        { diag_file "$WORK/apt.log"; return 1; }
+    [ ! -e /etc/apache2/mods-enabled/certstore.load ] &&
+        [ ! -e /etc/apache2/mods-available/certstore.load ] &&
+        [ ! -e /usr/lib/apache2/modules/mod_certstore.so ]
+}
+
+# certstore.lua for lua-load, and the C module it requires, from the default Lua path.
+haproxy_loads_lua() {
+    command -v haproxy >/dev/null || { diag "haproxy is not installed"; return 1; }
+    cat >"$WORK/haproxy-lua.cfg" <<CFG
+global
+    lua-load /usr/share/haproxy/certstore.lua
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    bind 127.0.0.1:1
+    http-request set-header X-Certstore-Account %[lua.certstore_account]
+    http-request return status 200
+CFG
+    env -u LUA_CPATH -u LUA_CPATH_5_3 haproxy -c -f "$WORK/haproxy-lua.cfg" \
+        >"$WORK/haproxy-c.log" 2>&1 || { diag_file "$WORK/haproxy-c.log"; return 1; }
+}
+
 make_system_database() {
     /usr/bin/certstore init >/dev/null &&
         /usr/bin/certstore account add kept >/dev/null &&
@@ -318,6 +434,32 @@ check "the drop-ins' doctor stops a server whose module does not exist, and only
 check "man finds certstore(1) and certstore-provider(7)" man_pages_installed
 check "demo with the installed certstore" demo_against_installed
 check "live demo: openssl s_server with the installed module" live_demo_against_installed
+if [ -n "$NGINX_DEB" ]; then
+    check "libnginx-mod-http-certstore: Depends, lintian, installed and enabled the Debian way" \
+        nginx_module_package &&
+        check "Debian's modules-enabled loads it: nginx -t knows \$certstore_account" \
+            nginx_loads_module
+    check "apt-get purge libnginx-mod-http-certstore: module and its link gone" \
+        nginx_module_removed
+else
+    diag "no libnginx-mod-http-certstore package (nginx-dev not installed at build time)"
+fi
+if dpkg -L certstore | grep -q '^/usr/share/haproxy/certstore.lua$'; then
+    check "haproxy -c: lua-load /usr/share/haproxy/certstore.lua finds its C module" \
+        haproxy_loads_lua
+else
+    diag "no certstore.lua in the package (liblua5.3-dev not installed at build time)"
+fi
+if [ -n "$APACHE_DEB" ]; then
+    check "libapache2-mod-certstore: Depends, lintian, installed and enabled with a2enmod" \
+        apache_module_package &&
+        check "Debian's apache2.conf loads it: apache2ctl -M lists certstore_module" \
+            apache_loads_module
+    check "apt-get purge libapache2-mod-certstore: module, .load and link gone" \
+        apache_module_removed
+else
+    diag "no libapache2-mod-certstore package (apache2-dev not installed at build time)"
+fi
 require "certstore init makes the system database" make_system_database
 check "apt-get remove: binaries gone, database kept" remove_keeps_database
 check "apt-get purge: $DATA_DIR removed" purge_removes_data_dir

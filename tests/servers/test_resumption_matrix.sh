@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Which sessions Debian's servers resume under certstore, in the shapes
+# people run them: nginx with two server blocks (SNI) on one port, Apache
+# with two name-based <VirtualHost>s, HAProxy with two bind lines in its
+# chroot. For each server and each way a client resumes (TLS 1.2 session
+# ID, TLS 1.2 ticket, TLS 1.3 ticket): is a session resumed while nothing
+# narrowed, and after a narrowing change (another client's mapping
+# removed)? The table is printed (README's resumption table comes from it);
+# what is required: no session is ever resumed after a narrowing change,
+# and each server resumes at least its TLS 1.2 tickets while nothing did.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+. "$here/http_common.sh"
+
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || cs_skip "nginx not installed"
+command -v apache2 >/dev/null || [ -x /usr/sbin/apache2 ] || cs_skip "apache2 not installed"
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || cs_skip "haproxy not installed"
+cs_setup resumption-matrix
+# shellcheck disable=SC2119 # no options: the default ECDSA PKI
+cs_make_pki
+cs_db_standard
+cs_cli map add "$PKI/bob.pem" --account bob || exit 1
+chgrp www-data "$WORK/db" && chmod 0750 "$WORK/db"
+for f in "$CS_DB" "$CS_DB-wal" "$CS_DB-shm"; do
+    [ -e "$f" ] && chgrp www-data "$f" && chmod 0640 "$f"
+done
+# HAProxy's user reads it too: through "other" on the directory and files.
+chmod 0755 "$WORK/db"
+for f in "$CS_DB" "$CS_DB-wal" "$CS_DB-shm"; do [ -e "$f" ] && chmod 0644 "$f"; done
+chmod 0777 "$WORK/log"
+chmod 0666 "$CS_LOG"
+cs_write_openssl_cnf "$WORK/openssl.cnf"
+MODULES=/usr/lib/apache2/modules
+CHROOT=/var/lib/haproxy
+[ -d "$CHROOT" ] || mkdir -p "$CHROOT"
+cs_chroot_bind "$CHROOT" "$WORK/db" || { echo "Bail out! bind mount failed" >&2; exit 1; }
+echo "resume-ok" >"$WORK/index.html"
+chmod 0644 "$WORK/index.html"
+
+start_nginx() {
+    local d=$WORK/nginx
+    mkdir -p "$d/tmp"
+    cat >"$d/nginx.conf" <<EOF
+daemon off;
+worker_processes 2;
+user www-data;
+pid $d/nginx.pid;
+error_log $d/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    ssl_certificate $PKI/server.pem;
+    ssl_certificate_key $PKI/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_client_certificate $PKI/roots.pem;
+    ssl_verify_client on;
+    ssl_verify_depth 3;
+    ssl_session_cache shared:SSL:1m;
+    ssl_session_tickets on;
+    server { listen 127.0.0.1:$PORT ssl; server_name localhost; return 200 "resume-ok\n"; }
+    server { listen 127.0.0.1:$PORT ssl; server_name other.example; return 200 "other\n"; }
+}
+EOF
+    http_start_server "$d/out.txt" nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log"
+}
+
+start_apache() {
+    local d=$WORK/apache v
+    mkdir -p "$d/run"
+    {
+        cat <<EOF
+ServerRoot $d
+ServerName localhost
+LoadModule mpm_event_module $MODULES/mod_mpm_event.so
+LoadModule authz_core_module $MODULES/mod_authz_core.so
+LoadModule mime_module $MODULES/mod_mime.so
+LoadModule dir_module $MODULES/mod_dir.so
+LoadModule socache_shmcb_module $MODULES/mod_socache_shmcb.so
+LoadModule ssl_module $MODULES/mod_ssl.so
+User www-data
+Group www-data
+PidFile $d/run/httpd.pid
+DefaultRuntimeDir $d/run
+Mutex file:$d/run default
+ErrorLog $d/error.log
+TypesConfig /etc/mime.types
+Listen 127.0.0.1:$PORT https
+SSLSessionCache shmcb:$d/run/ssl_scache(512000)
+EOF
+        for v in localhost other.example; do
+            cat <<EOF
+<VirtualHost 127.0.0.1:$PORT>
+    ServerName $v
+    DocumentRoot $WORK
+    DirectoryIndex index.html
+    SSLEngine on
+    SSLProtocol -all +TLSv1.2 +TLSv1.3
+    SSLCertificateFile $PKI/server.pem
+    SSLCertificateKeyFile $PKI/server.key
+    SSLCACertificateFile $PKI/roots.pem
+    SSLVerifyClient require
+    SSLVerifyDepth 3
+    SSLSessionTickets on
+    <Directory $WORK>
+        Require all granted
+    </Directory>
+</VirtualHost>
+EOF
+        done
+    } >"$d/httpd.conf"
+    http_start_server "$d/out.txt" apache2 -DFOREGROUND -f "$d/httpd.conf"
+}
+
+start_haproxy() {
+    local d=$WORK/haproxy
+    mkdir -p "$d"
+    cat >"$d/haproxy.cfg" <<EOF
+global
+    master-worker
+    nbthread 2
+    user haproxy
+    group haproxy
+    chroot $CHROOT
+    pidfile $d/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind 127.0.0.1:$PORT ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required
+    bind 127.0.0.1:$PORT2 ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required
+    http-request return status 200 content-type text/plain string "resume-ok"
+EOF
+    http_start_server "$d/out.txt" haproxy -W -db -f "$d/haproxy.cfg"
+}
+
+# measure SERVER: one row per resumption kind into $WORK/table.
+measure() {
+    local server=$1 kind opts sess=$WORK/out/m.sess again=$WORK/out/m2.sess before after
+    for kind in "${HTTP_RESUME_KINDS[@]}"; do
+        opts=${kind#*:}
+        http_session_save "$PORT" alice "$opts" "$sess" resume-ok alice || {
+            cs_diag "$server ${kind%%:*}: no accepted full handshake"
+            return 1
+        }
+        http_session_offer "$PORT" alice "$opts" "$sess" "$again" resume-ok
+        before=$HTTP_OFFER
+        cs_cli map rm "$PKI/bob.pem" || return 1
+        http_session_offer "$PORT" alice "$opts" "$sess" "$again" resume-ok
+        after=$HTTP_OFFER
+        cs_cli map add "$PKI/bob.pem" --account bob || return 1
+        printf '%s %s %s %s\n' "$server" "${kind%%:*}" "$before" "$after" >>"$WORK/table"
+        [ "$after" != reused ] || {
+            cs_diag "$server ${kind%%:*}: resumed after a narrowing change"
+            return 1
+        }
+        [ "${kind%%:*}" != tls12-ticket ] || [ "$before" = reused ] || {
+            cs_diag "$server: a TLS 1.2 ticket was not resumed while nothing changed"
+            return 1
+        }
+    done
+}
+
+n=0
+for server in nginx apache haproxy; do
+    n=$((n + 1))
+    PORT=$(cs_free_port) && PORT2=$(cs_free_port) || exit 1
+    "start_$server" || exit 1
+    if ! cs_wait_port "$PORT" 20 "$HTTP_SERVER_PID"; then
+        cs_diag_file "$WORK/$server/out.txt"
+        cs_not_ok "$n" "$server starts"
+        continue
+    fi
+    sleep 0.5 # the workers
+    cs_check "$n" "$server: no resumption after a narrowing change; TLS 1.2 tickets resume" \
+        measure "$server"
+    http_stop_group "$HTTP_SERVER_PID"
+done
+
+cs_diag "server   kind              unchanged  after-narrowing"
+while read -r server kind before after; do
+    cs_diag "$(printf '%-8s %-17s %-10s %s' "$server" "$kind" "$before" "$after")"
+done <"$WORK/table"
+cs_finish
