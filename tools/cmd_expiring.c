@@ -87,6 +87,30 @@ static int mapping_expiring(const cs_mapping *m, void *arg)
     return 0;
 }
 
+/* A CRL is due when the decision can no longer rely on it: stale, missing, unknown. */
+static int crl_due(const cs_crl_info *c, void *arg)
+{
+    expiring_scan *scan = arg;
+
+    if (!cs_revocation_state_alarming(c->state))
+        return 0;
+    scan->found++;
+    if (scan->json) {
+        cli_json_list_row(&scan->list);
+        printf("{\"what\":\"crl\",\"pin\":\"%s\",\"state\":\"%s\",\"policy\":\"%s\","
+               "\"next_update\":",
+               c->pin_fp, cs_revocation_state_name(c->state), cs_revocation_policy_name(c->policy));
+        cli_put_json_time(stdout, c->next_update);
+        printf("}");
+        return 0;
+    }
+    printf("crl of pin %s revocation=%s policy=%s next-update=", c->pin_fp,
+           cs_revocation_state_name(c->state), cs_revocation_policy_name(c->policy));
+    cli_put_text_time(stdout, c->next_update);
+    putchar('\n');
+    return 0;
+}
+
 static int parse_days(const cli_ctx *ctx, const char *text, int64_t *days)
 {
     char *end = NULL;
@@ -126,6 +150,8 @@ static int run_expiring(cli_ctx *ctx, int argc, char **argv)
     cs_status st = cs_pin_foreach(db, pin_expiring, &scan);
     if (st == CS_OK)
         st = cs_mapping_foreach(db, NULL, mapping_expiring, &scan);
+    if (st == CS_OK)
+        st = cs_crl_foreach(db, scan.now, crl_due, &scan);
     if (scan.json)
         cli_json_list_end(&scan.list);
     if (st != CS_OK)
@@ -140,14 +166,15 @@ static int run_expiring(cli_ctx *ctx, int argc, char **argv)
 
 const cli_command cli_cmd_expiring = {
     "expiring",
-    "pins and mapped certificates expiring within N days (exit 1 if any)",
+    "pins, mapped certificates and CRLs due within N days (exit 1 if any)",
     run_expiring,
     "Usage: certstore expiring [--days N] [--json]\n"
     "\n"
     "List pinned CAs and mapped client certificates whose notAfter falls\n"
     "within N days from now, or has passed. Mappings made from a certificate\n"
     "keep its notAfter; mappings made from a bare key have none and are not\n"
-    "listed.\n"
+    "listed. Pins whose CRL is stale past its grace, or missing where their\n"
+    "revocation policy needs one, are listed too (certstore crl ls).\n"
     "\n"
     "  --days N   look ahead N days (default 30)\n"
     "  --json     print a JSON array\n"
