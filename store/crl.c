@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
@@ -262,10 +263,28 @@ static int note_crl_issuer(const cs_pin *pin, void *arg)
     return 0;
 }
 
+/* The CRL's issuer as one RFC 2253 line, as pins show subjects; caller frees. */
+static char *issuer_text(X509_CRL *crl)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *text = NULL, *data = NULL;
+    long len;
+
+    if (bio != NULL && X509_NAME_print_ex(bio, X509_CRL_get_issuer(crl), 0, XN_FLAG_RFC2253) >= 0 &&
+        (len = BIO_get_mem_data(bio, &data)) >= 0 &&
+        (text = OPENSSL_malloc((size_t)len + 1)) != NULL) {
+        memcpy(text, data, (size_t)len);
+        text[len] = '\0';
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    return text;
+}
+
 static cs_status find_crl_pin(cs_db *db, X509_CRL *crl, const char *want, crl_issuer_search *s)
 {
     cs_status status;
-    char *issuer = X509_NAME_oneline(X509_CRL_get_issuer(crl), NULL, 0);
+    char *issuer = issuer_text(crl);
 
     memset(s, 0, sizeof(*s));
     s->crl = crl;
@@ -647,11 +666,53 @@ cs_status cs_crl_remove(cs_db *db, const char *pin_fp)
     return cs_log_change(db, "crl rm pin=%s", hex);
 }
 
+static const char sql_note_fetch[] =
+    "UPDATE crls SET url = coalesce(?2, url), fetched = ?3, fetch_result = ?4,"
+    " etag = CASE WHEN ?7 THEN ?5 ELSE etag END,"
+    " last_modified = CASE WHEN ?7 THEN ?6 ELSE last_modified END"
+    " WHERE pin_id = (SELECT id FROM pins WHERE fp = ?1)";
+
+cs_status cs_crl_note_fetch(cs_db *db, const char *pin_fp, const char *url, int64_t when,
+                            const char *result, int set_validators, const char *etag,
+                            const char *last_modified)
+{
+    char hex[CS_FP_HEX_LEN + 1];
+    sqlite3_stmt *stmt;
+    cs_status status = cs_require_write(db);
+
+    if (status != CS_OK)
+        return status;
+    if (!cs_fp_normalise(pin_fp, hex))
+        return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
+                       pin_fp ? pin_fp : "");
+    if ((url != NULL && strlen(url) > 4096) || (etag != NULL && strlen(etag) > 1024) ||
+        (last_modified != NULL && strlen(last_modified) > 128) ||
+        (result != NULL && strlen(result) > 1024))
+        return cs_fail(db, CS_INVALID, "fetch details too long");
+    if ((status = quiet_writes(db)) != CS_OK)
+        return status;
+    if ((stmt = cs_stmt_sql(db, STMT_CRL_NOTE_FETCH, sql_note_fetch)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_text(stmt, 1, hex, -1, SQLITE_STATIC);
+    cs_bind_text_or_null(stmt, 2, url);
+    sqlite3_bind_int64(stmt, 3, when);
+    cs_bind_text_or_null(stmt, 4, result);
+    cs_bind_text_or_null(stmt, 5, etag);
+    cs_bind_text_or_null(stmt, 6, last_modified);
+    sqlite3_bind_int(stmt, 7, set_validators != 0);
+    if ((status = cs_stmt_exec(db, stmt, "recording the fetch")) != CS_OK)
+        return status;
+    if (sqlite3_changes(db->sql) == 0)
+        return cs_fail(db, CS_NOTFOUND, "pin %s has no CRL", hex);
+    return CS_OK;
+}
+
 /* ---- listing ------------------------------------------------------------------------ */
 
 static const char sql_list[] =
     "SELECT p.fp, p.subject, p.enabled, p.revocation, p.revocation_grace, c.id, c.fp, c.number,"
-    " c.this_update, c.next_update, c.entries, c.updated, c.url, c.fetched, c.fetch_result"
+    " c.this_update, c.next_update, c.entries, c.updated, c.url, c.fetched, c.fetch_result,"
+    " c.etag, c.last_modified"
     " FROM pins p LEFT JOIN crls c ON c.pin_id = p.id"
     " WHERE c.id IS NOT NULL OR p.revocation IS NOT NULL OR p.revocation_grace IS NOT NULL"
     " ORDER BY p.id";
@@ -682,6 +743,8 @@ static void info_from_row(sqlite3_stmt *stmt, int64_t now, cs_crl_info *info)
     info->url = (const char *)sqlite3_column_text(stmt, 12);
     info->fetched = cs_column_time(stmt, 13);
     info->fetch_result = (const char *)sqlite3_column_text(stmt, 14);
+    info->etag = (const char *)sqlite3_column_text(stmt, 15);
+    info->last_modified = (const char *)sqlite3_column_text(stmt, 16);
     in = (cs_revocation_input){.policy = info->policy,
                                .grace = info->grace,
                                .have_crl = info->have_crl,

@@ -569,6 +569,15 @@ typedef struct {
  */
 cs_status cs_crl_add(cs_db *db, X509_CRL *crl, const char *pin_fp, const char *url, int64_t now,
                      cs_crl_add_result *res);
+/*
+ * Record a fetch of a pin's CRL (its row must exist: CS_NOTFOUND otherwise):
+ * the URL (NULL keeps the one stored), when, the result text, and, when
+ * set_validators, the response's ETag and Last-Modified (NULL: none) for the
+ * next conditional GET. Changes no decision, so it bumps nothing.
+ */
+cs_status cs_crl_note_fetch(cs_db *db, const char *pin_fp, const char *url, int64_t when,
+                            const char *result, int set_validators, const char *etag,
+                            const char *last_modified);
 /* Remove a pin's CRL (pin fingerprint); CS_NOTFOUND if it has none. */
 cs_status cs_crl_remove(cs_db *db, const char *pin_fp);
 
@@ -586,6 +595,7 @@ typedef struct {
     const char *url; /* source, NULL when added from a file */
     int64_t fetched; /* CS_TIME_NONE: never fetched */
     const char *fetch_result;
+    const char *etag, *last_modified; /* validators of the last fetch, NULL if none */
     cs_revocation_state state; /* at `now`, for a serial not on the CRL */
 } cs_crl_info;
 typedef int (*cs_crl_cb)(const cs_crl_info *info, void *arg);

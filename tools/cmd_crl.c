@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 
 #include "cli.h"
+#include "crl_fetch.h"
 
 /* A CRL with a few million entries fits; anything larger is refused unread. */
 #define CRL_FILE_LIMIT (512L * 1024 * 1024)
@@ -22,6 +23,8 @@
 
 #define CRL_USAGE                                                                                  \
     "Usage: certstore crl add FILE [--pin FINGERPRINT]\n"                                          \
+    "       certstore crl fetch [--pin FINGERPRINT] [--url URL] [--timeout SECONDS]\n"             \
+    "                           [--max-size BYTES]\n"                                              \
     "       certstore crl ls [--json]\n"                                                           \
     "       certstore crl rm PIN-FINGERPRINT\n"
 
@@ -156,6 +159,243 @@ static int run_crl_add(cli_ctx *ctx, int argc, char **argv)
         print_added(pos.args[0], &res);
     X509_CRL_free(crl);
     return rc;
+}
+
+/* ---- fetch ------------------------------------------------------------------------ */
+
+#define FETCH_TARGETS_MAX 1024
+
+typedef struct {
+    char *url;
+    char pin[CS_FP_HEX_LEN + 1]; /* "" when --url names no --pin: the CRL's issuer decides */
+    char *etag, *last_modified;  /* of the stored CRL's last fetch from this URL */
+} fetch_target;
+
+typedef struct {
+    const char *want_pin, *url;
+    fetch_target *targets;
+    int count, overflow;
+} target_scan;
+
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static int add_target(target_scan *t, const char *url, const char *pin, const cs_crl_info *c)
+{
+    fetch_target *ft;
+
+    if (t->count == FETCH_TARGETS_MAX) {
+        t->overflow = 1;
+        return 1;
+    }
+    ft = &t->targets[t->count++];
+    memset(ft, 0, sizeof(*ft));
+    ft->url = strdup(url);
+    snprintf(ft->pin, sizeof(ft->pin), "%s", pin != NULL ? pin : "");
+    /* Validators belong to the URL they came from. */
+    if (c != NULL && c->url != NULL && strcmp(c->url, url) == 0) {
+        ft->etag = dup_or_null(c->etag);
+        ft->last_modified = dup_or_null(c->last_modified);
+    }
+    return 0;
+}
+
+static int note_target(const cs_crl_info *c, void *arg)
+{
+    target_scan *t = arg;
+
+    if (t->want_pin != NULL && strcmp(t->want_pin, c->pin_fp) != 0)
+        return 0;
+    if (t->url != NULL) /* --url with --pin: that pin's validators, if from the same URL */
+        return add_target(t, t->url, c->pin_fp, c);
+    return c->url != NULL ? add_target(t, c->url, c->pin_fp, c) : 0;
+}
+
+static void free_targets(target_scan *t)
+{
+    for (int i = 0; i < t->count; i++) {
+        free(t->targets[i].url);
+        free(t->targets[i].etag);
+        free(t->targets[i].last_modified);
+    }
+    free(t->targets);
+}
+
+/* The URLs to fetch: --url, else each pin's remembered source. */
+static int collect_targets(const cli_ctx *ctx, target_scan *t)
+{
+    cs_db *db = cli_open_read(ctx);
+    cs_status st;
+
+    if (db == NULL)
+        return CLI_FAIL;
+    t->targets = calloc(FETCH_TARGETS_MAX, sizeof(*t->targets));
+    if (t->targets == NULL) {
+        cs_db_close(db);
+        return cli_fail(ctx, "out of memory");
+    }
+    st = cs_crl_foreach(db, (int64_t)time(NULL), note_target, t);
+    if (st != CS_OK) {
+        cli_store_fail(ctx, db);
+        cs_db_close(db);
+        return CLI_FAIL;
+    }
+    cs_db_close(db);
+    /* A pin without a CRL yet, or --url alone: the CRL's issuer names the pin. */
+    if (t->url != NULL && t->count == 0)
+        add_target(t, t->url, t->want_pin, NULL);
+    if (t->overflow)
+        return cli_fail(ctx, "more than %d CRL sources", FETCH_TARGETS_MAX);
+    if (t->count == 0)
+        return cli_fail(ctx, "no CRL source known%s: give --url (it is remembered for the pin)",
+                        t->want_pin != NULL ? " for this pin" : "");
+    return CLI_CONTINUE;
+}
+
+/* The fetch's bookkeeping on the pin's CRL row, in its own transaction. */
+static void note_fetch(const cli_ctx *ctx, const char *pin, const char *url, const char *result)
+{
+    cs_db *db;
+    cs_status st;
+
+    if (pin[0] == '\0' || (db = cli_begin_write(ctx)) == NULL)
+        return;
+    st = cs_crl_note_fetch(db, pin, url, (int64_t)time(NULL), result, 0, NULL, NULL);
+    cli_end_write(ctx, db, st == CS_NOTFOUND ? CS_INVALID : st); /* no row: nothing to keep */
+}
+
+static int fetch_failed(const cli_ctx *ctx, const fetch_target *ft, const char *why)
+{
+    char result[600];
+
+    /* A URL is remembered only once it served a CRL that was stored. */
+    snprintf(result, sizeof(result), "failed: %.200s: %s", ft->url, why);
+    cli_fail(ctx, "%s: %s; the stored CRL stays", ft->url, why);
+    note_fetch(ctx, ft->pin, NULL, result);
+    return 1;
+}
+
+/* Store a fetched CRL through exactly the checks of crl add, with the fetch noted. */
+static int store_fetched(const cli_ctx *ctx, const fetch_target *ft, const crl_fetch_result *r)
+{
+    const char *why = NULL;
+    X509_CRL *crl = parse_crl(r->data, r->len, &why);
+    cs_crl_add_result res;
+    cs_status st;
+    cs_db *db;
+
+    if (crl == NULL)
+        return fetch_failed(ctx, ft, why);
+    if ((db = cli_begin_write(ctx)) == NULL) {
+        X509_CRL_free(crl);
+        return 1;
+    }
+    st = cs_crl_add(db, crl, ft->pin[0] != '\0' ? ft->pin : NULL, ft->url, (int64_t)time(NULL),
+                    &res);
+    X509_CRL_free(crl);
+    if (st == CS_OK)
+        st = cs_crl_note_fetch(db, res.pin_fp, ft->url, (int64_t)time(NULL),
+                               res.unchanged ? "ok: unchanged" : "ok: updated", 1,
+                               r->etag[0] != '\0' ? r->etag : NULL,
+                               r->last_modified[0] != '\0' ? r->last_modified : NULL);
+    if (st != CS_OK) {
+        char why_store[sizeof(((crl_fetch_result *)0)->error)];
+
+        snprintf(why_store, sizeof(why_store), "%s", cs_db_errmsg(db));
+        cs_db_rollback(db);
+        cs_db_close(db);
+        return fetch_failed(ctx, ft, why_store);
+    }
+    if (cli_end_write(ctx, db, st) != CLI_OK)
+        return 1;
+    print_added(ft->url, &res);
+    return 0;
+}
+
+static int fetch_one(const cli_ctx *ctx, const fetch_target *ft, const crl_fetch_limits *limits)
+{
+    crl_fetch_result r;
+    int failed;
+
+    switch (crl_fetch(ft->url, ft->etag, ft->last_modified, limits, &r)) {
+    case CRL_FETCH_NOT_MODIFIED:
+        printf("not modified: pin %s (%s)\n", ft->pin, ft->url);
+        note_fetch(ctx, ft->pin, ft->url, "ok: not modified");
+        return 0;
+    case CRL_FETCH_FAILED:
+        return fetch_failed(ctx, ft, r.error);
+    case CRL_FETCH_OK:
+        break;
+    }
+    failed = store_fetched(ctx, ft, &r);
+    free(r.data);
+    return failed;
+}
+
+/* A whole number in [min, max]; 0 if not. */
+static int parse_number(const char *text, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v;
+
+    if (text == NULL || *text < '0' || *text > '9')
+        return 0;
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int run_crl_fetch(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pin = NULL, *url = NULL, *timeout = NULL, *max_size = NULL;
+    const cli_option opts[] = {{"pin", &pin, NULL},
+                               {"url", &url, NULL},
+                               {"timeout", &timeout, NULL},
+                               {"max-size", &max_size, NULL},
+                               CLI_OPTIONS_END};
+    crl_fetch_limits limits = {.timeout_s = 30, .max_size = CRL_FILE_LIMIT, .max_redirects = 5};
+    char fp[CS_FP_HEX_LEN + 1];
+    target_scan t = {0};
+    cli_positional pos;
+    long value;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos), failures = 0;
+
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
+        return rc;
+    if (pin != NULL && !cs_fp_normalise(pin, fp))
+        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint (64 hex digits)",
+                               pin);
+    if (timeout != NULL && !parse_number(timeout, 1, 3600, &limits.timeout_s))
+        return cli_usage_error(ctx, "--timeout: '%s' is not a number of seconds from 1 to 3600",
+                               timeout);
+    if (max_size != NULL) {
+        if (!parse_number(max_size, 1, CRL_FILE_LIMIT, &value))
+            return cli_usage_error(ctx, "--max-size: '%s' is not a number of bytes from 1 to %ld",
+                                   max_size, CRL_FILE_LIMIT);
+        limits.max_size = (size_t)value;
+    }
+    if (url != NULL && (strlen(url) > 4096 || strstr(url, "://") == NULL))
+        return cli_usage_error(ctx, "--url: '%s' is not a URL (http://, https:// or file://)", url);
+    t.want_pin = pin != NULL ? fp : NULL;
+    t.url = url;
+    if ((rc = collect_targets(ctx, &t)) != CLI_CONTINUE) {
+        free_targets(&t);
+        return rc;
+    }
+    if (!crl_fetch_init()) {
+        free_targets(&t);
+        return cli_fail(ctx, "cannot initialise libcurl");
+    }
+    for (int i = 0; i < t.count; i++)
+        failures += fetch_one(ctx, &t.targets[i], &limits);
+    crl_fetch_cleanup();
+    free_targets(&t);
+    return failures > 0 ? CLI_FAIL : CLI_OK;
 }
 
 static int run_crl_rm(cli_ctx *ctx, int argc, char **argv)
@@ -310,6 +550,25 @@ static const cli_command crl_subcommands[] = {
      "revoked, and sessions decide again when anything was newly revoked.\n"
      "\n"
      "  --pin FINGERPRINT   the pin, when several (same name and key) issued it\n"},
+    {"fetch", "download and store CRLs of pinned CAs", run_crl_fetch,
+     "Usage: certstore crl fetch [--pin FINGERPRINT] [--url URL] [--timeout SECONDS]\n"
+     "                           [--max-size BYTES]\n"
+     "\n"
+     "Download CRLs (http://, https:// or file://) and store each through exactly\n"
+     "the checks of 'crl add'. Without --url, every pin's remembered source (or\n"
+     "the one pin's, with --pin) is fetched; a URL given with --url is\n"
+     "remembered for the pin whose CRL it serves. HTTP requests are conditional\n"
+     "on the last ETag and Last-Modified; redirects are followed to http and\n"
+     "https only, at most 5. A failed fetch keeps the stored CRL, is recorded\n"
+     "(crl ls shows it) and says why on stderr.\n"
+     "\n"
+     "  --pin FINGERPRINT   only this pin's CRL\n"
+     "  --url URL           fetch from this URL\n"
+     "  --timeout SECONDS   limit for each whole transfer (default 30)\n"
+     "  --max-size BYTES    largest CRL accepted (default and limit 512 MiB)\n"
+     "\n"
+     "Exit status: 0 when every CRL was fetched (or not modified), 1 when any\n"
+     "could not be refreshed, 2 usage error.\n"},
     {"ls", "list CRLs and revocation policies", run_crl_ls,
      "Usage: certstore crl ls [--json]\n"
      "\n"
@@ -330,7 +589,7 @@ static int run_crl(cli_ctx *ctx, int argc, char **argv);
 
 const cli_command cli_cmd_crl = {
     "crl",
-    "CRLs of pinned CAs (add, ls, rm)",
+    "CRLs of pinned CAs (add, fetch, ls, rm)",
     run_crl,
     CRL_USAGE "\n"
               "Keep the CRLs of pinned CAs in the store. Every server reads them at the\n"
