@@ -580,6 +580,7 @@ static cs_status store_crl(cs_db *db, X509_CRL *crl, const crl_issuer_search *pi
 {
     stored_crl old;
     int64_t old_next;
+    int had_old;
     cs_status status = read_stored(db, pin->pin_id, &old);
 
     if (status != CS_OK)
@@ -590,13 +591,14 @@ static cs_status store_crl(cs_db *db, X509_CRL *crl, const crl_issuer_search *pi
     }
     if (old.id != 0 && (status = check_newer(db, &old, f)) != CS_OK)
         return status;
-    old_next = old.id != 0 ? old.next_update : CS_TIME_NONE;
+    had_old = old.id != 0;
+    old_next = old.next_update;
     if ((status = quiet_writes(db)) != CS_OK || (status = load_incoming(db, crl)) != CS_OK ||
         (status = write_crl_row(db, pin->pin_id, &old, f, url, now)) != CS_OK ||
         (status = merge_serials(db, old.id, res)) != CS_OK)
         return status;
-    if (res->newly_revoked > 0 ||
-        (old_next != CS_TIME_NONE && next_update_earlier(f->next_update, old_next))) {
+    /* A first CRL only adds what it lists: there was no freshness to shorten. */
+    if (res->newly_revoked > 0 || (had_old && next_update_earlier(f->next_update, old_next))) {
         res->generation_bumped = 1;
         status = bump_generation(db);
     }

@@ -482,6 +482,24 @@ START_TEST(test_generation_moves_only_when_stricter)
 }
 END_TEST
 
+/* A CRL that goes stale sooner (or at all) shortens acceptances: sessions decide again. */
+START_TEST(test_earlier_next_update_bumps)
+{
+    crl_spec s1 = current(1), s2 = current(2), s3 = current(3);
+    int64_t g;
+
+    s1.next = CS_TIME_NONE;
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s1, NULL), NULL, NULL));
+    g = generation();
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s2, NULL), NULL, NULL)); /* none -> a nextUpdate */
+    ck_assert_int_gt(generation(), g);
+    g = generation();
+    s3.next = s2.next - DAY;
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s3, NULL), NULL, NULL));
+    ck_assert_int_gt(generation(), g);
+}
+END_TEST
+
 START_TEST(test_same_crl_again_is_unchanged)
 {
     crl_spec s = current(1);
@@ -608,6 +626,7 @@ static Suite *crl_suite(void)
     tcase_add_checked_fixture(generation_case, setup, teardown);
     tcase_add_test(generation_case, test_generation_moves_only_when_stricter);
     tcase_add_test(generation_case, test_same_crl_again_is_unchanged);
+    tcase_add_test(generation_case, test_earlier_next_update_bumps);
     tcase_add_test(generation_case, test_policy_change_and_removal_bump);
     tcase_add_test(generation_case, test_pin_removal_removes_its_crl);
     suite_add_tcase(s, generation_case);
