@@ -922,6 +922,8 @@ const cli_command cli_cmd_doctor = {
     "  mode              enforce; audit, off and deny-all (with its cause) fail\n"
     "  database          the db the configuration names opens read-only; schema\n"
     "  store             how many pins, accounts and mappings it holds\n"
+    "  revocation        each pin's CRL: past nextUpdate within the grace warns;\n"
+    "                    stale, or missing where the policy needs one, fails\n"
     "  permissions       the db and its directory are not writable by group or\n"
     "                    others; its -wal and -shm files exist\n"
     "  reader            www-data, haproxy, stunnel4 and nobody can read the db,\n"

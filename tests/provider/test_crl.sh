@@ -209,6 +209,12 @@ grep -q "^$pin_a state=good policy=default grace=7d number=.* entries=1" "$work/
     fail "crl ls: $(cat "$work/ls")"
 "$CERTSTORE_BIN" --db "$db" crl ls --json | grep -q '"entries":1,' || fail "crl ls --json"
 
+doctor_revocation() { # the doctor's revocation lines (JSON), whatever else it finds here
+    OPENSSL_MODULES=$CERTSTORE_MODULE_DIR "$CERTSTORE_BIN" doctor --config "$work/openssl.cnf" \
+        --json 2>/dev/null | grep -o '{"level":"[a-z]*","check":"revocation"[^}]*}' || true
+}
+[ -z "$(doctor_revocation)" ] || fail "doctor complains about a current CRL: $(doctor_revocation)"
+
 # ---- a stale CRL: soft accepts and says so, hard rejects ---------------------------------
 ca a -gencrl -crlsec 1 -out "$work/short.pem"
 cs crl add "$work/short.pem"
@@ -218,6 +224,7 @@ expect_accepted bob
 expect_log 'result=accept reason=none account="bob".* revocation=stale'
 "$CERTSTORE_BIN" --db "$db" expiring >"$work/expiring" && fail "expiring passed on a stale CRL"
 grep -q "crl of pin $pin_a revocation=stale" "$work/expiring" || fail "expiring: $(cat "$work/expiring")"
+doctor_revocation | grep -q '"level":"fail".*revocation stale' || fail "doctor: $(doctor_revocation)"
 expect_rejected alice # stale, and still listed
 cs pin revocation "$pin_a" hard --grace 1s
 expect_rejected bob
