@@ -86,6 +86,7 @@ db = $db
 log = $log
 EOF
 
+: >"$work/server.out" # before the background job opens it: the wait below reads it at once
 OPENSSL_CONF=$work/openssl.cnf timeout 240 openssl s_server -accept 127.0.0.1:0 \
     -cert "$pki/server.pem" -key "$pki/server.key" -CAfile "$pki/root.pem" -Verify 3 \
     -rev >"$work/server.out" 2>&1 &

@@ -59,6 +59,7 @@ ca a -gencrl -out "$srv/current.pem"
 ca twin -gencrl -out "$srv/twin.pem"
 cp "$pki/alice.pem" "$srv/notacrl.pem"
 
+: >"$work/httpd.out" # before the background job opens it: the wait below reads it at once
 python3 "$(dirname "$0")/crl_httpd.py" "$srv" "$work/requests.log" >"$work/httpd.out" 2>&1 &
 httpd_pid=$!
 port=
