@@ -120,7 +120,21 @@ expect_rejected() {
 expect_log() {
     grep -q "$1" "$log" || { cat "$log" >&2; fail "log lacks: $1"; }
 }
-snapshot() { sqlite3 "$db" 'SELECT generation FROM meta; SELECT * FROM crls; SELECT count(*) FROM revoked'; }
+snapshot() {
+    sqlite3 "$db" 'SELECT generation FROM meta; SELECT * FROM crls; SELECT count(*) FROM revoked;
+                   SELECT revocation, revocation_grace FROM pins'
+}
+# bad WORDS ARGS...: `certstore ARGS` fails with one line naming WORDS; the store unchanged.
+bad() {
+    local words=$1 before rc=0
+    shift
+    before=$(snapshot)
+    "$CERTSTORE_BIN" --db "$db" "$@" >"$work/stdout" 2>"$work/stderr" || rc=$?
+    [ "$rc" -ne 0 ] || fail "$* succeeded"
+    [ "$(grep -vc '^Try ' "$work/stderr")" -eq 1 ] || { cat "$work/stderr" >&2; fail "$*: not one line"; }
+    grep -q -- "$words" "$work/stderr" || { cat "$work/stderr" >&2; fail "$*: no '$words'"; }
+    [ "$before" = "$(snapshot)" ] || fail "$*: the store changed"
+}
 
 # ---- bad input: one line, non-zero exit, the store unchanged ------------------------
 # refused FILE WORDS...: `crl add FILE` fails with one line containing WORDS.
@@ -158,7 +172,7 @@ cat >>"$work/a/ca.cnf" <<EOF
 EOF
 ca a -gencrl -crlexts delta_ext -out "$work/delta.pem"
 refused "$work/delta.pem" "delta CRL"
-"$CERTSTORE_BIN" --db "$db" crl add --pin nothex "$work/empty.pem" 2>/dev/null && fail "--pin nothex accepted"
+bad "not a SHA-256 fingerprint" crl add --pin nothex "$work/empty.pem"
 
 # ---- a live revocation ------------------------------------------------------------------
 "$CERTSTORE_BIN" --db "$db" crl add "$work/empty.pem" >"$work/stdout" || fail "empty CRL refused"
@@ -230,14 +244,17 @@ expect_rejected alice # stale, and still listed
 cs pin revocation "$pin_a" hard --grace 1s
 expect_rejected bob
 expect_log 'result=reject reason=revocation-unknown account="" subject="CN=bob'
-"$CERTSTORE_BIN" --db "$db" pin revocation "$pin_a" strict 2>/dev/null && fail "policy strict accepted"
-"$CERTSTORE_BIN" --db "$db" pin revocation "$pin_a" soft --grace 7 2>/dev/null &&
-    fail "--grace without a unit accepted"
+bad "not a revocation policy" pin revocation "$pin_a" strict
+bad "not a duration" pin revocation "$pin_a" soft --grace 7
+bad "not a duration" pin revocation "$pin_a" soft --grace 4000d
+bad "no pin with fingerprint" pin revocation "${pin_a//?/0}" hard
+bad "not a SHA-256 fingerprint" crl rm nothex
+bad "missing" pin revocation "$pin_a"
 cs pin revocation "$pin_a" off
 expect_accepted alice # off: the CRL is not consulted
 cs pin revocation "$pin_a" default
 cs crl rm "$pin_a"
-"$CERTSTORE_BIN" --db "$db" crl rm "$pin_a" 2>/dev/null && fail "crl rm of no CRL succeeded"
+bad "has no CRL" crl rm "$pin_a"
 expect_accepted alice # default policy, no CRL: nothing to enforce
 
 kill -0 "$server_pid" 2>/dev/null || fail "s_server died"
