@@ -596,7 +596,7 @@ typedef struct {
     int64_t fetched; /* CS_TIME_NONE: never fetched */
     const char *fetch_result;
     const char *etag, *last_modified; /* validators of the last fetch, NULL if none */
-    cs_revocation_state state; /* at `now`, for a serial not on the CRL */
+    cs_revocation_state state;        /* at `now`, for a serial not on the CRL */
 } cs_crl_info;
 typedef int (*cs_crl_cb)(const cs_crl_info *info, void *arg);
 /* Pins that have a CRL or a policy set, in pin order; state judged at now. */
