@@ -230,6 +230,7 @@ typedef struct {
     const char *leaf_fp, *issuer_fp;
     const SSL *ssl; /* for the peer address; may be NULL */
     const char *mode;
+    const char *revocation; /* a state worth logging (stale, missing, grace), or NULL */
 } csp_log_decision_args;
 
 void csp_log_decision(const csp_log_decision_args *args);

@@ -193,6 +193,15 @@ static const char *csp_reason_name(const cs_decision *d)
     return cs_reason_token(d->reason);
 }
 
+/* Only a revocation state the operator must hear about goes into the line. */
+static const char *csp_revocation_note(const cs_decision *d)
+{
+    if (d->revocation == CS_REVSTATE_STALE || d->revocation == CS_REVSTATE_MISSING ||
+        d->revocation == CS_REVSTATE_GRACE)
+        return cs_revocation_state_name(d->revocation);
+    return NULL;
+}
+
 static void csp_log(const cs_decision *d, STACK_OF(X509) * chain, const SSL *ssl,
                     const char *result)
 {
@@ -206,6 +215,7 @@ static void csp_log(const cs_decision *d, STACK_OF(X509) * chain, const SSL *ssl
         .issuer_fp = d->issuer_fp,
         .ssl = ssl,
         .mode = csp_mode_name(csp_policy()->mode),
+        .revocation = csp_revocation_note(d),
     };
 
     csp_log_decision(&a);

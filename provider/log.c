@@ -457,6 +457,8 @@ void csp_log_decision(const csp_log_decision_args *a)
     csp_line_peer(&l, a->ssl);
     csp_line_token(&l, " pid=", csp_pid_text());
     csp_line_token(&l, " mode=", a->mode);
+    if (a->revocation != NULL)
+        csp_line_token(&l, " revocation=", a->revocation);
     if (a->detail != NULL && *a->detail != '\0')
         csp_line_quoted(&l, " detail=\"", a->detail);
     csp_log_write(accept ? LOG_INFO : LOG_NOTICE, l.text, l.len);

@@ -60,6 +60,23 @@ typedef enum {
     STMT_MAPPING_GET_NIBC,
     STMT_ACCOUNT_COUNT_RULES,
     STMT_ACCOUNT_DELETE_RULES,
+    /* crl.c: SQL next to the code that binds it (cs_stmt_sql) */
+    STMT_CRL_QUIET_BEGIN,
+    STMT_CRL_BUMP,
+    STMT_CRL_PINS,
+    STMT_CRL_CURRENT,
+    STMT_CRL_INSERT,
+    STMT_CRL_UPDATE,
+    STMT_CRL_INCOMING_CLEAR,
+    STMT_CRL_INCOMING_ADD,
+    STMT_CRL_NEWLY_REVOKED,
+    STMT_CRL_DROP_UNLISTED,
+    STMT_CRL_MERGE,
+    STMT_CRL_REMOVE,
+    STMT_CRL_LIST,
+    STMT_CRL_NOTE_FETCH,
+    STMT_DECIDE_REVOCATION,
+    STMT_PIN_SET_REVOCATION,
     STMT_COUNT
 } cs_stmt_id;
 
@@ -82,6 +99,8 @@ struct cs_db {
 
 /* Statement by id, reset and with bindings cleared; NULL (message set) on failure. */
 sqlite3_stmt *cs_stmt(cs_db *db, cs_stmt_id id);
+/* The same for a statement whose SQL lives next to its caller (the same sql every time). */
+sqlite3_stmt *cs_stmt_sql(cs_db *db, cs_stmt_id id, const char *sql);
 /* Run a statement that returns no rows (SQLITE_DONE expected). */
 cs_status cs_stmt_exec(cs_db *db, sqlite3_stmt *stmt, const char *what);
 
@@ -101,6 +120,26 @@ cs_status cs_bulk_write_begin(cs_db *db);
 cs_status cs_bulk_write_end(cs_db *db);
 /* Append a change-log row for the current command. */
 cs_status cs_log_change(cs_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- revocation (crl.c) ------------------------------------------------- */
+
+/* A serial number as the revoked table keys it; 0 when it does not fit. */
+#define CS_SERIAL_MAX 128
+int cs_serial_key(const ASN1_INTEGER *serial, unsigned char *buf, size_t *len);
+
+/* What the revocation step knows of a pin and a leaf. */
+typedef struct {
+    cs_revocation_policy policy; /* as stored: DEFAULT when never set */
+    int64_t grace;
+    int have_crl;
+    int64_t next_update; /* CS_TIME_NONE: the CRL names none */
+    int listed;          /* the leaf's serial is on the CRL */
+} cs_revocation_input;
+/*
+ * The state at `now`; *until is when it (or what is logged for it) changes,
+ * CS_TIME_FOREVER when it does not by time alone.
+ */
+cs_revocation_state cs_revocation_judge(const cs_revocation_input *in, int64_t now, int64_t *until);
 
 /* Time helpers (util.c). */
 int64_t cs_asn1_time_to_unix(const ASN1_TIME *t, int *ok);

@@ -32,7 +32,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 5
+#define CS_SCHEMA_VERSION 7
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -508,6 +508,106 @@ typedef struct {
 typedef int (*cs_change_cb)(const cs_change *c, void *arg);
 cs_status cs_change_foreach(cs_db *db, int64_t since, cs_change_cb cb, void *arg);
 
+/* ---- revocation (crl.c) --------------------------------------------------- */
+
+/*
+ * Each pin's revocation policy. DEFAULT (never set) is SOFT once the pin has
+ * a CRL and OFF before. SOFT enforces the CRL while it is current or within
+ * the grace after its nextUpdate; past that it accepts (state STALE, logged,
+ * and `doctor`/`expiring` fail). HARD rejects revocation-unknown when no CRL
+ * is current within the grace. A listed serial is rejected (revoked) under
+ * SOFT and HARD whatever the CRL's age.
+ */
+typedef enum {
+    CS_REVOCATION_DEFAULT = -1,
+    CS_REVOCATION_OFF = 0,
+    CS_REVOCATION_SOFT = 1,
+    CS_REVOCATION_HARD = 2
+} cs_revocation_policy;
+#define CS_REVOCATION_GRACE_DEFAULT (7 * 86400)
+
+const char *cs_revocation_policy_name(cs_revocation_policy policy); /* "default", "off", ... */
+int cs_revocation_policy_parse(const char *name, cs_revocation_policy *out);
+
+typedef enum {
+    CS_REVSTATE_NONE = 0, /* not reached, or default policy and no CRL: nothing to check */
+    CS_REVSTATE_OFF,      /* the pin's policy is off */
+    CS_REVSTATE_GOOD,     /* current CRL, serial not on it */
+    CS_REVSTATE_GRACE,    /* past nextUpdate, within the grace, serial not on it */
+    CS_REVSTATE_STALE,    /* soft: past the grace; accepted */
+    CS_REVSTATE_MISSING,  /* soft set explicitly, no CRL; accepted */
+    CS_REVSTATE_REVOKED,  /* on the CRL: rejected */
+    CS_REVSTATE_UNKNOWN,  /* hard: no current CRL within the grace; rejected */
+    CS_REVSTATE_COUNT
+} cs_revocation_state;
+
+/* "none", "off", "good", "grace", "stale", "missing", "revoked", "unknown". */
+const char *cs_revocation_state_name(cs_revocation_state state);
+/* States an operator must act on (stale, missing, unknown): doctor and expiring fail. */
+int cs_revocation_state_alarming(cs_revocation_state state);
+
+/* Set a pin's policy; grace CS_TIME_NONE keeps the default (7 days). */
+cs_status cs_pin_set_revocation(cs_db *db, const char *fp, cs_revocation_policy policy,
+                                int64_t grace);
+
+typedef struct {
+    char pin_fp[CS_FP_HEX_LEN + 1];
+    int unchanged;         /* the very CRL already stored: nothing written */
+    int64_t entries;       /* serials on the CRL */
+    int64_t newly_revoked; /* on it and not on the one it replaces */
+    int64_t unrevoked;     /* on the one it replaces, not on it */
+    int generation_bumped; /* a decision may have become stricter */
+} cs_crl_add_result;
+
+/*
+ * Store a full CRL for the pinned CA that issued it: its issuer name is the
+ * pin's subject, its signature verifies with the pin's key (and the pin's
+ * keyUsage, if any, allows cRLSign). pin_fp NULL: the one pin that does;
+ * several (a CA renewed with the same name and key) need pin_fp. Refused
+ * (CS_INVALID, one line): delta CRLs, indirect CRLs or ones scoped to CA,
+ * attribute certificates or some reasons, unknown critical extensions, a
+ * thisUpdate more than 5 minutes ahead of now, a CRL not newer than the
+ * stored one (CRL number when both have one, else thisUpdate). The very
+ * same CRL again is CS_OK with res->unchanged. url (may be NULL) is kept as
+ * its source. The generation is bumped only when a serial is newly revoked
+ * or the nextUpdate moves earlier: an unchanged refresh does not make
+ * sessions decide again.
+ */
+cs_status cs_crl_add(cs_db *db, X509_CRL *crl, const char *pin_fp, const char *url, int64_t now,
+                     cs_crl_add_result *res);
+/*
+ * Record a fetch of a pin's CRL (its row must exist: CS_NOTFOUND otherwise):
+ * the URL (NULL keeps the one stored), when, the result text, and, when
+ * set_validators, the response's ETag and Last-Modified (NULL: none) for the
+ * next conditional GET. Changes no decision, so it bumps nothing.
+ */
+cs_status cs_crl_note_fetch(cs_db *db, const char *pin_fp, const char *url, int64_t when,
+                            const char *result, int set_validators, const char *etag,
+                            const char *last_modified);
+/* Remove a pin's CRL (pin fingerprint); CS_NOTFOUND if it has none. */
+cs_status cs_crl_remove(cs_db *db, const char *pin_fp);
+
+typedef struct {
+    char pin_fp[CS_FP_HEX_LEN + 1];
+    const char *subject; /* the pin's, which is the CRL's issuer */
+    int pin_enabled;
+    cs_revocation_policy policy;
+    int64_t grace; /* effective, seconds */
+    int have_crl;
+    char crl_fp[CS_FP_HEX_LEN + 1];   /* SHA-256 of the CRL's DER; "" without */
+    const char *number;               /* hex, NULL when the CRL has none */
+    int64_t this_update, next_update; /* next_update CS_TIME_NONE when absent */
+    int64_t entries, updated;
+    const char *url; /* source, NULL when added from a file */
+    int64_t fetched; /* CS_TIME_NONE: never fetched */
+    const char *fetch_result;
+    const char *etag, *last_modified; /* validators of the last fetch, NULL if none */
+    cs_revocation_state state;        /* at `now`, for a serial not on the CRL */
+} cs_crl_info;
+typedef int (*cs_crl_cb)(const cs_crl_info *info, void *arg);
+/* Pins that have a CRL or a policy set, in pin order; state judged at now. */
+cs_status cs_crl_foreach(cs_db *db, int64_t now, cs_crl_cb cb, void *arg);
+
 /* ---- the policy ---------------------------------------------------------- */
 
 typedef enum {
@@ -524,6 +624,8 @@ typedef enum {
     CS_REASON_DENIED_BY_RULE,        /* a deny rule matched first */
     CS_REASON_WEAK_MAPPING_REFUSED,  /* accepted by a rule, but require_strong */
     CS_REASON_ISSUED_BEFORE_MAPPING, /* notBefore earlier than the mapping/rule */
+    CS_REASON_REVOKED,               /* the leaf's serial is on its pin's CRL */
+    CS_REASON_REVOCATION_UNKNOWN,    /* policy hard, and no current CRL */
     CS_REASON_COUNT
 } cs_reason;
 
@@ -547,6 +649,7 @@ typedef struct {
     char detail[160];                  /* store error text when store-unavailable */
     int64_t rule_id;                   /* the rule that decided, 0 if none (then mapping_id says) */
     int weak;                          /* decided by a weak way in (a rule, KB5014754) */
+    cs_revocation_state revocation;    /* what the revocation step found (once a pin was) */
 } cs_decision;
 
 /*

@@ -197,6 +197,40 @@ static const char schema_v5[] =
     "CREATE INDEX rules_by_pin ON rules(pin_fp, priority, id);"
     "CREATE INDEX rules_by_account ON rules(account_id);";
 
+/*
+ * Revocation (issue 14): one CRL per pin, its revoked serials in a
+ * WITHOUT ROWID table keyed by (crl, serial) so a lookup is one B-tree probe
+ * and the key is the whole row; each pin's revocation policy (NULL: soft
+ * once a CRL exists) and grace. The tables get the generation triggers like
+ * every policy table; crl.c writes them quietly and bumps the generation
+ * itself only when a decision can become stricter (see crl.c).
+ */
+static const char schema_v7[] =
+    "ALTER TABLE pins ADD COLUMN revocation INTEGER"
+    "  CHECK (revocation IS NULL OR revocation IN (0, 1, 2));"
+    "ALTER TABLE pins ADD COLUMN revocation_grace INTEGER"
+    "  CHECK (revocation_grace IS NULL OR revocation_grace >= 0);"
+    "CREATE TABLE crls ("
+    "  id INTEGER PRIMARY KEY,"
+    "  pin_id INTEGER NOT NULL UNIQUE REFERENCES pins(id) ON DELETE CASCADE,"
+    "  fp TEXT NOT NULL CHECK (length(fp) = 64),"
+    "  number TEXT,"
+    "  this_update INTEGER NOT NULL,"
+    "  next_update INTEGER,"
+    "  entries INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL,"
+    "  url TEXT,"
+    "  fetched INTEGER,"
+    "  fetch_result TEXT,"
+    "  etag TEXT,"
+    "  last_modified TEXT);"
+    "CREATE TABLE revoked ("
+    "  crl_id INTEGER NOT NULL REFERENCES crls(id) ON DELETE CASCADE,"
+    "  serial BLOB NOT NULL,"
+    "  revoked_at INTEGER,"
+    "  reason INTEGER,"
+    "  PRIMARY KEY (crl_id, serial)) WITHOUT ROWID;";
+
 typedef struct {
     int version;
     const char *sql;
@@ -206,6 +240,7 @@ typedef struct {
 /* Forward steps; each runs in its own transaction ending with its version. */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
+    {7, schema_v7, 0},
 };
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -270,11 +305,20 @@ static const char *const statement_sql[STMT_COUNT] = {
      * the generation, the issuer's pin and the whole-certificate mapping.
      * Always exactly one row; NULLs say what is missing.
      */
-    [STMT_DECIDE_FAST] = "SELECT (SELECT generation FROM meta WHERE id = 1),"
-                         " (SELECT enabled FROM pins WHERE fp = ?1),"
+    /*
+     * ... and the pin's revocation policy, its CRL's freshness and whether
+     * the leaf's serial (?4) is on it: one probe each, through the pin's
+     * CRL row to the revoked table's primary key.
+     */
+    [STMT_DECIDE_FAST] = "SELECT (SELECT generation FROM meta WHERE id = 1), p.enabled,"
                          " m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
-                         " a.enabled, a.name, m.created, m.not_issued_before_created"
-                         " FROM (SELECT 1) LEFT JOIN mappings m ON m.kind = ?2 AND m.key = ?3"
+                         " a.enabled, a.name, m.created, m.not_issued_before_created,"
+                         " p.revocation, p.revocation_grace, c.id, c.next_update,"
+                         " r.crl_id IS NOT NULL"
+                         " FROM (SELECT 1) LEFT JOIN pins p ON p.fp = ?1"
+                         " LEFT JOIN crls c ON c.pin_id = p.id"
+                         " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?4"
+                         " LEFT JOIN mappings m ON m.kind = ?2 AND m.key = ?3"
                          " LEFT JOIN accounts a ON a.id = m.account_id",
     [STMT_DECIDE_RULES] = "SELECT r.id, r.action, r.subject, r.issuer, r.san, r.eku, r.policy,"
                           " r.case_sensitive, r.not_issued_before_created, r.created,"
@@ -354,11 +398,16 @@ const char *cs_db_path(const cs_db *db)
 
 sqlite3_stmt *cs_stmt(cs_db *db, cs_stmt_id id)
 {
+    return cs_stmt_sql(db, id, statement_sql[id]);
+}
+
+sqlite3_stmt *cs_stmt_sql(cs_db *db, cs_stmt_id id, const char *sql)
+{
     sqlite3_stmt **slot = &db->stmts[id];
 
     if (*slot == NULL) {
-        if (sqlite3_prepare_v3(db->sql, statement_sql[id], -1, SQLITE_PREPARE_PERSISTENT, slot,
-                               NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(db->sql, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) !=
+            SQLITE_OK) {
             cs_sql_fail(db, "preparing a statement");
             *slot = NULL;
             return NULL;

@@ -290,3 +290,42 @@ cs_status cs_pin_find_issuer(cs_db *db, X509 *leaf, char fp_out[CS_FP_HEX_LEN + 
     memcpy(fp_out, s.fp, sizeof(s.fp));
     return CS_OK;
 }
+
+/* ---- revocation policy ------------------------------------------------------ */
+
+cs_status cs_pin_set_revocation(cs_db *db, const char *fp, cs_revocation_policy policy,
+                                int64_t grace)
+{
+    static const char sql[] =
+        "UPDATE pins SET revocation = ?1, revocation_grace = ?2 WHERE fp = ?3";
+    char hex[CS_FP_HEX_LEN + 1], grace_text[32];
+    int enabled = 0;
+    sqlite3_stmt *stmt;
+    cs_status status = cs_require_write(db);
+
+    if (status == CS_OK)
+        status = normalise_fp_arg(db, fp, hex);
+    if (status == CS_OK && (policy < CS_REVOCATION_DEFAULT || policy > CS_REVOCATION_HARD))
+        status = cs_fail(db, CS_INVALID, "unknown revocation policy %d", (int)policy);
+    if (status == CS_OK && grace != CS_TIME_NONE && (grace < 0 || grace > 3650LL * 86400))
+        status = cs_fail(db, CS_INVALID, "grace must be between 0 and 3650 days");
+    if (status == CS_OK)
+        status = pin_enabled(db, hex, &enabled);
+    if (status != CS_OK)
+        return status;
+    if ((stmt = cs_stmt_sql(db, STMT_PIN_SET_REVOCATION, sql)) == NULL)
+        return CS_ERR;
+    if (policy != CS_REVOCATION_DEFAULT)
+        sqlite3_bind_int(stmt, 1, (int)policy);
+    cs_bind_time(stmt, 2, grace);
+    sqlite3_bind_text(stmt, 3, hex, -1, SQLITE_STATIC);
+    /* Through the pins triggers: any change of policy makes sessions decide again. */
+    if ((status = cs_stmt_exec(db, stmt, "updating the pin")) != CS_OK)
+        return status;
+    if (grace == CS_TIME_NONE)
+        snprintf(grace_text, sizeof(grace_text), "default");
+    else
+        snprintf(grace_text, sizeof(grace_text), "%llds", (long long)grace);
+    return cs_log_change(db, "pin revocation fp=%s policy=%s grace=%s", hex,
+                         cs_revocation_policy_name(policy), grace_text);
+}

@@ -22,6 +22,8 @@ static const char *const reason_tokens[CS_REASON_COUNT] = {
     [CS_REASON_DENIED_BY_RULE] = "denied-by-rule",
     [CS_REASON_WEAK_MAPPING_REFUSED] = "weak-mapping-refused",
     [CS_REASON_ISSUED_BEFORE_MAPPING] = "issued-before-mapping",
+    [CS_REASON_REVOKED] = "revoked",
+    [CS_REASON_REVOCATION_UNKNOWN] = "revocation-unknown",
 };
 
 /* Lookup order of rule 3: the first mapping that applies to the chain decides. */
@@ -334,11 +336,132 @@ static int decide_rules(cs_db *db, const X509 *leaf, int64_t cert_limit, cs_deci
     return accepted < 0 ? reject(out, CS_REASON_NO_MAPPING) : accepted;
 }
 
+/* The leaf's serial as the revoked table keys it. */
+typedef struct {
+    unsigned char bytes[CS_SERIAL_MAX];
+    size_t len;
+    int ok; /* 0: longer than any stored serial can be */
+} serial_key;
+
+/* The columns from `at` on: revocation, revocation_grace, crl id, next_update, listed. */
+static void revocation_input_read(sqlite3_stmt *stmt, int at, cs_revocation_input *in)
+{
+    in->policy = sqlite3_column_type(stmt, at) == SQLITE_NULL
+                     ? CS_REVOCATION_DEFAULT
+                     : (cs_revocation_policy)sqlite3_column_int(stmt, at);
+    in->grace = sqlite3_column_type(stmt, at + 1) == SQLITE_NULL
+                    ? CS_REVOCATION_GRACE_DEFAULT
+                    : sqlite3_column_int64(stmt, at + 1);
+    in->have_crl = sqlite3_column_type(stmt, at + 2) != SQLITE_NULL;
+    in->next_update = cs_column_time(stmt, at + 3);
+    in->listed = sqlite3_column_int(stmt, at + 4) != 0;
+}
+
+static const char sql_decide_revocation[] =
+    "SELECT p.revocation, p.revocation_grace, c.id, c.next_update, r.crl_id IS NOT NULL,"
+    " r.revoked_at, r.reason"
+    " FROM pins p LEFT JOIN crls c ON c.pin_id = p.id"
+    " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?2"
+    " WHERE p.fp = ?1";
+
+/* RFC 5280 5.3.1 CRLReason names, for the detail of a rejection. */
+static const char *crl_reason_name(int reason)
+{
+    static const char *const names[] = {
+        "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
+        "superseded",    "cessationOfOperation", "certificateHold", "7",
+        "removeFromCRL", "privilegeWithdrawn",   "aACompromise",
+    };
+    return reason >= 0 && reason < (int)(sizeof(names) / sizeof(names[0])) ? names[reason]
+                                                                           : "no reason given";
+}
+
+static void revoked_detail(sqlite3_stmt *stmt, cs_decision *out)
+{
+    char when[32] = "-";
+
+    if (sqlite3_column_type(stmt, 5) != SQLITE_NULL)
+        cs_time_format(sqlite3_column_int64(stmt, 5), when);
+    snprintf(out->detail, sizeof(out->detail), "revoked %s (%s) by the CRL of pin %.16s", when,
+             sqlite3_column_type(stmt, 6) == SQLITE_NULL
+                 ? "no reason given"
+                 : crl_reason_name(sqlite3_column_int(stmt, 6)),
+             out->issuer_fp);
+}
+
+static void unknown_detail(const cs_revocation_input *in, cs_decision *out)
+{
+    char when[32];
+
+    if (!in->have_crl) {
+        snprintf(out->detail, sizeof(out->detail), "policy hard and pin %.16s has no CRL",
+                 out->issuer_fp);
+        return;
+    }
+    cs_time_format(in->next_update, when);
+    snprintf(out->detail, sizeof(out->detail),
+             "policy hard and the CRL of pin %.16s is stale (nextUpdate %s, grace %llds)",
+             out->issuer_fp, when, (long long)in->grace);
+}
+
+/*
+ * After the pin, before the mapping: a listed serial is revoked; under a
+ * hard policy, no current CRL is revocation-unknown. *until caps an
+ * acceptance at the moment the CRL goes stale.
+ */
+static step_result decide_revocation(cs_db *db, const serial_key *serial, int64_t now,
+                                     int64_t *until, cs_decision *out)
+{
+    sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_DECIDE_REVOCATION, sql_decide_revocation);
+    cs_revocation_input in = {0};
+    lookup_result r;
+
+    *until = CS_TIME_FOREVER;
+    if (stmt == NULL)
+        return decided(store_unavailable(out, db, "looking up revocation"));
+    sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 2, serial->bytes, (int)serial->len, SQLITE_STATIC);
+    r = step_lookup(stmt);
+    if (r == LOOKUP_ERROR)
+        return decided(store_unavailable(out, db, "looking up revocation"));
+    if (r == LOOKUP_NONE) {
+        sqlite3_reset(stmt);
+        return decided(reject(out, CS_REASON_ISSUER_NOT_PINNED)); /* gone since the pin read */
+    }
+    revocation_input_read(stmt, 0, &in);
+    out->revocation = cs_revocation_judge(&in, now, until);
+    if (!serial->ok && out->revocation != CS_REVSTATE_NONE && out->revocation != CS_REVSTATE_OFF) {
+        sqlite3_reset(stmt);
+        snprintf(out->detail, sizeof(out->detail), "the leaf's serial is too long to look up");
+        out->revocation = CS_REVSTATE_UNKNOWN;
+        return decided(reject(out, CS_REASON_REVOCATION_UNKNOWN));
+    }
+    if (out->revocation == CS_REVSTATE_REVOKED)
+        revoked_detail(stmt, out);
+    sqlite3_reset(stmt);
+    if (out->revocation == CS_REVSTATE_REVOKED)
+        return decided(reject(out, CS_REASON_REVOKED));
+    if (out->revocation == CS_REVSTATE_UNKNOWN) {
+        unknown_detail(&in, out);
+        return decided(reject(out, CS_REASON_REVOCATION_UNKNOWN));
+    }
+    return STEP_NEXT;
+}
+
+/* An acceptance holds no longer than the CRL that admitted it stays current. */
+static int cap_by_revocation(int accepted, int64_t until, cs_decision *out)
+{
+    if (accepted && until < out->valid_until)
+        out->valid_until = until;
+    return accepted;
+}
+
 /* Rules 2 and 3, inside the snapshot. */
-static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
+static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, const serial_key *serial,
+                              int64_t now, cs_decision *out)
 {
     int pin_enabled = 0;
-    int64_t cert_limit;
+    int64_t cert_limit, until;
     lookup_result r = read_generation(db, &out->generation);
 
     if (r != LOOKUP_FOUND)
@@ -352,10 +475,12 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, 
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     if (!pin_enabled)
         return reject(out, CS_REASON_PIN_DISABLED);
+    if (decide_revocation(db, serial, now, &until, out) == STEP_DECIDED)
+        return out->accept;
     cert_limit = certificate_limit(leaf, issuer, now);
     if (decide_mappings(db, leaf, now, cert_limit, out) == STEP_DECIDED)
-        return out->accept;
-    return decide_rules(db, leaf, cert_limit, out);
+        return cap_by_revocation(out->accept, until, out);
+    return cap_by_revocation(decide_rules(db, leaf, cert_limit, out), until, out);
 }
 
 /*
@@ -369,18 +494,22 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, 
  * is cutting at that moment. Busy is the exception: it decides at once
  * (store-unavailable), as a retry would wait out the busy timeout again.
  */
-static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_decision *out)
+static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, const serial_key *serial, int64_t now,
+                       cs_decision *out)
 {
     sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_FAST);
     cs_key key;
     mapping_row row;
+    cs_revocation_input rev;
+    int64_t until = CS_TIME_FOREVER;
     int decided = -1, rc;
 
-    if (stmt == NULL || !cs_key_parse(CS_KIND_CERT, out->leaf_fp, &key))
+    if (stmt == NULL || !serial->ok || !cs_key_parse(CS_KIND_CERT, out->leaf_fp, &key))
         return -1;
     sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 2, (int)CS_KIND_CERT);
     sqlite3_bind_blob(stmt, 3, key.bytes, (int)key.len, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 4, serial->bytes, (int)serial->len, SQLITE_STATIC);
     if ((rc = sqlite3_step(stmt)) != SQLITE_ROW) {
         if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
             decided = store_unavailable(out, db, "reading the policy");
@@ -396,12 +525,22 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_deci
         decided = reject(out, CS_REASON_ISSUER_NOT_PINNED);
     } else if (sqlite3_column_int(stmt, 1) == 0) {
         decided = reject(out, CS_REASON_PIN_DISABLED);
-    } else if (sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
-               sqlite3_column_type(stmt, 8) != SQLITE_NULL) {
-        mapping_row_read(stmt, 2, out->issuer_fp, &row);
-        if (mapping_applies(CS_KIND_CERT, &row))
-            decided = judge_mapping(&row, CS_KIND_CERT, leaf, now,
-                                    certificate_limit(leaf, issuer, now), out);
+    } else {
+        /* Revoked or unknown: the full evaluation says by which entry, or why. */
+        revocation_input_read(stmt, 11, &rev);
+        out->revocation = cs_revocation_judge(&rev, now, &until);
+        if (out->revocation != CS_REVSTATE_REVOKED && out->revocation != CS_REVSTATE_UNKNOWN &&
+            sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
+            sqlite3_column_type(stmt, 8) != SQLITE_NULL) {
+            mapping_row_read(stmt, 2, out->issuer_fp, &row);
+            if (mapping_applies(CS_KIND_CERT, &row))
+                decided =
+                    cap_by_revocation(judge_mapping(&row, CS_KIND_CERT, leaf, now,
+                                                    certificate_limit(leaf, issuer, now), out),
+                                      until, out);
+        }
+        if (decided < 0)
+            out->revocation = CS_REVSTATE_NONE;
     }
     sqlite3_reset(stmt);
     return decided;
@@ -541,6 +680,7 @@ static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const ch
                         const char *issuer_fp, cs_decision *out)
 {
     X509 *leaf, *issuer;
+    serial_key serial;
     int own = 0, accepted;
 
     memset(out, 0, sizeof(*out));
@@ -559,16 +699,19 @@ static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const ch
         snprintf(out->detail, sizeof(out->detail), "cannot fingerprint the issuer");
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     }
+    serial.ok = cs_serial_key(X509_get0_serialNumber(leaf), serial.bytes, &serial.len);
+    if (!serial.ok)
+        serial.len = 0;
     /* Inside a caller's transaction, that one is the snapshot: no fast path. */
     if (sqlite3_get_autocommit(db->sql) &&
-        (accepted = decide_fast(db, leaf, issuer, now, out)) >= 0)
+        (accepted = decide_fast(db, leaf, issuer, &serial, now, out)) >= 0)
         return accepted;
     if (!begin_snapshot(db, &own)) {
         accepted = store_unavailable(out, db, "starting a read");
         reset_all(db);
         return accepted;
     }
-    accepted = decide_in_snapshot(db, leaf, issuer, now, out);
+    accepted = decide_in_snapshot(db, leaf, issuer, &serial, now, out);
     if (out->reason == CS_REASON_STORE_UNAVAILABLE)
         reset_all(db);
     end_snapshot(db, own);

@@ -61,7 +61,10 @@ static void decide(const cli_ctx *ctx, STACK_OF(X509) * chain, int64_t now, cons
         db = NULL;
     }
     cs_decide_ex(db, chain, now, &opts, &r->decision);
-    if (r->decision.reason == CS_REASON_STORE_UNAVAILABLE && r->detail[0] == '\0')
+    if ((r->decision.reason == CS_REASON_STORE_UNAVAILABLE ||
+         r->decision.reason == CS_REASON_REVOKED ||
+         r->decision.reason == CS_REASON_REVOCATION_UNKNOWN) &&
+        r->detail[0] == '\0')
         snprintf(r->detail, sizeof(r->detail), "%s", r->decision.detail);
     cs_db_close(db);
 }
@@ -119,6 +122,8 @@ static void print_text(const check_result *r)
     printf("\nleaf-sha256: %s\n", r->leaf_fp);
     if (d->issuer_fp[0] != '\0')
         printf("issuer-sha256: %s\n", d->issuer_fp);
+    if (d->revocation != CS_REVSTATE_NONE)
+        printf("revocation: %s\n", cs_revocation_state_name(d->revocation));
     if (r->detail[0] != '\0') {
         printf("detail: ");
         cli_put_text(stdout, r->detail);
@@ -148,7 +153,7 @@ static void print_json(const check_result *r)
     cli_put_json_string(stdout, r->subject);
     printf(",\"leaf_sha256\":\"%s\",\"issuer_sha256\":", r->leaf_fp);
     cli_put_json_string(stdout, d->issuer_fp[0] != '\0' ? d->issuer_fp : NULL);
-    printf(",\"chain_error\":");
+    printf(",\"revocation\":\"%s\",\"chain_error\":", cs_revocation_state_name(d->revocation));
     cli_put_json_string(stdout, r->chain_error);
     printf(",\"detail\":");
     cli_put_json_string(stdout, r->detail[0] != '\0' ? r->detail : NULL);
@@ -232,7 +237,10 @@ const cli_command cli_cmd_check = {
     "chain-invalid, issuer-not-pinned, pin-disabled, no-mapping,\n"
     "mapping-disabled, mapping-not-yet-valid, mapping-expired,\n"
     "account-disabled, store-unavailable, denied-by-rule,\n"
-    "weak-mapping-refused, issued-before-mapping.\n"
+    "weak-mapping-refused, issued-before-mapping, revoked,\n"
+    "revocation-unknown. When the issuer's pin was reached, a line\n"
+    "'revocation: STATE' says what its CRL gave (good, grace, stale, missing,\n"
+    "revoked, unknown, off).\n"
     "\n"
     "  --ca ROOTS.pem   trusted root certificates (PEM bundle)\n"
     "  --at TIME        decide at this time instead of now (YYYY-MM-DD or RFC 3339)\n"

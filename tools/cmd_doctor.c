@@ -333,6 +333,32 @@ static void check_database(doctor *d)
     check_contents(d);
 }
 
+/* Each pin whose CRL an operator must renew (stale, missing, unknown) fails. */
+static int report_revocation(const cs_crl_info *c, void *arg)
+{
+    doctor *d = arg;
+    char when[32] = "-";
+
+    if (c->next_update != CS_TIME_NONE)
+        cs_time_format(c->next_update, when);
+    if (cs_revocation_state_alarming(c->state))
+        report(d, LEVEL_FAIL, "revocation",
+               "pin %.16s: revocation %s (policy %s, nextUpdate %s): renew its CRL "
+               "(certstore crl add)",
+               c->pin_fp, cs_revocation_state_name(c->state), cs_revocation_policy_name(c->policy),
+               when);
+    else if (c->state == CS_REVSTATE_GRACE)
+        report(d, LEVEL_WARN, "revocation",
+               "pin %.16s: CRL past its nextUpdate %s, within the grace", c->pin_fp, when);
+    return 0;
+}
+
+static void check_revocation(doctor *d)
+{
+    if (d->db != NULL && cs_crl_foreach(d->db, (int64_t)time(NULL), report_revocation, d) != CS_OK)
+        report(d, LEVEL_FAIL, "revocation", "store-unavailable: %s", cs_db_errmsg(d->db));
+}
+
 /* quiet: say nothing when all is well (the WAL companions). */
 static void check_not_writable_by_others(doctor *d, const char *what, const char *path, int quiet)
 {
@@ -863,6 +889,7 @@ static int run_doctor(cli_ctx *ctx, int argc, char **argv)
     check_providers(&d, config);
     check_mode(&d);
     check_database(&d);
+    check_revocation(&d);
     check_permissions(&d);
     check_hook(&d);
     if (o.chain != NULL)
@@ -895,6 +922,8 @@ const cli_command cli_cmd_doctor = {
     "  mode              enforce; audit, off and deny-all (with its cause) fail\n"
     "  database          the db the configuration names opens read-only; schema\n"
     "  store             how many pins, accounts and mappings it holds\n"
+    "  revocation        each pin's CRL: past nextUpdate within the grace warns;\n"
+    "                    stale, or missing where the policy needs one, fails\n"
     "  permissions       the db and its directory are not writable by group or\n"
     "                    others; its -wal and -shm files exist\n"
     "  reader            www-data, haproxy, stunnel4 and nobody can read the db,\n"

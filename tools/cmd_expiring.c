@@ -137,6 +137,30 @@ static int mapping_expiring(const cs_mapping *m, void *arg)
     return 0;
 }
 
+/* A CRL is due when the decision can no longer rely on it: stale, missing, unknown. */
+static int crl_due(const cs_crl_info *c, void *arg)
+{
+    expiring_scan *scan = arg;
+
+    if (!cs_revocation_state_alarming(c->state))
+        return 0;
+    scan->found++;
+    if (scan->json) {
+        cli_json_list_row(&scan->list);
+        printf("{\"what\":\"crl\",\"pin\":\"%s\",\"state\":\"%s\",\"policy\":\"%s\","
+               "\"next_update\":",
+               c->pin_fp, cs_revocation_state_name(c->state), cs_revocation_policy_name(c->policy));
+        cli_put_json_time(stdout, c->next_update);
+        printf("}");
+        return 0;
+    }
+    printf("crl of pin %s revocation=%s policy=%s next-update=", c->pin_fp,
+           cs_revocation_state_name(c->state), cs_revocation_policy_name(c->policy));
+    cli_put_text_time(stdout, c->next_update);
+    putchar('\n');
+    return 0;
+}
+
 static int parse_days(const cli_ctx *ctx, const char *text, int64_t *days)
 {
     char *end = NULL;
@@ -180,6 +204,8 @@ static int run_expiring(cli_ctx *ctx, int argc, char **argv)
         st = cs_pin_foreach(db, pin_expiring, &scan);
     if (st == CS_OK && !scan.out_of_memory)
         st = cs_mapping_foreach(db, NULL, mapping_expiring, &scan);
+    if (st == CS_OK && !scan.out_of_memory)
+        st = cs_crl_foreach(db, scan.now, crl_due, &scan);
     if (scan.json && st == CS_OK && !scan.out_of_memory)
         cli_json_list_end(&scan.list);
     if (scan.out_of_memory)
@@ -199,7 +225,7 @@ static int run_expiring(cli_ctx *ctx, int argc, char **argv)
 
 const cli_command cli_cmd_expiring = {
     "expiring",
-    "pins and mappings that stop working within N days (exit 1 if any)",
+    "pins, mappings and CRLs that stop working within N days (exit 1 if any)",
     run_expiring,
     "Usage: certstore expiring [--days N] [--all] [--json]\n"
     "\n"
@@ -209,7 +235,9 @@ const cli_command cli_cmd_expiring = {
     "was made from a certificate) and their --not-after (by=certificate or\n"
     "by=mapping-not-after); spki and ski mappings, which a certificate renewed\n"
     "with the same key still matches, only at their --not-after. A mapping\n"
-    "with neither is not listed.\n"
+    "with neither is not listed. Pins whose CRL is stale past its grace, or\n"
+    "missing where their revocation policy needs one, are listed too\n"
+    "(certstore crl ls).\n"
     "\n"
     "  --days N   look ahead N days (default 30)\n"
     "  --all      also disabled pins, disabled mappings and mappings of\n"

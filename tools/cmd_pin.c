@@ -3,6 +3,8 @@
  * certstore pin: the NTAuth-like list of issuing CAs whose clients may be
  * accepted at all.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/x509v3.h>
@@ -14,7 +16,8 @@
     "       certstore pin rm FINGERPRINT\n"                                                        \
     "       certstore pin disable FINGERPRINT\n"                                                   \
     "       certstore pin enable FINGERPRINT\n"                                                    \
-    "       certstore pin ls [--json]\n"
+    "       certstore pin ls [--json]\n"                                                           \
+    "       certstore pin revocation FINGERPRINT off|soft|hard|default [--grace DURATION]\n"
 
 /* basicConstraints CA:TRUE exactly; keyUsage or v1 heuristics do not count. */
 static int has_ca_basic_constraints(X509 *cert)
@@ -69,9 +72,10 @@ static int run_pin_add(cli_ctx *ctx, int argc, char **argv)
         OPENSSL_free(subject);
         fflush(stdout);
         if ((X509_get_extension_flags(ca) & EXFLAG_SS) != 0)
-            fprintf(stderr, "certstore: note: %s is a self-signed root: pinning it admits the "
-                            "client certificates it issues directly, not those of the "
-                            "intermediate CAs under it (pin each of those)\n",
+            fprintf(stderr,
+                    "certstore: note: %s is a self-signed root: pinning it admits the "
+                    "client certificates it issues directly, not those of the "
+                    "intermediate CAs under it (pin each of those)\n",
                     path);
     }
     X509_free(ca);
@@ -167,6 +171,85 @@ static int run_pin_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* N followed by s, m, h or d; 0 if not that or beyond ten years. */
+static int parse_duration(const char *text, int64_t *seconds)
+{
+    char *end = NULL;
+    long long n;
+    int64_t unit;
+
+    if (text == NULL || *text < '0' || *text > '9')
+        return 0;
+    errno = 0;
+    n = strtoll(text, &end, 10);
+    if (errno != 0 || end == NULL || end[0] == '\0' || end[1] != '\0')
+        return 0;
+    switch (*end) {
+    case 's':
+        unit = 1;
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    default:
+        return 0;
+    }
+    if (n < 0 || n > 3650LL * 86400 / unit)
+        return 0;
+    *seconds = n * unit;
+    return 1;
+}
+
+static int run_pin_revocation(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *grace_text = NULL;
+    const cli_option opts[] = {{"grace", &grace_text, NULL}, CLI_OPTIONS_END};
+    cli_positional pos;
+    cs_revocation_policy policy = CS_REVOCATION_DEFAULT;
+    int64_t grace = CS_TIME_NONE;
+    char fp[CS_FP_HEX_LEN + 1];
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+
+    if (rc != CLI_CONTINUE ||
+        (rc = cli_expect_args(ctx, &pos, 2, 2, pos.count == 0 ? "FINGERPRINT" : "POLICY")) !=
+            CLI_CONTINUE)
+        return rc;
+    if (!cs_fp_normalise(pos.args[0], fp))
+        return cli_usage_error(ctx, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
+                               pos.args[0]);
+    if (strcmp(pos.args[1], "default") != 0 && !cs_revocation_policy_parse(pos.args[1], &policy))
+        return cli_usage_error(ctx, "'%s' is not a revocation policy (off, soft, hard, default)",
+                               pos.args[1]);
+    if (grace_text != NULL && !parse_duration(grace_text, &grace))
+        return cli_usage_error(ctx,
+                               "--grace: '%s' is not a duration (N followed by s, m, h or d; "
+                               "at most 3650d)",
+                               grace_text);
+    cs_db *db = cli_begin_write(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    cs_status st = cs_pin_set_revocation(db, fp, policy, grace);
+    if (st == CS_NOTFOUND)
+        cli_fail(ctx, "no pin with fingerprint %s", fp);
+    else if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    rc = cli_end_write(ctx, db, st);
+    if (rc == CLI_OK) {
+        printf("pin %s revocation=%s grace=", fp, cs_revocation_policy_name(policy));
+        if (grace == CS_TIME_NONE)
+            printf("default\n");
+        else
+            printf("%llds\n", (long long)grace);
+    }
+    return rc;
+}
+
 const cli_command cli_pin_subcommands[] = {
     {"add", "pin an issuing CA", run_pin_add,
      "Usage: certstore pin add CA.pem [--note TEXT]\n"
@@ -194,6 +277,22 @@ const cli_command cli_pin_subcommands[] = {
      "List the pinned CAs.\n"
      "\n"
      "  --json   one JSON array of objects\n"},
+    {"revocation", "set a pin's revocation policy", run_pin_revocation,
+     "Usage: certstore pin revocation FINGERPRINT off|soft|hard|default [--grace DURATION]\n"
+     "\n"
+     "Set how the pin's CRL (certstore crl) is enforced. A listed serial is\n"
+     "rejected with revoked under soft and hard, whatever the CRL's age.\n"
+     "  off      the CRL is not consulted\n"
+     "  soft     enforce the CRL; past its nextUpdate plus the grace, accept but\n"
+     "           log revocation=stale, and doctor and expiring fail\n"
+     "  hard     reject with revocation-unknown when there is no CRL current\n"
+     "           within the grace\n"
+     "  default  soft once the pin has a CRL, off before\n"
+     "\n"
+     "  --grace DURATION   time after nextUpdate a CRL still counts as current:\n"
+     "                     N followed by s, m, h or d (default 7d)\n"
+     "\n"
+     "Any change makes sessions decide again at their next resumption.\n"},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -201,7 +300,7 @@ static int run_pin(cli_ctx *ctx, int argc, char **argv);
 
 const cli_command cli_cmd_pin = {
     "pin",
-    "manage pinned issuing CAs (add, rm, disable, enable, ls)",
+    "manage pinned issuing CAs (add, rm, disable, enable, ls, revocation)",
     run_pin,
     PIN_USAGE "\n"
               "Manage the pinned issuing CAs. A client chain is accepted only when the\n"

@@ -15,11 +15,17 @@
  *       issuer-serial (under CA.pem, as a real partner CA's would be), 10%
  *       ski; eight mappings per account. issuer-serial and ski rows are
  *       bound to CA.pem's pin, as import requires.
+ *   bench_gen crl --pki DIR --count N --out FILE
+ *       A DER CRL of "Partner CA A" in DIR listing N pseudo-random 16-byte
+ *       serials (none of them a real leaf's), CRL number 1, next update in
+ *       7 days: the revocation benchmark's large CRL.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -34,7 +40,8 @@
 static int usage(void)
 {
     fputs("usage: bench_gen leaves --pki DIR --count N --out FILE [--keys FILE]\n"
-          "       bench_gen csv --count N --issuer CA.pem --out FILE [--real PEM:ACCOUNT]...\n",
+          "       bench_gen csv --count N --issuer CA.pem --out FILE [--real PEM:ACCOUNT]...\n"
+          "       bench_gen crl --pki DIR --count N --out FILE\n",
           stderr);
     return 2;
 }
@@ -305,6 +312,74 @@ static int gen_csv(int argc, char **argv)
     return 0;
 }
 
+static int add_random_entry(X509_CRL *crl, const ASN1_TIME *when)
+{
+    unsigned char bytes[16];
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *serial = NULL;
+    X509_REVOKED *r = X509_REVOKED_new();
+    int ok = r != NULL && RAND_bytes(bytes, sizeof(bytes)) == 1;
+
+    bytes[0] &= 0x7f; /* positive, as CAs make them */
+    bytes[0] |= 0x40; /* always 16 bytes */
+    ok = ok && (bn = BN_bin2bn(bytes, sizeof(bytes), NULL)) != NULL &&
+         (serial = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
+         X509_REVOKED_set_serialNumber(r, serial) &&
+         X509_REVOKED_set_revocationDate(r, (ASN1_TIME *)when) && X509_CRL_add0_revoked(crl, r);
+    if (!ok)
+        X509_REVOKED_free(r);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    return ok;
+}
+
+static int gen_crl(int argc, char **argv)
+{
+    const char *pki = bench_opt(argc, argv, "--pki");
+    const char *out = bench_opt(argc, argv, "--out");
+    long count = bench_opt_long(argc, argv, "--count", 1000);
+    char path[4096];
+    int ok;
+
+    if (pki == NULL || out == NULL || count < 0)
+        return usage();
+    snprintf(path, sizeof(path), "%s/ca-a.pem", pki);
+    STACK_OF(X509) *ca_certs = bench_load_certs(path);
+    snprintf(path, sizeof(path), "%s/ca-a.key", pki);
+    EVP_PKEY *ca_key = load_key(path);
+    X509_CRL *crl = X509_CRL_new();
+    ASN1_TIME *now = ASN1_TIME_adj(NULL, time(NULL), 0, -60);
+    ASN1_TIME *next = ASN1_TIME_adj(NULL, time(NULL), 7, 0);
+    ASN1_INTEGER *number = ASN1_INTEGER_new();
+
+    ok = ca_certs != NULL && sk_X509_num(ca_certs) > 0 && ca_key != NULL && crl != NULL &&
+         now != NULL && next != NULL && number != NULL && ASN1_INTEGER_set(number, 1) &&
+         X509_CRL_set_version(crl, 1) &&
+         X509_CRL_set_issuer_name(crl, X509_get_subject_name(sk_X509_value(ca_certs, 0))) &&
+         X509_CRL_set1_lastUpdate(crl, now) && X509_CRL_set1_nextUpdate(crl, next) &&
+         X509_CRL_add1_ext_i2d(crl, NID_crl_number, number, 0, 0);
+    for (long i = 0; ok && i < count; i++)
+        ok = add_random_entry(crl, now);
+    ok = ok && X509_CRL_sort(crl) && X509_CRL_sign(crl, ca_key, EVP_sha256()) > 0;
+    if (ok) {
+        FILE *f = fopen(out, "wb");
+        ok = f != NULL && i2d_X509_CRL_fp(f, crl) == 1;
+        if (f != NULL && fclose(f) != 0)
+            ok = 0;
+    }
+    if (!ok) {
+        ERR_print_errors_fp(stderr);
+        fprintf(stderr, "bench_gen crl: failed\n");
+    }
+    ASN1_INTEGER_free(number);
+    ASN1_TIME_free(now);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+    EVP_PKEY_free(ca_key);
+    sk_X509_pop_free(ca_certs, X509_free);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -313,5 +388,7 @@ int main(int argc, char **argv)
         return gen_leaves(argc, argv);
     if (strcmp(argv[1], "csv") == 0)
         return gen_csv(argc, argv);
+    if (strcmp(argv[1], "crl") == 0)
+        return gen_crl(argc, argv);
     return usage();
 }

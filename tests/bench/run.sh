@@ -8,7 +8,8 @@
 # Builds a Release tree in build-bench (or DIR), then measures, each against
 # plain OpenSSL in the same run: in-process handshakes with stores of 0, 10k,
 # 1M and 10M mappings and with first-seen clients, callgrind instruction
-# counts per server connection, decision latency warm and cold, peak RSS, import and
+# counts per server connection, decision latency warm and cold (and with a
+# CRL of 1M revoked serials, REVOKED_N), peak RSS, import and
 # map add/rm at scale, HAProxy with and without the provider, liveness, and
 # end to end (issue 16): nginx and HAProxy full handshakes per second under
 # `openssl s_time -new` and under bench_pool's first-seen clients.
@@ -25,7 +26,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$top/build-bench
 do_build=1 fresh=0 smoke=0 servers=1
-only="handshakes,instructions,decisions,memory,admin,haproxy,liveness,e2e"
+only="handshakes,instructions,decisions,memory,admin,revocation,haproxy,liveness,e2e"
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) build=$(cd "$2" && pwd); shift ;;
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --no-servers) servers=0 ;;
     --only) only=$2; shift ;;
     *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" \
-            "[--only handshakes,instructions,decisions,memory,admin,haproxy,liveness,e2e]" >&2
+            "[--only handshakes,instructions,decisions,memory,admin,revocation,haproxy,liveness,e2e]" >&2
        exit 2 ;;
     esac
     shift
@@ -69,6 +70,7 @@ if [ "$smoke" -eq 1 ]; then
     CACHE=$RUN/cache
     SIZES="0:0 1k:1000"
     DECIDE_SIZES="1k"
+    REVOKED_N=${REVOKED_N:-10000} REVOKED_LABEL=${REVOKED_N:-10000}
     BIG=1k
     LEAVES_N=50 ROUNDS=2 HS_COUNT=20 HS_WARMUP=5 DECIDE_SAMPLES=1000
     HAP_ROUNDS=1 HAP_COUNT=20 LIVE_COUNT=3
@@ -77,6 +79,7 @@ else
     CACHE=$build/bench-cache
     SIZES="0:0 10k:10000 1m:1000000 10m:10000000"
     DECIDE_SIZES="10k 1m 10m"
+    REVOKED_N=${REVOKED_N:-1000000} REVOKED_LABEL=${REVOKED_N:-1000000}
     BIG=10m
     # Many short rounds: the median of 31 paired ratios shrugs off the bursts
     # of a shared machine that a few long rounds soak up (see the A/A rows).
@@ -305,6 +308,35 @@ section_admin() {
     echo "map add / map rm latency on the $BIG store (wall time of the CLI process) is in"
     echo "the liveness table below."
     echo
+}
+
+# Issue 14: a large CRL on the pinned CA of every benchmark leaf; none of them is on it.
+section_revocation() {
+    local db=$RUN/revocation.db crl=$CACHE/crl-$REVOKED_N.der before after t0 t1
+    [ -f "$crl" ] || "$BENCH_GEN" crl --pki "$PKI_EC" --count "$REVOKED_N" --out "$crl"
+    cp "$CACHE/db-$DECIDE_SIZES_FIRST.db" "$db"
+    echo "### 4b. Revocation: a CRL of $REVOKED_LABEL serials"
+    echo
+    echo "\`crl add\` of a $(($(stat -c %s "$crl") / 1048576)) MiB DER CRL of $REVOKED_LABEL revoked serials into the"
+    echo "$DECIDE_SIZES_FIRST store, then decision latency (warm, as in section 2) with no CRL and with it."
+    echo
+    echo "| decisions on the $DECIDE_SIZES_FIRST store | mode | p50 (µs) | p99 (µs) | max (µs) | samples | open / first (µs) |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    "$BENCH_DECIDE" --db "$db" --pki "$PKI_EC" --leaves "$LEAVES" --mode warm \
+        --samples "$DECIDE_SAMPLES" --label "no CRL"
+    before=$(db_bytes "$db")
+    t0=$(now_ns)
+    cli "$db" crl add "$crl" >/dev/null
+    t1=$(now_ns)
+    after=$(db_bytes "$db")
+    "$BENCH_DECIDE" --db "$db" --pki "$PKI_EC" --leaves "$LEAVES" --mode warm \
+        --samples "$DECIDE_SAMPLES" --label "$REVOKED_LABEL revoked serials"
+    echo
+    awk -v n="$REVOKED_N" -v ns="$((t1 - t0))" -v d="$((after - before))" 'BEGIN {
+        printf "crl add: %.1f s (%.0f serials/s); the store grew by %d bytes, %.1f bytes per serial.\n",
+            ns / 1e9, n / (ns / 1e9), d, d / n }'
+    echo
+    rm -f "$db" "$db-wal" "$db-shm"
 }
 
 free_port() {
@@ -650,7 +682,8 @@ done
 wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 describe_machine
-for section in handshakes instructions decisions memory admin; do
+DECIDE_SIZES_FIRST=${DECIDE_SIZES%% *}
+for section in handshakes instructions decisions memory admin revocation; do
     if wanted "$section"; then "section_$section"; fi
 done
 if [ "$servers" -eq 1 ] && command -v haproxy >/dev/null; then

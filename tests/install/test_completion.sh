@@ -74,7 +74,7 @@ all_commands=$(certstore --help | awk '/^Commands:/ { on = 1; next } on && /^$/ 
 expect_only "$all_commands" certstore ""
 expect "pin" certstore p
 expect "--db --help --version" certstore --
-expect_only "add rm disable enable ls --help" certstore pin ""
+expect_only "add rm disable enable ls revocation --help" certstore pin ""
 expect_only "add ls rm enable disable --help" certstore rule ""
 expect "--all --kind" certstore map rm x.pem --
 expect "--commands" certstore --

@@ -201,6 +201,26 @@ dropins_parse() {
     return $ok
 }
 
+# The revocation refresher: installed, parsed by systemd, and not enabled.
+refresh_timer_installed_not_enabled() {
+    local u ok=0
+    for u in certstore-refresh.service certstore-refresh.timer; do
+        [ -f "/lib/systemd/system/$u" ] || { diag "missing /lib/systemd/system/$u"; ok=1; }
+    done
+    [ "$ok" -eq 0 ] || return 1
+    grep -q '^ExecStart=/usr/bin/certstore crl fetch$' /lib/systemd/system/certstore-refresh.service ||
+        { diag "the service does not run crl fetch"; ok=1; }
+    if find /etc/systemd/system -name 'certstore-refresh*' 2>/dev/null | grep -q .; then
+        diag "certstore-refresh is enabled after install"
+        ok=1
+    fi
+    if command -v systemd-analyze >/dev/null; then
+        systemd-analyze verify --man=no /lib/systemd/system/certstore-refresh.timer \
+            >"$WORK/verify.log" 2>&1 || { diag_file "$WORK/verify.log"; ok=1; }
+    fi
+    return $ok
+}
+
 # Each drop-in's command, run as systemd would (with its \$\$ and %i): a server
 # whose configuration names a module that does not exist must not start,
 # and one whose configuration never mentions certstore starts as before.
@@ -429,6 +449,8 @@ check "openssl list -providers -verbose: certstore by name, same version, active
     provider_listed_by_name
 check "systemd drop-ins for nginx, haproxy, stunnel and apache2 installed" dropins_installed
 check "the drop-ins parse (systemd-analyze verify where present)" dropins_parse
+check "certstore-refresh.service and .timer installed, verified, not enabled" \
+    refresh_timer_installed_not_enabled
 check "the drop-ins' doctor stops a server whose module does not exist, and only then" \
     doctor_stops_servers_without_policy
 check "man finds certstore(1) and certstore-provider(7)" man_pages_installed
