@@ -535,7 +535,9 @@ START_TEST(test_schema_4_store_migrates_keeping_everything)
     ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                              "('mappings_by_account', 'rules_by_pin', 'rules_by_account')"),
                      3);
-    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name "
+    /* Each rebuilt table bumps the generation on insert, update and delete again. */
+    ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND "
+                             "tbl_name IN ('pins', 'accounts', 'mappings', 'rules') AND name "
                              "LIKE '%_bumps_generation'"),
                      12);
     ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_foreign_key_list('mappings') WHERE "
