@@ -111,18 +111,38 @@ static const char schema_v4[] = "ALTER TABLE meta ADD COLUMN bulk_write INTEGER 
                                 "  CHECK (bulk_write IN (0, 1));"
                                 "UPDATE meta SET generation = generation + 1 WHERE id = 1;";
 
+/*
+ * Ownership (issue 18): rows a directory sync made carry its source
+ * ("sync:<base DN>"); NULL is a row made locally with the CLI. A sync
+ * touches only its own rows, and the CLI refuses to change them without
+ * --force. sync_state is bookkeeping, not policy (no generation triggers).
+ */
+static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
+                                "ALTER TABLE accounts ADD COLUMN source TEXT;"
+                                "ALTER TABLE mappings ADD COLUMN source TEXT;"
+                                "ALTER TABLE rules ADD COLUMN source TEXT;"
+                                "CREATE INDEX mappings_by_source ON mappings(source)"
+                                "  WHERE source IS NOT NULL;"
+                                "CREATE TABLE sync_state ("
+                                "  source TEXT PRIMARY KEY,"
+                                "  last_success INTEGER NOT NULL,"
+                                "  detail TEXT NOT NULL);";
+
 typedef struct {
     int version;
     const char *sql;
 } cs_migration;
 
 /* Forward steps; each runs in its own transaction ending with its version. */
+/* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1},
     {2, schema_v2},
     {3, schema_v3},
     {4, schema_v4},
+    {8, schema_v8},
 };
+/* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
 static const char *const statement_sql[STMT_COUNT] = {
@@ -142,9 +162,9 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_PIN_REMOVE] = "DELETE FROM pins WHERE fp = ?",
     [STMT_PIN_ENABLED_GET] = "SELECT enabled FROM pins WHERE fp = ?",
     [STMT_PIN_SET_ENABLED] = "UPDATE pins SET enabled = ? WHERE fp = ?",
-    [STMT_PIN_GET] = "SELECT id, fp, subject, not_after, enabled, note, created, der"
+    [STMT_PIN_GET] = "SELECT id, fp, subject, not_after, enabled, note, created, der, source"
                      " FROM pins WHERE fp = ?",
-    [STMT_PIN_LIST] = "SELECT id, fp, subject, not_after, enabled, note, created, der"
+    [STMT_PIN_LIST] = "SELECT id, fp, subject, not_after, enabled, note, created, der, source"
                       " FROM pins ORDER BY id",
     [STMT_ACCOUNT_ADD] = "INSERT INTO accounts (name, enabled, note, created) VALUES (?, 1, ?, ?)",
     [STMT_ACCOUNT_FIND] = "SELECT id, enabled FROM accounts WHERE name = ?",
@@ -168,12 +188,13 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_MAPPING_SET_ENABLED] = "UPDATE mappings SET enabled = ? WHERE id = ?",
     [STMT_MAPPING_SET_WINDOW] = "UPDATE mappings SET not_before = ?, not_after = ? WHERE id = ?",
     [STMT_MAPPING_LIST] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
-                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1"
+                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                          " m.source"
                           " FROM mappings m JOIN accounts a ON a.id = m.account_id"
                           " ORDER BY m.id",
     [STMT_MAPPING_LIST_ACCOUNT] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
                                   " m.not_after, m.enabled, m.note, m.created,"
-                                  " m.cert_not_after, m.sha1"
+                                  " m.cert_not_after, m.sha1, m.source"
                                   " FROM mappings m JOIN accounts a ON a.id = m.account_id"
                                   " WHERE a.name = ? ORDER BY m.id",
     [STMT_DECIDE_PIN] = "SELECT enabled FROM pins WHERE fp = ?",
@@ -698,7 +719,7 @@ cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id)
  * Every other table is policy (pins, accounts, mappings, rules, and any a
  * later migration adds).
  */
-static const char *const non_policy_tables[] = {"meta", "changes"};
+static const char *const non_policy_tables[] = {"meta", "changes", "sync_state"};
 
 static int is_policy_table(const char *name)
 {

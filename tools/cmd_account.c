@@ -49,10 +49,14 @@ static int run_account_add(cli_ctx *ctx, int argc, char **argv)
 }
 
 static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name, cli_change change,
-                              int cascade)
+                              int cascade, int force)
 {
-    cs_status st = change == CLI_REMOVE ? cs_account_remove(db, name, cascade)
-                                        : cs_account_set_enabled(db, name, change == CLI_ENABLE);
+    char source[CS_SOURCE_MAX];
+    cs_status st = cli_owner_check(ctx, db, cs_account_source(db, name, source), source, force);
+    if (st != CS_OK)
+        return st;
+    st = change == CLI_REMOVE ? cs_account_remove(db, name, cascade)
+                              : cs_account_set_enabled(db, name, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such account");
     else if (st == CS_INUSE)
@@ -65,9 +69,10 @@ static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name, c
 static int run_account_change(cli_ctx *ctx, int argc, char **argv)
 {
     cli_change change = cli_change_named(argv[0]);
-    int cascade = 0;
-    const cli_option rm_opts[] = {{"cascade", NULL, &cascade}, CLI_OPTIONS_END};
-    static const cli_option no_opts[] = {CLI_OPTIONS_END};
+    int cascade = 0, force = 0;
+    const cli_option rm_opts[] = {
+        {"cascade", NULL, &cascade}, {"force", NULL, &force}, CLI_OPTIONS_END};
+    const cli_option no_opts[] = {{"force", NULL, &force}, CLI_OPTIONS_END};
     cli_positional pos;
     const char *name = NULL;
     int rc = cli_parse(ctx, change == CLI_REMOVE ? rm_opts : no_opts, argc, argv, &pos);
@@ -76,7 +81,7 @@ static int run_account_change(cli_ctx *ctx, int argc, char **argv)
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade));
+    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade, force));
     if (rc == CLI_OK) {
         printf("%s ", cli_change_done(change));
         print_account_name("account ", name);
@@ -146,19 +151,27 @@ static const cli_command account_subcommands[] = {
      "\n"
      "  --note TEXT   free text kept with the account\n"},
     {"disable", "disable an account", run_account_change,
-     "Usage: certstore account disable NAME\n"
+     "Usage: certstore account disable NAME [--force]\n"
      "\n"
-     "Disable an account: its certificates are rejected with account-disabled.\n"},
+     "Disable an account: its certificates are rejected with account-disabled.\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"enable", "enable a disabled account", run_account_change,
-     "Usage: certstore account enable NAME\n"
+     "Usage: certstore account enable NAME [--force]\n"
      "\n"
-     "Enable a disabled account again.\n"},
+     "Enable a disabled account again.\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"rm", "remove an account", run_account_change,
-     "Usage: certstore account rm NAME [--cascade]\n"
+     "Usage: certstore account rm NAME [--cascade] [--force]\n"
      "\n"
      "Remove an account. Refused while mappings use it, unless --cascade.\n"
      "\n"
-     "  --cascade   remove the account's mappings too\n"},
+     "  --cascade   remove the account's mappings too\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"ls", "list accounts", run_account_ls,
      "Usage: certstore account ls [--json]\n"
      "\n"
@@ -175,9 +188,9 @@ const cli_command cli_cmd_account = {
     "manage accounts (add, disable, enable, rm, ls)",
     run_account,
     "Usage: certstore account add NAME [--note TEXT]\n"
-    "       certstore account disable NAME\n"
-    "       certstore account enable NAME\n"
-    "       certstore account rm NAME [--cascade]\n"
+    "       certstore account disable NAME [--force]\n"
+    "       certstore account enable NAME [--force]\n"
+    "       certstore account rm NAME [--cascade] [--force]\n"
     "       certstore account ls [--json]\n"
     "\n"
     "Manage the accounts that client certificates map to.\n"

@@ -203,7 +203,9 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
 {
     cli_change change = cli_change_named(argv[0]);
     const char *kind_text = NULL;
-    const cli_option opts[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
+    int force = 0;
+    const cli_option opts[] = {
+        {"kind", &kind_text, NULL}, {"force", NULL, &force}, CLI_OPTIONS_END};
     cli_positional pos;
     cs_kind kind = CS_KIND_CERT;
     cs_mapping_ref ref;
@@ -216,12 +218,16 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    cs_status st = change == CLI_REMOVE ? cs_mapping_remove(db, &ref)
-                                        : cs_mapping_set_enabled(db, &ref, change == CLI_ENABLE);
-    if (st == CS_NOTFOUND)
-        cli_fail(ctx, "no such mapping");
-    else if (st != CS_OK)
-        cli_store_fail(ctx, db);
+    char source[CS_SOURCE_MAX];
+    cs_status st = cli_owner_check(ctx, db, cs_mapping_source(db, &ref, source), source, force);
+    if (st == CS_OK) {
+        st = change == CLI_REMOVE ? cs_mapping_remove(db, &ref)
+                                  : cs_mapping_set_enabled(db, &ref, change == CLI_ENABLE);
+        if (st == CS_NOTFOUND)
+            cli_fail(ctx, "no such mapping");
+        else if (st != CS_OK)
+            cli_store_fail(ctx, db);
+    }
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         printf("%s mapping\n", cli_change_done(change));
@@ -250,6 +256,8 @@ static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *
     cli_put_json_string(stdout, m->note != NULL ? m->note : "");
     printf(",\"created\":");
     cli_put_json_time(stdout, m->created);
+    printf(",\"source\":");
+    cli_put_json_string(stdout, m->source);
     putchar('}');
 }
 
@@ -278,6 +286,10 @@ static int print_mapping(const cs_mapping *m, void *arg)
     if (m->note != NULL && *m->note != '\0') {
         printf(" note=");
         cli_put_text(stdout, m->note);
+    }
+    if (m->source != NULL) {
+        printf(" source=");
+        cli_put_text(stdout, m->source);
     }
     if (cs_mapping_unbound(m))
         printf(" unbound: never matches, re-add with --pin");
@@ -320,6 +332,10 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
     "\n"                                                                                           \
     "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
 
+#define FORCE_HELP                                                                                 \
+    "  --force       change it even when a directory sync owns it (the next\n"                     \
+    "                sync puts it back)\n"
+
 static const cli_command map_subcommands[] = {
     {"add", "map a client certificate to an account", run_map_add,
      "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
@@ -349,16 +365,21 @@ static const cli_command map_subcommands[] = {
      "                     reject certificates whose notBefore is earlier than\n"
      "                     this mapping (reason issued-before-mapping)\n"},
     {"rm", "remove a mapping", run_map_change,
-     "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
+     "Usage: certstore map rm REF [--kind KIND] [--force]\n\nRemove a mapping.\n\n" REF_HELP
+         FORCE_HELP},
     {"disable", "disable a mapping", run_map_change,
-     "Usage: certstore map disable REF [--kind KIND]\n\nDisable a mapping: its certificate "
-     "is rejected with mapping-disabled.\n\n" REF_HELP},
+     "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its "
+     "certificate "
+     "is rejected with mapping-disabled.\n\n" REF_HELP FORCE_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
-     "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
+     "Usage: certstore map enable REF [--kind KIND] [--force]\n\nEnable a disabled "
+     "mapping.\n\n" REF_HELP FORCE_HELP},
     {"ls", "list mappings", run_map_ls,
      "Usage: certstore map ls [--account NAME] [--json]\n"
      "\n"
-     "List mappings, ordered by id. A ski or issuer-serial mapping bound to no\n"
+     "List mappings, ordered by id. One that 'certstore sync' made shows\n"
+     "source=sync:BASE-DN (JSON: \"source\", null when made locally).\n"
+     "A ski or issuer-serial mapping bound to no\n"
      "pin (made before binding was required) is flagged 'unbound: never\n"
      "matches, re-add with --pin' (JSON: \"unbound\":true): the policy never\n"
      "applies it.\n"
@@ -377,9 +398,9 @@ const cli_command cli_cmd_map = {
     "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
     "                         [--create-account]\n"
-    "       certstore map rm REF [--kind KIND]\n"
-    "       certstore map disable REF [--kind KIND]\n"
-    "       certstore map enable REF [--kind KIND]\n"
+    "       certstore map rm REF [--kind KIND] [--force]\n"
+    "       certstore map disable REF [--kind KIND] [--force]\n"
+    "       certstore map enable REF [--kind KIND] [--force]\n"
     "       certstore map ls [--account NAME] [--json]\n"
     "\n"
     "Manage the mappings from client certificates to accounts.\n"
