@@ -850,6 +850,10 @@ static void downgrade_to_schema_2(void)
         snprintf(sql, sizeof(sql), "DROP TRIGGER \"%.96s\"", names[i]);
         raw_exec_all(sql);
     }
+    /* Schema 8: sources and the sync bookkeeping. */
+    raw_exec_all("DROP INDEX mappings_by_source; DROP TABLE sync_state;"
+                 "ALTER TABLE pins DROP COLUMN source; ALTER TABLE accounts DROP COLUMN source;"
+                 "ALTER TABLE mappings DROP COLUMN source; ALTER TABLE rules DROP COLUMN source");
     raw_exec_all("ALTER TABLE meta DROP COLUMN bulk_write;"
                  "ALTER TABLE rules DROP COLUMN subject_exact;"
                  "ALTER TABLE rules DROP COLUMN issuer_exact; PRAGMA user_version = 2");
