@@ -25,7 +25,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 build_deps=(build-essential cmake pkg-config libssl-dev openssl libsqlite3-dev sqlite3 check
             libunistring-dev libldap-dev libsasl2-dev)
 test_deps=(clang valgrind curl stunnel4 haproxy nginx apache2 util-linux lintian groff-base man-db
-           python3 slapd ldap-utils)
+           python3 slapd ldap-utils samba-ad-dc samba-ad-provision)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
