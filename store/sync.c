@@ -20,6 +20,7 @@
 
 #define SYNC_NOTE "synced from the directory"
 #define SYNC_PERCENT_DEFAULT 10
+#define SYNC_STMT_MAX 32
 
 typedef struct {
     unsigned char *der;
@@ -162,7 +163,44 @@ typedef struct {
     void *arg;
     cs_sync_result *res;
     int64_t where; /* 1-based user number, for notes */
+    /* Statements prepared once per sync (keyed by their SQL's address). */
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[SYNC_STMT_MAX];
+    int ncache;
 } sync_ctx;
+
+/* A statement for sql, prepared on first use, reset with no bindings; NULL on failure. */
+static sqlite3_stmt *sync_stmt(sync_ctx *s, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+
+    for (int i = 0; i < s->ncache; i++)
+        if (s->cache[i].sql == sql) {
+            sqlite3_reset(s->cache[i].stmt);
+            sqlite3_clear_bindings(s->cache[i].stmt);
+            return s->cache[i].stmt;
+        }
+    if (s->ncache == SYNC_STMT_MAX) {
+        cs_fail(s->db, CS_ERR, "sync: too many statements");
+        return NULL;
+    }
+    if (sqlite3_prepare_v2(s->db->sql, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        cs_sql_fail(s->db, "sync");
+        return NULL;
+    }
+    s->cache[s->ncache].sql = sql;
+    s->cache[s->ncache++].stmt = stmt;
+    return stmt;
+}
+
+static void sync_stmts_free(sync_ctx *s)
+{
+    for (int i = 0; i < s->ncache; i++)
+        sqlite3_finalize(s->cache[i].stmt);
+    s->ncache = 0;
+}
 
 __attribute__((format(printf, 2, 3))) static void tell(sync_ctx *s, const char *fmt, ...)
 {
@@ -182,14 +220,14 @@ static cs_status exec_bound(sync_ctx *s, const char *sql, const char *text, int6
     sqlite3_stmt *stmt = NULL;
     cs_status status;
 
-    if (sqlite3_prepare_v2(s->db->sql, sql, -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, sql)) == NULL)
         return cs_sql_fail(s->db, "sync");
     if (text != NULL)
         sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
     if (id != 0)
         sqlite3_bind_int64(stmt, 2, id);
     status = cs_stmt_exec(s->db, stmt, "sync");
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return status;
 }
 
@@ -199,12 +237,12 @@ static cs_status claim_text(sync_ctx *s, const char *sql, const char *key)
     sqlite3_stmt *stmt = NULL;
     cs_status status;
 
-    if (sqlite3_prepare_v2(s->db->sql, sql, -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, sql)) == NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
     status = cs_stmt_exec(s->db, stmt, "sync");
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return status;
 }
 
@@ -217,7 +255,7 @@ static cs_status row_source(sync_ctx *s, const char *sql, const char *text, int6
     int rc;
 
     source[0] = '\0';
-    if (sqlite3_prepare_v2(s->db->sql, sql, -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, sql)) == NULL)
         return cs_sql_fail(s->db, "sync");
     if (text != NULL)
         sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
@@ -233,7 +271,7 @@ static cs_status row_source(sync_ctx *s, const char *sql, const char *text, int6
     } else if (rc != SQLITE_DONE) {
         status = cs_sql_fail(s->db, "sync");
     }
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return status;
 }
 
@@ -247,14 +285,13 @@ static cs_status mark_seen(sync_ctx *s, const char *table, int64_t id)
     sqlite3_stmt *stmt = NULL;
     cs_status status;
 
-    if (sqlite3_prepare_v2(s->db->sql,
-                           "INSERT OR IGNORE INTO temp.sync_seen (tbl, id) VALUES (?1, ?2)", -1,
-                           &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, "INSERT OR IGNORE INTO temp.sync_seen (tbl, id) VALUES (?1, ?2)")) ==
+        NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, id);
     status = cs_stmt_exec(s->db, stmt, "sync");
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return status;
 }
 
@@ -263,13 +300,12 @@ static cs_status seen_before(sync_ctx *s, const char *table, int64_t id, int *se
     sqlite3_stmt *stmt = NULL;
     int rc;
 
-    if (sqlite3_prepare_v2(s->db->sql, "SELECT 1 FROM temp.sync_seen WHERE tbl = ?1 AND id = ?2",
-                           -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, "SELECT 1 FROM temp.sync_seen WHERE tbl = ?1 AND id = ?2")) == NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, id);
     rc = sqlite3_step(stmt);
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return cs_sql_fail(s->db, "sync");
     *seen = rc == SQLITE_ROW;
@@ -281,12 +317,12 @@ static int64_t count_owned(sync_ctx *s, const char *sql)
     sqlite3_stmt *stmt = NULL;
     int64_t n = -1;
 
-    if (sqlite3_prepare_v2(s->db->sql, sql, -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, sql)) == NULL)
         return -1;
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     if (sqlite3_step(stmt) == SQLITE_ROW)
         n = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return n;
 }
 
@@ -299,14 +335,13 @@ static cs_status pin_id_if_ours(sync_ctx *s, const char *fp, int64_t *id)
     int rc;
 
     *id = 0;
-    if (sqlite3_prepare_v2(s->db->sql, "SELECT id FROM pins WHERE fp = ?1 AND source = ?2", -1,
-                           &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, "SELECT id FROM pins WHERE fp = ?1 AND source = ?2")) == NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_text(stmt, 1, fp, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, s->opts->source, -1, SQLITE_STATIC);
     if ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
         *id = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? CS_OK : cs_sql_fail(s->db, "sync");
 }
 
@@ -421,11 +456,9 @@ static cs_status find_mapping_row(sync_ctx *s, cs_kind kind, const cs_key *key, 
     cs_status status = CS_NOTFOUND;
     int rc;
 
-    if (sqlite3_prepare_v2(s->db->sql,
-                           "SELECT m.id, m.source, a.name, m.pin_fp FROM mappings m"
-                           " JOIN accounts a ON a.id = m.account_id"
-                           " WHERE m.kind = ?1 AND m.key = ?2",
-                           -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, "SELECT m.id, m.source, a.name, m.pin_fp FROM mappings m"
+                             " JOIN accounts a ON a.id = m.account_id"
+                             " WHERE m.kind = ?1 AND m.key = ?2")) == NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_int(stmt, 1, (int)kind);
     sqlite3_bind_blob(stmt, 2, key->bytes, (int)key->len, SQLITE_STATIC);
@@ -442,7 +475,7 @@ static cs_status find_mapping_row(sync_ctx *s, cs_kind kind, const cs_key *key, 
     } else if (rc != SQLITE_DONE) {
         status = cs_sql_fail(s->db, "sync");
     }
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return status;
 }
 
@@ -533,12 +566,10 @@ static cs_status want_rule(const cs_rule_spec *want, void *arg)
     int rc;
 
     /* Ours with the same meaning: kept (with its creation time). */
-    if (sqlite3_prepare_v2(s->db->sql,
-                           "SELECT r.id, r.subject, r.san FROM rules r"
-                           " JOIN accounts a ON a.id = r.account_id"
-                           " WHERE r.source = ?1 AND a.name = ?2 AND r.pin_fp = ?3"
-                           " AND r.action = 0 AND r.subject_exact = ?4",
-                           -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, "SELECT r.id, r.subject, r.san FROM rules r"
+                             " JOIN accounts a ON a.id = r.account_id"
+                             " WHERE r.source = ?1 AND a.name = ?2 AND r.pin_fp = ?3"
+                             " AND r.action = 0 AND r.subject_exact = ?4")) == NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, spec.account, -1, SQLITE_STATIC);
@@ -550,7 +581,7 @@ static cs_status want_rule(const cs_rule_spec *want, void *arg)
             id = sqlite3_column_int64(stmt, 0);
             break;
         }
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return cs_sql_fail(s->db, "sync");
     if (id > 0)
@@ -608,7 +639,7 @@ static cs_status text_of_id(sync_ctx *s, const char *sql, int64_t id, char *out,
     sqlite3_stmt *stmt = NULL;
     cs_status status = CS_NOTFOUND;
 
-    if (sqlite3_prepare_v2(s->db->sql, sql, -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(s, sql)) == NULL)
         return cs_sql_fail(s->db, "sync");
     sqlite3_bind_int64(stmt, 1, id);
     if (sqlite3_step(stmt) == SQLITE_ROW) {
@@ -617,7 +648,7 @@ static cs_status text_of_id(sync_ctx *s, const char *sql, int64_t id, char *out,
         snprintf(out, len, "%s", t != NULL ? (const char *)t : "");
         status = CS_OK;
     }
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     return status;
 }
 
@@ -704,17 +735,16 @@ static cs_status record_success(sync_ctx *s)
              (long long)s->where, (long long)s->res->mappings_added,
              (long long)s->res->mappings_removed, (long long)s->res->pins_added,
              (long long)s->res->pins_removed);
-    if (sqlite3_prepare_v2(s->db->sql,
-                           "INSERT INTO sync_state (source, last_success, detail)"
-                           " VALUES (?1, ?2, ?3) ON CONFLICT (source) DO UPDATE"
-                           " SET last_success = excluded.last_success, detail = excluded.detail",
-                           -1, &stmt, NULL) != SQLITE_OK)
+    if ((stmt = sync_stmt(
+             s, "INSERT INTO sync_state (source, last_success, detail)"
+                " VALUES (?1, ?2, ?3) ON CONFLICT (source) DO UPDATE"
+                " SET last_success = excluded.last_success, detail = excluded.detail")) == NULL)
         return cs_sql_fail(s->db, "recording the sync");
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, cs_now());
     sqlite3_bind_text(stmt, 3, detail, -1, SQLITE_TRANSIENT);
     status = cs_stmt_exec(s->db, stmt, "recording the sync");
-    sqlite3_finalize(stmt);
+    sqlite3_reset(stmt);
     if (status == CS_OK)
         status = cs_log_change(s->db, "sync source=%s %s", s->opts->source, detail);
     return status;
@@ -777,15 +807,12 @@ cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_o
                         NULL, 0);
     if (status == CS_OK)
         status = exec_bound(&s, "DELETE FROM temp.sync_seen", NULL, 0);
-    if (status != CS_OK)
-        return status;
     owned_mappings = count_owned(&s, "SELECT count(*) FROM mappings WHERE source = ?1");
     owned_pins = count_owned(&s, "SELECT count(*) FROM pins WHERE source = ?1");
-    if (owned_mappings < 0 || owned_pins < 0)
-        return cs_sql_fail(db, "counting the synced rows");
+    if (status == CS_OK && (owned_mappings < 0 || owned_pins < 0))
+        status = cs_sql_fail(db, "counting the synced rows");
     for (size_t i = 0; status == CS_OK && i < snap->npins; i++)
         status = sync_pin(&s, &snap->pins[i]);
-    /* One account per user: two entries with one name are a directory error. */
     if (status == CS_OK)
         status = sync_users(&s, snap);
     if (status == CS_OK)
@@ -793,6 +820,7 @@ cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_o
     s.where = (int64_t)snap->nusers;
     if (status == CS_OK)
         status = record_success(&s);
+    sync_stmts_free(&s);
     return status;
 }
 
