@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "sync_ldap.h"
@@ -60,10 +61,14 @@ static void end_notes(note_sink *n, int show)
 static int read_password(const cli_ctx *ctx, const char *path, char *out, size_t len)
 {
     FILE *f = fopen(path, "r");
+    struct stat st;
     size_t n;
 
     if (f == NULL)
         return cli_fail(ctx, "--password-file %s: %s", path, strerror(errno)), 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
+        cli_warn(ctx, "--password-file %s can be read by others (mode %04o): chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
     n = fread(out, 1, len - 1, f);
     fclose(f);
     out[n] = '\0';

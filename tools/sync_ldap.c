@@ -228,7 +228,7 @@ static int read_pins(reader *r)
     return rc;
 }
 
-static int is_disabled(reader *r, LDAPMessage *e, const char *dn)
+static int is_disabled(reader *r, LDAPMessage *e)
 {
     const char *spec = r->cfg->disabled_attr, *eq;
     struct berval **v;
@@ -248,7 +248,6 @@ static int is_disabled(reader *r, LDAPMessage *e, const char *dn)
     }
     if (spec == NULL)
         return 0;
-    (void)dn;
     eq = strchr(spec, '=');
     {
         char attr[128];
@@ -303,7 +302,7 @@ static int read_user(reader *r, LDAPMessage *e)
     } else {
         memcpy(account, name[0]->bv_val, name[0]->bv_len);
         account[name[0]->bv_len] = '\0';
-        if (!cs_sync_snapshot_add_user(r->snap, account, is_disabled(r, e, dn)))
+        if (!cs_sync_snapshot_add_user(r->snap, account, is_disabled(r, e)))
             rc = fail(r, "out of memory");
         if (rc == 0)
             rc = add_values(r, e, r->cfg->mapping_attr, 0);
@@ -359,7 +358,7 @@ static int handle_page(reader *r, LDAPMessage *res)
 static int read_users(reader *r)
 {
     const sync_config *cfg = r->cfg;
-    char filter[512], what[700];
+    char filter[512], what[700], disabled[128] = "";
     char *attrs[6];
     int n = 0, rc = 0;
     struct berval cookie = {0, NULL};
@@ -370,13 +369,12 @@ static int read_users(reader *r)
         attrs[n++] = (char *)cfg->mapping_attr;
     if (cfg->cert_attr != NULL)
         attrs[n++] = (char *)cfg->cert_attr;
-    attrs[n++] = cfg->schema == SYNC_SCHEMA_AD ? "userAccountControl" : NULL;
-    if (cfg->schema != SYNC_SCHEMA_AD && cfg->disabled_attr != NULL) {
-        static char disabled[128];
-
+    if (cfg->schema == SYNC_SCHEMA_AD) {
+        attrs[n++] = "userAccountControl";
+    } else if (cfg->disabled_attr != NULL) {
         snprintf(disabled, sizeof(disabled), "%.*s", (int)strcspn(cfg->disabled_attr, "="),
                  cfg->disabled_attr);
-        attrs[n - 1] = disabled;
+        attrs[n++] = disabled;
     }
     attrs[n] = NULL;
     if (cfg->filter != NULL)

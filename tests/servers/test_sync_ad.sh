@@ -142,7 +142,8 @@ OPENSSL_CONF=$CS_CNF timeout 500 openssl s_server -accept "127.0.0.1:$SPORT" \
     >"$WORK/log/s_server.out" 2>&1 &
 cs_kill_on_exit $!
 cs_wait_port "$SPORT" 20 $! || { echo "Bail out! s_server did not start" >&2; exit 1; }
-CS_PAYLOAD=$'hello certstore\n'
+# s_server -rev sends each line back reversed and closes on CLOSE.
+CS_PAYLOAD=$'hello certstore\nCLOSE\n'
 CS_NO_DATA_ERE='erotstrec olleh'
 MARK='erotstrec olleh'
 SESS=$WORK/alice.sess
