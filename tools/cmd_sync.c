@@ -10,11 +10,130 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "sync_ldap.h"
 
 #define PASSWORD_MAX 1024
+#define CONFIG_DEFAULT "/etc/certstore/sync.conf"
+#define CONFIG_MAX_BYTES (64 * 1024)
+#define CONFIG_MAX_ARGS 64
+
+/*
+ * The configuration file as command-line words: each "key = value" line
+ * becomes "--key=value", a bare "key" becomes "--key"; '#' starts a comment
+ * line. Parsed before the command line, so the command line wins.
+ */
+typedef struct {
+    int argc;
+    char *argv[CONFIG_MAX_ARGS + 1];
+} config_args;
+
+static void config_free(config_args *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    c->argc = 0;
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        *--end = '\0';
+    return s;
+}
+
+static int known_key(const cli_option *opts, const char *key)
+{
+    for (; opts->name != NULL; opts++)
+        if (strcmp(opts->name, key) == 0 && strcmp(key, "config") != 0)
+            return 1;
+    return 0;
+}
+
+/* The lines of an open configuration file into c; 0 (message printed) on error. */
+static int config_lines(const cli_ctx *ctx, FILE *f, const char *path, const cli_option *opts,
+                        config_args *c)
+{
+    char line[2048];
+    int lineno = 0;
+
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *key, *value = NULL, *eq, *word;
+
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f))
+            return cli_fail(ctx, "%s:%d: line too long", path, lineno), 0;
+        line[strcspn(line, "\n")] = '\0';
+        key = trim(line);
+        if (*key == '\0' || *key == '#')
+            continue;
+        if ((eq = strchr(key, '=')) != NULL) {
+            *eq = '\0';
+            value = trim(eq + 1);
+            key = trim(key);
+        }
+        if (!known_key(opts, key))
+            return cli_fail(ctx, "%s:%d: unknown key '%s'", path, lineno, key), 0;
+        if (c->argc == CONFIG_MAX_ARGS)
+            return cli_fail(ctx, "%s:%d: too many keys", path, lineno), 0;
+        if ((word = malloc(strlen(key) + (value ? strlen(value) : 0) + 4)) == NULL)
+            return cli_fail(ctx, "out of memory"), 0;
+        sprintf(word, value ? "--%s=%s" : "--%s", key, value);
+        c->argv[c->argc++] = word;
+    }
+    return 1;
+}
+
+/* A file others may write could point the sync at another directory: refused. */
+static int config_read(const cli_ctx *ctx, const char *path, const cli_option *opts, config_args *c)
+{
+    FILE *f = fopen(path, "r");
+    struct stat st;
+    int ok;
+
+    if (f == NULL)
+        return cli_fail(ctx, "--config %s: %s", path, strerror(errno)), 0;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_BYTES ||
+        (st.st_mode & 022) != 0 || (st.st_uid != 0 && st.st_uid != geteuid())) {
+        fclose(f);
+        return cli_fail(ctx,
+                        "%s: refused: not a regular file of at most %d bytes, owned by root or "
+                        "us and writable by no one else",
+                        path, CONFIG_MAX_BYTES),
+               0;
+    }
+    c->argc = 0;
+    c->argv[c->argc++] = strdup("sync"); /* cli_parse skips argv[0] */
+    ok = c->argv[0] != NULL ? config_lines(ctx, f, path, opts, c)
+                            : (cli_fail(ctx, "out of memory"), 0);
+    fclose(f);
+    c->argv[c->argc] = NULL;
+    return ok;
+}
+
+/* --config FILE from the command line; the default file when there is no --uri. */
+static const char *config_path(int argc, char **argv)
+{
+    int uri = 0;
+
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            return argv[i] + 9;
+        uri |= strcmp(argv[i], "--uri") == 0 || strncmp(argv[i], "--uri=", 6) == 0;
+    }
+    return !uri && access(CONFIG_DEFAULT, F_OK) == 0 ? CONFIG_DEFAULT : NULL;
+}
 
 /*
  * Notes (entries skipped, values refused, conflicts) are held back and
@@ -205,77 +324,109 @@ static int apply_snapshot(cli_ctx *ctx, const cs_sync_snapshot *snap, const cs_s
     return rc;
 }
 
-static int run_sync(cli_ctx *ctx, int argc, char **argv)
+/* Every option of the command line and the configuration file. */
+typedef struct {
+    sync_config cfg;
+    const char *schema, *password_file, *timeout, *max_removal, *config;
+    const char *account_attr, *mapping_attr, *cert_attr;
+    int json, dry_run, allow_weak, allow_mass;
+} sync_args;
+
+/* Options parsed: check them, read the directory, apply it. */
+static int sync_with(cli_ctx *ctx, sync_args *a)
 {
-    sync_config cfg = {.timeout = 30};
-    const char *schema = NULL, *password_file = NULL, *timeout = NULL, *max_removal = NULL;
-    const char *account_attr = NULL, *mapping_attr = NULL, *cert_attr = NULL;
-    int json = 0, dry_run = 0, allow_weak = 0, allow_mass = 0, percent = 10;
-    const cli_option opts[] = {{"uri", &cfg.uri, NULL},
-                               {"base", &cfg.base, NULL},
-                               {"schema", &schema, NULL},
-                               {"ca", &cfg.ca_file, NULL},
-                               {"insecure", NULL, &cfg.insecure},
-                               {"bind-dn", &cfg.bind_dn, NULL},
-                               {"password-file", &password_file, NULL},
-                               {"account-attribute", &account_attr, NULL},
-                               {"mapping-attribute", &mapping_attr, NULL},
-                               {"cert-attribute", &cert_attr, NULL},
-                               {"pins-dn", &cfg.pins_dn, NULL},
-                               {"pins-attribute", &cfg.pins_attr, NULL},
-                               {"filter", &cfg.filter, NULL},
-                               {"disabled-attribute", &cfg.disabled_attr, NULL},
-                               {"timeout", &timeout, NULL},
-                               {"allow-weak", NULL, &allow_weak},
-                               {"allow-mass-removal", NULL, &allow_mass},
-                               {"max-removal", &max_removal, NULL},
-                               {"dry-run", NULL, &dry_run},
-                               {"json", NULL, &json},
-                               CLI_OPTIONS_END};
-    cli_positional pos;
-    char password[PASSWORD_MAX], err[1024], source[CS_SOURCE_MAX];
+    sync_config *cfg = &a->cfg;
+    char password[PASSWORD_MAX] = "", err[1024], source[CS_SOURCE_MAX];
     note_sink notes = {.ctx = ctx};
     cs_sync_snapshot *snap;
     cs_sync_opts sopts;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    int rc, percent = 10;
 
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
+    cfg->account_attr = a->account_attr;
+    cfg->mapping_attr = a->mapping_attr;
+    cfg->cert_attr = attribute_or_none(a->cert_attr);
+    if ((rc = parse_schema(ctx, a->schema, cfg)) != CLI_CONTINUE)
         return rc;
-    cfg.account_attr = account_attr;
-    cfg.mapping_attr = mapping_attr;
-    cfg.cert_attr = attribute_or_none(cert_attr);
-    if ((rc = parse_schema(ctx, schema, &cfg)) != CLI_CONTINUE)
-        return rc;
-    cfg.mapping_attr = attribute_or_none(cfg.mapping_attr);
-    if ((rc = check_options(ctx, &cfg, password_file, timeout, max_removal, &percent)) !=
+    cfg->mapping_attr = attribute_or_none(cfg->mapping_attr);
+    if ((rc = check_options(ctx, cfg, a->password_file, a->timeout, a->max_removal, &percent)) !=
         CLI_CONTINUE)
         return rc;
-    if (timeout != NULL)
-        cfg.timeout = (int)strtol(timeout, NULL, 10);
-    if (snprintf(source, sizeof(source), "sync:%s", cfg.base) >= (int)sizeof(source))
+    if (a->timeout != NULL)
+        cfg->timeout = (int)strtol(a->timeout, NULL, 10);
+    if (snprintf(source, sizeof(source), "sync:%s", cfg->base) >= (int)sizeof(source))
         return cli_usage_error(ctx, "--base is too long");
-    if (password_file != NULL && !read_password(ctx, password_file, password, sizeof(password)))
+    if (a->password_file != NULL &&
+        !read_password(ctx, a->password_file, password, sizeof(password)))
         return CLI_FAIL;
-    cfg.password = password_file != NULL ? password : NULL;
+    cfg->password = a->password_file != NULL ? password : NULL;
     notes.out = open_memstream(&notes.text, &notes.len);
     if ((snap = cs_sync_snapshot_new()) == NULL || notes.out == NULL) {
         end_notes(&notes, 0);
         cs_sync_snapshot_free(snap);
+        explicit_bzero(password, sizeof(password));
         return cli_fail(ctx, "out of memory");
     }
-    if (sync_ldap_read(&cfg, snap, print_note, &notes, err, sizeof(err)) != 0) {
+    if (sync_ldap_read(cfg, snap, print_note, &notes, err, sizeof(err)) != 0) {
         cli_fail(ctx, "%s; the store is unchanged", err);
         rc = CLI_FAIL;
     } else {
         sopts = (cs_sync_opts){.source = source,
-                               .allow_weak = allow_weak,
-                               .allow_mass_removal = allow_mass,
+                               .allow_weak = a->allow_weak,
+                               .allow_mass_removal = a->allow_mass,
                                .max_removal_percent = percent};
-        rc = apply_snapshot(ctx, snap, &sopts, &notes, json, dry_run);
+        rc = apply_snapshot(ctx, snap, &sopts, &notes, a->json, a->dry_run);
     }
     end_notes(&notes, 0);
     explicit_bzero(password, sizeof(password));
     cs_sync_snapshot_free(snap);
+    return rc;
+}
+
+static int run_sync(cli_ctx *ctx, int argc, char **argv)
+{
+    sync_args a = {.cfg = {.timeout = 30}};
+    const cli_option opts[] = {{"uri", &a.cfg.uri, NULL},
+                               {"base", &a.cfg.base, NULL},
+                               {"schema", &a.schema, NULL},
+                               {"ca", &a.cfg.ca_file, NULL},
+                               {"insecure", NULL, &a.cfg.insecure},
+                               {"bind-dn", &a.cfg.bind_dn, NULL},
+                               {"password-file", &a.password_file, NULL},
+                               {"account-attribute", &a.account_attr, NULL},
+                               {"mapping-attribute", &a.mapping_attr, NULL},
+                               {"cert-attribute", &a.cert_attr, NULL},
+                               {"pins-dn", &a.cfg.pins_dn, NULL},
+                               {"pins-attribute", &a.cfg.pins_attr, NULL},
+                               {"filter", &a.cfg.filter, NULL},
+                               {"disabled-attribute", &a.cfg.disabled_attr, NULL},
+                               {"timeout", &a.timeout, NULL},
+                               {"allow-weak", NULL, &a.allow_weak},
+                               {"allow-mass-removal", NULL, &a.allow_mass},
+                               {"max-removal", &a.max_removal, NULL},
+                               {"dry-run", NULL, &a.dry_run},
+                               {"json", NULL, &a.json},
+                               {"config", &a.config, NULL},
+                               CLI_OPTIONS_END};
+    config_args file = {0};
+    const char *file_path = config_path(argc, argv);
+    cli_positional pos;
+    int rc = CLI_CONTINUE;
+
+    /* The file first: what the command line says wins. */
+    if (file_path != NULL) {
+        if (!config_read(ctx, file_path, opts, &file))
+            rc = CLI_FAIL;
+        else if ((rc = cli_parse(ctx, opts, file.argc, file.argv, &pos)) == CLI_CONTINUE &&
+                 pos.count > 0)
+            rc = cli_usage_error(ctx, "%s: a value without a key", file_path);
+    }
+    if (rc == CLI_CONTINUE)
+        rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc == CLI_CONTINUE)
+        rc = cli_expect_args(ctx, &pos, 0, 0, "");
+    if (rc == CLI_CONTINUE)
+        rc = sync_with(ctx, &a);
+    config_free(&file);
     return rc;
 }
 
@@ -290,7 +441,7 @@ const cli_command cli_cmd_sync = {
     "                      [--pins-attribute ATTR] [--filter FILTER]\n"
     "                      [--disabled-attribute ATTR[=VALUE]] [--timeout SECONDS]\n"
     "                      [--allow-weak] [--allow-mass-removal] [--max-removal PERCENT]\n"
-    "                      [--dry-run] [--json]\n"
+    "                      [--dry-run] [--json] [--config FILE]\n"
     "\n"
     "Read the directory in full, then make the rows this sync owns (source\n"
     "sync:BASE-DN) equal to it in one transaction: pins from the CA\n"
@@ -338,5 +489,11 @@ const cli_command cli_cmd_sync = {
     "  --allow-mass-removal   skip the removal guard\n"
     "  --max-removal PERCENT  the guard's share of owned mappings (default 10)\n"
     "  --dry-run              show what would change, change nothing\n"
-    "  --json                 the summary as one JSON object\n",
+    "  --json                 the summary as one JSON object\n"
+    "  --config FILE          options from FILE, one 'key = value' (or a bare\n"
+    "                         flag such as 'insecure') per line, keys as the\n"
+    "                         options above without '--'; the command line wins.\n"
+    "                         Without --config and --uri, " CONFIG_DEFAULT "\n"
+    "                         is read when it exists. Refused unless owned by\n"
+    "                         root or the caller and writable by no one else.\n",
 };

@@ -343,4 +343,35 @@ EOF
 }
 cs_check 12 "--dry-run --json shows what would change and changes nothing" t_json_dry_run
 
+t_config() {
+    local conf=$WORK/sync.conf
+    cat >"$conf" <<EOF
+# what the command line would say, one option per line
+schema = ldap
+uri = $URI
+insecure
+base = ou=people,$SUFFIX
+bind-dn = $ADMIN
+password-file = $WORK/admin.pw
+pins-dn = $NTAUTH
+cert-attribute = userCertificate;binary
+disabled-attribute = nsAccountLock=TRUE
+EOF
+    chmod 0600 "$conf"
+    "$CERTSTORE_BIN" --db "$CS_DB" sync --config "$conf" --json >"$SYNC_OUT" 2>&1 ||
+        { cs_diag_file "$SYNC_OUT"; return 1; }
+    sync_has '"mappings_kept":2' || return 1
+    chmod 0666 "$conf"
+    if "$CERTSTORE_BIN" --db "$CS_DB" sync --config "$conf" >"$SYNC_OUT" 2>&1; then
+        cs_diag "a configuration file others can write was used"
+        return 1
+    fi
+    sync_has "writable by no one else" || return 1
+    chmod 0600 "$conf"
+    echo "bogus-key = 1" >>"$conf"
+    ! "$CERTSTORE_BIN" --db "$CS_DB" sync --config "$conf" >"$SYNC_OUT" 2>&1 &&
+        sync_has "sync.conf:11: unknown key 'bogus-key'"
+}
+cs_check 13 "--config: options from a file; refused when others can write it or it has an unknown key" t_config
+
 cs_finish
