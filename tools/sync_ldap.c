@@ -30,6 +30,7 @@ typedef struct {
     char *err;
     size_t errlen;
     long entries;
+    int ranged; /* an attribute came back in ranges (AD's ";range="): partial */
 } reader;
 
 __attribute__((format(printf, 2, 3))) static int fail(reader *r, const char *fmt, ...)
@@ -74,8 +75,11 @@ static struct berval **values_of(reader *r, LDAPMessage *e, const char *attr)
         return NULL;
     for (char *a = ldap_first_attribute(r->ld, e, &ber); a != NULL;
          a = ldap_next_attribute(r->ld, e, ber)) {
-        if (vals == NULL && same_attribute(a, attr))
+        if (vals == NULL && same_attribute(a, attr)) {
+            if (strcasestr(a, ";range=") != NULL)
+                r->ranged = 1;
             vals = ldap_get_values_len(r->ld, e, a);
+        }
         ldap_memfree(a);
     }
     ber_free(ber, 0);
@@ -220,6 +224,9 @@ static int read_pins(reader *r)
         return fail(r, "the pins' object %s does not exist (or the bind cannot read it)", dn);
     }
     v = values_of(r, ldap_first_entry(r->ld, res), r->cfg->pins_attr);
+    if (r->ranged)
+        rc =
+            fail(r, "%s: the server sent only part of %s (range retrieval)", dn, r->cfg->pins_attr);
     for (size_t i = 0; rc == 0 && v != NULL && v[i] != NULL; i++)
         if (!cs_sync_snapshot_add_pin(r->snap, (const unsigned char *)v[i]->bv_val, v[i]->bv_len))
             rc = fail(r, "out of memory");
@@ -308,6 +315,11 @@ static int read_user(reader *r, LDAPMessage *e)
             rc = add_values(r, e, r->cfg->mapping_attr, 0);
         if (rc == 0)
             rc = add_values(r, e, r->cfg->cert_attr, 1);
+        if (rc == 0 && r->ranged)
+            rc = fail(r,
+                      "%s: the server sent only part of a value list (range retrieval); "
+                      "nothing is synced from a partial directory",
+                      dn != NULL ? dn : "?");
     }
     ldap_value_free_len(name);
     ldap_memfree(dn);
