@@ -240,4 +240,12 @@ t_dc_stopped() {
 }
 cs_check 10 "the DC stopped: one line, exit 1, store unchanged" t_dc_stopped
 
+t_doctor() {
+    "$CERTSTORE_BIN" --db "$CS_DB" doctor --config "$CS_CNF" >"$WORK/out/doctor.txt" 2>&1
+    grep -Eq "sync.*last successful directory sync [0-9]+ minutes ago" "$WORK/out/doctor.txt" && return 0
+    cs_diag_file "$WORK/out/doctor.txt"
+    return 1
+}
+cs_check 11 "doctor reports the age of the last successful sync" t_doctor
+
 cs_finish
