@@ -170,8 +170,8 @@ static const cli_command account_subcommands[] = {
      "Remove an account. Refused while mappings use it, unless --cascade.\n"
      "\n"
      "  --cascade   remove the account's mappings too\n"
-     "  --force   change it even when a directory sync owns it (the next sync puts\n"
-     "            it back)\n"},
+     "  --force     change it even when a directory sync owns it (the next sync\n"
+     "              puts it back)\n"},
     {"ls", "list accounts", run_account_ls,
      "Usage: certstore account ls [--json]\n"
      "\n"

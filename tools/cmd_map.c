@@ -369,8 +369,7 @@ static const cli_command map_subcommands[] = {
          FORCE_HELP},
     {"disable", "disable a mapping", run_map_change,
      "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its "
-     "certificate "
-     "is rejected with mapping-disabled.\n\n" REF_HELP FORCE_HELP},
+     "certificate is rejected with mapping-disabled.\n\n" REF_HELP FORCE_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND] [--force]\n\nEnable a disabled "
      "mapping.\n\n" REF_HELP FORCE_HELP},

@@ -21,9 +21,10 @@ extern const cli_command cli_cmd_expiring; /* tools/cmd_expiring.c */
 extern const cli_command cli_cmd_sync;     /* tools/cmd_sync.c */
 
 static const cli_command *const commands[] = {
-    &cli_cmd_init,   &cli_cmd_pin,      &cli_cmd_account, &cli_cmd_map,   &cli_cmd_check,
-    &cli_cmd_import, &cli_cmd_export,   &cli_cmd_log,     &cli_cmd_stats, &cli_cmd_doctor,
-    &cli_cmd_rule,   &cli_cmd_expiring, &cli_cmd_sync,
+    &cli_cmd_init,  &cli_cmd_pin,    &cli_cmd_account, &cli_cmd_map,
+    &cli_cmd_check, &cli_cmd_import, &cli_cmd_export,  &cli_cmd_log,
+    &cli_cmd_stats, &cli_cmd_doctor, &cli_cmd_rule,    &cli_cmd_expiring,
+    &cli_cmd_sync,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
