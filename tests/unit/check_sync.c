@@ -323,6 +323,72 @@ START_TEST(test_cli_refuses_synced_rows_without_force)
 }
 END_TEST
 
+START_TEST(test_value_moved_to_another_user)
+{
+    cs_sync_result res;
+    cs_sync_snapshot *snap = cs_sync_snapshot_new();
+    cs_decision d;
+
+    ck_ok(apply(directory(0, 1), 0, &res));
+    /* bob's certificate now belongs to carol; bob stays with nothing. */
+    add_der(snap, pki->ca_a.cert, 1);
+    ck_assert(cs_sync_snapshot_add_user(snap, "alice", 0));
+    ck_assert(cs_sync_snapshot_add_user(snap, "carol", 0));
+    add_der(snap, pki->bob.cert, 0);
+    ck_ok(apply(snap, 1, &res));
+    ck_assert_int_eq(res.mappings_removed, 2); /* bob's moved, alice's gone */
+    ck_assert_int_eq(res.mappings_added, 1);
+    d = decide(&pki->bob);
+    ck_assert(d.accept);
+    ck_assert_str_eq(d.account, "carol");
+}
+END_TEST
+
+START_TEST(test_two_users_naming_one_certificate_keep_the_first)
+{
+    cs_sync_result res;
+    cs_sync_snapshot *snap = directory(0, 1);
+    cs_decision d;
+
+    ck_assert(cs_sync_snapshot_add_user(snap, "mallory", 0));
+    add_der(snap, pki->bob.cert, 0);
+    ck_ok(apply(snap, 0, &res));
+    ck_assert_int_eq(res.conflicts, 1);
+    ck_assert_msg(strstr(notes, "named by bob and mallory") != NULL, "%s", notes);
+    d = decide(&pki->bob);
+    ck_assert(d.accept);
+    ck_assert_str_eq(d.account, "bob");
+}
+END_TEST
+
+START_TEST(test_weak_forms_become_rules_only_when_allowed)
+{
+    cs_sync_result res;
+    cs_sync_snapshot *snap = directory(0, 0);
+    cs_sync_opts opts = {.source = SOURCE, .allow_weak = 1};
+    const char *weak = "X509:<I>CN=Partner CA A,O=certstore tests<S>CN=bob,O=certstore tests";
+
+    ck_assert(cs_sync_snapshot_add_user(snap, "bob", 0));
+    ck_assert(cs_sync_snapshot_add_value(snap, weak, strlen(weak)));
+    ck_ok(cs_db_begin(writer, "certstore sync"));
+    ck_ok(cs_sync_apply(writer, snap, &opts, collect_note, NULL, &res));
+    ck_ok(cs_db_commit(writer));
+    ck_assert_int_eq(res.rules_added, 1);
+    ck_ok(cs_db_begin(writer, "certstore sync"));
+    ck_ok(cs_sync_apply(writer, snap, &opts, collect_note, NULL, &res));
+    ck_ok(cs_db_commit(writer));
+    ck_assert_int_eq(res.rules_added, 0); /* kept, not made again */
+    cs_sync_snapshot_free(snap);
+
+    snap = directory(0, 0);
+    ck_assert(cs_sync_snapshot_add_user(snap, "bob", 0));
+    ck_assert(cs_sync_snapshot_add_value(snap, weak, strlen(weak)));
+    ck_ok(apply(snap, 0, &res)); /* without allow_weak: refused, and the rule goes */
+    ck_assert_int_eq(res.refused, 1);
+    ck_assert_int_eq(res.rules_removed, 1);
+}
+END_TEST
+
 static Suite *sync_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -337,6 +403,9 @@ static Suite *sync_suite(void)
     tcase_add_test(apply_tc, test_every_pin_gone_is_refused);
     tcase_add_test(apply_tc, test_local_rows_are_left_alone);
     tcase_add_test(apply_tc, test_malformed_data_changes_nothing);
+    tcase_add_test(apply_tc, test_value_moved_to_another_user);
+    tcase_add_test(apply_tc, test_two_users_naming_one_certificate_keep_the_first);
+    tcase_add_test(apply_tc, test_weak_forms_become_rules_only_when_allowed);
     suite_add_tcase(s, apply_tc);
     tcase_add_checked_fixture(cli_tc, setup, teardown);
     tcase_add_test(cli_tc, test_cli_refuses_synced_rows_without_force);
