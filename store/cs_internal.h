@@ -166,6 +166,28 @@ cs_status cs_mapping_spec_check(cs_db *db, const cs_mapping_spec *spec, char *pi
 /* Mapping id of a reference (by id or kind+key); CS_NOTFOUND if none. */
 cs_status cs_mapping_ref_id(cs_db *db, const cs_mapping_ref *ref, int64_t *id);
 
+/* ---- the altSecurityIdentities parser (import_altsecid.c) ------------------ */
+
+/*
+ * Where parsed values go: cs_import_altsecid adds them to the store; a
+ * directory sync (sync.c) compares them with what it owns. Specs and their
+ * strings live until the callback returns.
+ */
+typedef struct {
+    cs_status (*mapping)(const cs_mapping_spec *spec, void *arg);
+    cs_status (*rule)(const cs_rule_spec *spec, void *arg);
+    void *arg;
+} cs_altsec_sink;
+typedef struct cs_altsec cs_altsec;
+/* Loads the pins now: a pin added later is not seen. sink NULL: add to the store. */
+cs_status cs_altsec_open(cs_db *db, const char *pin_fp, int allow_weak, cs_foreign_note_cb note,
+                         void *arg, const cs_altsec_sink *sink, cs_foreign_result *res,
+                         cs_altsec **out);
+/* One "X509:..." value of account; where is reported to note as the line. */
+cs_status cs_altsec_value(cs_altsec *c, int64_t where, const char *account, const char *value,
+                          size_t len);
+void cs_altsec_close(cs_altsec *c);
+
 /* ---- rule matching (dn_match.c) ------------------------------------------- */
 
 /*

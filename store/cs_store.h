@@ -32,7 +32,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 7
+#define CS_SCHEMA_VERSION 8
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -176,6 +176,7 @@ typedef struct {
     int64_t created;
     const unsigned char *der;
     size_t der_len;
+    const char *source; /* NULL: made locally; else the sync that owns it */
 } cs_pin;
 
 /* Refuses (CS_INVALID) a certificate without basicConstraints CA:TRUE. */
@@ -282,6 +283,7 @@ typedef struct {
     int64_t cert_not_after;
     int have_sha1;
     unsigned char sha1[20];
+    const char *source; /* NULL: made locally; else the sync that owns it */
 } cs_mapping;
 
 /* Fill spec->kind/key/cert_not_after/sha1 from a leaf certificate. */
@@ -484,6 +486,68 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
 cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
                              int allow_weak, cs_foreign_note_cb note, void *arg,
                              cs_foreign_result *res);
+
+/* ---- ownership (sync_owner.c) --------------------------------------------- */
+
+/*
+ * Rows made by `certstore sync` carry their source ("sync:<base DN>"); rows
+ * made with the CLI carry none. A sync changes only its own rows; the CLI
+ * asks here before changing one. Each lookup fills source ("" for a local
+ * row) and returns CS_NOTFOUND when there is no such row.
+ */
+#define CS_SOURCE_MAX 512
+cs_status cs_pin_source(cs_db *db, const char *fp, char source[CS_SOURCE_MAX]);
+cs_status cs_account_source(cs_db *db, const char *name, char source[CS_SOURCE_MAX]);
+cs_status cs_mapping_source(cs_db *db, const cs_mapping_ref *ref, char source[CS_SOURCE_MAX]);
+cs_status cs_rule_source(cs_db *db, int64_t id, char source[CS_SOURCE_MAX]);
+
+/* ---- directory sync (sync.c) ----------------------------------------------- */
+
+/*
+ * What a directory holds, read in full by the caller (tools/sync_ldap.c):
+ * CA certificates to pin, and users with their account name, whether the
+ * directory disables them, their altSecurityIdentities-style values and
+ * whole certificates. cs_sync_apply makes the rows of one source equal to
+ * it, in the caller's transaction, and touches no other row.
+ */
+typedef struct cs_sync_snapshot cs_sync_snapshot;
+cs_sync_snapshot *cs_sync_snapshot_new(void);
+void cs_sync_snapshot_free(cs_sync_snapshot *snap);
+/* Each returns 1, or 0 when out of memory; values and certs go to the last user added. */
+int cs_sync_snapshot_add_pin(cs_sync_snapshot *snap, const unsigned char *der, size_t len);
+int cs_sync_snapshot_add_user(cs_sync_snapshot *snap, const char *account, int disabled);
+int cs_sync_snapshot_add_value(cs_sync_snapshot *snap, const char *value, size_t len);
+int cs_sync_snapshot_add_cert(cs_sync_snapshot *snap, const unsigned char *der, size_t len);
+size_t cs_sync_snapshot_users(const cs_sync_snapshot *snap);
+
+typedef struct {
+    const char *source;      /* "sync:<base DN>": the owner written on every row */
+    int allow_weak;          /* weak altSecurityIdentities forms become rules */
+    int allow_mass_removal;  /* skip the guard below */
+    int max_removal_percent; /* refuse removing more of the source's mappings (default 10) */
+} cs_sync_opts;
+
+typedef struct {
+    int64_t pins_added, pins_removed, pins_kept;
+    int64_t accounts_added, accounts_removed, accounts_disabled, accounts_enabled;
+    int64_t mappings_added, mappings_removed, mappings_kept;
+    int64_t rules_added, rules_removed;
+    int64_t refused;   /* values not turned into rows (each told to note) */
+    int64_t conflicts; /* rows the CLI made that the directory also names: left alone */
+} cs_sync_result;
+
+/*
+ * Apply a snapshot (inside cs_db_begin). Undecodable certificates, invalid
+ * account names, an account named twice or a malformed value are
+ * CS_INVALID; so is a change that removes more than max_removal_percent of
+ * the source's mappings or every one of its pins (a wrong base DN, lost
+ * read rights), unless allow_mass_removal. On any failure the caller rolls
+ * back. Records the time of the sync (cs_sync_last_success).
+ */
+cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_opts *opts,
+                        cs_foreign_note_cb note, void *arg, cs_sync_result *res);
+/* When source last synced successfully (Unix seconds); CS_NOTFOUND if never. */
+cs_status cs_sync_last_success(cs_db *db, const char *source, int64_t *when);
 
 /* ---- stats and change log ------------------------------------------------ */
 

@@ -231,6 +231,23 @@ static const char schema_v7[] =
     "  reason INTEGER,"
     "  PRIMARY KEY (crl_id, serial)) WITHOUT ROWID;";
 
+/*
+ * Ownership (issue 18): rows a directory sync made carry its source
+ * ("sync:<base DN>"); NULL is a row made locally with the CLI. A sync
+ * touches only its own rows, and the CLI refuses to change them without
+ * --force. sync_state is bookkeeping, not policy (no generation triggers).
+ */
+static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
+                                "ALTER TABLE accounts ADD COLUMN source TEXT;"
+                                "ALTER TABLE mappings ADD COLUMN source TEXT;"
+                                "ALTER TABLE rules ADD COLUMN source TEXT;"
+                                "CREATE INDEX mappings_by_source ON mappings(source)"
+                                "  WHERE source IS NOT NULL;"
+                                "CREATE TABLE sync_state ("
+                                "  source TEXT PRIMARY KEY,"
+                                "  last_success INTEGER NOT NULL,"
+                                "  detail TEXT NOT NULL);";
+
 typedef struct {
     int version;
     const char *sql;
@@ -238,10 +255,12 @@ typedef struct {
 } cs_migration;
 
 /* Forward steps; each runs in its own transaction ending with its version. */
+/* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
-    {7, schema_v7, 0},
+    {7, schema_v7, 0}, {8, schema_v8, 0},
 };
+/* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
 static const char *const statement_sql[STMT_COUNT] = {
@@ -261,9 +280,9 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_PIN_REMOVE] = "DELETE FROM pins WHERE fp = ?",
     [STMT_PIN_ENABLED_GET] = "SELECT enabled FROM pins WHERE fp = ?",
     [STMT_PIN_SET_ENABLED] = "UPDATE pins SET enabled = ? WHERE fp = ?",
-    [STMT_PIN_GET] = "SELECT id, fp, subject, not_after, enabled, note, created, der"
+    [STMT_PIN_GET] = "SELECT id, fp, subject, not_after, enabled, note, created, der, source"
                      " FROM pins WHERE fp = ?",
-    [STMT_PIN_LIST] = "SELECT id, fp, subject, not_after, enabled, note, created, der"
+    [STMT_PIN_LIST] = "SELECT id, fp, subject, not_after, enabled, note, created, der, source"
                       " FROM pins ORDER BY id",
     [STMT_ACCOUNT_ADD] = "INSERT INTO accounts (name, enabled, note, created) VALUES (?, 1, ?, ?)",
     [STMT_ACCOUNT_FIND] = "SELECT id, enabled FROM accounts WHERE name = ?",
@@ -287,12 +306,13 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_MAPPING_SET_ENABLED] = "UPDATE mappings SET enabled = ? WHERE id = ?",
     [STMT_MAPPING_SET_WINDOW] = "UPDATE mappings SET not_before = ?, not_after = ? WHERE id = ?",
     [STMT_MAPPING_LIST] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
-                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1"
+                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                          " m.source"
                           " FROM mappings m JOIN accounts a ON a.id = m.account_id"
                           " ORDER BY m.id",
     [STMT_MAPPING_LIST_ACCOUNT] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
                                   " m.not_after, m.enabled, m.note, m.created,"
-                                  " m.cert_not_after, m.sha1"
+                                  " m.cert_not_after, m.sha1, m.source"
                                   " FROM mappings m JOIN accounts a ON a.id = m.account_id"
                                   " WHERE a.name = ? ORDER BY m.id",
     [STMT_DECIDE_PIN] = "SELECT enabled FROM pins WHERE fp = ?",
@@ -833,7 +853,7 @@ cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id)
  * Every other table is policy (pins, accounts, mappings, rules, and any a
  * later migration adds).
  */
-static const char *const non_policy_tables[] = {"meta", "changes"};
+static const char *const non_policy_tables[] = {"meta", "changes", "sync_state"};
 
 static int is_policy_table(const char *name)
 {

@@ -38,9 +38,10 @@ typedef struct {
     char fp[CS_FP_HEX_LEN + 1];
 } loaded_pin;
 
-typedef struct {
+struct cs_altsec {
     cs_db *db;
-    const char *pin_fp; /* for weak forms without an issuer */
+    const cs_altsec_sink *sink; /* NULL: add to the store (import) */
+    const char *pin_fp;         /* for weak forms without an issuer */
     int allow_weak;
     cs_foreign_note_cb note;
     void *arg;
@@ -48,7 +49,8 @@ typedef struct {
     loaded_pin pins[PINS_MAX];
     int npins;
     int64_t line;
-} altsec_ctx;
+};
+typedef struct cs_altsec altsec_ctx;
 
 static int collect_pin(const cs_pin *pin, void *arg)
 {
@@ -190,6 +192,8 @@ static cs_status add_mapping(altsec_ctx *c, const char *account, cs_kind kind, c
     spec.pin_fp = pin_fp;
     spec.not_before = spec.not_after = spec.cert_not_after = CS_TIME_NONE;
     spec.note = "imported from altSecurityIdentities";
+    if (c->sink != NULL)
+        return c->sink->mapping(&spec, c->sink->arg);
     if (cs_account_id(c->db, account, &existing) == CS_NOTFOUND)
         c->res->accounts_created++;
     status = cs_mapping_add(c->db, &spec, 1, &id);
@@ -260,6 +264,8 @@ static cs_status add_weak_rule(altsec_ctx *c, const char *account, const char *p
     int64_t existing = 0;
     cs_status status;
 
+    if (c->sink != NULL)
+        return c->sink->rule(&r, c->sink->arg);
     if (cs_account_id(c->db, account, &existing) == CS_NOTFOUND)
         c->res->accounts_created++;
     status = cs_rule_add(c->db, &r, 1, NULL);
@@ -440,22 +446,63 @@ static cs_status one_line(altsec_ctx *c, const char *line, size_t len)
     return one_value(c, account, tab + 1, end);
 }
 
+cs_status cs_altsec_open(cs_db *db, const char *pin_fp, int allow_weak, cs_foreign_note_cb note,
+                         void *arg, const cs_altsec_sink *sink, cs_foreign_result *res,
+                         cs_altsec **out)
+{
+    altsec_ctx *c;
+    cs_status status;
+
+    *out = NULL;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return cs_fail(db, CS_ERR, "out of memory");
+    *c = (altsec_ctx){.db = db,
+                      .sink = sink,
+                      .pin_fp = pin_fp,
+                      .allow_weak = allow_weak,
+                      .note = note,
+                      .arg = arg,
+                      .res = res};
+    status = cs_pin_foreach(db, collect_pin, c);
+    if (status != CS_OK) {
+        cs_altsec_close(c);
+        return status;
+    }
+    *out = c;
+    return CS_OK;
+}
+
+cs_status cs_altsec_value(cs_altsec *c, int64_t where, const char *account, const char *value,
+                          size_t len)
+{
+    c->line = where;
+    if (len > LINE_MAX_BYTES || memchr(value, '\0', len) != NULL)
+        return cs_fail(c->db, CS_INVALID, "value too long or holds a NUL byte");
+    return one_value(c, account, value, value + len);
+}
+
+void cs_altsec_close(cs_altsec *c)
+{
+    if (c == NULL)
+        return;
+    free_pins(c);
+    free(c);
+}
+
 cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
                              int allow_weak, cs_foreign_note_cb note, void *arg,
                              cs_foreign_result *res)
 {
-    altsec_ctx *c;
+    altsec_ctx *c = NULL;
     cs_status status = cs_require_write(db);
     const char *p = data, *end = data + len;
 
     memset(res, 0, sizeof(*res));
     if (status != CS_OK)
         return status;
-    if ((c = calloc(1, sizeof(*c))) == NULL)
-        return cs_fail(db, CS_ERR, "out of memory");
-    *c = (altsec_ctx){
-        .db = db, .pin_fp = pin_fp, .allow_weak = allow_weak, .note = note, .arg = arg, .res = res};
-    status = cs_pin_foreach(db, collect_pin, c);
+    status = cs_altsec_open(db, pin_fp, allow_weak, note, arg, NULL, res, &c);
+    if (status != CS_OK)
+        return status;
     while (status == CS_OK && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -469,7 +516,6 @@ cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char
     }
     if (status != CS_OK)
         res->bad_line = c->line;
-    free_pins(c);
-    free(c);
+    cs_altsec_close(c);
     return status;
 }

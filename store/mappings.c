@@ -332,6 +332,7 @@ static void mapping_from_row(sqlite3_stmt *stmt, cs_mapping *m)
     m->note = (const char *)sqlite3_column_text(stmt, 8);
     m->created = sqlite3_column_int64(stmt, 9);
     m->cert_not_after = cs_column_time(stmt, 10);
+    m->source = (const char *)sqlite3_column_text(stmt, 12);
     if (sha1 != NULL && sqlite3_column_bytes(stmt, 11) == (int)sizeof(m->sha1)) {
         memcpy(m->sha1, sha1, sizeof(m->sha1));
         m->have_sha1 = 1;

@@ -180,6 +180,7 @@ static void pin_from_row(sqlite3_stmt *stmt, cs_pin *pin)
     pin->created = sqlite3_column_int64(stmt, 6);
     pin->der = sqlite3_column_blob(stmt, 7);
     pin->der_len = (size_t)sqlite3_column_bytes(stmt, 7);
+    pin->source = (const char *)sqlite3_column_text(stmt, 8);
     if (pin->subject == NULL)
         pin->subject = "";
     if (pin->note == NULL)

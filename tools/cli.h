@@ -63,6 +63,7 @@ extern const cli_command cli_pin_subcommands[];
 extern const cli_command cli_account_subcommands[];
 extern const cli_command cli_map_subcommands[];
 extern const cli_command cli_rule_subcommands[];
+extern const cli_command cli_crl_subcommands[];
 
 /* ---- messages (cli_util.c) ----------------------------------------------- */
 
@@ -156,6 +157,13 @@ cs_db *cli_begin_import(const cli_ctx *ctx);
  * printed why status is not CS_OK).
  */
 int cli_end_write(const cli_ctx *ctx, cs_db *db, cs_status status);
+/*
+ * Ownership (cli_owner.c): lookup is what cs_*_source returned for the row
+ * about to change. CS_OK when the CLI may change it (local, not found, or
+ * force, with a warning); else the failure is printed and returned.
+ */
+cs_status cli_owner_check(const cli_ctx *ctx, cs_db *db, cs_status lookup,
+                          const char source[CS_SOURCE_MAX], int force);
 /* Print a store failure: "certstore: <cmd>: <cs_db_errmsg>"; returns CLI_FAIL. */
 int cli_store_fail(const cli_ctx *ctx, const cs_db *db);
 /* Warn once when the database file or its directory is group/other-writable. */

@@ -49,11 +49,15 @@ static int run_account_add(cli_ctx *ctx, int argc, char **argv)
 }
 
 static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name, cli_change change,
-                              int cascade, int64_t removed[2])
+                              int cascade, int force, int64_t removed[2])
 {
-    cs_status st = change == CLI_REMOVE
-                       ? cs_account_remove_counted(db, name, cascade, &removed[0], &removed[1])
-                       : cs_account_set_enabled(db, name, change == CLI_ENABLE);
+    char source[CS_SOURCE_MAX];
+    cs_status st = cli_owner_check(ctx, db, cs_account_source(db, name, source), source, force);
+    if (st != CS_OK)
+        return st;
+    st = change == CLI_REMOVE
+             ? cs_account_remove_counted(db, name, cascade, &removed[0], &removed[1])
+             : cs_account_set_enabled(db, name, change == CLI_ENABLE);
     if (st == CS_NOTFOUND)
         cli_fail(ctx, "no such account");
     else if (st == CS_INUSE)
@@ -66,9 +70,10 @@ static cs_status apply_change(const cli_ctx *ctx, cs_db *db, const char *name, c
 static int run_account_change(cli_ctx *ctx, int argc, char **argv)
 {
     cli_change change = cli_change_named(argv[0]);
-    int cascade = 0;
-    const cli_option rm_opts[] = {{"cascade", NULL, &cascade}, CLI_OPTIONS_END};
-    static const cli_option no_opts[] = {CLI_OPTIONS_END};
+    int cascade = 0, force = 0;
+    const cli_option rm_opts[] = {
+        {"cascade", NULL, &cascade}, {"force", NULL, &force}, CLI_OPTIONS_END};
+    const cli_option no_opts[] = {{"force", NULL, &force}, CLI_OPTIONS_END};
     cli_positional pos;
     const char *name = NULL;
     int rc = cli_parse(ctx, change == CLI_REMOVE ? rm_opts : no_opts, argc, argv, &pos);
@@ -78,7 +83,7 @@ static int run_account_change(cli_ctx *ctx, int argc, char **argv)
     if (db == NULL)
         return CLI_FAIL;
     int64_t removed[2] = {0, 0};
-    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade, removed));
+    rc = cli_end_write(ctx, db, apply_change(ctx, db, name, change, cascade, force, removed));
     if (rc == CLI_OK) {
         printf("%s ", cli_change_done(change));
         print_account_name("account ", name);
@@ -151,21 +156,29 @@ const cli_command cli_account_subcommands[] = {
      "\n"
      "  --note TEXT   free text kept with the account\n"},
     {"disable", "disable an account", run_account_change,
-     "Usage: certstore account disable NAME\n"
+     "Usage: certstore account disable NAME [--force]\n"
      "\n"
-     "Disable an account: its certificates are rejected with account-disabled.\n"},
+     "Disable an account: its certificates are rejected with account-disabled.\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"enable", "enable a disabled account", run_account_change,
-     "Usage: certstore account enable NAME\n"
+     "Usage: certstore account enable NAME [--force]\n"
      "\n"
-     "Enable a disabled account again.\n"},
+     "Enable a disabled account again.\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"rm", "remove an account", run_account_change,
-     "Usage: certstore account rm NAME [--cascade]\n"
+     "Usage: certstore account rm NAME [--cascade] [--force]\n"
      "\n"
      "Remove an account. Refused while mappings or rules use it (the error\n"
      "counts and names them), unless --cascade.\n"
      "\n"
      "  --cascade   remove the account's mappings and rules too; says how many,\n"
-     "              and the change log names them\n"},
+     "              and the change log names them\n"
+     "  --force     change it even when a directory sync owns it (the next sync\n"
+     "              puts it back)\n"},
     {"ls", "list accounts", run_account_ls,
      "Usage: certstore account ls [--json]\n"
      "\n"
@@ -182,9 +195,9 @@ const cli_command cli_cmd_account = {
     "manage accounts (add, disable, enable, rm, ls)",
     run_account,
     "Usage: certstore account add NAME [--note TEXT]\n"
-    "       certstore account disable NAME\n"
-    "       certstore account enable NAME\n"
-    "       certstore account rm NAME [--cascade]\n"
+    "       certstore account disable NAME [--force]\n"
+    "       certstore account enable NAME [--force]\n"
+    "       certstore account rm NAME [--cascade] [--force]\n"
     "       certstore account ls [--json]\n"
     "\n"
     "Manage the accounts that client certificates map to.\n"

@@ -540,7 +540,7 @@ static int run_crl_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-static const cli_command crl_subcommands[] = {
+const cli_command cli_crl_subcommands[] = {
     {"add", "store the CRL of a pinned CA", run_crl_add,
      "Usage: certstore crl add FILE [--pin FINGERPRINT]\n"
      "\n"
@@ -603,5 +603,5 @@ const cli_command cli_cmd_crl = {
 
 static int run_crl(cli_ctx *ctx, int argc, char **argv)
 {
-    return cli_dispatch(ctx, &cli_cmd_crl, crl_subcommands, argc, argv);
+    return cli_dispatch(ctx, &cli_cmd_crl, cli_crl_subcommands, argc, argv);
 }

@@ -276,6 +276,21 @@ static void check_mode(doctor *d)
 
 /* ---- the database -------------------------------------------------------- */
 
+/* A store that `certstore sync` keeps: how old its directory state is. */
+#define SYNC_STALE_SECONDS (24 * 3600)
+static void check_last_sync(doctor *d)
+{
+    int64_t last = 0, age;
+
+    if (cs_sync_last_success(d->db, NULL, &last) != CS_OK)
+        return; /* never synced (or an older schema): nothing to say */
+    age = (int64_t)time(NULL) - last;
+    report(d, age > SYNC_STALE_SECONDS ? LEVEL_WARN : LEVEL_OK, "sync",
+           "last successful directory sync %lld minutes ago%s", (long long)(age / 60),
+           age > SYNC_STALE_SECONDS ? ": the store may lag the directory (is the timer running?)"
+                                    : "");
+}
+
 static void check_contents(doctor *d)
 {
     cs_stats s;
@@ -299,6 +314,7 @@ static void check_contents(doctor *d)
         report(d, LEVEL_WARN, "store", "no enabled pin: every client certificate is rejected");
     else if (s.mappings_enabled == 0)
         report(d, LEVEL_WARN, "store", "no enabled mapping: every client certificate is rejected");
+    check_last_sync(d);
 }
 
 static void check_database(doctor *d)

@@ -353,8 +353,10 @@ static void report_still_admitted(const cli_ctx *ctx, cs_db *db, X509 *leaf, con
 }
 
 /* map rm --all CERT: every mapping that applies to the certificate, in one transaction. */
-static cs_status remove_all_of_cert(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file)
+static cs_status remove_all_of_cert(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file,
+                                    int force)
 {
+    char source[CS_SOURCE_MAX];
     cert_mappings c;
     cs_status st = cert_mappings_find(db, leaf, &c);
     if (st != CS_OK)
@@ -363,6 +365,9 @@ static cs_status remove_all_of_cert(const cli_ctx *ctx, cs_db *db, X509 *leaf, c
         return cli_fail(ctx, "%s: no mapping of this certificate", file), CS_NOTFOUND;
     for (size_t i = 0; i < c.n; i++) {
         cs_mapping_ref ref = {.id = c.ids[i]};
+        st = cli_owner_check(ctx, db, cs_mapping_source(db, &ref, source), source, force);
+        if (st != CS_OK)
+            return st;
         if ((st = cs_mapping_remove(db, &ref)) != CS_OK)
             return cli_store_fail(ctx, db), st;
         printf("removed mapping %lld %s -> ", (long long)c.ids[i], cs_kind_name(c.kinds[i]));
@@ -419,10 +424,16 @@ static void report_same_certificate(const cli_ctx *ctx, cs_db *db, const found_m
 }
 
 static cs_status change_one(const cli_ctx *ctx, cs_db *db, cli_change change,
-                            const cs_mapping_ref *ref, int report)
+                            const cs_mapping_ref *ref, int report, int force)
 {
+    char source[CS_SOURCE_MAX];
     found_mapping f;
     cs_status st = find_mapping(db, ref, &f);
+    if (st == CS_OK) {
+        st = cli_owner_check(ctx, db, cs_mapping_source(db, ref, source), source, force);
+        if (st != CS_OK)
+            return st;
+    }
     if (st == CS_OK)
         st = change == CLI_REMOVE ? cs_mapping_remove(db, ref)
                                   : cs_mapping_set_enabled(db, ref, change == CLI_ENABLE);
@@ -445,9 +456,11 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
 {
     cli_change change = cli_change_named(argv[0]);
     const char *kind_text = NULL;
-    int all = 0;
-    const cli_option opts[] = {{"kind", &kind_text, NULL}, {"all", NULL, &all}, CLI_OPTIONS_END};
-    const cli_option opts_no_all[] = {{"kind", &kind_text, NULL}, CLI_OPTIONS_END};
+    int all = 0, force = 0;
+    const cli_option opts[] = {
+        {"kind", &kind_text, NULL}, {"all", NULL, &all}, {"force", NULL, &force}, CLI_OPTIONS_END};
+    const cli_option opts_no_all[] = {
+        {"kind", &kind_text, NULL}, {"force", NULL, &force}, CLI_OPTIONS_END};
     cli_positional pos;
     cs_kind kind = CS_KIND_CERT;
     cs_mapping_ref ref;
@@ -471,8 +484,8 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
         X509_free(leaf);
         return CLI_FAIL;
     }
-    cs_status st = all ? remove_all_of_cert(ctx, db, leaf, text)
-                       : change_one(ctx, db, change, &ref, leaf == NULL);
+    cs_status st = all ? remove_all_of_cert(ctx, db, leaf, text, force)
+                       : change_one(ctx, db, change, &ref, leaf == NULL, force);
     if (st == CS_OK && leaf != NULL)
         report_still_admitted(ctx, db, leaf, text);
     X509_free(leaf);
@@ -501,6 +514,8 @@ static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *
     cli_put_json_string(stdout, m->note != NULL ? m->note : "");
     printf(",\"created\":");
     cli_put_json_time(stdout, m->created);
+    printf(",\"source\":");
+    cli_put_json_string(stdout, m->source);
     putchar('}');
 }
 
@@ -529,6 +544,10 @@ static int print_mapping(const cs_mapping *m, void *arg)
     if (m->note != NULL && *m->note != '\0') {
         printf(" note=");
         cli_put_text(stdout, m->note);
+    }
+    if (m->source != NULL) {
+        printf(" source=");
+        cli_put_text(stdout, m->source);
     }
     if (cs_mapping_unbound(m))
         printf(" unbound: never matches, re-add with --pin");
@@ -571,6 +590,10 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
     "\n"                                                                                           \
     "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
 
+#define FORCE_HELP                                                                                 \
+    "  --force       change it even when a directory sync owns it (the next\n"                     \
+    "                sync puts it back)\n"
+
 const cli_command cli_map_subcommands[] = {
     {"add", "map a client certificate to an account", run_map_add,
      "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
@@ -600,8 +623,8 @@ const cli_command cli_map_subcommands[] = {
      "                     reject certificates whose notBefore is earlier than\n"
      "                     this mapping (reason issued-before-mapping)\n"},
     {"rm", "remove a mapping", run_map_change,
-     "Usage: certstore map rm REF [--kind KIND]\n"
-     "       certstore map rm --all CERT.pem\n"
+     "Usage: certstore map rm REF [--kind KIND] [--force]\n"
+     "       certstore map rm --all CERT.pem [--force]\n"
      "\n"
      "Remove a mapping; say which (id, kind, account). Then list the mappings\n"
      "of the same certificate that remain ('still mapped: ...') and, when the\n"
@@ -611,16 +634,19 @@ const cli_command cli_map_subcommands[] = {
      "mappings made from the same certificate (same SHA-1), rules left out.\n"
      "\n" REF_HELP "  --all         remove every mapping that applies to CERT.pem (each of its\n"
      "                keys, bound to no pin or to its issuing pin), in one\n"
-     "                transaction\n"},
+     "                transaction\n" FORCE_HELP},
     {"disable", "disable a mapping", run_map_change,
-     "Usage: certstore map disable REF [--kind KIND]\n\nDisable a mapping: its certificate "
-     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP},
+     "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its certificate "
+     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP FORCE_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
-     "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
+     "Usage: certstore map enable REF [--kind KIND] [--force]\n\nEnable a disabled "
+     "mapping.\n\n" REF_HELP FORCE_HELP},
     {"ls", "list mappings", run_map_ls,
      "Usage: certstore map ls [--account NAME] [--json]\n"
      "\n"
-     "List mappings, ordered by id. A ski or issuer-serial mapping bound to no\n"
+     "List mappings, ordered by id. One that 'certstore sync' made shows\n"
+     "source=sync:BASE-DN (JSON: \"source\", null when made locally).\n"
+     "A ski or issuer-serial mapping bound to no\n"
      "pin (made before binding was required) is flagged 'unbound: never\n"
      "matches, re-add with --pin' (JSON: \"unbound\":true): the policy never\n"
      "applies it.\n"
@@ -639,10 +665,10 @@ const cli_command cli_cmd_map = {
     "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
     "                         [--create-account]\n"
-    "       certstore map rm REF [--kind KIND]\n"
-    "       certstore map rm --all CERT.pem\n"
-    "       certstore map disable REF [--kind KIND]\n"
-    "       certstore map enable REF [--kind KIND]\n"
+    "       certstore map rm REF [--kind KIND] [--force]\n"
+    "       certstore map rm --all CERT.pem [--force]\n"
+    "       certstore map disable REF [--kind KIND] [--force]\n"
+    "       certstore map enable REF [--kind KIND] [--force]\n"
     "       certstore map ls [--account NAME] [--json]\n"
     "\n"
     "Manage the mappings from client certificates to accounts.\n"

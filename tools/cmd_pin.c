@@ -13,9 +13,9 @@
 
 #define PIN_USAGE                                                                                  \
     "Usage: certstore pin add CA.pem [--note TEXT]\n"                                              \
-    "       certstore pin rm FINGERPRINT\n"                                                        \
-    "       certstore pin disable FINGERPRINT\n"                                                   \
-    "       certstore pin enable FINGERPRINT\n"                                                    \
+    "       certstore pin rm FINGERPRINT [--force]\n"                                              \
+    "       certstore pin disable FINGERPRINT [--force]\n"                                         \
+    "       certstore pin enable FINGERPRINT [--force]\n"                                          \
     "       certstore pin ls [--json]\n"                                                           \
     "       certstore pin revocation FINGERPRINT off|soft|hard|default [--grace DURATION]\n"
 
@@ -86,7 +86,8 @@ static int run_pin_add(cli_ctx *ctx, int argc, char **argv)
 static int run_pin_change(cli_ctx *ctx, int argc, char **argv)
 {
     cli_change change = cli_change_named(argv[0]);
-    static const cli_option opts[] = {CLI_OPTIONS_END};
+    int force = 0;
+    const cli_option opts[] = {{"force", NULL, &force}, CLI_OPTIONS_END};
     cli_positional pos;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE ||
@@ -100,12 +101,16 @@ static int run_pin_change(cli_ctx *ctx, int argc, char **argv)
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    cs_status st = change == CLI_REMOVE ? cs_pin_remove(db, fp)
-                                        : cs_pin_set_enabled(db, fp, change == CLI_ENABLE);
-    if (st == CS_NOTFOUND)
-        cli_fail(ctx, "no pin with fingerprint %s", fp);
-    else if (st != CS_OK)
-        cli_store_fail(ctx, db);
+    char source[CS_SOURCE_MAX];
+    cs_status st = cli_owner_check(ctx, db, cs_pin_source(db, fp, source), source, force);
+    if (st == CS_OK) {
+        st = change == CLI_REMOVE ? cs_pin_remove(db, fp)
+                                  : cs_pin_set_enabled(db, fp, change == CLI_ENABLE);
+        if (st == CS_NOTFOUND)
+            cli_fail(ctx, "no pin with fingerprint %s", fp);
+        else if (st != CS_OK)
+            cli_store_fail(ctx, db);
+    }
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         printf("%s pin %s\n", cli_change_done(change), fp);
@@ -130,6 +135,8 @@ static int print_pin(const cs_pin *pin, void *arg)
         cli_put_json_string(stdout, pin->note != NULL ? pin->note : "");
         printf(",\"created\":");
         cli_put_json_time(stdout, pin->created);
+        printf(",\"source\":");
+        cli_put_json_string(stdout, pin->source);
         putchar('}');
         return 0;
     }
@@ -140,6 +147,10 @@ static int print_pin(const cs_pin *pin, void *arg)
     if (pin->note != NULL && *pin->note != '\0') {
         printf(" note=");
         cli_put_text(stdout, pin->note);
+    }
+    if (pin->source != NULL) {
+        printf(" source=");
+        cli_put_text(stdout, pin->source);
     }
     putchar('\n');
     return 0;
@@ -260,21 +271,31 @@ const cli_command cli_pin_subcommands[] = {
      "\n"
      "  --note TEXT   free text kept with the pin\n"},
     {"rm", "remove a pin", run_pin_change,
-     "Usage: certstore pin rm FINGERPRINT\n"
+     "Usage: certstore pin rm FINGERPRINT [--force]\n"
      "\n"
-     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed).\n"},
+     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed).\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync\n"
+     "            puts it back)\n"},
     {"disable", "disable a pin, keeping it", run_pin_change,
-     "Usage: certstore pin disable FINGERPRINT\n"
+     "Usage: certstore pin disable FINGERPRINT [--force]\n"
      "\n"
-     "Disable the pin: its clients are rejected with pin-disabled.\n"},
+     "Disable the pin: its clients are rejected with pin-disabled.\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync\n"
+     "            puts it back)\n"},
     {"enable", "enable a disabled pin", run_pin_change,
-     "Usage: certstore pin enable FINGERPRINT\n"
+     "Usage: certstore pin enable FINGERPRINT [--force]\n"
      "\n"
-     "Enable a disabled pin again.\n"},
+     "Enable a disabled pin again.\n"
+     "\n"
+     "  --force   change it even when a directory sync owns it (the next sync\n"
+     "            puts it back)\n"},
     {"ls", "list pins", run_pin_ls,
      "Usage: certstore pin ls [--json]\n"
      "\n"
-     "List the pinned CAs.\n"
+     "List the pinned CAs. One that 'certstore sync' made shows\n"
+     "source=sync:BASE-DN (JSON: \"source\", null when pinned locally).\n"
      "\n"
      "  --json   one JSON array of objects\n"},
     {"revocation", "set a pin's revocation policy", run_pin_revocation,

@@ -309,7 +309,8 @@ static int parse_rule_id(const cli_ctx *ctx, const char *text, int64_t *id)
 
 static int change_rule(cli_ctx *ctx, int argc, char **argv, rule_change change)
 {
-    const cli_option opts[] = {CLI_OPTIONS_END};
+    int force = 0;
+    const cli_option opts[] = {{"force", NULL, &force}, CLI_OPTIONS_END};
     cli_positional pos;
     int64_t id = 0;
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
@@ -320,10 +321,14 @@ static int change_rule(cli_ctx *ctx, int argc, char **argv, rule_change change)
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
         return CLI_FAIL;
-    cs_status st = change == RULE_REMOVE ? cs_rule_remove(db, id)
-                                         : cs_rule_set_enabled(db, id, change == RULE_ENABLE);
-    if (st != CS_OK)
-        cli_store_fail(ctx, db);
+    char source[CS_SOURCE_MAX];
+    cs_status st = cli_owner_check(ctx, db, cs_rule_source(db, id, source), source, force);
+    if (st == CS_OK) {
+        st = change == RULE_REMOVE ? cs_rule_remove(db, id)
+                                   : cs_rule_set_enabled(db, id, change == RULE_ENABLE);
+        if (st != CS_OK)
+            cli_store_fail(ctx, db);
+    }
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         printf("%s rule %lld\n",
@@ -402,11 +407,18 @@ const cli_command cli_rule_subcommands[] = {
      "never lets an allow rule match and always lets a deny rule match.\n"},
     {"ls", "list rules in evaluation order", run_rule_ls,
      "Usage: certstore rule ls [--json]\n\nList rules in evaluation order.\n"},
-    {"rm", "remove a rule", run_rule_rm, "Usage: certstore rule rm ID\n\nRemove a rule.\n"},
+    {"rm", "remove a rule", run_rule_rm,
+     "Usage: certstore rule rm ID [--force]\n\nRemove a rule.\n\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"enable", "enable a rule", run_rule_enable,
-     "Usage: certstore rule enable ID\n\nEnable a rule.\n"},
+     "Usage: certstore rule enable ID [--force]\n\nEnable a rule.\n\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {"disable", "disable a rule", run_rule_disable,
-     "Usage: certstore rule disable ID\n\nDisable a rule: it is skipped.\n"},
+     "Usage: certstore rule disable ID [--force]\n\nDisable a rule: it is skipped.\n\n"
+     "  --force   change it even when a directory sync owns it (the next sync puts\n"
+     "            it back)\n"},
     {NULL, NULL, NULL, NULL},
 };
 

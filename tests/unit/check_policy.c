@@ -850,7 +850,11 @@ static void downgrade_to_schema_2(void)
         snprintf(sql, sizeof(sql), "DROP TRIGGER \"%.96s\"", names[i]);
         raw_exec_all(sql);
     }
-    /* Schema 7 (revocation) undone first. */
+    /* Schema 8 (sources and the sync bookkeeping) undone first. */
+    raw_exec_all("DROP INDEX mappings_by_source; DROP TABLE sync_state;"
+                 "ALTER TABLE pins DROP COLUMN source; ALTER TABLE accounts DROP COLUMN source;"
+                 "ALTER TABLE mappings DROP COLUMN source; ALTER TABLE rules DROP COLUMN source");
+    /* Then schema 7 (revocation). */
     raw_exec_all("DROP TABLE revoked; DROP TABLE crls;"
                  "ALTER TABLE pins DROP COLUMN revocation;"
                  "ALTER TABLE pins DROP COLUMN revocation_grace;");
