@@ -32,7 +32,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 4
+#define CS_SCHEMA_VERSION 6
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -261,6 +261,12 @@ typedef struct {
     int64_t cert_not_after; /* the leaf's notAfter, CS_TIME_NONE if unknown */
     int have_sha1;
     unsigned char sha1[20]; /* leaf SHA-1, for nginx's $ssl_client_fingerprint */
+    /*
+     * The certificate itself (NULL: none), kept whole with the mapping by
+     * cs_mapping_add (see cs_mapping_cert_get); the caller keeps it alive
+     * until then.
+     */
+    const X509 *cert;
 } cs_mapping_spec;
 
 typedef struct {
@@ -276,9 +282,10 @@ typedef struct {
     int64_t cert_not_after;
     int have_sha1;
     unsigned char sha1[20];
+    const char *subject; /* of the certificate kept with it; NULL when none is kept */
 } cs_mapping;
 
-/* Fill spec->kind/key/cert_not_after/sha1 from a leaf certificate. */
+/* Fill spec->kind/key/cert_not_after/sha1/cert from a leaf certificate. */
 cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_kind kind);
 
 /*
@@ -307,6 +314,36 @@ int cs_mapping_unbound(const cs_mapping *m);
 typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
 /* account NULL: all mappings, ordered by id. */
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
+
+/*
+ * The certificate a mapping was made from: kept when it was made from a
+ * certificate (map add CERT, an IIS import), none when made from a key or a
+ * fingerprint (a CSV or JSON import, altSecurityIdentities). Strings are
+ * readable UTF-8 (RFC 2253 order, escaping only what RFC 2253 needs and
+ * control characters); serial is uppercase hex, '-' first when negative.
+ */
+typedef struct {
+    int64_t mapping_id;
+    const unsigned char *der;
+    size_t der_len;
+    char fp[CS_FP_HEX_LEN + 1]; /* SHA-256 of der */
+    const char *subject;
+    const char *issuer;
+    const char *serial;
+    int64_t not_before, not_after; /* CS_TIME_NONE if unreadable */
+} cs_mapping_cert;
+typedef int (*cs_mapping_cert_cb)(const cs_mapping_cert *cert, void *arg);
+/* The certificate kept with a mapping; CS_NOTFOUND when it keeps none. */
+cs_status cs_mapping_cert_get(cs_db *db, int64_t mapping_id, cs_mapping_cert_cb cb, void *arg);
+/* The same as an X509 (*out the caller's to free); CS_NOTFOUND when none. */
+cs_status cs_mapping_cert_x509(cs_db *db, int64_t mapping_id, X509 **out);
+/* One mapping by reference (id or kind+key); CS_NOTFOUND if none. */
+cs_status cs_mapping_get(cs_db *db, const cs_mapping_ref *ref, cs_mapping_cb cb, void *arg);
+/*
+ * Readable one-line name: RFC 2253 order and escapes, UTF-8 as it is (no
+ * \XX for bytes above 0x7f), control characters escaped.
+ */
+void cs_name_text(const X509_NAME *name, char *buf, size_t buflen);
 
 /*
  * Backdating check (Windows' event 40): when on, a certificate whose

@@ -111,6 +111,25 @@ static const char schema_v4[] = "ALTER TABLE meta ADD COLUMN bulk_write INTEGER 
                                 "  CHECK (bulk_write IN (0, 1));"
                                 "UPDATE meta SET generation = generation + 1 WHERE id = 1;";
 
+/*
+ * The certificate a mapping was made from (map add CERT, an IIS import),
+ * whole and with the fields an operator looks for, in a side table so the
+ * mapping rows the handshake reads stay small. A mapping made from a key or
+ * a fingerprint has none. The trigger, not a foreign key, removes the row
+ * with its mapping: an import runs with foreign keys off. A policy table
+ * like any other (generation triggers): revocation reads it.
+ */
+static const char schema_v6[] = "CREATE TABLE mapping_certs ("
+                                "  mapping_id INTEGER PRIMARY KEY,"
+                                "  der BLOB NOT NULL,"
+                                "  subject TEXT NOT NULL,"
+                                "  issuer TEXT NOT NULL,"
+                                "  serial TEXT NOT NULL,"
+                                "  not_before INTEGER,"
+                                "  not_after INTEGER);"
+                                "CREATE TRIGGER mappings_drop_cert AFTER DELETE ON mappings"
+                                " BEGIN DELETE FROM mapping_certs WHERE mapping_id = old.id; END;";
+
 typedef struct {
     int version;
     const char *sql;
@@ -118,10 +137,7 @@ typedef struct {
 
 /* Forward steps; each runs in its own transaction ending with its version. */
 static const cs_migration migrations[] = {
-    {1, schema_v1},
-    {2, schema_v2},
-    {3, schema_v3},
-    {4, schema_v4},
+    {1, schema_v1}, {2, schema_v2}, {3, schema_v3}, {4, schema_v4}, {6, schema_v6},
 };
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
 
@@ -168,14 +184,26 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_MAPPING_SET_ENABLED] = "UPDATE mappings SET enabled = ? WHERE id = ?",
     [STMT_MAPPING_SET_WINDOW] = "UPDATE mappings SET not_before = ?, not_after = ? WHERE id = ?",
     [STMT_MAPPING_LIST] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
-                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1"
+                          " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                          " c.subject"
                           " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                          " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
                           " ORDER BY m.id",
     [STMT_MAPPING_LIST_ACCOUNT] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
                                   " m.not_after, m.enabled, m.note, m.created,"
-                                  " m.cert_not_after, m.sha1"
+                                  " m.cert_not_after, m.sha1, c.subject"
                                   " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                                  " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
                                   " WHERE a.name = ? ORDER BY m.id",
+    [STMT_MAPPING_GET] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
+                         " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                         " c.subject"
+                         " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                         " LEFT JOIN mapping_certs c ON c.mapping_id = m.id WHERE m.id = ?1",
+    [STMT_MAPPING_CERT_ADD] = "INSERT INTO mapping_certs (mapping_id, der, subject, issuer, serial,"
+                              " not_before, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [STMT_MAPPING_CERT_GET] = "SELECT mapping_id, der, subject, issuer, serial, not_before,"
+                              " not_after FROM mapping_certs WHERE mapping_id = ?1",
     [STMT_DECIDE_PIN] = "SELECT enabled FROM pins WHERE fp = ?",
     [STMT_DECIDE_MAPPING] = "SELECT m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
                             " a.enabled, a.name, m.created, m.not_issued_before_created"

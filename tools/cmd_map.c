@@ -185,9 +185,10 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     }
     int64_t id = 0;
     st = bind_to_issuing_pin(ctx, db, leaf, pos.args[0], &spec, pin_fp);
-    X509_free(leaf);
     if (st == CS_OK)
         st = add_mapping(ctx, db, &spec, o.create_account, &id);
+    X509_free(leaf);
+    spec.cert = NULL;
     if (st == CS_OK && o.not_issued_before != NULL) {
         cs_mapping_ref ref = {.id = id};
         if ((st = cs_mapping_set_not_issued_before_created(db, &ref, 1)) != CS_OK)
