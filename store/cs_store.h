@@ -337,6 +337,15 @@ typedef int (*cs_mapping_cert_cb)(const cs_mapping_cert *cert, void *arg);
 cs_status cs_mapping_cert_get(cs_db *db, int64_t mapping_id, cs_mapping_cert_cb cb, void *arg);
 /* The same as an X509 (*out the caller's to free); CS_NOTFOUND when none. */
 cs_status cs_mapping_cert_x509(cs_db *db, int64_t mapping_id, X509 **out);
+/*
+ * Mappings whose key, as cs_key_format writes it, starts with prefix (at
+ * least CS_PREFIX_MIN hex digits, any case, colons between byte pairs; for
+ * issuer-serial the issuer hash part), of one kind or of every kind
+ * (CS_KIND_COUNT), ordered by kind then id. CS_INVALID for a bad prefix.
+ */
+#define CS_PREFIX_MIN 4
+cs_status cs_mapping_foreach_prefix(cs_db *db, cs_kind kind, const char *prefix, cs_mapping_cb cb,
+                                    void *arg);
 /* One mapping by reference (id or kind+key); CS_NOTFOUND if none. */
 cs_status cs_mapping_get(cs_db *db, const cs_mapping_ref *ref, cs_mapping_cb cb, void *arg);
 /*

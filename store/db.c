@@ -200,6 +200,13 @@ static const char *const statement_sql[STMT_COUNT] = {
                          " c.subject"
                          " FROM mappings m JOIN accounts a ON a.id = m.account_id"
                          " LEFT JOIN mapping_certs c ON c.mapping_id = m.id WHERE m.id = ?1",
+    /* Keys from ?2 (the prefix, 0 nibbles after it) to ?3 (1 bits after it): the prefix's. */
+    [STMT_MAPPING_PREFIX] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
+                            " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                            " c.subject"
+                            " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                            " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
+                            " WHERE m.kind = ?1 AND m.key >= ?2 AND m.key <= ?3 ORDER BY m.id",
     [STMT_MAPPING_CERT_ADD] = "INSERT INTO mapping_certs (mapping_id, der, subject, issuer, serial,"
                               " not_before, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [STMT_MAPPING_CERT_GET] = "SELECT mapping_id, der, subject, issuer, serial, not_before,"

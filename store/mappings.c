@@ -586,3 +586,79 @@ cs_status cs_mapping_cert_x509(cs_db *db, int64_t mapping_id, X509 **out)
                        (long long)mapping_id);
     return status;
 }
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The lowest and highest keys that start with the prefix's nibbles. */
+static int prefix_bounds(const char *prefix, unsigned char lo[CS_KEY_MAX],
+                         unsigned char hi[CS_KEY_MAX], size_t *lo_len)
+{
+    size_t nibbles = 0;
+
+    memset(lo, 0, CS_KEY_MAX);
+    memset(hi, 0xff, CS_KEY_MAX);
+    for (const char *p = prefix; *p != '\0'; p++) {
+        int v = hex_nibble(*p);
+
+        if (*p == ':' && nibbles % 2 == 0 && nibbles > 0 && p[1] != '\0')
+            continue;
+        if (v < 0 || nibbles == 2 * CS_KEY_MAX)
+            return 0;
+        if (nibbles % 2 == 0) {
+            lo[nibbles / 2] = (unsigned char)(v << 4);
+            hi[nibbles / 2] = (unsigned char)(v << 4 | 0x0f);
+        } else {
+            lo[nibbles / 2] |= (unsigned char)v;
+            hi[nibbles / 2] = (unsigned char)(lo[nibbles / 2]);
+        }
+        nibbles++;
+    }
+    *lo_len = (nibbles + 1) / 2;
+    return nibbles >= CS_PREFIX_MIN;
+}
+
+cs_status cs_mapping_foreach_prefix(cs_db *db, cs_kind kind, const char *prefix, cs_mapping_cb cb,
+                                    void *arg)
+{
+    unsigned char lo[CS_KEY_MAX], hi[CS_KEY_MAX];
+    size_t lo_len = 0;
+    cs_mapping m;
+    int rc = SQLITE_DONE, stop = 0;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (prefix == NULL || !prefix_bounds(prefix, lo, hi, &lo_len))
+        return cs_fail(db, CS_INVALID, "not a key prefix: at least %d hex digits", CS_PREFIX_MIN);
+    for (int k = 0; !stop && k < CS_KIND_COUNT; k++) {
+        sqlite3_stmt *stmt;
+
+        if (kind != CS_KIND_COUNT && k != (int)kind)
+            continue;
+        if ((stmt = cs_stmt(db, STMT_MAPPING_PREFIX)) == NULL)
+            return CS_ERR;
+        sqlite3_bind_int(stmt, 1, k);
+        sqlite3_bind_blob(stmt, 2, lo, (int)lo_len, SQLITE_STATIC);
+        sqlite3_bind_blob(stmt, 3, hi, CS_KEY_MAX, SQLITE_STATIC);
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            mapping_from_row(stmt, &m);
+            if (cb(&m, arg) != 0) {
+                stop = 1;
+                rc = SQLITE_DONE;
+                break;
+            }
+        }
+        sqlite3_reset(stmt);
+        if (rc != SQLITE_DONE)
+            return cs_sql_fail(db, "reading mappings");
+    }
+    return CS_OK;
+}

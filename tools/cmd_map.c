@@ -35,8 +35,68 @@ static int key_from_file(const cli_ctx *ctx, const char *path, cs_kind kind, cs_
     return CLI_CONTINUE;
 }
 
-/* REF: a mapping id (all digits), a certificate file, or a key in hex. */
-static int resolve_ref(const cli_ctx *ctx, const char *text, cs_kind kind, cs_mapping_ref *ref)
+/* Candidates for a key prefix: the first few, and how many there are. */
+typedef struct {
+    int count;
+    int64_t first_id;
+    char shown[6][KEY_TEXT_MAX + 64];
+} prefix_matches;
+
+static int note_prefix_match(const cs_mapping *m, void *arg)
+{
+    prefix_matches *pm = arg;
+    char key[KEY_TEXT_MAX];
+
+    if (pm->count == 0)
+        pm->first_id = m->id;
+    if (pm->count < (int)(sizeof(pm->shown) / sizeof(pm->shown[0]))) {
+        cs_key_format(m->kind, &m->key, key, sizeof(key));
+        snprintf(pm->shown[pm->count], sizeof(pm->shown[0]), "%lld %s %s", (long long)m->id,
+                 cs_kind_name(m->kind), key);
+    }
+    pm->count++;
+    return 0;
+}
+
+/*
+ * A key prefix names one mapping when exactly one key of `kind` (every kind
+ * without --kind) starts with it; ambiguous ones are refused with the
+ * candidates, as git does with abbreviated hashes.
+ */
+static int resolve_prefix(const cli_ctx *ctx, const char *text, int any_kind, cs_kind kind,
+                          cs_mapping_ref *ref)
+{
+    prefix_matches pm = {0};
+    cs_db *db = cli_open_read(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    cs_status st = cs_mapping_foreach_prefix(db, any_kind ? CS_KIND_COUNT : kind, text,
+                                             note_prefix_match, &pm);
+    if (st != CS_OK) {
+        int rc = st == CS_INVALID ? cli_usage_error(ctx, "'%s' is %s", text, cs_db_errmsg(db))
+                                  : cli_store_fail(ctx, db);
+        cs_db_close(db);
+        return rc;
+    }
+    cs_db_close(db);
+    if (pm.count == 0)
+        return cli_fail(ctx, "no such mapping: no mapping's key starts with '%s'", text);
+    if (pm.count > 1) {
+        cli_fail(ctx, "'%s' is ambiguous: %d mappings' keys start with it:", text, pm.count);
+        for (int i = 0; i < pm.count && i < (int)(sizeof(pm.shown) / sizeof(pm.shown[0])); i++)
+            fprintf(stderr, "  %s\n", pm.shown[i]);
+        return CLI_FAIL;
+    }
+    ref->id = pm.first_id;
+    return CLI_CONTINUE;
+}
+
+/*
+ * REF: a mapping id (all digits), a certificate file, a key in hex, or a
+ * unique prefix of a key (at least CS_PREFIX_MIN hex digits).
+ */
+static int resolve_ref(const cli_ctx *ctx, const char *text, int any_kind, cs_kind kind,
+                       cs_mapping_ref *ref)
 {
     memset(ref, 0, sizeof(*ref));
     ref->kind = kind;
@@ -47,8 +107,11 @@ static int resolve_ref(const cli_ctx *ctx, const char *text, cs_kind kind, cs_ma
     }
     if (access(text, F_OK) == 0)
         return key_from_file(ctx, text, kind, &ref->key);
-    if (cs_key_parse(kind, text, &ref->key))
+    /* A full key of a fixed length is exact; anything shorter (or a SKI) may be a prefix. */
+    if (!any_kind && kind != CS_KIND_SKI && cs_key_parse(kind, text, &ref->key))
         return CLI_CONTINUE;
+    if (strspn(text, "0123456789abcdefABCDEF:") == strlen(text))
+        return resolve_prefix(ctx, text, any_kind, kind, ref);
     return cli_usage_error(ctx, "'%s' is not a mapping id, a certificate file or a %s key", text,
                            cs_kind_name(kind));
 }
@@ -211,7 +274,7 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
     int rc = cli_parse(ctx, opts, argc, argv, &pos);
     if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
         (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE ||
-        (rc = resolve_ref(ctx, pos.args[0], kind, &ref)) != CLI_CONTINUE)
+        (rc = resolve_ref(ctx, pos.args[0], kind_text == NULL, kind, &ref)) != CLI_CONTINUE)
         return rc;
 
     cs_db *db = cli_begin_write(ctx);
@@ -251,6 +314,8 @@ static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *
     cli_put_json_string(stdout, m->note != NULL ? m->note : "");
     printf(",\"created\":");
     cli_put_json_time(stdout, m->created);
+    printf(",\"subject\":");
+    cli_put_json_string(stdout, m->subject);
     putchar('}');
 }
 
@@ -279,6 +344,10 @@ static int print_mapping(const cs_mapping *m, void *arg)
     if (m->note != NULL && *m->note != '\0') {
         printf(" note=");
         cli_put_text(stdout, m->note);
+    }
+    if (m->subject != NULL) {
+        printf(" subject=");
+        cli_put_text(stdout, m->subject);
     }
     if (cs_mapping_unbound(m))
         printf(" unbound: never matches, re-add with --pin");
@@ -315,9 +384,179 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- map show ------------------------------------------------------------- */
+
+typedef struct {
+    cs_db *db;
+    int json;
+    int shown;
+    cs_status status;
+} map_show;
+
+static void show_kept_cert_text(const cs_mapping_cert *c)
+{
+    printf("  certificate: kept (SHA-256 %s)\n  subject: ", c->fp);
+    cli_put_text(stdout, c->subject);
+    printf("\n  issuer: ");
+    cli_put_text(stdout, c->issuer);
+    printf("\n  serial: %s\n  valid: ", c->serial);
+    cli_put_text_time(stdout, c->not_before);
+    printf(" to ");
+    cli_put_text_time(stdout, c->not_after);
+    putchar('\n');
+}
+
+static void show_kept_cert_json(const cs_mapping_cert *c)
+{
+    printf(",\"certificate\":{\"sha256\":\"%s\",\"subject\":", c->fp);
+    cli_put_json_string(stdout, c->subject);
+    printf(",\"issuer\":");
+    cli_put_json_string(stdout, c->issuer);
+    printf(",\"serial\":\"%s\",\"not_before\":", c->serial);
+    cli_put_json_time(stdout, c->not_before);
+    printf(",\"not_after\":");
+    cli_put_json_time(stdout, c->not_after);
+    putchar('}');
+}
+
+static int show_kept_cert(const cs_mapping_cert *c, void *arg)
+{
+    const map_show *ms = arg;
+    if (ms->json)
+        show_kept_cert_json(c);
+    else
+        show_kept_cert_text(c);
+    return 0;
+}
+
+static void show_mapping_text(const cs_mapping *m, const char *key)
+{
+    printf("mapping %lld: %s %s -> ", (long long)m->id, cs_kind_name(m->kind), key);
+    cli_put_text(stdout, m->account);
+    printf(" (%s)\n  pin: %s\n  window: ", m->enabled ? "enabled" : "disabled",
+           m->pin_fp != NULL            ? m->pin_fp
+           : cs_kind_needs_pin(m->kind) ? "none (unbound)"
+                                        : "any");
+    if (m->not_before == CS_TIME_NONE && m->not_after == CS_TIME_NONE) {
+        printf("open");
+    } else {
+        cli_put_text_time(stdout, m->not_before);
+        printf(" to ");
+        cli_put_text_time(stdout, m->not_after);
+    }
+    printf("\n  created: ");
+    cli_put_text_time(stdout, m->created);
+    if (*m->note != '\0') {
+        printf("\n  note: ");
+        cli_put_text(stdout, m->note);
+    }
+    putchar('\n');
+}
+
+static int show_mapping(const cs_mapping *m, void *arg)
+{
+    map_show *ms = arg;
+    char key[KEY_TEXT_MAX];
+    cs_key_format(m->kind, &m->key, key, sizeof(key));
+    if (ms->json) {
+        putchar(ms->shown > 0 ? ',' : '[');
+        printf("{\"id\":%lld,\"kind\":\"%s\",\"key\":\"%s\",\"account\":", (long long)m->id,
+               cs_kind_name(m->kind), key);
+        cli_put_json_string(stdout, m->account);
+        printf(",\"enabled\":%s,\"pin\":", m->enabled ? "true" : "false");
+        cli_put_json_string(stdout, m->pin_fp);
+        printf(",\"not_before\":");
+        cli_put_json_time(stdout, m->not_before);
+        printf(",\"not_after\":");
+        cli_put_json_time(stdout, m->not_after);
+        printf(",\"note\":");
+        cli_put_json_string(stdout, m->note);
+        printf(",\"created\":");
+        cli_put_json_time(stdout, m->created);
+    } else {
+        show_mapping_text(m, key);
+    }
+    ms->shown++;
+    cs_status st = cs_mapping_cert_get(ms->db, m->id, show_kept_cert, ms);
+    if (st == CS_NOTFOUND) {
+        if (ms->json)
+            printf(",\"certificate\":null");
+        else
+            printf("  certificate: none kept (made from a key or an import)\n");
+    } else if (st != CS_OK) {
+        ms->status = st;
+    }
+    if (ms->json)
+        putchar('}');
+    return ms->status != CS_OK;
+}
+
+/* Every mapping of a certificate file: one per kind at most. */
+static cs_status show_file(map_show *ms, const cli_ctx *ctx, const char *path, int any_kind,
+                           cs_kind only)
+{
+    X509 *leaf = cli_read_one_cert(ctx, path);
+    if (leaf == NULL)
+        return CS_INVALID;
+    for (int k = 0; k < CS_KIND_COUNT && ms->status == CS_OK; k++) {
+        cs_mapping_ref ref = {.kind = (cs_kind)k};
+        if (!any_kind && k != (int)only)
+            continue;
+        if (cs_key_from_cert(leaf, (cs_kind)k, &ref.key) != CS_OK)
+            continue;
+        cs_status st = cs_mapping_get(ms->db, &ref, show_mapping, ms);
+        if (st != CS_OK && st != CS_NOTFOUND)
+            ms->status = st;
+    }
+    X509_free(leaf);
+    return ms->status;
+}
+
+static int run_map_show(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *kind_text = NULL;
+    map_show ms = {0};
+    const cli_option opts[] = {
+        {"kind", &kind_text, NULL}, {"json", NULL, &ms.json}, CLI_OPTIONS_END};
+    cli_positional pos;
+    cs_kind kind = CS_KIND_CERT;
+    cs_mapping_ref ref;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
+        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE)
+        return rc;
+    const char *text = pos.args[0];
+    int is_file = strspn(text, "0123456789") != strlen(text) && access(text, F_OK) == 0;
+    if (!is_file && (rc = resolve_ref(ctx, text, kind_text == NULL, kind, &ref)) != CLI_CONTINUE)
+        return rc;
+    if ((ms.db = cli_open_read(ctx)) == NULL)
+        return CLI_FAIL;
+    cs_status st = is_file ? show_file(&ms, ctx, text, kind_text == NULL, kind)
+                           : cs_mapping_get(ms.db, &ref, show_mapping, &ms);
+    if (st == CS_OK)
+        st = ms.status;
+    if (st == CS_OK && ms.shown == 0)
+        st = CS_NOTFOUND;
+    if (ms.json && st == CS_OK)
+        printf("]\n");
+    if (st == CS_NOTFOUND)
+        rc = cli_fail(ctx, "no such mapping");
+    else if (st == CS_INVALID)
+        rc = CLI_FAIL;
+    else if (st != CS_OK)
+        rc = cli_store_fail(ctx, ms.db);
+    else
+        rc = CLI_OK;
+    cs_db_close(ms.db);
+    return rc;
+}
+
 #define REF_HELP                                                                                   \
     "REF is a mapping id (all digits, see 'certstore map ls'), a certificate\n"                    \
-    "file (PEM or DER; its key of --kind is used), or a key in hex.\n"                             \
+    "file (PEM or DER; its key of --kind is used), a key in hex, or a unique\n"                    \
+    "prefix of a key (at least 4 hex digits, of --kind or, without it, of any\n"                   \
+    "kind; an ambiguous one is refused and its candidates listed; digits\n"                        \
+    "alone are an id).\n"                                                                          \
     "\n"                                                                                           \
     "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
 
@@ -356,10 +595,26 @@ static const cli_command map_subcommands[] = {
      "is rejected with mapping-disabled.\n\n" REF_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND]\n\nEnable a disabled mapping.\n\n" REF_HELP},
+    {"show", "show a mapping and the certificate it was made from", run_map_show,
+     "Usage: certstore map show REF [--kind KIND] [--json]\n"
+     "\n"
+     "Show a mapping: kind, key, account, state, pin, validity window, note,\n"
+     "and the certificate it was made from (subject, issuer, serial, validity,\n"
+     "SHA-256), which 'map add CERT' and IIS imports keep; a mapping made from a\n"
+     "key (CSV, JSON or altSecurityIdentities import) keeps none. REF is a\n"
+     "mapping id, a certificate file (every mapping of that certificate, one\n"
+     "per kind, or the one of --kind), a key in hex or a unique prefix of one\n"
+     "(at least 4 hex digits; an ambiguous one is refused and its candidates\n"
+     "listed; digits alone are an id). Exits 1 when no mapping matches.\n"
+     "\n"
+     "  --kind KIND   cert, issuer-serial, ski or spki (default: any)\n"
+     "  --json        one JSON array of objects\n"},
     {"ls", "list mappings", run_map_ls,
      "Usage: certstore map ls [--account NAME] [--json]\n"
      "\n"
-     "List mappings, ordered by id. A ski or issuer-serial mapping bound to no\n"
+     "List mappings, ordered by id, with the subject of the certificate a\n"
+     "mapping was made from when it keeps one (see 'map show'). A ski or\n"
+     "issuer-serial mapping bound to no\n"
      "pin (made before binding was required) is flagged 'unbound: never\n"
      "matches, re-add with --pin' (JSON: \"unbound\":true): the policy never\n"
      "applies it.\n"
@@ -373,7 +628,7 @@ static int run_map(cli_ctx *ctx, int argc, char **argv);
 
 const cli_command cli_cmd_map = {
     "map",
-    "map client certificates to accounts (add, rm, disable, enable, ls)",
+    "map client certificates to accounts (add, rm, disable, enable, show, ls)",
     run_map,
     "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
@@ -381,6 +636,7 @@ const cli_command cli_cmd_map = {
     "       certstore map rm REF [--kind KIND]\n"
     "       certstore map disable REF [--kind KIND]\n"
     "       certstore map enable REF [--kind KIND]\n"
+    "       certstore map show REF [--kind KIND] [--json]\n"
     "       certstore map ls [--account NAME] [--json]\n"
     "\n"
     "Manage the mappings from client certificates to accounts.\n"
