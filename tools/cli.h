@@ -177,4 +177,13 @@ void cli_json_list_begin(cli_json_list *list, FILE *out);
 void cli_json_list_row(cli_json_list *list);
 void cli_json_list_end(cli_json_list *list);
 
+/*
+ * A pin fingerprint from the command line (cli_ref.c): whole, or a unique
+ * prefix of a pinned CA's (at least CS_PREFIX_MIN hex digits; an ambiguous
+ * one is refused listing the candidates). `what` names the option or
+ * argument in messages. CLI_CONTINUE with fp set, else the exit status.
+ */
+int cli_pin_fp(const cli_ctx *ctx, const char *what, const char *text,
+               char fp[CS_FP_HEX_LEN + 1]);
+
 #endif /* CLI_H */

@@ -125,8 +125,9 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
     char *data;
     cs_status st;
 
-    if (pin != NULL && !cs_fp_normalise(pin, pin_fp))
-        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", pin);
+    int rc;
+    if (pin != NULL && (rc = cli_pin_fp(ctx, "--pin", pin, pin_fp)) != CLI_CONTINUE)
+        return rc;
     if ((data = read_all(ctx, in, name, &len)) == NULL)
         return CLI_FAIL;
     cs_db *db = cli_begin_write(ctx);
@@ -143,7 +144,7 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
                  cs_db_errmsg(db));
     else if (st != CS_OK)
         cli_fail(ctx, "%s: %s; nothing imported", name, cs_db_errmsg(db));
-    int rc = cli_end_write(ctx, db, st);
+    rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         printf("imported %lld mappings and %lld rules (%lld accounts created, %lld entries "
                "not imported)\n",
@@ -174,8 +175,8 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
     if (!iis && location != NULL)
         return cli_usage_error(ctx, "--location is for --format iis");
     char pin_fp[CS_FP_HEX_LEN + 1];
-    if (pin != NULL && !cs_fp_normalise(pin, pin_fp))
-        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", pin);
+    if (pin != NULL && (rc = cli_pin_fp(ctx, "--pin", pin, pin_fp)) != CLI_CONTINUE)
+        return rc;
 
     const char *path = pos.args[0];
     int from_stdin = strcmp(path, "-") == 0;

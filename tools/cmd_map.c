@@ -133,8 +133,9 @@ static int fill_spec_options(const cli_ctx *ctx, const map_add_options *o, cs_ma
     if (!cs_account_name_valid(o->account))
         return cli_usage_error(ctx, "--account: invalid account name");
     if (o->pin != NULL) {
-        if (!cs_fp_normalise(o->pin, pin_fp))
-            return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", o->pin);
+        int rc = cli_pin_fp(ctx, "--pin", o->pin, pin_fp);
+        if (rc != CLI_CONTINUE)
+            return rc;
         spec->pin_fp = pin_fp;
     }
     if (o->not_before != NULL &&

@@ -89,9 +89,8 @@ static int run_pin_change(cli_ctx *ctx, int argc, char **argv)
         (rc = cli_expect_args(ctx, &pos, 1, 1, "FINGERPRINT")) != CLI_CONTINUE)
         return rc;
     char fp[CS_FP_HEX_LEN + 1];
-    if (!cs_fp_normalise(pos.args[0], fp))
-        return cli_usage_error(ctx, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
-                               pos.args[0]);
+    if ((rc = cli_pin_fp(ctx, "FINGERPRINT", pos.args[0], fp)) != CLI_CONTINUE)
+        return rc;
 
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
