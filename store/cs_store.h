@@ -618,6 +618,32 @@ typedef struct {
 int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
                  cs_decision *out);
 
+/*
+ * Why a decision is what it is (certstore check --explain): after deciding
+ * exactly as cs_decide_ex does, every step that was or would have been
+ * considered is told to cb, in evaluation order: the issuing pin, then each
+ * mapping kind (one step per kind, id 0 when the leaf has no mapping of that
+ * kind), then each enabled rule of the issuing pin. Steps after the one that
+ * decided say what they would have decided on their own. Reads only; strings
+ * are valid during the callback.
+ */
+typedef enum { CS_EXPLAIN_PIN = 0, CS_EXPLAIN_MAPPING, CS_EXPLAIN_RULE } cs_explain_what;
+typedef struct {
+    cs_explain_what what;
+    int64_t id;   /* mapping or rule id; 0: no mapping of this kind, or no pin */
+    cs_kind kind; /* CS_EXPLAIN_MAPPING */
+    int applies;  /* a mapping that applies to this issuer; a rule whose conditions match */
+    int decided;  /* this step made the decision */
+    int accept;   /* what it decides (or would), when it applies */
+    cs_reason reason;
+    const char *account;      /* "" when none */
+    const char *why;          /* plain words, never NULL */
+    const cs_rule_spec *rule; /* CS_EXPLAIN_RULE: its conditions */
+} cs_explain_step;
+typedef void (*cs_explain_cb)(const cs_explain_step *step, void *arg);
+int cs_decide_explain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
+                      cs_decision *out, cs_explain_cb cb, void *arg);
+
 /* Strong (1) or weak (0) way in, per KB5014754: every mapping kind is strong. */
 int cs_kind_is_strong(cs_kind kind);
 

@@ -183,7 +183,6 @@ void cli_json_list_end(cli_json_list *list);
  * one is refused listing the candidates). `what` names the option or
  * argument in messages. CLI_CONTINUE with fp set, else the exit status.
  */
-int cli_pin_fp(const cli_ctx *ctx, const char *what, const char *text,
-               char fp[CS_FP_HEX_LEN + 1]);
+int cli_pin_fp(const cli_ctx *ctx, const char *what, const char *text, char fp[CS_FP_HEX_LEN + 1]);
 
 #endif /* CLI_H */

@@ -45,8 +45,7 @@ static int normalise_prefix(const char *text, char out[CS_FP_HEX_LEN + 1])
     return n >= CS_PREFIX_MIN;
 }
 
-int cli_pin_fp(const cli_ctx *ctx, const char *what, const char *text,
-               char fp[CS_FP_HEX_LEN + 1])
+int cli_pin_fp(const cli_ctx *ctx, const char *what, const char *text, char fp[CS_FP_HEX_LEN + 1])
 {
     pin_prefix p = {0};
     if (cs_fp_normalise(text, fp))

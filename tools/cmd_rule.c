@@ -84,8 +84,7 @@ static int fill_rule_spec(const cli_ctx *ctx, rule_add_options *o, cs_rule_spec 
     if ((rc = parse_priority(ctx, o->priority, &spec->priority)) != CLI_CONTINUE)
         return rc;
     int conditions = given(o->subject) || given(o->subject_exact) || given(o->issuer) ||
-                     given(o->issuer_exact) || given(o->san) || given(o->eku) ||
-                     given(o->policy);
+                     given(o->issuer_exact) || given(o->san) || given(o->eku) || given(o->policy);
     if (!o->deny && !conditions && !o->any)
         return cli_usage_error(ctx, "an allow rule without a condition admits every certificate "
                                     "of its CA: give a condition, or --any to mean that");

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/x509v3.h>
+
 #include "cs_store.h"
 #include "testpki.h"
 #include "unit_support.h"
@@ -175,6 +177,104 @@ START_TEST(test_unique_key_prefixes_name_a_mapping_and_ambiguous_ones_are_refuse
 }
 END_TEST
 
+/* ---- check --explain ------------------------------------------------------- */
+
+/* A leaf of ca-a with alice's key, a UTF-8 subject and SANs (UPN too); its chain file. */
+static const char *write_juergen_chain(void)
+{
+    static char path[PATH_MAX + 32];
+    X509 *cert = X509_new();
+    X509_NAME *name = X509_NAME_new();
+
+    ck_assert(cert && name);
+    ck_assert(X509_set_version(cert, 2));
+    ck_assert(ASN1_INTEGER_set(X509_get_serialNumber(cert), 4242));
+    ck_assert(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                                         (const unsigned char *)"certstore tests", -1, -1, 0));
+    ck_assert(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                         (const unsigned char *)"J\xc3\xbcrgen", -1, -1, 0));
+    ck_assert(X509_set_subject_name(cert, name));
+    X509_NAME_free(name);
+    ck_assert(X509_set_issuer_name(cert, X509_get_subject_name(pki->ca_a.cert)));
+    ck_assert(X509_time_adj_ex(X509_getm_notBefore(cert), 0, -60, NULL));
+    ck_assert(X509_time_adj_ex(X509_getm_notAfter(cert), 30, 0, NULL));
+    ck_assert(X509_set_pubkey(cert, pki->alice.key));
+    ck_assert(testpki_add_ext(cert, pki->ca_a.cert, NID_subject_alt_name,
+                              "DNS:gw.acme.example,email:j@acme.example,"
+                              "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:j@corp.example"));
+    ck_assert(testpki_add_ext(cert, pki->ca_a.cert, NID_ext_key_usage, "clientAuth"));
+    ck_assert(X509_sign(cert, pki->ca_a.key, EVP_sha256()) > 0);
+    snprintf(path, sizeof(path), "%s/juergen-chain.pem", store.dir);
+    ck_assert(testpki_write_pem(path, cert, pki->ca_a.cert, (X509 *)NULL));
+    X509_free(cert);
+    return path;
+}
+
+START_TEST(test_check_explain_shows_every_mapping_and_rule_considered)
+{
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    /* spki of alice's key: would accept the renewed certificate. */
+    ck_cli(0, "map", "add", pem("alice"), "--account", "alice", "--create-account", "--kind",
+           "spki");
+    /* The renewed certificate's own mapping, not yet valid: it decides first. */
+    ck_cli(0, "map", "add", pem("alice-renewed"), "--account", "alice", "--not-before",
+           "2999-01-01");
+    ck_cli(0, "rule", "add", "--pin", fp_of(&pki->ca_a), "--account", "partners",
+           "--create-account", "--subject", "CN=gw-*");
+
+    ck_cli(1, "check", pem("alice-renewed-chain"), "--ca", pem("roots"), "--explain");
+    ck_assert_msg(strncmp(out, "reject mapping-not-yet-valid mapping=2\n", 39) == 0, "%s", out);
+    ck_out_has("  pin: the issuing CA is pinned and enabled\n");
+    ck_out_has("  mapping 2 cert -> alice: decided: reject mapping-not-yet-valid");
+    ck_out_has("  mapping issuer-serial: none");
+    ck_out_has("  mapping 1 spki -> alice: would accept");
+    ck_out_has("  rule 1 allow -> partners: passed over (its conditions do not match");
+    ck_out_has("subject=\"CN=gw-*\"");
+
+    ck_cli(1, "check", pem("alice-renewed-chain"), "--ca", pem("roots"), "--explain", "--json");
+    ck_out_has("{\"step\":\"mapping\",\"id\":1,\"kind\":\"spki\",\"account\":\"alice\","
+               "\"applies\":true,\"decided\":false,\"outcome\":\"accept\"");
+    ck_out_has("\"decided\":true,\"outcome\":\"mapping-not-yet-valid\"");
+
+    /* Without --explain: the decision alone, as before. */
+    ck_cli(1, "check", pem("alice-renewed-chain"), "--ca", pem("roots"));
+    ck_out_lacks("explain:");
+}
+END_TEST
+
+START_TEST(test_check_explain_names_the_unpinned_issuer_and_the_sans)
+{
+    char subject[512];
+    const char *chain = write_juergen_chain();
+
+    cs_name_text(X509_get_subject_name(pki->ca_b.cert), subject, sizeof(subject));
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    ck_cli(1, "check", pem("carol-chain"), "--ca", pem("roots"));
+    ck_out_has("reject issuer-not-pinned\n");
+    ck_out_has(subject);
+    ck_out_has(fp_of(&pki->ca_b));
+    ck_out_has("certstore pin add");
+    ck_cli(1, "check", pem("carol-chain"), "--ca", pem("roots"), "--explain");
+    ck_out_has("  pin: the issuing CA is not pinned (decided)");
+    ck_out_has("-----BEGIN CERTIFICATE-----");
+
+    /* The printed issuer pins it. */
+    {
+        char issuer_pem[PATH_MAX + 32];
+        const char *begin = strstr(out, "-----BEGIN CERTIFICATE-----");
+
+        snprintf(issuer_pem, sizeof(issuer_pem), "%s/issuer.pem", store.dir);
+        write_text(issuer_pem, begin);
+        ck_cli(0, "pin", "add", issuer_pem);
+        ck_out_has(fp_of(&pki->ca_b));
+    }
+
+    ck_cli(1, "check", chain, "--ca", pem("roots"), "--explain");
+    ck_out_has("subject: CN=J\xc3\xbcrgen,O=certstore tests\n");
+    ck_out_has("san: DNS:gw.acme.example, email:j@acme.example, UPN:j@corp.example\n");
+}
+END_TEST
+
 static Suite *operator_suite(void)
 {
     Suite *s = suite_create("cli_operator");
@@ -185,6 +285,12 @@ static Suite *operator_suite(void)
     tcase_add_test(find, test_mapping_from_a_key_keeps_no_certificate);
     tcase_add_test(find, test_unique_key_prefixes_name_a_mapping_and_ambiguous_ones_are_refused);
     suite_add_tcase(s, find);
+
+    TCase *explain = tcase_create("explain");
+    tcase_add_checked_fixture(explain, setup, teardown);
+    tcase_add_test(explain, test_check_explain_shows_every_mapping_and_rule_considered);
+    tcase_add_test(explain, test_check_explain_names_the_unpinned_issuer_and_the_sans);
+    suite_add_tcase(s, explain);
     return s;
 }
 
