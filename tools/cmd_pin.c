@@ -69,10 +69,9 @@ static int run_pin_add(cli_ctx *ctx, int argc, char **argv)
         OPENSSL_free(subject);
         fflush(stdout);
         if ((X509_get_extension_flags(ca) & EXFLAG_SS) != 0)
-            fprintf(stderr,
-                    "certstore: note: %s is a self-signed root: pinning it admits the "
-                    "client certificates it issues directly, not those of the "
-                    "intermediate CAs under it (pin each of those)\n",
+            fprintf(stderr, "certstore: note: %s is a self-signed root: pinning it admits the "
+                            "client certificates it issues directly, not those of the "
+                            "intermediate CAs under it (pin each of those)\n",
                     path);
     }
     X509_free(ca);
