@@ -346,6 +346,13 @@ cs_status cs_mapping_cert_x509(cs_db *db, int64_t mapping_id, X509 **out);
 #define CS_PREFIX_MIN 4
 cs_status cs_mapping_foreach_prefix(cs_db *db, cs_kind kind, const char *prefix, cs_mapping_cb cb,
                                     void *arg);
+/*
+ * Mappings bound to a pin that is not in the store (an import's pin column,
+ * map add --pin of a CA not pinned yet): they apply to nothing until it is.
+ * cb gets each such pin fingerprint with the number of its mappings.
+ */
+typedef int (*cs_unpinned_cb)(const char *pin_fp, int64_t mappings, void *arg);
+cs_status cs_mapping_foreach_unpinned(cs_db *db, cs_unpinned_cb cb, void *arg);
 /* One mapping by reference (id or kind+key); CS_NOTFOUND if none. */
 cs_status cs_mapping_get(cs_db *db, const cs_mapping_ref *ref, cs_mapping_cb cb, void *arg);
 /*

@@ -207,6 +207,10 @@ static const char *const statement_sql[STMT_COUNT] = {
                             " FROM mappings m JOIN accounts a ON a.id = m.account_id"
                             " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
                             " WHERE m.kind = ?1 AND m.key >= ?2 AND m.key <= ?3 ORDER BY m.id",
+    [STMT_MAPPING_UNPINNED] = "SELECT m.pin_fp, count(*) FROM mappings m"
+                              " WHERE m.pin_fp IS NOT NULL"
+                              " AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.fp = m.pin_fp)"
+                              " GROUP BY m.pin_fp ORDER BY m.pin_fp",
     [STMT_MAPPING_CERT_ADD] = "INSERT INTO mapping_certs (mapping_id, der, subject, issuer, serial,"
                               " not_before, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [STMT_MAPPING_CERT_GET] = "SELECT mapping_id, der, subject, issuer, serial, not_before,"

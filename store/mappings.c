@@ -662,3 +662,22 @@ cs_status cs_mapping_foreach_prefix(cs_db *db, cs_kind kind, const char *prefix,
     }
     return CS_OK;
 }
+
+cs_status cs_mapping_foreach_unpinned(cs_db *db, cs_unpinned_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_UNPINNED)) == NULL)
+        return CS_ERR;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (cb((const char *)sqlite3_column_text(stmt, 0), sqlite3_column_int64(stmt, 1), arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "reading mappings");
+}

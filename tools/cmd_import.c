@@ -76,6 +76,15 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
     return st;
 }
 
+static int warn_unpinned(const char *pin_fp, int64_t mappings, void *arg)
+{
+    cli_warn(arg,
+             "%lld mappings are bound to %s, which is not pinned: they apply to nothing "
+             "until it is ('certstore pin add' its certificate)",
+             (long long)mappings, pin_fp);
+    return 0;
+}
+
 /* ---- from Windows: IIS configuration, AD altSecurityIdentities ------------ */
 
 #define FOREIGN_FILE_LIMIT (64 * 1024 * 1024)
@@ -201,6 +210,9 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
         import_stream(ctx, db, in, from_stdin ? "stdin" : path, fmt, pin ? pin_fp : NULL, &res);
     if (!from_stdin)
         fclose(in);
+    /* Said before the commit, from the transaction's own view. */
+    if (st == CS_OK && (st = cs_mapping_foreach_unpinned(db, warn_unpinned, ctx)) != CS_OK)
+        cli_store_fail(ctx, db);
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         printf("imported %lld mappings (%lld accounts created)\n", (long long)res.rows,
@@ -230,7 +242,9 @@ const cli_command cli_cmd_import = {
     "the time that check compares a certificate's notBefore with.\n"
     "pin binds a mapping to one pinned CA (see 'certstore map add --help'):\n"
     "ski and issuer-serial rows need one, from their pin column or --pin;\n"
-    "a file that has such a row without either imports nothing.\n"
+    "a file that has such a row without either imports nothing. Mappings\n"
+    "bound to a CA that is not pinned are counted in a warning per CA: they\n"
+    "apply to nothing until it is pinned.\n"
     "\n"
     "  --format FMT   csv or jsonl (default: detected from the content), or:\n"
     "    iis          an IIS applicationHost.config or web.config, as IIS\n"

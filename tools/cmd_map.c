@@ -2,7 +2,11 @@
 /* certstore map: which client certificate is which account. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "cli.h"
 
@@ -188,6 +192,115 @@ static cs_status bind_to_issuing_pin(const cli_ctx *ctx, cs_db *db, X509 *leaf, 
     return st;
 }
 
+typedef struct {
+    X509 *leaf;
+    int issued;
+} issued_check;
+
+/* Whether the pinned CA (DER of a pin) issued the leaf: its name and its key. */
+static int pin_issued(const cs_pin *pin, void *arg)
+{
+    issued_check *c = arg;
+    const unsigned char *p = pin->der;
+    X509 *ca = d2i_X509(NULL, &p, (long)pin->der_len);
+    EVP_PKEY *key = ca != NULL ? X509_get0_pubkey(ca) : NULL;
+    c->issued = key != NULL && X509_check_issued(ca, c->leaf) == X509_V_OK &&
+                X509_verify(c->leaf, key) == 1;
+    X509_free(ca);
+    ERR_clear_error();
+    return 0;
+}
+
+static int64_t asn1_unix(const ASN1_TIME *t, int *ok)
+{
+    struct tm tm;
+    *ok = t != NULL && ASN1_TIME_to_tm(t, &tm) == 1;
+    return *ok ? (int64_t)timegm(&tm) : 0;
+}
+
+/* A mapping's window that can never overlap the certificate's own validity. */
+static void warn_window_misses_cert(const cli_ctx *ctx, X509 *leaf, const char *file,
+                                    const cs_mapping_spec *spec)
+{
+    int ok_nb = 0, ok_na = 0;
+    int64_t cert_nb = asn1_unix(X509_get0_notBefore(leaf), &ok_nb);
+    int64_t cert_na = asn1_unix(X509_get0_notAfter(leaf), &ok_na);
+    if (ok_na && spec->not_before != CS_TIME_NONE && spec->not_before > cert_na)
+        cli_warn(ctx,
+                 "%s: --not-before is after the certificate expires: the mapping can never "
+                 "admit it",
+                 file);
+    else if (ok_nb && spec->not_after != CS_TIME_NONE && spec->not_after < cert_nb)
+        cli_warn(ctx,
+                 "%s: --not-after is before the certificate is valid: the mapping can never "
+                 "admit it",
+                 file);
+}
+
+/*
+ * A mapping that cannot work is said so: a warning where time alone decides
+ * (the mapping is still what `check --at` and an audit of past decisions
+ * read), a refusal where it could never admit anything: bound to a pinned CA
+ * that did not issue the certificate. Runs in the write transaction, so the
+ * pin it reads is the one it binds to.
+ */
+static cs_status check_can_work(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file,
+                                const cs_mapping_spec *spec)
+{
+    int64_t now = (int64_t)time(NULL);
+    int ok_na = 0;
+    int64_t cert_na = asn1_unix(X509_get0_notAfter(leaf), &ok_na);
+    /* cert and issuer-serial name this very certificate; ski and spki also its renewals. */
+    int this_cert_only = spec->kind == CS_KIND_CERT || spec->kind == CS_KIND_ISSUER_SERIAL;
+    char t[32];
+
+    if (spec->not_after != CS_TIME_NONE && spec->not_after < now) {
+        cs_time_format(spec->not_after, t);
+        cli_warn(ctx,
+                 "--not-after %s is in the past: the mapping will reject with "
+                 "mapping-expired",
+                 t);
+    }
+    if (ok_na && cert_na < now) {
+        cs_time_format(cert_na, t);
+        if (this_cert_only)
+            cli_warn(ctx, "%s: the certificate expired on %s: no server will accept it", file, t);
+        else
+            cli_warn(ctx,
+                     "%s: the certificate expired on %s: this %s mapping admits only a renewed "
+                     "certificate with the same %s",
+                     file, t, cs_kind_name(spec->kind), spec->kind == CS_KIND_SKI ? "SKI" : "key");
+    }
+    if (this_cert_only)
+        warn_window_misses_cert(ctx, leaf, file, spec);
+    if (spec->pin_fp == NULL)
+        return CS_OK;
+    issued_check c = {.leaf = leaf};
+    cs_status st = cs_pin_get(db, spec->pin_fp, pin_issued, &c);
+    if (st == CS_NOTFOUND) {
+        cli_warn(ctx, "--pin %s is not pinned: the mapping applies only once that CA is pinned",
+                 spec->pin_fp);
+        return CS_OK;
+    }
+    if (st != CS_OK) {
+        cli_store_fail(ctx, db);
+        return st;
+    }
+    if (!c.issued && spec->kind != CS_KIND_SPKI) {
+        cli_fail(ctx,
+                 "%s: the CA of --pin %s did not issue this certificate: the mapping could "
+                 "never apply",
+                 file, spec->pin_fp);
+        return CS_INVALID;
+    }
+    if (!c.issued)
+        cli_warn(ctx,
+                 "%s: the CA of --pin %s did not issue this certificate: this spki mapping "
+                 "admits only a certificate of the same key that CA issues",
+                 file, spec->pin_fp);
+    return CS_OK;
+}
+
 static void print_added(const cs_mapping_spec *spec, int64_t id)
 {
     char key[KEY_TEXT_MAX];
@@ -249,6 +362,8 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     }
     int64_t id = 0;
     st = bind_to_issuing_pin(ctx, db, leaf, pos.args[0], &spec, pin_fp);
+    if (st == CS_OK)
+        st = check_can_work(ctx, db, leaf, pos.args[0], &spec);
     if (st == CS_OK)
         st = add_mapping(ctx, db, &spec, o.create_account, &id);
     X509_free(leaf);
@@ -581,14 +696,22 @@ static const cli_command map_subcommands[] = {
      "                     with the same DN can repeat a serial): without --pin,\n"
      "                     to the one pin whose key verifies CERT's signature\n"
      "                     (refused when none or several do). cert and spki\n"
-     "                     mappings without --pin apply under every pin.\n"
+     "                     mappings without --pin apply under every pin. FP may be a\n"
+     "                     unique prefix of a pinned CA's fingerprint. A --pin CA\n"
+     "                     that is pinned but did not issue CERT is refused (an\n"
+     "                     spki mapping only warns: a certificate of that CA with\n"
+     "                     the same key would match); one not pinned is warned of.\n"
      "  --not-before T     mapping valid from T (YYYY-MM-DD or RFC 3339)\n"
      "  --not-after T      mapping valid until T\n"
      "  --note TEXT        free text kept with the mapping\n"
      "  --create-account   create the account if it does not exist\n"
      "  --not-issued-before created\n"
      "                     reject certificates whose notBefore is earlier than\n"
-     "                     this mapping (reason issued-before-mapping)\n"},
+     "                     this mapping (reason issued-before-mapping)\n"
+     "\n"
+     "A warning on stderr (the mapping is still added) says when it cannot\n"
+     "admit anything now: CERT has expired, --not-after is in the past, or the\n"
+     "window misses CERT's own validity.\n"},
     {"rm", "remove a mapping", run_map_change,
      "Usage: certstore map rm REF [--kind KIND]\n\nRemove a mapping.\n\n" REF_HELP},
     {"disable", "disable a mapping", run_map_change,

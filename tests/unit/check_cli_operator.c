@@ -275,6 +275,73 @@ START_TEST(test_check_explain_names_the_unpinned_issuer_and_the_sans)
 }
 END_TEST
 
+/* ---- mappings and rules that can never work ------------------------------- */
+
+START_TEST(test_map_add_says_when_a_mapping_cannot_work)
+{
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    ck_cli(0, "pin", "add", pem("ca-b"));
+    ck_cli(0, "account", "add", "acme");
+
+    /* Bound to a pinned CA that did not issue it: never, refused. */
+    ck_cli(1, "map", "add", pem("alice"), "--account", "acme", "--pin", fp_of(&pki->ca_b));
+    ck_out_has("did not issue this certificate");
+    ck_cli(0, "map", "ls");
+    ck_out_lacks("acme");
+    /* Bound to a CA not pinned (yet): added, with a warning. */
+    ck_cli(0, "map", "add", pem("alice"), "--account", "acme", "--pin", fp_of(&pki->ca_twin));
+    ck_out_has("warning: --pin");
+    ck_out_has("is not pinned");
+    /* An expired certificate, a window in the past: added, with a warning each. */
+    ck_cli(0, "map", "add", pem("expired"), "--account", "acme");
+    ck_out_has("warning: ");
+    ck_out_has("expired on");
+    ck_cli(0, "map", "add", pem("bob"), "--account", "acme", "--not-after", "2001-01-01");
+    ck_out_has("is in the past");
+    /* A fine mapping: no warning. */
+    ck_cli(0, "map", "add", pem("alice"), "--account", "acme", "--kind", "spki");
+    ck_out_lacks("warning");
+}
+END_TEST
+
+START_TEST(test_import_warns_of_mappings_bound_to_an_unpinned_ca)
+{
+    char csv[PATH_MAX + 16], text[512];
+
+    snprintf(csv, sizeof(csv), "%s/keys.csv", store.dir);
+    snprintf(text, sizeof(text), "kind,key,account,pin\ncert,%s,alice,%s\ncert,%s,bob,%s\n",
+             fp_of(&pki->alice), fp_of(&pki->ca_b), fp_of(&pki->bob), fp_of(&pki->ca_b));
+    write_text(csv, text);
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    ck_cli(0, "import", csv);
+    ck_out_has("warning: 2 mappings are bound to ");
+    ck_out_has(fp_of(&pki->ca_b));
+}
+END_TEST
+
+START_TEST(test_rule_without_a_condition_needs_any)
+{
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    ck_cli(2, "rule", "add", "--pin", fp_of(&pki->ca_a), "--account", "acme", "--create-account");
+    ck_out_has("--any");
+    ck_cli(2, "rule", "add", "--pin", fp_of(&pki->ca_a), "--account", "acme", "--create-account",
+           "--any", "--subject", "CN=x");
+    ck_cli(0, "rule", "add", "--pin", fp_of(&pki->ca_a), "--account", "acme", "--create-account",
+           "--any");
+    /* A deny rule for the whole CA admits nothing: no --any needed. */
+    ck_cli(0, "rule", "add", "--pin", fp_of(&pki->ca_a), "--deny", "--priority", "1");
+    /* A prefix of the pin's fingerprint will do; one of no pin is refused. */
+    {
+        char prefix[9];
+
+        snprintf(prefix, sizeof(prefix), "%.8s", fp_of(&pki->ca_a));
+        ck_cli(0, "rule", "add", "--pin", prefix, "--account", "acme", "--subject", "CN=y");
+        ck_cli(0, "pin", "disable", prefix);
+        ck_out_has(fp_of(&pki->ca_a));
+    }
+}
+END_TEST
+
 static Suite *operator_suite(void)
 {
     Suite *s = suite_create("cli_operator");
@@ -291,6 +358,13 @@ static Suite *operator_suite(void)
     tcase_add_test(explain, test_check_explain_shows_every_mapping_and_rule_considered);
     tcase_add_test(explain, test_check_explain_names_the_unpinned_issuer_and_the_sans);
     suite_add_tcase(s, explain);
+
+    TCase *never = tcase_create("never");
+    tcase_add_checked_fixture(never, setup, teardown);
+    tcase_add_test(never, test_map_add_says_when_a_mapping_cannot_work);
+    tcase_add_test(never, test_import_warns_of_mappings_bound_to_an_unpinned_ca);
+    tcase_add_test(never, test_rule_without_a_condition_needs_any);
+    suite_add_tcase(s, never);
     return s;
 }
 
