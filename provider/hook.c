@@ -206,6 +206,8 @@ static void csp_log(const cs_decision *d, STACK_OF(X509) * chain, const SSL *ssl
         .issuer_fp = d->issuer_fp,
         .ssl = ssl,
         .mode = csp_mode_name(csp_policy()->mode),
+        .mapping_id = d->rule_id == 0 ? d->mapping_id : 0,
+        .kind = d->rule_id == 0 && d->mapping_id > 0 ? cs_kind_name(d->kind) : NULL,
     };
 
     csp_log_decision(&a);
