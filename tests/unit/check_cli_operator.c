@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/x509v3.h>
@@ -342,6 +345,89 @@ START_TEST(test_rule_without_a_condition_needs_any)
 }
 END_TEST
 
+/* ---- an urgent change and a long writer ------------------------------------ */
+
+/*
+ * A child process holding the write lock (BEGIN IMMEDIATE) for hold_ms, as
+ * a long import does; returns its pid once the lock is held.
+ */
+static pid_t hold_write_lock(int hold_ms)
+{
+    int ready[2];
+    char byte;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(ready), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        sqlite3 *raw = NULL;
+
+        close(ready[0]);
+        if (sqlite3_open(store.db, &raw) != SQLITE_OK ||
+            sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            _exit(1);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(1);
+        usleep((useconds_t)hold_ms * 1000);
+        sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL);
+        sqlite3_close(raw);
+        _exit(0);
+    }
+    close(ready[1]);
+    ck_assert_int_eq(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    return pid;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+START_TEST(test_wait_outlasts_a_long_writer_and_names_it_when_it_gives_up)
+{
+    struct timespec t0;
+    char pid_text[32];
+    pid_t holder;
+    int status;
+
+    ck_cli(0, "account", "add", "alice");
+    /* SQLite's locks must not be shared across fork: the child starts without any. */
+    cs_db_close(store.reader);
+    cs_db_close(store.writer);
+    store.reader = store.writer = NULL;
+    /* Gives up after --wait, naming the process that holds the lock. */
+    holder = hold_write_lock(4000);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_cli(1, "account", "disable", "alice", "--wait", "0.5");
+    ck_assert_msg(seconds_since(&t0) >= 0.5 && seconds_since(&t0) < 3.5, "waited %.2f s",
+                  seconds_since(&t0));
+    snprintf(pid_text, sizeof(pid_text), "held by process %d (", (int)holder);
+    ck_out_has(pid_text);
+    ck_out_has("check_cli_operator");
+    ck_out_has("--wait SECONDS");
+    ck_assert_int_eq(waitpid(holder, &status, 0), holder);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* Waits it out: --wait after the command, and CERTSTORE_WAIT as the default. */
+    holder = hold_write_lock(2500);
+    ck_cli(0, "account", "disable", "alice", "--wait", "20");
+    ck_assert_int_eq(waitpid(holder, &status, 0), holder);
+    holder = hold_write_lock(2500);
+    setenv("CERTSTORE_WAIT", "20", 1);
+    ck_cli(0, "account", "enable", "alice");
+    unsetenv("CERTSTORE_WAIT");
+    ck_assert_int_eq(waitpid(holder, &status, 0), holder);
+    ck_cli(0, "--wait", "1", "account", "ls");
+    ck_cli(2, "account", "ls", "--wait", "soon");
+    ck_out_has("not a number of seconds");
+}
+END_TEST
+
 static Suite *operator_suite(void)
 {
     Suite *s = suite_create("cli_operator");
@@ -365,6 +451,11 @@ static Suite *operator_suite(void)
     tcase_add_test(never, test_import_warns_of_mappings_bound_to_an_unpinned_ca);
     tcase_add_test(never, test_rule_without_a_condition_needs_any);
     suite_add_tcase(s, never);
+
+    TCase *wait = tcase_create("wait");
+    tcase_add_checked_fixture(wait, setup, teardown);
+    tcase_add_test(wait, test_wait_outlasts_a_long_writer_and_names_it_when_it_gives_up);
+    suite_add_tcase(s, wait);
     return s;
 }
 
