@@ -448,6 +448,7 @@ typedef enum { CS_IMPORT_AUTO = 0, CS_IMPORT_CSV, CS_IMPORT_JSONL } cs_import_fo
 typedef struct {
     int64_t rows; /* mappings imported */
     int64_t accounts_created;
+    int64_t updated;  /* of rows: existing mappings replaced (cs_import_ex with update) */
     int64_t bad_line; /* 1-based line of the first error, 0 if none */
 } cs_import_result;
 /*
@@ -467,6 +468,18 @@ typedef struct {
  */
 cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
                     cs_import_result *result, void (*progress)(int64_t rows, void *arg), void *arg);
+/*
+ * cs_import, and with update a row whose kind and key a mapping already has
+ * replaces that mapping's account, pin, window, state, note and backdating
+ * check (its id and created stay) instead of failing the import;
+ * result->updated counts them (result->rows counts every row imported).
+ */
+typedef struct {
+    int update;
+} cs_import_opts;
+cs_status cs_import_ex(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
+                       const cs_import_opts *opts, cs_import_result *result,
+                       void (*progress)(int64_t rows, void *arg), void *arg);
 
 /*
  * The import parser alone, a pure function of its input (for fuzzing and

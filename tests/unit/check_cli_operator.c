@@ -135,7 +135,7 @@ START_TEST(test_mapping_from_a_key_keeps_no_certificate)
     snprintf(csv, sizeof(csv), "%s/keys.csv", store.dir);
     snprintf(line, sizeof(line), "kind,key,account\ncert,%s,alice\n", fp_of(&pki->alice));
     write_text(csv, line);
-    ck_cli(0, "import", csv);
+    ck_cli(0, "import", csv, "--create-accounts");
     ck_cli(0, "map", "show", "1");
     ck_out_has("certificate: none kept");
     ck_cli(0, "map", "ls");
@@ -153,7 +153,7 @@ START_TEST(test_unique_key_prefixes_name_a_mapping_and_ambiguous_ones_are_refuse
     snprintf(csv, sizeof(csv), "%s/keys.csv", store.dir);
     snprintf(text, sizeof(text), "kind,key,account\ncert,%s,alice\nspki,%s,bob\n", a, b);
     write_text(csv, text);
-    ck_cli(0, "import", csv);
+    ck_cli(0, "import", csv, "--create-accounts");
 
     ck_cli(0, "map", "show", "abcd0");
     ck_out_has("mapping 1: cert abcd0000");
@@ -316,7 +316,7 @@ START_TEST(test_import_warns_of_mappings_bound_to_an_unpinned_ca)
              fp_of(&pki->alice), fp_of(&pki->ca_b), fp_of(&pki->bob), fp_of(&pki->ca_b));
     write_text(csv, text);
     ck_cli(0, "pin", "add", pem("ca-a"));
-    ck_cli(0, "import", csv);
+    ck_cli(0, "import", csv, "--create-accounts");
     ck_out_has("warning: 2 mappings are bound to ");
     ck_out_has(fp_of(&pki->ca_b));
 }
@@ -428,6 +428,51 @@ START_TEST(test_wait_outlasts_a_long_writer_and_names_it_when_it_gives_up)
 }
 END_TEST
 
+/* ---- imports that can be re-run ------------------------------------------- */
+
+START_TEST(test_import_can_be_rerun_with_update_and_lists_accounts_it_would_create)
+{
+    char csv[PATH_MAX + 16], text[512];
+
+    snprintf(csv, sizeof(csv), "%s/rows.csv", store.dir);
+    snprintf(text, sizeof(text), "kind,key,account,note\ncert,%s,alice,first\ncert,%s,bbo,typo\n",
+             fp_of(&pki->alice), fp_of(&pki->bob));
+    write_text(csv, text);
+    ck_cli(0, "account", "add", "alice");
+
+    /* A new account is a typo until said otherwise: listed, nothing imported. */
+    ck_cli(1, "import", csv);
+    ck_out_has("would create 1 accounts");
+    ck_out_has("--create-accounts");
+    ck_out_has("\n  bbo\n");
+    ck_cli(0, "map", "ls");
+    ck_out_lacks("alice");
+    ck_cli(0, "import", csv, "--create-accounts");
+    ck_out_has("imported 2 mappings (1 accounts created)");
+
+    /* Re-run: refused as before without --update; with it, rows replace their mappings. */
+    ck_cli(1, "import", csv);
+    ck_out_has("already exists");
+    snprintf(text, sizeof(text),
+             "kind,key,account,note\ncert,%s,alice,second\ncert,%s,bob,fixed\n"
+             "spki,%s,alice,new\n",
+             fp_of(&pki->alice), fp_of(&pki->bob), fp_of(&pki->carol));
+    write_text(csv, text);
+    ck_cli(0, "import", csv, "--update", "--create-accounts");
+    ck_out_has("imported 3 mappings (1 new, 2 updated; 1 accounts created)");
+    ck_cli(0, "map", "ls");
+    ck_out_has("1 cert ");
+    ck_out_has("account=alice enabled note=second");
+    ck_out_has("account=bob enabled note=fixed");
+    ck_out_has("3 spki ");
+    ck_out_lacks("note=first");
+    /* The same file again changes nothing but says so. */
+    ck_cli(0, "import", csv, "--update");
+    ck_out_has("imported 3 mappings (0 new, 3 updated; 0 accounts created)");
+    ck_cli(2, "import", csv, "--allow-partial");
+}
+END_TEST
+
 static Suite *operator_suite(void)
 {
     Suite *s = suite_create("cli_operator");
@@ -456,6 +501,12 @@ static Suite *operator_suite(void)
     tcase_add_checked_fixture(wait, setup, teardown);
     tcase_add_test(wait, test_wait_outlasts_a_long_writer_and_names_it_when_it_gives_up);
     suite_add_tcase(s, wait);
+
+    TCase *imports = tcase_create("imports");
+    tcase_add_checked_fixture(imports, setup, teardown);
+    tcase_add_test(imports,
+                   test_import_can_be_rerun_with_update_and_lists_accounts_it_would_create);
+    suite_add_tcase(s, imports);
     return s;
 }
 
