@@ -178,15 +178,19 @@ static const cli_command pin_subcommands[] = {
     {"rm", "remove a pin", run_pin_change,
      "Usage: certstore pin rm FINGERPRINT\n"
      "\n"
-     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed).\n"},
+     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed)\n"
+     "or a unique prefix of it (at least 4 hex digits; an ambiguous one is\n"
+     "refused, listing the candidates).\n"},
     {"disable", "disable a pin, keeping it", run_pin_change,
      "Usage: certstore pin disable FINGERPRINT\n"
      "\n"
-     "Disable the pin: its clients are rejected with pin-disabled.\n"},
+     "Disable the pin: its clients are rejected with pin-disabled. FINGERPRINT\n"
+     "may be a unique prefix (see 'pin rm').\n"},
     {"enable", "enable a disabled pin", run_pin_change,
      "Usage: certstore pin enable FINGERPRINT\n"
      "\n"
-     "Enable a disabled pin again.\n"},
+     "Enable a disabled pin again. FINGERPRINT may be a unique prefix (see\n"
+     "'pin rm').\n"},
     {"ls", "list pins", run_pin_ls,
      "Usage: certstore pin ls [--json]\n"
      "\n"
