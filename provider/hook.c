@@ -216,6 +216,8 @@ static void csp_log(const cs_decision *d, STACK_OF(X509) * chain, const SSL *ssl
         .ssl = ssl,
         .mode = csp_mode_name(csp_policy()->mode),
         .revocation = csp_revocation_note(d),
+        .mapping_id = d->rule_id == 0 ? d->mapping_id : 0,
+        .kind = d->rule_id == 0 && d->mapping_id > 0 ? cs_kind_name(d->kind) : NULL,
     };
 
     csp_log_decision(&a);

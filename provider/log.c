@@ -6,7 +6,9 @@
  * writes go to the open descriptor.
  *
  * Values are quoted and escaped so that a subject or account can never
- * break a line or forge a key. Repeated identical failures are rate-limited
+ * break a line or forge a key; UTF-8 stays readable. A decision made by a
+ * mapping names it (mapping=ID kind=KIND), one made by a rule says so in
+ * detail ("rule N"). Repeated identical failures are rate-limited
  * per thread: a client's own rejection may repeat CSP_LOG_BURST times a
  * second; a store-wide cause (store-unavailable, config-error) is said once
  * per CSP_LOG_STORE_QUIET seconds, because under a flood of handshakes one
@@ -184,14 +186,55 @@ static void csp_line_raw(csp_line *l, const char *s)
     l->len = (size_t)(p - l->text);
 }
 
-static int csp_byte_needs_escape(unsigned char c)
+/*
+ * Length of the well-formed UTF-8 sequence at s (1..4), or 0 for a byte
+ * that starts none (overlong forms, surrogates, beyond U+10FFFF, cut
+ * short); *cp is its code point.
+ */
+static size_t csp_utf8_sequence(const unsigned char *s, unsigned *cp)
 {
-    return c == '"' || c == '\\' || c < 0x20 || c == 0x7f;
+    size_t len;
+    unsigned min;
+
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, min = 0x80, *cp = s[0] & 0x1fu;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, min = 0x800, *cp = s[0] & 0x0fu;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, min = 0x10000, *cp = s[0] & 0x07u;
+    else
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        *cp = (*cp << 6) | (s[i] & 0x3fu);
+    }
+    if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+        return 0;
+    return len;
 }
 
 /*
- * ` key="value"` (key_open is ` key="`), with quotes, backslashes and every
- * control byte escaped; a value cut short for room is still closed.
+ * What a log reader must not receive as it is: C0 and C1 controls, DEL,
+ * the Unicode line and paragraph separators, and the bidirectional
+ * controls that reorder what a terminal shows.
+ */
+static int csp_code_point_needs_escape(unsigned cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/*
+ * ` key="value"` (key_open is ` key="`): readable UTF-8 kept as it is;
+ * quotes and backslashes backslash-escaped; controls (see above) and bytes
+ * that are not UTF-8 as \xNN. A value cut short for room is still closed,
+ * never inside a character.
  */
 static void csp_line_quoted(csp_line *l, const char *key_open, const char *value)
 {
@@ -204,23 +247,33 @@ static void csp_line_quoted(csp_line *l, const char *key_open, const char *value
         return;
     p = l->text + l->len;
     end = l->text + CSP_LINE_ROOM - 1; /* one byte kept for the closing quote */
-    for (; *v != '\0'; v++) {
-        if (!csp_byte_needs_escape(*v)) {
-            if (p >= end)
-                break;
-            *p++ = (char)*v;
-        } else if (*v == '"' || *v == '\\') {
+    while (*v != '\0') {
+        unsigned cp = 0;
+        size_t len = csp_utf8_sequence(v, &cp);
+
+        if (*v == '"' || *v == '\\') {
             if (end - p < 2)
                 break;
             *p++ = '\\';
-            *p++ = (char)*v;
-        } else {
-            if (end - p < 4)
+            *p++ = (char)*v++;
+        } else if (len > 0 && !csp_code_point_needs_escape(cp)) {
+            if ((size_t)(end - p) < len)
                 break;
-            *p++ = '\\';
-            *p++ = 'x';
-            *p++ = hex[*v >> 4];
-            *p++ = hex[*v & 0xf];
+            memcpy(p, v, len);
+            p += len;
+            v += len;
+        } else {
+            /* Every byte of an escaped character, or the one byte that is not UTF-8. */
+            size_t n = len > 0 ? len : 1;
+
+            if ((size_t)(end - p) < 4 * n)
+                break;
+            for (size_t i = 0; i < n; i++, v++) {
+                *p++ = '\\';
+                *p++ = 'x';
+                *p++ = hex[*v >> 4];
+                *p++ = hex[*v & 0xf];
+            }
         }
     }
     *p++ = '"';
@@ -285,7 +338,9 @@ static void csp_line_subject(csp_line *l, const X509 *leaf, const char *leaf_fp)
         return;
     }
     if (leaf != NULL && (mem = BIO_new(BIO_s_mem())) != NULL) {
-        if (X509_NAME_print_ex(mem, X509_get_subject_name(leaf), 0, XN_FLAG_RFC2253) >= 0) {
+        /* UTF-8 as it is (csp_line_quoted escapes what a reader must not get). */
+        if (X509_NAME_print_ex(mem, X509_get_subject_name(leaf), 0,
+                               XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
             n = BIO_read(mem, subject, sizeof(subject) - 1);
             subject[n > 0 ? n : 0] = '\0';
         }
@@ -454,6 +509,13 @@ void csp_log_decision(const csp_log_decision_args *a)
         csp_line_accept_head(&l, a);
     else
         csp_line_head(&l, a);
+    if (a->mapping_id > 0 && a->kind != NULL) {
+        char id[24];
+
+        csp_utoa(id, (uint64_t)a->mapping_id);
+        csp_line_token(&l, " mapping=", id);
+        csp_line_token(&l, " kind=", a->kind);
+    }
     csp_line_peer(&l, a->ssl);
     csp_line_token(&l, " pid=", csp_pid_text());
     csp_line_token(&l, " mode=", a->mode);

@@ -268,6 +268,12 @@ typedef struct {
     int64_t cert_not_after; /* the leaf's notAfter, CS_TIME_NONE if unknown */
     int have_sha1;
     unsigned char sha1[20]; /* leaf SHA-1, for nginx's $ssl_client_fingerprint */
+    /*
+     * The certificate itself (NULL: none), kept whole with the mapping by
+     * cs_mapping_add (see cs_mapping_cert_get); the caller keeps it alive
+     * until then.
+     */
+    const X509 *cert;
 } cs_mapping_spec;
 
 typedef struct {
@@ -284,9 +290,10 @@ typedef struct {
     int have_sha1;
     unsigned char sha1[20];
     const char *source; /* NULL: made locally; else the sync that owns it */
+    const char *subject; /* of the certificate kept with it; NULL when none is kept */
 } cs_mapping;
 
-/* Fill spec->kind/key/cert_not_after/sha1 from a leaf certificate. */
+/* Fill spec->kind/key/cert_not_after/sha1/cert from a leaf certificate. */
 cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_kind kind);
 
 /*
@@ -315,6 +322,52 @@ int cs_mapping_unbound(const cs_mapping *m);
 typedef int (*cs_mapping_cb)(const cs_mapping *m, void *arg);
 /* account NULL: all mappings, ordered by id. */
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg);
+
+/*
+ * The certificate a mapping was made from: kept when it was made from a
+ * certificate (map add CERT, an IIS import), none when made from a key or a
+ * fingerprint (a CSV or JSON import, altSecurityIdentities). Strings are
+ * readable UTF-8 (RFC 2253 order, escaping only what RFC 2253 needs and
+ * control characters); serial is uppercase hex, '-' first when negative.
+ */
+typedef struct {
+    int64_t mapping_id;
+    const unsigned char *der;
+    size_t der_len;
+    char fp[CS_FP_HEX_LEN + 1]; /* SHA-256 of der */
+    const char *subject;
+    const char *issuer;
+    const char *serial;
+    int64_t not_before, not_after; /* CS_TIME_NONE if unreadable */
+} cs_mapping_cert;
+typedef int (*cs_mapping_cert_cb)(const cs_mapping_cert *cert, void *arg);
+/* The certificate kept with a mapping; CS_NOTFOUND when it keeps none. */
+cs_status cs_mapping_cert_get(cs_db *db, int64_t mapping_id, cs_mapping_cert_cb cb, void *arg);
+/* The same as an X509 (*out the caller's to free); CS_NOTFOUND when none. */
+cs_status cs_mapping_cert_x509(cs_db *db, int64_t mapping_id, X509 **out);
+/*
+ * Mappings whose key, as cs_key_format writes it, starts with prefix (at
+ * least CS_PREFIX_MIN hex digits, any case, colons between byte pairs; for
+ * issuer-serial the issuer hash part), of one kind or of every kind
+ * (CS_KIND_COUNT), ordered by kind then id. CS_INVALID for a bad prefix.
+ */
+#define CS_PREFIX_MIN 4
+cs_status cs_mapping_foreach_prefix(cs_db *db, cs_kind kind, const char *prefix, cs_mapping_cb cb,
+                                    void *arg);
+/*
+ * Mappings bound to a pin that is not in the store (an import's pin column,
+ * map add --pin of a CA not pinned yet): they apply to nothing until it is.
+ * cb gets each such pin fingerprint with the number of its mappings.
+ */
+typedef int (*cs_unpinned_cb)(const char *pin_fp, int64_t mappings, void *arg);
+cs_status cs_mapping_foreach_unpinned(cs_db *db, cs_unpinned_cb cb, void *arg);
+/* One mapping by reference (id or kind+key); CS_NOTFOUND if none. */
+cs_status cs_mapping_get(cs_db *db, const cs_mapping_ref *ref, cs_mapping_cb cb, void *arg);
+/*
+ * Readable one-line name: RFC 2253 order and escapes, UTF-8 as it is (no
+ * \XX for bytes above 0x7f), control characters escaped.
+ */
+void cs_name_text(const X509_NAME *name, char *buf, size_t buflen);
 
 /*
  * Backdating check (Windows' event 40): when on, a certificate whose
@@ -403,6 +456,7 @@ typedef enum { CS_IMPORT_AUTO = 0, CS_IMPORT_CSV, CS_IMPORT_JSONL } cs_import_fo
 typedef struct {
     int64_t rows; /* mappings imported */
     int64_t accounts_created;
+    int64_t updated;  /* of rows: existing mappings replaced (cs_import_ex with update) */
     int64_t bad_line; /* 1-based line of the first error, 0 if none */
 } cs_import_result;
 /*
@@ -422,6 +476,18 @@ typedef struct {
  */
 cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
                     cs_import_result *result, void (*progress)(int64_t rows, void *arg), void *arg);
+/*
+ * cs_import, and with update a row whose kind and key a mapping already has
+ * replaces that mapping's account, pin, window, state, note and backdating
+ * check (its id and created stay) instead of failing the import;
+ * result->updated counts them (result->rows counts every row imported).
+ */
+typedef struct {
+    int update;
+} cs_import_opts;
+cs_status cs_import_ex(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
+                       const cs_import_opts *opts, cs_import_result *result,
+                       void (*progress)(int64_t rows, void *arg), void *arg);
 
 /*
  * The import parser alone, a pure function of its input (for fuzzing and
@@ -758,6 +824,32 @@ int cs_decide_ex(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy
  */
 int cs_decide_keys(cs_db *db, const cs_key keys[CS_KIND_COUNT], const char *issuer_fp, int64_t now,
                    cs_decision *out);
+
+/*
+ * Why a decision is what it is (certstore check --explain): after deciding
+ * exactly as cs_decide_ex does, every step that was or would have been
+ * considered is told to cb, in evaluation order: the issuing pin, then each
+ * mapping kind (one step per kind, id 0 when the leaf has no mapping of that
+ * kind), then each enabled rule of the issuing pin. Steps after the one that
+ * decided say what they would have decided on their own. Reads only; strings
+ * are valid during the callback.
+ */
+typedef enum { CS_EXPLAIN_PIN = 0, CS_EXPLAIN_MAPPING, CS_EXPLAIN_RULE } cs_explain_what;
+typedef struct {
+    cs_explain_what what;
+    int64_t id;   /* mapping or rule id; 0: no mapping of this kind, or no pin */
+    cs_kind kind; /* CS_EXPLAIN_MAPPING */
+    int applies;  /* a mapping that applies to this issuer; a rule whose conditions match */
+    int decided;  /* this step made the decision */
+    int accept;   /* what it decides (or would), when it applies */
+    cs_reason reason;
+    const char *account;      /* "" when none */
+    const char *why;          /* plain words, never NULL */
+    const cs_rule_spec *rule; /* CS_EXPLAIN_RULE: its conditions */
+} cs_explain_step;
+typedef void (*cs_explain_cb)(const cs_explain_step *step, void *arg);
+int cs_decide_explain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
+                      cs_decision *out, cs_explain_cb cb, void *arg);
 
 /* Strong (1) or weak (0) way in, per KB5014754: every mapping kind is strong. */
 int cs_kind_is_strong(cs_kind kind);

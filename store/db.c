@@ -198,6 +198,25 @@ static const char schema_v5[] =
     "CREATE INDEX rules_by_account ON rules(account_id);";
 
 /*
+ * The certificate a mapping was made from (map add CERT, an IIS import),
+ * whole and with the fields an operator looks for, in a side table so the
+ * mapping rows the handshake reads stay small. A mapping made from a key or
+ * a fingerprint has none. The trigger, not a foreign key, removes the row
+ * with its mapping: an import runs with foreign keys off. A policy table
+ * like any other (generation triggers): revocation reads it.
+ */
+static const char schema_v6[] = "CREATE TABLE mapping_certs ("
+                                "  mapping_id INTEGER PRIMARY KEY,"
+                                "  der BLOB NOT NULL,"
+                                "  subject TEXT NOT NULL,"
+                                "  issuer TEXT NOT NULL,"
+                                "  serial TEXT NOT NULL,"
+                                "  not_before INTEGER,"
+                                "  not_after INTEGER);"
+                                "CREATE TRIGGER mappings_drop_cert AFTER DELETE ON mappings"
+                                " BEGIN DELETE FROM mapping_certs WHERE mapping_id = old.id; END;";
+
+/*
  * Revocation (issue 14): one CRL per pin, its revoked serials in a
  * WITHOUT ROWID table keyed by (crl, serial) so a lookup is one B-tree probe
  * and the key is the whole row; each pin's revocation policy (NULL: soft
@@ -248,6 +267,7 @@ static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
                                 "  last_success INTEGER NOT NULL,"
                                 "  detail TEXT NOT NULL);";
 
+
 typedef struct {
     int version;
     const char *sql;
@@ -258,7 +278,7 @@ typedef struct {
 /* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
-    {7, schema_v7, 0}, {8, schema_v8, 0},
+    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0},
 };
 /* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
@@ -307,14 +327,36 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_MAPPING_SET_WINDOW] = "UPDATE mappings SET not_before = ?, not_after = ? WHERE id = ?",
     [STMT_MAPPING_LIST] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
                           " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
-                          " m.source"
+                          " m.source, c.subject"
                           " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                          " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
                           " ORDER BY m.id",
     [STMT_MAPPING_LIST_ACCOUNT] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
                                   " m.not_after, m.enabled, m.note, m.created,"
-                                  " m.cert_not_after, m.sha1, m.source"
+                                  " m.cert_not_after, m.sha1, m.source, c.subject"
                                   " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                                  " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
                                   " WHERE a.name = ? ORDER BY m.id",
+    [STMT_MAPPING_GET] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
+                         " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                         " m.source, c.subject"
+                         " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                         " LEFT JOIN mapping_certs c ON c.mapping_id = m.id WHERE m.id = ?1",
+    /* Keys from ?2 (the prefix, 0 nibbles after it) to ?3 (1 bits after it): the prefix's. */
+    [STMT_MAPPING_PREFIX] = "SELECT m.id, m.kind, m.key, a.name, m.pin_fp, m.not_before,"
+                            " m.not_after, m.enabled, m.note, m.created, m.cert_not_after, m.sha1,"
+                            " m.source, c.subject"
+                            " FROM mappings m JOIN accounts a ON a.id = m.account_id"
+                            " LEFT JOIN mapping_certs c ON c.mapping_id = m.id"
+                            " WHERE m.kind = ?1 AND m.key >= ?2 AND m.key <= ?3 ORDER BY m.id",
+    [STMT_MAPPING_UNPINNED] = "SELECT m.pin_fp, count(*) FROM mappings m"
+                              " WHERE m.pin_fp IS NOT NULL"
+                              " AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.fp = m.pin_fp)"
+                              " GROUP BY m.pin_fp ORDER BY m.pin_fp",
+    [STMT_MAPPING_CERT_ADD] = "INSERT INTO mapping_certs (mapping_id, der, subject, issuer, serial,"
+                              " not_before, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [STMT_MAPPING_CERT_GET] = "SELECT mapping_id, der, subject, issuer, serial, not_before,"
+                              " not_after FROM mapping_certs WHERE mapping_id = ?1",
     [STMT_DECIDE_PIN] = "SELECT enabled FROM pins WHERE fp = ?",
     [STMT_DECIDE_MAPPING] = "SELECT m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
                             " a.enabled, a.name, m.created, m.not_issued_before_created"

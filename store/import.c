@@ -811,6 +811,7 @@ typedef struct {
     staged_row **rows;
     size_t row_count, row_cap;
     const char *default_pin; /* the pin of rows that name none; NULL: none */
+    int update;              /* an existing kind+key is replaced, not a clash */
     cs_import_result *result;
     void (*progress)(int64_t rows, void *arg);
     void *progress_arg;
@@ -1163,9 +1164,18 @@ static cs_status insert_staged(import_ctx *ctx, const staged_row *row)
     cs_db *db = ctx->db;
     sqlite3_stmt *stmt = ctx_stmt(
         ctx, &ctx->insert,
-        "INSERT INTO mappings (kind, key, account_id, pin_fp, not_before, not_after, enabled,"
-        " note, created, not_issued_before_created)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+        ctx->update
+            ? "INSERT INTO mappings (kind, key, account_id, pin_fp, not_before, not_after,"
+              " enabled, note, created, not_issued_before_created)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+              " ON CONFLICT (kind, key) DO UPDATE SET account_id = excluded.account_id,"
+              " pin_fp = excluded.pin_fp, not_before = excluded.not_before,"
+              " not_after = excluded.not_after, enabled = excluded.enabled,"
+              " note = excluded.note,"
+              " not_issued_before_created = excluded.not_issued_before_created"
+            : "INSERT INTO mappings (kind, key, account_id, pin_fp, not_before, not_after, enabled,"
+              " note, created, not_issued_before_created)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
     int rc;
 
     if (stmt == NULL)
@@ -1293,11 +1303,35 @@ static cs_status insert_all(import_ctx *ctx)
     return cs_fail(db, CS_ERR, "import clashed with the database but no line was found");
 }
 
+static int64_t mapping_count(cs_db *db)
+{
+    sqlite3_stmt *stmt;
+    int64_t n = -1;
+
+    if (sqlite3_prepare_v2(db->sql, "SELECT count(*) FROM mappings", -1, &stmt, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        n = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return n;
+}
+
 cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
                     cs_import_result *result, void (*progress)(int64_t rows, void *arg), void *arg)
 {
+    return cs_import_ex(db, in, fmt, pin_fp, NULL, result, progress, arg);
+}
+
+cs_status cs_import_ex(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_fp,
+                       const cs_import_opts *opts, cs_import_result *result,
+                       void (*progress)(int64_t rows, void *arg), void *arg)
+{
     cs_import_result local;
-    import_ctx ctx = {.db = db, .progress = progress, .progress_arg = arg};
+    import_ctx ctx = {.db = db,
+                      .progress = progress,
+                      .progress_arg = arg,
+                      .update = opts != NULL && opts->update};
+    int64_t before = 0;
     char pin_hex[CS_FP_HEX_LEN + 1];
     byte_source src = {.fp = in};
     char msg[sizeof(db->errmsg)];
@@ -1329,13 +1363,27 @@ cs_status cs_import(cs_db *db, FILE *in, cs_import_format fmt, const char *pin_f
         status = status == CS_BUSY || status == CS_ERR ? status : CS_INVALID;
         cs_fail(db, status, "%s", msg);
     }
+    if (status == CS_OK && ctx.update && (before = mapping_count(db)) < 0)
+        status = cs_sql_fail(db, "counting mappings");
     if (status == CS_OK)
         status = insert_all(&ctx);
+    if (status == CS_OK && ctx.update) {
+        int64_t after = mapping_count(db);
+
+        if (after < 0)
+            status = cs_sql_fail(db, "counting mappings");
+        else
+            result->updated = result->rows - (after - before);
+    }
     ctx_free(&ctx);
     if (status == CS_OK)
         status = cs_bulk_write_end(db);
     if (status != CS_OK)
         return status;
+    if (ctx.update)
+        return cs_log_change(db, "import rows=%lld updated=%lld accounts_created=%lld",
+                             (long long)result->rows, (long long)result->updated,
+                             (long long)result->accounts_created);
     return cs_log_change(db, "import rows=%lld accounts_created=%lld", (long long)result->rows,
                          (long long)result->accounts_created);
 }

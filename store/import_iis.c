@@ -826,15 +826,17 @@ static cs_status write_one(iis_ctx *c, const iis_one *one)
     memset(&spec, 0, sizeof(spec));
     if (status == CS_OK)
         status = cs_mapping_spec_from_cert(&spec, cert, CS_KIND_CERT);
-    X509_free(cert);
-    if (status != CS_OK)
+    if (status != CS_OK) {
+        X509_free(cert);
         return status;
+    }
     spec.account = one->user;
     spec.not_before = spec.not_after = CS_TIME_NONE;
     spec.note = "imported from IIS oneToOneMappings";
     if (cs_account_id(c->db, one->user, &existing) == CS_NOTFOUND)
         c->res->accounts_created++;
     status = cs_mapping_add(c->db, &spec, 1, &id);
+    X509_free(cert);
     if (status == CS_OK && !one->enabled) {
         cs_mapping_ref ref = {.id = id};
         status = cs_mapping_set_enabled(c->db, &ref, 0);

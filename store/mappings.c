@@ -4,6 +4,7 @@
  */
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 
 #include "cs_internal.h"
@@ -144,7 +145,69 @@ cs_status cs_mapping_spec_from_cert(cs_mapping_spec *spec, const X509 *leaf, cs_
     spec->cert_not_after = ok ? not_after : CS_TIME_NONE;
     spec->have_sha1 =
         X509_digest(leaf, EVP_sha1(), spec->sha1, &sha1_len) == 1 && sha1_len == sizeof(spec->sha1);
+    spec->cert = leaf;
     return CS_OK;
+}
+
+#define NAME_TEXT_MAX 1024
+
+void cs_name_text(const X509_NAME *name, char *buf, size_t buflen)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int n = 0;
+
+    buf[0] = '\0';
+    if (bio == NULL || buflen == 0) {
+        BIO_free(bio);
+        return;
+    }
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+        n = BIO_read(bio, buf, (int)buflen - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    BIO_free(bio);
+}
+
+static void serial_text(const X509 *cert, char *buf, size_t buflen)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+    snprintf(buf, buflen, "%s", hex != NULL ? hex : "");
+    OPENSSL_free(hex);
+    BN_free(bn);
+}
+
+/* Keep the certificate a mapping was made from beside it. */
+static cs_status insert_mapping_cert(cs_db *db, int64_t id, const X509 *cert)
+{
+    char subject[NAME_TEXT_MAX], issuer[NAME_TEXT_MAX], serial[2 * CS_KEY_MAX + 2];
+    unsigned char *der = NULL;
+    int der_len = i2d_X509(cert, &der), ok = 0;
+    int64_t t;
+    sqlite3_stmt *stmt;
+    cs_status status;
+
+    if (der_len <= 0)
+        return cs_fail(db, CS_ERR, "cannot encode the mapping's certificate");
+    cs_name_text(X509_get_subject_name(cert), subject, sizeof(subject));
+    cs_name_text(X509_get_issuer_name(cert), issuer, sizeof(issuer));
+    serial_text(cert, serial, sizeof(serial));
+    if ((stmt = cs_stmt(db, STMT_MAPPING_CERT_ADD)) == NULL) {
+        OPENSSL_free(der);
+        return CS_ERR;
+    }
+    sqlite3_bind_int64(stmt, 1, id);
+    sqlite3_bind_blob(stmt, 2, der, der_len, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, issuer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, serial, -1, SQLITE_STATIC);
+    t = cs_asn1_time_to_unix(X509_get0_notBefore(cert), &ok);
+    cs_bind_time(stmt, 6, ok ? t : CS_TIME_NONE);
+    t = cs_asn1_time_to_unix(X509_get0_notAfter(cert), &ok);
+    cs_bind_time(stmt, 7, ok ? t : CS_TIME_NONE);
+    status = cs_stmt_exec(db, stmt, "keeping the mapping's certificate");
+    OPENSSL_free(der);
+    return status;
 }
 
 cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_account,
@@ -167,6 +230,8 @@ cs_status cs_mapping_add(cs_db *db, const cs_mapping_spec *spec, int create_acco
     }
     if (status == CS_OK)
         status = cs_mapping_insert(db, spec, account_id, &id);
+    if (status == CS_OK && spec->cert != NULL)
+        status = insert_mapping_cert(db, id, spec->cert);
     if (status != CS_OK)
         return status;
     cs_key_abbrev(spec->kind, &spec->key, key, sizeof(key));
@@ -339,6 +404,7 @@ static void mapping_from_row(sqlite3_stmt *stmt, cs_mapping *m)
     }
     if (m->note == NULL)
         m->note = "";
+    m->subject = (const char *)sqlite3_column_text(stmt, 13);
 }
 
 cs_status cs_mapping_foreach(cs_db *db, const char *account, cs_mapping_cb cb, void *arg)
@@ -422,4 +488,197 @@ cs_status cs_mapping_get_not_issued_before_created(cs_db *db, const cs_mapping_r
     if (rc == SQLITE_DONE)
         return cs_fail(db, CS_NOTFOUND, "no mapping with id %lld", (long long)m.id);
     return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "reading the mapping");
+}
+
+cs_status cs_mapping_get(cs_db *db, const cs_mapping_ref *ref, cs_mapping_cb cb, void *arg)
+{
+    found_mapping found;
+    sqlite3_stmt *stmt;
+    cs_mapping m;
+    int rc;
+    cs_status status;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if ((status = find_mapping(db, ref, &found)) != CS_OK)
+        return status;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_GET)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int64(stmt, 1, found.id);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        mapping_from_row(stmt, &m);
+        cb(&m, arg);
+    }
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE)
+        return cs_fail(db, CS_NOTFOUND, "no mapping with id %lld", (long long)found.id);
+    return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "reading the mapping");
+}
+
+static const char *column_text_or_empty(sqlite3_stmt *stmt, int col)
+{
+    const char *text = (const char *)sqlite3_column_text(stmt, col);
+
+    return text != NULL ? text : "";
+}
+
+cs_status cs_mapping_cert_get(cs_db *db, int64_t mapping_id, cs_mapping_cert_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    cs_mapping_cert c;
+    unsigned char md[SHA256_LEN];
+    int rc;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_CERT_GET)) == NULL)
+        return CS_ERR;
+    sqlite3_bind_int64(stmt, 1, mapping_id);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        memset(&c, 0, sizeof(c));
+        c.mapping_id = sqlite3_column_int64(stmt, 0);
+        c.der = sqlite3_column_blob(stmt, 1);
+        c.der_len = (size_t)sqlite3_column_bytes(stmt, 1);
+        c.subject = column_text_or_empty(stmt, 2);
+        c.issuer = column_text_or_empty(stmt, 3);
+        c.serial = column_text_or_empty(stmt, 4);
+        c.not_before = cs_column_time(stmt, 5);
+        c.not_after = cs_column_time(stmt, 6);
+        if (c.der == NULL || EVP_Digest(c.der, c.der_len, md, NULL, EVP_sha256(), NULL) != 1) {
+            sqlite3_reset(stmt);
+            return cs_fail(db, CS_ERR, "mapping %lld: its kept certificate cannot be read",
+                           (long long)mapping_id);
+        }
+        for (int i = 0; i < SHA256_LEN; i++)
+            snprintf(c.fp + 2 * i, 3, "%02x", md[i]);
+        cb(&c, arg);
+    }
+    sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE)
+        return cs_fail(db, CS_NOTFOUND, "mapping %lld keeps no certificate", (long long)mapping_id);
+    return rc == SQLITE_ROW ? CS_OK : cs_sql_fail(db, "reading the mapping's certificate");
+}
+
+static int decode_kept_cert(const cs_mapping_cert *c, void *arg)
+{
+    const unsigned char *p = c->der;
+    X509 **out = arg;
+
+    *out = d2i_X509(NULL, &p, (long)c->der_len);
+    if (*out != NULL && p != c->der + c->der_len) {
+        X509_free(*out);
+        *out = NULL;
+    }
+    return 0;
+}
+
+cs_status cs_mapping_cert_x509(cs_db *db, int64_t mapping_id, X509 **out)
+{
+    cs_status status;
+
+    if (out == NULL)
+        return cs_fail(db, CS_INVALID, "no place for the certificate");
+    *out = NULL;
+    status = cs_mapping_cert_get(db, mapping_id, decode_kept_cert, out);
+    if (status == CS_OK && *out == NULL)
+        return cs_fail(db, CS_ERR, "mapping %lld: its kept certificate is not DER",
+                       (long long)mapping_id);
+    return status;
+}
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The lowest and highest keys that start with the prefix's nibbles. */
+static int prefix_bounds(const char *prefix, unsigned char lo[CS_KEY_MAX],
+                         unsigned char hi[CS_KEY_MAX], size_t *lo_len)
+{
+    size_t nibbles = 0;
+
+    memset(lo, 0, CS_KEY_MAX);
+    memset(hi, 0xff, CS_KEY_MAX);
+    for (const char *p = prefix; *p != '\0'; p++) {
+        int v = hex_nibble(*p);
+
+        if (*p == ':' && nibbles % 2 == 0 && nibbles > 0 && p[1] != '\0')
+            continue;
+        if (v < 0 || nibbles == 2 * CS_KEY_MAX)
+            return 0;
+        if (nibbles % 2 == 0) {
+            lo[nibbles / 2] = (unsigned char)(v << 4);
+            hi[nibbles / 2] = (unsigned char)(v << 4 | 0x0f);
+        } else {
+            lo[nibbles / 2] |= (unsigned char)v;
+            hi[nibbles / 2] = (unsigned char)(lo[nibbles / 2]);
+        }
+        nibbles++;
+    }
+    *lo_len = (nibbles + 1) / 2;
+    return nibbles >= CS_PREFIX_MIN;
+}
+
+cs_status cs_mapping_foreach_prefix(cs_db *db, cs_kind kind, const char *prefix, cs_mapping_cb cb,
+                                    void *arg)
+{
+    unsigned char lo[CS_KEY_MAX], hi[CS_KEY_MAX];
+    size_t lo_len = 0;
+    cs_mapping m;
+    int rc = SQLITE_DONE, stop = 0;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (prefix == NULL || !prefix_bounds(prefix, lo, hi, &lo_len))
+        return cs_fail(db, CS_INVALID, "not a key prefix: at least %d hex digits", CS_PREFIX_MIN);
+    for (int k = 0; !stop && k < CS_KIND_COUNT; k++) {
+        sqlite3_stmt *stmt;
+
+        if (kind != CS_KIND_COUNT && k != (int)kind)
+            continue;
+        if ((stmt = cs_stmt(db, STMT_MAPPING_PREFIX)) == NULL)
+            return CS_ERR;
+        sqlite3_bind_int(stmt, 1, k);
+        sqlite3_bind_blob(stmt, 2, lo, (int)lo_len, SQLITE_STATIC);
+        sqlite3_bind_blob(stmt, 3, hi, CS_KEY_MAX, SQLITE_STATIC);
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            mapping_from_row(stmt, &m);
+            if (cb(&m, arg) != 0) {
+                stop = 1;
+                rc = SQLITE_DONE;
+                break;
+            }
+        }
+        sqlite3_reset(stmt);
+        if (rc != SQLITE_DONE)
+            return cs_sql_fail(db, "reading mappings");
+    }
+    return CS_OK;
+}
+
+cs_status cs_mapping_foreach_unpinned(cs_db *db, cs_unpinned_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if ((stmt = cs_stmt(db, STMT_MAPPING_UNPINNED)) == NULL)
+        return CS_ERR;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (cb((const char *)sqlite3_column_text(stmt, 0), sqlite3_column_int64(stmt, 1), arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "reading mappings");
 }

@@ -717,3 +717,134 @@ static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const ch
     end_snapshot(db, own);
     return accepted;
 }
+
+/* ---- explaining a decision (certstore check --explain) -------------------- */
+
+static void explain_pin(cs_db *db, const cs_decision *d, cs_explain_cb cb, void *arg)
+{
+    cs_explain_step step = {.what = CS_EXPLAIN_PIN, .account = "", .why = ""};
+    int enabled = 0;
+    lookup_result r = read_pin(db, d->issuer_fp, &enabled);
+
+    step.applies = r == LOOKUP_FOUND && enabled;
+    step.decided = d->reason == CS_REASON_ISSUER_NOT_PINNED || d->reason == CS_REASON_PIN_DISABLED;
+    step.reason = step.decided ? d->reason : CS_REASON_NONE;
+    if (r == LOOKUP_ERROR)
+        step.why = "the pin could not be read";
+    else if (r == LOOKUP_NONE)
+        step.why = "the issuing CA is not pinned";
+    else if (!enabled)
+        step.why = "the issuing CA's pin is disabled";
+    else
+        step.why = "the issuing CA is pinned and enabled";
+    cb(&step, arg);
+}
+
+static void explain_mapping(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, cs_kind kind,
+                            const cs_decision *d, cs_explain_cb cb, void *arg)
+{
+    cs_explain_step step = {.what = CS_EXPLAIN_MAPPING, .kind = kind, .account = ""};
+    cs_decision alone;
+    cs_key key;
+    mapping_row row;
+    lookup_result r;
+
+    memset(&alone, 0, sizeof(alone));
+    memcpy(alone.leaf_fp, d->leaf_fp, sizeof(alone.leaf_fp));
+    if (mapping_key(leaf, kind, &alone, &key) != CS_OK) {
+        step.why = "the certificate has no key of this kind";
+        cb(&step, arg);
+        return;
+    }
+    r = read_mapping(db, kind, &key, d->issuer_fp, &row);
+    if (r != LOOKUP_FOUND) {
+        step.why = r == LOOKUP_NONE ? "no mapping of this kind" : "mappings could not be read";
+        cb(&step, arg);
+        return;
+    }
+    step.id = row.id;
+    step.account = row.account;
+    step.applies = mapping_applies(kind, &row);
+    if (!step.applies) {
+        step.why = row.bound ? "bound to another pin: it applies only to certificates that CA "
+                               "issued"
+                             : "bound to no pin (made before binding was required): never applies";
+        cb(&step, arg);
+        return;
+    }
+    step.accept =
+        judge_mapping(&row, kind, leaf, now, certificate_limit(leaf, issuer, now), &alone);
+    step.reason = alone.reason;
+    step.decided = d->rule_id == 0 && d->mapping_id == row.id;
+    step.why = step.accept ? "it admits the certificate" : "it rejects the certificate";
+    cb(&step, arg);
+}
+
+static void explain_rules(cs_db *db, X509 *leaf, X509 *issuer, int64_t now, const cs_decision *d,
+                          cs_explain_cb cb, void *arg)
+{
+    sqlite3_stmt *stmt = cs_stmt(db, STMT_DECIDE_RULES);
+    int rc;
+
+    if (stmt == NULL)
+        return;
+    sqlite3_bind_text(stmt, 1, d->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        cs_explain_step step = {.what = CS_EXPLAIN_RULE, .account = ""};
+        cs_rule_spec spec;
+        cs_decision alone;
+        const unsigned char *name = sqlite3_column_text(stmt, 11);
+        int match;
+
+        memset(&alone, 0, sizeof(alone));
+        rule_spec_from_row(stmt, &spec);
+        step.id = sqlite3_column_int64(stmt, 0);
+        step.rule = &spec;
+        step.account = name != NULL ? (const char *)name : "";
+        step.decided = d->rule_id == step.id;
+        match = cs_rule_matches(&spec, leaf);
+        if (match < 0) {
+            step.applies = 1;
+            step.reason = CS_REASON_STORE_UNAVAILABLE;
+            step.why = "the rule cannot be read: it refuses";
+        } else if (!match) {
+            step.why = "its conditions do not match the certificate";
+        } else {
+            step.applies = 1;
+            step.accept =
+                judge_rule(stmt, &spec, leaf, certificate_limit(leaf, issuer, now), &alone);
+            step.reason = alone.reason;
+            step.why = step.accept ? "its conditions match: it admits the certificate"
+                                   : "its conditions match: it rejects the certificate";
+        }
+        cb(&step, arg);
+    }
+    sqlite3_reset(stmt);
+}
+
+int cs_decide_explain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const cs_policy_opts *opts,
+                      cs_decision *out, cs_explain_cb cb, void *arg)
+{
+    int accepted, own = 0;
+
+    if (cb == NULL || db == NULL || db->sql == NULL)
+        return cs_decide_ex(db, chain, now, opts, out);
+    /* The decision and its explanation read one snapshot. */
+    if (!begin_snapshot(db, &own)) {
+        reset_all(db);
+        return cs_decide_ex(db, chain, now, opts, out);
+    }
+    accepted = cs_decide_ex(db, chain, now, opts, out);
+    if (out->reason != CS_REASON_CHAIN_INVALID && out->issuer_fp[0] != '\0' &&
+        sk_X509_num(chain) >= 2) {
+        X509 *leaf = sk_X509_value(chain, 0), *issuer = sk_X509_value(chain, 1);
+
+        explain_pin(db, out, cb, arg);
+        for (size_t i = 0; i < sizeof(lookup_order) / sizeof(lookup_order[0]); i++)
+            explain_mapping(db, leaf, issuer, now, lookup_order[i], out, cb, arg);
+        explain_rules(db, leaf, issuer, now, out, cb, arg);
+    }
+    reset_all(db);
+    end_snapshot(db, own);
+    return accepted;
+}

@@ -34,6 +34,7 @@ typedef struct {
     const char *usage;        /* of the command being run, for --help */
     const char *command_line; /* as typed, for the change log */
     int allow_unsafe_dir;     /* --allow-unsafe-dir or $CERTSTORE_ALLOW_UNSAFE_DIR */
+    int wait_ms;              /* --wait SECONDS, else $CERTSTORE_WAIT; -1: the default */
 } cli_ctx;
 
 typedef struct {
@@ -194,5 +195,24 @@ void cli_json_list_begin(cli_json_list *list, FILE *out);
 /* Starts the next row (writes the separator); the caller writes one object. */
 void cli_json_list_row(cli_json_list *list);
 void cli_json_list_end(cli_json_list *list);
+
+/*
+ * --wait SECONDS (cli_db.c): how long a command waits for another writer's
+ * lock (0 to 3600, fractions allowed). CLI_CONTINUE with ctx->wait_ms set,
+ * else a usage error naming `what` (the option, or CERTSTORE_WAIT).
+ */
+#define CLI_WAIT_DEFAULT_MS 2000
+#define CLI_WAIT_MAX_SECONDS 3600
+int cli_wait_option(cli_ctx *ctx, const char *what, const char *value);
+/* The same check alone: 1 with *ms set, 0 if value is not such a number. */
+int cli_wait_parse(const char *value, int *ms);
+
+/*
+ * A pin fingerprint from the command line (cli_ref.c): whole, or a unique
+ * prefix of a pinned CA's (at least CS_PREFIX_MIN hex digits; an ambiguous
+ * one is refused listing the candidates). `what` names the option or
+ * argument in messages. CLI_CONTINUE with fp set, else the exit status.
+ */
+int cli_pin_fp(const cli_ctx *ctx, const char *what, const char *text, char fp[CS_FP_HEX_LEN + 1]);
 
 #endif /* CLI_H */

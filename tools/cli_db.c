@@ -6,9 +6,11 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -64,6 +66,96 @@ static int unsafe_dir_refused(const cli_ctx *ctx)
     return 1;
 }
 
+int cli_wait_parse(const char *value, int *ms)
+{
+    char *end = NULL;
+    errno = 0;
+    double seconds = strtod(value, &end);
+    if (*value == '\0' || *end != '\0' || errno != 0 || !(seconds >= 0) ||
+        seconds > CLI_WAIT_MAX_SECONDS)
+        return 0;
+    *ms = (int)(seconds * 1000.0 + 0.5);
+    return 1;
+}
+
+int cli_wait_option(cli_ctx *ctx, const char *what, const char *value)
+{
+    if (!cli_wait_parse(value, &ctx->wait_ms))
+        return cli_usage_error(ctx, "%s: '%s' is not a number of seconds from 0 to %d", what, value,
+                               CLI_WAIT_MAX_SECONDS);
+    return CLI_CONTINUE;
+}
+
+static int wait_ms(const cli_ctx *ctx)
+{
+    return ctx->wait_ms >= 0 ? ctx->wait_ms : CLI_WAIT_DEFAULT_MS;
+}
+
+/*
+ * Who holds the write lock: in WAL mode a writer holds an exclusive POSIX
+ * lock on byte 120 of the -shm file (SQLite's WAL_WRITE_LOCK) for its whole
+ * transaction; /proc/locks names the process. Readers (servers) hold only
+ * shared locks there, so they are never blamed. "" when it cannot be told.
+ */
+#define SQLITE_WAL_WRITE_LOCK_OFFSET 120
+static void lock_holder(const char *db_path, char *buf, size_t len)
+{
+    char shm[4096], line[512];
+    struct stat st;
+    buf[0] = '\0';
+    snprintf(shm, sizeof(shm), "%s-shm", db_path);
+    FILE *locks = stat(shm, &st) == 0 ? fopen("/proc/locks", "r") : NULL;
+    if (locks == NULL)
+        return;
+    while (fgets(line, sizeof(line), locks) != NULL) {
+        char kind[16], mode[16];
+        long pid;
+        unsigned major, minor;
+        unsigned long long ino;
+        char start[32], stop[32];
+        if (sscanf(line, "%*[^:]: %15s %*s %15s %ld %x:%x:%llu %31s %31s", kind, mode, &pid, &major,
+                   &minor, &ino, start, stop) != 8 ||
+            strcmp(kind, "POSIX") != 0 || strcmp(mode, "WRITE") != 0 || ino != st.st_ino ||
+            major != major(st.st_dev) || minor != minor(st.st_dev) || pid <= 0 ||
+            pid == (long)getpid())
+            continue;
+        long long from = atoll(start), to = strcmp(stop, "EOF") == 0 ? -1 : atoll(stop);
+        if (from > SQLITE_WAL_WRITE_LOCK_OFFSET || (to >= 0 && to < SQLITE_WAL_WRITE_LOCK_OFFSET))
+            continue;
+        char path[64], cmd[256] = "";
+        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(cmd, 1, sizeof(cmd) - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        cmd[n] = '\0';
+        for (size_t i = 0; i + 1 < n; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        snprintf(buf, len, "process %ld (%s)", pid, n > 0 ? cmd : "command line not readable");
+        break;
+    }
+    fclose(locks);
+}
+
+/* A lock held past --wait: say so, and by whom. */
+static void busy_fail(const cli_ctx *ctx, const cs_db *db)
+{
+    char holder[400], *text = NULL;
+    size_t text_len = 0;
+    lock_holder(ctx->db_path, holder, sizeof(holder));
+    /* The holder's command line is someone's input: shown escaped. */
+    FILE *out = open_memstream(&text, &text_len);
+    if (out != NULL) {
+        cli_put_text(out, holder);
+        fclose(out);
+    }
+    cli_fail(ctx, "%s: %s: still locked after %.3g s, held by %s (wait longer with --wait SECONDS)",
+             ctx->db_path, cs_db_errmsg(db), wait_ms(ctx) / 1000.0,
+             text != NULL && *text != '\0' ? text : "another writer");
+    free(text);
+}
+
 static cs_db *open_db(const cli_ctx *ctx, unsigned flags)
 {
     cs_db *db = NULL;
@@ -73,9 +165,11 @@ static cs_db *open_db(const cli_ctx *ctx, unsigned flags)
         if (ctx->allow_unsafe_dir)
             flags |= CS_OPEN_ALLOW_UNSAFE_DIR;
     }
-    cs_status st = cs_db_open(&db, ctx->db_path, flags);
+    cs_status st = cs_db_open_ex(&db, ctx->db_path, flags, wait_ms(ctx));
     if (st != CS_OK) {
-        if (db != NULL)
+        if (st == CS_BUSY && db != NULL)
+            busy_fail(ctx, db);
+        else if (db != NULL)
             fail_on_path(ctx, NULL, cs_db_errmsg(db));
         else
             cli_fail(ctx, "%s: cannot open database (out of memory)", ctx->db_path);
@@ -121,7 +215,13 @@ static cs_db *begin_write(const cli_ctx *ctx, cs_status (*begin)(cs_db *, const 
     cs_db *db = open_db(ctx, 0);
     if (db == NULL)
         return NULL;
-    if (begin(db, ctx->command_line) != CS_OK) {
+    cs_status st = begin(db, ctx->command_line);
+    if (st == CS_BUSY) {
+        busy_fail(ctx, db);
+        cs_db_close(db);
+        return NULL;
+    }
+    if (st != CS_OK) {
         fail_on_path(ctx, NULL, cs_db_errmsg(db));
         cs_db_close(db);
         return NULL;
@@ -145,8 +245,11 @@ int cli_end_write(const cli_ctx *ctx, cs_db *db, cs_status status)
     if (status != CS_OK) {
         cs_db_rollback(db);
         rc = CLI_FAIL;
-    } else if (cs_db_commit(db) != CS_OK) {
-        fail_on_path(ctx, "commit failed, nothing changed:", cs_db_errmsg(db));
+    } else if ((status = cs_db_commit(db)) != CS_OK) {
+        if (status == CS_BUSY)
+            busy_fail(ctx, db);
+        else
+            fail_on_path(ctx, "commit failed, nothing changed:", cs_db_errmsg(db));
         cs_db_rollback(db);
         rc = CLI_FAIL;
     }

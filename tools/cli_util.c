@@ -80,7 +80,8 @@ static int parse_one_option(cli_ctx *ctx, const cli_option *opts, int argc, char
         ctx->allow_unsafe_dir = 1;
         return CLI_CONTINUE;
     }
-    if (opt == NULL && !is_db)
+    int is_wait = opt == NULL && name_len == 4 && strncmp(name, "wait", 4) == 0;
+    if (opt == NULL && !is_db && !is_wait)
         return cli_usage_error(ctx, "unknown option '%.*s'", (int)(name_len + 2), arg);
     if (opt != NULL && opt->flag != NULL) {
         if (eq != NULL)
@@ -96,6 +97,8 @@ static int parse_one_option(cli_ctx *ctx, const cli_option *opts, int argc, char
     }
     if (is_db)
         return parse_db_option(ctx, value);
+    if (is_wait)
+        return cli_wait_option(ctx, "--wait", value);
     *opt->value = value;
     return CLI_CONTINUE;
 }

@@ -85,7 +85,8 @@ static char *escaped_store_message(const cs_db *db)
 }
 
 static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const char *name,
-                               cs_import_format fmt, const char *pin_fp, cs_import_result *res)
+                               cs_import_format fmt, const char *pin_fp, int update,
+                               cs_import_result *res)
 {
     int tty = isatty(STDERR_FILENO);
     import_progress progress = {.in = in, .total = 0};
@@ -93,7 +94,9 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
     if (fstat(fileno(in), &st_in) == 0 && S_ISREG(st_in.st_mode))
         progress.total = st_in.st_size;
     clock_gettime(CLOCK_MONOTONIC, &progress.start);
-    cs_status st = cs_import(db, in, fmt, pin_fp, res, tty ? show_progress : NULL, &progress);
+    cs_import_opts opts = {.update = update};
+    cs_status st =
+        cs_import_ex(db, in, fmt, pin_fp, &opts, res, tty ? show_progress : NULL, &progress);
     if (tty)
         fputs("\r\033[K", stderr);
     if (st == CS_OK && ferror(in)) {
@@ -111,6 +114,80 @@ static cs_status import_stream(const cli_ctx *ctx, cs_db *db, FILE *in, const ch
         cli_fail(ctx, "%s: %s; nothing imported", name, why != NULL ? why : "out of memory");
     free(why);
     return st;
+}
+
+static int warn_unpinned(const char *pin_fp, int64_t mappings, void *arg)
+{
+    cli_warn(arg,
+             "%lld mappings are bound to %s, which is not pinned: they apply to nothing "
+             "until it is ('certstore pin add' its certificate)",
+             (long long)mappings, pin_fp);
+    return 0;
+}
+
+/* What an import may do beyond adding mappings to existing accounts. */
+typedef struct {
+    int update;          /* --update: replace mappings of the same kind and key */
+    int create_accounts; /* --create-accounts: the accounts it names may be new */
+    int allow_partial;   /* --allow-partial: iis/altsecid may leave entries out */
+} import_permits;
+
+/* The highest account id before the import: any above it, the import created. */
+typedef struct {
+    int64_t max_id;
+    int listed;
+    const cli_ctx *ctx;
+} new_accounts;
+
+static int note_max_account(const cs_account *a, void *arg)
+{
+    new_accounts *n = arg;
+    if (a->id > n->max_id)
+        n->max_id = a->id;
+    return 0;
+}
+
+#define NEW_ACCOUNTS_SHOWN 20
+
+static int list_new_account(const cs_account *a, void *arg)
+{
+    new_accounts *n = arg;
+    if (a->id <= n->max_id)
+        return 0;
+    if (n->listed++ < NEW_ACCOUNTS_SHOWN) {
+        fputs("  ", stderr);
+        cli_put_text(stderr, a->name);
+        fputc('\n', stderr);
+    }
+    return 0;
+}
+
+static cs_status remember_accounts(const cli_ctx *ctx, cs_db *db, new_accounts *n)
+{
+    memset(n, 0, sizeof(*n));
+    n->ctx = ctx;
+    cs_status st = cs_account_foreach(db, note_max_account, n);
+    if (st != CS_OK)
+        cli_store_fail(ctx, db);
+    return st;
+}
+
+/*
+ * An import that would create accounts, without --create-accounts: refused
+ * (the caller rolls back), every new name listed, so a typo in an account
+ * name cannot pass unseen.
+ */
+static cs_status refuse_new_accounts(const cli_ctx *ctx, cs_db *db, const char *name,
+                                     int64_t created, new_accounts *n)
+{
+    cli_fail(ctx,
+             "%s: would create %lld accounts that do not exist; nothing imported (check the "
+             "names, or allow it with --create-accounts):",
+             name, (long long)created);
+    cs_status st = cs_account_foreach(db, list_new_account, n);
+    if (n->listed > NEW_ACCOUNTS_SHOWN)
+        fprintf(stderr, "  ... and %d more\n", n->listed - NEW_ACCOUNTS_SHOWN);
+    return st == CS_OK ? CS_INVALID : st;
 }
 
 /* ---- from Windows: IIS configuration, AD altSecurityIdentities ------------ */
@@ -154,16 +231,18 @@ static char *read_all(const cli_ctx *ctx, FILE *in, const char *name, size_t *le
 }
 
 static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, const char *pin,
-                          const char *location, int allow_weak)
+                          const char *location, int allow_weak, const import_permits *permits)
 {
+    new_accounts known;
     char pin_fp[CS_FP_HEX_LEN + 1];
     cs_foreign_result res;
     size_t len = 0;
     char *data;
     cs_status st;
 
-    if (pin != NULL && !cs_fp_normalise(pin, pin_fp))
-        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", pin);
+    int rc;
+    if (pin != NULL && (rc = cli_pin_fp(ctx, "--pin", pin, pin_fp)) != CLI_CONTINUE)
+        return rc;
     if ((data = read_all(ctx, in, name, &len)) == NULL)
         return CLI_FAIL;
     cs_db *db = cli_begin_write(ctx);
@@ -171,16 +250,29 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
         free(data);
         return CLI_FAIL;
     }
-    st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, location, show_refused, ctx, &res)
-             : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused, ctx,
-                                  &res);
+    memset(&res, 0, sizeof(res));
+    st = remember_accounts(ctx, db, &known);
+    if (st == CS_OK)
+        st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, location, show_refused, ctx,
+                                 &res)
+                 : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused,
+                                      ctx, &res);
     free(data);
     if (st != CS_OK && res.bad_line > 0)
         cli_fail(ctx, "%s: line %lld: %s; nothing imported", name, (long long)res.bad_line,
                  cs_db_errmsg(db));
     else if (st != CS_OK)
         cli_fail(ctx, "%s: %s; nothing imported", name, cs_db_errmsg(db));
-    int rc = cli_end_write(ctx, db, st);
+    if (st == CS_OK && res.refused > 0 && !permits->allow_partial) {
+        cli_fail(ctx,
+                 "%s: %lld entries could not be imported (listed above); nothing imported "
+                 "(--allow-partial imports the rest)",
+                 name, (long long)res.refused);
+        st = CS_INVALID;
+    }
+    if (st == CS_OK && res.accounts_created > 0 && !permits->create_accounts)
+        st = refuse_new_accounts(ctx, db, name, res.accounts_created, &known);
+    rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
         printf("imported %lld mappings and %lld rules (%lld accounts created, %lld entries "
                "not imported)\n",
@@ -193,10 +285,14 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
 {
     const char *format = NULL, *pin = NULL, *location = NULL;
     int allow_weak = 0;
+    import_permits permits = {0};
     const cli_option opts[] = {{"format", &format, NULL},
                                {"pin", &pin, NULL},
                                {"location", &location, NULL},
                                {"allow-weak", NULL, &allow_weak},
+                               {"update", NULL, &permits.update},
+                               {"create-accounts", NULL, &permits.create_accounts},
+                               {"allow-partial", NULL, &permits.allow_partial},
                                CLI_OPTIONS_END};
     cli_positional pos;
     cs_import_format fmt = CS_IMPORT_AUTO;
@@ -210,9 +306,14 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "--allow-weak is for --format altsecid");
     if (!iis && location != NULL)
         return cli_usage_error(ctx, "--location is for --format iis");
+    if ((iis || altsecid) && permits.update)
+        return cli_usage_error(ctx, "--update is for csv and jsonl");
+    if (!iis && !altsecid && permits.allow_partial)
+        return cli_usage_error(ctx, "--allow-partial is for --format iis and altsecid (a csv or "
+                                    "jsonl import is always whole)");
     char pin_fp[CS_FP_HEX_LEN + 1];
-    if (pin != NULL && !cs_fp_normalise(pin, pin_fp))
-        return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", pin);
+    if (pin != NULL && (rc = cli_pin_fp(ctx, "--pin", pin, pin_fp)) != CLI_CONTINUE)
+        return rc;
 
     const char *path = pos.args[0];
     int from_stdin = strcmp(path, "-") == 0;
@@ -225,7 +326,8 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
         return cli_fail(ctx, "%s is a directory, not a file to import", path);
     }
     if (iis || altsecid) {
-        rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, location, allow_weak);
+        rc = import_foreign(ctx, in, from_stdin ? "stdin" : path, iis, pin, location, allow_weak,
+                            &permits);
         if (!from_stdin)
             fclose(in);
         return rc;
@@ -237,13 +339,25 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
         return CLI_FAIL;
     }
     cs_import_result res;
+    new_accounts known;
     memset(&res, 0, sizeof(res));
-    cs_status st =
-        import_stream(ctx, db, in, from_stdin ? "stdin" : path, fmt, pin ? pin_fp : NULL, &res);
+    const char *name = from_stdin ? "stdin" : path;
+    cs_status st = remember_accounts(ctx, db, &known);
+    if (st == CS_OK)
+        st = import_stream(ctx, db, in, name, fmt, pin ? pin_fp : NULL, permits.update, &res);
     if (!from_stdin)
         fclose(in);
+    if (st == CS_OK && res.accounts_created > 0 && !permits.create_accounts)
+        st = refuse_new_accounts(ctx, db, name, res.accounts_created, &known);
+    /* Said before the commit, from the transaction's own view. */
+    if (st == CS_OK && (st = cs_mapping_foreach_unpinned(db, warn_unpinned, ctx)) != CS_OK)
+        cli_store_fail(ctx, db);
     rc = cli_end_write(ctx, db, st);
-    if (rc == CLI_OK)
+    if (rc == CLI_OK && permits.update)
+        printf("imported %lld mappings (%lld new, %lld updated; %lld accounts created)\n",
+               (long long)res.rows, (long long)(res.rows - res.updated), (long long)res.updated,
+               (long long)res.accounts_created);
+    else if (rc == CLI_OK)
         printf("imported %lld mappings (%lld accounts created)\n", (long long)res.rows,
                (long long)res.accounts_created);
     return rc;
@@ -253,13 +367,19 @@ const cli_command cli_cmd_import = {
     "import",
     "import mappings from CSV or JSON lines (all or nothing)",
     run_import,
-    "Usage: certstore import FILE|- [--format csv|jsonl] [--pin FP]\n"
+    "Usage: certstore import FILE|- [--format csv|jsonl] [--pin FP] [--update]\n"
+    "                        [--create-accounts]\n"
     "       certstore import FILE|- --format iis [--pin FP] [--location PATH]\n"
+    "                        [--create-accounts] [--allow-partial]\n"
     "       certstore import FILE|- --format altsecid [--pin FP] [--allow-weak]\n"
+    "                        [--create-accounts] [--allow-partial]\n"
     "\n"
     "Import mappings in one transaction: either every line is imported or\n"
-    "nothing is, and the first bad line is reported by number. Accounts are\n"
-    "created as needed. '-' reads standard input.\n"
+    "nothing is, and the first bad line is reported by number. An import\n"
+    "that names accounts that do not exist is refused, listing them (a typo\n"
+    "must not create an account), unless --create-accounts. A row whose kind\n"
+    "and key a mapping already has is refused unless --update, which makes\n"
+    "re-running an import safe. '-' reads standard input.\n"
     "\n"
     "CSV has a header line with the columns kind,key,account and optionally\n"
     "not_before,not_after,note,pin,enabled,account_enabled,not_issued_before,\n"
@@ -275,7 +395,9 @@ const cli_command cli_cmd_import = {
     "\n"
     "pin binds a mapping to one pinned CA (see 'certstore map add --help'):\n"
     "ski and issuer-serial rows need one, from their pin column or --pin;\n"
-    "a file that has such a row without either imports nothing.\n"
+    "a file that has such a row without either imports nothing. Mappings\n"
+    "bound to a CA that is not pinned are counted in a warning per CA: they\n"
+    "apply to nothing until it is pinned.\n"
     "\n"
     "  --format FMT   csv or jsonl (default: detected from the content; a UTF-8\n"
     "                 byte-order mark is read past; a JSON array is refused:\n"
@@ -310,7 +432,16 @@ const cli_command cli_cmd_import = {
     "                 iis: the path whose mappings to import, required when\n"
     "                 the file configures several ('/' for the file's root)\n"
     "  --allow-weak   import weak altSecurityIdentities as rules\n"
+    "  --update       csv, jsonl: a row whose kind and key a mapping has\n"
+    "                 replaces its account, pin, window, state, note and\n"
+    "                 backdating check (the id and creation time stay)\n"
+    "  --create-accounts\n"
+    "                 create the accounts the file names that do not exist\n"
+    "  --allow-partial\n"
+    "                 iis, altsecid: import the rest when some entries cannot\n"
+    "                 be imported (without it, nothing is imported and the\n"
+    "                 command exits 1)\n"
     "\n"
-    "Entries that are not imported are listed on stderr, with the reason;\n"
-    "the rest is imported. A malformed file imports nothing.\n",
+    "iis and altsecid entries that cannot be imported are listed on stderr,\n"
+    "with the reason. A malformed file imports nothing.\n",
 };

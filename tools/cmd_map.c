@@ -5,6 +5,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
 #include "cli.h"
 
 #define KEY_TEXT_MAX (2 * CS_KEY_MAX + 2)
@@ -36,8 +39,68 @@ static int key_from_file(const cli_ctx *ctx, const char *path, cs_kind kind, cs_
     return CLI_CONTINUE;
 }
 
-/* REF: a mapping id (all digits), a certificate file, or a key in hex. */
-static int resolve_ref(const cli_ctx *ctx, const char *text, cs_kind kind, cs_mapping_ref *ref)
+/* Candidates for a key prefix: the first few, and how many there are. */
+typedef struct {
+    int count;
+    int64_t first_id;
+    char shown[6][KEY_TEXT_MAX + 64];
+} prefix_matches;
+
+static int note_prefix_match(const cs_mapping *m, void *arg)
+{
+    prefix_matches *pm = arg;
+    char key[KEY_TEXT_MAX];
+
+    if (pm->count == 0)
+        pm->first_id = m->id;
+    if (pm->count < (int)(sizeof(pm->shown) / sizeof(pm->shown[0]))) {
+        cs_key_format(m->kind, &m->key, key, sizeof(key));
+        snprintf(pm->shown[pm->count], sizeof(pm->shown[0]), "%lld %s %s", (long long)m->id,
+                 cs_kind_name(m->kind), key);
+    }
+    pm->count++;
+    return 0;
+}
+
+/*
+ * A key prefix names one mapping when exactly one key of `kind` (every kind
+ * without --kind) starts with it; ambiguous ones are refused with the
+ * candidates, as git does with abbreviated hashes.
+ */
+static int resolve_prefix(const cli_ctx *ctx, const char *text, int any_kind, cs_kind kind,
+                          cs_mapping_ref *ref)
+{
+    prefix_matches pm = {0};
+    cs_db *db = cli_open_read(ctx);
+    if (db == NULL)
+        return CLI_FAIL;
+    cs_status st = cs_mapping_foreach_prefix(db, any_kind ? CS_KIND_COUNT : kind, text,
+                                             note_prefix_match, &pm);
+    if (st != CS_OK) {
+        int rc = st == CS_INVALID ? cli_usage_error(ctx, "'%s' is %s", text, cs_db_errmsg(db))
+                                  : cli_store_fail(ctx, db);
+        cs_db_close(db);
+        return rc;
+    }
+    cs_db_close(db);
+    if (pm.count == 0)
+        return cli_fail(ctx, "no such mapping: no mapping's key starts with '%s'", text);
+    if (pm.count > 1) {
+        cli_fail(ctx, "'%s' is ambiguous: %d mappings' keys start with it:", text, pm.count);
+        for (int i = 0; i < pm.count && i < (int)(sizeof(pm.shown) / sizeof(pm.shown[0])); i++)
+            fprintf(stderr, "  %s\n", pm.shown[i]);
+        return CLI_FAIL;
+    }
+    ref->id = pm.first_id;
+    return CLI_CONTINUE;
+}
+
+/*
+ * REF: a mapping id (all digits), a certificate file, a key in hex, or a
+ * unique prefix of a key (at least CS_PREFIX_MIN hex digits).
+ */
+static int resolve_ref(const cli_ctx *ctx, const char *text, int any_kind, cs_kind kind,
+                       cs_mapping_ref *ref)
 {
     memset(ref, 0, sizeof(*ref));
     ref->kind = kind;
@@ -48,8 +111,11 @@ static int resolve_ref(const cli_ctx *ctx, const char *text, cs_kind kind, cs_ma
     }
     if (access(text, F_OK) == 0)
         return key_from_file(ctx, text, kind, &ref->key);
-    if (cs_key_parse(kind, text, &ref->key))
+    /* A full key of a fixed length is exact; anything shorter (or a SKI) may be a prefix. */
+    if (!any_kind && kind != CS_KIND_SKI && cs_key_parse(kind, text, &ref->key))
         return CLI_CONTINUE;
+    if (strspn(text, "0123456789abcdefABCDEF:") == strlen(text))
+        return resolve_prefix(ctx, text, any_kind, kind, ref);
     return cli_usage_error(ctx, "'%s' is not a mapping id, a certificate file or a %s key", text,
                            cs_kind_name(kind));
 }
@@ -71,8 +137,9 @@ static int fill_spec_options(const cli_ctx *ctx, const map_add_options *o, cs_ma
     if (!cs_account_name_valid(o->account))
         return cli_usage_error(ctx, "--account: invalid account name");
     if (o->pin != NULL) {
-        if (!cs_fp_normalise(o->pin, pin_fp))
-            return cli_usage_error(ctx, "--pin: '%s' is not a SHA-256 fingerprint", o->pin);
+        int rc = cli_pin_fp(ctx, "--pin", o->pin, pin_fp);
+        if (rc != CLI_CONTINUE)
+            return rc;
         spec->pin_fp = pin_fp;
     }
     if (o->not_before != NULL &&
@@ -127,6 +194,115 @@ static cs_status bind_to_issuing_pin(const cli_ctx *ctx, cs_db *db, X509 *leaf, 
     else
         cli_store_fail(ctx, db);
     return st;
+}
+
+typedef struct {
+    X509 *leaf;
+    int issued;
+} issued_check;
+
+/* Whether the pinned CA (DER of a pin) issued the leaf: its name and its key. */
+static int pin_issued(const cs_pin *pin, void *arg)
+{
+    issued_check *c = arg;
+    const unsigned char *p = pin->der;
+    X509 *ca = d2i_X509(NULL, &p, (long)pin->der_len);
+    EVP_PKEY *key = ca != NULL ? X509_get0_pubkey(ca) : NULL;
+    c->issued = key != NULL && X509_check_issued(ca, c->leaf) == X509_V_OK &&
+                X509_verify(c->leaf, key) == 1;
+    X509_free(ca);
+    ERR_clear_error();
+    return 0;
+}
+
+static int64_t asn1_unix(const ASN1_TIME *t, int *ok)
+{
+    struct tm tm;
+    *ok = t != NULL && ASN1_TIME_to_tm(t, &tm) == 1;
+    return *ok ? (int64_t)timegm(&tm) : 0;
+}
+
+/* A mapping's window that can never overlap the certificate's own validity. */
+static void warn_window_misses_cert(const cli_ctx *ctx, X509 *leaf, const char *file,
+                                    const cs_mapping_spec *spec)
+{
+    int ok_nb = 0, ok_na = 0;
+    int64_t cert_nb = asn1_unix(X509_get0_notBefore(leaf), &ok_nb);
+    int64_t cert_na = asn1_unix(X509_get0_notAfter(leaf), &ok_na);
+    if (ok_na && spec->not_before != CS_TIME_NONE && spec->not_before > cert_na)
+        cli_warn(ctx,
+                 "%s: --not-before is after the certificate expires: the mapping can never "
+                 "admit it",
+                 file);
+    else if (ok_nb && spec->not_after != CS_TIME_NONE && spec->not_after < cert_nb)
+        cli_warn(ctx,
+                 "%s: --not-after is before the certificate is valid: the mapping can never "
+                 "admit it",
+                 file);
+}
+
+/*
+ * A mapping that cannot work is said so: a warning where time alone decides
+ * (the mapping is still what `check --at` and an audit of past decisions
+ * read), a refusal where it could never admit anything: bound to a pinned CA
+ * that did not issue the certificate. Runs in the write transaction, so the
+ * pin it reads is the one it binds to.
+ */
+static cs_status check_can_work(const cli_ctx *ctx, cs_db *db, X509 *leaf, const char *file,
+                                const cs_mapping_spec *spec)
+{
+    int64_t now = (int64_t)time(NULL);
+    int ok_na = 0;
+    int64_t cert_na = asn1_unix(X509_get0_notAfter(leaf), &ok_na);
+    /* cert and issuer-serial name this very certificate; ski and spki also its renewals. */
+    int this_cert_only = spec->kind == CS_KIND_CERT || spec->kind == CS_KIND_ISSUER_SERIAL;
+    char t[32];
+
+    if (spec->not_after != CS_TIME_NONE && spec->not_after < now) {
+        cs_time_format(spec->not_after, t);
+        cli_warn(ctx,
+                 "--not-after %s is in the past: the mapping will reject with "
+                 "mapping-expired",
+                 t);
+    }
+    if (ok_na && cert_na < now) {
+        cs_time_format(cert_na, t);
+        if (this_cert_only)
+            cli_warn(ctx, "%s: the certificate expired on %s: no server will accept it", file, t);
+        else
+            cli_warn(ctx,
+                     "%s: the certificate expired on %s: this %s mapping admits only a renewed "
+                     "certificate with the same %s",
+                     file, t, cs_kind_name(spec->kind), spec->kind == CS_KIND_SKI ? "SKI" : "key");
+    }
+    if (this_cert_only)
+        warn_window_misses_cert(ctx, leaf, file, spec);
+    if (spec->pin_fp == NULL)
+        return CS_OK;
+    issued_check c = {.leaf = leaf};
+    cs_status st = cs_pin_get(db, spec->pin_fp, pin_issued, &c);
+    if (st == CS_NOTFOUND) {
+        cli_warn(ctx, "--pin %s is not pinned: the mapping applies only once that CA is pinned",
+                 spec->pin_fp);
+        return CS_OK;
+    }
+    if (st != CS_OK) {
+        cli_store_fail(ctx, db);
+        return st;
+    }
+    if (!c.issued && spec->kind != CS_KIND_SPKI) {
+        cli_fail(ctx,
+                 "%s: the CA of --pin %s did not issue this certificate: the mapping could "
+                 "never apply",
+                 file, spec->pin_fp);
+        return CS_INVALID;
+    }
+    if (!c.issued)
+        cli_warn(ctx,
+                 "%s: the CA of --pin %s did not issue this certificate: this spki mapping "
+                 "admits only a certificate of the same key that CA issues",
+                 file, spec->pin_fp);
+    return CS_OK;
 }
 
 static void print_added(const cs_mapping_spec *spec, int64_t id)
@@ -190,9 +366,12 @@ static int run_map_add(cli_ctx *ctx, int argc, char **argv)
     }
     int64_t id = 0;
     st = bind_to_issuing_pin(ctx, db, leaf, pos.args[0], &spec, pin_fp);
-    X509_free(leaf);
+    if (st == CS_OK)
+        st = check_can_work(ctx, db, leaf, pos.args[0], &spec);
     if (st == CS_OK)
         st = add_mapping(ctx, db, &spec, o.create_account, &id);
+    X509_free(leaf);
+    spec.cert = NULL;
     if (st == CS_OK && o.not_issued_before != NULL) {
         cs_mapping_ref ref = {.id = id};
         if ((st = cs_mapping_set_not_issued_before_created(db, &ref, 1)) != CS_OK)
@@ -472,7 +651,7 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
     const char *text = pos.args[0];
     if (all && (kind_text != NULL || access(text, F_OK) != 0))
         return cli_usage_error(ctx, "--all takes a certificate file and no --kind");
-    if (!all && (rc = resolve_ref(ctx, text, kind, &ref)) != CLI_CONTINUE)
+    if (!all && (rc = resolve_ref(ctx, text, kind_text == NULL, kind, &ref)) != CLI_CONTINUE)
         return rc;
     /* A certificate file: after a removal, say what still admits it. */
     if (change == CLI_REMOVE && access(text, F_OK) == 0 &&
@@ -516,6 +695,8 @@ static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *
     cli_put_json_time(stdout, m->created);
     printf(",\"source\":");
     cli_put_json_string(stdout, m->source);
+    printf(",\"subject\":");
+    cli_put_json_string(stdout, m->subject);
     putchar('}');
 }
 
@@ -548,6 +729,10 @@ static int print_mapping(const cs_mapping *m, void *arg)
     if (m->source != NULL) {
         printf(" source=");
         cli_put_text(stdout, m->source);
+    }
+    if (m->subject != NULL) {
+        printf(" subject=");
+        cli_put_text(stdout, m->subject);
     }
     if (cs_mapping_unbound(m))
         printf(" unbound: never matches, re-add with --pin");
@@ -584,9 +769,179 @@ static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* ---- map show ------------------------------------------------------------- */
+
+typedef struct {
+    cs_db *db;
+    int json;
+    int shown;
+    cs_status status;
+} map_show;
+
+static void show_kept_cert_text(const cs_mapping_cert *c)
+{
+    printf("  certificate: kept (SHA-256 %s)\n  subject: ", c->fp);
+    cli_put_text(stdout, c->subject);
+    printf("\n  issuer: ");
+    cli_put_text(stdout, c->issuer);
+    printf("\n  serial: %s\n  valid: ", c->serial);
+    cli_put_text_time(stdout, c->not_before);
+    printf(" to ");
+    cli_put_text_time(stdout, c->not_after);
+    putchar('\n');
+}
+
+static void show_kept_cert_json(const cs_mapping_cert *c)
+{
+    printf(",\"certificate\":{\"sha256\":\"%s\",\"subject\":", c->fp);
+    cli_put_json_string(stdout, c->subject);
+    printf(",\"issuer\":");
+    cli_put_json_string(stdout, c->issuer);
+    printf(",\"serial\":\"%s\",\"not_before\":", c->serial);
+    cli_put_json_time(stdout, c->not_before);
+    printf(",\"not_after\":");
+    cli_put_json_time(stdout, c->not_after);
+    putchar('}');
+}
+
+static int show_kept_cert(const cs_mapping_cert *c, void *arg)
+{
+    const map_show *ms = arg;
+    if (ms->json)
+        show_kept_cert_json(c);
+    else
+        show_kept_cert_text(c);
+    return 0;
+}
+
+static void show_mapping_text(const cs_mapping *m, const char *key)
+{
+    printf("mapping %lld: %s %s -> ", (long long)m->id, cs_kind_name(m->kind), key);
+    cli_put_text(stdout, m->account);
+    printf(" (%s)\n  pin: %s\n  window: ", m->enabled ? "enabled" : "disabled",
+           m->pin_fp != NULL            ? m->pin_fp
+           : cs_kind_needs_pin(m->kind) ? "none (unbound)"
+                                        : "any");
+    if (m->not_before == CS_TIME_NONE && m->not_after == CS_TIME_NONE) {
+        printf("open");
+    } else {
+        cli_put_text_time(stdout, m->not_before);
+        printf(" to ");
+        cli_put_text_time(stdout, m->not_after);
+    }
+    printf("\n  created: ");
+    cli_put_text_time(stdout, m->created);
+    if (*m->note != '\0') {
+        printf("\n  note: ");
+        cli_put_text(stdout, m->note);
+    }
+    putchar('\n');
+}
+
+static int show_mapping(const cs_mapping *m, void *arg)
+{
+    map_show *ms = arg;
+    char key[KEY_TEXT_MAX];
+    cs_key_format(m->kind, &m->key, key, sizeof(key));
+    if (ms->json) {
+        putchar(ms->shown > 0 ? ',' : '[');
+        printf("{\"id\":%lld,\"kind\":\"%s\",\"key\":\"%s\",\"account\":", (long long)m->id,
+               cs_kind_name(m->kind), key);
+        cli_put_json_string(stdout, m->account);
+        printf(",\"enabled\":%s,\"pin\":", m->enabled ? "true" : "false");
+        cli_put_json_string(stdout, m->pin_fp);
+        printf(",\"not_before\":");
+        cli_put_json_time(stdout, m->not_before);
+        printf(",\"not_after\":");
+        cli_put_json_time(stdout, m->not_after);
+        printf(",\"note\":");
+        cli_put_json_string(stdout, m->note);
+        printf(",\"created\":");
+        cli_put_json_time(stdout, m->created);
+    } else {
+        show_mapping_text(m, key);
+    }
+    ms->shown++;
+    cs_status st = cs_mapping_cert_get(ms->db, m->id, show_kept_cert, ms);
+    if (st == CS_NOTFOUND) {
+        if (ms->json)
+            printf(",\"certificate\":null");
+        else
+            printf("  certificate: none kept (made from a key or an import)\n");
+    } else if (st != CS_OK) {
+        ms->status = st;
+    }
+    if (ms->json)
+        putchar('}');
+    return ms->status != CS_OK;
+}
+
+/* Every mapping of a certificate file: one per kind at most. */
+static cs_status show_file(map_show *ms, const cli_ctx *ctx, const char *path, int any_kind,
+                           cs_kind only)
+{
+    X509 *leaf = cli_read_one_cert(ctx, path);
+    if (leaf == NULL)
+        return CS_INVALID;
+    for (int k = 0; k < CS_KIND_COUNT && ms->status == CS_OK; k++) {
+        cs_mapping_ref ref = {.kind = (cs_kind)k};
+        if (!any_kind && k != (int)only)
+            continue;
+        if (cs_key_from_cert(leaf, (cs_kind)k, &ref.key) != CS_OK)
+            continue;
+        cs_status st = cs_mapping_get(ms->db, &ref, show_mapping, ms);
+        if (st != CS_OK && st != CS_NOTFOUND)
+            ms->status = st;
+    }
+    X509_free(leaf);
+    return ms->status;
+}
+
+static int run_map_show(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *kind_text = NULL;
+    map_show ms = {0};
+    const cli_option opts[] = {
+        {"kind", &kind_text, NULL}, {"json", NULL, &ms.json}, CLI_OPTIONS_END};
+    cli_positional pos;
+    cs_kind kind = CS_KIND_CERT;
+    cs_mapping_ref ref;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 1, 1, "REF")) != CLI_CONTINUE ||
+        (rc = parse_kind(ctx, kind_text, &kind)) != CLI_CONTINUE)
+        return rc;
+    const char *text = pos.args[0];
+    int is_file = strspn(text, "0123456789") != strlen(text) && access(text, F_OK) == 0;
+    if (!is_file && (rc = resolve_ref(ctx, text, kind_text == NULL, kind, &ref)) != CLI_CONTINUE)
+        return rc;
+    if ((ms.db = cli_open_read(ctx)) == NULL)
+        return CLI_FAIL;
+    cs_status st = is_file ? show_file(&ms, ctx, text, kind_text == NULL, kind)
+                           : cs_mapping_get(ms.db, &ref, show_mapping, &ms);
+    if (st == CS_OK)
+        st = ms.status;
+    if (st == CS_OK && ms.shown == 0)
+        st = CS_NOTFOUND;
+    if (ms.json && st == CS_OK)
+        printf("]\n");
+    if (st == CS_NOTFOUND)
+        rc = cli_fail(ctx, "no such mapping");
+    else if (st == CS_INVALID)
+        rc = CLI_FAIL;
+    else if (st != CS_OK)
+        rc = cli_store_fail(ctx, ms.db);
+    else
+        rc = CLI_OK;
+    cs_db_close(ms.db);
+    return rc;
+}
+
 #define REF_HELP                                                                                   \
     "REF is a mapping id (all digits, see 'certstore map ls'), a certificate\n"                    \
-    "file (PEM or DER; its key of --kind is used), or a key in hex.\n"                             \
+    "file (PEM or DER; its key of --kind is used), a key in hex, or a unique\n"                    \
+    "prefix of a key (at least 4 hex digits, of --kind or, without it, of any\n"                   \
+    "kind; an ambiguous one is refused and its candidates listed; digits\n"                        \
+    "alone are an id).\n"                                                                          \
     "\n"                                                                                           \
     "  --kind KIND   cert (default), issuer-serial, ski or spki\n"
 
@@ -614,14 +969,22 @@ const cli_command cli_map_subcommands[] = {
      "                     with the same DN can repeat a serial): without --pin,\n"
      "                     to the one pin whose key verifies CERT's signature\n"
      "                     (refused when none or several do). cert and spki\n"
-     "                     mappings without --pin apply under every pin.\n"
+     "                     mappings without --pin apply under every pin. FP may be a\n"
+     "                     unique prefix of a pinned CA's fingerprint. A --pin CA\n"
+     "                     that is pinned but did not issue CERT is refused (an\n"
+     "                     spki mapping only warns: a certificate of that CA with\n"
+     "                     the same key would match); one not pinned is warned of.\n"
      "  --not-before T     mapping valid from T (YYYY-MM-DD or RFC 3339)\n"
      "  --not-after T      mapping valid until T\n"
      "  --note TEXT        free text kept with the mapping\n"
      "  --create-account   create the account if it does not exist\n"
      "  --not-issued-before created\n"
      "                     reject certificates whose notBefore is earlier than\n"
-     "                     this mapping (reason issued-before-mapping)\n"},
+     "                     this mapping (reason issued-before-mapping)\n"
+     "\n"
+     "A warning on stderr (the mapping is still added) says when it cannot\n"
+     "admit anything now: CERT has expired, --not-after is in the past, or the\n"
+     "window misses CERT's own validity.\n"},
     {"rm", "remove a mapping", run_map_change,
      "Usage: certstore map rm REF [--kind KIND] [--force]\n"
      "       certstore map rm --all CERT.pem [--force]\n"
@@ -641,12 +1004,27 @@ const cli_command cli_map_subcommands[] = {
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND] [--force]\n\nEnable a disabled "
      "mapping.\n\n" REF_HELP FORCE_HELP},
+    {"show", "show a mapping and the certificate it was made from", run_map_show,
+     "Usage: certstore map show REF [--kind KIND] [--json]\n"
+     "\n"
+     "Show a mapping: kind, key, account, state, pin, validity window, note,\n"
+     "and the certificate it was made from (subject, issuer, serial, validity,\n"
+     "SHA-256), which 'map add CERT' and IIS imports keep; a mapping made from a\n"
+     "key (CSV, JSON or altSecurityIdentities import) keeps none. REF is a\n"
+     "mapping id, a certificate file (every mapping of that certificate, one\n"
+     "per kind, or the one of --kind), a key in hex or a unique prefix of one\n"
+     "(at least 4 hex digits; an ambiguous one is refused and its candidates\n"
+     "listed; digits alone are an id). Exits 1 when no mapping matches.\n"
+     "\n"
+     "  --kind KIND   cert, issuer-serial, ski or spki (default: any)\n"
+     "  --json        one JSON array of objects\n"},
     {"ls", "list mappings", run_map_ls,
      "Usage: certstore map ls [--account NAME] [--json]\n"
      "\n"
-     "List mappings, ordered by id. One that 'certstore sync' made shows\n"
-     "source=sync:BASE-DN (JSON: \"source\", null when made locally).\n"
-     "A ski or issuer-serial mapping bound to no\n"
+     "List mappings, ordered by id, with the subject of the certificate a\n"
+     "mapping was made from when it keeps one (see 'map show'). One that\n"
+     "'certstore sync' made shows source=sync:BASE-DN (JSON: \"source\", null\n"
+     "when made locally). A ski or issuer-serial mapping bound to no\n"
      "pin (made before binding was required) is flagged 'unbound: never\n"
      "matches, re-add with --pin' (JSON: \"unbound\":true): the policy never\n"
      "applies it.\n"
@@ -660,7 +1038,7 @@ static int run_map(cli_ctx *ctx, int argc, char **argv);
 
 const cli_command cli_cmd_map = {
     "map",
-    "map client certificates to accounts (add, rm, disable, enable, ls)",
+    "map client certificates to accounts (add, rm, disable, enable, show, ls)",
     run_map,
     "Usage: certstore map add CERT.pem --account NAME [--kind KIND] [--pin FP]\n"
     "                         [--not-before T] [--not-after T] [--note TEXT]\n"
@@ -669,6 +1047,7 @@ const cli_command cli_cmd_map = {
     "       certstore map rm --all CERT.pem [--force]\n"
     "       certstore map disable REF [--kind KIND] [--force]\n"
     "       certstore map enable REF [--kind KIND] [--force]\n"
+    "       certstore map show REF [--kind KIND] [--json]\n"
     "       certstore map ls [--account NAME] [--json]\n"
     "\n"
     "Manage the mappings from client certificates to accounts.\n"

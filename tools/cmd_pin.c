@@ -94,9 +94,8 @@ static int run_pin_change(cli_ctx *ctx, int argc, char **argv)
         (rc = cli_expect_args(ctx, &pos, 1, 1, "FINGERPRINT")) != CLI_CONTINUE)
         return rc;
     char fp[CS_FP_HEX_LEN + 1];
-    if (!cs_fp_normalise(pos.args[0], fp))
-        return cli_usage_error(ctx, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
-                               pos.args[0]);
+    if ((rc = cli_pin_fp(ctx, "FINGERPRINT", pos.args[0], fp)) != CLI_CONTINUE)
+        return rc;
 
     cs_db *db = cli_begin_write(ctx);
     if (db == NULL)
@@ -273,21 +272,25 @@ const cli_command cli_pin_subcommands[] = {
     {"rm", "remove a pin", run_pin_change,
      "Usage: certstore pin rm FINGERPRINT [--force]\n"
      "\n"
-     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed).\n"
+     "Remove the pin with this SHA-256 fingerprint (hex, any case, colons allowed)\n"
+     "or a unique prefix of it (at least 4 hex digits; an ambiguous one is\n"
+     "refused, listing the candidates).\n"
      "\n"
      "  --force   change it even when a directory sync owns it (the next sync\n"
      "            puts it back)\n"},
     {"disable", "disable a pin, keeping it", run_pin_change,
      "Usage: certstore pin disable FINGERPRINT [--force]\n"
      "\n"
-     "Disable the pin: its clients are rejected with pin-disabled.\n"
+     "Disable the pin: its clients are rejected with pin-disabled. FINGERPRINT\n"
+     "may be a unique prefix (see 'pin rm').\n"
      "\n"
      "  --force   change it even when a directory sync owns it (the next sync\n"
      "            puts it back)\n"},
     {"enable", "enable a disabled pin", run_pin_change,
      "Usage: certstore pin enable FINGERPRINT [--force]\n"
      "\n"
-     "Enable a disabled pin again.\n"
+     "Enable a disabled pin again. FINGERPRINT may be a unique prefix (see\n"
+     "'pin rm').\n"
      "\n"
      "  --force   change it even when a directory sync owns it (the next sync\n"
      "            puts it back)\n"},

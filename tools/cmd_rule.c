@@ -40,9 +40,15 @@ typedef struct {
     const char *pin, *account, *priority, *subject, *issuer, *note, *not_issued_before;
     const char *subject_exact, *issuer_exact;
     const char *ignored; /* --san/--eku/--policy: collected separately */
-    int deny, case_sensitive, create_account;
+    int deny, case_sensitive, create_account, any;
     char san[LIST_MAX], eku[LIST_MAX], policy[LIST_MAX];
+    char pin_fp[CS_FP_HEX_LEN + 1];
 } rule_add_options;
+
+static int given(const char *text)
+{
+    return text != NULL && *text != '\0';
+}
 
 static int parse_priority(const cli_ctx *ctx, const char *text, int64_t *out)
 {
@@ -77,9 +83,18 @@ static int fill_rule_spec(const cli_ctx *ctx, rule_add_options *o, cs_rule_spec 
                                     "exclude each other");
     if ((rc = parse_priority(ctx, o->priority, &spec->priority)) != CLI_CONTINUE)
         return rc;
+    int conditions = given(o->subject) || given(o->subject_exact) || given(o->issuer) ||
+                     given(o->issuer_exact) || given(o->san) || given(o->eku) || given(o->policy);
+    if (!o->deny && !conditions && !o->any)
+        return cli_usage_error(ctx, "an allow rule without a condition admits every certificate "
+                                    "of its CA: give a condition, or --any to mean that");
+    if (o->any && conditions)
+        return cli_usage_error(ctx, "--any is for a rule without conditions");
+    if ((rc = cli_pin_fp(ctx, "--pin", o->pin, o->pin_fp)) != CLI_CONTINUE)
+        return rc;
     spec->action = o->deny ? CS_RULE_DENY : CS_RULE_ALLOW;
     spec->account = o->account;
-    spec->pin_fp = o->pin;
+    spec->pin_fp = o->pin_fp;
     spec->subject = o->subject_exact != NULL ? o->subject_exact : o->subject;
     spec->issuer = o->issuer_exact != NULL ? o->issuer_exact : o->issuer;
     spec->subject_exact = o->subject_exact != NULL;
@@ -113,6 +128,7 @@ static int parse_rule_add(cli_ctx *ctx, int argc, char **argv, rule_add_options 
         {"not-issued-before", &o->not_issued_before, NULL},
         {"note", &o->note, NULL},
         {"create-account", NULL, &o->create_account},
+        {"any", NULL, &o->any},
         CLI_OPTIONS_END,
     };
     cli_positional pos;
@@ -361,7 +377,7 @@ const cli_command cli_rule_subcommands[] = {
      "                          [--issuer DN | --issuer-exact DN] [--san TYPE:PATTERN]...\n"
      "                          [--eku OID]... [--policy OID]... [--case-sensitive]\n"
      "                          [--not-issued-before created] [--note TEXT]\n"
-     "                          [--create-account]\n"
+     "                          [--create-account] [--any]\n"
      "\n"
      "Map every certificate issued by the pinned CA FP that meets all the\n"
      "conditions to an account, or reject it (--deny). Rules are tried after\n"
@@ -369,7 +385,8 @@ const cli_command cli_rule_subcommands[] = {
      "rule that matches decides. Rules are weak mappings (KB5014754): servers\n"
      "with require_strong = yes refuse them (weak-mapping-refused).\n"
      "\n"
-     "  --pin FP            the issuing CA (must be pinned)\n"
+     "  --pin FP            the issuing CA (must be pinned; a unique prefix of\n"
+     "                      its fingerprint will do)\n"
      "  --account NAME      accept as this account\n"
      "  --deny              reject (reason denied-by-rule)\n"
      "  --priority N        0..1000000, default 100\n"
@@ -400,6 +417,8 @@ const cli_command cli_rule_subcommands[] = {
      "                      this rule (reason issued-before-mapping)\n"
      "  --note TEXT         free text kept with the rule\n"
      "  --create-account    create the account if it does not exist\n"
+     "  --any               an allow rule without any condition: it admits every\n"
+     "                      certificate of the CA (refused without --any)\n"
      "\n"
      "Values are matched as parsed UTF-8 strings, never as a printed DN;\n"
      "'?' is one code point. A value certstore cannot read (invalid UTF-8, a\n"

@@ -30,14 +30,15 @@ static const cli_command *const commands[] = {
 
 static void print_overview(FILE *out)
 {
-    fputs("Usage: certstore [--db PATH] [--allow-unsafe-dir] [--help] [--version] COMMAND "
-          "[ARGS...]\n"
-          "\n"
-          "Administer the certstore pin store (issuing CAs that may vouch for\n"
-          "clients) and the mappings from client certificates to accounts.\n"
-          "\n"
-          "Commands:\n",
-          out);
+    fputs(
+        "Usage: certstore [--db PATH] [--allow-unsafe-dir] [--wait SECONDS] [--help] [--version]\n"
+        "                 COMMAND [ARGS...]\n"
+        "\n"
+        "Administer the certstore pin store (issuing CAs that may vouch for\n"
+        "clients) and the mappings from client certificates to accounts.\n"
+        "\n"
+        "Commands:\n",
+        out);
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
     fputs("\n"
@@ -47,6 +48,11 @@ static void print_overview(FILE *out)
           "              write even where the database's directory (or one above it)\n"
           "              is writable by others or owned by another user; also\n"
           "              CERTSTORE_ALLOW_UNSAFE_DIR=1. Links are never followed.\n"
+          "  --wait SECONDS\n"
+          "              how long a command waits for a lock another writer holds\n"
+          "              (an import, say) before it gives up, naming the holder;\n"
+          "              0 to 3600, default 2, or CERTSTORE_WAIT. Like --db, it may\n"
+          "              also follow the command.\n"
           "  --help      show this help, or a command's help after the command\n"
           "  --version   show the version\n"
           "  --commands  list every command and subcommand, one per line\n"
@@ -149,8 +155,13 @@ static void print_commands(FILE *out)
 
 int main(int argc, char **argv)
 {
-    cli_ctx ctx = {.db_path = default_db_path(), .name = "certstore"};
+    cli_ctx ctx = {.db_path = default_db_path(), .name = "certstore", .wait_ms = -1};
     const char *unsafe_env = getenv("CERTSTORE_ALLOW_UNSAFE_DIR");
+    const char *wait_env = getenv("CERTSTORE_WAIT");
+
+    if (wait_env != NULL && *wait_env != '\0' && !cli_wait_parse(wait_env, &ctx.wait_ms))
+        return top_usage_error("CERTSTORE_WAIT is not a number of seconds from 0 to 3600:",
+                               wait_env);
 
     ctx.allow_unsafe_dir =
         unsafe_env != NULL && *unsafe_env != '\0' && strcmp(unsafe_env, "0") != 0;
@@ -175,6 +186,12 @@ int main(int argc, char **argv)
             ctx.db_path = arg + 5;
         } else if (strcmp(arg, "--allow-unsafe-dir") == 0) {
             ctx.allow_unsafe_dir = 1;
+        } else if (strcmp(arg, "--wait") == 0 || strncmp(arg, "--wait=", 7) == 0) {
+            if (arg[6] == '\0' && i + 1 >= argc)
+                return top_usage_error("missing value for", arg);
+            const char *value = arg[6] == '=' ? arg + 7 : argv[++i];
+            if (!cli_wait_parse(value, &ctx.wait_ms))
+                return top_usage_error("--wait is not a number of seconds from 0 to 3600:", value);
         } else {
             return top_usage_error("unknown option", arg);
         }

@@ -148,7 +148,7 @@ ensure_db() {
     cli "$db" pin add "$PKI_RSA/ca-a.pem" --note "bench RSA" >/dev/null
     local t0 t1
     t0=$(now_ns)
-    cli "$db" import "$csv" >/dev/null
+    cli "$db" import --create-accounts "$csv" >/dev/null
     t1=$(now_ns)
     rm -f "$csv"
     echo "$rows $((t1 - t0)) $(db_bytes "$db") $(date -u +%Y-%m-%dT%H:%MZ)" >"$db.import"

@@ -808,6 +808,43 @@ START_TEST(test_forged_log_line_in_subject_stays_one_line)
 }
 END_TEST
 
+/*
+ * An operator reads the log: a subject stays readable UTF-8 (Jürgen, not
+ * J\\C3\\BCrgen), while what could reorder or break what a terminal shows
+ * (a bidi override, a line separator) and bytes that are not UTF-8 are
+ * escaped; an acceptance names the mapping that made it.
+ */
+START_TEST(test_log_subject_readable_utf8_and_accept_names_the_mapping)
+{
+    X509 *leaf = issue_leaf_with_cn("J\xc3\xbcrgen \xe2\x80\xae\xe2\x80\xa8 \xe5\xb1\xb1");
+    SSL_CTX *client;
+    th_outcome out;
+    char *log;
+    cs_db *db;
+
+    store_standard();
+    db = th_store_begin(fx.db, SUITE_NAME);
+    th_map_cert(db, leaf, "j\xc3\xbcrgen", CS_KIND_SPKI, CS_TIME_NONE, CS_TIME_NONE);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
+    make_default_server();
+    client = th_make_client_sending(&fx, leaf, fx.pki->alice.key, fx.pki->ca_a.cert, NULL);
+    out = connect_with(client, NULL, 0);
+    SSL_CTX_free(client);
+    assert_accepted(&out, "utf-8 subject", "j\xc3\xbcrgen");
+    X509_free(leaf);
+
+    log = th_read_log(&fx);
+    ck_assert_msg(strstr(log, "account=\"j\xc3\xbcrgen\" subject=\"CN=J\xc3\xbcrgen "
+                              "\\xe2\\x80\\xae\\xe2\\x80\\xa8 \xe5\xb1\xb1\"") != NULL,
+                  "subject not readable UTF-8 with controls escaped:\n%s", log);
+    ck_assert_msg(th_count_in(log, "result=accept") == 1 && strstr(log, " mapping=") != NULL &&
+                      strstr(log, " kind=spki ") != NULL,
+                  "the accept line does not name the mapping:\n%s", log);
+    free(log);
+}
+END_TEST
+
 static Suite *attacks_suite(void)
 {
     Suite *s = suite_create("attacks");
@@ -842,6 +879,7 @@ static Suite *attacks_suite(void)
     tcase_add_test(strings, test_hostile_account_and_note_stored_and_handed_on_verbatim);
     tcase_add_test(strings, test_control_characters_and_bad_utf8_in_account_refused);
     tcase_add_test(strings, test_forged_log_line_in_subject_stays_one_line);
+    tcase_add_test(strings, test_log_subject_readable_utf8_and_accept_names_the_mapping);
     suite_add_tcase(s, strings);
     return s;
 }

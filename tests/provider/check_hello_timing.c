@@ -236,7 +236,7 @@ static const store_write writes[] = {
     {"rule add deny",
      {"rule", "add", "--pin", "@CA_A@", "--deny", "--priority", "1", "--subject", "CN=*", NULL},
      0},
-    {"import another account", {"import", "@PKI@/../import.csv", NULL}, 0},
+    {"import another account", {"import", "@PKI@/../import.csv", "--create-accounts", NULL}, 0},
     {"database replaced by rename", {NULL}, 1},
 };
 #define N_WRITES ((int)(sizeof(writes) / sizeof(writes[0])))

@@ -136,7 +136,7 @@ done
 # The CSV export reads back into a fresh store as the same names.
 db2=$work/second.db
 "$CERTSTORE_BIN" --db "$db2" init >/dev/null
-"$CERTSTORE_BIN" --db "$db2" import "$work/export.csv" >/dev/null 2>&1 ||
+"$CERTSTORE_BIN" --db "$db2" import --create-accounts "$work/export.csv" >/dev/null 2>&1 ||
     fail "the CSV export does not import back"
 "$CERTSTORE_BIN" --db "$db2" account ls --json >"$work/out"
 json_value "$work/out" 'sorted_names(a["name"] for a in doc)' "$(sorted_lines "$sql" "$shell")"

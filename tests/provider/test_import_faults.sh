@@ -74,7 +74,7 @@ intact() {
 db=$work/full.db
 base_db "$db"
 start=$(date +%s%N)
-"$CERTSTORE_BIN" --db "$db" import "$csv" >/dev/null
+"$CERTSTORE_BIN" --db "$db" import --create-accounts "$csv" >/dev/null
 full_ms=$((($(date +%s%N) - start) / 1000000))
 [ "$(mapping_count "$db")" -eq $((rows + 1)) ] || fail "the full import did not import every row"
 echo "full import of $rows rows: $full_ms ms"
@@ -100,7 +100,7 @@ kill_import() {
 for percent in 10 50; do
     db=$work/killed-$percent.db
     base_db "$db"
-    "$CERTSTORE_BIN" --db "$db" import "$csv" >/dev/null 2>&1 &
+    "$CERTSTORE_BIN" --db "$db" import --create-accounts "$csv" >/dev/null 2>&1 &
     import_pid=$!
     sleep "$(awk -v ms="$full_ms" -v p="$percent" 'BEGIN { printf "%.3f", ms * p / 100000 }')"
     kill_import "SIGKILL at $percent%" required
@@ -108,7 +108,7 @@ for percent in 10 50; do
 done
 db=$work/killed-commit.db
 base_db "$db"
-"$CERTSTORE_BIN" --db "$db" import "$csv" >/dev/null 2>&1 &
+"$CERTSTORE_BIN" --db "$db" import --create-accounts "$csv" >/dev/null 2>&1 &
 import_pid=$!
 for _ in $(seq 1 6000); do
     [ "$(stat -c %s "$db-wal" 2>/dev/null || echo 0)" -lt 4194304 ] || break
@@ -126,7 +126,7 @@ status=0
 (
     trap '' XFSZ
     ulimit -f 8192 # KiB: the import's pages cannot all be written
-    exec "$CERTSTORE_BIN" --db "$db" import "$csv"
+    exec "$CERTSTORE_BIN" --db "$db" import --create-accounts "$csv"
 ) >/dev/null 2>"$work/efbig.err" || status=$?
 [ "$status" -ne 0 ] || fail "EFBIG: the import claimed success"
 grep -q 'certstore: import' "$work/efbig.err" || fail "EFBIG: no error message: $(cat "$work/efbig.err")"
@@ -139,7 +139,7 @@ base_db "$db"
 status=0
 (
     ulimit -f 8192
-    exec "$CERTSTORE_BIN" --db "$db" import "$csv"
+    exec "$CERTSTORE_BIN" --db "$db" import --create-accounts "$csv"
 ) >/dev/null 2>&1 || status=$?
 [ "$status" -ne 0 ] || fail "SIGXFSZ: the import claimed success"
 echo "SIGXFSZ: exit status $status"
@@ -152,7 +152,7 @@ if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=4m,mode=755 tmpfs "$work/tiny"
     db=$work/tiny/certstore.db
     base_db "$db"
     status=0
-    "$CERTSTORE_BIN" --db "$db" import "$csv" >/dev/null 2>"$work/full.err" || status=$?
+    "$CERTSTORE_BIN" --db "$db" import --create-accounts "$csv" >/dev/null 2>"$work/full.err" || status=$?
     [ "$status" -ne 0 ] || fail "ENOSPC: the import claimed success"
     grep -q 'certstore: import' "$work/full.err" || fail "ENOSPC: no error message"
     echo "ENOSPC: exit $status: $(grep -v warning "$work/full.err" | head -n 1)"

@@ -995,12 +995,13 @@ START_TEST(test_import_needs_pin_for_ski_and_issuer_serial)
     assert_one_line_failure(1, "needs a pin");
 
     /* Bound by --pin, or by the pin column. */
-    ck_assert_int_eq(cli("import", test_file("unbound.csv"), "--pin", fp_of("ca-a")), 0);
+    ck_assert_int_eq(
+        cli("import", test_file("unbound.csv"), "--pin", fp_of("ca-a"), "--create-accounts"), 0);
     snprintf(jsonl, sizeof(jsonl),
              "{\"kind\":\"issuer-serial\",\"key\":\"%s\",\"account\":\"alice\",\"pin\":\"%s\"}\n",
              key_text("alice", CS_KIND_ISSUER_SERIAL), fp_of("ca-a"));
     write_text(test_file("bound.jsonl"), jsonl);
-    ck_assert_int_eq(cli("import", test_file("bound.jsonl")), 0);
+    ck_assert_int_eq(cli("import", test_file("bound.jsonl"), "--create-accounts"), 0);
     assert_decision("eve-chain.pem", "reject no-mapping");
     assert_decision("mallory-chain.pem", "reject no-mapping");
     assert_decision("alice-chain.pem", "accept account=alice kind=issuer-serial");
@@ -1074,15 +1075,16 @@ static const char *const write_commands[][12] = {
     {"map", "disable", "@alice.pem", "--kind", "spki"},
     {"map", "enable", "@alice.pem", "--kind", "spki"},
     {"rule", "add", "--pin", "%ca-a", "--account", "acme", "--subject", "O=certstore tests"},
-    {"rule", "add", "--pin", "%ca-a", "--account", "other", "--create-account", "--priority", "1"},
+    {"rule", "add", "--pin", "%ca-a", "--account", "other", "--create-account", "--priority", "1",
+     "--any"},
     {"rule", "add", "--pin", "%ca-a", "--deny", "--subject", "CN=nobody"},
     {"rule", "disable", "1"},
     {"rule", "enable", "1"},
     {"rule", "rm", "1"},
-    {"import", "#rows.csv"},
-    {"import", "#rows.jsonl", "--format", "jsonl"},
-    {"import", "#iis.config", "--format", "iis"},
-    {"import", "#altsec.tsv", "--format", "altsecid", "--pin", "%ca-a"},
+    {"import", "#rows.csv", "--create-accounts"},
+    {"import", "#rows.jsonl", "--format", "jsonl", "--create-accounts"},
+    {"import", "#iis.config", "--format", "iis", "--create-accounts"},
+    {"import", "#altsec.tsv", "--format", "altsecid", "--pin", "%ca-a", "--create-accounts"},
     {"map", "rm", "@alice.pem", "--kind", "cert"},
     {"map", "rm", "@alice.pem", "--kind", "issuer-serial"},
     {"map", "rm", "@alice.pem", "--kind", "ski"},
@@ -1207,7 +1209,7 @@ START_TEST(test_export_csv_round_trips_through_import)
     strcpy(first_db, db_path);
     snprintf(db_path, sizeof(db_path), "%s/second.db", test_dir);
     ck_assert_int_eq(cli("init"), 0);
-    ck_assert_int_eq(cli("import", test_file("export.csv")), 0);
+    ck_assert_int_eq(cli("import", test_file("export.csv"), "--create-accounts"), 0);
     assert_out_has("imported 3 mappings");
     ck_assert_int_eq(cli("export", "--format", "csv"), 0);
     ck_assert_str_eq(last.out, exported);
@@ -1242,7 +1244,8 @@ START_TEST(test_import_jsonl_from_stdin_without_progress)
              fp_of("alice"), fp_of("bob"));
     write_text(test_file("in.jsonl"), jsonl);
     run_opts o = {.stdin_path = test_file("in.jsonl")};
-    ck_assert_int_eq(cli_with(&o, "import", "-", "--format", "jsonl", NULL), 0);
+    ck_assert_int_eq(cli_with(&o, "import", "-", "--format", "jsonl", "--create-accounts", NULL),
+                     0);
     assert_out_has("imported 2 mappings (2 accounts created)");
     /* stderr is a file, not a terminal: no progress. */
     ck_assert_str_eq(last.err, "");
@@ -1264,7 +1267,7 @@ START_TEST(test_import_ties_every_mapping_to_its_account)
     snprintf(csv, sizeof(csv), "kind,key,account\ncert,%s,alice\ncert,%s,bob\nspki,%s,bob\n",
              fp_of("alice"), fp_of("bob"), fp_of("carol"));
     write_text(test_file("in.csv"), csv);
-    ck_assert_int_eq(cli("import", test_file("in.csv")), 0);
+    ck_assert_int_eq(cli("import", test_file("in.csv"), "--create-accounts"), 0);
     assert_out_has("imported 3 mappings (1 accounts created)");
     ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL), SQLITE_OK);
@@ -1639,7 +1642,7 @@ static const char *import_fresh(const char *name, const char *text)
     static const char *const pins[] = {"ca-a.pem", "ca-b.pem", "ca-twin.pem", "root.pem"};
     for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
         ck_assert_int_eq(cli_db(db, "pin", "add", pki_file(pins[i]), NULL), 0);
-    cli_db(db, "import", file, NULL);
+    cli_db(db, "import", file, "--create-accounts", NULL);
     assert_ok();
     return db;
 }

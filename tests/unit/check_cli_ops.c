@@ -426,7 +426,7 @@ START_TEST(test_import_progress_on_a_terminal)
         fprintf(f, "cert,%064x,acme\n", i);
     ck_assert_int_eq(fclose(f), 0);
     ck_cli_ok("init");
-    const char *args[] = {"import", path, NULL};
+    const char *args[] = {"import", path, "--create-accounts", NULL};
     ck_assert_int_eq(cli_on_tty(args), 0);
     ck_out_has("10000 rows, ");
     ck_out_has(" rows/s, ");

@@ -435,44 +435,44 @@ START_TEST(test_iis_clear_and_remove_apply)
 }
 END_TEST
 
-static const char
-    iis_scoped[] =
-        "<configuration>" IIS_SECTION(
-            "enabled='true'",
-            "<manyToOneMappings>" IIS_MANY(
-                "No bob", "Deny", "x",
-                "CN", "bob") "</manyToOneMappings>") "<location path='Default Web "
-                                                     "Site/a'>" IIS_SECTION("",
-                                                                            "<manyToOneMappings"
-                                                                            ">" IIS_MANY(
-                                                                                "A", "Allow",
-                                                                                "a-user", "CN",
-                                                                                "alice") "</"
-                                                                                         "manyToOne"
-                                                                                         "Mappings"
-                                                                                         ">") "</"
-                                                                                              "loca"
-                                                                                              "tion"
-                                                                                              ">"
-                                                                                              "<loc"
-                                                                                              "atio"
-                                                                                              "n "
-                                                                                              "path"
-                                                                                              "='"
-                                                                                              "Defa"
-                                                                                              "ult "
-                                                                                              "Web "
-                                                                                              "Site"
-                                                                                              "/b'"
-                                                                                              ">" IIS_SECTION(
-                                                                                                  "",
-                                                                                                  "<manyToOneMappings><clear/>" IIS_MANY(
-                                                                                                      "B",
-                                                                                                      "Allow",
-                                                                                                      "b-user",
-                                                                                                      "CN",
-                                                                                                      "*") "</manyToOneMappings>") "</location>"
-                                                                                                                                   "</configuration>";
+static const char iis_scoped[] = "<configuration>" IIS_SECTION(
+    "enabled='true'",
+    "<manyToOneMappings>" IIS_MANY(
+        "No bob", "Deny", "x", "CN",
+        "bob") "</manyToOneMappings>") "<location path='Default Web "
+                                       "Site/a'>" IIS_SECTION(
+                                           "",
+                                           "<manyToOneMappings"
+                                           ">" IIS_MANY(
+                                               "A", "Allow", "a-user", "CN",
+                                               "alice") "</"
+                                                        "manyToOne"
+                                                        "Mappings"
+                                                        ">") "</"
+                                                             "loca"
+                                                             "tion"
+                                                             ">"
+                                                             "<loc"
+                                                             "atio"
+                                                             "n "
+                                                             "path"
+                                                             "='"
+                                                             "Defa"
+                                                             "ult "
+                                                             "Web "
+                                                             "Site"
+                                                             "/b'"
+                                                             ">" IIS_SECTION(
+                                                                 "",
+                                                                 "<manyToOneMappings><clear/"
+                                                                 ">" IIS_MANY(
+                                                                     "B", "Allow", "b-user",
+                                                                     "CN", "*") "</"
+                                                                                "manyToOneMappings"
+                                                                                ">") "</location>"
+                                                                                     "</"
+                                                                                     "configuration"
+                                                                                     ">";
 
 START_TEST(test_iis_locations_refused_unless_one_chosen)
 {
@@ -822,7 +822,15 @@ START_TEST(test_cli_import_iis_and_altsecid)
     ck_assert_int_eq(cli("import", "--format", "iis", path, NULL), 1);
     ck_assert_ptr_nonnull(strstr(cli_out, "need --pin"));
     ck_assert_int_eq(cli("import", "--format", "iis", path, "--allow-weak", NULL), 2);
-    ck_assert_int_eq(cli("import", "--format", "iis", path, "--pin", fp, NULL), 0);
+    /* One entry cannot be imported: nothing is, unless --allow-partial. */
+    ck_assert_int_eq(cli("import", "--format", "iis", path, "--pin", fp, "--create-accounts", NULL),
+                     1);
+    ck_assert_ptr_nonnull(strstr(cli_out, "--allow-partial"));
+    ck_assert_int_eq(cli("rule", "ls", NULL), 0);
+    ck_assert_ptr_null(strstr(cli_out, "priority="));
+    ck_assert_int_eq(cli("import", "--format", "iis", path, "--pin", fp, "--create-accounts",
+                         "--allow-partial", NULL),
+                     0);
     ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 2 rules"));
     ck_assert_ptr_nonnull(
         strstr(cli_out, "not imported: many-to-one mapping 'Everyone' has no rules"));
@@ -840,7 +848,9 @@ START_TEST(test_cli_import_iis_and_altsecid)
     fputs(text, f);
     fclose(f);
     /* alice's certificate is already mapped (from IIS); the issuer-serial key is new. */
-    ck_assert_int_eq(cli("import", "--format", "altsecid", path, "--pin", fp, NULL), 0);
+    ck_assert_int_eq(cli("import", "--format", "altsecid", path, "--pin", fp, "--create-accounts",
+                         "--allow-partial", NULL),
+                     0);
     ck_assert_ptr_nonnull(strstr(cli_out, "imported 2 mappings and 0 rules"));
     ck_assert_ptr_nonnull(strstr(cli_out, "line 8: not imported: <RFC822> is a weak mapping"));
     free(xml);
@@ -870,7 +880,8 @@ START_TEST(test_cli_altsecid_empty_and_partial_subject_do_not_map)
           "erin\tX509:<S>CN=alice\n",
           f);
     fclose(f);
-    ck_assert_int_eq(cli("import", "--format", "altsecid", path, "--allow-weak", "--pin", fp, NULL),
+    ck_assert_int_eq(cli("import", "--format", "altsecid", path, "--allow-weak", "--pin", fp,
+                         "--create-accounts", "--allow-partial", NULL),
                      0);
     ck_assert_ptr_nonnull(strstr(cli_out, "line 1: not imported: <I>..<S>.. is empty"));
     ck_assert_ptr_nonnull(strstr(cli_out, "imported 0 mappings and 1 rules"));

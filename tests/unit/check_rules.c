@@ -1381,7 +1381,11 @@ START_TEST(test_cli_rule_lifecycle_and_check)
     fp_of(&pki->ca_a, fp);
 
     ck_assert_int_eq(cli("pin", "add", ca, NULL), 0);
-    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", NULL), 1);
+    ck_assert_int_eq(
+        cli("rule", "add", "--pin", fp, "--account", "acme", "--subject", "CN=x", NULL), 1);
+    /* An allow rule with no condition admits the whole CA: only with --any. */
+    ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--create-account", NULL),
+                     2);
     ck_assert_int_eq(cli("rule", "add", "--pin", fp, "--account", "acme", "--deny", NULL), 2);
     ck_assert_int_eq(
         cli("rule", "add", "--pin", fp, "--account", "acme", "--subject", "XX=1", NULL), 2);

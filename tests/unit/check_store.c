@@ -698,8 +698,108 @@ static int tally_mapping(const cs_mapping *m, void *arg)
     t->last.account = t->account;
     t->last.note = t->note;
     t->last.pin_fp = NULL;
+    t->last.subject = NULL;
     return 0;
 }
+
+typedef struct {
+    int count;
+    unsigned char der[4096];
+    size_t der_len;
+    char subject[512], issuer[512], serial[80], fp[CS_FP_HEX_LEN + 1];
+    int64_t not_before, not_after;
+} kept_cert;
+
+static int copy_kept_cert(const cs_mapping_cert *c, void *arg)
+{
+    kept_cert *k = arg;
+
+    k->count++;
+    ck_assert_uint_le(c->der_len, sizeof(k->der));
+    memcpy(k->der, c->der, c->der_len);
+    k->der_len = c->der_len;
+    snprintf(k->subject, sizeof(k->subject), "%s", c->subject);
+    snprintf(k->issuer, sizeof(k->issuer), "%s", c->issuer);
+    snprintf(k->serial, sizeof(k->serial), "%s", c->serial);
+    snprintf(k->fp, sizeof(k->fp), "%s", c->fp);
+    k->not_before = c->not_before;
+    k->not_after = c->not_after;
+    return 0;
+}
+
+static int copy_subject(const cs_mapping *m, void *arg)
+{
+    snprintf(arg, 512, "%s", m->subject != NULL ? m->subject : "(none)");
+    return 0;
+}
+
+START_TEST(test_mapping_keeps_the_certificate_it_was_made_from)
+{
+    kept_cert k = {0};
+    unsigned char *der = NULL;
+    int der_len = i2d_X509(pki->alice.cert, &der);
+    char subject[512], issuer[512], fp[CS_FP_HEX_LEN + 1], listed[512];
+    BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(pki->alice.cert), NULL);
+    char *serial_hex = BN_bn2hex(serial);
+    cs_mapping_ref by_id = {0};
+    cs_mapping_spec from_key = {0};
+    int64_t spki_id, key_id;
+    X509 *back = NULL;
+
+    by_id.id = map(&pki->alice, CS_KIND_CERT, "acme");
+    ck_ok(cs_mapping_cert_get(db, by_id.id, copy_kept_cert, &k));
+    ck_assert_int_eq(k.count, 1);
+    ck_assert_int_eq((int)k.der_len, der_len);
+    ck_assert_mem_eq(k.der, der, k.der_len);
+    cs_name_text(X509_get_subject_name(pki->alice.cert), subject, sizeof(subject));
+    cs_name_text(X509_get_issuer_name(pki->alice.cert), issuer, sizeof(issuer));
+    ck_assert_str_eq(k.subject, subject);
+    ck_assert_str_eq(k.issuer, issuer);
+    ck_assert_ptr_nonnull(strstr(k.subject, "CN="));
+    ck_assert_str_eq(k.serial, serial_hex);
+    fp_of(&pki->alice, fp);
+    ck_assert_str_eq(k.fp, fp);
+    ck_assert_int_ne(k.not_before, CS_TIME_NONE);
+    ck_assert_int_gt(k.not_after, k.not_before);
+    ck_ok(cs_mapping_cert_x509(db, by_id.id, &back));
+    ck_assert_int_eq(X509_cmp(back, pki->alice.cert), 0);
+    X509_free(back);
+    ck_ok(cs_mapping_get(db, &by_id, copy_subject, listed));
+    ck_assert_str_eq(listed, subject);
+
+    /* Another kind made from the same file keeps it too; one made from a key keeps none. */
+    spki_id = map(&pki->alice, CS_KIND_SPKI, "acme");
+    ck_ok(cs_mapping_cert_get(db, spki_id, copy_kept_cert, &k));
+    ck_assert_int_eq(k.count, 2);
+    from_key.kind = CS_KIND_CERT;
+    ck_ok(cs_key_from_cert(pki->bob.cert, CS_KIND_CERT, &from_key.key));
+    from_key.account = "acme";
+    from_key.not_before = from_key.not_after = from_key.cert_not_after = CS_TIME_NONE;
+    begin();
+    ck_ok(cs_mapping_add(db, &from_key, 0, &key_id));
+    commit();
+    ck_status(cs_mapping_cert_get(db, key_id, copy_kept_cert, &k), CS_NOTFOUND);
+    ck_status(cs_mapping_cert_x509(db, key_id, &back), CS_NOTFOUND);
+    ck_assert_ptr_null(back);
+    by_id.id = key_id;
+    ck_ok(cs_mapping_get(db, &by_id, copy_subject, listed));
+    ck_assert_str_eq(listed, "(none)");
+
+    /* The certificate goes with its mapping, also when an account is removed with them. */
+    by_id.id = spki_id;
+    begin();
+    ck_ok(cs_mapping_remove(db, &by_id));
+    commit();
+    ck_status(cs_mapping_cert_get(db, spki_id, copy_kept_cert, &k), CS_NOTFOUND);
+    begin();
+    ck_ok(cs_account_remove(db, "acme", 1));
+    commit();
+    ck_status(cs_mapping_cert_get(db, 1, copy_kept_cert, &k), CS_NOTFOUND);
+    OPENSSL_free(serial_hex);
+    BN_free(serial);
+    OPENSSL_free(der);
+}
+END_TEST
 
 START_TEST(test_mapping_remove_by_id_and_by_key)
 {
@@ -882,7 +982,9 @@ START_TEST(test_generation_bumps_on_every_narrowing_write)
     begin();
     ck_ok(cs_mapping_remove(db, &ref));
     commit();
-    ck_assert_int_eq(generation(), ++g);
+    /* The mapping and the certificate kept with it: two policy rows, two bumps. */
+    ck_assert_int_gt(generation(), g);
+    g = generation();
     begin();
     ck_ok(cs_account_remove(db, "acme", 0));
     commit();
@@ -966,7 +1068,7 @@ START_TEST(test_every_policy_table_bumps_generation)
     }
     sqlite3_finalize(st);
     sqlite3_close(raw);
-    ck_assert_int_ge(tables, 3 * 4); /* pins, accounts, mappings, rules */
+    ck_assert_int_ge(tables, 3 * 5); /* pins, accounts, mappings, rules, mapping_certs */
 }
 END_TEST
 
@@ -1421,6 +1523,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_account_enable_disable);
     tc = tcase(s, "mappings", setup);
     tcase_add_test(tc, test_mapping_needs_account_unless_create);
+    tcase_add_test(tc, test_mapping_keeps_the_certificate_it_was_made_from);
     tcase_add_test(tc, test_mapping_remove_by_id_and_by_key);
     tcase_add_test(tc, test_issuer_serial_key_is_issuer_hash_and_serial_magnitude);
     tcase_add_test(tc, test_key_text_forms);

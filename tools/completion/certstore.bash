@@ -106,7 +106,7 @@ _certstore()
     fi
     if [[ -z $cmd ]]; then
         if [[ $cur == -* ]]; then
-            _certstore_reply "--db --allow-unsafe-dir --help --version --commands"
+            _certstore_reply "--db --allow-unsafe-dir --wait --help --version --commands"
         else
             _certstore_reply "$(_certstore_commands)"
         fi
