@@ -66,26 +66,6 @@ static int unsafe_dir_refused(const cli_ctx *ctx)
     return 1;
 }
 
-int cli_wait_parse(const char *value, int *ms)
-{
-    char *end = NULL;
-    errno = 0;
-    double seconds = strtod(value, &end);
-    if (*value == '\0' || *end != '\0' || errno != 0 || !(seconds >= 0) ||
-        seconds > CLI_WAIT_MAX_SECONDS)
-        return 0;
-    *ms = (int)(seconds * 1000.0 + 0.5);
-    return 1;
-}
-
-int cli_wait_option(cli_ctx *ctx, const char *what, const char *value)
-{
-    if (!cli_wait_parse(value, &ctx->wait_ms))
-        return cli_usage_error(ctx, "%s: '%s' is not a number of seconds from 0 to %d", what, value,
-                               CLI_WAIT_MAX_SECONDS);
-    return CLI_CONTINUE;
-}
-
 static int wait_ms(const cli_ctx *ctx)
 {
     return ctx->wait_ms >= 0 ? ctx->wait_ms : CLI_WAIT_DEFAULT_MS;

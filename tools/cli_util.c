@@ -7,7 +7,9 @@
  * usage error must be one line naming the command, which getopt's own
  * messages do not do.
  */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -193,4 +195,25 @@ cli_change cli_change_named(const char *subcommand)
 const char *cli_change_done(cli_change change)
 {
     return change == CLI_REMOVE ? "removed" : change == CLI_ENABLE ? "enabled" : "disabled";
+}
+
+/* --wait SECONDS (and CERTSTORE_WAIT): how long a write waits for another writer. */
+int cli_wait_parse(const char *value, int *ms)
+{
+    char *end = NULL;
+    errno = 0;
+    double seconds = strtod(value, &end);
+    if (*value == '\0' || *end != '\0' || errno != 0 || !(seconds >= 0) ||
+        seconds > CLI_WAIT_MAX_SECONDS)
+        return 0;
+    *ms = (int)(seconds * 1000.0 + 0.5);
+    return 1;
+}
+
+int cli_wait_option(cli_ctx *ctx, const char *what, const char *value)
+{
+    if (!cli_wait_parse(value, &ctx->wait_ms))
+        return cli_usage_error(ctx, "%s: '%s' is not a number of seconds from 0 to %d", what, value,
+                               CLI_WAIT_MAX_SECONDS);
+    return CLI_CONTINUE;
 }
