@@ -179,7 +179,7 @@ describe_machine() {
 }
 
 section_handshakes() {
-    echo "### 1. In-process handshakes (server CPU in SSL_do_handshake)"
+    echo "### 1. In-process handshakes (server CPU: SSL_new, SSL_do_handshake, SSL_free)"
     echo
     echo "TLS 1.3, mutual auth, memory BIO pair; median of $ROUNDS interleaved rounds of $HS_COUNT handshakes"
     echo "(after $HS_WARMUP warm-up) per side; ratio = median of per-round ratios."
