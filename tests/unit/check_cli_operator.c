@@ -691,6 +691,16 @@ START_TEST(test_altsecid_import_can_be_rerun_with_update)
     ck_cli(0, "check", pem("alice-renewed-chain"), "--ca", pem("roots"));
     ck_out_has("accept account=alicia kind=issuer-serial");
 
+    /* Two rules of the same conditions in one file (the first decides) stay two. */
+    write_text(path, "gina\tX509:<S>CN=twice\nhank\tX509:<S>CN=twice\n");
+    ck_cli(0, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak",
+           "--create-accounts", "--update");
+    ck_out_has("and 2 rules (2 new, 0 updated)");
+    ck_cli(0, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak", "--update");
+    ck_out_has("and 2 rules (0 new, 2 updated)");
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 3);
+
     /* One key twice in a file is refused, naming both lines, with --update too. */
     snprintf(text, sizeof(text), "bob\t%s\ncarol\t%s\n", bob_ski, bob_ski);
     write_text(path, text);
