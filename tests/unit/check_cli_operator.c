@@ -453,7 +453,7 @@ START_TEST(test_import_can_be_rerun_with_update_and_lists_accounts_it_would_crea
 
     /* Re-run: refused as before without --update; with it, rows replace their mappings. */
     ck_cli(1, "import", csv);
-    ck_out_has("already exists");
+    ck_out_has("line 2: a mapping with this kind and key already exists: mapping 1 -> alice;");
     snprintf(text, sizeof(text),
              "kind,key,account,note\ncert,%s,alice,second\ncert,%s,bob,fixed\n"
              "spki,%s,alice,new\n",
