@@ -193,6 +193,22 @@ cs_status cs_altsec_value(cs_altsec *c, int64_t where, const char *account, cons
                           size_t len);
 void cs_altsec_close(cs_altsec *c);
 
+/* ---- what the IIS and altSecurityIdentities imports write (import_foreign.c) ---- */
+
+/*
+ * One import's mappings and rules, added or (update) changed in place as
+ * cs_import_iis_ex describes. line is the file's line of the entry, for
+ * the message of a second entry with the same kind and key.
+ */
+typedef struct cs_foreign_writer cs_foreign_writer;
+cs_status cs_foreign_writer_new(cs_db *db, int update, cs_foreign_result *res,
+                                cs_foreign_writer **out);
+void cs_foreign_writer_free(cs_foreign_writer *w);
+cs_status cs_foreign_put_mapping(cs_foreign_writer *w, const cs_mapping_spec *spec, int enabled,
+                                 int64_t line);
+cs_status cs_foreign_put_rule(cs_foreign_writer *w, const cs_rule_spec *spec, int enabled,
+                              int64_t line);
+
 /* ---- rule matching (dn_match.c) ------------------------------------------- */
 
 /*

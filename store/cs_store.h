@@ -289,7 +289,7 @@ typedef struct {
     int64_t cert_not_after;
     int have_sha1;
     unsigned char sha1[20];
-    const char *source; /* NULL: made locally; else the sync that owns it */
+    const char *source;  /* NULL: made locally; else the sync that owns it */
     const char *subject; /* of the certificate kept with it; NULL when none is kept */
 } cs_mapping;
 
@@ -509,8 +509,10 @@ cs_status cs_import_parse(const void *data, size_t len, cs_import_format fmt, cs
 /* ---- migration from Windows (import_iis.c, import_altsecid.c) -------------- */
 
 typedef struct {
-    int64_t mappings; /* strong one-to-one mappings added */
-    int64_t rules;    /* rules added */
+    int64_t mappings;         /* strong one-to-one mappings imported (added or updated) */
+    int64_t rules;            /* rules imported (added or updated) */
+    int64_t mappings_updated; /* of mappings: existing ones changed (opts->update) */
+    int64_t rules_updated;    /* of rules: existing ones changed (opts->update) */
     int64_t accounts_created;
     int64_t refused;  /* entries not imported (each reported to note) */
     int64_t bad_line; /* line of the first error, 0 if none */
@@ -537,6 +539,22 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
                         cs_foreign_result *res);
 
 /*
+ * Re-running an import. A mapping of a kind and key the store already has,
+ * or a rule with the same pin and conditions (subject, issuer, san, eku,
+ * policy and their flags) as one the store has, is refused with CS_EXISTS
+ * naming it (id and account); with opts->update it is changed in place
+ * instead: a mapping's account, pin, window, state and note, a rule's
+ * action, account, priority, state and note (ids and creation times stay).
+ * Rows a directory sync owns are never changed (CS_INVALID). What one
+ * import wrote is not matched again by the same import: two entries of
+ * one kind and key are refused, two rules with the same conditions are two
+ * rules, as the file has them. opts may be NULL (no update).
+ */
+cs_status cs_import_iis_ex(cs_db *db, const char *data, size_t len, const char *pin_fp,
+                           const char *location, const cs_import_opts *opts,
+                           cs_foreign_note_cb note, void *arg, cs_foreign_result *res);
+
+/*
  * Active Directory altSecurityIdentities, one "account<TAB>X509:..." per
  * line. <I>..<SR>.. and <SKI>.. become strong mappings bound to a pin:
  * <I>..<SR>.. to the one pin whose subject is the issuer DN (in AD's
@@ -552,6 +570,10 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
 cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
                              int allow_weak, cs_foreign_note_cb note, void *arg,
                              cs_foreign_result *res);
+/* cs_import_altsecid, re-runnable as cs_import_iis_ex describes. */
+cs_status cs_import_altsecid_ex(cs_db *db, const char *data, size_t len, const char *pin_fp,
+                                int allow_weak, const cs_import_opts *opts, cs_foreign_note_cb note,
+                                void *arg, cs_foreign_result *res);
 
 /* ---- ownership (sync_owner.c) --------------------------------------------- */
 

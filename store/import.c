@@ -1199,8 +1199,12 @@ static cs_status insert_staged(import_ctx *ctx, const staged_row *row)
     return cs_sql_fail(db, "adding imported mappings");
 }
 
-/* After a clash with the database: the first line whose key was already there. */
-static int64_t first_existing(cs_db *db, const import_ctx *ctx)
+/*
+ * After a clash with the database: the first line whose key was already
+ * there, and the id and account of the mapping that has it.
+ */
+static int64_t first_existing(cs_db *db, const import_ctx *ctx, int64_t *id,
+                              char account[CS_ACCOUNT_MAX + 1])
 {
     int64_t best = 0;
 
@@ -1214,8 +1218,13 @@ static int64_t first_existing(cs_db *db, const import_ctx *ctx)
             return best;
         sqlite3_bind_int(stmt, 1, row->kind);
         sqlite3_bind_blob(stmt, 2, row->key, row->key_len, SQLITE_STATIC);
-        if (sqlite3_step(stmt) == SQLITE_ROW)
+        if (sqlite3_step(stmt) == SQLITE_ROW) {
+            const unsigned char *name = sqlite3_column_text(stmt, 3);
+
             best = row->line;
+            *id = sqlite3_column_int64(stmt, 0);
+            snprintf(account, CS_ACCOUNT_MAX + 1, "%s", name != NULL ? (const char *)name : "");
+        }
         sqlite3_reset(stmt);
     }
     return best;
@@ -1255,7 +1264,8 @@ static int sorter_threads(void)
 static cs_status insert_all(import_ctx *ctx)
 {
     cs_db *db = ctx->db;
-    int64_t copy = 0, duplicate, existing;
+    int64_t copy = 0, duplicate, existing, existing_id = 0;
+    char existing_account[CS_ACCOUNT_MAX + 1] = "";
     cs_status status = CS_OK;
     int rebuild;
 
@@ -1289,11 +1299,13 @@ static cs_status insert_all(import_ctx *ctx)
     sqlite3_exec(db->sql, "ROLLBACK TO import_rows; RELEASE import_rows", NULL, NULL, NULL);
     if (status != CS_OK && status != CS_EXISTS)
         return status;
-    existing = first_existing(db, ctx);
+    existing = first_existing(db, ctx, &existing_id, existing_account);
     if (existing > 0 && (duplicate == 0 || existing < duplicate)) {
         ctx->result->bad_line = existing;
-        return cs_fail(db, CS_INVALID, "line %lld: a mapping with this kind and key already exists",
-                       (long long)existing);
+        return cs_fail(db, CS_INVALID,
+                       "line %lld: a mapping with this kind and key already exists: mapping %lld "
+                       "-> %s",
+                       (long long)existing, (long long)existing_id, existing_account);
     }
     if (duplicate > 0) {
         ctx->result->bad_line = duplicate;

@@ -46,6 +46,7 @@ struct cs_altsec {
     cs_foreign_note_cb note;
     void *arg;
     cs_foreign_result *res;
+    cs_foreign_writer *writer; /* sink NULL: what adds to the store */
     loaded_pin pins[PINS_MAX];
     int npins;
     int64_t line;
@@ -182,8 +183,6 @@ static cs_status add_mapping(altsec_ctx *c, const char *account, cs_kind kind, c
                              const char *pin_fp)
 {
     cs_mapping_spec spec;
-    int64_t id = 0, existing = 0;
-    cs_status status;
 
     memset(&spec, 0, sizeof(spec));
     spec.kind = kind;
@@ -194,12 +193,7 @@ static cs_status add_mapping(altsec_ctx *c, const char *account, cs_kind kind, c
     spec.note = "imported from altSecurityIdentities";
     if (c->sink != NULL)
         return c->sink->mapping(&spec, c->sink->arg);
-    if (cs_account_id(c->db, account, &existing) == CS_NOTFOUND)
-        c->res->accounts_created++;
-    status = cs_mapping_add(c->db, &spec, 1, &id);
-    if (status == CS_OK)
-        c->res->mappings++;
-    return status;
+    return cs_foreign_put_mapping(c->writer, &spec, 1, c->line);
 }
 
 /* <I>issuer<SR>serial: SHA-256 of the pin's subject DER || serial magnitude. */
@@ -261,17 +255,10 @@ static cs_status add_weak_rule(altsec_ctx *c, const char *account, const char *p
                       .subject_exact = subject != NULL,
                       .san = san,
                       .note = "imported from altSecurityIdentities (weak)"};
-    int64_t existing = 0;
-    cs_status status;
 
     if (c->sink != NULL)
         return c->sink->rule(&r, c->sink->arg);
-    if (cs_account_id(c->db, account, &existing) == CS_NOTFOUND)
-        c->res->accounts_created++;
-    status = cs_rule_add(c->db, &r, 1, NULL);
-    if (status == CS_OK)
-        c->res->rules++;
-    return status;
+    return cs_foreign_put_rule(c->writer, &r, 1, c->line);
 }
 
 /*
@@ -486,12 +473,20 @@ void cs_altsec_close(cs_altsec *c)
     if (c == NULL)
         return;
     free_pins(c);
+    cs_foreign_writer_free(c->writer);
     free(c);
 }
 
 cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char *pin_fp,
                              int allow_weak, cs_foreign_note_cb note, void *arg,
                              cs_foreign_result *res)
+{
+    return cs_import_altsecid_ex(db, data, len, pin_fp, allow_weak, NULL, note, arg, res);
+}
+
+cs_status cs_import_altsecid_ex(cs_db *db, const char *data, size_t len, const char *pin_fp,
+                                int allow_weak, const cs_import_opts *opts, cs_foreign_note_cb note,
+                                void *arg, cs_foreign_result *res)
 {
     altsec_ctx *c = NULL;
     cs_status status = cs_require_write(db);
@@ -501,8 +496,12 @@ cs_status cs_import_altsecid(cs_db *db, const char *data, size_t len, const char
     if (status != CS_OK)
         return status;
     status = cs_altsec_open(db, pin_fp, allow_weak, note, arg, NULL, res, &c);
-    if (status != CS_OK)
+    if (status == CS_OK)
+        status = cs_foreign_writer_new(db, opts != NULL && opts->update, res, &c->writer);
+    if (status != CS_OK) {
+        cs_altsec_close(c);
         return status;
+    }
     while (status == CS_OK && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);

@@ -331,6 +331,7 @@ typedef struct {
     cs_foreign_note_cb note;
     void *arg;
     cs_foreign_result *res;
+    cs_foreign_writer *writer;
     xml_reader x;
     char scope[512];
     int location_depth; /* depth inside the open <location>, 0 when none */
@@ -811,7 +812,7 @@ static cs_status write_one(iis_ctx *c, const iis_one *one)
 {
     unsigned char *der = NULL;
     const unsigned char *p;
-    int64_t len, id = 0, existing = 0;
+    int64_t len;
     X509 *cert = NULL;
     cs_mapping_spec spec;
     cs_status status;
@@ -833,16 +834,8 @@ static cs_status write_one(iis_ctx *c, const iis_one *one)
     spec.account = one->user;
     spec.not_before = spec.not_after = CS_TIME_NONE;
     spec.note = "imported from IIS oneToOneMappings";
-    if (cs_account_id(c->db, one->user, &existing) == CS_NOTFOUND)
-        c->res->accounts_created++;
-    status = cs_mapping_add(c->db, &spec, 1, &id);
+    status = cs_foreign_put_mapping(c->writer, &spec, one->enabled, one->line);
     X509_free(cert);
-    if (status == CS_OK && !one->enabled) {
-        cs_mapping_ref ref = {.id = id};
-        status = cs_mapping_set_enabled(c->db, &ref, 0);
-    }
-    if (status == CS_OK)
-        c->res->mappings++;
     if (status != CS_OK && c->error_line == 0)
         c->error_line = one->line;
     return status;
@@ -872,7 +865,6 @@ static cs_status write_many(iis_ctx *c, const iis_many *m, int64_t position)
                       .note = m->name};
     const char *why = many_unexpressible(m);
     char msg[400];
-    int64_t id = 0, existing = 0;
     cs_status status;
 
     if (why != NULL && m->deny && m->enabled) {
@@ -889,13 +881,7 @@ static cs_status write_many(iis_ctx *c, const iis_many *m, int64_t position)
     if (c->pin_fp == NULL)
         return iis_fail_at(c, m->line, CS_INVALID,
                            "manyToOneMappings need --pin (IIS does not name the issuing CA)");
-    if (!m->deny && cs_account_id(c->db, m->user, &existing) == CS_NOTFOUND)
-        c->res->accounts_created++;
-    status = cs_rule_add(c->db, &r, 1, &id);
-    if (status == CS_OK && !m->enabled)
-        status = cs_rule_set_enabled(c->db, id, 0);
-    if (status == CS_OK)
-        c->res->rules++;
+    status = cs_foreign_put_rule(c->writer, &r, m->enabled, m->line);
     if (status != CS_OK && c->error_line == 0)
         c->error_line = m->line;
     return status;
@@ -953,6 +939,13 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
                         const char *location, cs_foreign_note_cb note, void *arg,
                         cs_foreign_result *res)
 {
+    return cs_import_iis_ex(db, data, len, pin_fp, location, NULL, note, arg, res);
+}
+
+cs_status cs_import_iis_ex(cs_db *db, const char *data, size_t len, const char *pin_fp,
+                           const char *location, const cs_import_opts *opts,
+                           cs_foreign_note_cb note, void *arg, cs_foreign_result *res)
+{
     iis_ctx *c;
     xml_tag t;
     int r = 0;
@@ -970,6 +963,11 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
     c->note = note;
     c->arg = arg;
     c->res = res;
+    if ((status = cs_foreign_writer_new(db, opts != NULL && opts->update, res, &c->writer)) !=
+        CS_OK) {
+        free(c);
+        return status;
+    }
     c->x.p = data;
     c->x.end = data + len;
     c->x.line = 1;
@@ -984,6 +982,7 @@ cs_status cs_import_iis(cs_db *db, const char *data, size_t len, const char *pin
     else if ((status = import_scope(c, location)) != CS_OK)
         res->bad_line = c->error_line;
     sections_free(c);
+    cs_foreign_writer_free(c->writer);
     free(c);
     return status;
 }

@@ -251,18 +251,21 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
         return CLI_FAIL;
     }
     memset(&res, 0, sizeof(res));
+    cs_import_opts opts = {.update = permits->update};
     st = remember_accounts(ctx, db, &known);
     if (st == CS_OK)
-        st = iis ? cs_import_iis(db, data, len, pin ? pin_fp : NULL, location, show_refused, ctx,
-                                 &res)
-                 : cs_import_altsecid(db, data, len, pin ? pin_fp : NULL, allow_weak, show_refused,
-                                      ctx, &res);
+        st = iis ? cs_import_iis_ex(db, data, len, pin ? pin_fp : NULL, location, &opts,
+                                    show_refused, ctx, &res)
+                 : cs_import_altsecid_ex(db, data, len, pin ? pin_fp : NULL, allow_weak, &opts,
+                                         show_refused, ctx, &res);
     free(data);
+    /* Already there: --update is how a re-run changes it. */
+    const char *hint = st == CS_EXISTS ? " (--update updates it)" : "";
     if (st != CS_OK && res.bad_line > 0)
-        cli_fail(ctx, "%s: line %lld: %s; nothing imported", name, (long long)res.bad_line,
-                 cs_db_errmsg(db));
+        cli_fail(ctx, "%s: line %lld: %s; nothing imported%s", name, (long long)res.bad_line,
+                 cs_db_errmsg(db), hint);
     else if (st != CS_OK)
-        cli_fail(ctx, "%s: %s; nothing imported", name, cs_db_errmsg(db));
+        cli_fail(ctx, "%s: %s; nothing imported%s", name, cs_db_errmsg(db), hint);
     if (st == CS_OK && res.refused > 0 && !permits->allow_partial) {
         cli_fail(ctx,
                  "%s: %lld entries could not be imported (listed above); nothing imported "
@@ -273,7 +276,14 @@ static int import_foreign(cli_ctx *ctx, FILE *in, const char *name, int iis, con
     if (st == CS_OK && res.accounts_created > 0 && !permits->create_accounts)
         st = refuse_new_accounts(ctx, db, name, res.accounts_created, &known);
     rc = cli_end_write(ctx, db, st);
-    if (rc == CLI_OK)
+    if (rc == CLI_OK && permits->update)
+        printf("imported %lld mappings (%lld new, %lld updated) and %lld rules (%lld new, %lld "
+               "updated); %lld accounts created, %lld entries not imported\n",
+               (long long)res.mappings, (long long)(res.mappings - res.mappings_updated),
+               (long long)res.mappings_updated, (long long)res.rules,
+               (long long)(res.rules - res.rules_updated), (long long)res.rules_updated,
+               (long long)res.accounts_created, (long long)res.refused);
+    else if (rc == CLI_OK)
         printf("imported %lld mappings and %lld rules (%lld accounts created, %lld entries "
                "not imported)\n",
                (long long)res.mappings, (long long)res.rules, (long long)res.accounts_created,
@@ -306,8 +316,6 @@ static int run_import(cli_ctx *ctx, int argc, char **argv)
         return cli_usage_error(ctx, "--allow-weak is for --format altsecid");
     if (!iis && location != NULL)
         return cli_usage_error(ctx, "--location is for --format iis");
-    if ((iis || altsecid) && permits.update)
-        return cli_usage_error(ctx, "--update is for csv and jsonl");
     if (!iis && !altsecid && permits.allow_partial)
         return cli_usage_error(ctx, "--allow-partial is for --format iis and altsecid (a csv or "
                                     "jsonl import is always whole)");
@@ -370,9 +378,9 @@ const cli_command cli_cmd_import = {
     "Usage: certstore import FILE|- [--format csv|jsonl] [--pin FP] [--update]\n"
     "                        [--create-accounts]\n"
     "       certstore import FILE|- --format iis [--pin FP] [--location PATH]\n"
-    "                        [--create-accounts] [--allow-partial]\n"
+    "                        [--update] [--create-accounts] [--allow-partial]\n"
     "       certstore import FILE|- --format altsecid [--pin FP] [--allow-weak]\n"
-    "                        [--create-accounts] [--allow-partial]\n"
+    "                        [--update] [--create-accounts] [--allow-partial]\n"
     "\n"
     "Import mappings in one transaction: either every line is imported or\n"
     "nothing is, and the first bad line is reported by number. An import\n"
@@ -434,7 +442,16 @@ const cli_command cli_cmd_import = {
     "  --allow-weak   import weak altSecurityIdentities as rules\n"
     "  --update       csv, jsonl: a row whose kind and key a mapping has\n"
     "                 replaces its account, pin, window, state, note and\n"
-    "                 backdating check (the id and creation time stay)\n"
+    "                 backdating check (the id and creation time stay);\n"
+    "                 iis, altsecid: an entry whose kind and key a mapping has\n"
+    "                 replaces its account, pin, window, state and note, and\n"
+    "                 a rule with the same pin and conditions (subject, issuer,\n"
+    "                 san, eku, policy and their flags) as one the store has\n"
+    "                 replaces its action, account, priority, state and note,\n"
+    "                 instead of being added twice (ids and creation times\n"
+    "                 stay; rows a directory sync owns are refused). Without\n"
+    "                 it such an entry is refused, naming the mapping or rule.\n"
+    "                 The summary says how many were new and how many updated\n"
     "  --create-accounts\n"
     "                 create the accounts the file names that do not exist\n"
     "  --allow-partial\n"

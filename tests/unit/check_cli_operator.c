@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "cs_store.h"
@@ -452,7 +453,9 @@ START_TEST(test_import_can_be_rerun_with_update_and_lists_accounts_it_would_crea
 
     /* Re-run: refused as before without --update; with it, rows replace their mappings. */
     ck_cli(1, "import", csv);
-    ck_out_has("already exists");
+    /* Rows are stored in key order: alice's mapping is 1 or 2. */
+    ck_out_has("line 2: a mapping with this kind and key already exists: mapping ");
+    ck_out_has(" -> alice; nothing imported");
     snprintf(text, sizeof(text),
              "kind,key,account,note\ncert,%s,alice,second\ncert,%s,bob,fixed\n"
              "spki,%s,alice,new\n",
@@ -472,6 +475,255 @@ START_TEST(test_import_can_be_rerun_with_update_and_lists_accounts_it_would_crea
     ck_cli(0, "import", csv, "--update");
     ck_out_has("imported 3 mappings (0 new, 3 updated; 0 accounts created)");
     ck_cli(2, "import", csv, "--allow-partial");
+}
+END_TEST
+
+/* How many times needle occurs in out. */
+static int out_count(const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = out; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A certificate's DER in base64, one line, as IIS writes it. */
+static char *cert_base64(X509 *cert)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(cert, &der);
+    char *b64;
+
+    ck_assert_int_gt(len, 0);
+    b64 = malloc((size_t)len * 2 + 8);
+    ck_assert_ptr_nonnull(b64);
+    EVP_EncodeBlock((unsigned char *)b64, der, len);
+    OPENSSL_free(der);
+    return b64;
+}
+
+/*
+ * An applicationHost.config section: one-to-one mappings of alice, bob and
+ * (when given) alice's renewed certificate, and one many-to-one mapping of
+ * everyone in O=certstore tests.
+ */
+static void write_iis(const char *path, const char *alice_user, int with_renewed,
+                      const char *partners_user)
+{
+    char *alice = cert_base64(pki->alice.cert), *bob = cert_base64(pki->bob.cert);
+    char *renewed = cert_base64(pki->alice_renewed.cert), renewed_line[4096] = "";
+    char *xml = malloc(16384);
+
+    ck_assert_ptr_nonnull(xml);
+    if (with_renewed)
+        snprintf(renewed_line, sizeof(renewed_line),
+                 "<add userName=\"%s\" password=\"pw\" certificate=\"%s\" />\n", alice_user,
+                 renewed);
+    snprintf(xml, 16384,
+             "<configuration><system.webServer><security><authentication>\n"
+             "<iisClientCertificateMappingAuthentication enabled=\"true\">\n"
+             "<oneToOneMappings>\n"
+             "<add userName=\"%s\" password=\"pw\" certificate=\"%s\" />\n"
+             "<add userName=\"CORP\\bob\" password=\"pw\" certificate=\"%s\" />\n"
+             "%s"
+             "</oneToOneMappings>\n"
+             "<manyToOneMappings>\n"
+             "<add name=\"Partners\" permissionMode=\"Allow\" userName=\"%s\" password=\"pw\">\n"
+             "<rules><add certificateField=\"Subject\" certificateSubField=\"O\" "
+             "matchCriteria=\"certstore tests\" compareCaseSensitive=\"true\" /></rules>\n"
+             "</add>\n"
+             "</manyToOneMappings>\n"
+             "</iisClientCertificateMappingAuthentication>\n"
+             "</authentication></security></system.webServer></configuration>\n",
+             alice_user, alice, bob, renewed_line, partners_user);
+    write_text(path, xml);
+    free(xml);
+    free(alice);
+    free(bob);
+    free(renewed);
+}
+
+START_TEST(test_iis_import_can_be_rerun_with_update)
+{
+    char path[PATH_MAX + 32];
+
+    snprintf(path, sizeof(path), "%s/applicationHost.config", store.dir);
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    write_iis(path, "CORP\\alice", 0, "CORP\\svc-partners");
+    ck_cli(0, "import", "--format", "iis", path, "--pin", fp_of(&pki->ca_a), "--create-accounts");
+    ck_out_has("imported 2 mappings and 1 rules (3 accounts created, 0 entries not imported)");
+
+    /* Again without --update: refused, naming the mapping that is there; nothing changes. */
+    ck_cli(1, "import", "--format", "iis", path, "--pin", fp_of(&pki->ca_a));
+    ck_out_has("line 4: a cert mapping for this certificate already exists: mapping 1 -> "
+               "CORP\\alice; nothing imported (--update updates it)");
+    write_iis(path, "CORP\\alice2", 1, "CORP\\svc-gateways");
+    ck_cli(1, "import", "--format", "iis", path, "--pin", fp_of(&pki->ca_a), "--create-accounts");
+    ck_out_has("already exists: mapping 1 -> CORP\\alice;");
+    ck_cli(0, "account", "ls");
+    ck_out_lacks("alice2");
+    ck_out_lacks("gateways");
+    ck_cli(0, "map", "ls");
+    ck_assert_int_eq(out_count(" cert "), 2);
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 1);
+
+    /* With --update: a changed account is updated, a new entry added, nothing twice. */
+    ck_cli(0, "import", "--format", "iis", path, "--pin", fp_of(&pki->ca_a), "--create-accounts",
+           "--update");
+    ck_out_has("imported 3 mappings (1 new, 2 updated) and 1 rules (0 new, 1 updated); "
+               "2 accounts created, 0 entries not imported");
+    ck_cli(0, "map", "ls");
+    ck_assert_int_eq(out_count(" cert "), 3);
+    ck_assert_int_eq(out_count("account=CORP\\alice2 "), 2);
+    ck_assert_int_eq(out_count("account=CORP\\bob "), 1);
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 1);
+    ck_out_has("1 allow account=CORP\\svc-gateways priority=10 ");
+    ck_cli(0, "check", pem("alice-chain"), "--ca", pem("roots"));
+    ck_out_has("accept account=CORP\\alice2 kind=cert mapping=1");
+    ck_cli(0, "check", pem("alice-renewed-chain"), "--ca", pem("roots"));
+    ck_out_has("accept account=CORP\\alice2 kind=cert");
+    ck_cli(0, "log");
+    ck_out_has("map update id=1 kind=cert");
+    ck_out_has("rule update id=1 action=allow account=CORP\\svc-gateways");
+
+    /* The same file again: every entry is there already. */
+    ck_cli(0, "import", "--format", "iis", path, "--pin", fp_of(&pki->ca_a), "--update");
+    ck_out_has("imported 3 mappings (0 new, 3 updated) and 1 rules (0 new, 1 updated); "
+               "0 accounts created, 0 entries not imported");
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 1);
+}
+END_TEST
+
+/* Issuer DN most specific first, as AD writes it. */
+static void ad_issuer(X509 *cert, char *buf, size_t len)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int n;
+
+    ck_assert_ptr_nonnull(bio);
+    ck_assert(X509_NAME_print_ex(bio, X509_get_issuer_name(cert), 0,
+                                 XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0);
+    n = BIO_read(bio, buf, (int)len - 1);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    BIO_free(bio);
+}
+
+/* "X509:<I>issuer<SR>serial", the serial least significant byte first as AD keeps it. */
+static const char *ad_issuer_serial(X509 *cert)
+{
+    static char bufs[2][1024];
+    static int next;
+    char *buf = bufs[next++ % 2], issuer[512], serial[160] = "";
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    unsigned char bytes[64];
+    int n = BN_bn2bin(bn, bytes);
+
+    for (int i = 0; i < n; i++)
+        snprintf(serial + 2 * i, 3, "%02x", bytes[n - 1 - i]);
+    BN_free(bn);
+    ad_issuer(cert, issuer, sizeof(issuer));
+    snprintf(buf, sizeof(bufs[0]), "X509:<I>%s<SR>%s", issuer, serial);
+    return buf;
+}
+
+static const char *ad_ski(X509 *cert)
+{
+    static char buf[160];
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(cert);
+
+    ck_assert_ptr_nonnull(ski);
+    strcpy(buf, "X509:<SKI>");
+    for (int i = 0; i < ASN1_STRING_length(ski); i++)
+        snprintf(buf + 10 + 2 * i, 3, "%02X", ASN1_STRING_get0_data(ski)[i]);
+    return buf;
+}
+
+START_TEST(test_altsecid_import_can_be_rerun_with_update)
+{
+    char path[PATH_MAX + 32], text[4096], bob_ski[160];
+    const char *fp = fp_of(&pki->ca_a);
+
+    snprintf(path, sizeof(path), "%s/altsec.tsv", store.dir);
+    snprintf(bob_ski, sizeof(bob_ski), "%s", ad_ski(pki->bob.cert));
+    ck_cli(0, "pin", "add", pem("ca-a"));
+    snprintf(text, sizeof(text), "erin\tX509:<S>CN=alice,O=certstore tests\nalice\t%s\nbob\t%s\n",
+             ad_issuer_serial(pki->alice.cert), bob_ski);
+    write_text(path, text);
+    ck_cli(0, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak",
+           "--create-accounts");
+    ck_out_has("imported 2 mappings and 1 rules (3 accounts created, 0 entries not imported)");
+
+    /* Again without --update: the identical rule is refused, not added twice. */
+    ck_cli(1, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak");
+    ck_out_has("line 1: a rule with the same pin and conditions already exists: rule 1 -> erin; "
+               "nothing imported (--update updates it)");
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 1);
+
+    /* The rule and alice's mapping change account; alice's renewed certificate is new. */
+    snprintf(text, sizeof(text),
+             "frank\tX509:<S>CN=alice,O=certstore tests\nalicia\t%s\nbob\t%s\nalicia\t%s\n",
+             ad_issuer_serial(pki->alice.cert), bob_ski, ad_issuer_serial(pki->alice_renewed.cert));
+    write_text(path, text);
+    ck_cli(1, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak",
+           "--create-accounts");
+    ck_out_has("rule 1 -> erin;");
+    ck_cli(0, "account", "ls");
+    ck_out_lacks("alicia");
+    ck_out_lacks("frank");
+    ck_cli(0, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak",
+           "--create-accounts", "--update");
+    ck_out_has("imported 3 mappings (1 new, 2 updated) and 1 rules (0 new, 1 updated); "
+               "2 accounts created, 0 entries not imported");
+    ck_cli(0, "map", "ls");
+    ck_assert_int_eq(out_count(" issuer-serial "), 2);
+    ck_assert_int_eq(out_count(" ski "), 1);
+    ck_assert_int_eq(out_count("account=alicia "), 2);
+    ck_out_has("1 issuer-serial ");
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 1);
+    ck_out_has("1 allow account=frank priority=100 ");
+    ck_cli(0, "check", pem("alice-chain"), "--ca", pem("roots"));
+    ck_out_has("accept account=alicia kind=issuer-serial mapping=1");
+    ck_cli(0, "check", pem("alice-renewed-chain"), "--ca", pem("roots"));
+    ck_out_has("accept account=alicia kind=issuer-serial");
+
+    /* Two rules of the same conditions in one file (the first decides) stay two. */
+    write_text(path, "gina\tX509:<S>CN=twice\nhank\tX509:<S>CN=twice\n");
+    ck_cli(0, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak",
+           "--create-accounts", "--update");
+    ck_out_has("and 2 rules (2 new, 0 updated)");
+    ck_cli(0, "import", "--format", "altsecid", path, "--pin", fp, "--allow-weak", "--update");
+    ck_out_has("and 2 rules (0 new, 2 updated)");
+    ck_cli(0, "rule", "ls");
+    ck_assert_int_eq(out_count("priority="), 3);
+
+    /* One key twice in a file is refused, naming both lines, with --update too. */
+    snprintf(text, sizeof(text), "bob\t%s\ncarol\t%s\n", bob_ski, bob_ski);
+    write_text(path, text);
+    ck_cli(1, "import", "--format", "altsecid", path, "--pin", fp, "--update", "--create-accounts");
+    ck_out_has("line 2: same kind and key as line 1; nothing imported");
+
+    /* A mapping a directory sync owns is not the import's to change. */
+    {
+        sqlite3 *raw = NULL;
+
+        ck_assert_int_eq(sqlite3_open(store.db, &raw), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(raw,
+                                      "UPDATE mappings SET source = 'sync:dc=corp' WHERE kind = 2",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    snprintf(text, sizeof(text), "bob\t%s\n", bob_ski);
+    write_text(path, text);
+    ck_cli(1, "import", "--format", "altsecid", path, "--pin", fp, "--update");
+    ck_out_has("is owned by sync:dc=corp: an import does not change it");
 }
 END_TEST
 
@@ -508,6 +760,8 @@ static Suite *operator_suite(void)
     tcase_add_checked_fixture(imports, setup, teardown);
     tcase_add_test(imports,
                    test_import_can_be_rerun_with_update_and_lists_accounts_it_would_create);
+    tcase_add_test(imports, test_iis_import_can_be_rerun_with_update);
+    tcase_add_test(imports, test_altsecid_import_can_be_rerun_with_update);
     suite_add_tcase(s, imports);
     return s;
 }

@@ -1375,7 +1375,8 @@ START_TEST(test_import_existing_mapping_is_bad_line)
     snprintf(text, sizeof(text), "kind,key,account\ncert,%s,other\n", alice_hex);
     ck_status(import_text(text, CS_IMPORT_CSV, &r), CS_INVALID);
     ck_assert_int_eq(r.bad_line, 2);
-    ck_assert_str_eq(cs_db_errmsg(db), "line 2: a mapping with this kind and key already exists");
+    ck_assert_str_eq(cs_db_errmsg(db),
+                     "line 2: a mapping with this kind and key already exists: mapping 1 -> acme");
     ck_assert_int_eq(mapping_count(), 1);
 }
 END_TEST
