@@ -283,7 +283,7 @@ awk 'BEGIN {
     print "kind,key,account"
     for (i = 1; i <= 300000; i++) printf "cert,%064x,bulk\n", i
 }' >"$work/big.csv"
-"$CERTSTORE_BIN" --db "$db" import "$work/big.csv" >"$work/import.out" 2>&1 &
+"$CERTSTORE_BIN" --db "$db" import --create-accounts "$work/big.csv" >"$work/import.out" 2>&1 &
 holder_pid=$!
 slowest=0 during=0
 for i in $(seq 1 200); do
