@@ -1079,9 +1079,14 @@ cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN])
     unsigned char both[2 * CS_WAL_MARK_LEN];
     uint32_t version;
 
-    if (db == NULL || db->sql == NULL ||
-        sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
-        file == NULL || file->pMethods == NULL || file->pMethods->iVersion < 2 ||
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    /* The pager's file lives as long as the connection: look it up (by name) once. */
+    if (db->main_file == NULL &&
+        sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_FILE_POINTER, &db->main_file) != SQLITE_OK)
+        db->main_file = NULL;
+    file = db->main_file;
+    if (file == NULL || file->pMethods == NULL || file->pMethods->iVersion < 2 ||
         file->pMethods->xShmMap == NULL ||
         file->pMethods->xShmMap(file, 0, WALINDEX_REGION, 0, &region) != SQLITE_OK ||
         region == NULL)
