@@ -1082,8 +1082,8 @@ cs_status cs_db_wal_mark(cs_db *db, unsigned char mark[CS_WAL_MARK_LEN])
     if (db == NULL || db->sql == NULL)
         return CS_ERR;
     /* The pager's file lives as long as the connection: look it up (by name) once. */
-    if (db->main_file == NULL &&
-        sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_FILE_POINTER, &db->main_file) != SQLITE_OK)
+    if (db->main_file == NULL && sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_FILE_POINTER,
+                                                      &db->main_file) != SQLITE_OK)
         db->main_file = NULL;
     file = db->main_file;
     if (file == NULL || file->pMethods == NULL || file->pMethods->iVersion < 2 ||
