@@ -7,6 +7,7 @@
 # and CERTSTORE_MODULE_DIR.
 
 : "${CERTSTORE_BIN:?}" "${MKPKI_BIN:?}" "${CERTSTORE_MODULE_DIR:?}"
+. "$(dirname "${BASH_SOURCE[0]}")/../common/openssl_cnf.sh"
 
 failures=0
 server_pid=
@@ -51,28 +52,9 @@ tp_finish() {
     echo "$1: all outcomes as expected"
 }
 
-# tp_openssl_cnf FILE [LINE...]: the provider on $db, logging to $log, with
-# each LINE added to its section (e.g. 'mode = audit').
-tp_openssl_cnf() {
-    local file=$1
-    shift
-    cat >"$file" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-certstore = certstore_sect
-[default_sect]
-activate = 1
-[certstore_sect]
-module = $CERTSTORE_MODULE_DIR/certstore.so
-activate = 1
-db = $db
-log = $log
-EOF
-    [ $# -eq 0 ] || printf '%s\n' "$@" >>"$file"
-}
+# tp_openssl_cnf FILE [LINE...]: the provider just built on $db, logging to
+# $log, with each LINE added to its section (e.g. 'mode = audit').
+tp_openssl_cnf() { cs_provider_cnf "$1" "$CERTSTORE_MODULE_DIR/certstore.so" "$db" "$log" "${@:2}"; }
 
 # tp_start_s_server CONF [s_server option...]: `openssl s_server -rev` under
 # CONF on a free port of 127.0.0.1 (in $port), asking for a client
