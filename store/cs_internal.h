@@ -96,6 +96,7 @@ struct cs_db {
     int in_write;                  /* between cs_db_begin and commit/rollback */
     int fk_off;                    /* cs_db_begin_import: foreign keys off until it ends */
     int opened;                    /* the open succeeded: close may align the sidecars */
+    sqlite3_file *main_file;       /* cs_db_wal_mark: the pager's file, stable while open */
     char command[1024];
     char user[64];
     char errmsg[512];

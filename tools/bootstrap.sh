@@ -26,7 +26,7 @@ build_deps=(build-essential cmake pkg-config libssl-dev openssl libsqlite3-dev s
             libunistring-dev libcurl4-openssl-dev libldap-dev libsasl2-dev)
 test_deps=(clang valgrind curl stunnel4 haproxy nginx apache2 util-linux lintian groff-base man-db
            python3 nginx-dev apache2-dev liblua5.3-dev slapd ldap-utils samba-ad-dc
-           samba-ad-provision)
+           samba-ad-provision linux-perf)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

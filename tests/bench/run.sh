@@ -26,7 +26,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$top/build-bench
 do_build=1 fresh=0 smoke=0 servers=1
-only="handshakes,instructions,decisions,memory,admin,revocation,haproxy,liveness,e2e"
+only="handshakes,instructions,profile,decisions,memory,admin,revocation,haproxy,liveness,e2e"
 while [ $# -gt 0 ]; do
     case "$1" in
     --build) build=$(cd "$2" && pwd); shift ;;
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --no-servers) servers=0 ;;
     --only) only=$2; shift ;;
     *) echo "usage: $0 [--build DIR] [--no-build] [--fresh] [--no-servers] [--smoke]" \
-            "[--only handshakes,instructions,decisions,memory,admin,revocation,haproxy,liveness,e2e]" >&2
+            "[--only handshakes,instructions,profile,decisions,memory,admin,revocation,haproxy,liveness,e2e]" >&2
        exit 2 ;;
     esac
     shift
@@ -75,6 +75,7 @@ if [ "$smoke" -eq 1 ]; then
     LEAVES_N=50 ROUNDS=2 HS_COUNT=20 HS_WARMUP=5 DECIDE_SAMPLES=1000
     HAP_ROUNDS=1 HAP_COUNT=20 LIVE_COUNT=3
     E2E_SIZE=1k E2E_ROUNDS=1 E2E_SECONDS=1 POOL_N=50 IR_COUNT=${IR_COUNT:-3} IR_WARMUP=${IR_WARMUP:-2}
+    PROF_COUNT=20 PROF_WARMUP=5 PROF_FREQ=1000
 else
     CACHE=$build/bench-cache
     SIZES="0:0 10k:10000 1m:1000000 10m:10000000"
@@ -87,6 +88,7 @@ else
     HAP_ROUNDS=15 HAP_COUNT=1000 LIVE_COUNT=100
     E2E_SIZE=1m E2E_ROUNDS=${E2E_ROUNDS:-5} E2E_SECONDS=${E2E_SECONDS:-8} POOL_N=10000
     IR_COUNT=${IR_COUNT:-100} IR_WARMUP=${IR_WARMUP:-10}
+    PROF_COUNT=${PROF_COUNT:-2000} PROF_WARMUP=50 PROF_FREQ=${PROF_FREQ:-4000}
 fi
 [ "$fresh" -eq 0 ] || rm -rf "$CACHE"
 PKI_EC=$CACHE/pki-ec PKI_RSA=$CACHE/pki-rsa LEAVES=$CACHE/leaves.pem
@@ -253,6 +255,55 @@ section_instructions() {
         awk -v c="$client" -v a="$off" -v b="$on" \
             'BEGIN { printf "| %s | %d | %d | %.4f | %d |\n", c, a, b, b / a, b - a }'
     done
+    echo
+}
+
+# perf's samples of one worker's handshakes, with the provider: what each of
+# certstore's parts costs per server handshake (perf_share.py says how parts
+# are told apart). CLIENT: returning or first-seen.
+profile_per_connection() {
+    local client=$1 data=$RUN/perf.data extra=() n=$((PROF_COUNT + PROF_WARMUP)) out ns
+    if [ "$client" != returning ]; then
+        awk -v n="$n" '/BEGIN CERTIFICATE/ { i++ } i <= n' "$POOL" >"$RUN/prof-pool.pem"
+        awk -v n="$n" '/-----BEGIN .*PRIVATE KEY-----/ { i++ } i <= n' "$POOL_KEYS" >"$RUN/prof-pool.key"
+        extra=(--pool "$RUN/prof-pool.pem" --pool-keys "$RUN/prof-pool.key")
+    fi
+    if ! out=$(OPENSSL_CONF=$RUN/on-$E2E_SIZE.cnf perf record -q -F "$PROF_FREQ" \
+        --call-graph dwarf,8192 -o "$data" "$BENCH_HANDSHAKE" worker --pki "$PKI_EC" \
+        --expect on --count "$PROF_COUNT" --warmup "$PROF_WARMUP" "${extra[@]}" 2>"$RUN/perf.err"); then
+        tail -5 "$RUN/perf.err" >&2
+        echo "bench: the worker under perf failed ($client client)" >&2
+        return 1
+    fi
+    ns=$(sed -n 's/.*server_cpu_ns=\([0-9]*\) count=\([0-9]*\).*/\1 \2/p' <<<"$out" |
+        awk '{ if ($2 > 0) printf "%.0f", $1 / $2 }')
+    [ -n "$ns" ] || { echo "bench: no server CPU time from the worker under perf" >&2; return 1; }
+    perf script -i "$data" -F ip,sym,dso 2>/dev/null |
+        python3 "$top/tests/bench/perf_share.py" --handshakes "$n" --freq "$PROF_FREQ" \
+            --server-ns "$ns" --label "$client"
+    rm -f "$data"
+}
+
+section_profile() {
+    echo "### 1c. Where certstore's time goes (perf samples)"
+    echo
+    if [ "$BENCH_SANITIZED" = 1 ] || ! command -v perf >/dev/null ||
+        ! perf record -q -o "$RUN/perf-probe.data" true >/dev/null 2>&1; then
+        echo "(perf missing, not permitted here (perf_event_paranoid), or a sanitized build: skipped)"
+        echo
+        return 0
+    fi
+    rm -f "$RUN/perf-probe.data"
+    echo "One worker, $PROF_COUNT TLS 1.3 mutual-auth handshakes after $PROF_WARMUP warm-up, the"
+    echo "$E2E_SIZE store, decision log to a file, sampled at $PROF_FREQ Hz with DWARF call graphs."
+    echo "Each part is a certstore function (or system call) with what it calls; OpenSSL's own"
+    echo "chain verification and one-time initialisation are not counted. Time, unlike the"
+    echo "instruction counts, includes system calls and cache misses, so machine load moves it."
+    echo
+    echo "| client: part | µs per handshake | share of server CPU |"
+    echo "| --- | ---: | ---: |"
+    profile_per_connection returning || return 1
+    profile_per_connection first-seen || return 1
     echo
 }
 
@@ -689,7 +740,7 @@ wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 describe_machine
 DECIDE_SIZES_FIRST=${DECIDE_SIZES%% *}
-for section in handshakes instructions decisions memory admin revocation; do
+for section in handshakes instructions profile decisions memory admin revocation; do
     if wanted "$section"; then "section_$section"; fi
 done
 if [ "$servers" -eq 1 ] && command -v haproxy >/dev/null; then

@@ -7,23 +7,10 @@
 # Needs CERTSTORE_BIN, MKPKI_BIN and CERTSTORE_MODULE_DIR (set by ctest).
 set -euo pipefail
 
-: "${CERTSTORE_BIN:?}" "${MKPKI_BIN:?}" "${CERTSTORE_MODULE_DIR:?}"
-
-work=$(mktemp -d /tmp/certstore-doctor-XXXXXX)
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+. "$(dirname "$0")/common.sh"
+tp_init doctor
 # Server users must be able to reach the store for the reader checks.
 chmod 0755 "$work"
-pki=$work/pki db=$work/certstore.db log=$work/decisions.log
-failures=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-cs() { "$CERTSTORE_BIN" --db "$db" "$@" >/dev/null; }
 
 "$MKPKI_BIN" "$pki" >/dev/null
 cs init
@@ -34,29 +21,7 @@ schema=$("$CERTSTORE_BIN" --db "$db" stats | sed -n 's/^schema-version: //p')
 [ -n "$schema" ] || { echo "FAIL: certstore stats shows no schema version" >&2; exit 1; }
 
 # write_config FILE DB [extra lines for the certstore section...]
-write_config() {
-    local file=$1 dbpath=$2
-    shift 2
-    {
-        cat <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-certstore = certstore_sect
-[default_sect]
-activate = 1
-[certstore_sect]
-module = $CERTSTORE_MODULE_DIR/certstore.so
-activate = 1
-db = $dbpath
-log = $log
-EOF
-        local line
-        for line in "$@"; do printf '%s\n' "$line"; done
-    } >"$file"
-}
+write_config() { (db=$2 && tp_openssl_cnf "$1" "${@:3}"); }
 
 # doctor NAME ARGS...: runs the doctor; output in $work/NAME.out, status in $rc.
 rc=0
@@ -280,8 +245,4 @@ doctor help --help
 expect_rc help 0
 expect_line help "Usage: certstore doctor"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures check(s) failed" >&2
-    exit 1
-fi
-echo "test_doctor: all checks passed"
+tp_finish "doctor"

@@ -13,43 +13,24 @@
 # Needs CERTSTORE_BIN, MKPKI_BIN and CERTSTORE_MODULE_DIR (set by ctest).
 set -euo pipefail
 
-: "${CERTSTORE_BIN:?}" "${MKPKI_BIN:?}" "${CERTSTORE_MODULE_DIR:?}"
-
-work=$(mktemp -d /tmp/certstore-faults-XXXXXX)
-server_pid=
-holder_pid=
-cleanup() {
-    for pid in $server_pid $holder_pid; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$(dirname "$0")/common.sh"
+tp_init faults
 
 chmod 755 "$work" # the server user must reach the PKI and the database
-pki=$work/pki dbdir=$work/store stage=$work/stage
-db=$dbdir/certstore.db log=$work/decisions.log
+dbdir=$work/store stage=$work/stage
+db=$dbdir/certstore.db
 mkdir -m 755 "$dbdir" "$stage"
-failures=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
 
 # The server's user: nobody when we are root, so that chmod 000 means something.
-as_server=()
 if [ "$(id -u)" -eq 0 ]; then
     command -v setpriv >/dev/null || { echo "FAIL: setpriv (util-linux) missing" >&2; exit 1; }
-    as_server=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    TP_AS=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
 fi
 
 "$MKPKI_BIN" "$pki" >/dev/null
 chmod -R a+rX "$pki"
 : >"$log"
-[ "${#as_server[@]}" -eq 0 ] || chown nobody "$log"
+[ "${#TP_AS[@]}" -eq 0 ] || chown nobody "$log"
 
 # build_db FILE ACCOUNT [LEAF...]: a fresh store at FILE pinning ca-a and
 # mapping each LEAF to ACCOUNT, built with the CLI and checkpointed.
@@ -76,48 +57,14 @@ install_good_db() {
     mv "$stage/good.db" "$db"
 }
 
-cat >"$work/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-certstore = certstore_sect
-[default_sect]
-activate = 1
-[certstore_sect]
-module = $CERTSTORE_MODULE_DIR/certstore.so
-activate = 1
-db = $db
-log = $log
-busy_timeout_ms = 3000
-EOF
+tp_openssl_cnf "$work/openssl.cnf" 'busy_timeout_ms = 3000'
 chmod 644 "$work/openssl.cnf"
-
-port=
-start_server() {
-    : >"$work/server.out"
-    [ "${#as_server[@]}" -eq 0 ] || chown nobody "$work/server.out"
-    OPENSSL_CONF=$work/openssl.cnf timeout 280 ${as_server[@]+"${as_server[@]}"} \
-        openssl s_server -accept 127.0.0.1:0 -cert "$pki/server.pem" -key "$pki/server.key" \
-        -CAfile "$pki/root.pem" -Verify 3 -rev >"$work/server.out" 2>&1 &
-    server_pid=$!
-    port=
-    for _ in $(seq 1 50); do
-        port=$(sed -n 's/^ACCEPT .*:\([0-9][0-9]*\)$/\1/p' "$work/server.out" | head -n 1)
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || { cat "$work/server.out" >&2; echo "FAIL: s_server did not start" >&2; exit 1; }
-}
-stop_server() {
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-}
+start_server() { TP_SERVER_SECONDS=280 tp_start_s_server "$work/openssl.cnf"; }
 
 # handshake NAME: 0 if the server accepted NAME's certificate. TLS 1.2, so
-# the server's verdict comes before the client's handshake completes.
+# the server's verdict comes before the client's handshake completes: no
+# probe to wait for, so the floods below stay quick (these expect_* replace
+# common.sh's).
 handshake() {
     timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername localhost -tls1_2 \
         -CAfile "$pki/root.pem" -cert "$pki/$1.pem" -key "$pki/$1.key" \
@@ -170,7 +117,7 @@ rm -f "$db" "$db-wal" "$db-shm"
 fault_case "deleted while serving"
 
 # ---- unreadable (needs an unprivileged server) ----------------------------------
-if [ "${#as_server[@]}" -ne 0 ]; then
+if [ "${#TP_AS[@]}" -ne 0 ]; then
     expect_accepted alice "before chmod 000"
     chmod 000 "$db"
     fault_case "chmod 000"
@@ -214,7 +161,7 @@ expect_accepted alice "before rename"
 expect_rejected bob "before rename"
 build_db "$stage/next.db" partner-b bob
 [ ! -s "$stage/next.db-wal" ] || fail "rename: the CLI left a non-empty -wal behind"
-if [ "${#as_server[@]}" -ne 0 ]; then
+if [ "${#TP_AS[@]}" -ne 0 ]; then
     # A WAL-mode file shipped alone: a reader that may not create -wal/-shm
     # cannot open it. It must fail closed, never keep the old content.
     cp "$stage/next.db" "$stage/alone.db"
@@ -249,6 +196,7 @@ fifo=$work/sql.fifo
 mkfifo "$fifo"
 sqlite3 "$db" <"$fifo" >"$work/sqlite.out" 2>&1 &
 holder_pid=$!
+tp_track "$holder_pid"
 exec 7>"$fifo"
 printf 'BEGIN EXCLUSIVE;\nDELETE FROM mappings;\nSELECT count(*) FROM mappings;\n' >&7
 for _ in $(seq 1 50); do
@@ -285,6 +233,7 @@ awk 'BEGIN {
 }' >"$work/big.csv"
 "$CERTSTORE_BIN" --db "$db" import --create-accounts "$work/big.csv" >"$work/import.out" 2>&1 &
 holder_pid=$!
+tp_track "$holder_pid"
 slowest=0 during=0
 for i in $(seq 1 200); do
     kill -0 "$holder_pid" 2>/dev/null || break
@@ -297,7 +246,7 @@ echo "import: $during handshakes during the import, slowest ${slowest} ms"
 [ "$during" -ge 1 ] || echo "note: the import finished before the first handshake"
 [ "$slowest" -lt 1500 ] || fail "import: a handshake took $slowest ms (busy timeout 3000)"
 server_alive "long writers"
-stop_server
+tp_stop_s_server
 
 # ---- writable by others -----------------------------------------------------------------
 grep -q 'writable by group or others' "$log" && fail "permission warning without cause"
@@ -309,7 +258,7 @@ grep -q "warning: $db is writable by group or others" "$log" ||
     fail "no start-up warning for a group/other-writable database"
 grep -q "warning: directory $dbdir of the database is writable by group or others" "$log" ||
     fail "no start-up warning for a group/other-writable directory"
-stop_server
+tp_stop_s_server
 for cmd in stats "pin ls" "map ls"; do
     # shellcheck disable=SC2086 # cmd is two words on purpose
     "$CERTSTORE_BIN" --db "$db" $cmd 2>"$work/cli.err" >/dev/null || fail "CLI $cmd failed"
@@ -319,8 +268,4 @@ done
 chmod 644 "$db"
 chmod 755 "$dbdir"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)" >&2
-    exit 1
-fi
-echo "faults: all outcomes as expected"
+tp_finish "faults"

@@ -79,7 +79,9 @@ if ! { cs init && cs pin add "$PKI/ca-a.pem" && cs pin add "$PKI/ca-b.pem" &&
     exit 1
 fi
 
-cat >"$WORK/openssl.cnf" <<EOF
+# shellcheck source=../common/openssl_cnf.sh
+. "$(dirname "$0")/../common/openssl_cnf.sh"
+cs_provider_cnf "$WORK/openssl.cnf" "$MODULE" "$DB" stderr "mode = off"
 openssl_conf = openssl_init
 
 [openssl_init]

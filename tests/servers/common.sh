@@ -28,6 +28,9 @@
 #
 # Only add to this file; other scripts depend on each function's behaviour.
 
+# shellcheck source=../common/openssl_cnf.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/openssl_cnf.sh"
+
 set -u
 
 CS_FAILS=0
@@ -235,27 +238,9 @@ cs_db_unhide() { mv -- "$CS_DB.away" "$CS_DB"; }
 # cs_write_openssl_cnf FILE [MODE]: the openssl.cnf a server gets through
 # OPENSSL_CONF, loading the freshly built provider. Sets CS_CNF.
 cs_write_openssl_cnf() {
-    local file=$1 mode=${2:-enforce}
-    cat >"$file" <<EOF
-openssl_conf = openssl_init
-
-[openssl_init]
-providers = provider_sect
-
-[provider_sect]
-default = default_sect
-certstore = certstore_sect
-
-[default_sect]
-activate = 1
-
-[certstore_sect]
-module = $CERTSTORE_MODULE_DIR/certstore.so
-activate = 1
-db = $CS_DB
-mode = $mode
-log = $CS_LOG
-EOF
+    local file=$1
+    cs_provider_cnf "$file" "$CERTSTORE_MODULE_DIR/certstore.so" "$CS_DB" "$CS_LOG" \
+        "mode = ${2:-enforce}"
     chmod 0644 "$file"
     CS_CNF=$file
 }
