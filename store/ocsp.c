@@ -467,8 +467,8 @@ cs_status cs_ocsp_store(cs_db *db, X509 *cert, X509 *issuer, OCSP_REQUEST *req,
     res->revoked_at = a.revoked_at;
     res->this_update = a.this_update;
     res->next_update = a.next_update;
-    res->unchanged = old.status == a.status && old.next_update == a.next_update &&
-                     old.revoked_at == a.revoked_at;
+    /* A later thisUpdate/nextUpdate for the same status is a renewal, not a change. */
+    res->unchanged = old.status == a.status && old.revoked_at == a.revoked_at;
     if ((status = quiet_writes(db)) != CS_OK ||
         (status = put_answer(db, &k, &a, url, now, res->unchanged ? "ok: unchanged" : "ok: updated")) !=
             CS_OK)
