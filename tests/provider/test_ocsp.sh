@@ -10,6 +10,9 @@
 # another CA's certificate is refused (store unchanged), a responder that is
 # down keeps the last answer (non-zero exit), and a stale answer under a
 # hard policy is revocation-unknown. Bad options: one line, non-zero exit.
+# Last, `crl fetch` without a URL finds the CA's CRL through the CRL
+# distribution points of the mapped certificates (crl_httpd.py serves it):
+# deduplicated, the first that yields a valid CRL wins and is named.
 #
 # Needs CERTSTORE_BIN, MKPKI_BIN and CERTSTORE_MODULE_DIR (set by ctest).
 set -euo pipefail
@@ -17,7 +20,7 @@ set -euo pipefail
 : "${CERTSTORE_BIN:?}" "${MKPKI_BIN:?}" "${CERTSTORE_MODULE_DIR:?}"
 
 work=$(mktemp -d /tmp/certstore-ocsp-XXXXXX)
-server_pid= responder_pid=
+server_pid= responder_pid= httpd_pid=
 stop() { # stop PID: the background job this script started
     [ -n "$1" ] || return 0
     kill "$1" 2>/dev/null || true
@@ -26,6 +29,7 @@ stop() { # stop PID: the background job this script started
 cleanup() {
     stop "$server_pid"
     stop "$responder_pid"
+    stop "$httpd_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,6 +47,18 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 ocsp_port=$(free_port)
+srv=$work/srv
+mkdir -p "$srv"
+: >"$work/httpd.out"
+python3 "$(dirname "$0")/crl_httpd.py" "$srv" "$work/requests.log" >"$work/httpd.out" 2>&1 &
+httpd_pid=$!
+http_port=
+for _ in $(seq 1 50); do
+    http_port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$work/httpd.out")
+    [ -n "$http_port" ] && break
+    sleep 0.1
+done
+[ -n "$http_port" ] || { cat "$work/httpd.out" >&2; echo "FAIL: httpd did not start" >&2; exit 1; }
 
 # ---- a CA made with `openssl ca` -------------------------------------------------------
 "$MKPKI_BIN" "$pki" >/dev/null # the server's certificate and root
@@ -52,12 +68,15 @@ mkca() {
     mkdir -p "$dir/new"
     : >"$dir/index.txt"
     echo 1000 >"$dir/serial"
+    echo 01 >"$dir/crlnumber"
     cat >"$dir/ca.cnf" <<EOF
 [ca]
 default_ca = ca_sect
 [ca_sect]
 database = $dir/index.txt
 serial = $dir/serial
+crlnumber = $dir/crlnumber
+default_crl_days = 7
 new_certs_dir = $dir/new
 certificate = $dir/ca.pem
 private_key = $dir/ca.key
@@ -72,6 +91,7 @@ basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = clientAuth
 authorityInfoAccess = OCSP;URI:http://127.0.0.1:$ocsp_port/
+crlDistributionPoints = URI:http://127.0.0.1:$http_port/missing,URI:http://127.0.0.1:$http_port/crl/ca.pem
 [responder_ext]
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
@@ -295,6 +315,20 @@ grep -q '^reject revocation-unknown' "$work/check" || fail "hard, stale: $(cat "
 check_chain bob
 grep -q '^accept' "$work/check" || fail "hard, current: $(cat "$work/check")"
 expect_accepted bob
+
+# ---- crl fetch through the distribution points of the mapped certificates ---------------
+openssl ca -config "$ca/ca.cnf" -batch -gencrl -out "$srv/ca.pem" >/dev/null 2>&1
+: >"$work/requests.log"
+cs crl fetch --pin "$pin" >"$work/stdout" 2>"$work/stderr" || { cat "$work/stderr" >&2; fail "CDP fetch failed"; }
+grep -q "^crl for pin $pin from http://127.0.0.1:$http_port/crl/ca.pem: 1 entries, 1 newly revoked" "$work/stdout" ||
+    fail "CDP fetch: $(cat "$work/stdout")"
+grep -q "warning: http://127.0.0.1:$http_port/missing: HTTP status 404; trying the pin's next CRL source" "$work/stderr" ||
+    fail "CDP fetch, the 404 first: $(cat "$work/stderr")"
+[ "$(grep -c '^/missing ' "$work/requests.log")" -eq 1 ] && [ "$(grep -c '^/crl/ca.pem ' "$work/requests.log")" -eq 1 ] ||
+    fail "CDP URLs not asked once each: $(cat "$work/requests.log")"
+cs crl ls | grep -q "^$pin .*url=http://127.0.0.1:$http_port/crl/ca.pem fetched=.* result=ok: updated" ||
+    fail "crl ls after the CDP fetch: $(cs crl ls)"
+expect_rejected alice
 
 kill -0 "$server_pid" 2>/dev/null || fail "s_server died"
 if [ "$failures" -ne 0 ]; then
