@@ -102,8 +102,8 @@ cs_revocation_state cs_revocation_judge(const cs_revocation_input *in, int64_t n
     next_update = in->have_crl ? in->next_update : CS_TIME_NONE;
     if (have_good_ocsp && (next_update == CS_TIME_NONE || in->ocsp_next_update > next_update))
         next_update = in->ocsp_next_update;
-    stale_at = next_update > CS_TIME_FOREVER - in->grace ? CS_TIME_FOREVER
-                                                         : next_update + in->grace;
+    stale_at =
+        next_update > CS_TIME_FOREVER - in->grace ? CS_TIME_FOREVER : next_update + in->grace;
     if (now <= stale_at)
         *until = stale_at; /* the decision (or its log line) changes then */
     if (now <= next_update)

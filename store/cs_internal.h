@@ -146,9 +146,9 @@ typedef struct {
     cs_revocation_policy policy; /* as stored: DEFAULT when never set */
     int64_t grace;
     int have_crl;
-    int64_t next_update; /* CS_TIME_NONE: the CRL names none */
-    int listed;          /* the leaf's serial is on the CRL */
-    cs_ocsp_status ocsp; /* the leaf's stored OCSP answer */
+    int64_t next_update;      /* CS_TIME_NONE: the CRL names none */
+    int listed;               /* the leaf's serial is on the CRL */
+    cs_ocsp_status ocsp;      /* the leaf's stored OCSP answer */
     int64_t ocsp_next_update; /* its nextUpdate, or thisUpdate + a day when it names none */
 } cs_revocation_input;
 /*

@@ -795,11 +795,11 @@ cs_status cs_ocsp_targets(cs_db *db, const char *pin_fp, cs_ocsp_target_cb cb, v
 
 typedef struct {
     cs_ocsp_status old_status, status;
-    int64_t revoked_at;     /* CS_TIME_NONE unless revoked (and given) */
+    int64_t revoked_at; /* CS_TIME_NONE unless revoked (and given) */
     int64_t this_update;
-    int64_t next_update;    /* CS_TIME_NONE: the answer names none */
-    int unchanged;          /* the same status and validity as stored */
-    int generation_bumped;  /* a decision may have become stricter */
+    int64_t next_update;   /* CS_TIME_NONE: the answer names none */
+    int unchanged;         /* the same status and validity as stored */
+    int generation_bumped; /* a decision may have become stricter */
 } cs_ocsp_result;
 
 /*
@@ -829,7 +829,7 @@ typedef struct {
     char serial[260]; /* uppercase hex, '-' first when negative */
     const char *subject;
     cs_ocsp_status status;
-    int64_t revoked_at, reason; /* CS_TIME_NONE, -1 when absent */
+    int64_t revoked_at, reason;                /* CS_TIME_NONE, -1 when absent */
     int64_t this_update, next_update, updated; /* CS_TIME_NONE when absent */
     const char *url;
     int64_t fetched;

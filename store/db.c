@@ -275,23 +275,21 @@ static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
  * known). A policy table (generation triggers); ocsp.c writes it quietly and
  * bumps the generation itself only when a decision can become stricter.
  */
-static const char schema_v9[] =
-    "CREATE TABLE ocsp_answers ("
-    "  pin_id INTEGER NOT NULL REFERENCES pins(id) ON DELETE CASCADE,"
-    "  serial BLOB NOT NULL,"
-    "  subject TEXT NOT NULL,"
-    "  status INTEGER CHECK (status IS NULL OR status IN (0, 1, 2)),"
-    "  revoked_at INTEGER,"
-    "  reason INTEGER,"
-    "  this_update INTEGER,"
-    "  next_update INTEGER,"
-    "  updated INTEGER,"
-    "  url TEXT,"
-    "  fetched INTEGER NOT NULL,"
-    "  fetch_result TEXT NOT NULL,"
-    "  CHECK ((status IS NULL) = (this_update IS NULL)),"
-    "  PRIMARY KEY (pin_id, serial)) WITHOUT ROWID;";
-
+static const char schema_v9[] = "CREATE TABLE ocsp_answers ("
+                                "  pin_id INTEGER NOT NULL REFERENCES pins(id) ON DELETE CASCADE,"
+                                "  serial BLOB NOT NULL,"
+                                "  subject TEXT NOT NULL,"
+                                "  status INTEGER CHECK (status IS NULL OR status IN (0, 1, 2)),"
+                                "  revoked_at INTEGER,"
+                                "  reason INTEGER,"
+                                "  this_update INTEGER,"
+                                "  next_update INTEGER,"
+                                "  updated INTEGER,"
+                                "  url TEXT,"
+                                "  fetched INTEGER NOT NULL,"
+                                "  fetch_result TEXT NOT NULL,"
+                                "  CHECK ((status IS NULL) = (this_update IS NULL)),"
+                                "  PRIMARY KEY (pin_id, serial)) WITHOUT ROWID;";
 
 typedef struct {
     int version;

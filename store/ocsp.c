@@ -158,9 +158,8 @@ cs_status cs_ocsp_targets(cs_db *db, const char *pin_fp, cs_ocsp_target_cb cb, v
         }
         k.pin_id = pin->id;
         if (!seen_before(seen, nseen, &k)) {
-            cs_ocsp_target t = {.mapping_id = sqlite3_column_int64(stmt, 0),
-                                .cert = cert,
-                                .issuer = pin->ca};
+            cs_ocsp_target t = {
+                .mapping_id = sqlite3_column_int64(stmt, 0), .cert = cert, .issuer = pin->ca};
 
             memcpy(t.pin_fp, pin->fp, sizeof(t.pin_fp));
             if (nseen == capseen) {
@@ -233,9 +232,8 @@ static cs_status verify_signature(cs_db *db, OCSP_BASICRESP *bs, X509 *issuer)
     }
 }
 
-static cs_status read_times(cs_db *db, ASN1_GENERALIZEDTIME *thisupd,
-                            ASN1_GENERALIZEDTIME *nextupd, ASN1_GENERALIZEDTIME *revtime,
-                            ocsp_answer *a)
+static cs_status read_times(cs_db *db, ASN1_GENERALIZEDTIME *thisupd, ASN1_GENERALIZEDTIME *nextupd,
+                            ASN1_GENERALIZEDTIME *revtime, ocsp_answer *a)
 {
     int ok = 0;
 
@@ -470,8 +468,8 @@ cs_status cs_ocsp_store(cs_db *db, X509 *cert, X509 *issuer, OCSP_REQUEST *req,
     /* A later thisUpdate/nextUpdate for the same status is a renewal, not a change. */
     res->unchanged = old.status == a.status && old.revoked_at == a.revoked_at;
     if ((status = quiet_writes(db)) != CS_OK ||
-        (status = put_answer(db, &k, &a, url, now, res->unchanged ? "ok: unchanged" : "ok: updated")) !=
-            CS_OK)
+        (status = put_answer(db, &k, &a, url, now,
+                             res->unchanged ? "ok: unchanged" : "ok: updated")) != CS_OK)
         return status;
     if (stricter(&old, &a)) {
         res->generation_bumped = 1;
@@ -481,8 +479,7 @@ cs_status cs_ocsp_store(cs_db *db, X509 *cert, X509 *issuer, OCSP_REQUEST *req,
     if (res->unchanged)
         return CS_OK;
     return cs_log_change(db, "ocsp refresh pin=%s subject=%s status=%s (was %s)", k.pin_fp,
-                         k.subject, cs_ocsp_status_name(a.status),
-                         cs_ocsp_status_name(old.status));
+                         k.subject, cs_ocsp_status_name(a.status), cs_ocsp_status_name(old.status));
 }
 
 static const char sql_note_failure[] =
@@ -557,7 +554,8 @@ cs_status cs_ocsp_foreach(cs_db *db, int64_t now, cs_ocsp_cb cb, void *arg)
                           ? CS_OCSP_NONE
                           : (cs_ocsp_status)sqlite3_column_int(stmt, 3);
         info.revoked_at = cs_column_time(stmt, 4);
-        info.reason = sqlite3_column_type(stmt, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(stmt, 5);
+        info.reason =
+            sqlite3_column_type(stmt, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(stmt, 5);
         info.this_update = cs_column_time(stmt, 6);
         info.next_update = cs_column_time(stmt, 7);
         info.updated = cs_column_time(stmt, 8);

@@ -130,8 +130,8 @@ static void print_added(const char *path, const char *url, const cs_crl_add_resu
     }
     printf("crl for pin %s%s%s: %lld entries, %lld newly revoked, %lld no longer listed%s\n",
            res->pin_fp, url != NULL ? " from " : "", url != NULL ? url : "",
-           (long long)res->entries, (long long)res->newly_revoked,
-           (long long)res->unrevoked, res->generation_bumped ? "; sessions decide again" : "");
+           (long long)res->entries, (long long)res->newly_revoked, (long long)res->unrevoked,
+           res->generation_bumped ? "; sessions decide again" : "");
 }
 
 static int run_crl_add(cli_ctx *ctx, int argc, char **argv)

@@ -143,7 +143,8 @@ static void ask(ocsp_query *q, const char *url, const crl_fetch_limits *limits)
     q->url = url != NULL ? strdup(url) : aia_url(q->cert);
     if (q->url == NULL) {
         OCSP_CERTID_free(id);
-        query_failed(q, "the certificate names no OCSP responder (authorityInfoAccess); give --url");
+        query_failed(q,
+                     "the certificate names no OCSP responder (authorityInfoAccess); give --url");
         return;
     }
     if (id == NULL || (q->req = OCSP_REQUEST_new()) == NULL ||
@@ -289,7 +290,8 @@ static int run_ocsp_refresh(cli_ctx *ctx, int argc, char **argv)
                                {"timeout", &timeout, NULL},
                                {"json", NULL, &json},
                                CLI_OPTIONS_END};
-    crl_fetch_limits limits = {.timeout_s = 10, .max_size = OCSP_RESPONSE_LIMIT, .max_redirects = 5};
+    crl_fetch_limits limits = {
+        .timeout_s = 10, .max_size = OCSP_RESPONSE_LIMIT, .max_redirects = 5};
     char fp[CS_FP_HEX_LEN + 1];
     query_list l = {0};
     cli_positional pos;

@@ -126,7 +126,8 @@ static void set_options(CURL *curl, const char *url, const crl_fetch_limits *lim
                         char *errbuf)
 {
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, post->data != NULL ? "http,https" : "http,https,file");
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR,
+                     post->data != NULL ? "http,https" : "http,https,file");
     if (post->data != NULL) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post->data);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post->len);
@@ -139,7 +140,8 @@ static void set_options(CURL *curl, const char *url, const crl_fetch_limits *lim
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, limits->timeout_s);
     curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)limits->max_size);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, post->data != NULL ? "certstore-ocsp" : "certstore-crl-fetch");
+    curl_easy_setopt(curl, CURLOPT_USERAGENT,
+                     post->data != NULL ? "certstore-ocsp" : "certstore-crl-fetch");
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, take_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, take_header);

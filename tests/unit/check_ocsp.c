@@ -100,12 +100,11 @@ static unsigned char *make_response(const testpki_cred *leaf, const resp_spec *s
     unsigned char *der = NULL;
 
     ck_assert(bs != NULL && id != NULL);
-    ck_assert(OCSP_basic_add1_status(bs, id, s->status,
-                                     s->status == V_OCSP_CERTSTATUS_REVOKED
-                                         ? OCSP_REVOKED_STATUS_KEYCOMPROMISE
-                                         : 0,
-                                     s->status == V_OCSP_CERTSTATUS_REVOKED ? revtime : NULL,
-                                     thisupd, nextupd) != NULL);
+    ck_assert(OCSP_basic_add1_status(
+                  bs, id, s->status,
+                  s->status == V_OCSP_CERTSTATUS_REVOKED ? OCSP_REVOKED_STATUS_KEYCOMPROMISE : 0,
+                  s->status == V_OCSP_CERTSTATUS_REVOKED ? revtime : NULL, thisupd,
+                  nextupd) != NULL);
     if (s->nonce_of != NULL && !s->wrong_nonce)
         ck_assert(OCSP_copy_nonce(bs, s->nonce_of) > 0);
     if (s->wrong_nonce)
@@ -312,8 +311,7 @@ static void expect_refused(const resp_spec *s, OCSP_REQUEST *req, const char *wo
     cs_status st = store(&pki->alice, s, req, NULL);
 
     ck_assert_int_eq(st, CS_INVALID);
-    ck_assert_msg(strstr(cs_db_errmsg(writer), words) != NULL, "message: %s",
-                  cs_db_errmsg(writer));
+    ck_assert_msg(strstr(cs_db_errmsg(writer), words) != NULL, "message: %s", cs_db_errmsg(writer));
     ck_assert_int_eq(generation(), g);
     ck_assert_int_eq(list().n, before);
 }
