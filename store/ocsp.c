@@ -110,24 +110,66 @@ typedef struct {
     size_t len;
 } seen_key;
 
+/* (pin, serial) pairs already handed out: open addressing, so an IIS-sized store stays linear. */
+typedef struct {
+    seen_key *slots; /* len 0: empty (a serial key is never empty) */
+    size_t cap, count;
+} seen_set;
+
+static uint64_t seen_hash(const seen_key *k)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)k->pin_id;
+
+    for (size_t i = 0; i < k->len; i++)
+        h = (h ^ k->serial[i]) * 1099511628211ULL;
+    return h;
+}
+
+static seen_key *seen_slot(seen_key *slots, size_t cap, const seen_key *k)
+{
+    size_t i = (size_t)seen_hash(k) & (cap - 1);
+
+    while (slots[i].len != 0 && !(slots[i].pin_id == k->pin_id && slots[i].len == k->len &&
+                                  memcmp(slots[i].serial, k->serial, k->len) == 0))
+        i = (i + 1) & (cap - 1);
+    return &slots[i];
+}
+
+/* 1: added, 0: seen before, -1: out of memory. */
+static int seen_add(seen_set *set, const seen_key *k)
+{
+    seen_key *slot;
+
+    if (2 * (set->count + 1) > set->cap) {
+        size_t cap = set->cap != 0 ? 2 * set->cap : 256;
+        seen_key *slots = OPENSSL_zalloc(cap * sizeof(*slots));
+
+        if (slots == NULL)
+            return -1;
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slots[i].len != 0)
+                *seen_slot(slots, cap, &set->slots[i]) = set->slots[i];
+        OPENSSL_free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    slot = seen_slot(set->slots, set->cap, k);
+    if (slot->len != 0)
+        return 0;
+    *slot = *k;
+    set->count++;
+    return 1;
+}
+
 static const char sql_targets[] =
     "SELECT c.mapping_id, c.der, m.pin_fp FROM mapping_certs c"
     " JOIN mappings m ON m.id = c.mapping_id WHERE m.enabled ORDER BY c.mapping_id";
 
-static int seen_before(const seen_key *seen, int n, const seen_key *k)
-{
-    for (int i = 0; i < n; i++)
-        if (seen[i].pin_id == k->pin_id && seen[i].len == k->len &&
-            memcmp(seen[i].serial, k->serial, k->len) == 0)
-            return 1;
-    return 0;
-}
-
 cs_status cs_ocsp_targets(cs_db *db, const char *pin_fp, cs_ocsp_target_cb cb, void *arg)
 {
     pin_set set = {0};
-    seen_key *seen = NULL;
-    int nseen = 0, capseen = 0, rc = SQLITE_DONE;
+    seen_set seen = {0};
+    int rc = SQLITE_DONE, added;
     sqlite3_stmt *stmt;
     cs_status status;
 
@@ -157,27 +199,15 @@ cs_status cs_ocsp_targets(cs_db *db, const char *pin_fp, cs_ocsp_target_cb cb, v
             continue;
         }
         k.pin_id = pin->id;
-        if (!seen_before(seen, nseen, &k)) {
+        if ((added = seen_add(&seen, &k)) < 0) {
+            status = cs_fail(db, CS_ERR, "out of memory");
+        } else if (added) {
             cs_ocsp_target t = {
                 .mapping_id = sqlite3_column_int64(stmt, 0), .cert = cert, .issuer = pin->ca};
 
             memcpy(t.pin_fp, pin->fp, sizeof(t.pin_fp));
-            if (nseen == capseen) {
-                int cap = capseen != 0 ? 2 * capseen : 64;
-                seen_key *grown = OPENSSL_realloc(seen, (size_t)cap * sizeof(*grown));
-
-                if (grown == NULL)
-                    status = cs_fail(db, CS_ERR, "out of memory");
-                else {
-                    seen = grown;
-                    capseen = cap;
-                }
-            }
-            if (status == CS_OK) {
-                seen[nseen++] = k;
-                if (cb(&t, arg) != 0)
-                    rc = SQLITE_DONE;
-            }
+            if (cb(&t, arg) != 0)
+                rc = SQLITE_DONE;
         }
         X509_free(cert);
         if (rc == SQLITE_DONE)
@@ -186,7 +216,7 @@ cs_status cs_ocsp_targets(cs_db *db, const char *pin_fp, cs_ocsp_target_cb cb, v
     if (status == CS_OK && rc != SQLITE_DONE)
         status = cs_sql_fail(db, "reading the mapped certificates");
     sqlite3_reset(stmt);
-    OPENSSL_free(seen);
+    OPENSSL_free(seen.slots);
     free_pins(&set);
     return status;
 }

@@ -184,7 +184,7 @@ static int store_one(cs_db *db, ocsp_query *q, int64_t now)
     if (!q->failed)
         return 0;
     st = cs_ocsp_note_failure(db, q->cert, q->issuer, q->url, now, q->why);
-    return st == CS_OK ? 0 : -1;
+    return st == CS_OK || st == CS_NOTFOUND ? 0 : -1; /* NOTFOUND: unpinned meanwhile */
 }
 
 static void print_query_json(const ocsp_query *q)
