@@ -35,6 +35,7 @@ typedef struct {
     OCSP_REQUEST *req;        /* its nonce is checked against the response */
     crl_fetch_result fetched; /* the response, or why not */
     int fetch_ok;
+    int skipped; /* no responder named and no --url: nothing to ask, not a failure */
     /* after storing */
     int failed;
     char why[512];
@@ -140,11 +141,14 @@ static void ask(ocsp_query *q, const char *url, const crl_fetch_limits *limits)
     unsigned char *der = NULL;
     int der_len;
 
-    q->url = url != NULL ? strdup(url) : aia_url(q->cert);
-    if (q->url == NULL) {
+    if (url != NULL && (q->url = strdup(url)) == NULL) {
         OCSP_CERTID_free(id);
-        query_failed(q,
-                     "the certificate names no OCSP responder (authorityInfoAccess); give --url");
+        query_failed(q, "out of memory");
+        return;
+    }
+    if (url == NULL && (q->url = aia_url(q->cert)) == NULL) {
+        OCSP_CERTID_free(id);
+        q->skipped = 1; /* its CA offers no OCSP for it: its CRL speaks for it */
         return;
     }
     if (id == NULL || (q->req = OCSP_REQUEST_new()) == NULL ||
@@ -173,6 +177,8 @@ static int store_one(cs_db *db, ocsp_query *q, int64_t now)
 {
     cs_status st = CS_INVALID;
 
+    if (q->skipped)
+        return 0;
     if (q->fetch_ok) {
         st = cs_ocsp_store(db, q->cert, q->issuer, q->req, q->fetched.data, q->fetched.len, q->url,
                            now, &q->res);
@@ -193,6 +199,10 @@ static void print_query_json(const ocsp_query *q)
     cli_put_json_string(stdout, q->subject);
     printf(",\"url\":");
     cli_put_json_string(stdout, q->url);
+    if (q->skipped) {
+        printf(",\"result\":\"skipped\"}");
+        return;
+    }
     if (q->failed) {
         printf(",\"result\":\"failed\",\"error\":");
         cli_put_json_string(stdout, q->why);
@@ -214,6 +224,12 @@ static void print_query_text(const ocsp_query *q)
 {
     if (q->failed)
         return; /* said on stderr */
+    if (q->skipped) {
+        printf("skipped: mapping %lld ", (long long)q->mapping_id);
+        cli_put_text(stdout, q->subject);
+        printf(": no OCSP responder in its authorityInfoAccess (give --url to ask one)\n");
+        return;
+    }
     printf("%s: mapping %lld ", q->res.unchanged ? "unchanged" : "updated",
            (long long)q->mapping_id);
     cli_put_text(stdout, q->subject);
@@ -443,7 +459,8 @@ const cli_command cli_ocsp_subcommands[] = {
      "\n"
      "Ask the OCSP responder about every certificate an enabled mapping keeps\n"
      "(map add CERT, IIS imports) whose issuer is a pinned CA: at the URL in the\n"
-     "certificate's authorityInfoAccess, or --url. Each request carries a nonce.\n"
+     "certificate's authorityInfoAccess, or --url; one that names no responder is\n"
+     "skipped (said on stdout, not a failure). Each request carries a nonce.\n"
      "A response is stored only when it is signed by the issuing CA, or by a\n"
      "responder certificate that CA issued with the OCSP-signing EKU (a responder\n"
      "of another CA is refused), when it echoes the nonce if it carries one, and\n"

@@ -226,9 +226,17 @@ bad "not an http:// or https:// URL" ocsp refresh --url ftp://127.0.0.1/
 bad "unexpected\|too many" ocsp ls extra
 
 # ---- good: stored, accepted, shown ------------------------------------------------------
+# A pinned CA's certificate that names no responder (mkpki's alice) is skipped, not a
+# failure; one of an unpinned CA (carol's ca-b) is not asked about at all.
+cs pin add "$pki/ca-a.pem" >/dev/null 2>&1
+cs map add "$pki/alice.pem" --account mkpki-alice --create-account >/dev/null
+cs map add "$pki/carol.pem" --account carol --create-account >/dev/null
 responder responder -ndays 1
 cs ocsp refresh >"$work/refresh" 2>"$work/stderr" || { cat "$work/stderr" >&2; fail "first refresh failed"; }
 [ "$(grep -c ': good (was none)' "$work/refresh")" -eq 2 ] || fail "first refresh: $(cat "$work/refresh")"
+grep -q '^skipped: mapping 3 CN=alice.*: no OCSP responder in its authorityInfoAccess' "$work/refresh" ||
+    fail "first refresh, no responder named: $(cat "$work/refresh")"
+[ "$(grep -c '^skipped: ' "$work/refresh")" -eq 1 ] || fail "first refresh, skipped: $(cat "$work/refresh")"
 cs ocsp ls >"$work/ls"
 [ "$(grep -c "^$pin serial=.* status=good this-update=.* url=http://127.0.0.1:$ocsp_port/ .*result=ok" "$work/ls")" -eq 2 ] ||
     fail "ocsp ls: $(cat "$work/ls")"
