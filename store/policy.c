@@ -411,9 +411,8 @@ static void revoked_detail(sqlite3_stmt *stmt, const cs_revocation_input *in, cs
 
 static void unknown_detail(const cs_revocation_input *in, cs_decision *out)
 {
-    char when[32];
-
     int ocsp_good = in->ocsp == CS_OCSP_GOOD;
+    char when[32];
 
     if (!in->have_crl && !ocsp_good) {
         snprintf(out->detail, sizeof(out->detail),
