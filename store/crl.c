@@ -76,27 +76,37 @@ int cs_serial_key(const ASN1_INTEGER *serial, unsigned char *buf, size_t *len)
     return 1;
 }
 
+/*
+ * The evidence that the leaf is not revoked: the pin's CRL and the leaf's
+ * good OCSP answer; the fresher one counts. A revocation by either rejects
+ * whatever its age, as a listed serial on an old CRL does: revocation is
+ * final, and a stale answer is no reason to forget one.
+ */
 cs_revocation_state cs_revocation_judge(const cs_revocation_input *in, int64_t now, int64_t *until)
 {
     cs_revocation_policy policy = in->policy;
-    int64_t stale_at;
+    int have_good_ocsp = in->ocsp == CS_OCSP_GOOD;
+    int64_t next_update, stale_at;
 
     *until = CS_TIME_FOREVER;
     if (policy == CS_REVOCATION_DEFAULT)
-        policy = in->have_crl ? CS_REVOCATION_SOFT : CS_REVOCATION_OFF;
+        policy = in->have_crl || in->ocsp != CS_OCSP_NONE ? CS_REVOCATION_SOFT : CS_REVOCATION_OFF;
     if (policy == CS_REVOCATION_OFF)
         return in->policy == CS_REVOCATION_OFF ? CS_REVSTATE_OFF : CS_REVSTATE_NONE;
-    if (!in->have_crl)
-        return policy == CS_REVOCATION_HARD ? CS_REVSTATE_UNKNOWN : CS_REVSTATE_MISSING;
-    if (in->listed)
+    if (in->listed || in->ocsp == CS_OCSP_REVOKED)
         return CS_REVSTATE_REVOKED;
-    if (in->next_update == CS_TIME_NONE)
+    if (!in->have_crl && !have_good_ocsp)
+        return policy == CS_REVOCATION_HARD ? CS_REVSTATE_UNKNOWN : CS_REVSTATE_MISSING;
+    if (in->have_crl && in->next_update == CS_TIME_NONE)
         return CS_REVSTATE_GOOD;
-    stale_at = in->next_update > CS_TIME_FOREVER - in->grace ? CS_TIME_FOREVER
-                                                             : in->next_update + in->grace;
+    next_update = in->have_crl ? in->next_update : CS_TIME_NONE;
+    if (have_good_ocsp && (next_update == CS_TIME_NONE || in->ocsp_next_update > next_update))
+        next_update = in->ocsp_next_update;
+    stale_at =
+        next_update > CS_TIME_FOREVER - in->grace ? CS_TIME_FOREVER : next_update + in->grace;
     if (now <= stale_at)
         *until = stale_at; /* the decision (or its log line) changes then */
-    if (now <= in->next_update)
+    if (now <= next_update)
         return CS_REVSTATE_GOOD;
     if (now <= stale_at)
         return CS_REVSTATE_GRACE;
@@ -751,7 +761,9 @@ static void info_from_row(sqlite3_stmt *stmt, int64_t now, cs_crl_info *info)
                                .grace = info->grace,
                                .have_crl = info->have_crl,
                                .next_update = info->next_update,
-                               .listed = 0};
+                               .listed = 0,
+                               .ocsp = CS_OCSP_NONE,
+                               .ocsp_next_update = CS_TIME_NONE};
     info->state = cs_revocation_judge(&in, now, &until);
     if (info->subject == NULL)
         info->subject = "";

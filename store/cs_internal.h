@@ -82,6 +82,15 @@ typedef enum {
     STMT_MAPPING_UNPINNED,
     STMT_MAPPING_CERT_ADD,
     STMT_MAPPING_CERT_GET,
+    /* ocsp.c */
+    STMT_OCSP_QUIET_BEGIN,
+    STMT_OCSP_BUMP,
+    STMT_OCSP_PIN_ID,
+    STMT_OCSP_CURRENT,
+    STMT_OCSP_PUT,
+    STMT_OCSP_NOTE_FAILURE,
+    STMT_OCSP_LIST,
+    STMT_OCSP_TARGETS,
     STMT_COUNT
 } cs_stmt_id;
 
@@ -138,8 +147,10 @@ typedef struct {
     cs_revocation_policy policy; /* as stored: DEFAULT when never set */
     int64_t grace;
     int have_crl;
-    int64_t next_update; /* CS_TIME_NONE: the CRL names none */
-    int listed;          /* the leaf's serial is on the CRL */
+    int64_t next_update;      /* CS_TIME_NONE: the CRL names none */
+    int listed;               /* the leaf's serial is on the CRL */
+    cs_ocsp_status ocsp;      /* the leaf's stored OCSP answer */
+    int64_t ocsp_next_update; /* its nextUpdate, or thisUpdate + a day when it names none */
 } cs_revocation_input;
 /*
  * The state at `now`; *until is when it (or what is logged for it) changes,

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
 #ifdef __cplusplus
@@ -32,7 +33,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 8
+#define CS_SCHEMA_VERSION 9
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -760,6 +761,85 @@ typedef int (*cs_crl_cb)(const cs_crl_info *info, void *arg);
 /* Pins that have a CRL or a policy set, in pin order; state judged at now. */
 cs_status cs_crl_foreach(cs_db *db, int64_t now, cs_crl_cb cb, void *arg);
 
+/* ---- prefetched OCSP answers (ocsp.c) -------------------------------------- */
+
+/* OCSP certificate status as stored (RFC 6960 CertStatus); NONE: no answer. */
+typedef enum {
+    CS_OCSP_NONE = -1,
+    CS_OCSP_GOOD = 0,
+    CS_OCSP_REVOKED = 1,
+    CS_OCSP_UNKNOWN = 2
+} cs_ocsp_status;
+/* "none", "good", "revoked", "unknown". */
+const char *cs_ocsp_status_name(cs_ocsp_status status);
+/* An answer without nextUpdate counts as current this long after its thisUpdate. */
+#define CS_OCSP_NO_NEXT_UPDATE_VALIDITY 86400
+
+/*
+ * A certificate `ocsp refresh` asks about: kept by an enabled mapping and
+ * issued (name and signature) by a pinned CA; with the mapping's pin when it
+ * is bound to one. Certificates are valid during the callback (up-ref them).
+ */
+typedef struct {
+    int64_t mapping_id;
+    X509 *cert;
+    X509 *issuer;
+    char pin_fp[CS_FP_HEX_LEN + 1];
+} cs_ocsp_target;
+typedef int (*cs_ocsp_target_cb)(const cs_ocsp_target *t, void *arg);
+/*
+ * Each (pin, serial) once, in mapping order; pin_fp (NULL: all) limits it to
+ * one pin. Mappings whose certificate no pin issued are skipped.
+ */
+cs_status cs_ocsp_targets(cs_db *db, const char *pin_fp, cs_ocsp_target_cb cb, void *arg);
+
+typedef struct {
+    cs_ocsp_status old_status, status;
+    int64_t revoked_at; /* CS_TIME_NONE unless revoked (and given) */
+    int64_t this_update;
+    int64_t next_update;   /* CS_TIME_NONE: the answer names none */
+    int unchanged;         /* the same status and validity as stored */
+    int generation_bumped; /* a decision may have become stricter */
+} cs_ocsp_result;
+
+/*
+ * Verify an OCSP response (DER) about cert, issued by the pinned CA issuer,
+ * and store its answer. Verified: response status successful, a basic
+ * response signed by the issuer itself or by a responder certificate the
+ * issuer issued with the OCSP-signing EKU (its chain checked at now, the
+ * issuer the only trust anchor: a responder of another CA is refused); the
+ * nonce of req (NULL: none sent) when the responder echoes one; an answer
+ * for this certificate; thisUpdate/nextUpdate current within 5 minutes; not
+ * older than the stored one. Any failure is CS_INVALID with one line and
+ * writes nothing. The generation is bumped only when the answer turns
+ * revoked, stops being good, or its nextUpdate moves earlier.
+ */
+cs_status cs_ocsp_store(cs_db *db, X509 *cert, X509 *issuer, OCSP_REQUEST *req,
+                        const unsigned char *der, size_t len, const char *url, int64_t now,
+                        cs_ocsp_result *res);
+/*
+ * Record a failed query for cert (a row without answer when there is none):
+ * the stored answer, if any, stays. Changes no decision: bumps nothing.
+ */
+cs_status cs_ocsp_note_failure(cs_db *db, X509 *cert, X509 *issuer, const char *url, int64_t now,
+                               const char *why);
+
+typedef struct {
+    char pin_fp[CS_FP_HEX_LEN + 1];
+    char serial[260]; /* uppercase hex, '-' first when negative */
+    const char *subject;
+    cs_ocsp_status status;
+    int64_t revoked_at, reason;                /* CS_TIME_NONE, -1 when absent */
+    int64_t this_update, next_update, updated; /* CS_TIME_NONE when absent */
+    const char *url;
+    int64_t fetched;
+    const char *fetch_result;
+    int current; /* a good or revoked answer within its nextUpdate at now */
+} cs_ocsp_info;
+typedef int (*cs_ocsp_cb)(const cs_ocsp_info *info, void *arg);
+/* Stored answers (and unanswered queries), by pin and serial. */
+cs_status cs_ocsp_foreach(cs_db *db, int64_t now, cs_ocsp_cb cb, void *arg);
+
 /* ---- the policy ---------------------------------------------------------- */
 
 typedef enum {
@@ -776,8 +856,8 @@ typedef enum {
     CS_REASON_DENIED_BY_RULE,        /* a deny rule matched first */
     CS_REASON_WEAK_MAPPING_REFUSED,  /* accepted by a rule, but require_strong */
     CS_REASON_ISSUED_BEFORE_MAPPING, /* notBefore earlier than the mapping/rule */
-    CS_REASON_REVOKED,               /* the leaf's serial is on its pin's CRL */
-    CS_REASON_REVOCATION_UNKNOWN,    /* policy hard, and no current CRL */
+    CS_REASON_REVOKED,               /* on its pin's CRL, or its OCSP answer says so */
+    CS_REASON_REVOCATION_UNKNOWN,    /* policy hard, no current CRL nor good OCSP answer */
     CS_REASON_COUNT
 } cs_reason;
 
@@ -802,6 +882,8 @@ typedef struct {
     int64_t rule_id;                   /* the rule that decided, 0 if none (then mapping_id says) */
     int weak;                          /* decided by a weak way in (a rule, KB5014754) */
     cs_revocation_state revocation;    /* what the revocation step found (once a pin was) */
+    cs_ocsp_status ocsp;               /* the leaf's stored OCSP answer the step read */
+    int64_t ocsp_next_update;          /* its nextUpdate (CS_TIME_NONE: none read) */
 } cs_decision;
 
 /*

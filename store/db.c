@@ -267,6 +267,29 @@ static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
                                 "  last_success INTEGER NOT NULL,"
                                 "  detail TEXT NOT NULL);";
 
+/*
+ * Prefetched OCSP answers (issue 14), one per certificate a mapping keeps,
+ * keyed like the revoked table by (issuing pin, serial): an OCSP CertID
+ * names exactly that, and the decision probes it with the serial it already
+ * binds. status NULL is a certificate never answered (only its last fetch is
+ * known). A policy table (generation triggers); ocsp.c writes it quietly and
+ * bumps the generation itself only when a decision can become stricter.
+ */
+static const char schema_v9[] = "CREATE TABLE ocsp_answers ("
+                                "  pin_id INTEGER NOT NULL REFERENCES pins(id) ON DELETE CASCADE,"
+                                "  serial BLOB NOT NULL,"
+                                "  subject TEXT NOT NULL,"
+                                "  status INTEGER CHECK (status IS NULL OR status IN (0, 1, 2)),"
+                                "  revoked_at INTEGER,"
+                                "  reason INTEGER,"
+                                "  this_update INTEGER,"
+                                "  next_update INTEGER,"
+                                "  updated INTEGER,"
+                                "  url TEXT,"
+                                "  fetched INTEGER NOT NULL,"
+                                "  fetch_result TEXT NOT NULL,"
+                                "  CHECK ((status IS NULL) = (this_update IS NULL)),"
+                                "  PRIMARY KEY (pin_id, serial)) WITHOUT ROWID;";
 
 typedef struct {
     int version;
@@ -278,7 +301,7 @@ typedef struct {
 /* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
-    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0},
+    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0}, {9, schema_v9, 0},
 };
 /* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
@@ -370,16 +393,20 @@ static const char *const statement_sql[STMT_COUNT] = {
     /*
      * ... and the pin's revocation policy, its CRL's freshness and whether
      * the leaf's serial (?4) is on it: one probe each, through the pin's
-     * CRL row to the revoked table's primary key.
+     * CRL row to the revoked table's primary key; and the leaf's prefetched
+     * OCSP answer by the same (pin, serial) key (86400 is
+     * CS_OCSP_NO_NEXT_UPDATE_VALIDITY).
      */
     [STMT_DECIDE_FAST] = "SELECT (SELECT generation FROM meta WHERE id = 1), p.enabled,"
                          " m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
                          " a.enabled, a.name, m.created, m.not_issued_before_created,"
                          " p.revocation, p.revocation_grace, c.id, c.next_update,"
-                         " r.crl_id IS NOT NULL"
+                         " r.crl_id IS NOT NULL, o.status,"
+                         " coalesce(o.next_update, o.this_update + 86400)"
                          " FROM (SELECT 1) LEFT JOIN pins p ON p.fp = ?1"
                          " LEFT JOIN crls c ON c.pin_id = p.id"
                          " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?4"
+                         " LEFT JOIN ocsp_answers o ON o.pin_id = p.id AND o.serial = ?4"
                          " LEFT JOIN mappings m ON m.kind = ?2 AND m.key = ?3"
                          " LEFT JOIN accounts a ON a.id = m.account_id",
     [STMT_DECIDE_RULES] = "SELECT r.id, r.action, r.subject, r.issuer, r.san, r.eku, r.policy,"

@@ -343,7 +343,10 @@ typedef struct {
     int ok; /* 0: longer than any stored serial can be */
 } serial_key;
 
-/* The columns from `at` on: revocation, revocation_grace, crl id, next_update, listed. */
+/*
+ * The columns from `at` on: revocation, revocation_grace, crl id, next_update,
+ * listed, then the leaf's OCSP answer: status and effective nextUpdate.
+ */
 static void revocation_input_read(sqlite3_stmt *stmt, int at, cs_revocation_input *in)
 {
     in->policy = sqlite3_column_type(stmt, at) == SQLITE_NULL
@@ -355,13 +358,28 @@ static void revocation_input_read(sqlite3_stmt *stmt, int at, cs_revocation_inpu
     in->have_crl = sqlite3_column_type(stmt, at + 2) != SQLITE_NULL;
     in->next_update = cs_column_time(stmt, at + 3);
     in->listed = sqlite3_column_int(stmt, at + 4) != 0;
+    in->ocsp = sqlite3_column_type(stmt, at + 5) == SQLITE_NULL
+                   ? CS_OCSP_NONE
+                   : (cs_ocsp_status)sqlite3_column_int(stmt, at + 5);
+    in->ocsp_next_update = cs_column_time(stmt, at + 6);
 }
 
+/* What check shows of the OCSP answer the step read. */
+static void note_ocsp(const cs_revocation_input *in, cs_decision *out)
+{
+    out->ocsp = in->ocsp;
+    out->ocsp_next_update = in->ocsp != CS_OCSP_NONE ? in->ocsp_next_update : CS_TIME_NONE;
+}
+
+/* An OCSP answer without nextUpdate is current for a day after its thisUpdate. */
+_Static_assert(CS_OCSP_NO_NEXT_UPDATE_VALIDITY == 86400, "the SQL below and STMT_DECIDE_FAST");
 static const char sql_decide_revocation[] =
     "SELECT p.revocation, p.revocation_grace, c.id, c.next_update, r.crl_id IS NOT NULL,"
-    " r.revoked_at, r.reason"
+    " o.status, coalesce(o.next_update, o.this_update + 86400),"
+    " r.revoked_at, r.reason, o.revoked_at, o.reason"
     " FROM pins p LEFT JOIN crls c ON c.pin_id = p.id"
     " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?2"
+    " LEFT JOIN ocsp_answers o ON o.pin_id = p.id AND o.serial = ?2"
     " WHERE p.fp = ?1";
 
 /* RFC 5280 5.3.1 CRLReason names, for the detail of a rejection. */
@@ -376,31 +394,39 @@ static const char *crl_reason_name(int reason)
                                                                            : "no reason given";
 }
 
-static void revoked_detail(sqlite3_stmt *stmt, cs_decision *out)
+/* Columns 7, 8: the CRL entry's date and reason; 9, 10: the OCSP answer's. */
+static void revoked_detail(sqlite3_stmt *stmt, const cs_revocation_input *in, cs_decision *out)
 {
+    int at = in->listed ? 7 : 9;
     char when[32] = "-";
 
-    if (sqlite3_column_type(stmt, 5) != SQLITE_NULL)
-        cs_time_format(sqlite3_column_int64(stmt, 5), when);
-    snprintf(out->detail, sizeof(out->detail), "revoked %s (%s) by the CRL of pin %.16s", when,
-             sqlite3_column_type(stmt, 6) == SQLITE_NULL
+    if (sqlite3_column_type(stmt, at) != SQLITE_NULL)
+        cs_time_format(sqlite3_column_int64(stmt, at), when);
+    snprintf(out->detail, sizeof(out->detail), "revoked %s (%s) by the %s of pin %.16s", when,
+             sqlite3_column_type(stmt, at + 1) == SQLITE_NULL
                  ? "no reason given"
-                 : crl_reason_name(sqlite3_column_int(stmt, 6)),
-             out->issuer_fp);
+                 : crl_reason_name(sqlite3_column_int(stmt, at + 1)),
+             in->listed ? "CRL" : "OCSP answer", out->issuer_fp);
 }
 
 static void unknown_detail(const cs_revocation_input *in, cs_decision *out)
 {
+    int ocsp_good = in->ocsp == CS_OCSP_GOOD;
     char when[32];
 
-    if (!in->have_crl) {
-        snprintf(out->detail, sizeof(out->detail), "policy hard and pin %.16s has no CRL",
-                 out->issuer_fp);
+    if (!in->have_crl && !ocsp_good) {
+        snprintf(out->detail, sizeof(out->detail),
+                 "policy hard, pin %.16s has no CRL and the leaf no good OCSP answer (%s)",
+                 out->issuer_fp, cs_ocsp_status_name(in->ocsp));
         return;
     }
-    cs_time_format(in->next_update, when);
+    cs_time_format(in->have_crl && (!ocsp_good || in->next_update > in->ocsp_next_update)
+                       ? in->next_update
+                       : in->ocsp_next_update,
+                   when);
     snprintf(out->detail, sizeof(out->detail),
-             "policy hard and the CRL of pin %.16s is stale (nextUpdate %s, grace %llds)",
+             "policy hard and the %s of pin %.16s is stale (nextUpdate %s, grace %llds)",
+             in->have_crl ? (ocsp_good ? "CRL and OCSP answer" : "CRL") : "OCSP answer",
              out->issuer_fp, when, (long long)in->grace);
 }
 
@@ -429,6 +455,7 @@ static step_result decide_revocation(cs_db *db, const serial_key *serial, int64_
         return decided(reject(out, CS_REASON_ISSUER_NOT_PINNED)); /* gone since the pin read */
     }
     revocation_input_read(stmt, 0, &in);
+    note_ocsp(&in, out);
     out->revocation = cs_revocation_judge(&in, now, until);
     if (!serial->ok && out->revocation != CS_REVSTATE_NONE && out->revocation != CS_REVSTATE_OFF) {
         sqlite3_reset(stmt);
@@ -437,7 +464,7 @@ static step_result decide_revocation(cs_db *db, const serial_key *serial, int64_
         return decided(reject(out, CS_REASON_REVOCATION_UNKNOWN));
     }
     if (out->revocation == CS_REVSTATE_REVOKED)
-        revoked_detail(stmt, out);
+        revoked_detail(stmt, &in, out);
     sqlite3_reset(stmt);
     if (out->revocation == CS_REVSTATE_REVOKED)
         return decided(reject(out, CS_REASON_REVOKED));
@@ -528,6 +555,7 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, const serial_key *se
     } else {
         /* Revoked or unknown: the full evaluation says by which entry, or why. */
         revocation_input_read(stmt, 11, &rev);
+        note_ocsp(&rev, out);
         out->revocation = cs_revocation_judge(&rev, now, &until);
         if (out->revocation != CS_REVSTATE_REVOKED && out->revocation != CS_REVSTATE_UNKNOWN &&
             sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
@@ -539,8 +567,11 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, const serial_key *se
                                                     certificate_limit(leaf, issuer, now), out),
                                       until, out);
         }
-        if (decided < 0)
+        if (decided < 0) {
             out->revocation = CS_REVSTATE_NONE;
+            out->ocsp = CS_OCSP_NONE;
+            out->ocsp_next_update = CS_TIME_NONE;
+        }
     }
     sqlite3_reset(stmt);
     return decided;
@@ -650,6 +681,8 @@ int cs_decide_keys(cs_db *db, const cs_key keys[CS_KIND_COUNT], const char *issu
 
     memset(out, 0, sizeof(*out));
     out->reason = CS_REASON_STORE_UNAVAILABLE;
+    out->ocsp = CS_OCSP_NONE;
+    out->ocsp_next_update = CS_TIME_NONE;
     if (db == NULL || db->sql == NULL)
         return store_unavailable(out, NULL, "no database open");
     if (issuer_fp != NULL)
@@ -685,6 +718,8 @@ static int decide_chain(cs_db *db, STACK_OF(X509) * chain, int64_t now, const ch
 
     memset(out, 0, sizeof(*out));
     out->reason = CS_REASON_STORE_UNAVAILABLE;
+    out->ocsp = CS_OCSP_NONE;
+    out->ocsp_next_update = CS_TIME_NONE;
     if (chain == NULL || sk_X509_num(chain) < 1 || (leaf = sk_X509_value(chain, 0)) == NULL) {
         snprintf(out->detail, sizeof(out->detail), "no certificate chain");
         return reject(out, CS_REASON_CHAIN_INVALID);

@@ -65,6 +65,7 @@ extern const cli_command cli_account_subcommands[];
 extern const cli_command cli_map_subcommands[];
 extern const cli_command cli_rule_subcommands[];
 extern const cli_command cli_crl_subcommands[];
+extern const cli_command cli_ocsp_subcommands[];
 
 /* ---- messages (cli_util.c) ----------------------------------------------- */
 

@@ -313,6 +313,11 @@ static void print_text(const check_result *r)
         printf("issuer-sha256: %s\n", d->issuer_fp);
     if (d->revocation != CS_REVSTATE_NONE)
         printf("revocation: %s\n", cs_revocation_state_name(d->revocation));
+    if (d->ocsp != CS_OCSP_NONE) {
+        printf("ocsp: %s next-update=", cs_ocsp_status_name(d->ocsp));
+        cli_put_text_time(stdout, d->ocsp_next_update);
+        putchar('\n');
+    }
     if (r->detail[0] != '\0') {
         printf("detail: ");
         cli_put_text(stdout, r->detail);
@@ -359,7 +364,10 @@ static void print_json(const check_result *r)
     cli_put_json_string(stdout, r->subject);
     printf(",\"leaf_sha256\":\"%s\",\"issuer_sha256\":", r->leaf_fp);
     cli_put_json_string(stdout, d->issuer_fp[0] != '\0' ? d->issuer_fp : NULL);
-    printf(",\"revocation\":\"%s\",\"chain_error\":", cs_revocation_state_name(d->revocation));
+    printf(",\"revocation\":\"%s\",\"ocsp\":\"%s\",\"ocsp_next_update\":",
+           cs_revocation_state_name(d->revocation), cs_ocsp_status_name(d->ocsp));
+    cli_put_json_time(stdout, d->ocsp_next_update);
+    printf(",\"chain_error\":");
     cli_put_json_string(stdout, r->chain_error);
     printf(",\"detail\":");
     cli_put_json_string(stdout, r->detail[0] != '\0' ? r->detail : NULL);
@@ -461,8 +469,10 @@ const cli_command cli_cmd_check = {
     "weak-mapping-refused, issued-before-mapping, revoked,\n"
     "revocation-unknown. For issuer-not-pinned the issuing CA's subject\n"
     "follows, and the command that would pin it. When the issuer's pin was\n"
-    "reached, a line 'revocation: STATE' says what its CRL gave (good, grace,\n"
-    "stale, missing, revoked, unknown, off).\n"
+    "reached, a line 'revocation: STATE' says what its CRL and the leaf's\n"
+    "stored OCSP answer gave (good, grace, stale, missing, revoked, unknown,\n"
+    "off), and when the leaf has a stored OCSP answer, a line\n"
+    "'ocsp: STATUS next-update=TIME' says which (good, revoked, unknown).\n"
     "\n"
     "  --ca ROOTS.pem   trusted root certificates (PEM bundle)\n"
     "  --at TIME        decide at this time instead of now (YYYY-MM-DD or RFC 3339)\n"

@@ -13,6 +13,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "cli.h"
 #include "crl_fetch.h"
@@ -120,15 +121,17 @@ static X509_CRL *read_crl(const cli_ctx *ctx, const char *path)
     return crl;
 }
 
-static void print_added(const char *path, const cs_crl_add_result *res)
+/* url: where it was fetched from, NULL for a file. */
+static void print_added(const char *path, const char *url, const cs_crl_add_result *res)
 {
     if (res->unchanged) {
         printf("unchanged: pin %s already has this CRL (%s)\n", res->pin_fp, path);
         return;
     }
-    printf("crl for pin %s: %lld entries, %lld newly revoked, %lld no longer listed%s\n",
-           res->pin_fp, (long long)res->entries, (long long)res->newly_revoked,
-           (long long)res->unrevoked, res->generation_bumped ? "; sessions decide again" : "");
+    printf("crl for pin %s%s%s: %lld entries, %lld newly revoked, %lld no longer listed%s\n",
+           res->pin_fp, url != NULL ? " from " : "", url != NULL ? url : "",
+           (long long)res->entries, (long long)res->newly_revoked, (long long)res->unrevoked,
+           res->generation_bumped ? "; sessions decide again" : "");
 }
 
 static int run_crl_add(cli_ctx *ctx, int argc, char **argv)
@@ -158,7 +161,7 @@ static int run_crl_add(cli_ctx *ctx, int argc, char **argv)
         cli_fail(ctx, "%s: %s", pos.args[0], cs_db_errmsg(db));
     rc = cli_end_write(ctx, db, st);
     if (rc == CLI_OK)
-        print_added(pos.args[0], &res);
+        print_added(pos.args[0], NULL, &res);
     X509_CRL_free(crl);
     return rc;
 }
@@ -171,6 +174,7 @@ typedef struct {
     char *url;
     char pin[CS_FP_HEX_LEN + 1]; /* "" when --url names no --pin: the CRL's issuer decides */
     char *etag, *last_modified;  /* of the stored CRL's last fetch from this URL */
+    int done;                    /* a source of this pin already served a CRL that was stored */
 } fetch_target;
 
 typedef struct {
@@ -201,6 +205,50 @@ static int add_target(target_scan *t, const char *url, const char *pin, const cs
         ft->etag = dup_or_null(c->etag);
         ft->last_modified = dup_or_null(c->last_modified);
     }
+    return 0;
+}
+
+static int known_target(const target_scan *t, const char *url, const char *pin)
+{
+    for (int i = 0; i < t->count; i++)
+        if (strcmp(t->targets[i].url, url) == 0 && strcmp(t->targets[i].pin, pin) == 0)
+            return 1;
+    return 0;
+}
+
+/* The fullName URIs (http, https, file) of a certificate's CRL distribution points. */
+static int note_distribution_points(const cs_ocsp_target *c, void *arg)
+{
+    target_scan *t = arg;
+    STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(c->cert, NID_crl_distribution_points, NULL, NULL);
+
+    for (int i = 0; i < sk_DIST_POINT_num(dps); i++) {
+        DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
+
+        if (dp->distpoint == NULL || dp->distpoint->type != 0)
+            continue;
+        for (int j = 0; j < sk_GENERAL_NAME_num(dp->distpoint->name.fullname); j++) {
+            GENERAL_NAME *gn = sk_GENERAL_NAME_value(dp->distpoint->name.fullname, j);
+            const char *uri;
+            char url[4097];
+            int len;
+
+            if (gn->type != GEN_URI)
+                continue;
+            uri = (const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier);
+            len = ASN1_STRING_length(gn->d.uniformResourceIdentifier);
+            if (len <= 0 || len >= (int)sizeof(url) || memchr(uri, '\0', (size_t)len) != NULL)
+                continue;
+            memcpy(url, uri, (size_t)len);
+            url[len] = '\0';
+            if ((strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0 ||
+                 strncmp(url, "file://", 7) == 0) &&
+                !known_target(t, url, c->pin_fp))
+                add_target(t, url, c->pin_fp, NULL);
+        }
+    }
+    CRL_DIST_POINTS_free(dps);
+    ERR_clear_error();
     return 0;
 }
 
@@ -239,6 +287,10 @@ static int collect_targets(const cli_ctx *ctx, target_scan *t)
         return cli_fail(ctx, "out of memory");
     }
     st = cs_crl_foreach(db, (int64_t)time(NULL), note_target, t);
+    /* Without --url: after each pin's remembered source, the distribution points of the
+     * certificates mapped under it, in mapping order. */
+    if (st == CS_OK && t->url == NULL)
+        st = cs_ocsp_targets(db, t->want_pin, note_distribution_points, t);
     if (st != CS_OK) {
         cli_store_fail(ctx, db);
         cs_db_close(db);
@@ -251,7 +303,9 @@ static int collect_targets(const cli_ctx *ctx, target_scan *t)
     if (t->overflow)
         return cli_fail(ctx, "more than %d CRL sources", FETCH_TARGETS_MAX);
     if (t->count == 0)
-        return cli_fail(ctx, "no CRL source known%s: give --url (it is remembered for the pin)",
+        return cli_fail(ctx,
+                        "no CRL source known%s (none remembered, no distribution point in a "
+                        "mapped certificate): give --url (it is remembered for the pin)",
                         t->want_pin != NULL ? " for this pin" : "");
     return CLI_CONTINUE;
 }
@@ -274,7 +328,10 @@ static int fetch_failed(const cli_ctx *ctx, const fetch_target *ft, const char *
 
     /* A URL is remembered only once it served a CRL that was stored. */
     snprintf(result, sizeof(result), "failed: %.200s: %s", ft->url, why);
-    cli_fail(ctx, "%s: %s; the stored CRL stays", ft->url, why);
+    if (ft->done) /* another source of this pin is still to come: not the pin's failure */
+        cli_warn(ctx, "%s: %s; trying the pin's next CRL source", ft->url, why);
+    else
+        cli_fail(ctx, "%s: %s; the stored CRL stays", ft->url, why);
     note_fetch(ctx, ft->pin, NULL, result);
     return 1;
 }
@@ -312,7 +369,7 @@ static int store_fetched(const cli_ctx *ctx, const fetch_target *ft, const crl_f
     }
     if (cli_end_write(ctx, db, st) != CLI_OK)
         return 1;
-    print_added(ft->url, &res);
+    print_added(ft->url, ft->url, &res);
     return 0;
 }
 
@@ -394,8 +451,23 @@ static int run_crl_fetch(cli_ctx *ctx, int argc, char **argv)
         free_targets(&t);
         return cli_fail(ctx, "cannot initialise libcurl");
     }
-    for (int i = 0; i < t.count; i++)
-        failures += fetch_one(ctx, &t.targets[i], &limits);
+    for (int i = 0; i < t.count; i++) {
+        fetch_target *ft = &t.targets[i];
+        int more = 0;
+
+        if (ft->done == 2)
+            continue; /* its pin was served by an earlier source */
+        for (int j = i + 1; ft->pin[0] != '\0' && j < t.count; j++)
+            more |= strcmp(t.targets[j].pin, ft->pin) == 0;
+        ft->done = more; /* fetch_failed: a warning while another source remains */
+        if (fetch_one(ctx, ft, &limits) != 0) {
+            failures += !more;
+            continue;
+        }
+        for (int j = i + 1; ft->pin[0] != '\0' && j < t.count; j++)
+            if (strcmp(t.targets[j].pin, ft->pin) == 0)
+                t.targets[j].done = 2; /* the first source that yields a valid CRL wins */
+    }
     crl_fetch_cleanup();
     free_targets(&t);
     return failures > 0 ? CLI_FAIL : CLI_OK;
@@ -558,8 +630,11 @@ const cli_command cli_crl_subcommands[] = {
      "                           [--max-size BYTES]\n"
      "\n"
      "Download CRLs (http://, https:// or file://) and store each through exactly\n"
-     "the checks of 'crl add'. Without --url, every pin's remembered source (or\n"
-     "the one pin's, with --pin) is fetched; a URL given with --url is\n"
+     "the checks of 'crl add'. Without --url, every pin's sources (or the one\n"
+     "pin's, with --pin) are tried in turn until one yields a CRL that is stored:\n"
+     "its remembered URL, then the CRL distribution points (fullName URIs) of the\n"
+     "certificates mapped under it, each once; the line printed names the URL\n"
+     "used. A URL that served a stored CRL, or one given with --url, is\n"
      "remembered for the pin whose CRL it serves. HTTP requests are conditional\n"
      "on the last ETag and Last-Modified; redirects are followed to http and\n"
      "https only, at most 5. A failed fetch keeps the stored CRL, is recorded\n"

@@ -5,7 +5,8 @@
  * them, the body capped at limits->max_size (by Content-Length before
  * anything is read, and by counting), the whole transfer at
  * limits->timeout_s. A 304 to a conditional GET is "not modified"; any other
- * status but 200 is a failure that names it.
+ * status but 200 is a failure that names it. crl_fetch_post is the same
+ * transfer as a POST (OCSP, RFC 6960 A.1), http and https only.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,11 +116,23 @@ static struct curl_slist *conditions(const char *etag, const char *last_modified
     return list;
 }
 
+typedef struct {
+    const void *data; /* NULL: a GET */
+    size_t len;
+} post_body;
+
 static void set_options(CURL *curl, const char *url, const crl_fetch_limits *limits,
-                        fetch_sink *sink, struct curl_slist *headers, char *errbuf)
+                        fetch_sink *sink, struct curl_slist *headers, const post_body *post,
+                        char *errbuf)
 {
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR,
+                     post->data != NULL ? "http,https" : "http,https,file");
+    if (post->data != NULL) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post->data);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post->len);
+        curl_easy_setopt(curl, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
+    }
     curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, limits->max_redirects);
@@ -127,7 +140,8 @@ static void set_options(CURL *curl, const char *url, const crl_fetch_limits *lim
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, limits->timeout_s);
     curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)limits->max_size);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "certstore-crl-fetch");
+    curl_easy_setopt(curl, CURLOPT_USERAGENT,
+                     post->data != NULL ? "certstore-ocsp" : "certstore-crl-fetch");
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, take_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, take_header);
@@ -151,25 +165,22 @@ __attribute__((format(printf, 2, 3))) static crl_fetch_outcome failed(crl_fetch_
     return CRL_FETCH_FAILED;
 }
 
-crl_fetch_outcome crl_fetch(const char *url, const char *etag, const char *last_modified,
-                            const crl_fetch_limits *limits, crl_fetch_result *res)
+static crl_fetch_outcome transfer(const char *url, struct curl_slist *headers,
+                                  const post_body *post, const crl_fetch_limits *limits,
+                                  crl_fetch_result *res)
 {
     char errbuf[CURL_ERROR_SIZE] = "";
     fetch_sink sink = {.res = res, .max_size = limits->max_size};
-    struct curl_slist *headers = NULL;
     CURL *curl = curl_easy_init();
     long status = 0;
     CURLcode rc;
 
-    memset(res, 0, sizeof(*res));
     if (curl == NULL)
         return failed(res, "cannot start libcurl");
-    headers = conditions(etag, last_modified);
-    set_options(curl, url, limits, &sink, headers, errbuf);
+    set_options(curl, url, limits, &sink, headers, post, errbuf);
     rc = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(curl);
-    curl_slist_free_all(headers);
     if (sink.too_large || rc == CURLE_FILESIZE_EXCEEDED)
         return failed(res, "response larger than %zu bytes", limits->max_size);
     if (rc == CURLE_OPERATION_TIMEDOUT)
@@ -179,7 +190,7 @@ crl_fetch_outcome crl_fetch(const char *url, const char *etag, const char *last_
     if (rc != CURLE_OK)
         return failed(res, "%s", errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
     /* file:// has no status; http(s) must answer 200, or 304 to a conditional GET. */
-    if (status == 304 && headers != NULL) {
+    if (status == 304 && headers != NULL && post->data == NULL) {
         free(res->data);
         res->data = NULL;
         res->len = 0;
@@ -188,4 +199,37 @@ crl_fetch_outcome crl_fetch(const char *url, const char *etag, const char *last_
     if (status != 0 && status != 200)
         return failed(res, "HTTP status %ld", status);
     return CRL_FETCH_OK;
+}
+
+crl_fetch_outcome crl_fetch(const char *url, const char *etag, const char *last_modified,
+                            const crl_fetch_limits *limits, crl_fetch_result *res)
+{
+    post_body get = {NULL, 0};
+    struct curl_slist *headers = conditions(etag, last_modified);
+    crl_fetch_outcome outcome;
+
+    memset(res, 0, sizeof(*res));
+    outcome = transfer(url, headers, &get, limits, res);
+    curl_slist_free_all(headers);
+    return outcome;
+}
+
+crl_fetch_outcome crl_fetch_post(const char *url, const void *body, size_t len,
+                                 const char *content_type, const crl_fetch_limits *limits,
+                                 crl_fetch_result *res)
+{
+    post_body post = {body, len};
+    struct curl_slist *headers = NULL;
+    char line[160];
+    crl_fetch_outcome outcome;
+
+    memset(res, 0, sizeof(*res));
+    if (body == NULL || strlen(content_type) > 100)
+        return failed(res, "nothing to send");
+    snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+    if ((headers = curl_slist_append(NULL, line)) == NULL)
+        return failed(res, "out of memory");
+    outcome = transfer(url, headers, &post, limits, res);
+    curl_slist_free_all(headers);
+    return outcome;
 }

@@ -2,7 +2,8 @@
 /*
  * Downloading a CRL over HTTP(S) or from a file:// URL with libcurl's easy
  * API: bounded in time, size and redirects, conditional on the last ETag
- * and Last-Modified. Never prints; the caller reports.
+ * and Last-Modified; and the same transfer as a POST, for OCSP queries.
+ * Never prints; the caller reports.
  */
 #ifndef CRL_FETCH_H
 #define CRL_FETCH_H
@@ -32,5 +33,10 @@ void crl_fetch_cleanup(void);
 /* GET url; etag/last_modified (may be NULL or "") make it conditional. */
 crl_fetch_outcome crl_fetch(const char *url, const char *etag, const char *last_modified,
                             const crl_fetch_limits *limits, crl_fetch_result *res);
+
+/* POST body to url (http or https) as content_type; the same limits, no conditions. */
+crl_fetch_outcome crl_fetch_post(const char *url, const void *body, size_t len,
+                                 const char *content_type, const crl_fetch_limits *limits,
+                                 crl_fetch_result *res);
 
 #endif

@@ -20,11 +20,12 @@ extern const cli_command cli_cmd_rule;     /* tools/cmd_rule.c */
 extern const cli_command cli_cmd_expiring; /* tools/cmd_expiring.c */
 extern const cli_command cli_cmd_crl;      /* tools/cmd_crl.c */
 extern const cli_command cli_cmd_sync;     /* tools/cmd_sync.c */
+extern const cli_command cli_cmd_ocsp;     /* tools/cmd_ocsp.c */
 
 static const cli_command *const commands[] = {
     &cli_cmd_init,   &cli_cmd_pin,      &cli_cmd_account, &cli_cmd_map,   &cli_cmd_check,
     &cli_cmd_import, &cli_cmd_export,   &cli_cmd_log,     &cli_cmd_stats, &cli_cmd_doctor,
-    &cli_cmd_rule,   &cli_cmd_expiring, &cli_cmd_crl,     &cli_cmd_sync,
+    &cli_cmd_rule,   &cli_cmd_expiring, &cli_cmd_crl,     &cli_cmd_ocsp,  &cli_cmd_sync,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -139,6 +140,7 @@ static const struct {
     {&cli_cmd_map, cli_map_subcommands},
     {&cli_cmd_rule, cli_rule_subcommands},
     {&cli_cmd_crl, cli_crl_subcommands},
+    {&cli_cmd_ocsp, cli_ocsp_subcommands},
 };
 
 /* Every command and subcommand, one per line: the man page is made from this list. */

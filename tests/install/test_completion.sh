@@ -87,6 +87,10 @@ expect_only "$fp" certstore --db "$db" map add x.pem --account alice --pin ""
 expect_only "alice" certstore --db "$db" map add x.pem --account ""
 expect_only "alice" certstore --db="$db" account disable ""
 expect "$WORK/pki/alice.pem" certstore check "$WORK/pki/ali"
+expect_only "refresh ls --help" certstore ocsp ""
+expect "--pin --url --timeout --json" certstore ocsp refresh --
+expect_only "$fp" certstore --db "$db" ocsp refresh --pin ""
+expect_only "$fp" certstore --db "$db" crl rm ""
 
 echo "1..$n"
 [ "$fails" -eq 0 ]

@@ -208,8 +208,9 @@ refresh_timer_installed_not_enabled() {
         [ -f "/lib/systemd/system/$u" ] || { diag "missing /lib/systemd/system/$u"; ok=1; }
     done
     [ "$ok" -eq 0 ] || return 1
-    grep -q '^ExecStart=/usr/bin/certstore crl fetch$' /lib/systemd/system/certstore-refresh.service ||
-        { diag "the service does not run crl fetch"; ok=1; }
+    grep -q "^ExecStart=/bin/sh -c '/usr/bin/certstore crl fetch; crl=\$?; /usr/bin/certstore ocsp refresh || exit 1; exit \$crl'$" \
+        /lib/systemd/system/certstore-refresh.service ||
+        { diag "the service does not run crl fetch and ocsp refresh"; ok=1; }
     if find /etc/systemd/system -name 'certstore-refresh*' 2>/dev/null | grep -q .; then
         diag "certstore-refresh is enabled after install"
         ok=1

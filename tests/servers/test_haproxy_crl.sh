@@ -5,7 +5,10 @@
 # crl add` and `certstore crl fetch` while HAProxy runs. A revoked client's
 # next handshake is rejected `revoked` with no reload, and its saved
 # sessions (TLS 1.2 and 1.3) do not resume; a client not revoked keeps
-# resuming across a refresh that revokes nothing new. TAP-style.
+# resuming across a refresh that revokes nothing new. Then OCSP: alice's
+# renewed certificate, revoked in the CA's index (not on any CRL stored),
+# is rejected `revoked` after `certstore ocsp refresh` asked a real
+# `openssl ocsp` responder, live and on resume. TAP-style.
 
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/haproxy_common.sh"
@@ -82,6 +85,35 @@ check_fetched_revocation() {
         cs_resume_rejected "$PORT" bob -tls1_3 "$WORK/bob-13.sess" revoked
 }
 
+OCSP_PORT=$(cs_free_port) || exit 1
+RESPONDER_PID=
+# The CA's OCSP responder (openssl ocsp, signing as ca-a) on OCSP_PORT.
+start_responder() {
+    : >"$WORK/out/responder.txt"
+    timeout 120 openssl ocsp -index "$CA/index.txt" -port "$OCSP_PORT" -rsigner "$PKI/ca-a.pem" \
+        -rkey "$PKI/ca-a.key" -CA "$PKI/ca-a.pem" -ndays 1 >"$WORK/out/responder.txt" 2>&1 &
+    RESPONDER_PID=$!
+    for _ in $(seq 1 50); do
+        grep -qi 'waiting for OCSP client connections' "$WORK/out/responder.txt" && return 0
+        sleep 0.1
+    done
+    cs_diag_file "$WORK/out/responder.txt"
+    return 1
+}
+
+check_ocsp_revocation() {
+    cs_cli map add "$PKI/alice-renewed.pem" --account alice --kind cert &&
+        cs_save_session "$PORT" alice-renewed -tls1_2 "$WORK/renewed-12.sess" "hello cn=alice" alice &&
+        cs_save_session "$PORT" alice-renewed -tls1_3 "$WORK/renewed-13.sess" "hello cn=alice" alice &&
+        ca -revoke "$PKI/alice-renewed.pem" -crl_reason keyCompromise &&
+        start_responder &&
+        cs_cli ocsp refresh --url "http://127.0.0.1:$OCSP_PORT/" &&
+        grep -q 'revoked (was none).*sessions decide again' "$WORK/out/cli.txt" &&
+        reject_as alice-renewed revoked &&
+        cs_resume_rejected "$PORT" alice-renewed -tls1_2 "$WORK/renewed-12.sess" revoked &&
+        cs_resume_rejected "$PORT" alice-renewed -tls1_3 "$WORK/renewed-13.sess" revoked
+}
+
 check_server_up() { cs_pid_alive "$MASTER_PID" && [ -n "$(cs_child_pids "$MASTER_PID")" ]; }
 
 cs_check 1 "clients accepted under an empty CRL; sessions saved (TLS 1.2, 1.3)" check_sessions_saved
@@ -91,6 +123,9 @@ cs_check 3 "a refresh revoking nothing new: bob's sessions keep resuming" \
     check_unchanged_refresh_keeps_sessions
 cs_check 4 "crl fetch (file://) revoking bob: rejected revoked, also on resume" \
     check_fetched_revocation
-cs_check 5 "haproxy never reloaded and still up" check_server_up
+cs_check 5 "ocsp refresh (openssl ocsp responder) revoking alice's renewed certificate: rejected revoked, also on resume" \
+    check_ocsp_revocation
+[ -z "$RESPONDER_PID" ] || { kill "$RESPONDER_PID" 2>/dev/null; wait "$RESPONDER_PID" 2>/dev/null; }
+cs_check 6 "haproxy never reloaded and still up" check_server_up
 [ "$CS_FAILS" -eq 0 ] || cs_diag_file "$WORK/log/haproxy.log" 40
 cs_finish

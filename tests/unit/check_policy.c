@@ -843,16 +843,17 @@ static void downgrade_to_schema_2(void)
         snprintf(names[n++], sizeof(names[0]), "%s", sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     sqlite3_close(raw);
-    /* 3 per policy table (pins, accounts, mappings, rules, mapping_certs, crls, revoked) and
-     * mappings_drop_cert; sync_state has none. */
-    ck_assert_int_eq(n, 22);
+    /* 3 per policy table (pins, accounts, mappings, rules, mapping_certs, crls, revoked,
+     * ocsp_answers) and mappings_drop_cert; sync_state has none. */
+    ck_assert_int_eq(n, 25);
     for (int i = 0; i < n; i++) {
         char sql[160];
 
         snprintf(sql, sizeof(sql), "DROP TRIGGER \"%.96s\"", names[i]);
         raw_exec_all(sql);
     }
-    /* Schema 8 (sources and the sync bookkeeping) undone first. */
+    /* Schema 9 (OCSP answers) undone first, then schema 8 (sources and the sync bookkeeping). */
+    raw_exec_all("DROP TABLE ocsp_answers;");
     raw_exec_all("DROP INDEX mappings_by_source; DROP TABLE sync_state;"
                  "ALTER TABLE pins DROP COLUMN source; ALTER TABLE accounts DROP COLUMN source;"
                  "ALTER TABLE mappings DROP COLUMN source; ALTER TABLE rules DROP COLUMN source");

@@ -135,8 +135,8 @@ _certstore()
         _certstore_reply "$(_certstore_option_values "$prev" "${path[@]}")"
         return
         ;;
-    --note | --since | --at | --not-before | --not-after)
-        return # free text or a time
+    --note | --since | --at | --not-before | --not-after | --url | --timeout | --max-size)
+        return # free text, a time, a URL or a number
         ;;
     esac
 
@@ -145,7 +145,7 @@ _certstore()
         return
     fi
     case "$cmd $sub" in
-    "pin rm" | "pin disable" | "pin enable")
+    "pin rm" | "pin disable" | "pin enable" | "crl rm")
         _certstore_reply "$(_certstore_fingerprints)"
         ;;
     "account disable" | "account enable" | "account rm")
