@@ -68,9 +68,15 @@ int cs_serial_key(const ASN1_INTEGER *serial, unsigned char *buf, size_t *len)
 
     if (data == NULL || n < 0 || (size_t)n + 1 > CS_SERIAL_MAX)
         return 0;
-    /* OpenSSL keeps the magnitude without leading zeros; the sign is the type. */
+    /*
+     * OpenSSL keeps the magnitude without leading zeros (it refuses padded
+     * encodings) and the sign in the type. A negative serial (RFC 5280
+     * forbids them; OpenSSL parses them) gets a 0x00 first, which no
+     * positive magnitude but zero's starts with: two serials never share a
+     * key.
+     */
     if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER)
-        buf[at++] = 0xff;
+        buf[at++] = 0x00;
     memcpy(buf + at, data, (size_t)n);
     *len = at + (size_t)n;
     return 1;

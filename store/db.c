@@ -291,6 +291,18 @@ static const char schema_v9[] = "CREATE TABLE ocsp_answers ("
                                 "  CHECK ((status IS NULL) = (this_update IS NULL)),"
                                 "  PRIMARY KEY (pin_id, serial)) WITHOUT ROWID;";
 
+/*
+ * Serial keys were ambiguous before 11: a negative serial was 0xff and its
+ * magnitude, which is also a positive serial starting with 0xff. Now a
+ * negative one is 0x00 and its magnitude (cs_serial_key). An old 0xff key
+ * may have meant either: it is kept and its negative reading added, so
+ * every serial revoked before stays revoked.
+ */
+static const char schema_v11[] =
+    "INSERT OR IGNORE INTO revoked (crl_id, serial, revoked_at, reason)"
+    "  SELECT crl_id, CAST(X'00' || substr(serial, 2) AS BLOB), revoked_at, reason FROM revoked"
+    "  WHERE length(serial) > 1 AND substr(serial, 1, 1) = X'FF';";
+
 typedef struct {
     int version;
     const char *sql;
@@ -301,7 +313,7 @@ typedef struct {
 /* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
-    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0}, {9, schema_v9, 0},
+    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0}, {9, schema_v9, 0}, {11, schema_v11, 0},
 };
 /* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))

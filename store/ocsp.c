@@ -551,12 +551,19 @@ static const char sql_list[] =
     " o.next_update, o.updated, o.url, o.fetched, o.fetch_result"
     " FROM ocsp_answers o JOIN pins p ON p.id = o.pin_id ORDER BY p.id, o.serial";
 
+/* A serial key (cs_serial_key) as hex; a negative serial's leading 0x00 as "-". */
 static void serial_hex(const unsigned char *key, int len, char *buf, size_t buflen)
 {
     size_t at = 0;
+    int i = 0;
 
     buf[0] = '\0';
-    for (int i = 0; i < len && at + 3 <= buflen; i++, at += 2)
+    if (len > 1 && key[0] == 0x00 && buflen > 1) {
+        buf[at++] = '-';
+        buf[at] = '\0';
+        i = 1;
+    }
+    for (; i < len && at + 3 <= buflen; i++, at += 2)
         snprintf(buf + at, buflen - at, "%02X", key[i]);
 }
 

@@ -267,6 +267,32 @@ static void expect_accept(const testpki_cred *leaf, int64_t at, cs_revocation_st
     ck_assert_str_eq(cs_revocation_state_name(d.revocation), cs_revocation_state_name(state));
 }
 
+/* alice's certificate issued again by ca_a with SERIAL (negative ones too: RFC 5280 forbids
+ * them, OpenSSL parses them). */
+static testpki_cred with_serial(long serial)
+{
+    testpki_cred c = {X509_dup(pki->alice.cert), pki->alice.key};
+    ASN1_INTEGER *n = ASN1_INTEGER_new();
+
+    ck_assert(c.cert != NULL && n != NULL && ASN1_INTEGER_set(n, serial));
+    ck_assert(X509_set_serialNumber(c.cert, n));
+    ck_assert(X509_sign(c.cert, pki->ca_a.key, EVP_sha256()) > 0);
+    ASN1_INTEGER_free(n);
+    return c;
+}
+
+static cs_decision decide_issued_by_a(const testpki_cred *leaf)
+{
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    cs_decision d;
+
+    ck_assert(chain != NULL && sk_X509_push(chain, leaf->cert) &&
+              sk_X509_push(chain, pki->ca_a.cert) && sk_X509_push(chain, pki->root.cert));
+    cs_decide(reader, chain, now, &d);
+    sk_X509_free(chain);
+    return d;
+}
+
 /* ---- the decision ------------------------------------------------------------------ */
 
 START_TEST(test_revoked_serial_rejected)
@@ -277,6 +303,58 @@ START_TEST(test_revoked_serial_rejected)
     ck_ok(add_crl(make_crl(&pki->ca_a, &s, &pki->alice, NULL), NULL, NULL));
     expect_reject(&pki->alice, now, CS_REASON_REVOKED);
     ck_assert_ptr_nonnull(strstr(decide_at(&pki->alice, now).detail, "keyCompromise"));
+}
+END_TEST
+
+/* -0x01 and 0xFF01 are two certificates: revoking one never revokes the other. */
+START_TEST(test_negative_serial_never_revokes_a_positive_one)
+{
+    testpki_cred positive = with_serial(0xFF01), negative = with_serial(-1);
+    crl_spec s = current(1);
+    cs_decision d;
+
+    map_cert(&positive, "positive");
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s, &negative, NULL), NULL, NULL));
+    d = decide_issued_by_a(&negative);
+    ck_assert_msg(!d.accept && d.reason == CS_REASON_REVOKED, "-0x01: %s",
+                  cs_reason_token(d.reason));
+    d = decide_issued_by_a(&positive);
+    ck_assert_msg(d.accept, "0xFF01 rejected %s (%s)", cs_reason_token(d.reason), d.detail);
+    s = current(2);
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s, &positive, NULL), NULL, NULL));
+    d = decide_issued_by_a(&positive);
+    ck_assert_msg(!d.accept && d.reason == CS_REASON_REVOKED, "0xFF01: %s",
+                  cs_reason_token(d.reason));
+    d = decide_issued_by_a(&negative);
+    ck_assert_msg(d.reason != CS_REASON_REVOKED, "-0x01 revoked by 0xFF01's entry");
+    X509_free(positive.cert);
+    X509_free(negative.cert);
+}
+END_TEST
+
+/* A store from before schema 11 kept -0x01 as FF 01: both readings stay revoked. */
+START_TEST(test_old_ambiguous_serial_keys_stay_revoked)
+{
+    testpki_cred positive = with_serial(0xFF01), negative = with_serial(-1);
+    crl_spec s = current(1);
+    sqlite3 *raw = NULL;
+    char *err = NULL;
+
+    map_cert(&positive, "positive");
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s, &pki->bob, NULL), NULL, NULL));
+    ck_assert_int_eq(sqlite3_open(tstore.db, &raw), SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(raw,
+                               "INSERT INTO revoked (crl_id, serial) SELECT id, X'FF01' FROM crls;"
+                               "PRAGMA user_version = 10",
+                               NULL, NULL, &err) == SQLITE_OK,
+                  "%s", err);
+    sqlite3_close(raw);
+    ck_ok(cs_db_migrate(writer));
+    ck_assert_int_eq(decide_issued_by_a(&positive).reason, CS_REASON_REVOKED);
+    ck_assert_int_eq(decide_issued_by_a(&negative).reason, CS_REASON_REVOKED);
+    ck_assert_int_eq(revoked_rows(), 3);
+    X509_free(positive.cert);
+    X509_free(negative.cert);
 }
 END_TEST
 
@@ -607,6 +685,8 @@ static Suite *crl_suite(void)
     tcase_add_checked_fixture(decision, setup, teardown);
     tcase_add_test(decision, test_revoked_serial_rejected);
     tcase_add_test(decision, test_revocation_decided_before_the_mapping);
+    tcase_add_test(decision, test_negative_serial_never_revokes_a_positive_one);
+    tcase_add_test(decision, test_old_ambiguous_serial_keys_stay_revoked);
     tcase_add_test(decision, test_renewed_certificate_not_revoked_with_the_old);
     tcase_add_test(decision, test_off_ignores_the_crl);
     tcase_add_test(decision, test_hard_without_crl_rejects_unknown);
