@@ -10,10 +10,14 @@
  * the certstore provider loaded in this process uses (its "certstore-db"
  * parameter): the same decision, never a logic of its own. It answers
  * nothing (no account) when the provider is not loaded, is off, or
- * anything cannot be read: fail closed.
+ * anything cannot be read: fail closed. The chain itself is OpenSSL's to
+ * judge, as in the provider: a certificate whose verification raised any
+ * error (ssl_c_verify not 0, which a frontend with crt-ignore-err or
+ * ca-ignore-err lets through, and mode = audit then too) is chain-invalid.
  *
  *     local cs = require("certstore_haproxy")
- *     account, decision, mapping = cs.decide(der)   -- nil, reason, "" when not accepted
+ *     account, decision, mapping = cs.decide(der, verify)   -- verify: ssl_c_verify
+ *     -- nil, reason, "" when not accepted
  */
 #include <string.h>
 #include <time.h>
@@ -109,6 +113,8 @@ static int certstore_lua_decide(lua_State *L)
 {
     size_t len = 0;
     const char *der = luaL_optlstring(L, 1, "", &len);
+    /* No verification result given: as an unverified chain. */
+    lua_Integer verify = luaL_optinteger(L, 2, -1);
     const unsigned char *p = (const unsigned char *)der;
     certstore_lua_provider prov;
     cs_decision d;
@@ -126,8 +132,10 @@ static int certstore_lua_decide(lua_State *L)
     OSSL_PROVIDER_do_all(NULL, certstore_lua_provider_cb, &prov);
     leaf = d2i_X509(NULL, &p, (long)len);
     d.reason = CS_REASON_STORE_UNAVAILABLE;
-    if (leaf != NULL && prov.found && strcmp(prov.mode, "off") != 0 &&
-        cs_db_open(&db, prov.db, CS_OPEN_READONLY) == CS_OK)
+    if (verify != X509_V_OK)
+        d.reason = CS_REASON_CHAIN_INVALID;
+    else if (leaf != NULL && prov.found && strcmp(prov.mode, "off") != 0 &&
+             cs_db_open(&db, prov.db, CS_OPEN_READONLY) == CS_OK)
         certstore_lua_decide_leaf(db, leaf, &d);
     cs_db_close(db);
     X509_free(leaf);
