@@ -267,7 +267,6 @@ static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
                                 "  last_success INTEGER NOT NULL,"
                                 "  detail TEXT NOT NULL);";
 
-
 typedef struct {
     int version;
     const char *sql;
@@ -376,7 +375,10 @@ static const char *const statement_sql[STMT_COUNT] = {
                          " m.id, m.enabled, m.not_before, m.not_after, m.pin_fp,"
                          " a.enabled, a.name, m.created, m.not_issued_before_created,"
                          " p.revocation, p.revocation_grace, c.id, c.next_update,"
-                         " r.crl_id IS NOT NULL"
+                         " r.crl_id IS NOT NULL,"
+                         /* No CRL of its own, but a pin of the same name has one: see twin_crl. */
+                         " c.id IS NULL AND EXISTS (SELECT 1 FROM crls c2 JOIN pins p2"
+                         " ON p2.id = c2.pin_id WHERE p2.subject = p.subject AND p2.id != p.id)"
                          " FROM (SELECT 1) LEFT JOIN pins p ON p.fp = ?1"
                          " LEFT JOIN crls c ON c.pin_id = p.id"
                          " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?4"
