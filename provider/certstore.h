@@ -46,6 +46,10 @@
 /* The database the provider reads and its mode ("enforce", "audit", "off"). */
 #define CERTSTORE_PARAM_DB "certstore-db"
 #define CERTSTORE_PARAM_MODE "certstore-mode"
+/* "ok", or "deny-all" when its configuration is invalid. */
+#define CERTSTORE_PARAM_STATUS "certstore-status"
+/* 1 when require_strong refuses acceptances through a weak way in (rules). */
+#define CERTSTORE_PARAM_REQUIRE_STRONG "certstore-require-strong"
 #define CERTSTORE_SESSION_PREFIX "certstore-account="
 /* In a session's appdata, the mapping that accepted it (after the account). */
 #define CERTSTORE_SESSION_MAPPING " mapping="

@@ -5,7 +5,9 @@
 # way to answer them with an error page): the provider lets every client
 # in and logs would-reject, so lua.certstore_account must speak only for
 # a certificate the provider would have accepted. An expired certificate
-# and one without clientAuth, each mapped: no account, chain-invalid.
+# and one without clientAuth, each mapped: no account, chain-invalid; with
+# require_strong = yes, a rule's acceptance: no account,
+# weak-mapping-refused.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -19,13 +21,18 @@ cs_setup haproxy-lua-audit
 cs_make_pki
 cs_db_standard
 cs_cli map add "$PKI/expired.pem" --account expired --create-account &&
-    cs_cli map add "$PKI/noclient.pem" --account noclient --create-account || {
+    cs_cli map add "$PKI/noclient.pem" --account noclient --create-account &&
+    cs_cli pin add "$PKI/ca-b.pem" &&
+    CA_B=$(awk '/^pinned/ {print $2}' "$WORK/out/cli.txt") &&
+    cs_cli rule add --pin "$CA_B" --subject CN=carol --account partner --create-account || {
     echo "Bail out! could not build the test database" >&2
     exit 1
 }
 cs_db_grant haproxy
 cs_log_grant haproxy
 cs_write_openssl_cnf "$WORK/openssl.cnf" audit
+# Rules (a weak way in) refused: the provider's option, so the fetches' too.
+echo "require_strong = yes" >>"$WORK/openssl.cnf"
 cs_haproxy_chroot
 
 PORT=$(cs_free_port) && BACKEND_PORT=$(cs_free_port) || exit 1
@@ -66,6 +73,8 @@ cs_check 3 "audit: a mapped certificate without clientAuth gets no account" \
     app_sees noclient "" chain-invalid 'result=would-reject'
 cs_check 4 "audit: a client cannot inject the header" \
     app_sees expired "" chain-invalid 'result=would-reject' -H "X-Certstore-Account: alice"
+cs_check 5 "require_strong: a rule's account is refused as the provider refuses it" \
+    app_sees carol "" weak-mapping-refused 'result=would-reject.*reason=weak-mapping-refused'
 
 if [ "$CS_FAILS" -ne 0 ]; then
     cs_diag_file "$WORK/log/haproxy.log" 40
