@@ -410,11 +410,12 @@ static void unknown_detail(const cs_revocation_input *in, cs_decision *out)
 
 /*
  * A CRL is its issuer's, a name and a key, and `crl add` stores it for one
- * pin. Where the issuing pin has none, a pin of the same name and key (the
- * CA's renewed certificate) may have it, and the client chooses which of
- * the two certificates its chain goes through: that CRL speaks for this
- * leaf too. The freshest such CRL counts; any of them listing the serial
- * revokes. The issuing pin's policy and grace still apply.
+ * pin. A pin of the same name and key (the CA's renewed certificate) may
+ * hold it, or a newer one than the issuing pin's, and the client chooses
+ * which of the two certificates its chain goes through: their CRLs speak
+ * for this leaf too. The freshest CRL counts for staleness; any of them
+ * listing the serial revokes; the issuing pin's policy and grace apply.
+ * Rare (twins with CRLs), so the parse of their certificates is affordable.
  */
 static const char sql_twin_crl[] =
     "SELECT p2.fp, p2.der, c.next_update, r.crl_id IS NOT NULL, r.revoked_at, r.reason"
@@ -438,7 +439,7 @@ static int same_name_and_key(const void *der, int der_len, X509 *issuer)
     return same;
 }
 
-/* 0: none found (in unchanged), 1: in holds the twins' CRL, -1: a store error. */
+/* Merges the twins' CRLs into in: 0 none, 1 some, -1 a store error. */
 static int twin_crl(cs_db *db, X509 *issuer, const serial_key *serial, cs_revocation_input *in,
                     cs_decision *out)
 {
@@ -455,7 +456,7 @@ static int twin_crl(cs_db *db, X509 *issuer, const serial_key *serial, cs_revoca
 
         if (!same_name_and_key(sqlite3_column_blob(stmt, 1), sqlite3_column_bytes(stmt, 1), issuer))
             continue;
-        if (!found ||
+        if (!in->have_crl ||
             (in->next_update != CS_TIME_NONE && (next == CS_TIME_NONE || next > in->next_update)))
             in->next_update = next;
         found = in->have_crl = 1;
@@ -483,7 +484,7 @@ static int twin_crl(cs_db *db, X509 *issuer, const serial_key *serial, cs_revoca
 static step_result decide_revocation(cs_db *db, X509 *issuer, const serial_key *serial, int64_t now,
                                      int64_t *until, cs_decision *out)
 {
-    int own_crl;
+    int own_listed;
     sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_DECIDE_REVOCATION, sql_decide_revocation);
     cs_revocation_input in = {0};
     lookup_result r;
@@ -501,11 +502,10 @@ static step_result decide_revocation(cs_db *db, X509 *issuer, const serial_key *
         return decided(reject(out, CS_REASON_ISSUER_NOT_PINNED)); /* gone since the pin read */
     }
     revocation_input_read(stmt, 0, &in);
-    own_crl = in.have_crl;
-    if (!own_crl && in.policy != CS_REVOCATION_OFF) {
+    own_listed = in.listed;
+    if (in.policy != CS_REVOCATION_OFF && twin_crl(db, issuer, serial, &in, out) < 0) {
         sqlite3_reset(stmt);
-        if (twin_crl(db, issuer, serial, &in, out) < 0)
-            return decided(store_unavailable(out, db, "looking up revocation"));
+        return decided(store_unavailable(out, db, "looking up revocation"));
     }
     out->revocation = cs_revocation_judge(&in, now, until);
     if (!serial->ok && out->revocation != CS_REVSTATE_NONE && out->revocation != CS_REVSTATE_OFF) {
@@ -514,7 +514,7 @@ static step_result decide_revocation(cs_db *db, X509 *issuer, const serial_key *
         out->revocation = CS_REVSTATE_UNKNOWN;
         return decided(reject(out, CS_REASON_REVOCATION_UNKNOWN));
     }
-    if (out->revocation == CS_REVSTATE_REVOKED && own_crl)
+    if (out->revocation == CS_REVSTATE_REVOKED && own_listed)
         revoked_detail(stmt, out);
     sqlite3_reset(stmt);
     if (out->revocation == CS_REVSTATE_REVOKED)
@@ -607,7 +607,7 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, const serial_key *se
         /* Revoked or unknown: the full evaluation says by which entry, or why. */
         revocation_input_read(stmt, 11, &rev);
         out->revocation = cs_revocation_judge(&rev, now, &until);
-        /* A pin of the same name has a CRL: the full evaluation asks whether it is this CA's. */
+        /* A pin of the same name has a CRL: the full evaluation asks whether it speaks here. */
         if (out->revocation != CS_REVSTATE_REVOKED && out->revocation != CS_REVSTATE_UNKNOWN &&
             sqlite3_column_int(stmt, 16) == 0 && sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
             sqlite3_column_type(stmt, 8) != SQLITE_NULL) {

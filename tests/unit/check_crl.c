@@ -602,6 +602,25 @@ START_TEST(test_revoked_through_renewed_ca_certificate)
 }
 END_TEST
 
+/* Both pins hold a CRL, the renewed one's older: ca_a's newer CRL revokes through either. */
+START_TEST(test_revoked_by_the_newer_crl_of_the_other_pin)
+{
+    crl_spec first = current(1), second = current(2);
+    char renewed[CS_FP_HEX_LEN + 1];
+    cs_decision d;
+
+    begin();
+    ck_ok(cs_pin_add(writer, pki->ca_a_renewed.cert, "", renewed));
+    commit();
+    ck_ok(add_crl(make_crl(&pki->ca_a, &first, NULL), renewed, NULL));
+    ck_ok(add_crl(make_crl(&pki->ca_a, &second, &pki->alice, NULL), pin_a, NULL));
+    expect_reject(&pki->alice, now, CS_REASON_REVOKED);
+    d = decide_through_renewed(now);
+    ck_assert_msg(!d.accept && d.reason == CS_REASON_REVOKED, "through the renewed pin: %s (%s)",
+                  d.accept ? "accept" : cs_reason_token(d.reason), d.detail);
+}
+END_TEST
+
 /* A pinned twin-DN CA (another key, mallory has alice's serial): ca_a's CRL is not its. */
 START_TEST(test_twin_dn_ca_not_revoked_by_the_crl)
 {
@@ -675,6 +694,7 @@ static Suite *crl_suite(void)
     tcase_add_test(refused, test_ambiguous_issuer_needs_pin);
     tcase_add_test(decision, test_revoked_through_renewed_ca_certificate);
     tcase_add_test(decision, test_twin_dn_ca_not_revoked_by_the_crl);
+    tcase_add_test(decision, test_revoked_by_the_newer_crl_of_the_other_pin);
     suite_add_tcase(s, refused);
     tcase_add_checked_fixture(generation_case, setup, teardown);
     tcase_add_test(generation_case, test_generation_moves_only_when_stricter);
