@@ -18,8 +18,10 @@
  * it. Both return NULL when certstore is not loaded, is off, or did not
  * accept this connection. On a resumed session the account recorded when
  * the session was made is returned (resumption only happens while nothing
- * has narrowed access since); if the application stores its own ticket
- * data in the session, resumed connections return NULL.
+ * has narrowed access since), unless a certificate asked for since
+ * (post-handshake authentication) was decided otherwise; if the
+ * application stores its own ticket data in the session, resumed
+ * connections return NULL.
  *
  * A server module looks the index up once (certstore_conn_index) and reads
  * the whole decision per request (certstore_ssl_decision): the account,
@@ -46,6 +48,10 @@
 /* The database the provider reads and its mode ("enforce", "audit", "off"). */
 #define CERTSTORE_PARAM_DB "certstore-db"
 #define CERTSTORE_PARAM_MODE "certstore-mode"
+/* "ok", or "deny-all" when its configuration is invalid. */
+#define CERTSTORE_PARAM_STATUS "certstore-status"
+/* 1 when require_strong refuses acceptances through a weak way in (rules). */
+#define CERTSTORE_PARAM_REQUIRE_STRONG "certstore-require-strong"
 #define CERTSTORE_SESSION_PREFIX "certstore-account="
 /* In a session's appdata, the mapping that accepted it (after the account). */
 #define CERTSTORE_SESSION_MAPPING " mapping="
@@ -164,15 +170,24 @@ static inline void certstore__session_mapping(const SSL *ssl, char *out, size_t 
         memcpy(out, mapping, strlen(mapping) + 1);
 }
 
+static inline int certstore_ssl_decision(const SSL *ssl, int index, certstore_decision *out);
+
 static inline const char *certstore_ssl_account_ex(const SSL *ssl, OSSL_LIB_CTX *libctx)
 {
-    int index = certstore_account_index(libctx);
+    certstore__lookup found = {-1, 0};
+    certstore_decision d;
     const char *account;
 
-    if (ssl == NULL || index < 0)
+    OSSL_PROVIDER_do_all(libctx, certstore__index_cb, &found);
+    if (ssl == NULL || found.index < 0)
         return NULL;
-    /* The per-connection state begins with the NUL-terminated account. */
-    account = (const char *)SSL_get_ex_data(ssl, index);
+    /* A decision taken on this connection speaks, a rejection too: not the session's. */
+    if (found.layout == CERTSTORE_CONN_LAYOUT) {
+        certstore_ssl_decision(ssl, found.index, &d);
+        return d.account;
+    }
+    /* Another layout: it still begins with the NUL-terminated account. */
+    account = (const char *)SSL_get_ex_data(ssl, found.index);
     if (account != NULL && account[0] != '\0')
         return account;
     return certstore__session_account(ssl);

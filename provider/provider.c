@@ -151,12 +151,12 @@ static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
 
 /*
  * What the process-wide policy made of the configuration, for `certstore
- * doctor`: the database path, the mode name, "ok" or "deny-all", and why
- * it denies all ("" when ok). All are read-only strings.
+ * doctor` and the HAProxy fetches: the database path, the mode name, "ok"
+ * or "deny-all", why it denies all ("" when ok), and require_strong.
  */
 #define CSP_PARAM_DB CERTSTORE_PARAM_DB
 #define CSP_PARAM_MODE CERTSTORE_PARAM_MODE
-#define CSP_PARAM_STATUS "certstore-status"
+#define CSP_PARAM_STATUS CERTSTORE_PARAM_STATUS
 #define CSP_PARAM_STATUS_REASON "certstore-status-reason"
 
 static const OSSL_ITEM csp_reason_strings[] = {
@@ -193,6 +193,7 @@ static const OSSL_PARAM *csp_gettable_params(void *provctx)
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_MODE, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS, NULL, 0),
                                           OSSL_PARAM_utf8_ptr(CSP_PARAM_STATUS_REASON, NULL, 0),
+                                          OSSL_PARAM_int(CERTSTORE_PARAM_REQUIRE_STRONG, NULL),
                                           OSSL_PARAM_END};
 
     return gettable;
@@ -216,6 +217,9 @@ static int csp_get_policy_params(OSSL_PARAM params[])
     p = OSSL_PARAM_locate(params, CSP_PARAM_STATUS_REASON);
     if (p != NULL &&
         !OSSL_PARAM_set_utf8_ptr(p, policy->config_error ? policy->config_error_text : ""))
+        return 0;
+    p = OSSL_PARAM_locate(params, CERTSTORE_PARAM_REQUIRE_STRONG);
+    if (p != NULL && !OSSL_PARAM_set_int(p, policy->require_strong))
         return 0;
     return 1;
 }

@@ -414,7 +414,10 @@ static const char *const statement_sql[STMT_COUNT] = {
                          " a.enabled, a.name, m.created, m.not_issued_before_created,"
                          " p.revocation, p.revocation_grace, c.id, c.next_update,"
                          " r.crl_id IS NOT NULL, o.status,"
-                         " coalesce(o.next_update, o.this_update + 86400)"
+                         " coalesce(o.next_update, o.this_update + 86400),"
+                         /* A pin of the same name has a CRL: see twin_crl. */
+                         " EXISTS (SELECT 1 FROM crls c2 JOIN pins p2"
+                         " ON p2.id = c2.pin_id WHERE p2.subject = p.subject AND p2.id != p.id)"
                          " FROM (SELECT 1) LEFT JOIN pins p ON p.fp = ?1"
                          " LEFT JOIN crls c ON c.pin_id = p.id"
                          " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?4"

@@ -6,6 +6,10 @@
  */
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "cs_internal.h"
 
 static const char *const reason_tokens[CS_REASON_COUNT] = {
@@ -431,13 +435,82 @@ static void unknown_detail(const cs_revocation_input *in, cs_decision *out)
 }
 
 /*
+ * A CRL is its issuer's, a name and a key, and `crl add` stores it for one
+ * pin. A pin of the same name and key (the CA's renewed certificate) may
+ * hold it, or a newer one than the issuing pin's, and the client chooses
+ * which of the two certificates its chain goes through: their CRLs speak
+ * for this leaf too. The freshest CRL counts for staleness; any of them
+ * listing the serial revokes; the issuing pin's policy and grace apply.
+ * Rare (twins with CRLs), so the parse of their certificates is affordable.
+ */
+static const char sql_twin_crl[] =
+    "SELECT p2.fp, p2.der, c.next_update, r.crl_id IS NOT NULL, r.revoked_at, r.reason"
+    " FROM pins p JOIN pins p2 ON p2.subject = p.subject AND p2.id != p.id"
+    " JOIN crls c ON c.pin_id = p2.id"
+    " LEFT JOIN revoked r ON r.crl_id = c.id AND r.serial = ?2"
+    " WHERE p.fp = ?1";
+
+static int same_name_and_key(const void *der, int der_len, X509 *issuer)
+{
+    const unsigned char *p = der;
+    X509 *ca = der != NULL ? d2i_X509(NULL, &p, der_len) : NULL;
+    EVP_PKEY *key = ca != NULL ? X509_get0_pubkey(ca) : NULL;
+    EVP_PKEY *issuer_key = X509_get0_pubkey(issuer);
+    int same = key != NULL && issuer_key != NULL &&
+               X509_NAME_cmp(X509_get_subject_name(ca), X509_get_subject_name(issuer)) == 0 &&
+               EVP_PKEY_eq(key, issuer_key) == 1;
+
+    X509_free(ca);
+    ERR_clear_error();
+    return same;
+}
+
+/* Merges the twins' CRLs into in: 0 none, 1 some, -1 a store error. */
+static int twin_crl(cs_db *db, X509 *issuer, const serial_key *serial, cs_revocation_input *in,
+                    cs_decision *out)
+{
+    sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_DECIDE_TWIN_CRL, sql_twin_crl);
+    int found = 0, rc;
+
+    if (stmt == NULL || issuer == NULL)
+        return stmt == NULL ? -1 : 0;
+    sqlite3_bind_text(stmt, 1, out->issuer_fp, CS_FP_HEX_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 2, serial->bytes, (int)serial->len, SQLITE_STATIC);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        int64_t next = cs_column_time(stmt, 2);
+        char when[32] = "-";
+
+        if (!same_name_and_key(sqlite3_column_blob(stmt, 1), sqlite3_column_bytes(stmt, 1), issuer))
+            continue;
+        if (!in->have_crl ||
+            (in->next_update != CS_TIME_NONE && (next == CS_TIME_NONE || next > in->next_update)))
+            in->next_update = next;
+        found = in->have_crl = 1;
+        if (sqlite3_column_int(stmt, 3) != 0 && !in->listed) {
+            in->listed = 1;
+            if (sqlite3_column_type(stmt, 4) != SQLITE_NULL)
+                cs_time_format(sqlite3_column_int64(stmt, 4), when);
+            snprintf(out->detail, sizeof(out->detail),
+                     "revoked %s (%s) by the CRL of pin %.16s (the same CA: name and key)", when,
+                     sqlite3_column_type(stmt, 5) == SQLITE_NULL
+                         ? "no reason given"
+                         : crl_reason_name(sqlite3_column_int(stmt, 5)),
+                     (const char *)sqlite3_column_text(stmt, 0));
+        }
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? found : -1;
+}
+
+/*
  * After the pin, before the mapping: a listed serial is revoked; under a
  * hard policy, no current CRL is revocation-unknown. *until caps an
  * acceptance at the moment the CRL goes stale.
  */
-static step_result decide_revocation(cs_db *db, const serial_key *serial, int64_t now,
+static step_result decide_revocation(cs_db *db, X509 *issuer, const serial_key *serial, int64_t now,
                                      int64_t *until, cs_decision *out)
 {
+    int own_listed;
     sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_DECIDE_REVOCATION, sql_decide_revocation);
     cs_revocation_input in = {0};
     lookup_result r;
@@ -456,6 +529,11 @@ static step_result decide_revocation(cs_db *db, const serial_key *serial, int64_
     }
     revocation_input_read(stmt, 0, &in);
     note_ocsp(&in, out);
+    own_listed = in.listed;
+    if (in.policy != CS_REVOCATION_OFF && twin_crl(db, issuer, serial, &in, out) < 0) {
+        sqlite3_reset(stmt);
+        return decided(store_unavailable(out, db, "looking up revocation"));
+    }
     out->revocation = cs_revocation_judge(&in, now, until);
     if (!serial->ok && out->revocation != CS_REVSTATE_NONE && out->revocation != CS_REVSTATE_OFF) {
         sqlite3_reset(stmt);
@@ -463,7 +541,8 @@ static step_result decide_revocation(cs_db *db, const serial_key *serial, int64_
         out->revocation = CS_REVSTATE_UNKNOWN;
         return decided(reject(out, CS_REASON_REVOCATION_UNKNOWN));
     }
-    if (out->revocation == CS_REVSTATE_REVOKED)
+    /* Listed only by a pin of the same CA, twin_crl said by which. */
+    if (out->revocation == CS_REVSTATE_REVOKED && (own_listed || !in.listed))
         revoked_detail(stmt, &in, out);
     sqlite3_reset(stmt);
     if (out->revocation == CS_REVSTATE_REVOKED)
@@ -502,7 +581,7 @@ static int decide_in_snapshot(cs_db *db, X509 *leaf, X509 *issuer, const serial_
         return reject(out, CS_REASON_ISSUER_NOT_PINNED);
     if (!pin_enabled)
         return reject(out, CS_REASON_PIN_DISABLED);
-    if (decide_revocation(db, serial, now, &until, out) == STEP_DECIDED)
+    if (decide_revocation(db, issuer, serial, now, &until, out) == STEP_DECIDED)
         return out->accept;
     cert_limit = certificate_limit(leaf, issuer, now);
     if (decide_mappings(db, leaf, now, cert_limit, out) == STEP_DECIDED)
@@ -557,8 +636,9 @@ static int decide_fast(cs_db *db, X509 *leaf, X509 *issuer, const serial_key *se
         revocation_input_read(stmt, 11, &rev);
         note_ocsp(&rev, out);
         out->revocation = cs_revocation_judge(&rev, now, &until);
+        /* A pin of the same name has a CRL: the full evaluation asks whether it speaks here. */
         if (out->revocation != CS_REVSTATE_REVOKED && out->revocation != CS_REVSTATE_UNKNOWN &&
-            sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
+            sqlite3_column_int(stmt, 18) == 0 && sqlite3_column_type(stmt, 2) != SQLITE_NULL &&
             sqlite3_column_type(stmt, 8) != SQLITE_NULL) {
             mapping_row_read(stmt, 2, out->issuer_fp, &row);
             if (mapping_applies(CS_KIND_CERT, &row))

@@ -21,7 +21,8 @@ local VAR_DONE = "sess.certstore_decided"
 local function decision(txn)
     if txn:get_var(VAR_DONE) == nil then
         local der = txn.f:ssl_c_der()
-        local account, reason, mapping = certstore.decide(der or "")
+        -- The chain's verification result: any error is chain-invalid, as in the provider.
+        local account, reason, mapping = certstore.decide(der or "", txn.f:ssl_c_verify())
         txn:set_var("sess.certstore_account", account or "")
         txn:set_var("sess.certstore_decision", reason or "")
         txn:set_var("sess.certstore_mapping", mapping or "")

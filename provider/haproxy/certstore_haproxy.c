@@ -7,13 +7,18 @@
  * HAProxy hides a connection's SSL from Lua, so this runs the store's one
  * policy function (cs_decide_ex, as the provider does) on the client's
  * certificate (ssl_c_der) and the pinned CA that issued it, in the database
- * the certstore provider loaded in this process uses (its "certstore-db"
- * parameter): the same decision, never a logic of its own. It answers
- * nothing (no account) when the provider is not loaded, is off, or
- * anything cannot be read: fail closed.
+ * and with the options (require_strong) the certstore provider loaded in
+ * this process uses: the same decision, never a logic of its own. It
+ * answers nothing (no account) when the provider is not loaded, is off,
+ * denies all (an invalid configuration), or anything cannot be read: fail
+ * closed. The chain itself is OpenSSL's to
+ * judge, as in the provider: a certificate whose verification raised any
+ * error (ssl_c_verify not 0, which a frontend with crt-ignore-err or
+ * ca-ignore-err lets through, and mode = audit then too) is chain-invalid.
  *
  *     local cs = require("certstore_haproxy")
- *     account, decision, mapping = cs.decide(der)   -- nil, reason, "" when not accepted
+ *     account, decision, mapping = cs.decide(der, verify)   -- verify: ssl_c_verify
+ *     -- nil, reason, "" when not accepted
  */
 #include <string.h>
 #include <time.h>
@@ -28,28 +33,35 @@
 #include "certstore.h"
 #include "cs_store.h"
 
-/* The provider's database and mode, or 0 when it is not loaded here. */
+/* The provider's database, mode and options, or found 0 when it is not loaded here. */
 typedef struct {
     char db[4096];
     char mode[16];
+    int require_strong;
     int found;
 } certstore_lua_provider;
 
 static int certstore_lua_provider_cb(OSSL_PROVIDER *prov, void *arg)
 {
     certstore_lua_provider *out = arg;
-    const char *db = NULL, *mode = NULL;
-    OSSL_PARAM params[3];
+    const char *db = NULL, *mode = NULL, *status = NULL;
+    int require_strong = -1;
+    OSSL_PARAM params[5];
 
     if (strcmp(OSSL_PROVIDER_get0_name(prov), CERTSTORE_PROVIDER_NAME) != 0)
         return 1;
     params[0] = OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_DB, (char **)&db, 0);
     params[1] = OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_MODE, (char **)&mode, 0);
-    params[2] = OSSL_PARAM_construct_end();
-    if (OSSL_PROVIDER_get_params(prov, params) && db != NULL && mode != NULL &&
+    params[2] = OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_STATUS, (char **)&status, 0);
+    params[3] = OSSL_PARAM_construct_int(CERTSTORE_PARAM_REQUIRE_STRONG, &require_strong);
+    params[4] = OSSL_PARAM_construct_end();
+    /* A provider that denies all, or does not say which options it decides with: none. */
+    if (OSSL_PROVIDER_get_params(prov, params) && db != NULL && mode != NULL && status != NULL &&
+        strcmp(status, "ok") == 0 && OSSL_PARAM_modified(&params[3]) &&
         strlen(db) < sizeof(out->db) && strlen(mode) < sizeof(out->mode)) {
         strcpy(out->db, db);
         strcpy(out->mode, mode);
+        out->require_strong = require_strong;
         out->found = 1;
     }
     return 0;
@@ -84,9 +96,11 @@ static int certstore_lua_pin_cb(const cs_pin *pin, void *arg)
     return 1;
 }
 
-/* The decision for leaf issued by its pinned CA; d->reason says why not. */
-static void certstore_lua_decide_leaf(cs_db *db, X509 *leaf, cs_decision *d)
+/* The decision for leaf issued by its pinned CA, as the provider's options make it. */
+static void certstore_lua_decide_leaf(cs_db *db, X509 *leaf, const certstore_lua_provider *prov,
+                                      cs_decision *d)
 {
+    cs_policy_opts opts = {.require_strong = prov->require_strong};
     char fp[CS_FP_HEX_LEN + 1];
     certstore_lua_pin pin = {NULL};
     STACK_OF(X509) *chain = NULL;
@@ -99,7 +113,7 @@ static void certstore_lua_decide_leaf(cs_db *db, X509 *leaf, cs_decision *d)
         memset(d, 0, sizeof(*d));
         d->reason = CS_REASON_ISSUER_NOT_PINNED;
     } else {
-        cs_decide(db, chain, (int64_t)time(NULL), d);
+        cs_decide_ex(db, chain, (int64_t)time(NULL), &opts, d);
     }
     sk_X509_free(chain);
     X509_free(pin.cert);
@@ -109,6 +123,8 @@ static int certstore_lua_decide(lua_State *L)
 {
     size_t len = 0;
     const char *der = luaL_optlstring(L, 1, "", &len);
+    /* No verification result given: as an unverified chain. */
+    lua_Integer verify = luaL_optinteger(L, 2, -1);
     const unsigned char *p = (const unsigned char *)der;
     certstore_lua_provider prov;
     cs_decision d;
@@ -126,9 +142,11 @@ static int certstore_lua_decide(lua_State *L)
     OSSL_PROVIDER_do_all(NULL, certstore_lua_provider_cb, &prov);
     leaf = d2i_X509(NULL, &p, (long)len);
     d.reason = CS_REASON_STORE_UNAVAILABLE;
-    if (leaf != NULL && prov.found && strcmp(prov.mode, "off") != 0 &&
-        cs_db_open(&db, prov.db, CS_OPEN_READONLY) == CS_OK)
-        certstore_lua_decide_leaf(db, leaf, &d);
+    if (verify != X509_V_OK)
+        d.reason = CS_REASON_CHAIN_INVALID;
+    else if (leaf != NULL && prov.found && strcmp(prov.mode, "off") != 0 &&
+             cs_db_open(&db, prov.db, CS_OPEN_READONLY) == CS_OK)
+        certstore_lua_decide_leaf(db, leaf, &prov, &d);
     cs_db_close(db);
     X509_free(leaf);
     certstore_lua_push_result(L, &d);

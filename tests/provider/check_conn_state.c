@@ -10,7 +10,9 @@
  * - a connection whose certificate certstore never decided (the
  *   application replaced the certificate verification callback) fails;
  * - a session never resumes under another context than its own, even one
- *   made at the same address after a reload.
+ *   made at the same address after a reload;
+ * - a certificate rejected after a resumption (audit mode) leaves no
+ *   account, the session's included.
  *
  * The hook is process-wide and keeps the configuration of the first
  * activation, so every test runs in its own process (Check's default fork
@@ -187,6 +189,58 @@ START_TEST(test_empty_certificate_on_second_request_forgets_account)
     th_link_free(SSL_get_app_data(client));
     SSL_free(client);
     SSL_free(server);
+    SSL_CTX_free(alice);
+}
+END_TEST
+
+/* Audit lets a rejected certificate's connection go on: nothing but the rejection speaks. */
+static void setup_audit(void)
+{
+    th_setup(&fx);
+    store_standard();
+    th_load_provider_with(&fx, "mode = audit\n");
+}
+
+/*
+ * alice's TLS 1.3 session resumed, then a post-handshake authentication
+ * answered with bob's certificate (unmapped: rejected, audit lets it on):
+ * the connection's account is none, not the session's, through either call.
+ */
+START_TEST(test_rejected_certificate_after_resumption_has_no_account)
+{
+    SSL_CTX *alice = th_make_client(&fx, "alice");
+    th_outcome first;
+    th_link *link;
+    SSL *server, *client;
+    certstore_decision d;
+
+    make_optional_server(0);
+    first = th_connect_with(&fx, alice, NULL, 1);
+    ck_assert_msg(first.ok && first.session != NULL, "alice's first handshake failed");
+    link = th_link_open(&fx, alice, first.session);
+    server = th_link_server(link);
+    client = th_link_client(link);
+    SSL_set_post_handshake_auth(client, 1);
+    ck_assert_msg(th_link_handshake(link) && th_link_exchange(link), "resumption failed");
+    ck_assert_msg(SSL_session_reused(server), "alice's session was not resumed");
+    ck_assert_ptr_nonnull(account_of(server));
+    ck_assert_str_eq(account_of(server), ALICE);
+
+    ck_assert_int_eq(SSL_use_certificate(client, fx.pki->bob.cert), 1);
+    ck_assert_int_eq(SSL_use_PrivateKey(client, fx.pki->bob.key), 1);
+    ck_assert_int_eq(SSL_add1_chain_cert(client, fx.pki->ca_a.cert), 1);
+    SSL_set_app_data(client, link);
+    ask_again(server, client, 0);
+    ck_assert_ptr_nonnull(SSL_get0_peer_certificate(server));
+    ck_assert_int_eq(X509_cmp(SSL_get0_peer_certificate(server), fx.pki->bob.cert), 0);
+    ck_assert_int_eq(certstore_ssl_decision(server, certstore_conn_index(fx.libctx), &d), 1);
+    ck_assert_str_eq(d.decision, "no-mapping");
+    ck_assert_msg(d.account == NULL, "the decision API says account '%s'", d.account);
+    ck_assert_msg(account_of(server) == NULL,
+                  "certstore_ssl_account says '%s' for bob's rejected certificate",
+                  account_of(server));
+    th_link_free(link);
+    SSL_SESSION_free(first.session);
     SSL_CTX_free(alice);
 }
 END_TEST
@@ -370,6 +424,7 @@ static Suite *conn_state_suite(void)
     TCase *state = tcase_create("state_between_handshakes");
     TCase *verify = tcase_create("application_verification");
     TCase *contexts = tcase_create("contexts");
+    TCase *audit = tcase_create("audit");
 
     tcase_add_checked_fixture(state, setup, teardown);
     tcase_add_loop_test(state, test_ssl_clear_forgets_previous_account, 0, 2);
@@ -386,6 +441,9 @@ static Suite *conn_state_suite(void)
     tcase_add_loop_test(contexts, test_no_resumption_into_context_made_after_reload, 0,
                         TH_RESUMPTION_KINDS);
     suite_add_tcase(s, contexts);
+    tcase_add_checked_fixture(audit, setup_audit, teardown);
+    tcase_add_test(audit, test_rejected_certificate_after_resumption_has_no_account);
+    suite_add_tcase(s, audit);
     return s;
 }
 

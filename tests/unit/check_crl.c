@@ -644,6 +644,76 @@ START_TEST(test_ambiguous_issuer_needs_pin)
 }
 END_TEST
 
+/* Decide alice's certificate as issued through the renewed CA certificate (the client's choice). */
+static cs_decision decide_through_renewed(int64_t at)
+{
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    cs_decision d;
+
+    ck_assert(chain != NULL && sk_X509_push(chain, pki->alice.cert) &&
+              sk_X509_push(chain, pki->ca_a_renewed.cert) && sk_X509_push(chain, pki->root.cert));
+    cs_decide(reader, chain, at, &d);
+    sk_X509_free(chain);
+    return d;
+}
+
+/*
+ * A CRL is its issuer's (name and key): a leaf that chains through the
+ * renewed CA certificate (same name and key, pinned too, no CRL of its own)
+ * is revoked by it all the same. The client picks the intermediate it sends.
+ */
+START_TEST(test_revoked_through_renewed_ca_certificate)
+{
+    crl_spec s = current(1);
+    cs_decision d;
+
+    begin();
+    ck_ok(cs_pin_add(writer, pki->ca_a_renewed.cert, "", NULL));
+    commit();
+    ck_assert(decide_through_renewed(now).accept);
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s, &pki->alice, NULL), pin_a, NULL));
+    expect_reject(&pki->alice, now, CS_REASON_REVOKED);
+    d = decide_through_renewed(now);
+    ck_assert_msg(!d.accept && d.reason == CS_REASON_REVOKED,
+                  "through the renewed CA certificate: %s (%s)",
+                  d.accept ? "accept" : cs_reason_token(d.reason), d.detail);
+}
+END_TEST
+
+/* Both pins hold a CRL, the renewed one's older: ca_a's newer CRL revokes through either. */
+START_TEST(test_revoked_by_the_newer_crl_of_the_other_pin)
+{
+    crl_spec first = current(1), second = current(2);
+    char renewed[CS_FP_HEX_LEN + 1];
+    cs_decision d;
+
+    begin();
+    ck_ok(cs_pin_add(writer, pki->ca_a_renewed.cert, "", renewed));
+    commit();
+    ck_ok(add_crl(make_crl(&pki->ca_a, &first, NULL), renewed, NULL));
+    ck_ok(add_crl(make_crl(&pki->ca_a, &second, &pki->alice, NULL), pin_a, NULL));
+    expect_reject(&pki->alice, now, CS_REASON_REVOKED);
+    d = decide_through_renewed(now);
+    ck_assert_msg(!d.accept && d.reason == CS_REASON_REVOKED, "through the renewed pin: %s (%s)",
+                  d.accept ? "accept" : cs_reason_token(d.reason), d.detail);
+}
+END_TEST
+
+/* A pinned twin-DN CA (another key, mallory has alice's serial): ca_a's CRL is not its. */
+START_TEST(test_twin_dn_ca_not_revoked_by_the_crl)
+{
+    crl_spec s = current(1);
+
+    begin();
+    ck_ok(cs_pin_add(writer, pki->ca_twin.cert, "", NULL));
+    commit();
+    map_cert(&pki->mallory, "mallory");
+    ck_ok(add_crl(make_crl(&pki->ca_a, &s, &pki->alice, NULL), NULL, NULL));
+    expect_reject(&pki->alice, now, CS_REASON_REVOKED);
+    expect_accept(&pki->mallory, now, CS_REVSTATE_NONE);
+}
+END_TEST
+
 /* ---- the index ------------------------------------------------------------------------ */
 
 /* The decision's probe is the revoked table's primary key: one B-tree search. */
@@ -702,6 +772,9 @@ static Suite *crl_suite(void)
     tcase_add_test(refused, test_older_crl_refused_by_number);
     tcase_add_test(refused, test_older_crl_refused_by_this_update);
     tcase_add_test(refused, test_ambiguous_issuer_needs_pin);
+    tcase_add_test(decision, test_revoked_through_renewed_ca_certificate);
+    tcase_add_test(decision, test_twin_dn_ca_not_revoked_by_the_crl);
+    tcase_add_test(decision, test_revoked_by_the_newer_crl_of_the_other_pin);
     suite_add_tcase(s, refused);
     tcase_add_checked_fixture(generation_case, setup, teardown);
     tcase_add_test(generation_case, test_generation_moves_only_when_stricter);
