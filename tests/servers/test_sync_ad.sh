@@ -167,10 +167,12 @@ t_unchanged() {
     local before
     cs_save_session "$SPORT" alice -tls1_2 "$SESS" "$MARK" alice || return 1
     before=$(store_state)
-    sync_ok && sync_has "mappings \+0 -0 \(2 unchanged\)" && [ "$(store_state)" = "$before" ] &&
+    sync_ok && sync_has "incremental: 0 entries read" && [ "$(store_state)" = "$before" ] &&
+        sync_ok --full && sync_has "full: 2 entries read" &&
+        sync_has "mappings \+0 -0 \(2 unchanged\)" && [ "$(store_state)" = "$before" ] &&
         cs_resume_accepted "$SPORT" alice -tls1_2 "$SESS" "$MARK"
 }
-cs_check 3 "an unchanged directory changes nothing: alice's session still resumes" t_unchanged
+cs_check 3 "an unchanged directory changes nothing (incremental: 0 entries; --full): alice's session still resumes" t_unchanged
 
 t_disabled() {
     tool user disable alice && sync_ok && sync_has "1 disabled" &&
