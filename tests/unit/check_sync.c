@@ -4,6 +4,7 @@
  * a real store (cs_sync_apply), and the CLI is run against the result to
  * check that it leaves sync-owned rows alone without --force.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,6 +504,48 @@ START_TEST(test_incremental_pins_only_when_read)
 }
 END_TEST
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_import_update_refuses_synced_rows)
+{
+    cs_sync_result res;
+    char out[8192], fp[CS_FP_HEX_LEN + 1], path[PATH_MAX + 16], text[512];
+    cs_decision d;
+
+    ck_ok(apply(directory(0, 1), 0, &res));
+    ck_ok(cs_db_begin(writer, "account add"));
+    ck_ok(cs_account_add(writer, "mallory", NULL));
+    ck_ok(cs_db_commit(writer));
+    ck_assert(cs_fp_of_cert(pki->bob.cert, fp));
+    /* bob's synced cert mapping moved to mallory: refused in CSV and JSON lines. */
+    snprintf(path, sizeof(path), "%s/moved.csv", tstore.dir);
+    snprintf(text, sizeof(text), "kind,key,account\ncert,%s,mallory\n", fp);
+    write_file(path, text);
+    ck_assert_int_eq(cli(out, sizeof(out), "import", path, "--update", NULL), 1);
+    ck_assert_msg(strstr(out, "line 2: mapping ") != NULL &&
+                      strstr(out,
+                             "-> bob is owned by " SOURCE
+                             ": an import does not change it (change it in the directory)") != NULL,
+                  "%s", out);
+    snprintf(path, sizeof(path), "%s/moved.jsonl", tstore.dir);
+    snprintf(text, sizeof(text), "{\"kind\":\"cert\",\"key\":\"%s\",\"account\":\"mallory\"}\n",
+             fp);
+    write_file(path, text);
+    ck_assert_int_eq(cli(out, sizeof(out), "import", path, "--update", NULL), 1);
+    ck_assert_msg(strstr(out, "is owned by " SOURCE) != NULL, "%s", out);
+    d = decide(&pki->bob);
+    ck_assert(d.accept);
+    ck_assert_str_eq(d.account, "bob");
+}
+END_TEST
+
 static Suite *sync_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -526,6 +569,7 @@ static Suite *sync_suite(void)
     suite_add_tcase(s, apply_tc);
     tcase_add_checked_fixture(cli_tc, setup, teardown);
     tcase_add_test(cli_tc, test_cli_refuses_synced_rows_without_force);
+    tcase_add_test(cli_tc, test_import_update_refuses_synced_rows);
     suite_add_tcase(s, cli_tc);
     return s;
 }
