@@ -610,10 +610,21 @@ int cs_sync_snapshot_add_cert(cs_sync_snapshot *snap, const unsigned char *der, 
 int cs_sync_snapshot_add_gone(cs_sync_snapshot *snap, const char *account);
 /* Incremental snapshots: the pins' object did not change, the pins stay as they are. */
 void cs_sync_snapshot_keep_pins(cs_sync_snapshot *snap);
+/*
+ * RFC 4533 (entryUUIDs): the last user added came from entry uuid; an
+ * entry deleted (gone) or unchanged (present) names only its uuid. After
+ * cs_sync_snapshot_present_phase, every entry neither present nor read is
+ * gone. The store remembers which account each uuid made.
+ */
+int cs_sync_snapshot_set_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len);
+int cs_sync_snapshot_gone_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len);
+int cs_sync_snapshot_present_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len);
+void cs_sync_snapshot_present_phase(cs_sync_snapshot *snap);
 size_t cs_sync_snapshot_users(const cs_sync_snapshot *snap);
 
 #define CS_SYNC_SERVER_MAX 512
 #define CS_SYNC_ID_MAX 64
+#define CS_SYNC_COOKIE_MAX 1024
 /*
  * Where the next incremental sync of a source resumes (sync_state). AD:
  * the DC (its dsServiceName and invocationId) and its highestCommittedUSN
@@ -626,6 +637,8 @@ typedef struct {
     int64_t pins_usn;                  /* uSNChanged of the pins' object when it was last read */
     int64_t last_full;                 /* Unix time of the last full pass; 0 never */
     char settings[CS_SYNC_SERVER_MAX]; /* how entries were read (another: a full pass) */
+    unsigned char cookie[CS_SYNC_COOKIE_MAX]; /* LDAP: the RFC 4533 cookie */
+    size_t cookie_len;
 } cs_sync_mark;
 /* The mark of source; CS_NOTFOUND when it never synced (out zeroed). */
 cs_status cs_sync_mark_get(cs_db *db, const char *source, cs_sync_mark *out);

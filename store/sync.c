@@ -35,6 +35,7 @@ typedef struct {
     sync_blob *certs;
     size_t ncerts;
     int nul_in_value; /* a value held a NUL byte: malformed */
+    sync_blob uuid;   /* RFC 4533 entryUUID; len 0: none */
 } sync_user;
 
 struct cs_sync_snapshot {
@@ -44,7 +45,11 @@ struct cs_sync_snapshot {
     size_t nusers;
     char **gone; /* incremental: accounts of users the directory no longer holds */
     size_t ngone;
-    int keep_pins; /* incremental: the pins' object did not change */
+    int keep_pins;                         /* incremental: the pins' object did not change */
+    sync_blob *gone_uuids, *present_uuids; /* RFC 4533 */
+    size_t ngone_uuids, npresent_uuids;
+    int present_phase;
+    int has_uuids; /* some user came with an entryUUID */
 };
 
 /* ---- the snapshot --------------------------------------------------------- */
@@ -70,7 +75,14 @@ void cs_sync_snapshot_free(cs_sync_snapshot *snap)
         free(u->values);
         free(u->certs);
         free(u->account);
+        free(u->uuid.der);
     }
+    for (size_t i = 0; i < snap->ngone_uuids; i++)
+        free(snap->gone_uuids[i].der);
+    for (size_t i = 0; i < snap->npresent_uuids; i++)
+        free(snap->present_uuids[i].der);
+    free(snap->gone_uuids);
+    free(snap->present_uuids);
     for (size_t i = 0; i < snap->ngone; i++)
         free(snap->gone[i]);
     free(snap->gone);
@@ -172,6 +184,36 @@ int cs_sync_snapshot_add_gone(cs_sync_snapshot *snap, const char *account)
 void cs_sync_snapshot_keep_pins(cs_sync_snapshot *snap)
 {
     snap->keep_pins = 1;
+}
+
+int cs_sync_snapshot_set_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len)
+{
+    sync_user *u = snap->nusers > 0 ? &snap->users[snap->nusers - 1] : NULL;
+    unsigned char *copy;
+
+    if (u == NULL || len == 0 || (copy = malloc(len)) == NULL)
+        return 0;
+    memcpy(copy, uuid, len);
+    free(u->uuid.der);
+    u->uuid.der = copy;
+    u->uuid.len = len;
+    snap->has_uuids = 1;
+    return 1;
+}
+
+int cs_sync_snapshot_gone_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len)
+{
+    return add_blob(&snap->gone_uuids, &snap->ngone_uuids, uuid, len);
+}
+
+int cs_sync_snapshot_present_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len)
+{
+    return add_blob(&snap->present_uuids, &snap->npresent_uuids, uuid, len);
+}
+
+void cs_sync_snapshot_present_phase(cs_sync_snapshot *snap)
+{
+    snap->present_phase = 1;
 }
 
 size_t cs_sync_snapshot_users(const cs_sync_snapshot *snap)
@@ -776,12 +818,13 @@ static cs_status record_success(sync_ctx *s)
              (long long)s->res->pins_added, (long long)s->res->pins_removed);
     if ((stmt = sync_stmt(
              s, "INSERT INTO sync_state (source, last_success, detail, server, invocation_id, usn,"
-                " pins_usn, last_full, settings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                " pins_usn, last_full, settings, cookie)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
                 " ON CONFLICT (source) DO UPDATE SET last_success = excluded.last_success,"
                 " detail = excluded.detail, server = excluded.server,"
                 " invocation_id = excluded.invocation_id, usn = excluded.usn,"
                 " pins_usn = excluded.pins_usn, last_full = excluded.last_full,"
-                " settings = excluded.settings")) == NULL)
+                " settings = excluded.settings, cookie = excluded.cookie")) == NULL)
         return cs_sql_fail(s->db, "recording the sync");
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, cs_now());
@@ -793,6 +836,8 @@ static cs_status record_success(sync_ctx *s)
         sqlite3_bind_int64(stmt, 7, m->pins_usn);
         sqlite3_bind_int64(stmt, 8, m->last_full);
         sqlite3_bind_text(stmt, 9, m->settings, -1, SQLITE_STATIC);
+        if (m->cookie_len > 0)
+            sqlite3_bind_blob(stmt, 10, m->cookie, (int)m->cookie_len, SQLITE_STATIC);
     }
     status = cs_stmt_exec(s->db, stmt, "recording the sync");
     sqlite3_reset(stmt);
@@ -808,6 +853,111 @@ int cs_sync_changed(const cs_sync_result *r)
                r->accounts_disabled + r->accounts_enabled + r->mappings_added +
                r->mappings_removed + r->rules_added + r->rules_removed >
            0;
+}
+
+/* Insert each blob into a one-column temp table (cleared first). */
+static cs_status fill_uuids(sync_ctx *s, const char *clear, const char *insert,
+                            const sync_blob *blobs, size_t n)
+{
+    cs_status status = exec_bound(s, clear, NULL, 0);
+
+    for (size_t i = 0; status == CS_OK && i < n; i++) {
+        sqlite3_stmt *stmt = sync_stmt(s, insert);
+
+        if (stmt == NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_blob(stmt, 1, blobs[i].der, (int)blobs[i].len, SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    return status;
+}
+
+/*
+ * RFC 4533: the entries deleted by uuid, and after a present phase every
+ * entry neither present nor read, into sync_gone_uuids; their accounts
+ * (ours, not read again this time) into sync_gone.
+ */
+static cs_status collect_gone_uuids(sync_ctx *s, const cs_sync_snapshot *snap)
+{
+    cs_status status = exec_bound(s,
+                                  "CREATE TEMP TABLE IF NOT EXISTS sync_gone_uuids"
+                                  " (uuid BLOB PRIMARY KEY)",
+                                  NULL, 0);
+
+    if (status == CS_OK)
+        status = exec_bound(s,
+                            "CREATE TEMP TABLE IF NOT EXISTS sync_present"
+                            " (uuid BLOB PRIMARY KEY)",
+                            NULL, 0);
+    if (status == CS_OK)
+        status = fill_uuids(s, "DELETE FROM temp.sync_gone_uuids",
+                            "INSERT OR IGNORE INTO temp.sync_gone_uuids (uuid) VALUES (?1)",
+                            snap->gone_uuids, snap->ngone_uuids);
+    if (status == CS_OK)
+        status = fill_uuids(s, "DELETE FROM temp.sync_present",
+                            "INSERT OR IGNORE INTO temp.sync_present (uuid) VALUES (?1)",
+                            snap->present_uuids, snap->npresent_uuids);
+    for (size_t i = 0; status == CS_OK && i < snap->nusers; i++) {
+        sqlite3_stmt *stmt;
+
+        if (snap->users[i].uuid.len == 0)
+            continue;
+        if ((stmt = sync_stmt(s, "INSERT OR IGNORE INTO temp.sync_present (uuid) VALUES (?1)")) ==
+            NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_blob(stmt, 1, snap->users[i].uuid.der, (int)snap->users[i].uuid.len,
+                          SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    if (status == CS_OK && snap->present_phase)
+        status = exec_bound(s,
+                            "INSERT OR IGNORE INTO temp.sync_gone_uuids (uuid)"
+                            " SELECT uuid FROM sync_entries WHERE source = ?1"
+                            " AND uuid NOT IN (SELECT uuid FROM temp.sync_present)",
+                            s->opts->source, 0);
+    if (status == CS_OK)
+        status =
+            exec_bound(s,
+                       "INSERT OR IGNORE INTO temp.sync_gone (id) SELECT a.id FROM accounts a"
+                       " JOIN sync_entries e ON e.account = a.name AND e.source = ?1"
+                       " WHERE a.source = ?1 AND e.uuid IN (SELECT uuid FROM temp.sync_gone_uuids)"
+                       " AND a.id NOT IN (SELECT id FROM temp.sync_seen WHERE tbl = 'accounts')",
+                       s->opts->source, 0);
+    return status;
+}
+
+/* Which account each entryUUID made: rewritten in full, or patched incrementally. */
+static cs_status record_entries(sync_ctx *s, const cs_sync_snapshot *snap)
+{
+    cs_status status = CS_OK;
+
+    if (!snap->has_uuids && snap->ngone_uuids == 0 && !snap->present_phase)
+        return CS_OK;
+    if (!s->opts->incremental)
+        status = exec_bound(s, "DELETE FROM sync_entries WHERE source = ?1", s->opts->source, 0);
+    else
+        status = exec_bound(s,
+                            "DELETE FROM sync_entries WHERE source = ?1"
+                            " AND uuid IN (SELECT uuid FROM temp.sync_gone_uuids)",
+                            s->opts->source, 0);
+    for (size_t i = 0; status == CS_OK && i < snap->nusers; i++) {
+        const sync_user *u = &snap->users[i];
+        sqlite3_stmt *stmt;
+
+        if (u->uuid.len == 0)
+            continue;
+        if ((stmt = sync_stmt(s, "INSERT OR REPLACE INTO sync_entries (source, uuid, account)"
+                                 " VALUES (?1, ?2, ?3)")) == NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(stmt, 2, u->uuid.der, (int)u->uuid.len, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, u->account, -1, SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    return status;
 }
 
 /* Incremental: the owned accounts of gone users (unless read again this time) into sync_gone. */
@@ -833,6 +983,8 @@ static cs_status collect_gone(sync_ctx *s, const cs_sync_snapshot *snap)
         status = cs_stmt_exec(s->db, stmt, "sync");
         sqlite3_reset(stmt);
     }
+    if (status == CS_OK)
+        status = collect_gone_uuids(s, snap);
     return status;
 }
 
@@ -908,6 +1060,8 @@ cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_o
         status = remove_unseen(&s, owned_mappings, owned_pins);
     s.where = (int64_t)snap->nusers;
     if (status == CS_OK)
+        status = record_entries(&s, snap);
+    if (status == CS_OK)
         status = record_success(&s);
     sync_stmts_free(&s);
     return status;
@@ -949,8 +1103,8 @@ cs_status cs_sync_mark_get(cs_db *db, const char *source, cs_sync_mark *out)
     if (db == NULL || db->sql == NULL)
         return CS_ERR;
     if (sqlite3_prepare_v2(db->sql,
-                           "SELECT server, invocation_id, usn, pins_usn, last_full, settings"
-                           " FROM sync_state"
+                           "SELECT server, invocation_id, usn, pins_usn, last_full, settings,"
+                           " cookie FROM sync_state"
                            " WHERE source = ?1",
                            -1, &stmt, NULL) != SQLITE_OK)
         return cs_sql_fail(db, "reading the sync state");
@@ -964,6 +1118,11 @@ cs_status cs_sync_mark_get(cs_db *db, const char *source, cs_sync_mark *out)
         out->usn = sqlite3_column_int64(stmt, 2);
         out->pins_usn = sqlite3_column_int64(stmt, 3);
         out->last_full = sqlite3_column_int64(stmt, 4);
+        if (sqlite3_column_bytes(stmt, 6) > 0 &&
+            (size_t)sqlite3_column_bytes(stmt, 6) <= sizeof(out->cookie)) {
+            out->cookie_len = (size_t)sqlite3_column_bytes(stmt, 6);
+            memcpy(out->cookie, sqlite3_column_blob(stmt, 6), out->cookie_len);
+        }
         snprintf(out->settings, sizeof(out->settings), "%s",
                  sqlite3_column_text(stmt, 5) ? (const char *)sqlite3_column_text(stmt, 5) : "");
         status = CS_OK;

@@ -213,9 +213,9 @@ static void print_result(const char *verb, const char *source, const cs_sync_res
         printf("{\"source\":");
         cli_put_json_string(stdout, source);
         printf(",\"dry_run\":%s,\"pass\":\"%s\",\"entries\":%ld,\"deleted\":%ld,"
-               "\"left\":%ld,\"deletions\":",
+               "\"left\":%ld,\"unchanged\":%ld,\"deletions\":",
                dry_run ? "true" : "false", p->incremental ? "incremental" : "full", p->read.entries,
-               p->read.deleted, p->read.left);
+               p->read.deleted, p->read.left, p->read.present);
         cli_put_json_string(stdout, p->incremental ? p->deletions : NULL);
         printf(",\"users\":%zu,\"pins_added\":%lld,\"pins_removed\":%lld,"
                "\"accounts_added\":%lld,\"accounts_removed\":%lld,\"accounts_disabled\":%lld,"
@@ -234,9 +234,9 @@ static void print_result(const char *verb, const char *source, const cs_sync_res
     printf("%s ", verb);
     cli_put_text(stdout, source);
     if (p->incremental)
-        printf(" (incremental: %ld entries read, %ld deleted, %ld left the filter; deletions: "
-               "%s)",
-               p->read.entries, p->read.deleted, p->read.left, p->deletions);
+        printf(" (incremental: %ld entries read, %ld deleted, %ld left the filter, %ld unchanged; "
+               "deletions: %s)",
+               p->read.entries, p->read.deleted, p->read.left, p->read.present, p->deletions);
     else
         printf(" (full: %ld entries read)", p->read.entries);
     printf(": %zu users; pins +%lld -%lld; accounts +%lld -%lld, %lld disabled, %lld enabled; "
@@ -380,18 +380,21 @@ static void read_settings(const syncer *sy, char *out, size_t len)
 }
 
 /*
- * Full pass or incremental (AD only): incremental when the stored mark is
- * of the same DC (dsServiceName and invocationId: a DC restored from a
- * backup gets a new invocationId and reuses USNs) and the last full pass
- * is younger than --full-every.
+ * Full pass or incremental: incremental when the stored mark is of the
+ * same server (AD: the DC's dsServiceName and invocationId, since a DC
+ * restored from a backup gets a new invocationId and reuses USNs; LDAP:
+ * the URI, with an RFC 4533 cookie or a modifyTimestamp time), the same
+ * settings, and the last full pass is younger than --full-every.
  */
 static int choose_incremental(const syncer *sy, const cs_sync_mark *old, const cs_sync_mark *now)
 {
-    return sy->a->cfg.schema == SYNC_SCHEMA_AD && !sy->a->full && old->usn > 0 &&
-           strcmp(old->server, now->server) == 0 &&
+    int resumable = sy->a->cfg.schema == SYNC_SCHEMA_AD ? now->usn >= old->usn && old->usn > 0
+                                                        : old->cookie_len > 0 || old->usn > 0;
+
+    return resumable && !sy->a->full && strcmp(old->server, now->server) == 0 &&
            strcmp(old->invocation_id, now->invocation_id) == 0 &&
            strcmp(old->settings, now->settings) == 0 && old->last_full > 0 &&
-           (long long)time(NULL) - old->last_full < sy->full_every && now->usn >= old->usn;
+           (long long)time(NULL) - old->last_full < sy->full_every;
 }
 
 /* Apply in one transaction; 0, or -1 with the failure printed (with the retry suffix). */
@@ -401,7 +404,7 @@ static int apply_snapshot(syncer *sy, const cs_sync_snapshot *snap, const cs_syn
     cs_sync_result res;
     cs_db *db = cli_begin_write(sy->ctx);
     cs_status st;
-    int rc;
+    int rc, show;
 
     if (db == NULL)
         return -1;
@@ -421,10 +424,12 @@ static int apply_snapshot(syncer *sy, const cs_sync_snapshot *snap, const cs_syn
     }
     if (rc != CLI_OK)
         return -1;
-    end_notes(notes, 1);
+    /* --follow: a sync that changed nothing says nothing (its notes were said before). */
+    show = !sy->follow || !sy->first_done || cs_sync_changed(&res);
+    end_notes(notes, show);
     notes->out = NULL;
     notes->text = NULL;
-    if (!sy->follow || !sy->first_done || cs_sync_changed(&res))
+    if (show)
         print_result(sy->follow       ? "applied"
                      : sy->a->dry_run ? "would sync"
                                       : "synced",
@@ -441,7 +446,7 @@ static int sync_once(syncer *sy, sync_conn *conn, const char *retry)
     note_sink notes = {.ctx = sy->ctx};
     cs_sync_mark old, now;
     sync_pass pass;
-    cs_sync_snapshot *snap;
+    cs_sync_snapshot *snap = NULL;
     cs_sync_opts sopts;
     int rc;
 
@@ -450,23 +455,45 @@ static int sync_once(syncer *sy, sync_conn *conn, const char *retry)
     stored_mark(sy, &old);
     if (cfg->schema == SYNC_SCHEMA_AD && sync_ldap_ad_position(conn, &now, err, sizeof(err)) != 0)
         return cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry), -1;
+    if (cfg->schema == SYNC_SCHEMA_LDAP) {
+        snprintf(now.server, sizeof(now.server), "%s", cfg->uri);
+        now.usn = (int64_t)time(NULL); /* modifyTimestamp reads start here */
+    }
     read_settings(sy, now.settings, sizeof(now.settings));
     pass.incremental = choose_incremental(sy, &old, &now);
-    pass.read.pins_usn = old.pins_usn;
     notes.out = open_memstream(&notes.text, &notes.len);
-    if ((snap = cs_sync_snapshot_new()) == NULL || notes.out == NULL) {
-        end_notes(&notes, 0);
-        cs_sync_snapshot_free(snap);
+    if (notes.out == NULL)
         return cli_fail(sy->ctx, "out of memory"), -1;
+    for (int attempt = 0;; attempt++) {
+        memset(&pass.read, 0, sizeof(pass.read));
+        pass.read.pins_usn = old.pins_usn;
+        if ((snap = cs_sync_snapshot_new()) == NULL) {
+            end_notes(&notes, 0);
+            return cli_fail(sy->ctx, "out of memory"), -1;
+        }
+        rc = sync_ldap_read(conn, pass.incremental ? &old : NULL, snap, &pass.read, print_note,
+                            &notes, err, sizeof(err));
+        if (rc != 1 || attempt > 0)
+            break;
+        /* The server cannot resume from our cookie: a full pass. */
+        cs_sync_snapshot_free(snap);
+        pass.incremental = 0;
     }
-    if (sync_ldap_read(conn, pass.incremental ? old.usn : 0, snap, &pass.read, print_note, &notes,
-                       err, sizeof(err)) != 0) {
+    if (rc != 0) {
         cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry);
         rc = -1;
     } else {
-        pass.deletions = pass.read.deleted_objects ? "deleted-objects" : "next-full-pass";
+        if (cfg->schema == SYNC_SCHEMA_AD)
+            pass.deletions = pass.read.deleted_objects ? "deleted-objects" : "next-full-pass";
+        else
+            pass.deletions = pass.read.content_sync ? "content-sync" : "next-full-pass";
         now.pins_usn = pass.read.pins_usn;
         now.last_full = pass.incremental ? old.last_full : (int64_t)time(NULL);
+        if (pass.read.content_sync) {
+            now.usn = 0;
+            memcpy(now.cookie, pass.read.cookie, pass.read.cookie_len);
+            now.cookie_len = pass.read.cookie_len;
+        }
         sopts = (cs_sync_opts){.source = sy->source,
                                .allow_weak = sy->a->allow_weak,
                                .allow_mass_removal = sy->a->allow_mass,
@@ -699,12 +726,16 @@ const cli_command cli_cmd_sync = {
     "object only when it changed. A full pass comes first, on another DC or\n"
     "invocationId, when options that decide how entries are read change, with\n"
     "--full, and every --full-every (deletions the Deleted Objects container\n"
-    "does not show are caught there). --schema ldap syncs always read in full.\n"
-    "The summary says full or incremental and how many entries were read.\n"
+    "does not show are caught there). --schema ldap syncs are incremental with\n"
+    "RFC 4533 content synchronisation where the server runs syncprov (the\n"
+    "cookie is kept; deletions come with it), else by modifyTimestamp (five\n"
+    "minutes back, for clock skew; deletions wait for the next full pass). The\n"
+    "summary says full or incremental, how many entries were read, deleted,\n"
+    "left the filter or were named unchanged, and how deletions are seen.\n"
     "\n"
     "--follow keeps running: a sync, then every --poll SECONDS one read of the\n"
     "DC's highestCommittedUSN and an incremental sync when it moved (--schema\n"
-    "ldap: a full read every --poll SECONDS). Each sync that changes the store\n"
+    "ldap: an incremental sync every --poll SECONDS). Each sync that changes the store\n"
     "prints one line starting 'applied' (one transaction each). A failure prints\n"
     "one line and is retried on a new connection after 1 s, doubling up to\n"
     "60 s, while the store keeps its last good state. SIGTERM or SIGINT ends it\n"

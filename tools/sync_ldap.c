@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <ldap.h>
 
@@ -21,6 +22,8 @@
 #define PAGE_SIZE 500
 #define NTAUTH_RDNS "CN=NTAuthCertificates,CN=Public Key Services,CN=Services,"
 #define UAC_ACCOUNTDISABLE 0x2
+/* modifyTimestamp reads go back this far (clock skew, writes in flight). */
+#define SYNC_CLOCK_MARGIN 300
 
 struct sync_conn {
     const sync_config *cfg;
@@ -30,7 +33,9 @@ struct sync_conn {
 typedef struct {
     const sync_config *cfg;
     LDAP *ld;
-    long long since; /* 0: a full read; else uSNChanged above it */
+    long long since;    /* AD: 0 a full read, else uSNChanged above it */
+    long long modified; /* LDAP without syncprov: modifyTimestamp from this Unix time */
+    int cookie_read;    /* LDAP: an RFC 4533 read from a cookie (incremental) */
     sync_read_info *info;
     cs_sync_snapshot *snap;
     sync_note_fn note;
@@ -240,11 +245,17 @@ static long long number_of(reader *r, LDAPMessage *e, const char *attr)
     return n;
 }
 
-/* "(&FILTER(uSNChanged>=N))" for an incremental read, else FILTER. */
+/* "(&FILTER(uSNChanged>=N))" or modifyTimestamp for an incremental read, else FILTER. */
 static void changed_since(const reader *r, const char *filter, char *out, size_t len)
 {
+    time_t t = (time_t)r->modified;
+    struct tm tm;
+
     if (r->since > 0)
         snprintf(out, len, "(&%s(uSNChanged>=%lld))", filter, r->since + 1);
+    else if (r->modified > 0 && gmtime_r(&t, &tm) != NULL)
+        snprintf(out, len, "(&%s(modifyTimestamp>=%04d%02d%02d%02d%02d%02dZ))", filter,
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     else
         snprintf(out, len, "%s", filter);
 }
@@ -264,8 +275,11 @@ static int read_pins(reader *r)
         return -1;
     if (r->cfg->schema != SYNC_SCHEMA_AD)
         attrs[1] = NULL;
-    /* Incremental: the object comes back only when it changed. */
-    changed_since(r, "(objectClass=*)", filter, sizeof(filter));
+    /* Incremental AD: the object comes back only when it changed. */
+    if (r->since > 0)
+        changed_since(r, "(objectClass=*)", filter, sizeof(filter));
+    else
+        snprintf(filter, sizeof(filter), "(objectClass=*)");
     if (search_base_ctrl(r, dn, filter, attrs, NULL, &res, &found) != 0)
         return -1;
     if (!found && r->since > 0) {
@@ -582,6 +596,275 @@ static int read_deleted(reader *r)
     return rc;
 }
 
+/* ---- RFC 4533 content synchronisation (--schema ldap) ---------------------- */
+
+/*
+ * libldap's ldap_sync_* helpers (2.5) hand every callback the first message
+ * of a chained ldap_result and poll without a deadline; the consumer here
+ * uses the same controls through ldap_search_ext/ldap_result one message
+ * at a time, each bounded by --timeout.
+ */
+
+/* The Sync Request control: mode, and the cookie of the last sync if any. */
+static int sync_request(reader *r, const struct berval *cookie, LDAPControl **out)
+{
+    BerElement *ber = ber_alloc_t(LBER_USE_DER);
+    struct berval value = {0, NULL};
+    int rc = -1;
+
+    if (ber == NULL)
+        return fail(r, "out of memory");
+    if (ber_printf(ber, "{e", (ber_int_t)LDAP_SYNC_REFRESH_ONLY) != -1 &&
+        (cookie == NULL || ber_printf(ber, "O", cookie) != -1) && ber_printf(ber, "N}") != -1 &&
+        ber_flatten2(ber, &value, 0) == 0 &&
+        ldap_control_create(LDAP_CONTROL_SYNC, 1, &value, 1, out) == LDAP_SUCCESS)
+        rc = 0;
+    ber_free(ber, 1);
+    return rc == 0 ? 0 : fail(r, "cannot build the sync request control");
+}
+
+static void keep_cookie(reader *r, const struct berval *cookie)
+{
+    if (cookie->bv_val != NULL && cookie->bv_len <= sizeof(r->info->cookie)) {
+        memcpy(r->info->cookie, cookie->bv_val, cookie->bv_len);
+        r->info->cookie_len = cookie->bv_len;
+    }
+}
+
+/* An entry with its Sync State control: added/changed, present, or deleted. */
+static int sync_entry(reader *r, LDAPMessage *e)
+{
+    LDAPControl **ctrls = NULL, *state_ctrl;
+    BerElement *ber = NULL;
+    struct berval uuid = {0, NULL}, cookie = {0, NULL};
+    ber_int_t state = -1;
+    ber_len_t len;
+    int rc = 0;
+
+    if (ldap_get_entry_controls(r->ld, e, &ctrls) != LDAP_SUCCESS ||
+        (state_ctrl = ldap_control_find(LDAP_CONTROL_SYNC_STATE, ctrls, NULL)) == NULL ||
+        (ber = ber_init(&state_ctrl->ldctl_value)) == NULL ||
+        ber_scanf(ber, "{em", &state, &uuid) == LBER_ERROR || uuid.bv_len == 0) {
+        rc = fail(r, "searching %s: an entry without a valid sync state", r->cfg->base);
+    } else {
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE &&
+            ber_scanf(ber, "m", &cookie) != LBER_ERROR)
+            keep_cookie(r, &cookie);
+        if (state == LDAP_SYNC_ADD || state == LDAP_SYNC_MODIFY) {
+            size_t before = cs_sync_snapshot_users(r->snap);
+
+            rc = read_user(r, e);
+            if (rc == 0 && cs_sync_snapshot_users(r->snap) > before &&
+                !cs_sync_snapshot_set_uuid(r->snap, (const unsigned char *)uuid.bv_val,
+                                           uuid.bv_len))
+                rc = fail(r, "out of memory");
+            else if (rc == 0 && cs_sync_snapshot_users(r->snap) == before && r->cookie_read &&
+                     !cs_sync_snapshot_gone_uuid(r->snap, (const unsigned char *)uuid.bv_val,
+                                                 uuid.bv_len))
+                rc = fail(r, "out of memory");
+        } else if (state == LDAP_SYNC_PRESENT) {
+            r->info->present++;
+            if (!cs_sync_snapshot_present_uuid(r->snap, (const unsigned char *)uuid.bv_val,
+                                               uuid.bv_len))
+                rc = fail(r, "out of memory");
+        } else if (state == LDAP_SYNC_DELETE) {
+            r->info->deleted++;
+            if (!cs_sync_snapshot_gone_uuid(r->snap, (const unsigned char *)uuid.bv_val,
+                                            uuid.bv_len))
+                rc = fail(r, "out of memory");
+        } else {
+            rc = fail(r, "searching %s: an unknown sync state %d", r->cfg->base, (int)state);
+        }
+    }
+    if (ber != NULL)
+        ber_free(ber, 1);
+    ldap_controls_free(ctrls);
+    return rc;
+}
+
+/* A Sync Info message: a new cookie, or a set of entryUUIDs present or deleted. */
+static int sync_info(reader *r, LDAPMessage *m)
+{
+    char *oid = NULL;
+    struct berval *data = NULL, cookie = {0, NULL};
+    BerVarray uuids = NULL;
+    BerElement *ber = NULL;
+    ber_int_t deletes = 0;
+    ber_len_t len;
+    ber_tag_t tag;
+    int rc = -1;
+
+    if (ldap_parse_intermediate(r->ld, m, &oid, &data, NULL, 0) != LDAP_SUCCESS || oid == NULL ||
+        strcmp(oid, LDAP_SYNC_INFO) != 0 || data == NULL || (ber = ber_init(data)) == NULL)
+        goto done;
+    tag = ber_peek_tag(ber, &len);
+    if (tag == LDAP_TAG_SYNC_NEW_COOKIE) {
+        if (ber_scanf(ber, "m", &cookie) != LBER_ERROR) {
+            keep_cookie(r, &cookie);
+            rc = 0;
+        }
+    } else if (tag == LDAP_TAG_SYNC_REFRESH_DELETE || tag == LDAP_TAG_SYNC_REFRESH_PRESENT) {
+        if (ber_scanf(ber, "{") != LBER_ERROR) {
+            if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE &&
+                ber_scanf(ber, "m", &cookie) != LBER_ERROR)
+                keep_cookie(r, &cookie);
+            rc = 0;
+        }
+    } else if (tag == LDAP_TAG_SYNC_ID_SET && ber_scanf(ber, "{") != LBER_ERROR) {
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE &&
+            ber_scanf(ber, "m", &cookie) != LBER_ERROR)
+            keep_cookie(r, &cookie);
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_REFRESHDELETES)
+            ber_scanf(ber, "b", &deletes);
+        if (ber_scanf(ber, "[W]}", &uuids) != LBER_ERROR) {
+            rc = 0;
+            for (size_t i = 0; rc == 0 && uuids != NULL && uuids[i].bv_val != NULL; i++) {
+                const unsigned char *u = (const unsigned char *)uuids[i].bv_val;
+                int ok = deletes ? cs_sync_snapshot_gone_uuid(r->snap, u, uuids[i].bv_len)
+                                 : cs_sync_snapshot_present_uuid(r->snap, u, uuids[i].bv_len);
+
+                if (deletes)
+                    r->info->deleted++;
+                else
+                    r->info->present++;
+                if (!ok)
+                    rc = fail(r, "out of memory");
+            }
+        }
+    }
+done:
+    if (rc != 0 && r->err[0] == '\0')
+        fail(r, "searching %s: a malformed sync info message", r->cfg->base);
+    if (ber != NULL)
+        ber_free(ber, 1);
+    ber_bvarray_free(uuids);
+    ldap_memfree(oid);
+    ber_bvfree(data);
+    return rc;
+}
+
+/* The search's end: success with a Sync Done control (cookie, refreshDeletes). */
+static int sync_done(reader *r, LDAPMessage *res, int *refresh_required)
+{
+    int err = LDAP_OTHER;
+    char *msg = NULL, **refs = NULL;
+    LDAPControl **ctrls = NULL, *done;
+    BerElement *ber = NULL;
+    struct berval cookie = {0, NULL};
+    ber_int_t deletes = 0;
+    ber_len_t len;
+    int rc = -1;
+
+    if (ldap_parse_result(r->ld, res, &err, NULL, &msg, &refs, &ctrls, 0) != LDAP_SUCCESS) {
+        fail(r, "searching %s: a malformed result", r->cfg->base);
+    } else if (err == LDAP_SYNC_REFRESH_REQUIRED) {
+        *refresh_required = 1;
+        fail(r, "searching %s: the server wants a full refresh", r->cfg->base);
+    } else if (err != LDAP_SUCCESS || refs != NULL) {
+        fail(r, "searching %s: %s%s%s", r->cfg->base,
+             refs != NULL ? "the server referred elsewhere" : ldap_err2string(err),
+             msg != NULL && *msg ? ": " : "", msg != NULL ? msg : "");
+    } else if ((done = ldap_control_find(LDAP_CONTROL_SYNC_DONE, ctrls, NULL)) == NULL ||
+               (ber = ber_init(&done->ldctl_value)) == NULL || ber_scanf(ber, "{") == LBER_ERROR) {
+        fail(r, "searching %s: no sync done control", r->cfg->base);
+    } else {
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE &&
+            ber_scanf(ber, "m", &cookie) != LBER_ERROR)
+            keep_cookie(r, &cookie);
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_REFRESHDELETES)
+            ber_scanf(ber, "b", &deletes);
+        /* Without refreshDeletes the present phase was used: what was not named is gone. */
+        if (!deletes && r->cookie_read)
+            cs_sync_snapshot_present_phase(r->snap);
+        rc = 0;
+    }
+    if (ber != NULL)
+        ber_free(ber, 1);
+    ldap_memfree(msg);
+    ldap_memvfree((void **)refs);
+    ldap_controls_free(ctrls);
+    return rc;
+}
+
+/*
+ * refreshOnly: in full without a cookie (every entry comes as added), or
+ * what changed since the cookie. 1 when the server has no syncprov (the
+ * caller reads in pages instead), 2 when the cookie is too old (read in
+ * full), 0 done, -1 failed.
+ */
+static int sync_refresh(reader *r, const struct berval *cookie)
+{
+    const sync_config *cfg = r->cfg;
+    char filter[512], disabled[128] = "", *attrs[6];
+    LDAPControl *req = NULL, *ctrls[2] = {NULL, NULL};
+    struct timeval tv = {.tv_sec = cfg->timeout, .tv_usec = 0};
+    int msgid = -1, rc, n = 0, refresh_required = 0, result = -1;
+
+    attrs[n++] = (char *)cfg->account_attr;
+    if (cfg->mapping_attr != NULL)
+        attrs[n++] = (char *)cfg->mapping_attr;
+    if (cfg->cert_attr != NULL)
+        attrs[n++] = (char *)cfg->cert_attr;
+    if (cfg->disabled_attr != NULL) {
+        snprintf(disabled, sizeof(disabled), "%.*s", (int)strcspn(cfg->disabled_attr, "="),
+                 cfg->disabled_attr);
+        attrs[n++] = disabled;
+    }
+    attrs[n] = NULL;
+    user_filter(cfg, filter, sizeof(filter));
+    if (sync_request(r, cookie, &req) != 0)
+        return -1;
+    ctrls[0] = req;
+    rc = ldap_search_ext(r->ld, cfg->base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, ctrls, NULL, &tv,
+                         LDAP_NO_LIMIT, &msgid);
+    ldap_control_free(req);
+    if (rc != LDAP_SUCCESS)
+        return ldap_fail(r, "searching (content sync)", rc);
+    for (;;) {
+        LDAPMessage *m = NULL;
+        int type;
+
+        rc = ldap_result(r->ld, msgid, LDAP_MSG_ONE, &tv, &m);
+        if (rc <= 0) {
+            ldap_msgfree(m);
+            if (rc == 0)
+                ldap_abandon_ext(r->ld, msgid, NULL, NULL);
+            ldap_get_option(r->ld, LDAP_OPT_RESULT_CODE, &rc);
+            return fail(r, "searching %s: %s", cfg->base,
+                        rc == LDAP_SUCCESS ? "no answer within --timeout" : ldap_err2string(rc));
+        }
+        type = ldap_msgtype(m);
+        if (type == LDAP_RES_SEARCH_ENTRY) {
+            rc = sync_entry(r, m);
+        } else if (type == LDAP_RES_INTERMEDIATE) {
+            rc = sync_info(r, m);
+        } else if (type == LDAP_RES_SEARCH_REFERENCE) {
+            rc = fail(r, "searching %s: the server referred elsewhere; referrals are not followed",
+                      cfg->base);
+        } else if (type == LDAP_RES_SEARCH_RESULT) {
+            int err = LDAP_SUCCESS;
+
+            ldap_parse_result(r->ld, m, &err, NULL, NULL, NULL, NULL, 0);
+            if (err == LDAP_UNAVAILABLE_CRITICAL_EXTENSION && cookie == NULL &&
+                r->info->entries == 0) {
+                result = 1;
+            } else {
+                rc = sync_done(r, m, &refresh_required);
+                result = rc == 0 ? 0 : refresh_required ? 2 : -1;
+            }
+            ldap_msgfree(m);
+            if (result > 0)
+                r->err[0] = '\0';
+            return result;
+        }
+        ldap_msgfree(m);
+        if (rc != 0) {
+            ldap_abandon_ext(r->ld, msgid, NULL, NULL);
+            return -1;
+        }
+    }
+}
+
 int sync_ldap_open(const sync_config *cfg, sync_conn **out, char *err, size_t errlen)
 {
     reader r = {.cfg = cfg, .err = err, .errlen = errlen};
@@ -658,12 +941,36 @@ int sync_ldap_ad_position(sync_conn *c, cs_sync_mark *pos, char *err, size_t err
     return err[0] != '\0' ? -1 : 0;
 }
 
-int sync_ldap_read(sync_conn *c, long long since, cs_sync_snapshot *snap, sync_read_info *info,
-                   sync_note_fn note, void *arg, char *err, size_t errlen)
+/* --schema ldap: RFC 4533 where the server has syncprov, else in pages (modifyTimestamp). */
+static int read_ldap_users(reader *r, const cs_sync_mark *from)
+{
+    struct berval cookie = {0, NULL};
+    int rc;
+
+    if (from != NULL && from->cookie_len > 0) {
+        cookie.bv_val = (char *)from->cookie;
+        cookie.bv_len = from->cookie_len;
+        r->cookie_read = 1;
+        r->info->content_sync = 1;
+        rc = sync_refresh(r, &cookie);
+        return rc == 2 ? 1 : rc;
+    }
+    if (from == NULL && (rc = sync_refresh(r, NULL)) != 1) {
+        r->info->content_sync = 1;
+        return rc == 2 ? -1 : rc;
+    }
+    /* No syncprov: pages; incremental by modifyTimestamp (deletions wait for a full pass). */
+    if (from != NULL && from->usn > 0)
+        r->modified = from->usn - SYNC_CLOCK_MARGIN > 0 ? from->usn - SYNC_CLOCK_MARGIN : 1;
+    return read_users(r);
+}
+
+int sync_ldap_read(sync_conn *c, const cs_sync_mark *from, cs_sync_snapshot *snap,
+                   sync_read_info *info, sync_note_fn note, void *arg, char *err, size_t errlen)
 {
     reader r = {.cfg = c->cfg,
                 .ld = c->ld,
-                .since = c->cfg->schema == SYNC_SCHEMA_AD ? since : 0,
+                .since = c->cfg->schema == SYNC_SCHEMA_AD && from != NULL ? from->usn : 0,
                 .info = info,
                 .snap = snap,
                 .note = note,
@@ -674,6 +981,8 @@ int sync_ldap_read(sync_conn *c, long long since, cs_sync_snapshot *snap, sync_r
 
     err[0] = '\0';
     rc = read_pins(&r);
+    if (rc == 0 && c->cfg->schema == SYNC_SCHEMA_LDAP)
+        return read_ldap_users(&r, from);
     if (rc == 0)
         rc = read_users(&r);
     if (rc == 0 && r.since > 0)

@@ -53,20 +53,28 @@ typedef struct {
     long entries;        /* user entries read */
     long deleted;        /* tombstones read (AD Deleted Objects) */
     long left;           /* entries changed that no longer match the filter */
+    long present;        /* RFC 4533: entries named unchanged */
     int deleted_objects; /* incremental AD: 1 when Deleted Objects could be read */
     long long pins_usn;  /* AD: uSNChanged of the pins' object (in: last seen) */
+    int content_sync;    /* LDAP: read with RFC 4533 (else in pages, by modifyTimestamp) */
+    unsigned char cookie[CS_SYNC_COOKIE_MAX]; /* LDAP: the cookie to resume from */
+    size_t cookie_len;
 } sync_read_info;
 
 /*
- * Read the directory into snap: in full when since is 0, else (AD) only
- * the entries whose uSNChanged is above since, the users deleted since
- * then (Deleted Objects, where the bind may read it) and the pins' object
- * only when it changed (cs_sync_snapshot_keep_pins otherwise). 0 on
- * success; -1 with one line in err (a search that did not end in success,
- * a referral, malformed entries, a lost connection): then snap must be
- * thrown away.
+ * Read the directory into snap: in full when from is NULL, else what
+ * changed since the sync that left from. AD: entries whose uSNChanged is
+ * above from->usn, users deleted since (Deleted Objects, where the bind
+ * may read it), the pins' object only when it changed
+ * (cs_sync_snapshot_keep_pins otherwise). LDAP: RFC 4533 refreshOnly
+ * from from->cookie; a server without syncprov is read in pages, and
+ * incrementally by modifyTimestamp above from->usn (Unix time) less a
+ * margin. 0 on success; 1 when the server asks for a full refresh (read
+ * again in full, into a new snapshot); -1 with one line in err (a search
+ * that did not end in success, a referral, malformed entries, a lost
+ * connection): then snap must be thrown away.
  */
-int sync_ldap_read(sync_conn *c, long long since, cs_sync_snapshot *snap, sync_read_info *info,
-                   sync_note_fn note, void *arg, char *err, size_t errlen);
+int sync_ldap_read(sync_conn *c, const cs_sync_mark *from, cs_sync_snapshot *snap,
+                   sync_read_info *info, sync_note_fn note, void *arg, char *err, size_t errlen);
 
 #endif
