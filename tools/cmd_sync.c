@@ -315,6 +315,14 @@ static int check_options(const cli_ctx *ctx, const sync_config *cfg, const char 
         return cli_usage_error(ctx, "--insecure is for ldap:// URIs only");
     if ((cfg->bind_dn == NULL) != (password_file == NULL))
         return cli_usage_error(ctx, "--bind-dn and --password-file go together");
+    if (cfg->sasl_mech != NULL && strcmp(cfg->sasl_mech, "GSSAPI") != 0)
+        return cli_usage_error(ctx, "--sasl-mech: '%s' is not GSSAPI", cfg->sasl_mech);
+    if (cfg->sasl_mech != NULL && (cfg->keytab == NULL || cfg->principal == NULL))
+        return cli_usage_error(ctx, "--sasl-mech GSSAPI needs --keytab and --principal");
+    if (cfg->sasl_mech == NULL && (cfg->keytab != NULL || cfg->principal != NULL))
+        return cli_usage_error(ctx, "--keytab and --principal are for --sasl-mech GSSAPI");
+    if (cfg->sasl_mech != NULL && cfg->bind_dn != NULL)
+        return cli_usage_error(ctx, "--sasl-mech and --bind-dn: choose one");
     if (timeout != NULL && (strtol(timeout, &end, 10) <= 0 || *end != '\0'))
         return cli_usage_error(ctx, "--timeout: '%s' is not a number of seconds", timeout);
     if (max_removal != NULL) {
@@ -649,6 +657,9 @@ static int run_sync(cli_ctx *ctx, int argc, char **argv)
                                {"insecure", NULL, &a.cfg.insecure},
                                {"bind-dn", &a.cfg.bind_dn, NULL},
                                {"password-file", &a.password_file, NULL},
+                               {"sasl-mech", &a.cfg.sasl_mech, NULL},
+                               {"keytab", &a.cfg.keytab, NULL},
+                               {"principal", &a.cfg.principal, NULL},
                                {"account-attribute", &a.account_attr, NULL},
                                {"mapping-attribute", &a.mapping_attr, NULL},
                                {"cert-attribute", &a.cert_attr, NULL},
@@ -697,6 +708,7 @@ const cli_command cli_cmd_sync = {
     run_sync,
     "Usage: certstore sync --uri URI --base DN [--schema ad|ldap]\n"
     "                      [--bind-dn DN --password-file FILE] [--ca FILE] [--insecure]\n"
+    "                      [--sasl-mech GSSAPI --keytab FILE --principal NAME]\n"
     "                      [--account-attribute ATTR] [--mapping-attribute ATTR|none]\n"
     "                      [--cert-attribute ATTR|none] [--pins-dn DN]\n"
     "                      [--pins-attribute ATTR] [--filter FILTER]\n"
@@ -756,6 +768,13 @@ const cli_command cli_cmd_sync = {
     "                         ldap: accounts from uid, pins only with --pins-dn\n"
     "  --bind-dn DN           simple bind as DN (default: anonymous)\n"
     "  --password-file FILE   the bind password: first line of FILE\n"
+    "  --sasl-mech GSSAPI     Kerberos bind instead: a ticket for --principal NAME\n"
+    "                         from the keys in --keytab FILE, kept in a private\n"
+    "                         cache (a temp directory, removed after; the\n"
+    "                         caller's own cache is never used); the service is\n"
+    "                         ldap/HOST with HOST as --uri names it (not\n"
+    "                         canonicalised by DNS), so use the DC's name or add\n"
+    "                         that SPN\n"
     "  --ca FILE              CA certificates the server's certificate must chain to\n"
     "  --insecure             ldap:// without TLS (tests, or a trusted local link)\n"
     "  --account-attribute ATTR   the account name (one value per user; AD:\n"

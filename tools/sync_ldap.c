@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include <ldap.h>
+#include <sasl/sasl.h>
 
+#include "sync_krb5.h"
 #include "sync_ldap.h"
 
 #define PAGE_SIZE 500
@@ -28,6 +30,7 @@
 struct sync_conn {
     const sync_config *cfg;
     LDAP *ld;
+    char *ccache_dir; /* GSSAPI: our private credential cache */
 };
 
 typedef struct {
@@ -42,6 +45,7 @@ typedef struct {
     void *arg;
     char *err;
     size_t errlen;
+    char *ccache_dir;
     long entries;
     int ranged; /* an attribute came back in ranges (AD's ";range="): partial */
 } reader;
@@ -99,6 +103,50 @@ static struct berval **values_of(reader *r, LDAPMessage *e, const char *attr)
     return vals;
 }
 
+/* Cyrus SASL asks nothing GSSAPI needs: every prompt gets its default (empty). */
+static int sasl_defaults(LDAP *ld, unsigned flags, void *defaults, void *prompts)
+{
+    sasl_interact_t *p = prompts;
+
+    (void)ld;
+    (void)flags;
+    (void)defaults;
+    for (; p != NULL && p->id != SASL_CB_LIST_END; p++) {
+        p->result = p->defresult != NULL ? p->defresult : "";
+        p->len = (unsigned)strlen(p->result);
+    }
+    return LDAP_SUCCESS;
+}
+
+/*
+ * SASL GSSAPI as --principal with --keytab's keys, from a private cache.
+ * The service principal is ldap/HOST with HOST as --uri says it (no
+ * reverse-DNS canonicalisation). On ldap:// the SASL layer must seal
+ * (minssf 56) unless --insecure: AD wants signing or sealing and refuses
+ * both inside TLS, so GSSAPI to AD goes to ldap://, sealed.
+ */
+static int gssapi_bind(reader *r)
+{
+    const sync_config *cfg = r->cfg;
+    int on = 1, rc;
+
+    if (sync_krb5_login(cfg->keytab, cfg->principal, &r->ccache_dir, r->err, r->errlen) != 0)
+        return -1;
+    ldap_set_option(r->ld, LDAP_OPT_X_SASL_NOCANON, &on);
+    if (strncasecmp(cfg->uri, "ldap://", 7) == 0 && !cfg->insecure &&
+        ldap_set_option(r->ld, LDAP_OPT_X_SASL_SECPROPS, "minssf=56") != LDAP_OPT_SUCCESS)
+        return fail(r, "cannot require a sealed SASL layer");
+    rc = ldap_sasl_interactive_bind_s(r->ld, NULL, cfg->sasl_mech, NULL, NULL, LDAP_SASL_QUIET,
+                                      sasl_defaults, NULL);
+    if (rc != LDAP_SUCCESS) {
+        char what[600];
+
+        snprintf(what, sizeof(what), "SASL %s bind as %s", cfg->sasl_mech, cfg->principal);
+        return ldap_fail(r, what, rc);
+    }
+    return 0;
+}
+
 static int connect_and_bind(reader *r)
 {
     const sync_config *cfg = r->cfg;
@@ -117,9 +165,12 @@ static int connect_and_bind(reader *r)
          ldap_set_option(r->ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS ||
          ldap_set_option(r->ld, LDAP_OPT_X_TLS_NEWCTX, &zero) != LDAP_OPT_SUCCESS))
         return fail(r, "%s: cannot use --ca %s", cfg->uri, cfg->ca_file);
-    if (strncasecmp(cfg->uri, "ldap://", 7) == 0 && !cfg->insecure &&
+    /* GSSAPI on ldap:// is sealed by SASL itself (AD allows no SASL layer inside TLS). */
+    if (strncasecmp(cfg->uri, "ldap://", 7) == 0 && !cfg->insecure && cfg->sasl_mech == NULL &&
         (rc = ldap_start_tls_s(r->ld, NULL, NULL)) != LDAP_SUCCESS)
         return ldap_fail(r, "StartTLS", rc);
+    if (cfg->sasl_mech != NULL)
+        return gssapi_bind(r);
     if (cfg->bind_dn == NULL)
         return 0;
     cred.bv_val = (char *)cfg->password;
@@ -875,12 +926,14 @@ int sync_ldap_open(const sync_config *cfg, sync_conn **out, char *err, size_t er
     if (connect_and_bind(&r) != 0 || (c = calloc(1, sizeof(*c))) == NULL) {
         if (r.ld != NULL)
             ldap_unbind_ext_s(r.ld, NULL, NULL);
+        sync_krb5_logout(r.ccache_dir);
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory");
         return -1;
     }
     c->cfg = cfg;
     c->ld = r.ld;
+    c->ccache_dir = r.ccache_dir;
     *out = c;
     return 0;
 }
@@ -891,6 +944,7 @@ void sync_ldap_close(sync_conn *c)
         return;
     if (c->ld != NULL)
         ldap_unbind_ext_s(c->ld, NULL, NULL);
+    sync_krb5_logout(c->ccache_dir);
     free(c);
 }
 

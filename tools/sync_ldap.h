@@ -13,11 +13,14 @@
 typedef enum { SYNC_SCHEMA_AD = 0, SYNC_SCHEMA_LDAP } sync_schema;
 
 typedef struct {
-    const char *uri;      /* ldap://, ldaps:// or ldapi:// */
-    const char *ca_file;  /* NULL: libldap's default trust (ldap.conf TLS_CACERT) */
-    int insecure;         /* ldap:// without StartTLS */
-    const char *bind_dn;  /* NULL: anonymous */
-    const char *password; /* with bind_dn */
+    const char *uri;       /* ldap://, ldaps:// or ldapi:// */
+    const char *ca_file;   /* NULL: libldap's default trust (ldap.conf TLS_CACERT) */
+    int insecure;          /* ldap:// without StartTLS */
+    const char *bind_dn;   /* NULL: anonymous */
+    const char *password;  /* with bind_dn */
+    const char *sasl_mech; /* "GSSAPI" with keytab and principal; NULL: simple bind */
+    const char *keytab;
+    const char *principal;
     const char *base;
     sync_schema schema;
     const char *account_attr;  /* one value per user: the account name */

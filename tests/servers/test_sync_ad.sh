@@ -22,8 +22,8 @@ cs_make_pki
 # Samba's LDAP ports are fixed (389, 636) and it serves only addresses an
 # interface has: 127.0.0.1, which must be free (tests run one at a time).
 IP=127.0.0.1
-if ss -Htln "( sport = :389 or sport = :636 )" 2>/dev/null | grep -q .; then
-    echo "Bail out! something already listens on port 389 or 636" >&2
+if ss -Htln "( sport = :389 or sport = :636 or sport = :88 )" 2>/dev/null | grep -q .; then
+    echo "Bail out! something already listens on port 389, 636 or 88" >&2
     exit 1
 fi
 
@@ -46,8 +46,8 @@ samba-tool domain provision --server-role=dc --dns-backend=NONE --realm=EXAMPLE.
     exit 1
 }
 cs_diag "provisioned in $((SECONDS - t0)) s"
-# Only LDAP; our certificate; logs in the temp directory.
-sed -i -e 's/^\tserver services = .*/\tserver services = ldap/' \
+# Only LDAP and the KDC (GSSAPI binds); our certificate; logs in the temp directory.
+sed -i -e 's/^\tserver services = .*/\tserver services = ldap kdc/' \
     -e '/^\tlog file = /d' "$DC/etc/smb.conf"
 sed -i "/^\[global\]/a\\
 \tlog file = $WORK/log/samba.log\\
@@ -337,11 +337,62 @@ t_follow_outage() {
 }
 cs_check 14 "the DC stopped under sync --follow: one line per retry, store unchanged; back: applied; SIGTERM: exit 0" t_follow_outage
 
+keytab() { # FILE PRINCIPAL: exported from the DC's own database
+    samba-tool domain exportkeytab "$1" --principal="$2" -s "$DC/etc/smb.conf" \
+        >>"$WORK/out/tool.txt" 2>&1 || { cs_diag_file "$WORK/out/tool.txt" 5; return 1; }
+}
+
+t_gssapi() {
+    local conf=$WORK/krb5.conf dc
+    command -v kinit >/dev/null || { cs_diag "krb5-user not installed"; return 1; }
+    [ -e /usr/lib/x86_64-linux-gnu/sasl2/libgssapiv2.so ] || ls /usr/lib/*/sasl2/libgssapiv2.so >/dev/null 2>&1 ||
+        { cs_diag "libsasl2-modules-gssapi-mit not installed"; return 1; }
+    cat >"$conf" <<EOF
+[libdefaults]
+    default_realm = EXAMPLE.COM
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+[realms]
+    EXAMPLE.COM = {
+        kdc = $IP
+    }
+EOF
+    export KRB5_CONFIG=$conf
+    # The DC answers for ldap/127.0.0.1 (the host as --uri names it).
+    dc=$(samba-tool computer list -H "$DC/private/sam.ldb" -s "$DC/etc/smb.conf" 2>>"$WORK/out/tool.txt" | head -1)
+    [ -n "$dc" ] || { cs_diag "no DC computer account"; return 1; }
+    tool spn add "ldap/$IP" "$dc" && tool user create svc-sync 'Svc-Passw0rd!9' &&
+        keytab "$WORK/svc.keytab" svc-sync@EXAMPLE.COM &&
+        keytab "$WORK/alice.keytab" alice@EXAMPLE.COM || return 1
+    KRB5CCNAME=FILE:$WORK/user.ccache
+    export KRB5CCNAME
+    # AD refuses a SASL layer inside TLS: GSSAPI goes to ldap://, sealed by SASL.
+    mkdir -p "$WORK/tmp"
+    TMPDIR=$WORK/tmp "$CERTSTORE_BIN" --db "$CS_DB" sync --uri "ldap://$IP" --base "$BASE" \
+        --sasl-mech GSSAPI --keytab "$WORK/svc.keytab" --principal svc-sync@EXAMPLE.COM \
+        --full --json >"$SYNC_OUT" 2>&1 || { cs_diag_file "$SYNC_OUT"; return 1; }
+    json_has '"pass":"full"' '"users":1,' || return 1
+    [ ! -e "$WORK/user.ccache" ] || { cs_diag "the caller's credential cache was written"; return 1; }
+    [ -z "$(ls -A "$WORK/tmp")" ] || { cs_diag "a private credential cache was left behind"; return 1; }
+    if "$CERTSTORE_BIN" --db "$CS_DB" sync --uri "ldap://$IP" --base "$BASE" \
+        --sasl-mech GSSAPI --keytab "$WORK/alice.keytab" --principal svc-sync@EXAMPLE.COM \
+        >"$SYNC_OUT" 2>&1; then
+        cs_diag "a sync with the wrong keytab succeeded"
+        return 1
+    fi
+    [ "$(wc -l <"$SYNC_OUT")" -eq 1 ] && sync_has "Kerberos login as svc-sync@EXAMPLE.COM: .*store is unchanged" ||
+        { cs_diag_file "$SYNC_OUT"; return 1; }
+    unset KRB5CCNAME KRB5_CONFIG
+}
+cs_check 15 "SASL GSSAPI with a keytab from samba-tool domain exportkeytab binds; a wrong keytab fails with one line" t_gssapi
+
 t_dc_stopped() {
     cs_stop_pid "$SAMBA_PID"
     fails_unchanged "Can't contact LDAP server" --timeout 3
 }
-cs_check 15 "the DC stopped: one line, exit 1, store unchanged" t_dc_stopped
+cs_check 16 "the DC stopped: one line, exit 1, store unchanged" t_dc_stopped
 
 t_doctor() {
     "$CERTSTORE_BIN" --db "$CS_DB" doctor --config "$CS_CNF" >"$WORK/out/doctor.txt" 2>&1
@@ -349,6 +400,6 @@ t_doctor() {
     cs_diag_file "$WORK/out/doctor.txt"
     return 1
 }
-cs_check 16 "doctor reports the age of the last successful sync" t_doctor
+cs_check 17 "doctor reports the age of the last successful sync" t_doctor
 
 cs_finish
