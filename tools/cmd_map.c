@@ -999,10 +999,8 @@ const cli_command cli_map_subcommands[] = {
      "                keys, bound to no pin or to its issuing pin), in one\n"
      "                transaction\n" FORCE_HELP},
     {"disable", "disable a mapping", run_map_change,
-     "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its "
-     "certificate "
-     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP
-         FORCE_HELP},
+     "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its certificate "
+     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP FORCE_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND] [--force]\n\nEnable a disabled "
      "mapping.\n\n" REF_HELP FORCE_HELP},

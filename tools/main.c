@@ -134,8 +134,10 @@ static const struct {
     const cli_command *group;
     const cli_command *subs;
 } groups[] = {
-    {&cli_cmd_pin, cli_pin_subcommands}, {&cli_cmd_account, cli_account_subcommands},
-    {&cli_cmd_map, cli_map_subcommands}, {&cli_cmd_rule, cli_rule_subcommands},
+    {&cli_cmd_pin, cli_pin_subcommands},
+    {&cli_cmd_account, cli_account_subcommands},
+    {&cli_cmd_map, cli_map_subcommands},
+    {&cli_cmd_rule, cli_rule_subcommands},
     {&cli_cmd_crl, cli_crl_subcommands},
 };
 
