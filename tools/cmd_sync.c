@@ -359,8 +359,9 @@ typedef struct {
     long long full_every; /* seconds between full passes */
     int poll;             /* --follow: seconds between polls */
     int follow;
-    int first_done; /* --follow: the first sync succeeded (later ones print when they change) */
-    long long usn;  /* AD: highestCommittedUSN of the last successful sync */
+    int first_done;   /* --follow: the first sync succeeded (later ones print when they change) */
+    long long usn;    /* AD: highestCommittedUSN of the last successful sync */
+    time_t last_sync; /* --follow: when the last sync succeeded */
 } syncer;
 
 /* The source's mark as stored; zeroed when none (or the store cannot say). */
@@ -512,6 +513,7 @@ static int sync_once(syncer *sy, sync_conn *conn, const char *retry)
         if (rc == 0) {
             sy->usn = now.usn;
             sy->first_done = 1;
+            sy->last_sync = time(NULL);
         }
     }
     end_notes(&notes, 0);
@@ -540,11 +542,13 @@ static void nap(int seconds)
 }
 
 #define BACKOFF_MAX 60
+/* A quiet DC still gets a sync this often: the full pass comes, doctor sees us alive. */
+#define FOLLOW_QUIET_SYNC 3600
 
 /*
  * Keep the store equal to the directory: sync, then poll the DC's
  * highestCommittedUSN every --poll seconds (one root DSE read) and sync
- * incrementally when it moved. A failure is one line and a retry after a
+ * incrementally when it moved, or at least hourly. A failure is one line and a retry after a
  * backoff (1 s doubling to 60 s) on a new connection; the store keeps its
  * last good state. SIGTERM or SIGINT ends it with status 0.
  */
@@ -573,7 +577,8 @@ static int follow(syncer *sy)
             if (sync_ldap_ad_usn(conn, &usn, err, sizeof(err)) != 0) {
                 cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry);
                 failed = 1;
-            } else if (usn != sy->usn) {
+            } else if (usn != sy->usn || time(NULL) - sy->last_sync >= FOLLOW_QUIET_SYNC ||
+                       time(NULL) - sy->last_sync >= sy->full_every) {
                 failed = sync_once(sy, conn, retry) != 0;
             }
         } else {
@@ -746,13 +751,13 @@ const cli_command cli_cmd_sync = {
     "left the filter or were named unchanged, and how deletions are seen.\n"
     "\n"
     "--follow keeps running: a sync, then every --poll SECONDS one read of the\n"
-    "DC's highestCommittedUSN and an incremental sync when it moved (--schema\n"
-    "ldap: an incremental sync every --poll SECONDS). Each sync that changes\n"
-    "the store prints one line starting 'applied' (one transaction each). A\n"
-    "failure prints\n"
-    "one line and is retried on a new connection after 1 s, doubling up to\n"
-    "60 s, while the store keeps its last good state. SIGTERM or SIGINT ends it\n"
-    "with status 0.\n"
+    "DC's highestCommittedUSN and an incremental sync when it moved, or at\n"
+    "least hourly (--schema ldap: an incremental sync every --poll SECONDS;\n"
+    "a full pass still comes every --full-every). Each sync that changes the\n"
+    "store prints one line starting 'applied' (one transaction each). A\n"
+    "failure prints one line and is retried on a new connection after 1 s,\n"
+    "doubling up to 60 s, while the store keeps its last good state. SIGTERM\n"
+    "or SIGINT ends it with status 0.\n"
     "\n"
     "Nothing changes, and the exit status is 1 with one line saying why, when\n"
     "the server cannot be reached, TLS or the bind fails, a search ends in\n"
@@ -760,7 +765,8 @@ const cli_command cli_cmd_sync = {
     "an entry is malformed, or the sync would remove more than PERCENT of the\n"
     "mappings it owns or every pin it owns (a wrong base DN looks like that).\n"
     "\n"
-    "  --uri URI              ldaps://HOST, ldap://HOST (StartTLS) or ldapi://\n"
+    "  --uri URI              ldaps://HOST, ldap://HOST (StartTLS; with GSSAPI:\n"
+    "                         sealed by SASL instead) or ldapi://\n"
     "  --base DN              where users are searched (subtree); names the source\n"
     "  --schema ad|ldap       ad (default): pins from the forest's NTAuth object\n"
     "                         (cACertificate), accounts from sAMAccountName,\n"
