@@ -457,4 +457,63 @@ EOF
 }
 cs_check 17 "sync --follow: a user disabled in slapd is disabled locally within seconds; SIGTERM: exit 0" t_follow
 
+t_no_syncprov() {
+    local port2 uri2 dir2=$WORK/slapd2 db2=$WORK/db/plain.db pid2
+    port2=$(cs_free_port) || return 1
+    uri2=ldap://127.0.0.1:$port2
+    mkdir -p "$dir2/db"
+    sed -e '/^moduleload syncprov/d' -e '/^overlay syncprov/d' -e '/^syncprov-/d' \
+        -e "s|^directory .*|directory $dir2/db|" -e "s|^pidfile .*|pidfile $dir2/slapd.pid|" \
+        "$SLAPD/slapd.conf" >"$dir2/slapd.conf"
+    slapd -d 0 -h "$uri2/" -f "$dir2/slapd.conf" >"$WORK/log/slapd2.log" 2>&1 &
+    pid2=$!
+    cs_kill_on_exit "$pid2"
+    cs_wait_port "$port2" 20 "$pid2" || { cs_diag_file "$WORK/log/slapd2.log"; return 1; }
+    ldapadd -x -H "$uri2" -D "$ADMIN" -y "$WORK/admin.pw" >>"$WORK/out/ldap.txt" 2>&1 <<EOF || return 1
+dn: $SUFFIX
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: uid=alice,$SUFFIX
+objectClass: inetOrgPerson
+objectClass: certstoreTestUser
+uid: alice
+cn: Alice
+sn: Alice
+altSecurityIdentities: $(altsec_of "$PKI/alice.pem")
+
+dn: uid=dave,$SUFFIX
+objectClass: inetOrgPerson
+uid: dave
+cn: Dave
+sn: Dave
+userCertificate;binary:< file://$WORK/bob.der
+EOF
+    plain() {
+        "$CERTSTORE_BIN" --db "$db2" sync --schema ldap --uri "$uri2" --insecure --base "$SUFFIX" \
+            --bind-dn "$ADMIN" --password-file "$WORK/admin.pw" \
+            --cert-attribute 'userCertificate;binary' --json "$@" >"$SYNC_OUT" 2>&1 ||
+            { cs_diag_file "$SYNC_OUT"; return 1; }
+    }
+    "$CERTSTORE_BIN" --db "$db2" init >/dev/null 2>&1 || return 1
+    plain && json_has '"pass":"full"' '"entries":2,' '"accounts_added":2,' || return 1
+    ldapmodify -x -H "$uri2" -D "$ADMIN" -y "$WORK/admin.pw" >>"$WORK/out/ldap.txt" 2>&1 <<EOF || return 1
+dn: uid=alice,$SUFFIX
+changetype: modify
+add: nsAccountLock
+nsAccountLock: TRUE
+EOF
+    # modifyTimestamp reads look five minutes back: both entries are new enough.
+    plain --disabled-attribute nsAccountLock=TRUE --full && json_has '"accounts_disabled":1,' &&
+        ldapdelete -x -H "$uri2" -D "$ADMIN" -y "$WORK/admin.pw" "uid=dave,$SUFFIX" \
+            >>"$WORK/out/ldap.txt" 2>&1 || return 1
+    plain --disabled-attribute nsAccountLock=TRUE --allow-mass-removal &&
+        json_has '"pass":"incremental"' '"deletions":"next-full-pass"' '"accounts_removed":0,' &&
+        plain --disabled-attribute nsAccountLock=TRUE --allow-mass-removal --full &&
+        json_has '"pass":"full"' '"accounts_removed":1,'
+}
+cs_check 18 "no syncprov: pages, then modifyTimestamp; a deletion waits for the full pass" t_no_syncprov
+
 cs_finish
