@@ -70,25 +70,6 @@ static const char schema_v1[] = "CREATE TABLE meta ("
                                 "  command TEXT NOT NULL,"
                                 "  detail TEXT NOT NULL);";
 
-/*
- * Incremental sync (issue 18): where each source resumes (AD: DC and USN;
- * LDAP: the RFC 4533 cookie) and which account each directory entry
- * (entryUUID) made, so a deletion naming only the UUID finds its account.
- * Bookkeeping like the rest of sync_state (no generation triggers).
- */
-static const char schema_v10[] = "ALTER TABLE sync_state ADD COLUMN server TEXT;"
-                                 "ALTER TABLE sync_state ADD COLUMN invocation_id TEXT;"
-                                 "ALTER TABLE sync_state ADD COLUMN usn INTEGER;"
-                                 "ALTER TABLE sync_state ADD COLUMN pins_usn INTEGER;"
-                                 "ALTER TABLE sync_state ADD COLUMN last_full INTEGER;"
-                                 "ALTER TABLE sync_state ADD COLUMN settings TEXT;"
-                                 "ALTER TABLE sync_state ADD COLUMN cookie BLOB;"
-                                 "CREATE TABLE sync_entries ("
-                                 "  source TEXT NOT NULL,"
-                                 "  uuid BLOB NOT NULL,"
-                                 "  account TEXT NOT NULL,"
-                                 "  PRIMARY KEY (source, uuid)) WITHOUT ROWID;";
-
 /* Many-to-one rules and the backdating check (issue 8). */
 static const char schema_v2[] =
     "ALTER TABLE mappings ADD COLUMN not_issued_before_created INTEGER NOT NULL DEFAULT 0;"
@@ -285,6 +266,26 @@ static const char schema_v8[] = "ALTER TABLE pins ADD COLUMN source TEXT;"
                                 "  source TEXT PRIMARY KEY,"
                                 "  last_success INTEGER NOT NULL,"
                                 "  detail TEXT NOT NULL);";
+
+/*
+ * Incremental sync (issue 18): where each source resumes (AD: DC and USN;
+ * LDAP: the RFC 4533 cookie) and which account each directory entry
+ * (entryUUID) made, so a deletion naming only the UUID finds its account.
+ * Bookkeeping like the rest of sync_state (no generation triggers).
+ */
+static const char schema_v10[] = "ALTER TABLE sync_state ADD COLUMN server TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN invocation_id TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN usn INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN pins_usn INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN last_full INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN settings TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN cookie BLOB;"
+                                 "CREATE TABLE sync_entries ("
+                                 "  source TEXT NOT NULL,"
+                                 "  uuid BLOB NOT NULL,"
+                                 "  account TEXT NOT NULL,"
+                                 "  PRIMARY KEY (source, uuid)) WITHOUT ROWID;";
+
 
 typedef struct {
     int version;
