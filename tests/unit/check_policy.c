@@ -852,7 +852,8 @@ static void downgrade_to_schema_2(void)
         snprintf(sql, sizeof(sql), "DROP TRIGGER \"%.96s\"", names[i]);
         raw_exec_all(sql);
     }
-    /* Schema 8 (sources and the sync bookkeeping) undone first. */
+    /* Schema 10 (incremental sync bookkeeping), then 8 (sources and the sync bookkeeping). */
+    raw_exec_all("DROP TABLE sync_entries;");
     raw_exec_all("DROP INDEX mappings_by_source; DROP TABLE sync_state;"
                  "ALTER TABLE pins DROP COLUMN source; ALTER TABLE accounts DROP COLUMN source;"
                  "ALTER TABLE mappings DROP COLUMN source; ALTER TABLE rules DROP COLUMN source");
