@@ -896,9 +896,9 @@ static int sync_refresh(reader *r, const struct berval *cookie)
             int err = LDAP_SUCCESS;
 
             ldap_parse_result(r->ld, m, &err, NULL, NULL, NULL, NULL, 0);
-            if (err == LDAP_UNAVAILABLE_CRITICAL_EXTENSION && cookie == NULL &&
-                r->info->entries == 0) {
-                result = 1;
+            /* No syncprov (any more): pages; with a cookie, via a full pass. */
+            if (err == LDAP_UNAVAILABLE_CRITICAL_EXTENSION && r->info->entries == 0) {
+                result = cookie == NULL ? 1 : 2;
             } else {
                 rc = sync_done(r, m, &refresh_required);
                 result = rc == 0 ? 0 : refresh_required ? 2 : -1;
