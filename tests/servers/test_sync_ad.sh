@@ -46,14 +46,16 @@ samba-tool domain provision --server-role=dc --dns-backend=NONE --realm=EXAMPLE.
     exit 1
 }
 cs_diag "provisioned in $((SECONDS - t0)) s"
-# Only LDAP and the KDC (GSSAPI binds); our certificate; logs in the temp directory.
+# Only LDAP and the KDC (GSSAPI binds); our certificate; logs and the pid
+# file in the temp directory (another Samba may run on other addresses).
 sed -i -e 's/^\tserver services = .*/\tserver services = ldap kdc/' \
     -e '/^\tlog file = /d' "$DC/etc/smb.conf"
 sed -i "/^\[global\]/a\\
 \tlog file = $WORK/log/samba.log\\
 \ttls certfile = $PKI/server.pem\\
 \ttls keyfile = $PKI/server.key\\
-\ttls cafile = $PKI/root.pem" "$DC/etc/smb.conf"
+\ttls cafile = $PKI/root.pem\\
+\tpid directory = $DC/run" "$DC/etc/smb.conf"
 
 SAMBA_PID=
 start_dc() {
