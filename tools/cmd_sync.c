@@ -350,6 +350,9 @@ typedef struct {
     int json, dry_run, allow_weak, allow_mass, full, follow;
 } sync_args;
 
+/* --follow: SIGTERM or SIGINT came; what fails after that is the stop, not news. */
+static volatile sig_atomic_t stop_requested;
+
 /* A checked sync, run once or again and again (--follow). */
 typedef struct {
     cli_ctx *ctx;
@@ -363,6 +366,12 @@ typedef struct {
     long long usn;    /* AD: highestCommittedUSN of the last successful sync */
     time_t last_sync; /* --follow: when the last sync succeeded */
 } syncer;
+
+static void say_failure(const syncer *sy, const char *why, const char *retry)
+{
+    if (!stop_requested)
+        cli_fail(sy->ctx, "%s; the store is unchanged%s", why, retry);
+}
 
 /* The source's mark as stored; zeroed when none (or the store cannot say). */
 static void stored_mark(syncer *sy, cs_sync_mark *mark)
@@ -419,7 +428,7 @@ static int apply_snapshot(syncer *sy, const cs_sync_snapshot *snap, const cs_syn
         return -1;
     st = cs_sync_apply(db, snap, opts, print_store_note, notes, &res);
     if (st != CS_OK) {
-        cli_fail(sy->ctx, "%s; the store is unchanged%s", cs_db_errmsg(db), retry);
+        say_failure(sy, cs_db_errmsg(db), retry);
         cs_db_rollback(db);
         cs_db_close(db);
         return -1;
@@ -463,7 +472,7 @@ static int sync_once(syncer *sy, sync_conn *conn, const char *retry)
     memset(&now, 0, sizeof(now));
     stored_mark(sy, &old);
     if (cfg->schema == SYNC_SCHEMA_AD && sync_ldap_ad_position(conn, &now, err, sizeof(err)) != 0)
-        return cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry), -1;
+        return say_failure(sy, err, retry), -1;
     if (cfg->schema == SYNC_SCHEMA_LDAP) {
         snprintf(now.server, sizeof(now.server), "%s", cfg->uri);
         now.usn = (int64_t)time(NULL); /* modifyTimestamp reads start here */
@@ -489,7 +498,7 @@ static int sync_once(syncer *sy, sync_conn *conn, const char *retry)
         pass.incremental = 0;
     }
     if (rc != 0) {
-        cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry);
+        say_failure(sy, err, retry);
         rc = -1;
     } else {
         if (cfg->schema == SYNC_SCHEMA_AD)
@@ -522,8 +531,6 @@ static int sync_once(syncer *sy, sync_conn *conn, const char *retry)
 }
 
 /* ---- --follow ------------------------------------------------------------- */
-
-static volatile sig_atomic_t stop_requested;
 
 static void request_stop(int sig)
 {
@@ -571,11 +578,11 @@ static int follow(syncer *sy)
 
         snprintf(retry, sizeof(retry), "; retrying in %d s", backoff);
         if (conn == NULL && sync_ldap_open(&sy->a->cfg, &conn, err, sizeof(err)) != 0) {
-            cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry);
+            say_failure(sy, err, retry);
             failed = 1;
         } else if (sy->first_done && sy->a->cfg.schema == SYNC_SCHEMA_AD) {
             if (sync_ldap_ad_usn(conn, &usn, err, sizeof(err)) != 0) {
-                cli_fail(sy->ctx, "%s; the store is unchanged%s", err, retry);
+                say_failure(sy, err, retry);
                 failed = 1;
             } else if (usn != sy->usn || time(NULL) - sy->last_sync >= FOLLOW_QUIET_SYNC ||
                        time(NULL) - sy->last_sync >= sy->full_every) {
