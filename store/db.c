@@ -292,6 +292,25 @@ static const char schema_v9[] = "CREATE TABLE ocsp_answers ("
                                 "  PRIMARY KEY (pin_id, serial)) WITHOUT ROWID;";
 
 /*
+ * Incremental sync (issue 18): where each source resumes (AD: DC and USN;
+ * LDAP: the RFC 4533 cookie) and which account each directory entry
+ * (entryUUID) made, so a deletion naming only the UUID finds its account.
+ * Bookkeeping like the rest of sync_state (no generation triggers).
+ */
+static const char schema_v10[] = "ALTER TABLE sync_state ADD COLUMN server TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN invocation_id TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN usn INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN pins_usn INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN last_full INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN settings TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN cookie BLOB;"
+                                 "CREATE TABLE sync_entries ("
+                                 "  source TEXT NOT NULL,"
+                                 "  uuid BLOB NOT NULL,"
+                                 "  account TEXT NOT NULL,"
+                                 "  PRIMARY KEY (source, uuid)) WITHOUT ROWID;";
+
+/*
  * Serial keys were ambiguous before 11: a negative serial was 0xff and its
  * magnitude, which is also a positive serial starting with 0xff. Now a
  * negative one is 0x00 and its magnitude (cs_serial_key). An old 0xff key
@@ -313,7 +332,8 @@ typedef struct {
 /* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
-    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0}, {9, schema_v9, 0}, {11, schema_v11, 0},
+    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0}, {9, schema_v9, 0},
+    {10, schema_v10, 0}, {11, schema_v11, 0},
 };
 /* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))
@@ -937,7 +957,7 @@ cs_status cs_db_identity(const cs_db *db, cs_db_file_id *id)
  * Every other table is policy (pins, accounts, mappings, rules, and any a
  * later migration adds).
  */
-static const char *const non_policy_tables[] = {"meta", "changes", "sync_state"};
+static const char *const non_policy_tables[] = {"meta", "changes", "sync_state", "sync_entries"};
 
 static int is_policy_table(const char *name)
 {

@@ -35,6 +35,7 @@ typedef struct {
     sync_blob *certs;
     size_t ncerts;
     int nul_in_value; /* a value held a NUL byte: malformed */
+    sync_blob uuid;   /* RFC 4533 entryUUID; len 0: none */
 } sync_user;
 
 struct cs_sync_snapshot {
@@ -42,6 +43,13 @@ struct cs_sync_snapshot {
     size_t npins;
     sync_user *users;
     size_t nusers;
+    char **gone; /* incremental: accounts of users the directory no longer holds */
+    size_t ngone;
+    int keep_pins;                         /* incremental: the pins' object did not change */
+    sync_blob *gone_uuids, *present_uuids; /* RFC 4533 */
+    size_t ngone_uuids, npresent_uuids;
+    int present_phase;
+    int has_uuids; /* some user came with an entryUUID */
 };
 
 /* ---- the snapshot --------------------------------------------------------- */
@@ -67,7 +75,17 @@ void cs_sync_snapshot_free(cs_sync_snapshot *snap)
         free(u->values);
         free(u->certs);
         free(u->account);
+        free(u->uuid.der);
     }
+    for (size_t i = 0; i < snap->ngone_uuids; i++)
+        free(snap->gone_uuids[i].der);
+    for (size_t i = 0; i < snap->npresent_uuids; i++)
+        free(snap->present_uuids[i].der);
+    free(snap->gone_uuids);
+    free(snap->present_uuids);
+    for (size_t i = 0; i < snap->ngone; i++)
+        free(snap->gone[i]);
+    free(snap->gone);
     free(snap->pins);
     free(snap->users);
     free(snap);
@@ -149,6 +167,55 @@ int cs_sync_snapshot_add_cert(cs_sync_snapshot *snap, const unsigned char *der, 
     return u != NULL && add_blob(&u->certs, &u->ncerts, der, len);
 }
 
+int cs_sync_snapshot_add_gone(cs_sync_snapshot *snap, const char *account)
+{
+    char *copy = strdup(account), **slot;
+
+    if (copy == NULL)
+        return 0;
+    if ((slot = grow((void **)&snap->gone, &snap->ngone, sizeof(*slot))) == NULL) {
+        free(copy);
+        return 0;
+    }
+    *slot = copy;
+    return 1;
+}
+
+void cs_sync_snapshot_keep_pins(cs_sync_snapshot *snap)
+{
+    snap->keep_pins = 1;
+}
+
+int cs_sync_snapshot_set_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len)
+{
+    sync_user *u = snap->nusers > 0 ? &snap->users[snap->nusers - 1] : NULL;
+    unsigned char *copy;
+
+    if (u == NULL || len == 0 || (copy = malloc(len)) == NULL)
+        return 0;
+    memcpy(copy, uuid, len);
+    free(u->uuid.der);
+    u->uuid.der = copy;
+    u->uuid.len = len;
+    snap->has_uuids = 1;
+    return 1;
+}
+
+int cs_sync_snapshot_gone_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len)
+{
+    return add_blob(&snap->gone_uuids, &snap->ngone_uuids, uuid, len);
+}
+
+int cs_sync_snapshot_present_uuid(cs_sync_snapshot *snap, const unsigned char *uuid, size_t len)
+{
+    return add_blob(&snap->present_uuids, &snap->npresent_uuids, uuid, len);
+}
+
+void cs_sync_snapshot_present_phase(cs_sync_snapshot *snap)
+{
+    snap->present_phase = 1;
+}
+
 size_t cs_sync_snapshot_users(const cs_sync_snapshot *snap)
 {
     return snap->nusers;
@@ -162,7 +229,8 @@ typedef struct {
     cs_foreign_note_cb note;
     void *arg;
     cs_sync_result *res;
-    int64_t where; /* 1-based user number, for notes */
+    int64_t where;             /* 1-based user number, for notes */
+    int pins_kept_as_they_are; /* incremental, pins' object unchanged */
     /* Statements prepared once per sync (keyed by their SQL's address). */
     struct {
         const char *sql;
@@ -596,12 +664,16 @@ static cs_status want_rule(const cs_rule_spec *want, void *arg)
 
 /* ---- what the directory no longer names ---- */
 
-/* Ids of the source's rows in table not seen this time. */
-static cs_status unseen_ids(sync_ctx *s, const char *table, int64_t **ids, size_t *n)
+/*
+ * Ids of the source's rows in table not seen this time; scope (SQL, may be
+ * "") narrows them (an incremental sync: the rows of the users it read).
+ */
+static cs_status unseen_ids(sync_ctx *s, const char *table, const char *scope, int64_t **ids,
+                            size_t *n)
 {
     char *sql = sqlite3_mprintf("SELECT id FROM \"%w\" WHERE source = ?1 AND id NOT IN"
-                                " (SELECT id FROM temp.sync_seen WHERE tbl = %Q) ORDER BY id",
-                                table, table);
+                                " (SELECT id FROM temp.sync_seen WHERE tbl = %Q)%s ORDER BY id",
+                                table, table, scope);
     sqlite3_stmt *stmt = NULL;
     cs_status status = CS_OK;
     int rc;
@@ -654,18 +726,25 @@ static cs_status text_of_id(sync_ctx *s, const char *sql, int64_t id, char *out,
 
 static cs_status remove_unseen(sync_ctx *s, int64_t owned_mappings, int64_t owned_pins)
 {
+    /* Incremental: only the rows of the users read or gone; pins only when read. */
+    static const char users_read[] =
+        " AND account_id IN (SELECT id FROM temp.sync_seen WHERE tbl = 'accounts'"
+        " UNION ALL SELECT id FROM temp.sync_gone)";
+    int incremental = s->opts->incremental;
     int64_t *maps = NULL, *rules = NULL, *pins = NULL, *accts = NULL;
     size_t nmaps = 0, nrules = 0, npins = 0, naccts = 0;
-    cs_status status = unseen_ids(s, "mappings", &maps, &nmaps);
+    cs_status status = unseen_ids(s, "mappings", incremental ? users_read : "", &maps, &nmaps);
     int max =
         s->opts->max_removal_percent > 0 ? s->opts->max_removal_percent : SYNC_PERCENT_DEFAULT;
 
     if (status == CS_OK)
-        status = unseen_ids(s, "rules", &rules, &nrules);
+        status = unseen_ids(s, "rules", incremental ? users_read : "", &rules, &nrules);
+    if (status == CS_OK && !s->pins_kept_as_they_are)
+        status = unseen_ids(s, "pins", "", &pins, &npins);
     if (status == CS_OK)
-        status = unseen_ids(s, "pins", &pins, &npins);
-    if (status == CS_OK)
-        status = unseen_ids(s, "accounts", &accts, &naccts);
+        status = unseen_ids(s, "accounts",
+                            incremental ? " AND id IN (SELECT id FROM temp.sync_gone)" : "", &accts,
+                            &naccts);
     /* A wrong base DN or lost read rights look like mass deletion. */
     if (status == CS_OK && !s->opts->allow_mass_removal) {
         if (owned_mappings > 0 && (int64_t)nmaps * 100 > owned_mappings * max)
@@ -674,7 +753,8 @@ static cs_status remove_unseen(sync_ctx *s, int64_t owned_mappings, int64_t owne
                              "synced from it (more than %d%%); check the base DN and the "
                              "bind's rights, or use --allow-mass-removal",
                              (long long)nmaps, (long long)owned_mappings, max);
-        else if (owned_pins > 0 && npins == (size_t)owned_pins && s->res->pins_kept == 0)
+        else if (owned_pins > 0 && npins > 0 && npins == (size_t)owned_pins &&
+                 s->res->pins_kept == 0)
             status = cs_fail(s->db, CS_INVALID,
                              "refused: the directory no longer names any of the %lld CAs "
                              "pinned from it; check the pins' DN, or use --allow-mass-removal",
@@ -727,26 +807,184 @@ static cs_status remove_unseen(sync_ctx *s, int64_t owned_mappings, int64_t owne
 
 static cs_status record_success(sync_ctx *s)
 {
+    const cs_sync_mark *m = s->opts->mark;
     sqlite3_stmt *stmt = NULL;
     cs_status status;
     char detail[256];
 
-    snprintf(detail, sizeof(detail), "users=%lld mappings+%lld-%lld pins+%lld-%lld",
-             (long long)s->where, (long long)s->res->mappings_added,
-             (long long)s->res->mappings_removed, (long long)s->res->pins_added,
-             (long long)s->res->pins_removed);
+    snprintf(detail, sizeof(detail), "%s users=%lld mappings+%lld-%lld pins+%lld-%lld",
+             s->opts->incremental ? "incremental" : "full", (long long)s->where,
+             (long long)s->res->mappings_added, (long long)s->res->mappings_removed,
+             (long long)s->res->pins_added, (long long)s->res->pins_removed);
     if ((stmt = sync_stmt(
-             s, "INSERT INTO sync_state (source, last_success, detail)"
-                " VALUES (?1, ?2, ?3) ON CONFLICT (source) DO UPDATE"
-                " SET last_success = excluded.last_success, detail = excluded.detail")) == NULL)
+             s, "INSERT INTO sync_state (source, last_success, detail, server, invocation_id, usn,"
+                " pins_usn, last_full, settings, cookie)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                " ON CONFLICT (source) DO UPDATE SET last_success = excluded.last_success,"
+                " detail = excluded.detail, server = excluded.server,"
+                " invocation_id = excluded.invocation_id, usn = excluded.usn,"
+                " pins_usn = excluded.pins_usn, last_full = excluded.last_full,"
+                " settings = excluded.settings, cookie = excluded.cookie")) == NULL)
         return cs_sql_fail(s->db, "recording the sync");
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, cs_now());
     sqlite3_bind_text(stmt, 3, detail, -1, SQLITE_TRANSIENT);
+    if (m != NULL) {
+        sqlite3_bind_text(stmt, 4, m->server, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 5, m->invocation_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 6, m->usn);
+        sqlite3_bind_int64(stmt, 7, m->pins_usn);
+        sqlite3_bind_int64(stmt, 8, m->last_full);
+        sqlite3_bind_text(stmt, 9, m->settings, -1, SQLITE_STATIC);
+        if (m->cookie_len > 0)
+            sqlite3_bind_blob(stmt, 10, m->cookie, (int)m->cookie_len, SQLITE_STATIC);
+    }
     status = cs_stmt_exec(s->db, stmt, "recording the sync");
     sqlite3_reset(stmt);
-    if (status == CS_OK)
+    /* `sync --follow` syncs often: the change log keeps the syncs that changed something. */
+    if (status == CS_OK && (!s->opts->incremental || cs_sync_changed(s->res)))
         status = cs_log_change(s->db, "sync source=%s %s", s->opts->source, detail);
+    return status;
+}
+
+int cs_sync_changed(const cs_sync_result *r)
+{
+    return r->pins_added + r->pins_removed + r->accounts_added + r->accounts_removed +
+               r->accounts_disabled + r->accounts_enabled + r->mappings_added +
+               r->mappings_removed + r->rules_added + r->rules_removed >
+           0;
+}
+
+/* Insert each blob into a one-column temp table (cleared first). */
+static cs_status fill_uuids(sync_ctx *s, const char *clear, const char *insert,
+                            const sync_blob *blobs, size_t n)
+{
+    cs_status status = exec_bound(s, clear, NULL, 0);
+
+    for (size_t i = 0; status == CS_OK && i < n; i++) {
+        sqlite3_stmt *stmt = sync_stmt(s, insert);
+
+        if (stmt == NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_blob(stmt, 1, blobs[i].der, (int)blobs[i].len, SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    return status;
+}
+
+/*
+ * RFC 4533: the entries deleted by uuid, and after a present phase every
+ * entry neither present nor read, into sync_gone_uuids; their accounts
+ * (ours, not read again this time) into sync_gone.
+ */
+static cs_status collect_gone_uuids(sync_ctx *s, const cs_sync_snapshot *snap)
+{
+    cs_status status = exec_bound(s,
+                                  "CREATE TEMP TABLE IF NOT EXISTS sync_gone_uuids"
+                                  " (uuid BLOB PRIMARY KEY)",
+                                  NULL, 0);
+
+    if (status == CS_OK)
+        status = exec_bound(s,
+                            "CREATE TEMP TABLE IF NOT EXISTS sync_present"
+                            " (uuid BLOB PRIMARY KEY)",
+                            NULL, 0);
+    if (status == CS_OK)
+        status = fill_uuids(s, "DELETE FROM temp.sync_gone_uuids",
+                            "INSERT OR IGNORE INTO temp.sync_gone_uuids (uuid) VALUES (?1)",
+                            snap->gone_uuids, snap->ngone_uuids);
+    if (status == CS_OK)
+        status = fill_uuids(s, "DELETE FROM temp.sync_present",
+                            "INSERT OR IGNORE INTO temp.sync_present (uuid) VALUES (?1)",
+                            snap->present_uuids, snap->npresent_uuids);
+    for (size_t i = 0; status == CS_OK && i < snap->nusers; i++) {
+        sqlite3_stmt *stmt;
+
+        if (snap->users[i].uuid.len == 0)
+            continue;
+        if ((stmt = sync_stmt(s, "INSERT OR IGNORE INTO temp.sync_present (uuid) VALUES (?1)")) ==
+            NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_blob(stmt, 1, snap->users[i].uuid.der, (int)snap->users[i].uuid.len,
+                          SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    if (status == CS_OK && snap->present_phase)
+        status = exec_bound(s,
+                            "INSERT OR IGNORE INTO temp.sync_gone_uuids (uuid)"
+                            " SELECT uuid FROM sync_entries WHERE source = ?1"
+                            " AND uuid NOT IN (SELECT uuid FROM temp.sync_present)",
+                            s->opts->source, 0);
+    if (status == CS_OK)
+        status =
+            exec_bound(s,
+                       "INSERT OR IGNORE INTO temp.sync_gone (id) SELECT a.id FROM accounts a"
+                       " JOIN sync_entries e ON e.account = a.name AND e.source = ?1"
+                       " WHERE a.source = ?1 AND e.uuid IN (SELECT uuid FROM temp.sync_gone_uuids)"
+                       " AND a.id NOT IN (SELECT id FROM temp.sync_seen WHERE tbl = 'accounts')",
+                       s->opts->source, 0);
+    return status;
+}
+
+/* Which account each entryUUID made: rewritten in full, or patched incrementally. */
+static cs_status record_entries(sync_ctx *s, const cs_sync_snapshot *snap)
+{
+    cs_status status = CS_OK;
+
+    if (!snap->has_uuids && snap->ngone_uuids == 0 && !snap->present_phase)
+        return CS_OK;
+    if (!s->opts->incremental)
+        status = exec_bound(s, "DELETE FROM sync_entries WHERE source = ?1", s->opts->source, 0);
+    else
+        status = exec_bound(s,
+                            "DELETE FROM sync_entries WHERE source = ?1"
+                            " AND uuid IN (SELECT uuid FROM temp.sync_gone_uuids)",
+                            s->opts->source, 0);
+    for (size_t i = 0; status == CS_OK && i < snap->nusers; i++) {
+        const sync_user *u = &snap->users[i];
+        sqlite3_stmt *stmt;
+
+        if (u->uuid.len == 0)
+            continue;
+        if ((stmt = sync_stmt(s, "INSERT OR REPLACE INTO sync_entries (source, uuid, account)"
+                                 " VALUES (?1, ?2, ?3)")) == NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(stmt, 2, u->uuid.der, (int)u->uuid.len, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, u->account, -1, SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    return status;
+}
+
+/* Incremental: the owned accounts of gone users (unless read again this time) into sync_gone. */
+static cs_status collect_gone(sync_ctx *s, const cs_sync_snapshot *snap)
+{
+    cs_status status = exec_bound(s,
+                                  "CREATE TEMP TABLE IF NOT EXISTS sync_gone"
+                                  " (id INTEGER PRIMARY KEY)",
+                                  NULL, 0);
+
+    if (status == CS_OK)
+        status = exec_bound(s, "DELETE FROM temp.sync_gone", NULL, 0);
+    for (size_t i = 0; status == CS_OK && i < snap->ngone; i++) {
+        sqlite3_stmt *stmt =
+            sync_stmt(s, "INSERT OR IGNORE INTO temp.sync_gone (id) SELECT id FROM accounts"
+                         " WHERE name = ?1 AND source = ?2 AND id NOT IN"
+                         " (SELECT id FROM temp.sync_seen WHERE tbl = 'accounts')");
+
+        if (stmt == NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_text(stmt, 1, snap->gone[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, s->opts->source, -1, SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
+    if (status == CS_OK)
+        status = collect_gone_uuids(s, snap);
     return status;
 }
 
@@ -811,13 +1049,18 @@ cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_o
     owned_pins = count_owned(&s, "SELECT count(*) FROM pins WHERE source = ?1");
     if (status == CS_OK && (owned_mappings < 0 || owned_pins < 0))
         status = cs_sql_fail(db, "counting the synced rows");
-    for (size_t i = 0; status == CS_OK && i < snap->npins; i++)
+    s.pins_kept_as_they_are = opts->incremental && snap->keep_pins;
+    for (size_t i = 0; status == CS_OK && !s.pins_kept_as_they_are && i < snap->npins; i++)
         status = sync_pin(&s, &snap->pins[i]);
     if (status == CS_OK)
         status = sync_users(&s, snap);
     if (status == CS_OK)
+        status = collect_gone(&s, snap);
+    if (status == CS_OK)
         status = remove_unseen(&s, owned_mappings, owned_pins);
     s.where = (int64_t)snap->nusers;
+    if (status == CS_OK)
+        status = record_entries(&s, snap);
     if (status == CS_OK)
         status = record_success(&s);
     sync_stmts_free(&s);
@@ -845,6 +1088,46 @@ cs_status cs_sync_last_success(cs_db *db, const char *source, int64_t *when)
         status = CS_OK;
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         status = cs_sql_fail(db, "reading the last sync");
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+cs_status cs_sync_mark_get(cs_db *db, const char *source, cs_sync_mark *out)
+{
+    sqlite3_stmt *stmt = NULL;
+    cs_status status = CS_NOTFOUND;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT server, invocation_id, usn, pins_usn, last_full, settings,"
+                           " cookie FROM sync_state"
+                           " WHERE source = ?1",
+                           -1, &stmt, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, "reading the sync state");
+    sqlite3_bind_text(stmt, 1, source, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *server = sqlite3_column_text(stmt, 0);
+        const unsigned char *id = sqlite3_column_text(stmt, 1);
+
+        snprintf(out->server, sizeof(out->server), "%s", server ? (const char *)server : "");
+        snprintf(out->invocation_id, sizeof(out->invocation_id), "%s", id ? (const char *)id : "");
+        out->usn = sqlite3_column_int64(stmt, 2);
+        out->pins_usn = sqlite3_column_int64(stmt, 3);
+        out->last_full = sqlite3_column_int64(stmt, 4);
+        if (sqlite3_column_bytes(stmt, 6) > 0 &&
+            (size_t)sqlite3_column_bytes(stmt, 6) <= sizeof(out->cookie)) {
+            out->cookie_len = (size_t)sqlite3_column_bytes(stmt, 6);
+            memcpy(out->cookie, sqlite3_column_blob(stmt, 6), out->cookie_len);
+        }
+        snprintf(out->settings, sizeof(out->settings), "%s",
+                 sqlite3_column_text(stmt, 5) ? (const char *)sqlite3_column_text(stmt, 5) : "");
+        status = CS_OK;
+    } else if (rc != SQLITE_DONE) {
+        status = cs_sql_fail(db, "reading the sync state");
     }
     sqlite3_finalize(stmt);
     return status;

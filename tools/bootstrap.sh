@@ -23,10 +23,10 @@ cd "$top"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 build_deps=(build-essential cmake pkg-config libssl-dev openssl libsqlite3-dev sqlite3 check
-            libunistring-dev libcurl4-openssl-dev libldap-dev libsasl2-dev)
+            libunistring-dev libcurl4-openssl-dev libldap-dev libsasl2-dev libkrb5-dev)
 test_deps=(clang valgrind curl stunnel4 haproxy nginx apache2 util-linux lintian groff-base man-db
            python3 nginx-dev apache2-dev liblua5.3-dev slapd ldap-utils samba-ad-dc
-           samba-ad-provision linux-perf)
+           samba-ad-provision linux-perf krb5-user libsasl2-modules-gssapi-mit)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -13,11 +13,14 @@
 typedef enum { SYNC_SCHEMA_AD = 0, SYNC_SCHEMA_LDAP } sync_schema;
 
 typedef struct {
-    const char *uri;      /* ldap://, ldaps:// or ldapi:// */
-    const char *ca_file;  /* NULL: libldap's default trust (ldap.conf TLS_CACERT) */
-    int insecure;         /* ldap:// without StartTLS */
-    const char *bind_dn;  /* NULL: anonymous */
-    const char *password; /* with bind_dn */
+    const char *uri;       /* ldap://, ldaps:// or ldapi:// */
+    const char *ca_file;   /* NULL: libldap's default trust (ldap.conf TLS_CACERT) */
+    int insecure;          /* ldap:// without StartTLS */
+    const char *bind_dn;   /* NULL: anonymous */
+    const char *password;  /* with bind_dn */
+    const char *sasl_mech; /* "GSSAPI" with keytab and principal; NULL: simple bind */
+    const char *keytab;
+    const char *principal;
     const char *base;
     sync_schema schema;
     const char *account_attr;  /* one value per user: the account name */
@@ -33,12 +36,48 @@ typedef struct {
 /* Told about entries skipped (no account name); where is the entry number. */
 typedef void (*sync_note_fn)(long where, const char *why, void *arg);
 
+/* One bound connection, kept open by `sync --follow`. */
+typedef struct sync_conn sync_conn;
+
+/* Connect and bind. 0, or -1 with one line in err (unreachable, TLS, bind). */
+int sync_ldap_open(const sync_config *cfg, sync_conn **out, char *err, size_t errlen);
+void sync_ldap_close(sync_conn *c);
+
 /*
- * Read the directory into snap. 0 on success; -1 with one line in err
- * (unreachable, TLS, bind, a search that did not end in success, a
- * referral, malformed entries): then snap must be thrown away.
+ * AD: the DC the connection reached (its dsServiceName and invocationId,
+ * hex) and its highestCommittedUSN, from the root DSE. 0 or -1 (err).
  */
-int sync_ldap_read(const sync_config *cfg, cs_sync_snapshot *snap, sync_note_fn note, void *arg,
-                   char *err, size_t errlen);
+int sync_ldap_ad_position(sync_conn *c, cs_sync_mark *pos, char *err, size_t errlen);
+/* AD: only highestCommittedUSN (one root DSE read: --follow's poll). */
+int sync_ldap_ad_usn(sync_conn *c, long long *usn, char *err, size_t errlen);
+
+/* What one read did. */
+typedef struct {
+    long entries;        /* user entries read */
+    long deleted;        /* tombstones read (AD Deleted Objects) */
+    long left;           /* entries changed that no longer match the filter */
+    long present;        /* RFC 4533: entries named unchanged */
+    int deleted_objects; /* incremental AD: 1 when Deleted Objects could be read */
+    long long pins_usn;  /* AD: uSNChanged of the pins' object (in: last seen) */
+    int content_sync;    /* LDAP: read with RFC 4533 (else in pages, by modifyTimestamp) */
+    unsigned char cookie[CS_SYNC_COOKIE_MAX]; /* LDAP: the cookie to resume from */
+    size_t cookie_len;
+} sync_read_info;
+
+/*
+ * Read the directory into snap: in full when from is NULL, else what
+ * changed since the sync that left from. AD: entries whose uSNChanged is
+ * above from->usn, users deleted since (Deleted Objects, where the bind
+ * may read it), the pins' object only when it changed
+ * (cs_sync_snapshot_keep_pins otherwise). LDAP: RFC 4533 refreshOnly
+ * from from->cookie; a server without syncprov is read in pages, and
+ * incrementally by modifyTimestamp above from->usn (Unix time) less a
+ * margin. 0 on success; 1 when the server asks for a full refresh (read
+ * again in full, into a new snapshot); -1 with one line in err (a search
+ * that did not end in success, a referral, malformed entries, a lost
+ * connection): then snap must be thrown away.
+ */
+int sync_ldap_read(sync_conn *c, const cs_sync_mark *from, cs_sync_snapshot *snap,
+                   sync_read_info *info, sync_note_fn note, void *arg, char *err, size_t errlen);
 
 #endif

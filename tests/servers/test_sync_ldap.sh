@@ -6,7 +6,9 @@
 # directory, a disabled user, a removed value (and the mass-removal guard),
 # local rows left alone, the CLI refusing synced rows, StartTLS verified
 # against --ca, and every failure (unreachable, bad password, wrong base,
-# malformed value, size limit) changing nothing.
+# malformed value, size limit) changing nothing. slapd runs the syncprov
+# overlay: later syncs are RFC 4533 content syncs (counted entries,
+# deletions), and sync --follow applies a change within seconds.
 . "$(dirname "$0")/common.sh"
 
 cs_require_server slapd
@@ -43,6 +45,7 @@ include /etc/ldap/schema/inetorgperson.schema
 include $SLAPD/certstore-test.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload syncprov
 pidfile $SLAPD/slapd.pid
 TLSCertificateFile $PKI/server.pem
 TLSCertificateKeyFile $PKI/server.key
@@ -54,6 +57,9 @@ rootpw adminpw
 directory $SLAPD/db
 limits dn.exact="cn=limited,$SUFFIX" size=2
 access to * by * read
+index entryCSN,entryUUID eq
+overlay syncprov
+syncprov-checkpoint 1 1
 EOF
 slapd -d 0 -h "$URI/" -f "$SLAPD/slapd.conf" >"$WORK/log/slapd.log" 2>&1 &
 SLAPD_PID=$!
@@ -207,7 +213,8 @@ cs_check 1 "first sync: ca-a pinned, alice (altSecurityIdentities) and bob (user
 t_unchanged() {
     local before
     before=$(store_state)
-    sync_ok && sync_has "mappings \+0 -0 \(2 unchanged\)" && unchanged_since "$before"
+    sync_ok && sync_has "incremental: 0 entries read" && unchanged_since "$before" &&
+        sync_ok --full && sync_has "mappings \+0 -0 \(2 unchanged\)" && unchanged_since "$before"
 }
 cs_check 2 "an unchanged directory changes nothing, not even the generation" t_unchanged
 
@@ -358,7 +365,7 @@ cert-attribute = userCertificate;binary
 disabled-attribute = nsAccountLock=TRUE
 EOF
     chmod 0600 "$conf"
-    "$CERTSTORE_BIN" --db "$CS_DB" sync --config "$conf" --json >"$SYNC_OUT" 2>&1 ||
+    "$CERTSTORE_BIN" --db "$CS_DB" sync --config "$conf" --json --full >"$SYNC_OUT" 2>&1 ||
         { cs_diag_file "$SYNC_OUT"; return 1; }
     sync_has '"mappings_kept":2' || return 1
     chmod 0666 "$conf"
@@ -373,5 +380,140 @@ EOF
         sync_has "sync.conf:11: unknown key 'bogus-key'"
 }
 cs_check 13 "--config: options from a file; refused when others can write it or it has an unknown key" t_config
+
+# ---- RFC 4533 content sync (the syncprov overlay): incremental, deletions, --follow ----
+json_has() {
+    local want
+    for want in "$@"; do
+        grep -Fq -- "$want" "$SYNC_OUT" || { cs_diag "sync --json lacks $want:"; cs_diag_file "$SYNC_OUT" 5; return 1; }
+    done
+}
+
+t_incremental() {
+    ldap ldapmodify <<EOF || return 1
+dn: uid=alice,ou=people,$SUFFIX
+changetype: modify
+replace: cn
+cn: Alice Liddell
+EOF
+    sync_ok --json && json_has '"pass":"incremental"' '"entries":1,' '"users":1,' \
+        '"deletions":"content-sync"' '"mappings_removed":0,' &&
+        check_as alice "^accept account=alice"
+}
+cs_check 14 "content sync: after one user changes, the next sync reads that one entry" t_incremental
+
+t_deleted() {
+    ldap ldapdelete <<EOF || return 1
+uid=bob,ou=people,$SUFFIX
+EOF
+    sync_ok --json --allow-mass-removal && json_has '"pass":"incremental"' '"entries":0,' \
+        '"accounts_removed":1,' '"mappings_removed":1,' &&
+        check_as bob "^reject no-mapping" && check_as alice "^accept account=alice"
+}
+cs_check 15 "content sync: a user deleted in the directory is removed locally" t_deleted
+
+t_state_wiped() {
+    command -v sqlite3 >/dev/null || { cs_diag "sqlite3 not installed"; return 1; }
+    sqlite3 "$CS_DB" "DELETE FROM sync_state" && sync_ok --json && json_has '"pass":"full"' &&
+        sync_ok --json && json_has '"pass":"incremental"' '"entries":0,' &&
+        sync_ok --json --full && json_has '"pass":"full"' '"mappings_kept":1,'
+}
+cs_check 16 "no stored state (or --full): a full pass; then incremental again" t_state_wiped
+
+FOLLOW_OUT=$WORK/out/follow.txt
+follow_waits() { # ERE SECONDS
+    local i
+    for i in $(seq $(($2 * 10))); do
+        grep -Eq -- "$1" "$FOLLOW_OUT" && return 0
+        sleep 0.1
+    done
+    cs_diag "sync --follow printed no /$1/ within $2 s:"
+    cs_diag_file "$FOLLOW_OUT" 10
+    return 1
+}
+t_follow() {
+    local pid rc t0
+    "$CERTSTORE_BIN" --db "$CS_DB" sync --schema ldap --uri "$URI" --insecure \
+        --base "ou=people,$SUFFIX" --bind-dn "$ADMIN" --password-file "$WORK/admin.pw" \
+        --pins-dn "$NTAUTH" --cert-attribute 'userCertificate;binary' \
+        --disabled-attribute nsAccountLock=TRUE --follow --poll 1 --timeout 3 >"$FOLLOW_OUT" 2>&1 &
+    pid=$!
+    cs_kill_on_exit "$pid"
+    follow_waits "^applied sync:ou=people" 20 || return 1
+    t0=$(date +%s%N)
+    ldap ldapmodify <<EOF || return 1
+dn: uid=alice,ou=people,$SUFFIX
+changetype: modify
+add: nsAccountLock
+nsAccountLock: TRUE
+EOF
+    follow_waits "^applied .*1 disabled" 20 || { cs_diag_file "$FOLLOW_OUT" 30; return 1; }
+    cs_diag "ldapmodify -> applied in $((($(date +%s%N) - t0) / 1000000)) ms"
+    check_as alice "^reject account-disabled" || return 1
+    kill -TERM "$pid"
+    wait "$pid"
+    rc=$?
+    [ "$rc" -eq 0 ] || { cs_diag "sync --follow exited $rc on SIGTERM"; return 1; }
+}
+cs_check 17 "sync --follow: a user disabled in slapd is disabled locally within seconds; SIGTERM: exit 0" t_follow
+
+t_no_syncprov() {
+    local port2 uri2 dir2=$WORK/slapd2 db2=$WORK/db/plain.db pid2
+    port2=$(cs_free_port) || return 1
+    uri2=ldap://127.0.0.1:$port2
+    mkdir -p "$dir2/db"
+    sed -e '/^moduleload syncprov/d' -e '/^overlay syncprov/d' -e '/^syncprov-/d' \
+        -e "s|^directory .*|directory $dir2/db|" -e "s|^pidfile .*|pidfile $dir2/slapd.pid|" \
+        "$SLAPD/slapd.conf" >"$dir2/slapd.conf"
+    slapd -d 0 -h "$uri2/" -f "$dir2/slapd.conf" >"$WORK/log/slapd2.log" 2>&1 &
+    pid2=$!
+    cs_kill_on_exit "$pid2"
+    cs_wait_port "$port2" 20 "$pid2" || { cs_diag_file "$WORK/log/slapd2.log"; return 1; }
+    ldapadd -x -H "$uri2" -D "$ADMIN" -y "$WORK/admin.pw" >>"$WORK/out/ldap.txt" 2>&1 <<EOF || return 1
+dn: $SUFFIX
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: uid=alice,$SUFFIX
+objectClass: inetOrgPerson
+objectClass: certstoreTestUser
+uid: alice
+cn: Alice
+sn: Alice
+altSecurityIdentities: $(altsec_of "$PKI/alice.pem")
+
+dn: uid=dave,$SUFFIX
+objectClass: inetOrgPerson
+uid: dave
+cn: Dave
+sn: Dave
+userCertificate;binary:< file://$WORK/bob.der
+EOF
+    plain() {
+        "$CERTSTORE_BIN" --db "$db2" sync --schema ldap --uri "$uri2" --insecure --base "$SUFFIX" \
+            --bind-dn "$ADMIN" --password-file "$WORK/admin.pw" \
+            --cert-attribute 'userCertificate;binary' --json "$@" >"$SYNC_OUT" 2>&1 ||
+            { cs_diag_file "$SYNC_OUT"; return 1; }
+    }
+    "$CERTSTORE_BIN" --db "$db2" init >/dev/null 2>&1 || return 1
+    plain && json_has '"pass":"full"' '"entries":2,' '"accounts_added":2,' || return 1
+    ldapmodify -x -H "$uri2" -D "$ADMIN" -y "$WORK/admin.pw" >>"$WORK/out/ldap.txt" 2>&1 <<EOF || return 1
+dn: uid=alice,$SUFFIX
+changetype: modify
+add: nsAccountLock
+nsAccountLock: TRUE
+EOF
+    # modifyTimestamp reads look five minutes back: both entries are new enough.
+    plain --disabled-attribute nsAccountLock=TRUE --full && json_has '"accounts_disabled":1,' &&
+        ldapdelete -x -H "$uri2" -D "$ADMIN" -y "$WORK/admin.pw" "uid=dave,$SUFFIX" \
+            >>"$WORK/out/ldap.txt" 2>&1 || return 1
+    plain --disabled-attribute nsAccountLock=TRUE --allow-mass-removal &&
+        json_has '"pass":"incremental"' '"deletions":"next-full-pass"' '"accounts_removed":0,' &&
+        plain --disabled-attribute nsAccountLock=TRUE --allow-mass-removal --full &&
+        json_has '"pass":"full"' '"accounts_removed":1,'
+}
+cs_check 18 "no syncprov: pages, then modifyTimestamp; a deletion waits for the full pass" t_no_syncprov
 
 cs_finish

@@ -852,8 +852,8 @@ static void downgrade_to_schema_2(void)
         snprintf(sql, sizeof(sql), "DROP TRIGGER \"%.96s\"", names[i]);
         raw_exec_all(sql);
     }
-    /* Schema 9 (OCSP answers) undone first, then schema 8 (sources and the sync bookkeeping). */
-    raw_exec_all("DROP TABLE ocsp_answers;");
+    /* Schemas 10 and 9 undone first (sync bookkeeping, OCSP answers), then 8. */
+    raw_exec_all("DROP TABLE sync_entries; DROP TABLE ocsp_answers;");
     raw_exec_all("DROP INDEX mappings_by_source; DROP TABLE sync_state;"
                  "ALTER TABLE pins DROP COLUMN source; ALTER TABLE accounts DROP COLUMN source;"
                  "ALTER TABLE mappings DROP COLUMN source; ALTER TABLE rules DROP COLUMN source");
