@@ -209,13 +209,14 @@ static int csp_recent_failure(const csp_thread_db *t, pid_t pid, char *why, size
 static uint64_t csp_epoch_counter;
 
 /*
- * By path where the directory's path resolves (no chroot, or a bind mount),
+ * By path where the directory's path names something (no chroot, a bind
+ * mount, or a directory the process may not search: refused as before),
  * else through the descriptor opened at load: 1 if routed. The routing is
  * process-wide, and every thread of a process sees the same file system.
  */
 static int csp_choose_route(void)
 {
-    int routed = cs_db_dir_attached() && !cs_db_dir_reachable();
+    int routed = cs_db_dir_absent();
 
     if (routed != cs_db_dir_routed()) {
         CSP_DEBUG("opening %s %s", csp_db_path,

@@ -105,8 +105,11 @@ void cs_db_dir_detach(void);
 int cs_db_dir_attached(void);
 void cs_db_dir_route(int on);
 int cs_db_dir_routed(void);
-/* 1 if the directory's path resolves to a directory (whichever) from here. */
-int cs_db_dir_reachable(void);
+/*
+ * 1 if the directory's path names nothing from here (ENOENT, ENOTDIR: a
+ * chroot); a path the process may not search is not absent.
+ */
+int cs_db_dir_absent(void);
 /* stat(2) of the database file through the descriptor. */
 int cs_db_dir_stat(struct stat *st);
 /* 1 (why set) if the directory's name no longer leads to the descriptor's directory. */

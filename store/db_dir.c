@@ -314,11 +314,16 @@ int cs_db_dir_routed(void)
     return __atomic_load_n(&cs_dir_routing, __ATOMIC_ACQUIRE);
 }
 
-int cs_db_dir_reachable(void)
+int cs_db_dir_absent(void)
 {
     struct stat st;
 
-    return stat(cs_dir.dir, &st) == 0 && S_ISDIR(st.st_mode);
+    /*
+     * Only a path that names nothing (a chroot) is routed: a directory the
+     * process may not search (EACCES) stays refused, as by path, so the
+     * descriptor never lets a process past a directory closed to it.
+     */
+    return cs_dir.attached && stat(cs_dir.dir, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
 }
 
 int cs_db_dir_stat(struct stat *st)

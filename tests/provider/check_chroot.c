@@ -105,16 +105,19 @@ static int child_expect(SSL_CTX *client, int accepted, const char *account, cons
     return 0;
 }
 
-/* Chroot into the empty jail as the server's worker does; drop to nobody if asked. */
-static void child_enter_jail(int drop)
+#define JAIL 1 /* chroot into the empty jail */
+#define DROP 2 /* then become nobody */
+
+/* Chroot into the empty jail as the server's worker does, drop to nobody, as asked. */
+static void child_enter_jail(int how)
 {
     struct stat st;
 
-    if (chroot(jail) != 0 || chdir("/") != 0)
+    if ((how & JAIL) && (chroot(jail) != 0 || chdir("/") != 0))
         _exit(91);
-    if (stat(fx.db, &st) == 0 || errno != ENOENT)
+    if ((how & JAIL) && (stat(fx.db, &st) == 0 || errno != ENOENT))
         _exit(92); /* the test must not see the database by path */
-    if (drop && (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
+    if ((how & DROP) && (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
         _exit(93);
 }
 
@@ -122,8 +125,7 @@ static void child_enter_jail(int drop)
  * Fork a child that enters the jail and runs body (its exit status: 0 when
  * every check held); the parent runs parent_steps[i] at the child's i-th step.
  */
-static int run_jailed(int drop, int (*body)(jailed *), void (*const parent_steps[])(void),
-                      int steps)
+static int run_jailed(int how, int (*body)(jailed *), void (*const parent_steps[])(void), int steps)
 {
     jailed j;
     int status = 0;
@@ -136,7 +138,7 @@ static int run_jailed(int drop, int (*body)(jailed *), void (*const parent_steps
     if (j.pid == 0) {
         close(j.to_child[1]);
         close(j.to_parent[0]);
-        child_enter_jail(drop);
+        child_enter_jail(how);
         _exit(body(&j));
     }
     close(j.to_child[0]);
@@ -204,7 +206,7 @@ START_TEST(test_jailed_worker_decides_through_descriptor)
 {
     void (*const steps[])(void) = {remove_alice};
 
-    ck_assert_int_eq(run_jailed(0, body_decide, steps, 1), 0);
+    ck_assert_int_eq(run_jailed(JAIL, body_decide, steps, 1), 0);
     th_assert_log_has(&fx, "result=accept");
     th_assert_log_has(&fx, "result=reject reason=no-mapping");
     th_assert_log_lacks(&fx, "store-unavailable");
@@ -225,7 +227,7 @@ START_TEST(test_jailed_worker_notices_file_replaced_by_rename)
 {
     void (*const steps[])(void) = {replace_file_mapping_bob};
 
-    ck_assert_int_eq(run_jailed(0, body_replaced, steps, 1), 0);
+    ck_assert_int_eq(run_jailed(JAIL, body_replaced, steps, 1), 0);
     th_assert_log_lacks(&fx, "store-unavailable");
 }
 END_TEST
@@ -245,7 +247,7 @@ START_TEST(test_jailed_worker_fails_closed_when_directory_replaced)
 {
     void (*const steps[])(void) = {replace_directory_mapping_bob};
 
-    ck_assert_int_eq(run_jailed(0, body_dir_replaced, steps, 1), 0);
+    ck_assert_int_eq(run_jailed(JAIL, body_dir_replaced, steps, 1), 0);
     th_assert_log_has(&fx, "reason=store-unavailable");
     th_assert_log_has(&fx, "directory replaced or removed since load (reload the server)");
 }
@@ -260,7 +262,36 @@ static int body_denied(jailed *j)
 START_TEST(test_jailed_worker_without_permission_fails_closed)
 {
     ck_assert_int_eq(chmod(store_dir, 0700), 0);
-    ck_assert_int_eq(run_jailed(1, body_denied, NULL, 0), 0);
+    ck_assert_int_eq(run_jailed(JAIL | DROP, body_denied, NULL, 0), 0);
+    th_assert_log_has(&fx, "reason=store-unavailable");
+}
+END_TEST
+
+static int body_readable(jailed *j)
+{
+    return child_expect(alice, 1, ALICE_ACCOUNT, "alice, all open to nobody") ? 0 : 1;
+}
+
+/*
+ * Not chrooted, a directory above the database closed to the process: the
+ * path does not name "nothing", so it is not routed, and the descriptor
+ * does not let the process past that directory. Everything else is open to
+ * nobody, which is accepted when that directory is open too.
+ */
+START_TEST(test_unsearchable_ancestor_not_bypassed)
+{
+    char sidecar[700];
+
+    ck_assert_int_eq(chmod(fx.dir, 0755), 0);
+    ck_assert_int_eq(chmod(store_dir, 0777), 0);
+    ck_assert_int_eq(chmod(fx.db, 0666), 0);
+    snprintf(sidecar, sizeof(sidecar), "%s-shm", fx.db);
+    ck_assert(chmod(sidecar, 0666) == 0 || errno == ENOENT);
+    snprintf(sidecar, sizeof(sidecar), "%s-wal", fx.db);
+    ck_assert(chmod(sidecar, 0666) == 0 || errno == ENOENT);
+    ck_assert_int_eq(run_jailed(DROP, body_readable, NULL, 0), 0);
+    ck_assert_int_eq(chmod(fx.dir, 0700), 0);
+    ck_assert_int_eq(run_jailed(DROP, body_denied, NULL, 0), 0);
     th_assert_log_has(&fx, "reason=store-unavailable");
 }
 END_TEST
@@ -322,6 +353,7 @@ static Suite *chroot_suite(void)
     tcase_add_test(jailed_case, test_jailed_worker_fails_closed_when_directory_replaced);
     tcase_add_test(jailed_case, test_jailed_worker_without_permission_fails_closed);
     tcase_add_test(jailed_case, test_reachable_path_followed_not_descriptor);
+    tcase_add_test(jailed_case, test_unsearchable_ancestor_not_bypassed);
     tcase_add_test(jailed_case, test_one_close_on_exec_descriptor_per_load);
     suite_add_tcase(s, jailed_case);
     return s;
