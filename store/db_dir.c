@@ -29,6 +29,12 @@
  * parent descriptor, and the provider then refuses to open (fails closed)
  * until the server is reloaded.
  *
+ * cs_db_open's own look-ups (links refused, the file's identity) go through
+ * cs_db_dir_at. Another copy of this library in the process (HAProxy's Lua
+ * module links its own) finds the attached copy's resolver through a VFS
+ * registered by name only ("certstore-dir-1", never the default, opening
+ * nothing), so its opens are routed the same way.
+ *
  * The unix VFS's system-call table is process-wide: cs_db_dir_attach()
  * changes it, so it must run before other threads use SQLite (servers
  * load openssl.cnf at start, single-threaded). The wrappers stay installed
@@ -77,7 +83,8 @@ static int cs_dir_routing; /* atomic: route the database's names through dirfd *
 
 static const char *const cs_dir_suffixes[] = {"", "-wal", "-shm", "-journal"};
 
-int cs_db_dir_at(const char *path, const char **name)
+/* This copy's resolver: the directory this copy attached, if routed. */
+static int cs_db_dir_at_local(const char *path, const char **name)
 {
     size_t rest;
 
@@ -104,12 +111,98 @@ int cs_db_dir_at(const char *path, const char **name)
     return AT_FDCWD;
 }
 
+/*
+ * Other copies of this library in the process (HAProxy's Lua module links
+ * its own) find the attached copy's resolver through SQLite, which they
+ * share: a VFS registered under a versioned name, never the default, that
+ * opens nothing, whose pAppData is the resolver.
+ */
+#define CS_DIR_SHARE_MAGIC 0x63736431u /* "csd1" */
+
+typedef struct {
+    unsigned magic;
+    int (*at)(const char *path, const char **name);
+} cs_dir_share;
+
+static const cs_dir_share cs_dir_shared = {CS_DIR_SHARE_MAGIC, cs_db_dir_at_local};
+
+static int cs_dir_vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+                           int *out_flags)
+{
+    file->pMethods = NULL;
+    return SQLITE_CANTOPEN;
+}
+
+static int cs_dir_vfs_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+    return SQLITE_IOERR_DELETE;
+}
+
+static int cs_dir_vfs_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
+{
+    *out = 0;
+    return SQLITE_OK;
+}
+
+static int cs_dir_vfs_full_pathname(sqlite3_vfs *vfs, const char *name, int len, char *out)
+{
+    return snprintf(out, (size_t)len, "%s", name) < len ? SQLITE_OK : SQLITE_CANTOPEN;
+}
+
+static int cs_dir_vfs_randomness(sqlite3_vfs *vfs, int len, char *out)
+{
+    memset(out, 0, (size_t)len);
+    return 0;
+}
+
+static int cs_dir_vfs_sleep(sqlite3_vfs *vfs, int microseconds)
+{
+    return 0;
+}
+
+static int cs_dir_vfs_current_time(sqlite3_vfs *vfs, double *now)
+{
+    *now = 0;
+    return SQLITE_ERROR;
+}
+
+static sqlite3_vfs cs_dir_vfs = {
+    .iVersion = 1,
+    .szOsFile = sizeof(sqlite3_file),
+    .mxPathname = PATH_MAX,
+    .zName = "certstore-dir-1",
+    .pAppData = (void *)&cs_dir_shared,
+    .xOpen = cs_dir_vfs_open,
+    .xDelete = cs_dir_vfs_delete,
+    .xAccess = cs_dir_vfs_access,
+    .xFullPathname = cs_dir_vfs_full_pathname,
+    .xRandomness = cs_dir_vfs_randomness,
+    .xSleep = cs_dir_vfs_sleep,
+    .xCurrentTime = cs_dir_vfs_current_time,
+};
+
+int cs_db_dir_at(const char *path, const char **name)
+{
+    const cs_dir_share *share;
+    sqlite3_vfs *vfs;
+
+    if (cs_dir.attached)
+        return cs_db_dir_at_local(path, name);
+    *name = path;
+    /* Not attached here: the copy that attached, if any (the provider's). */
+    vfs = sqlite3_vfs_find(cs_dir_vfs.zName);
+    share = vfs != NULL ? vfs->pAppData : NULL;
+    if (share == NULL || share->magic != CS_DIR_SHARE_MAGIC || share->at == cs_db_dir_at_local)
+        return AT_FDCWD;
+    return share->at(path, name);
+}
+
 /* ---- the wrappers SQLite's unix VFS calls ------------------------------------ */
 
 static int cs_dir_open(const char *path, int flags, int mode)
 {
     const char *name;
-    int fd = cs_db_dir_at(path, &name);
+    int fd = cs_db_dir_at_local(path, &name);
 
     if (fd == AT_FDCWD)
         return cs_dir.real_open(path, flags, mode);
@@ -119,7 +212,7 @@ static int cs_dir_open(const char *path, int flags, int mode)
 static int cs_dir_stat(const char *path, struct stat *st)
 {
     const char *name;
-    int fd = cs_db_dir_at(path, &name);
+    int fd = cs_db_dir_at_local(path, &name);
 
     if (fd == AT_FDCWD)
         return cs_dir.real_stat(path, st);
@@ -129,7 +222,7 @@ static int cs_dir_stat(const char *path, struct stat *st)
 static int cs_dir_lstat(const char *path, struct stat *st)
 {
     const char *name;
-    int fd = cs_db_dir_at(path, &name);
+    int fd = cs_db_dir_at_local(path, &name);
 
     if (fd == AT_FDCWD)
         return cs_dir.real_lstat(path, st);
@@ -139,7 +232,7 @@ static int cs_dir_lstat(const char *path, struct stat *st)
 static int cs_dir_access(const char *path, int mode)
 {
     const char *name;
-    int fd = cs_db_dir_at(path, &name);
+    int fd = cs_db_dir_at_local(path, &name);
 
     if (fd == AT_FDCWD)
         return cs_dir.real_access(path, mode);
@@ -150,7 +243,7 @@ static int cs_dir_access(const char *path, int mode)
 static ssize_t cs_dir_readlink(const char *path, char *buf, size_t len)
 {
     const char *name;
-    int fd = cs_db_dir_at(path, &name);
+    int fd = cs_db_dir_at_local(path, &name);
 
     if (fd == AT_FDCWD)
         return cs_dir.real_readlink(path, buf, len);
@@ -160,7 +253,7 @@ static ssize_t cs_dir_readlink(const char *path, char *buf, size_t len)
 static int cs_dir_unlink(const char *path)
 {
     const char *name;
-    int fd = cs_db_dir_at(path, &name);
+    int fd = cs_db_dir_at_local(path, &name);
 
     if (fd == AT_FDCWD)
         return cs_dir.real_unlink(path);
@@ -284,6 +377,8 @@ cs_status cs_db_dir_attach(const char *db_path, char *why, size_t why_len)
             return CS_ERR;
         }
     }
+    /* Found by name only; a failure leaves other copies by path, as before. */
+    sqlite3_vfs_register(&cs_dir_vfs, 0);
     cs_dir.attached = 1;
     return CS_OK;
 }
@@ -293,6 +388,7 @@ void cs_db_dir_detach(void)
     if (!cs_dir.attached)
         return;
     __atomic_store_n(&cs_dir_routing, 0, __ATOMIC_RELEASE);
+    sqlite3_vfs_unregister(&cs_dir_vfs);
     cs_dir_restore(CS_DIR_CALLS);
     cs_dir_close_fds();
     cs_dir.attached = 0;

@@ -26,16 +26,31 @@ mkdir -m 0755 "$CHROOT"
 PORT=$(cs_free_port) || exit 1
 BACKEND_PORT=$(cs_free_port) || exit 1
 URL=https://localhost:$PORT/
-BODY_OF() { echo "^hello cn=$1\$"; }
 
-cs_haproxy_config 'http-request set-header X-Client-CN %[ssl_c_s_dn(CN)]' \
-    'hello cn=%[req.hdr(x-client-cn)]\n'
+# With the HAProxy Lua module built, lua.certstore_account (its own reads of
+# the database, in the worker) must reach the database through the jail too.
+if [ -n "${CERTSTORE_HAPROXY_LUA:-}" ] && [ -f "$CERTSTORE_HAPROXY_LUA" ] &&
+    [ -n "${CERTSTORE_LUA_CPATH:-}" ]; then
+    LUA=1
+    export LUA_CPATH_5_3="$CERTSTORE_LUA_CPATH/?.so;;"
+    BODY_OF() { echo "^hello cn=$1 account=$2\$"; }
+    cs_haproxy_config 'http-request set-header X-Client-CN %[ssl_c_s_dn(CN)]
+    http-request set-header X-Certstore-Account %[lua.certstore_account]' \
+        'hello cn=%[req.hdr(x-client-cn)] account=%[req.hdr(x-certstore-account)]\n'
+    sed -i "s|^    chroot .*|&\n    lua-load $CERTSTORE_HAPROXY_LUA|" "$WORK/haproxy.cfg"
+else
+    LUA=0
+    cs_diag "certstore_haproxy.so not built: lua.certstore_account not checked"
+    BODY_OF() { echo "^hello cn=$1\$"; }
+    cs_haproxy_config 'http-request set-header X-Client-CN %[ssl_c_s_dn(CN)]' \
+        'hello cn=%[req.hdr(x-client-cn)]\n'
+fi
 cs_haproxy_start
 
 worker_pids() { cs_child_pids "$MASTER_PID"; }
 cs_diag "haproxy master $MASTER_PID, worker(s) $(worker_pids | tr '\n' ' ')on 127.0.0.1:$PORT"
 
-accept_as() { cs_expect_curl_accept "$URL" "$1" "$(BODY_OF "$1")" "$2"; }
+accept_as() { cs_expect_curl_accept "$URL" "$1" "$(BODY_OF "$1" "$2")" "$2"; }
 reject_as() { cs_expect_curl_reject "$URL" "$1" "$2"; }
 
 # The worker runs in the jail, as haproxy, and cannot see the database by path.
@@ -126,7 +141,8 @@ check_replaced_directory_fails_closed_until_reload() {
 
 cs_check 1 "worker chrooted to an empty directory as haproxy, no bind mount" \
     check_worker_jailed_without_mount
-cs_check 2 "mapped client accepted, account logged" check_mapped_accepted
+cs_check 2 "mapped client accepted, account logged (and from lua.certstore_account)" \
+    check_mapped_accepted
 cs_check 3 "unmapped client rejected" check_unmapped_rejected
 cs_check 4 "map rm: the next handshake is rejected, no reload" \
     check_removed_mapping_rejected_without_reload
