@@ -29,6 +29,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <sqlite3.h>
+
 #include "cs_store.h"
 #include "testpki.h"
 #include "tls_harness.h"
@@ -267,6 +269,69 @@ START_TEST(test_jailed_worker_without_permission_fails_closed)
 }
 END_TEST
 
+/* In the child: a fresh WAL database at `path`, one row written and read back. */
+static int child_sqlite_roundtrip(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int ok =
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK &&
+        sqlite3_exec(db, "PRAGMA journal_mode = WAL; CREATE TABLE t (v); INSERT INTO t VALUES (7)",
+                     NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT v FROM t", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 7;
+    struct stat wal;
+    char wal_path[64];
+
+    /* While open, the -wal is beside it, in the jail. */
+    snprintf(wal_path, sizeof(wal_path), "%s-wal", path);
+    ok = ok && stat(wal_path, &wal) == 0;
+    if (!ok)
+        fprintf(stderr, "check_chroot: in the jail, %s: %s\n", path, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+/* In the child: 1 if SQLite cannot open `path` read-only (it names nothing here). */
+static int child_sqlite_absent(const char *path)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+
+    sqlite3_close(db);
+    if (rc == SQLITE_OK)
+        fprintf(stderr, "check_chroot: in the jail, %s opened: routed though not ours\n", path);
+    return rc != SQLITE_OK;
+}
+
+static int body_others_untouched(jailed *j)
+{
+    char sibling[700];
+    int ok = child_expect(alice, 1, ALICE_ACCOUNT, "alice (routing on)");
+
+    /* Another database of the process, in the jail, by path: WAL and all. */
+    ok &= child_sqlite_roundtrip("/other.db");
+    /* A name beside ours, outside the jail: not reachable, not routed. */
+    snprintf(sibling, sizeof(sibling), "%s2", fx.db);
+    ok &= child_sqlite_absent(sibling);
+    ok &= child_expect(alice, 1, ALICE_ACCOUNT, "alice after the other database");
+    return ok ? 0 : 1;
+}
+
+/* Routing covers only our database's files: other SQLite use in the process is by path. */
+START_TEST(test_other_sqlite_use_untouched_in_jail)
+{
+    char sibling[700], other[700];
+
+    snprintf(sibling, sizeof(sibling), "%s2", fx.db);
+    store_build(sibling, "bob", BOB_ACCOUNT);
+    ck_assert_int_eq(run_jailed(JAIL, body_others_untouched, NULL, 0), 0);
+    snprintf(other, sizeof(other), "%s/other.db", jail);
+    ck_assert_int_eq(access(other, F_OK), 0);
+}
+END_TEST
+
 static int body_readable(jailed *j)
 {
     return child_expect(alice, 1, ALICE_ACCOUNT, "alice, all open to nobody") ? 0 : 1;
@@ -354,6 +419,7 @@ static Suite *chroot_suite(void)
     tcase_add_test(jailed_case, test_jailed_worker_without_permission_fails_closed);
     tcase_add_test(jailed_case, test_reachable_path_followed_not_descriptor);
     tcase_add_test(jailed_case, test_unsearchable_ancestor_not_bypassed);
+    tcase_add_test(jailed_case, test_other_sqlite_use_untouched_in_jail);
     tcase_add_test(jailed_case, test_one_close_on_exec_descriptor_per_load);
     suite_add_tcase(s, jailed_case);
     return s;
