@@ -158,13 +158,15 @@ static int run_jailed(int how, int (*body)(jailed *), void (*const parent_steps[
 
 /* ---- fixture ---------------------------------------------------------------- */
 
-static void setup(void)
+/* untidy: openssl.cnf names the database with "//" and "/./" in its path. */
+static void setup_with(int untidy)
 {
     th_setup(&fx);
     snprintf(store_dir, sizeof(store_dir), "%s/store", fx.dir);
     snprintf(jail, sizeof(jail), "%s/jail", fx.dir);
-    ck_assert_int_lt(snprintf(fx.db, sizeof(fx.db), "%.400s/certstore.db", store_dir),
-                     (int)sizeof(fx.db));
+    ck_assert_int_lt(
+        snprintf(fx.db, sizeof(fx.db), "%.400s%s/certstore.db", store_dir, untidy ? "//./" : ""),
+        (int)sizeof(fx.db));
     ck_assert_int_eq(mkdir(store_dir, 0755), 0);
     ck_assert_int_eq(mkdir(jail, 0755), 0);
     store_build(fx.db, "alice", ALICE_ACCOUNT);
@@ -173,6 +175,16 @@ static void setup(void)
     th_make_server(&fx, SSL_OP_NO_TICKET, 0, 0);
     alice = th_make_client(&fx, "alice");
     bob = th_make_client(&fx, "bob");
+}
+
+static void setup(void)
+{
+    setup_with(0);
+}
+
+static void setup_untidy(void)
+{
+    setup_with(1);
 }
 
 static void teardown(void)
@@ -409,7 +421,7 @@ END_TEST
 static Suite *chroot_suite(void)
 {
     Suite *s = suite_create("chroot");
-    TCase *jailed_case = tcase_create("jailed");
+    TCase *jailed_case = tcase_create("jailed"), *untidy_case;
 
     tcase_add_checked_fixture(jailed_case, setup, teardown);
     tcase_set_timeout(jailed_case, 60);
@@ -422,6 +434,12 @@ static Suite *chroot_suite(void)
     tcase_add_test(jailed_case, test_other_sqlite_use_untouched_in_jail);
     tcase_add_test(jailed_case, test_one_close_on_exec_descriptor_per_load);
     suite_add_tcase(s, jailed_case);
+    /* The same decisions with the path written untidily in openssl.cnf. */
+    untidy_case = tcase_create("untidy_path");
+    tcase_add_checked_fixture(untidy_case, setup_untidy, teardown);
+    tcase_set_timeout(untidy_case, 60);
+    tcase_add_test(untidy_case, test_jailed_worker_decides_through_descriptor);
+    suite_add_tcase(s, untidy_case);
     return s;
 }
 
