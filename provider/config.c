@@ -62,6 +62,28 @@ __attribute__((format(printf, 2, 3))) static void csp_config_fail(csp_config *cf
     va_end(args);
 }
 
+/*
+ * "/a//b/./c" as "/a/b/c": the name SQLite gives the file it opens, which
+ * is the name a chrooted process's opens are routed by (store/db_dir.c).
+ */
+static void csp_path_tidy(char *path)
+{
+    const char *in = path;
+    char *out = path;
+
+    while (*in != '\0') {
+        if (in[0] == '/' && in[1] == '/')
+            in++;
+        else if (in[0] == '/' && in[1] == '.' && (in[2] == '/' || in[2] == '\0'))
+            in += 2;
+        else
+            *out++ = *in++;
+    }
+    if (out == path)
+        *out++ = '/';
+    *out = '\0';
+}
+
 static void csp_config_db(csp_config *cfg, const char *value)
 {
     if (value == NULL || *value == '\0') {
@@ -74,6 +96,7 @@ static void csp_config_db(csp_config *cfg, const char *value)
         return;
     }
     strcpy(cfg->db, value);
+    csp_path_tidy(cfg->db);
 }
 
 static void csp_config_mode(csp_config *cfg, const char *value)

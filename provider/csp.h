@@ -196,6 +196,12 @@ typedef struct {
 int csp_dbpool_mark(csp_store_mark *mark);
 /* 1 if this thread's handle is the one of the mark and nothing was committed since. */
 int csp_dbpool_unchanged(const csp_store_mark *mark);
+/*
+ * At activation, once per process load: open the database's directory so
+ * that a process that chroots later still reaches the database (dbpool.c).
+ * 0 with the cause in why if it cannot; handles then open by path only.
+ */
+int csp_dbpool_attach_dir(char *why, size_t why_len);
 /* One-off open at init: 1 if usable, else 0 with the cause in why. */
 int csp_dbpool_probe(const char *path, char *why, size_t why_len);
 

@@ -20,6 +20,18 @@
  * an open that waits on a lock costs the store's busy timeout, and one
  * handshake may ask twice (ClientHello binding, then decision).
  *
+ * Chroot: servers load the provider as root and chroot afterwards (HAProxy's
+ * `chroot /var/lib/haproxy`), where the database's path names nothing.
+ * csp_dbpool_attach_dir(), at activation, opens the database's directory
+ * once per process load (store/db_dir.c: close-on-exec, inherited by
+ * forked workers); an open whose directory path does not resolve goes
+ * through that descriptor, with the process's credentials at that time,
+ * and the per-handshake check stats the file through it too, so a file
+ * replaced by rename in that directory is still noticed. A directory
+ * replaced as a whole cannot be followed through the descriptor: the open
+ * then fails (store-unavailable, saying so) until the server is reloaded.
+ * Where the directory's path resolves, everything is done by path as before.
+ *
  * Each handle gets an epoch, unique in the process, so that what was read
  * through one handle (change marks, kept acceptances) is never taken for
  * what another, reopened one would read.
@@ -53,6 +65,7 @@ typedef struct {
     cs_db *db;
     uint64_t epoch; /* distinct for every handle this process opens */
     pid_t pid;
+    int routed;           /* opened through the directory descriptor (chroot) */
     struct stat opened;   /* the file as it was just before the open */
     int64_t failed_at_ms; /* last failed open (monotonic), 0 if none */
     char failed_why[256];
@@ -155,12 +168,24 @@ static int csp_same_file_state(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* stat(2) of the database the way this handle reaches it. */
+static int csp_db_stat(const csp_thread_db *t, struct stat *st)
+{
+    char why[8];
+
+    if (!t->routed)
+        return stat(csp_db_path, st);
+    if (cs_db_dir_replaced(why, sizeof(why)))
+        return -1;
+    return cs_db_dir_stat(st);
+}
+
 /* Nonzero when the file is not the one, or not in the state, the handle opened. */
 static int csp_file_changed(const csp_thread_db *t)
 {
     struct stat now;
 
-    return stat(csp_db_path, &now) != 0 || !csp_same_file_state(&t->opened, &now);
+    return csp_db_stat(t, &now) != 0 || !csp_same_file_state(&t->opened, &now);
 }
 
 static int64_t csp_monotonic_ms(void)
@@ -183,12 +208,34 @@ static int csp_recent_failure(const csp_thread_db *t, pid_t pid, char *why, size
 
 static uint64_t csp_epoch_counter;
 
+/*
+ * By path where the directory's path names something (no chroot, a bind
+ * mount, or a directory the process may not search: refused as before),
+ * else through the descriptor opened at load: 1 if routed. The routing is
+ * process-wide, and every thread of a process sees the same file system.
+ */
+static int csp_choose_route(void)
+{
+    int routed = cs_db_dir_absent();
+
+    if (routed != cs_db_dir_routed()) {
+        CSP_DEBUG("opening %s %s", csp_db_path,
+                  routed ? "through the directory descriptor opened at load" : "by path");
+        cs_db_dir_route(routed);
+    }
+    return routed;
+}
+
 static void csp_open_for_thread(csp_thread_db *t, pid_t pid, char *why, size_t why_len)
 {
+    t->routed = csp_choose_route();
     /* Stat first: a change between stat and open is seen next time. */
-    if (stat(csp_db_path, &t->opened) != 0)
+    if (csp_db_stat(t, &t->opened) != 0)
         memset(&t->opened, 0, sizeof(t->opened));
-    t->db = csp_db_open_readonly(csp_db_path, why, why_len);
+    if (t->routed && cs_db_dir_replaced(why, why_len))
+        t->db = NULL; /* fail closed: the descriptor shows the old directory */
+    else
+        t->db = csp_db_open_readonly(csp_db_path, why, why_len);
     t->pid = pid;
     t->failed_at_ms = 0;
     t->epoch = __atomic_add_fetch(&csp_epoch_counter, 1, __ATOMIC_RELAXED);
@@ -308,6 +355,24 @@ void csp_dbpool_close_current(void)
         return;
     pthread_setspecific(csp_db_key, NULL);
     csp_thread_db_free(t);
+}
+
+int csp_dbpool_attach_dir(char *why, size_t why_len)
+{
+    char reason[256];
+
+    if (cs_db_dir_attached())
+        return 1;
+    if (cs_db_dir_attach(csp_db_path, reason, sizeof(reason)) == CS_OK)
+        return 1;
+    snprintf(why, why_len, "%s", reason);
+    return 0;
+}
+
+/* The module is never unloaded (-z nodelete): this runs at process exit. */
+__attribute__((destructor)) static void csp_dbpool_unload(void)
+{
+    cs_db_dir_detach();
 }
 
 int csp_dbpool_probe(const char *path, char *why, size_t why_len)

@@ -98,6 +98,10 @@ static void csp_policy_report_db(void)
     if (csp_active.config_error)
         return;
     csp_policy_warn_permissions();
+    if (!csp_dbpool_attach_dir(why, sizeof(why)))
+        csp_log_notice("certstore: cannot open the database's directory now (%s); opening "
+                       "the database by path only, which a server that chroots cannot do",
+                       why);
     if (csp_dbpool_probe(csp_active.db, why, sizeof(why)))
         return;
     /* Not a config error: the file may appear later and is opened lazily. */

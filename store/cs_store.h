@@ -91,6 +91,36 @@ void cs_db_set_busy_timeout(cs_db *db, int ms);
 int cs_db_file_replaced(const cs_db *db);
 
 /*
+ * Reaching a database through its directory's descriptor (db_dir.c), for
+ * servers that chroot after loading the provider. cs_db_dir_attach opens
+ * the directory of db_path (and its parent) close-on-exec and wraps the
+ * unix VFS's path system calls, once per process, before other threads use
+ * SQLite; nothing changes until cs_db_dir_route(1). While routed, SQLite and
+ * cs_db_open reach exactly db_path, its -wal, -shm and -journal through the
+ * descriptor, with the caller's credentials; every other path is untouched.
+ */
+struct stat;
+cs_status cs_db_dir_attach(const char *db_path, char *why, size_t why_len);
+/* Routing off, SQLite's own system calls back, descriptors closed. */
+void cs_db_dir_detach(void);
+int cs_db_dir_attached(void);
+void cs_db_dir_route(int on);
+int cs_db_dir_routed(void);
+/*
+ * 1 if the directory's path names nothing from here (ENOENT, ENOTDIR: a
+ * chroot); a path the process may not search is not absent.
+ */
+int cs_db_dir_absent(void);
+/* stat(2) of the database file through the descriptor. */
+int cs_db_dir_stat(struct stat *st);
+/* 1 (why set) if the directory's name no longer leads to the descriptor's directory. */
+int cs_db_dir_replaced(char *why, size_t why_len);
+/* The attached directory's path. */
+const char *cs_db_dir_path(void);
+/* The descriptor and name to use for path (AT_FDCWD and path unless routed). */
+int cs_db_dir_at(const char *path, const char **name);
+
+/*
  * The policy generation: bumped in the same transaction by every write to a
  * policy table (pins, accounts, mappings, rules, and any later one; SQLite
  * triggers that the migrations install on every table but meta and the

@@ -670,8 +670,10 @@ static cs_status configure_writer(cs_db *db)
 static cs_status remember_file_identity(cs_db *db)
 {
     struct statx stx;
+    const char *name;
+    int at = cs_db_dir_at(db->path, &name); /* through the directory's descriptor if routed */
 
-    if (statx(AT_FDCWD, db->path, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME, &stx) != 0)
+    if (statx(at, name, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME, &stx) != 0)
         return cs_fail(db, CS_ERR, "%s: %s", db->path, strerror(errno));
     db->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
     db->ino = stx.stx_ino;
@@ -780,10 +782,13 @@ static cs_status refuse_links(cs_db *db)
 
     for (size_t i = 0; i <= SIDECAR_COUNT; i++) {
         const char *suffix = i == 0 ? "" : sidecar_suffixes[i - 1];
+        const char *name;
+        int at;
 
         if (snprintf(path, sizeof(path), "%s%s", db->path, suffix) >= (int)sizeof(path))
             return cs_fail(db, CS_INVALID, "%s: path too long", db->path);
-        if (lstat(path, &st) != 0) {
+        at = cs_db_dir_at(path, &name);
+        if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             if (errno == ENOENT)
                 continue;
             return cs_fail(db, CS_ERR, "%s: %s", path, strerror(errno));
@@ -931,8 +936,13 @@ void cs_db_set_busy_timeout(cs_db *db, int ms)
 int cs_db_file_replaced(const cs_db *db)
 {
     struct stat st;
+    const char *name;
+    int at;
 
-    if (db == NULL || db->path == NULL || stat(db->path, &st) != 0)
+    if (db == NULL || db->path == NULL)
+        return 1;
+    at = cs_db_dir_at(db->path, &name); /* through the directory's descriptor if routed */
+    if (fstatat(at, name, &st, 0) != 0)
         return 1;
     return st.st_dev != db->dev || st.st_ino != db->ino;
 }

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # HAProxy in Debian's production shape, shared by the HAProxy tests:
 # master-worker (-W), nbthread 2, user/group haproxy, chroot /var/lib/haproxy
-# with the database bind-mounted into it at the same path. A TLS frontend
+# with the database bind-mounted into it at the same path (optional since the
+# provider keeps a directory descriptor; test_haproxy_chroot.sh runs without). A TLS frontend
 # on $PORT sets one request header and proxies to a plain HTTP frontend on
 # $BACKEND_PORT (the "application"), which answers with what it received.
 # Sourced after common.sh.
