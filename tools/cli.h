@@ -198,6 +198,23 @@ void cli_json_list_row(cli_json_list *list);
 void cli_json_list_end(cli_json_list *list);
 
 /*
+ * An `ls` command (cli_db.c): its options (--json among them, pointing at
+ * json), no arguments, the store opened for reading, and list() writing the
+ * rows. The JSON array is closed only when list() read everything: a store
+ * failure part-way prints the rows so far and the error, never a listing
+ * that looks complete. CS_NOTFOUND prints not_found (when not NULL).
+ */
+typedef struct {
+    int json;           /* --json */
+    cli_json_list list; /* the array rows go to, with json */
+} cli_listing;
+/* Starts a row; nonzero when it is a JSON one (the separator is written). */
+int cli_listing_row(cli_listing *l);
+typedef cs_status (*cli_list_fn)(cs_db *db, cli_listing *l, void *arg);
+int cli_run_listing(cli_ctx *ctx, const cli_option *opts, int argc, char **argv, cli_listing *l,
+                    cli_list_fn list, void *arg, const char *not_found);
+
+/*
  * --wait SECONDS (cli_db.c): how long a command waits for another writer's
  * lock (0 to 3600, fractions allowed). CLI_CONTINUE with ctx->wait_ms set,
  * else a usage error naming `what` (the option, or CERTSTORE_WAIT).

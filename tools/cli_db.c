@@ -236,3 +236,38 @@ int cli_end_write(const cli_ctx *ctx, cs_db *db, cs_status status)
     cs_db_close(db);
     return rc;
 }
+
+int cli_listing_row(cli_listing *l)
+{
+    if (l->json)
+        cli_json_list_row(&l->list);
+    return l->json;
+}
+
+int cli_run_listing(cli_ctx *ctx, const cli_option *opts, int argc, char **argv, cli_listing *l,
+                    cli_list_fn list, void *arg, const char *not_found)
+{
+    cli_positional pos;
+    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    cs_status st;
+    cs_db *db;
+
+    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
+        return rc;
+    if ((db = cli_open_read(ctx)) == NULL)
+        return CLI_FAIL;
+    if (l->json)
+        cli_json_list_begin(&l->list, stdout);
+    st = list(db, l, arg);
+    if (st == CS_NOTFOUND && not_found != NULL) {
+        rc = cli_fail(ctx, "%s", not_found);
+    } else if (st != CS_OK) {
+        rc = cli_store_fail(ctx, db);
+    } else {
+        if (l->json)
+            cli_json_list_end(&l->list);
+        rc = CLI_OK;
+    }
+    cs_db_close(db);
+    return rc;
+}

@@ -94,16 +94,9 @@ static int run_account_change(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-typedef struct {
-    int json;
-    cli_json_list list;
-} account_listing;
-
 static int print_account(const cs_account *a, void *arg)
 {
-    account_listing *l = arg;
-    if (l->json) {
-        cli_json_list_row(&l->list);
+    if (cli_listing_row(arg)) {
         printf("{\"id\":%lld,\"name\":", (long long)a->id);
         cli_put_json_string(stdout, a->name);
         printf(",\"enabled\":%s,\"mappings\":%lld,\"note\":", a->enabled ? "true" : "false",
@@ -124,28 +117,18 @@ static int print_account(const cs_account *a, void *arg)
     return 0;
 }
 
+static cs_status list_accounts(cs_db *db, cli_listing *l, void *arg)
+{
+    (void)arg;
+    return cs_account_foreach(db, print_account, l);
+}
+
 static int run_account_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    account_listing l = {0};
+    cli_listing l = {0};
     const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
-    cli_positional pos;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
-        return rc;
-    cs_db *db = cli_open_read(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    if (l.json)
-        cli_json_list_begin(&l.list, stdout);
-    if (cs_account_foreach(db, print_account, &l) != CS_OK) {
-        rc = cli_store_fail(ctx, db);
-    } else {
-        if (l.json)
-            cli_json_list_end(&l.list);
-        rc = CLI_OK;
-    }
-    cs_db_close(db);
-    return rc;
+
+    return cli_run_listing(ctx, opts, argc, argv, &l, list_accounts, NULL, NULL);
 }
 
 const cli_command cli_account_subcommands[] = {

@@ -498,11 +498,6 @@ static int run_crl_rm(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-typedef struct {
-    int json;
-    cli_json_list list;
-} crl_listing;
-
 static void put_grace(FILE *out, int64_t grace)
 {
     if (grace % 86400 == 0)
@@ -575,10 +570,7 @@ static void print_crl_text(const cs_crl_info *c)
 
 static int print_crl(const cs_crl_info *c, void *arg)
 {
-    crl_listing *l = arg;
-
-    if (l->json) {
-        cli_json_list_row(&l->list);
+    if (cli_listing_row(arg)) {
         print_crl_json(c);
     } else {
         print_crl_text(c);
@@ -586,30 +578,18 @@ static int print_crl(const cs_crl_info *c, void *arg)
     return 0;
 }
 
+static cs_status list_crls(cs_db *db, cli_listing *l, void *arg)
+{
+    (void)arg;
+    return cs_crl_foreach(db, (int64_t)time(NULL), print_crl, l);
+}
+
 static int run_crl_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    crl_listing l = {0};
+    cli_listing l = {0};
     const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
-    cli_positional pos;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
 
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
-        return rc;
-    cs_db *db = cli_open_read(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    if (l.json)
-        cli_json_list_begin(&l.list, stdout);
-    cs_status st = cs_crl_foreach(db, (int64_t)time(NULL), print_crl, &l);
-    if (st != CS_OK) {
-        rc = cli_store_fail(ctx, db);
-    } else {
-        if (l.json)
-            cli_json_list_end(&l.list);
-        rc = CLI_OK;
-    }
-    cs_db_close(db);
-    return rc;
+    return cli_run_listing(ctx, opts, argc, argv, &l, list_crls, NULL, NULL);
 }
 
 const cli_command cli_crl_subcommands[] = {

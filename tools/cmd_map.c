@@ -671,14 +671,8 @@ static int run_map_change(cli_ctx *ctx, int argc, char **argv)
     return cli_end_write(ctx, db, st);
 }
 
-typedef struct {
-    int json;
-    cli_json_list list;
-} map_listing;
-
-static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *key)
+static void print_mapping_json(const cs_mapping *m, const char *key)
 {
-    cli_json_list_row(&l->list);
     printf("{\"id\":%lld,\"kind\":\"%s\",\"key\":\"%s\",\"account\":", (long long)m->id,
            cs_kind_name(m->kind), key);
     cli_put_json_string(stdout, m->account);
@@ -702,11 +696,10 @@ static void print_mapping_json(map_listing *l, const cs_mapping *m, const char *
 
 static int print_mapping(const cs_mapping *m, void *arg)
 {
-    map_listing *l = arg;
     char key[KEY_TEXT_MAX];
     cs_key_format(m->kind, &m->key, key, sizeof(key));
-    if (l->json) {
-        print_mapping_json(l, m, key);
+    if (cli_listing_row(arg)) {
+        print_mapping_json(m, key);
         return 0;
     }
     printf("%lld %s %s account=", (long long)m->id, cs_kind_name(m->kind), key);
@@ -740,33 +733,21 @@ static int print_mapping(const cs_mapping *m, void *arg)
     return 0;
 }
 
+static cs_status list_mappings_of(cs_db *db, cli_listing *l, void *account)
+{
+    return cs_mapping_foreach(db, *(const char **)account, print_mapping, l);
+}
+
 static int run_map_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    map_listing l = {0};
+    cli_listing l = {0};
     const char *account = NULL;
     const cli_option opts[] = {
         {"json", NULL, &l.json}, {"account", &account, NULL}, CLI_OPTIONS_END};
-    cli_positional pos;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
-        return rc;
-    cs_db *db = cli_open_read(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    if (l.json)
-        cli_json_list_begin(&l.list, stdout);
-    cs_status st = cs_mapping_foreach(db, account, print_mapping, &l);
-    if (st == CS_NOTFOUND) {
-        rc = cli_fail(ctx, "no such account");
-    } else if (st != CS_OK) {
-        rc = cli_store_fail(ctx, db);
-    } else {
-        if (l.json)
-            cli_json_list_end(&l.list);
-        rc = CLI_OK;
-    }
-    cs_db_close(db);
-    return rc;
+
+    /* The option is parsed inside cli_run_listing: hand over where it lands. */
+    return cli_run_listing(ctx, opts, argc, argv, &l, list_mappings_of, &account,
+                           "no such account");
 }
 
 /* ---- map show ------------------------------------------------------------- */
@@ -999,8 +980,10 @@ const cli_command cli_map_subcommands[] = {
      "                keys, bound to no pin or to its issuing pin), in one\n"
      "                transaction\n" FORCE_HELP},
     {"disable", "disable a mapping", run_map_change,
-     "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its certificate "
-     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP FORCE_HELP},
+     "Usage: certstore map disable REF [--kind KIND] [--force]\n\nDisable a mapping: its "
+     "certificate "
+     "is rejected with mapping-disabled. Says which mapping (id, kind, account).\n\n" REF_HELP
+         FORCE_HELP},
     {"enable", "enable a disabled mapping", run_map_change,
      "Usage: certstore map enable REF [--kind KIND] [--force]\n\nEnable a disabled "
      "mapping.\n\n" REF_HELP FORCE_HELP},

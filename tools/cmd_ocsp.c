@@ -357,11 +357,6 @@ static int run_ocsp_refresh(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- ls ------------------------------------------------------------------------- */
 
-typedef struct {
-    int json;
-    cli_json_list list;
-} ocsp_listing;
-
 static void print_info_json(const cs_ocsp_info *o)
 {
     printf("{\"pin\":\"%s\",\"serial\":\"%s\",\"subject\":", o->pin_fp, o->serial);
@@ -415,10 +410,7 @@ static void print_info_text(const cs_ocsp_info *o)
 
 static int print_info(const cs_ocsp_info *o, void *arg)
 {
-    ocsp_listing *l = arg;
-
-    if (l->json) {
-        cli_json_list_row(&l->list);
+    if (cli_listing_row(arg)) {
         print_info_json(o);
     } else {
         print_info_text(o);
@@ -426,30 +418,18 @@ static int print_info(const cs_ocsp_info *o, void *arg)
     return 0;
 }
 
+static cs_status list_answers(cs_db *db, cli_listing *l, void *arg)
+{
+    (void)arg;
+    return cs_ocsp_foreach(db, (int64_t)time(NULL), print_info, l);
+}
+
 static int run_ocsp_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    ocsp_listing l = {0};
+    cli_listing l = {0};
     const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
-    cli_positional pos;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
 
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
-        return rc;
-    cs_db *db = cli_open_read(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    if (l.json)
-        cli_json_list_begin(&l.list, stdout);
-    cs_status st = cs_ocsp_foreach(db, (int64_t)time(NULL), print_info, &l);
-    if (st != CS_OK) {
-        rc = cli_store_fail(ctx, db);
-    } else {
-        if (l.json)
-            cli_json_list_end(&l.list);
-        rc = CLI_OK;
-    }
-    cs_db_close(db);
-    return rc;
+    return cli_run_listing(ctx, opts, argc, argv, &l, list_answers, NULL, NULL);
 }
 
 const cli_command cli_ocsp_subcommands[] = {

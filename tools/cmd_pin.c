@@ -116,16 +116,9 @@ static int run_pin_change(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
-typedef struct {
-    int json;
-    cli_json_list list;
-} pin_listing;
-
 static int print_pin(const cs_pin *pin, void *arg)
 {
-    pin_listing *l = arg;
-    if (l->json) {
-        cli_json_list_row(&l->list);
+    if (cli_listing_row(arg)) {
         printf("{\"id\":%lld,\"fingerprint\":\"%s\",\"subject\":", (long long)pin->id, pin->fp);
         cli_put_json_string(stdout, pin->subject);
         printf(",\"not_after\":");
@@ -155,30 +148,18 @@ static int print_pin(const cs_pin *pin, void *arg)
     return 0;
 }
 
+static cs_status list_pins(cs_db *db, cli_listing *l, void *arg)
+{
+    (void)arg;
+    return cs_pin_foreach(db, print_pin, l);
+}
+
 static int run_pin_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    pin_listing l = {0};
+    cli_listing l = {0};
     const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
-    cli_positional pos;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
-        return rc;
-    cs_db *db = cli_open_read(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    if (l.json)
-        cli_json_list_begin(&l.list, stdout);
-    cs_status st = cs_pin_foreach(db, print_pin, &l);
-    if (st != CS_OK) {
-        /* Never leave a listing that looks complete when it is not. */
-        rc = cli_store_fail(ctx, db);
-    } else {
-        if (l.json)
-            cli_json_list_end(&l.list);
-        rc = CLI_OK;
-    }
-    cs_db_close(db);
-    return rc;
+
+    return cli_run_listing(ctx, opts, argc, argv, &l, list_pins, NULL, NULL);
 }
 
 /* N followed by s, m, h or d; 0 if not that or beyond ten years. */

@@ -205,11 +205,10 @@ static void put_list_text(const char *label, const char *text)
     putchar('"');
 }
 
-static int print_rule_text(const cs_rule *r, void *arg)
+static int print_rule_text(const cs_rule *r)
 {
     const cs_rule_spec *s = &r->spec;
 
-    (void)arg;
     printf("%lld %s", (long long)r->id, s->action == CS_RULE_DENY ? "deny" : "allow");
     if (s->action == CS_RULE_ALLOW) {
         printf(" account=");
@@ -255,11 +254,10 @@ static void put_list_json(const char *text)
     putchar(']');
 }
 
-static int print_rule_json(const cs_rule *r, void *arg)
+static int print_rule_json(const cs_rule *r)
 {
     const cs_rule_spec *s = &r->spec;
 
-    cli_json_list_row(arg);
     printf("{\"id\":%lld,\"action\":\"%s\",\"account\":", (long long)r->id,
            s->action == CS_RULE_DENY ? "deny" : "allow");
     cli_put_json_string(stdout, s->account);
@@ -288,27 +286,23 @@ static int print_rule_json(const cs_rule *r, void *arg)
     return 0;
 }
 
+static int print_rule(const cs_rule *r, void *arg)
+{
+    return cli_listing_row(arg) ? print_rule_json(r) : print_rule_text(r);
+}
+
+static cs_status list_rules(cs_db *db, cli_listing *l, void *arg)
+{
+    (void)arg;
+    return cs_rule_foreach(db, print_rule, l);
+}
+
 static int run_rule_ls(cli_ctx *ctx, int argc, char **argv)
 {
-    int json = 0;
-    const cli_option opts[] = {{"json", NULL, &json}, CLI_OPTIONS_END};
-    cli_positional pos;
-    cli_json_list list;
-    int rc = cli_parse(ctx, opts, argc, argv, &pos);
+    cli_listing l = {0};
+    const cli_option opts[] = {{"json", NULL, &l.json}, CLI_OPTIONS_END};
 
-    if (rc != CLI_CONTINUE || (rc = cli_expect_args(ctx, &pos, 0, 0, "")) != CLI_CONTINUE)
-        return rc;
-    cs_db *db = cli_open_read(ctx);
-    if (db == NULL)
-        return CLI_FAIL;
-    if (json)
-        cli_json_list_begin(&list, stdout);
-    cs_status st = cs_rule_foreach(db, json ? print_rule_json : print_rule_text, &list);
-    if (json)
-        cli_json_list_end(&list);
-    rc = st == CS_OK ? CLI_OK : cli_store_fail(ctx, db);
-    cs_db_close(db);
-    return rc;
+    return cli_run_listing(ctx, opts, argc, argv, &l, list_rules, NULL, NULL);
 }
 
 /* ---- rm / enable / disable ------------------------------------------------ */
