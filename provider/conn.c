@@ -40,7 +40,9 @@
  *
  * A session certstore accepted is stamped (csp_conn_stamp) with the
  * context digest of the decision's policy state, its lifetime capped at the
- * decision's deadline, and the ticket appdata of resume.c.
+ * decision's deadline, and the ticket appdata of resume.c, which records
+ * the same context: an application's external session cache may replace
+ * the session's own (csp_get_session).
  *
  * The same security callback sees the client's CertificateVerify
  * (SSL_SECOP_SIGALG_CHECK in TLS_ST_SR_CERT_VRFY): a certificate the verify

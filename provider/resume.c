@@ -13,7 +13,12 @@
  * and generation of the decision:
  *
  *     "certstore-account=" account NUL
- *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC mapping=KIND:ID" NUL
+ *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC ctx=HEX mapping=KIND:ID" NUL
+ *
+ * HEX is the session-id context the session was stamped with (conn.c; 32
+ * bytes, all zero when it was stamped never to resume): an external
+ * session cache may not keep the session's own (HAProxy 2.6 replaces it),
+ * and conn.c's csp_get_session then asks csp_session_stamped_for.
  *
  * The file matters as much as the generation: a deploy tool that renames
  * another database over the store brings an unrelated counter, equal or
