@@ -67,11 +67,22 @@
 /* An application's external session cache lookup (SSL_CTX_sess_set_get_cb). */
 typedef SSL_SESSION *(*csp_get_session_fn)(SSL *, const unsigned char *, int, int *);
 
+/* A server_name extension naming one host of up to 255 bytes; a longer one does not bind. */
+#define CSP_SNI_MAX 260
+
 /* What a session-id context is made of, besides the policy state. */
 typedef struct {
     uint64_t ctx_serial; /* the serving SSL_CTX, never reused in the process */
     int verify_mode;
     int verify_depth;
+    /*
+     * The ClientHello's server_name extension as sent (none: length 0).
+     * OpenSSL 3.0 looks a TLS 1.2 session up before a servername callback
+     * (nginx's) switches to the host's context, so the context alone would
+     * let one host's sessions resume on another host of the same port.
+     */
+    size_t sni_len;
+    unsigned char sni[CSP_SNI_MAX];
 } csp_bind_key;
 
 struct csp_conn {
@@ -153,11 +164,23 @@ static int csp_bind_key_of(const SSL *ssl, csp_bind_key *key)
 {
     const csp_ctx_state *cs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), csp_ctx_index);
 
+    const unsigned char *random, *sni;
+    size_t sni_len = 0;
+
     if (cs == NULL)
         return 0; /* a context made before certstore was loaded */
+    if (SSL_client_hello_get0_random((SSL *)ssl, &random) == 0)
+        return 0; /* no ClientHello in hand: its server name cannot be told */
     key->ctx_serial = cs->serial;
     key->verify_mode = SSL_get_verify_mode(ssl);
     key->verify_depth = SSL_get_verify_depth(ssl);
+    key->sni_len = 0;
+    if (SSL_client_hello_get0_ext((SSL *)ssl, TLSEXT_TYPE_server_name, &sni, &sni_len) == 1) {
+        if (sni_len > CSP_SNI_MAX)
+            return 0;
+        memcpy(key->sni, sni, sni_len);
+        key->sni_len = sni_len;
+    }
     return 1;
 }
 
@@ -178,7 +201,8 @@ static __thread struct {
 static int csp_same_key(const csp_bind_key *a, const csp_bind_key *b)
 {
     return a->ctx_serial == b->ctx_serial && a->verify_mode == b->verify_mode &&
-           a->verify_depth == b->verify_depth;
+           a->verify_depth == b->verify_depth && a->sni_len == b->sni_len &&
+           memcmp(a->sni, b->sni, a->sni_len) == 0;
 }
 
 /*
@@ -188,7 +212,7 @@ static int csp_same_key(const csp_bind_key *a, const csp_bind_key *b)
 static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
                        unsigned char sid[SSL_MAX_SID_CTX_LENGTH])
 {
-    unsigned char input[9 * sizeof(uint64_t)], *p = input;
+    unsigned char input[10 * sizeof(uint64_t) + CSP_SNI_MAX], *p = input;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
 
@@ -206,8 +230,11 @@ static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
     csp_put_u64(&p, (uint64_t)state->file.birth_sec);
     csp_put_u64(&p, (uint64_t)state->file.birth_nsec);
     csp_put_u64(&p, (uint64_t)state->generation);
+    csp_put_u64(&p, (uint64_t)key->sni_len);
+    memcpy(p, key->sni, key->sni_len);
+    p += key->sni_len;
     if (!CRYPTO_THREAD_run_once(&csp_sha256_once, csp_sha256_fetch) ||
-        EVP_Digest(input, sizeof(input), md, &md_len,
+        EVP_Digest(input, (size_t)(p - input), md, &md_len,
                    csp_sha256 != NULL ? csp_sha256 : EVP_sha256(), NULL) != 1 ||
         md_len < CSP_SID_DIGEST_LEN)
         return 0;

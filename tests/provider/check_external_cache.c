@@ -326,8 +326,21 @@ START_TEST(test_not_resumed_on_another_bind)
 }
 END_TEST
 
-/* Two SNI virtual hosts, switched in the ClientHello callback as HAProxy does. */
+/*
+ * Two SNI virtual hosts sharing the cache, switched in the ClientHello
+ * callback (HAProxy, Apache) or in the servername callback (nginx), which
+ * OpenSSL 3.0 calls after it looked a TLS 1.2 session up.
+ */
 static SSL_CTX *vhost_b;
+
+static int switch_in_servername(SSL *ssl, int *alert, void *arg)
+{
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    if (name != NULL && strcmp(name, "b.test") == 0)
+        SSL_set_SSL_CTX(ssl, vhost_b);
+    return SSL_TLSEXT_ERR_OK;
+}
 
 static int switch_in_client_hello(SSL *ssl, int *alert, void *arg)
 {
@@ -342,7 +355,8 @@ static int switch_in_client_hello(SSL *ssl, int *alert, void *arg)
 
 START_TEST(test_not_resumed_on_another_vhost)
 {
-    const th_resumption_kind *k = case_of(_i);
+    const th_resumption_kind *k = case_of(_i % N_CASES);
+    int in_client_hello = _i < N_CASES;
     th_connect_opts on_a = {.sni = "a.test"}, on_b = {.sni = "b.test"};
     SSL_CTX *client, *a;
     th_outcome first, same, other;
@@ -357,13 +371,17 @@ START_TEST(test_not_resumed_on_another_vhost)
     fx.server = a;
     use_cache(a);
     use_cache(vhost_b);
-    SSL_CTX_set_client_hello_cb(a, switch_in_client_hello, NULL);
+    if (in_client_hello)
+        SSL_CTX_set_client_hello_cb(a, switch_in_client_hello, NULL);
+    else
+        SSL_CTX_set_tlsext_servername_callback(a, switch_in_servername);
     client = th_make_client(&fx, "alice");
     first = th_connect_ex(&fx, client, NULL, 1, &on_b);
     ck_assert_msg(first.ok, "%s, %s: first handshake on b failed", k->name, cache_names[style]);
     other = th_connect_ex(&fx, client, first.session, 0, &on_a);
-    ck_assert_msg(!other.reused, "%s, %s: a session made on vhost b resumed on vhost a", k->name,
-                  cache_names[style]);
+    ck_assert_msg(!other.reused, "%s, %s, %s: a session made on vhost b resumed on vhost a",
+                  k->name, cache_names[style],
+                  in_client_hello ? "ClientHello callback" : "servername callback");
     ck_assert(other.ok);
     same = th_connect_ex(&fx, client, first.session, 0, &on_b);
     ck_assert_msg(same.ok && same.reused, "%s, %s: not resumed on its own vhost", k->name,
@@ -376,7 +394,6 @@ END_TEST
 
 /* ---- a stamp that cannot be verified ---------------------------------------------------- */
 
-#define FIRST_TLS13_KIND 2
 #define N_FATES 2 /* dropped, the application's own */
 
 /* Only the kinds that go through the cache: TLS 1.2 session IDs, TLS 1.3 stateful tickets. */
@@ -450,7 +467,7 @@ static Suite *external_cache_suite(void)
 
     tcase_add_checked_fixture(contexts, setup, teardown);
     tcase_add_loop_test(contexts, test_not_resumed_on_another_bind, 0, N_CASES);
-    tcase_add_loop_test(contexts, test_not_resumed_on_another_vhost, 0, N_CASES);
+    tcase_add_loop_test(contexts, test_not_resumed_on_another_vhost, 0, 2 * N_CASES);
     suite_add_tcase(s, contexts);
 
     tcase_add_checked_fixture(stamps, setup, teardown);

@@ -11,7 +11,7 @@
 # resumption table comes from it); what is required: every kind resumes
 # while nothing narrowed, on every server (HAProxy 2.6 keeps TLS 1.2
 # session IDs in its own cache, which rewrites their session-id context);
-# none resumes after a narrowing change, nor on HAProxy's other bind.
+# none resumes after a narrowing change, nor in the other host or bind.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -146,9 +146,10 @@ EOF
 }
 
 # measure SERVER: one row per resumption kind into $WORK/table. The other
-# context: the other virtual host by SNI (nginx, Apache: the same settings,
-# so only certstore's binding keeps the hosts apart, or not) or HAProxy's
-# other bind line (another SSL_CTX, the same shared session cache).
+# context: the other virtual host by SNI (nginx, Apache: the same settings;
+# nginx switches hosts after OpenSSL looked a TLS 1.2 session up, so the
+# server name in certstore's binding keeps them apart) or HAProxy's other
+# bind line (another SSL_CTX, the same shared session cache).
 measure() {
     local server=$1 kind opts sess=$WORK/out/m.sess again=$WORK/out/m2.sess before other after
     local other_port=$PORT other_opts="-servername other.example"
@@ -164,7 +165,18 @@ measure() {
         http_session_offer "$other_port" alice "$opts $other_opts" "$sess" "$again" \
             'resume-ok|other'
         other=$HTTP_OFFER
-        [ "$other" != failed ] || other=refused # nginx: a TLS 1.3 ticket under another name
+        # The handshake decides here: nginx answers 421 to a request for
+        # localhost on the other host's connection, and refuses outright a
+        # TLS 1.3 ticket offered under another name.
+        if [ "$other" = failed ]; then
+            if cs_out_alerted; then
+                other=refused
+            elif cs_out_has 'Reused, TLS'; then
+                other=reused
+            elif cs_out_has 'New, TLS'; then
+                other=new
+            fi
+        fi
         cs_cli map rm "$PKI/bob.pem" || return 1
         http_session_offer "$PORT" alice "$opts" "$sess" "$again" resume-ok
         after=$HTTP_OFFER
@@ -179,8 +191,8 @@ measure() {
             cs_diag "$server ${kind%%:*}: not resumed while nothing changed"
             return 1
         }
-        [ "$server" != haproxy ] || [ "$other" != reused ] || {
-            cs_diag "$server ${kind%%:*}: a session of one bind line resumed on the other"
+        [ "$other" != reused ] || {
+            cs_diag "$server ${kind%%:*}: a session resumed in the other host or bind line"
             return 1
         }
     done
@@ -197,7 +209,7 @@ for server in nginx apache haproxy; do
         continue
     fi
     sleep 0.5 # the workers
-    cs_check "$n" "$server: every kind resumes while nothing narrowed, none after a narrowing change" \
+    cs_check "$n" "$server: every kind resumes while nothing narrowed, none elsewhere or after" \
         measure "$server"
     http_stop_group "$HTTP_SERVER_PID"
 done
