@@ -74,6 +74,8 @@ EOF
     http_start_server "$d/out.txt" nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log"
 }
 
+start_haproxy_nt() { start_haproxy no-tls-tickets; }
+
 start_apache() {
     local d=$WORK/apache v
     mkdir -p "$d/run"
@@ -121,8 +123,10 @@ EOF
     http_start_server "$d/out.txt" apache2 -DFOREGROUND -f "$d/httpd.conf"
 }
 
+# start_haproxy [BIND_OPTIONS]: no-tls-tickets makes TLS 1.3 tickets stateful,
+# kept in HAProxy's shared session cache like TLS 1.2 session IDs.
 start_haproxy() {
-    local d=$WORK/haproxy
+    local d=$WORK/haproxy opts=${1:-}
     mkdir -p "$d"
     cat >"$d/haproxy.cfg" <<EOF
 global
@@ -138,8 +142,8 @@ defaults
     timeout client 10s
     timeout server 10s
 frontend fe
-    bind 127.0.0.1:$PORT ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required
-    bind 127.0.0.1:$PORT2 ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required
+    bind 127.0.0.1:$PORT ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required $opts
+    bind 127.0.0.1:$PORT2 ssl crt $PKI/server-combined.pem ca-file $PKI/roots.pem verify required $opts
     http-request return status 200 content-type text/plain string "resume-ok"
 EOF
     http_start_server "$d/out.txt" haproxy -W -db -f "$d/haproxy.cfg"
@@ -153,7 +157,7 @@ EOF
 measure() {
     local server=$1 kind opts sess=$WORK/out/m.sess again=$WORK/out/m2.sess before other after
     local other_port=$PORT other_opts="-servername other.example"
-    [ "$server" != haproxy ] || other_port=$PORT2 other_opts=
+    case $server in haproxy*) other_port=$PORT2 other_opts= ;; esac
     for kind in "${HTTP_RESUME_KINDS[@]}"; do
         opts=${kind#*:}
         http_session_save "$PORT" alice "$opts" "$sess" resume-ok alice || {
@@ -199,12 +203,12 @@ measure() {
 }
 
 n=0
-for server in nginx apache haproxy; do
+for server in nginx apache haproxy haproxy-nt; do
     n=$((n + 1))
     PORT=$(cs_free_port) && PORT2=$(cs_free_port) || exit 1
-    "start_$server" || exit 1
+    "start_${server//-/_}" || exit 1
     if ! cs_wait_port "$PORT" 20 "$HTTP_SERVER_PID"; then
-        cs_diag_file "$WORK/$server/out.txt"
+        cs_diag_file "$WORK/${server%-nt}/out.txt"
         cs_not_ok "$n" "$server starts"
         continue
     fi
@@ -214,8 +218,8 @@ for server in nginx apache haproxy; do
     http_stop_group "$HTTP_SERVER_PID"
 done
 
-cs_diag "server   kind              unchanged  other-context  after-narrowing"
+cs_diag "server     kind              unchanged  other-context  after-narrowing"
 while read -r server kind before other after; do
-    cs_diag "$(printf '%-8s %-17s %-10s %-14s %s' "$server" "$kind" "$before" "$other" "$after")"
+    cs_diag "$(printf '%-10s %-17s %-10s %-14s %s' "$server" "$kind" "$before" "$other" "$after")"
 done <"$WORK/table"
 cs_finish
