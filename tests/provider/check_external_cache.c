@@ -15,7 +15,8 @@
  *   rewrites    external, i2d/d2i, the context replaced (HAProxy 2.6)
  *
  * Properties, for every resumption kind and cache: a session resumes while
- * nothing narrowed; never after a narrowing change; never in another
+ * nothing narrowed; never after a narrowing change or past the mapping's
+ * end; never in another
  * context (another bind sharing the cache, another SNI virtual host); never
  * when its certstore stamp is missing or not certstore's (an application's
  * own ticket appdata), nor when certstore did not accept it (audit).
@@ -26,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -290,6 +293,38 @@ START_TEST(test_removed_client_not_resumed)
 }
 END_TEST
 
+/* The mapping ends while the session sits in the cache: resumed before, never after. */
+#define MAPPING_LIFETIME 2 /* seconds */
+
+START_TEST(test_not_resumed_past_mapping_end)
+{
+    const th_resumption_kind *k = &th_resumption_kinds[_i / 2 == 0 ? 0 : 3];
+    int64_t not_after = (int64_t)time(NULL) + MAPPING_LIFETIME;
+    cs_db *db = th_store_begin(fx.db, SUITE_NAME);
+    char fp[CS_FP_HEX_LEN + 1];
+    SSL_CTX *client;
+    th_outcome first, before, after;
+
+    style = _i % 2 == 0 ? CACHE_REWRITES : CACHE_KEEPS;
+    ck_assert_int_eq(cs_pin_add(db, fx.pki->ca_a.cert, "partner A", fp), CS_OK);
+    th_map_leaf(&fx, db, "alice", "alice@partner-a", CS_KIND_CERT, CS_TIME_NONE, not_after);
+    th_store_commit(db);
+    th_load_provider_with(&fx, "");
+    client = first_handshake(k, &first);
+    before = th_connect_with(&fx, client, first.session, 0);
+    ck_assert_msg(before.ok && before.reused, "%s, %s: not resumed before the mapping ended",
+                  k->name, cache_names[style]);
+    while ((int64_t)time(NULL) <= not_after + 1)
+        sleep(1);
+    after = th_connect_with(&fx, client, first.session, 0);
+    ck_assert_msg(!after.reused && !after.ok, "%s, %s: resumed after the mapping ended", k->name,
+                  cache_names[style]);
+    th_assert_log_has(&fx, "result=reject reason=mapping-expired");
+    SSL_SESSION_free(first.session);
+    SSL_CTX_free(client);
+}
+END_TEST
+
 /* ---- another context sharing the cache -------------------------------------------------- */
 
 /*
@@ -463,6 +498,7 @@ static Suite *external_cache_suite(void)
     tcase_add_checked_fixture(narrowed, setup, teardown);
     tcase_add_loop_test(narrowed, test_not_resumed_after_narrowing, 0, N_CASES);
     tcase_add_loop_test(narrowed, test_removed_client_not_resumed, 0, N_CASES);
+    tcase_add_loop_test(narrowed, test_not_resumed_past_mapping_end, 0, 4);
     suite_add_tcase(s, narrowed);
 
     tcase_add_checked_fixture(contexts, setup, teardown);
