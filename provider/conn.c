@@ -163,7 +163,6 @@ static void csp_sha256_fetch(void)
 static int csp_bind_key_of(const SSL *ssl, csp_bind_key *key)
 {
     const csp_ctx_state *cs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), csp_ctx_index);
-
     const unsigned char *random, *sni;
     size_t sni_len = 0;
 

@@ -244,8 +244,8 @@ typedef struct {
     const SSL *ssl; /* for the peer address; may be NULL */
     const char *mode;
     const char *revocation; /* a state worth logging (stale, missing, grace), or NULL */
-    int64_t mapping_id;     /* the mapping that decided, 0 if none (a rule, or none found) */
-    const char *kind;       /* its kind, when mapping_id */
+    int64_t mapping_id; /* the mapping that decided, 0 if none (a rule, or none found) */
+    const char *kind;   /* its kind, when mapping_id */
 } csp_log_decision_args;
 
 void csp_log_decision(const csp_log_decision_args *args);
