@@ -664,7 +664,9 @@ static SSL_SESSION *csp_get_session(SSL *ssl, const unsigned char *id, int id_le
 /*
  * Inside SSL_new: OpenSSL looks sessions up through the context the SSL is
  * made from, whatever context SNI switches it to. Stand in front of that
- * context's lookup (the application has set it by now), once.
+ * context's lookup (the application has set it by now), once: later SSL_new
+ * calls find csp_get_session in place, and concurrent first ones (threads
+ * of one worker) store the same two pointers.
  */
 static void csp_watch_external_cache(SSL_CTX *ctx, csp_conn *conn)
 {
