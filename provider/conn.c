@@ -40,7 +40,9 @@
  *
  * A session certstore accepted is stamped (csp_conn_stamp) with the
  * context digest of the decision's policy state, its lifetime capped at the
- * decision's deadline, and the ticket appdata of resume.c.
+ * decision's deadline, and the ticket appdata of resume.c, which records
+ * the same context: an application's external session cache may replace
+ * the session's own (csp_get_session).
  *
  * The same security callback sees the client's CertificateVerify
  * (SSL_SECOP_SIGALG_CHECK in TLS_ST_SR_CERT_VRFY): a certificate the verify
@@ -62,11 +64,25 @@
 #include "certstore.h"
 #include "csp.h"
 
+/* An application's external session cache lookup (SSL_CTX_sess_set_get_cb). */
+typedef SSL_SESSION *(*csp_get_session_fn)(SSL *, const unsigned char *, int, int *);
+
+/* A server_name extension naming one host of up to 255 bytes; a longer one does not bind. */
+#define CSP_SNI_MAX 260
+
 /* What a session-id context is made of, besides the policy state. */
 typedef struct {
     uint64_t ctx_serial; /* the serving SSL_CTX, never reused in the process */
     int verify_mode;
     int verify_depth;
+    /*
+     * The ClientHello's server_name extension as sent (none: length 0).
+     * OpenSSL 3.0 looks a TLS 1.2 session up before a servername callback
+     * (nginx's) switches to the host's context, so the context alone would
+     * let one host's sessions resume on another host of the same port.
+     */
+    size_t sni_len;
+    unsigned char sni[CSP_SNI_MAX];
 } csp_bind_key;
 
 struct csp_conn {
@@ -76,7 +92,8 @@ struct csp_conn {
     int accepted;
     int64_t valid_until;
     csp_policy_state state;
-    size_t appdata_len; /* the sessions' appdata, formatted once at the acceptance */
+    size_t appdata_len;    /* the sessions' appdata, formatted once at the acceptance */
+    size_t appdata_ctx_at; /* where in it each stamp writes its session-id context */
     char appdata[CSP_APPDATA_MAX];
     int established; /* handshake done: a certificate now is TLS 1.3 PHA */
     /* The binding (see the invariant above). */
@@ -84,7 +101,9 @@ struct csp_conn {
     int hello_bound;  /* a ClientHello of this handshake was bound: hello_key holds */
     int role_pending; /* made by a role-neutral method: sid_ctx untouched until it serves */
     csp_bind_key hello_key;
+    unsigned char bound_sid[SSL_MAX_SID_CTX_LENGTH]; /* carried while bound && hello_bound */
     unsigned char unresumable[SSL_MAX_SID_CTX_LENGTH];
+    csp_get_session_fn app_get_session; /* the application's external cache (csp_get_session) */
 };
 
 _Static_assert(offsetof(struct csp_conn, pub) == 0 && offsetof(certstore_conn_state, account) == 0,
@@ -94,12 +113,14 @@ _Static_assert(CERTSTORE_ACCOUNT_MAX == CS_ACCOUNT_MAX, "certstore.h sizes the a
 /* Per SSL_CTX: a serial, so a context made at a freed one's address is another. */
 typedef struct {
     uint64_t serial;
+    csp_get_session_fn app_get_session; /* what csp_get_session stands in front of */
 } csp_ctx_state;
 
 #define CSP_SID_TAG "certstr3"         /* bound to a policy state and context */
 #define CSP_SID_TAG_UNBOUND "certstr0" /* a connection's own: no session has it */
 #define CSP_SID_TAG_NEVER "certstr1"   /* a session's: no connection has it */
 #define CSP_SID_TAG_LEN 8
+#define CSP_SID_FAMILY_LEN 7 /* "certstr": one of the three above */
 #define CSP_SID_DIGEST_LEN (SSL_MAX_SID_CTX_LENGTH - CSP_SID_TAG_LEN)
 
 static int csp_ctx_index = -1;
@@ -142,12 +163,23 @@ static void csp_sha256_fetch(void)
 static int csp_bind_key_of(const SSL *ssl, csp_bind_key *key)
 {
     const csp_ctx_state *cs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), csp_ctx_index);
+    const unsigned char *random, *sni;
+    size_t sni_len = 0;
 
     if (cs == NULL)
         return 0; /* a context made before certstore was loaded */
+    if (SSL_client_hello_get0_random((SSL *)ssl, &random) == 0)
+        return 0; /* no ClientHello in hand: its server name cannot be told */
     key->ctx_serial = cs->serial;
     key->verify_mode = SSL_get_verify_mode(ssl);
     key->verify_depth = SSL_get_verify_depth(ssl);
+    key->sni_len = 0;
+    if (SSL_client_hello_get0_ext((SSL *)ssl, TLSEXT_TYPE_server_name, &sni, &sni_len) == 1) {
+        if (sni_len > CSP_SNI_MAX)
+            return 0;
+        memcpy(key->sni, sni, sni_len);
+        key->sni_len = sni_len;
+    }
     return 1;
 }
 
@@ -168,7 +200,8 @@ static __thread struct {
 static int csp_same_key(const csp_bind_key *a, const csp_bind_key *b)
 {
     return a->ctx_serial == b->ctx_serial && a->verify_mode == b->verify_mode &&
-           a->verify_depth == b->verify_depth;
+           a->verify_depth == b->verify_depth && a->sni_len == b->sni_len &&
+           memcmp(a->sni, b->sni, a->sni_len) == 0;
 }
 
 /*
@@ -178,7 +211,7 @@ static int csp_same_key(const csp_bind_key *a, const csp_bind_key *b)
 static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
                        unsigned char sid[SSL_MAX_SID_CTX_LENGTH])
 {
-    unsigned char input[9 * sizeof(uint64_t)], *p = input;
+    unsigned char input[10 * sizeof(uint64_t) + CSP_SNI_MAX], *p = input;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
 
@@ -196,8 +229,11 @@ static int csp_sid_for(const csp_bind_key *key, const csp_policy_state *state,
     csp_put_u64(&p, (uint64_t)state->file.birth_sec);
     csp_put_u64(&p, (uint64_t)state->file.birth_nsec);
     csp_put_u64(&p, (uint64_t)state->generation);
+    csp_put_u64(&p, (uint64_t)key->sni_len);
+    memcpy(p, key->sni, key->sni_len);
+    p += key->sni_len;
     if (!CRYPTO_THREAD_run_once(&csp_sha256_once, csp_sha256_fetch) ||
-        EVP_Digest(input, sizeof(input), md, &md_len,
+        EVP_Digest(input, (size_t)(p - input), md, &md_len,
                    csp_sha256 != NULL ? csp_sha256 : EVP_sha256(), NULL) != 1 ||
         md_len < CSP_SID_DIGEST_LEN)
         return 0;
@@ -252,6 +288,7 @@ static void csp_bind_hello(SSL *ssl, csp_conn *conn)
         return;
     }
     SSL_set_session_id_context(ssl, sid, sizeof(sid));
+    memcpy(conn->bound_sid, sid, sizeof(sid));
     conn->hello_key = key;
     conn->hello_bound = 1;
     CSP_DEBUG("csp_bind_hello: generation %" PRId64, state.generation);
@@ -308,20 +345,25 @@ int csp_conn_post_handshake(const SSL *ssl, const csp_conn *conn)
  * the decision's state (or the connection's own value when its ClientHello
  * was not bound), the lifetime capped at the deadline, and the appdata.
  */
-static void csp_conn_stamp(const csp_conn *conn, SSL_SESSION *sess)
+static void csp_conn_stamp(csp_conn *conn, SSL_SESSION *sess)
 {
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
     int64_t left = conn->valid_until - (int64_t)time(NULL);
+    int bound;
 
     if (sess == NULL)
         return;
-    if (conn->hello_bound && csp_sid_for(&conn->hello_key, &conn->state, sid))
+    bound = conn->hello_bound && csp_sid_for(&conn->hello_key, &conn->state, sid);
+    if (bound)
         SSL_SESSION_set1_id_context(sess, sid, sizeof(sid));
     else
         csp_never_resumes(sess);
     if (conn->valid_until != CS_TIME_FOREVER && conn->valid_until != CS_TIME_NONE &&
         left < (int64_t)SSL_SESSION_get_timeout(sess))
         SSL_SESSION_set_timeout(sess, left > 0 ? (long)left : 0);
+    /* The same context in the appdata, for a cache that does not keep the session's own. */
+    if (conn->appdata_len != 0)
+        csp_appdata_put_ctx(conn->appdata + conn->appdata_ctx_at, bound ? sid : NULL);
     csp_appdata_set(sess, conn->appdata, conn->appdata_len);
 }
 
@@ -333,6 +375,7 @@ static __thread struct {
     int64_t valid_until;
     csp_policy_state state;
     size_t len;
+    size_t ctx_at;
     char data[CSP_APPDATA_MAX];
 } csp_last_appdata;
 
@@ -342,9 +385,9 @@ static void csp_conn_appdata(csp_conn *conn)
         csp_last_appdata.way != conn->pub.way || csp_last_appdata.way_id != conn->pub.way_id ||
         !csp_policy_state_equal(&csp_last_appdata.state, &conn->state) ||
         strcmp(csp_last_appdata.account, conn->pub.account) != 0) {
-        csp_last_appdata.len =
-            csp_appdata_format(csp_last_appdata.data, conn->pub.account, conn->pub.way,
-                               conn->pub.way_id, conn->valid_until, &conn->state);
+        csp_last_appdata.len = csp_appdata_format(
+            csp_last_appdata.data, conn->pub.account, conn->pub.way, conn->pub.way_id,
+            conn->valid_until, &conn->state, &csp_last_appdata.ctx_at);
         memcpy(csp_last_appdata.account, conn->pub.account, sizeof(conn->pub.account));
         csp_last_appdata.way = conn->pub.way;
         csp_last_appdata.way_id = conn->pub.way_id;
@@ -353,6 +396,7 @@ static void csp_conn_appdata(csp_conn *conn)
     }
     memcpy(conn->appdata, csp_last_appdata.data, csp_last_appdata.len);
     conn->appdata_len = csp_last_appdata.len;
+    conn->appdata_ctx_at = csp_last_appdata.ctx_at;
 }
 
 /* What certstore.h reports: static strings, nothing formatted here. */
@@ -392,9 +436,14 @@ void csp_conn_not_accepted(SSL *ssl, csp_conn *conn, const char *reason, const c
     csp_conn_certificate_requested(conn);
     csp_conn_publish(conn, reason, d);
     conn->decided = 1;
-    /* Audit lets the handshake go on: its session must not resume undecided. */
-    if (!csp_conn_post_handshake(ssl, conn) && SSL_get_session(ssl) != NULL)
+    /*
+     * Audit lets the handshake go on: its session must not resume undecided,
+     * nor through an external cache that drops the context (no stamp left).
+     */
+    if (!csp_conn_post_handshake(ssl, conn) && SSL_get_session(ssl) != NULL) {
         csp_never_resumes(SSL_get_session(ssl));
+        csp_appdata_unbind(SSL_get_session(ssl));
+    }
 }
 
 int csp_conn_ticketing(SSL *ssl, SSL_SESSION *sess, int64_t *deadline)
@@ -562,6 +611,77 @@ static int csp_psk_find(SSL *ssl, const unsigned char *identity, size_t identity
     return 1;
 }
 
+/* ---- an application's external session cache ---------------------------------------- */
+
+/*
+ * Stands in front of the application's external cache lookup. A cache that
+ * stores sessions serialised may not keep their session-id context: HAProxy
+ * 2.6 encodes them without it and sets its own on every session it hands
+ * back, so OpenSSL's comparison with the context this ClientHello is bound
+ * to would miss every time. Such a session resumes only when its appdata
+ * stamps it for exactly that context (the digest of this connection's
+ * context and of the policy state now); it is then handed on as a copy
+ * carrying that context, so OpenSSL's own comparison (and its timeout)
+ * still decides. A session with certstore's context in place is handed on
+ * untouched, and OpenSSL compares it as ever; anything else is a miss.
+ */
+static SSL_SESSION *csp_get_session(SSL *ssl, const unsigned char *id, int id_len, int *copy)
+{
+    csp_conn *conn = SSL_is_server(ssl) ? csp_conn_of(ssl) : NULL;
+    csp_get_session_fn app = conn != NULL ? conn->app_get_session : NULL;
+    const unsigned char *sid;
+    unsigned int sid_len = 0;
+    SSL_SESSION *sess, *mine = NULL;
+    int shared;
+
+    *copy = 0;
+    if (app == NULL)
+        return NULL; /* whose cache this is cannot be told: a miss */
+    sess = app(ssl, id, id_len, copy);
+    if (sess == NULL)
+        return NULL;
+    shared = *copy;
+    sid = SSL_SESSION_get0_id_context(sess, &sid_len);
+    if (sid_len == SSL_MAX_SID_CTX_LENGTH && memcmp(sid, CSP_SID_TAG, CSP_SID_FAMILY_LEN) == 0)
+        return sess; /* certstore's context kept: OpenSSL compares it */
+    *copy = 0;
+    if (conn->bound && conn->hello_bound && csp_session_stamped_for(sess, conn->bound_sid)) {
+        mine = SSL_SESSION_dup(sess);
+        if (mine != NULL &&
+            !SSL_SESSION_set1_id_context(mine, conn->bound_sid, sizeof(conn->bound_sid))) {
+            SSL_SESSION_free(mine);
+            mine = NULL;
+        }
+    }
+    CSP_DEBUG("csp_get_session: a cached session without certstore's context: %s",
+              mine != NULL ? "its stamp matches this ClientHello"
+                           : "no stamp for this ClientHello");
+    if (!shared)
+        SSL_SESSION_free(sess);
+    return mine;
+}
+
+/*
+ * Inside SSL_new: OpenSSL looks sessions up through the context the SSL is
+ * made from, whatever context SNI switches it to. Stand in front of that
+ * context's lookup (the application has set it by now), once: later SSL_new
+ * calls find csp_get_session in place, and concurrent first ones (threads
+ * of one worker) store the same two pointers.
+ */
+static void csp_watch_external_cache(SSL_CTX *ctx, csp_conn *conn)
+{
+    csp_ctx_state *cs = SSL_CTX_get_ex_data(ctx, csp_ctx_index);
+    csp_get_session_fn cb = SSL_CTX_sess_get_get_cb(ctx);
+
+    if (cs == NULL || cb == NULL)
+        return;
+    if (cb != csp_get_session) {
+        __atomic_store_n(&cs->app_get_session, cb, __ATOMIC_RELEASE);
+        SSL_CTX_sess_set_get_cb(ctx, csp_get_session);
+    }
+    conn->app_get_session = __atomic_load_n(&cs->app_get_session, __ATOMIC_ACQUIRE);
+}
+
 /* ---- ex_data callbacks ---------------------------------------------------------- */
 
 /* Inside SSL_CTX_new, before the application sees the context. */
@@ -629,6 +749,7 @@ static void csp_conn_new(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
         conn->role_pending = 1;
     /* SSL_new does not copy the context's info callback: csp_info calls it. */
     SSL_set_info_callback(ssl, csp_info);
+    csp_watch_external_cache(SSL_get_SSL_CTX(ssl), conn);
 }
 
 static void csp_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,

@@ -140,17 +140,30 @@ void csp_resume_install(SSL_CTX *ctx);
 /*
  * Format, once per decision, what a session it accepted carries in its
  * ticket appdata: the account, the absolute deadline (CS_TIME_FOREVER/NONE:
- * none), the decision's database file and generation, and the mapping or
+ * none), the decision's database file and generation, the session-id
+ * context the session is stamped with (left zero here: *ctx_at is where its
+ * hex goes, csp_appdata_put_ctx writes it at each stamp) and the mapping or
  * rule that accepted it (way NULL: none). Returns the length to store (NUL
  * included), 0 if it does not fit.
  */
-#define CSP_APPDATA_MAX (32 + CS_ACCOUNT_MAX + 160 + CERTSTORE_MAPPING_MAX)
+#define CSP_APPDATA_MAX (32 + CS_ACCOUNT_MAX + 240 + CERTSTORE_MAPPING_MAX)
 size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, const char *way,
-                          int64_t way_id, int64_t deadline, const csp_policy_state *state);
+                          int64_t way_id, int64_t deadline, const csp_policy_state *state,
+                          size_t *ctx_at);
+/* Write a session-id context (NULL: none) at a formatted appdata's ctx_at. */
+void csp_appdata_put_ctx(char *hex, const unsigned char *sid);
 /* Put formatted appdata on a session, unless the application keeps its own data there. */
 void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len);
-/* Read them back: 1 if the session carries a certstore binding. */
-int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state);
+/* Take a binding of ours off a session (the account alone remains: no binding). */
+void csp_appdata_unbind(SSL_SESSION *sess);
+/*
+ * Read them back: 1 if the session carries a certstore binding; `sid` (or
+ * NULL) receives the session-id context it was stamped with.
+ */
+int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state,
+                     unsigned char *sid);
+/* 1 if the session's appdata stamps it for exactly `sid` and its deadline is ahead. */
+int csp_session_stamped_for(const SSL_SESSION *sess, const unsigned char *sid);
 /*
  * A TLS 1.3 server event: cap the session in hand at its deadline before a
  * ticket is made. `known` is the deadline when the connection's own decision

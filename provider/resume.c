@@ -13,7 +13,12 @@
  * and generation of the decision:
  *
  *     "certstore-account=" account NUL
- *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC mapping=KIND:ID" NUL
+ *     "deadline=D generation=G db=DEV:INO:BIRTH_SEC.BIRTH_NSEC ctx=HEX mapping=KIND:ID" NUL
+ *
+ * HEX is the session-id context the session was stamped with (conn.c; 32
+ * bytes, all zero when it was stamped never to resume): an external
+ * session cache may not keep the session's own (HAProxy 2.6 replaces it),
+ * and conn.c's csp_get_session then asks csp_session_stamped_for.
  *
  * The file matters as much as the generation: a deploy tool that renames
  * another database over the store brings an unrelated counter, equal or
@@ -34,6 +39,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
 #include "certstore.h"
@@ -45,6 +51,9 @@
 #define CSP_APPDATA_TAIL_READ                                                                      \
     "deadline=%" SCNd64 " generation=%" SCNd64 " db=%" SCNu64 ":%" SCNu64 ":%" SCNd64 ".%" SCNd64  \
     "%n"
+/* The session-id context stamped with it, in hex: an external cache may lose the session's own. */
+#define CSP_APPDATA_CTX " ctx="
+#define CSP_APPDATA_CTX_HEX (2 * SSL_MAX_SID_CTX_LENGTH)
 
 _Static_assert(sizeof(CSP_APPDATA_PREFIX) <= 32, "CSP_APPDATA_MAX leaves 32 bytes for the prefix");
 
@@ -67,7 +76,8 @@ static int csp_appdata_ours_or_empty(const SSL_SESSION *sess)
 }
 
 size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, const char *way,
-                          int64_t way_id, int64_t deadline, const csp_policy_state *state)
+                          int64_t way_id, int64_t deadline, const csp_policy_state *state,
+                          size_t *ctx_at)
 {
     int head, tail, mapping;
 
@@ -77,9 +87,16 @@ size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, const
     tail = snprintf(data + head + 1, CSP_APPDATA_MAX - (size_t)head - 1, CSP_APPDATA_TAIL_WRITE,
                     deadline, state->generation, state->file.dev, state->file.ino,
                     state->file.birth_sec, state->file.birth_nsec);
-    if (tail < 0 || (size_t)(head + 1 + tail) >= CSP_APPDATA_MAX)
+    if (tail < 0 || (size_t)(head + 1 + tail) + strlen(CSP_APPDATA_CTX) + CSP_APPDATA_CTX_HEX >=
+                        CSP_APPDATA_MAX)
         return 0;
     tail += head + 1;
+    /* No context yet: csp_appdata_put_ctx writes the one each session is stamped with. */
+    memcpy(data + tail, CSP_APPDATA_CTX, strlen(CSP_APPDATA_CTX));
+    tail += (int)strlen(CSP_APPDATA_CTX);
+    *ctx_at = (size_t)tail;
+    memset(data + tail, '0', CSP_APPDATA_CTX_HEX);
+    tail += CSP_APPDATA_CTX_HEX;
     if (way != NULL)
         mapping = snprintf(data + tail, CSP_APPDATA_MAX - (size_t)tail,
                            CERTSTORE_SESSION_MAPPING "%s:%" PRId64, way, way_id);
@@ -91,6 +108,21 @@ size_t csp_appdata_format(char data[CSP_APPDATA_MAX], const char *account, const
     return (size_t)tail + (size_t)mapping + 1;
 }
 
+void csp_appdata_put_ctx(char *hex, const unsigned char *sid)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    if (sid == NULL) {
+        memset(hex, '0', CSP_APPDATA_CTX_HEX); /* no context: no tag, never a binding */
+        return;
+    }
+    for (i = 0; i < SSL_MAX_SID_CTX_LENGTH; i++) {
+        hex[2 * i] = digits[sid[i] >> 4];
+        hex[2 * i + 1] = digits[sid[i] & 0x0f];
+    }
+}
+
 void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len)
 {
     if (len == 0 || !csp_appdata_ours_or_empty(sess))
@@ -98,11 +130,32 @@ void csp_appdata_set(SSL_SESSION *sess, const char *data, size_t len)
     SSL_SESSION_set1_ticket_appdata(sess, data, len);
 }
 
-int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state)
+/* The context a tail records after the file (all zeros: none, it lacks the tag). */
+static int csp_appdata_ctx(const char *at, unsigned char sid[SSL_MAX_SID_CTX_LENGTH])
+{
+    size_t i;
+    int hi, lo;
+
+    if (strncmp(at, CSP_APPDATA_CTX, strlen(CSP_APPDATA_CTX)) != 0)
+        return 0;
+    at += strlen(CSP_APPDATA_CTX);
+    for (i = 0; i < SSL_MAX_SID_CTX_LENGTH; i++) {
+        hi = OPENSSL_hexchar2int((unsigned char)at[2 * i]);
+        lo = hi < 0 ? -1 : OPENSSL_hexchar2int((unsigned char)at[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        sid[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 1;
+}
+
+int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_state *state,
+                     unsigned char *sid)
 {
     void *data = NULL;
     size_t len = 0, prefix = strlen(CSP_APPDATA_PREFIX);
     const char *bytes, *nul, *tail;
+    unsigned char ignored[SSL_MAX_SID_CTX_LENGTH];
     int used = -1;
 
     SSL_SESSION_get0_ticket_appdata((SSL_SESSION *)sess, &data, &len);
@@ -118,9 +171,38 @@ int csp_appdata_read(const SSL_SESSION *sess, int64_t *deadline, csp_policy_stat
     if (sscanf(tail, CSP_APPDATA_TAIL_READ, deadline, &state->generation, &state->file.dev,
                &state->file.ino, &state->file.birth_sec, &state->file.birth_nsec, &used) != 6 ||
         used < 0 || tail + strlen(tail) != bytes + len - 1 ||
-        strncmp(tail + used, CERTSTORE_SESSION_MAPPING, strlen(CERTSTORE_SESSION_MAPPING)) != 0)
+        !csp_appdata_ctx(tail + used, sid != NULL ? sid : ignored))
+        return 0;
+    used += (int)(strlen(CSP_APPDATA_CTX) + CSP_APPDATA_CTX_HEX);
+    if (strncmp(tail + used, CERTSTORE_SESSION_MAPPING, strlen(CERTSTORE_SESSION_MAPPING)) != 0)
         return 0;
     return 1;
+}
+
+void csp_appdata_unbind(SSL_SESSION *sess)
+{
+    if (csp_appdata_ours_or_empty(sess))
+        SSL_SESSION_set1_ticket_appdata(sess, CSP_APPDATA_PREFIX, sizeof(CSP_APPDATA_PREFIX));
+}
+
+/*
+ * 1 when a session that lost its session-id context (an application's
+ * external cache rewrote it) carries certstore's stamp for exactly `sid`,
+ * the context the connection is bound to now, and its deadline has not
+ * passed. The stamp sits in the ticket appdata, which the client never
+ * writes: a server-side cache entry, or a ticket the server encrypted.
+ */
+int csp_session_stamped_for(const SSL_SESSION *sess, const unsigned char *sid)
+{
+    csp_policy_state bound;
+    unsigned char stamped[SSL_MAX_SID_CTX_LENGTH];
+    int64_t deadline;
+
+    if (!csp_appdata_read(sess, &deadline, &bound, stamped) ||
+        CRYPTO_memcmp(stamped, sid, SSL_MAX_SID_CTX_LENGTH) != 0)
+        return 0;
+    return deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE ||
+           deadline > (int64_t)time(NULL);
 }
 
 /* ---- the ticket callbacks --------------------------------------------------- */
@@ -146,7 +228,8 @@ static int csp_ticket_generated(SSL *ssl, void *arg)
     if (sess == NULL)
         return 1;
     /* The connection's own acceptance knows its deadline: no need to parse it back. */
-    if (!csp_conn_ticketing(ssl, sess, &deadline) && !csp_appdata_read(sess, &deadline, &state))
+    if (!csp_conn_ticketing(ssl, sess, &deadline) &&
+        !csp_appdata_read(sess, &deadline, &state, NULL))
         return 1;
     if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
         return 1;
@@ -179,7 +262,7 @@ static int csp_session_still_holds(const SSL_SESSION *sess, const char **why)
     csp_policy_state bound, current;
     int64_t deadline;
 
-    if (!csp_appdata_read(sess, &deadline, &bound)) {
+    if (!csp_appdata_read(sess, &deadline, &bound, NULL)) {
         *why = "no certstore binding";
         return SSL_SESSION_get0_peer((SSL_SESSION *)sess) == NULL;
     }
@@ -238,7 +321,7 @@ void csp_session_cap(SSL *ssl, const int64_t *known)
         return;
     if (known != NULL)
         deadline = *known;
-    else if (!csp_appdata_read(sess, &deadline, &state))
+    else if (!csp_appdata_read(sess, &deadline, &state, NULL))
         return;
     if (deadline == CS_TIME_FOREVER || deadline == CS_TIME_NONE)
         return;
