@@ -69,12 +69,12 @@ trap 'exit 130' INT TERM
 SAMBA_PY=$(sed -n '1s/^#! *//p' "$(command -v samba-tool)")
 DC_CACHE=$FLEET_CACHE/fleet-dc-$USERS
 
-# Provision once; FLEET_USERS users and the NTAuth object go in offline, in
-# one transaction (fleet_load.py). Cached with the seconds each step took.
+# Provision once; FLEET_USERS users and the NTAuth object go in offline
+# (fleet_load.py). Cached with the seconds each step took.
 ensure_dc() {
     [ -f "$DC_CACHE.done" ] && return 0
     rm -rf "$DC_CACHE" "$DC_CACHE.done" "$DC_CACHE.info"
-    local t0 t1 t2 issuer ldif=$W/users.ldif
+    local t0 t1 t2 issuer
     note "provisioning a Samba AD DC with $USERS users (one-time, cached in $FLEET_CACHE)"
     t0=$(now_ns)
     samba-tool domain provision --server-role=dc --dns-backend=NONE --realm=EXAMPLE.COM \
@@ -83,23 +83,11 @@ ensure_dc() {
         >"$W/provision.log" 2>&1 || { tail -5 "$W/provision.log" >&2; die "samba-tool domain provision failed"; }
     t1=$(now_ns)
     issuer=$(openssl x509 -in "$PKI/ca-a.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
-    {
-        printf 'dn: %s\nobjectClass: certificationAuthority\ncn: NTAuthCertificates\n' "$NTAUTH"
-        printf 'cACertificate:: %s\n' "$(openssl x509 -in "$PKI/ca-a.pem" -outform DER | base64 -w0)"
-        printf 'authorityRevocationList:: AA==\ncertificateRevocationList:: AA==\n\n'
-        # 544: a normal account that needs no password (none is set).
-        # Serials least significant byte first, as AD stores them.
-        awk -v n="$USERS" -v base="$BASE" -v issuer="$issuer" 'BEGIN {
-            for (i = 1; i <= n; i++)
-                printf "dn: CN=u%06d,CN=Users,%s\nobjectClass: user\nsAMAccountName: u%06d\n" \
-                       "userAccountControl: 544\naltSecurityIdentities: X509:<I>%s<SR>%02x%02x%02x10\n\n",
-                       i, base, i, issuer, i % 256, int(i / 256) % 256, int(i / 65536)
-        }'
-    } >"$ldif"
-    "$SAMBA_PY" "$(dirname "$0")/fleet_load.py" "$DC_CACHE/etc/smb.conf" "$ldif" >"$W/load.log" 2>&1 ||
-        { tail -5 "$W/load.log" >&2; die "loading $USERS users failed"; }
+    openssl x509 -in "$PKI/ca-a.pem" -outform DER -out "$W/ca-a.der"
+    "$SAMBA_PY" "$(dirname "$0")/fleet_load.py" "$DC_CACHE/etc/smb.conf" "$USERS" "$issuer" \
+        "$W/ca-a.der" >"$W/load.log" 2> >(tee -a "$W/load.log" | grep --line-buffered '^fleet_load: ' >&2) ||
+        { sleep 1; tail -5 "$W/load.log" >&2; die "loading $USERS users failed"; }
     t2=$(now_ns)
-    rm -f "$ldif"
     echo "$(secs $((t1 - t0))) $(secs $((t2 - t1))) $(date -u +%Y-%m-%d)" >"$DC_CACHE.info"
     touch "$DC_CACHE.done"
 }

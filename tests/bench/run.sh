@@ -710,17 +710,19 @@ section_fleet() {
 
 # ---- main --------------------------------------------------------------------
 
+wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
 mkdir -p "$CACHE"
 ensure_pki
-ensure_pool
-[ -f "$E2E_TRUST" ] || cat "$PKI_EC/root.pem" "$PKI_EC/ca-a.pem" >"$E2E_TRUST"
-write_conf "$RUN/off.cnf"
-for entry in $SIZES; do
-    ensure_db "${entry%%:*}" "${entry##*:}"
-    write_conf "$RUN/on-${entry%%:*}.cnf" "$CACHE/db-${entry%%:*}.db"
-done
-
-wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+if [ "$only" != fleet ]; then # the fleet needs the PKI only
+    ensure_pool
+    [ -f "$E2E_TRUST" ] || cat "$PKI_EC/root.pem" "$PKI_EC/ca-a.pem" >"$E2E_TRUST"
+    write_conf "$RUN/off.cnf"
+    for entry in $SIZES; do
+        ensure_db "${entry%%:*}" "${entry##*:}"
+        write_conf "$RUN/on-${entry%%:*}.cnf" "$CACHE/db-${entry%%:*}.db"
+    done
+fi
 
 describe_machine
 DECIDE_SIZES_FIRST=${DECIDE_SIZES%% *}
