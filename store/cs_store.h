@@ -32,7 +32,7 @@ typedef enum {
 } cs_status;
 
 /* Newest schema this library knows (PRAGMA user_version). */
-#define CS_SCHEMA_VERSION 8
+#define CS_SCHEMA_VERSION 10
 
 #define CS_OPEN_READONLY 0x1u /* servers: never writes, never creates */
 #define CS_OPEN_CREATE 0x2u   /* create the file if missing (init only) */
@@ -606,13 +606,41 @@ int cs_sync_snapshot_add_pin(cs_sync_snapshot *snap, const unsigned char *der, s
 int cs_sync_snapshot_add_user(cs_sync_snapshot *snap, const char *account, int disabled);
 int cs_sync_snapshot_add_value(cs_sync_snapshot *snap, const char *value, size_t len);
 int cs_sync_snapshot_add_cert(cs_sync_snapshot *snap, const unsigned char *der, size_t len);
+/* Incremental snapshots: a user the directory no longer holds (deleted, or out of the filter). */
+int cs_sync_snapshot_add_gone(cs_sync_snapshot *snap, const char *account);
+/* Incremental snapshots: the pins' object did not change, the pins stay as they are. */
+void cs_sync_snapshot_keep_pins(cs_sync_snapshot *snap);
 size_t cs_sync_snapshot_users(const cs_sync_snapshot *snap);
+
+#define CS_SYNC_SERVER_MAX 512
+#define CS_SYNC_ID_MAX 64
+/*
+ * Where the next incremental sync of a source resumes (sync_state). AD:
+ * the DC (its dsServiceName and invocationId) and its highestCommittedUSN
+ * read when the last successful sync began; usn 0 means none (a full pass).
+ */
+typedef struct {
+    char server[CS_SYNC_SERVER_MAX];
+    char invocation_id[CS_SYNC_ID_MAX];
+    int64_t usn;
+    int64_t pins_usn;                  /* uSNChanged of the pins' object when it was last read */
+    int64_t last_full;                 /* Unix time of the last full pass; 0 never */
+    char settings[CS_SYNC_SERVER_MAX]; /* how entries were read (another: a full pass) */
+} cs_sync_mark;
+/* The mark of source; CS_NOTFOUND when it never synced (out zeroed). */
+cs_status cs_sync_mark_get(cs_db *db, const char *source, cs_sync_mark *out);
 
 typedef struct {
     const char *source;      /* "sync:<base DN>": the owner written on every row */
     int allow_weak;          /* weak altSecurityIdentities forms become rules */
     int allow_mass_removal;  /* skip the guard below */
     int max_removal_percent; /* refuse removing more of the source's mappings (default 10) */
+    /*
+     * The snapshot holds only what changed: users not in it stay as they
+     * are, gone users go, pins stay when cs_sync_snapshot_keep_pins.
+     */
+    int incremental;
+    const cs_sync_mark *mark; /* recorded on success; NULL clears it (next: full) */
 } cs_sync_opts;
 
 typedef struct {
@@ -634,6 +662,8 @@ typedef struct {
  */
 cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_opts *opts,
                         cs_foreign_note_cb note, void *arg, cs_sync_result *res);
+/* 1 when the sync added, removed, enabled or disabled a row. */
+int cs_sync_changed(const cs_sync_result *r);
 /* When source last synced successfully (Unix seconds); CS_NOTFOUND if never. */
 cs_status cs_sync_last_success(cs_db *db, const char *source, int64_t *when);
 

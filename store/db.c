@@ -70,6 +70,17 @@ static const char schema_v1[] = "CREATE TABLE meta ("
                                 "  command TEXT NOT NULL,"
                                 "  detail TEXT NOT NULL);";
 
+/*
+ * Incremental sync (issue 18): where each source resumes. Bookkeeping like
+ * the rest of sync_state (no generation triggers).
+ */
+static const char schema_v10[] = "ALTER TABLE sync_state ADD COLUMN server TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN invocation_id TEXT;"
+                                 "ALTER TABLE sync_state ADD COLUMN usn INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN pins_usn INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN last_full INTEGER;"
+                                 "ALTER TABLE sync_state ADD COLUMN settings TEXT;";
+
 /* Many-to-one rules and the backdating check (issue 8). */
 static const char schema_v2[] =
     "ALTER TABLE mappings ADD COLUMN not_issued_before_created INTEGER NOT NULL DEFAULT 0;"
@@ -278,7 +289,7 @@ typedef struct {
 /* clang-format off */
 static const cs_migration migrations[] = {
     {1, schema_v1, 0}, {2, schema_v2, 0}, {3, schema_v3, 0}, {4, schema_v4, 0}, {5, schema_v5, 1},
-    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0},
+    {6, schema_v6, 0}, {7, schema_v7, 0}, {8, schema_v8, 0}, {10, schema_v10, 0},
 };
 /* clang-format on */
 #define MIGRATION_COUNT (sizeof(migrations) / sizeof(migrations[0]))

@@ -1159,6 +1159,34 @@ static int64_t first_duplicate(const import_ctx *ctx, int64_t *first_copy)
     return best;
 }
 
+/* --update met a row a directory sync owns: the same refusal as the IIS and altsecid imports. */
+static cs_status refuse_owned(import_ctx *ctx, const staged_row *row)
+{
+    sqlite3_stmt *stmt = NULL;
+    cs_status status;
+
+    ctx->result->bad_line = row->line;
+    if (sqlite3_prepare_v2(
+            ctx->db->sql,
+            "SELECT m.id, a.name, m.source FROM mappings m"
+            " JOIN accounts a ON a.id = m.account_id WHERE m.kind = ?1 AND m.key = ?2",
+            -1, &stmt, NULL) != SQLITE_OK)
+        return cs_sql_fail(ctx->db, "adding imported mappings");
+    sqlite3_bind_int(stmt, 1, row->kind);
+    sqlite3_bind_blob(stmt, 2, row->key, row->key_len, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        status = cs_fail(ctx->db, CS_INVALID,
+                         "mapping %lld -> %s is owned by %s: an import does not change it "
+                         "(change it in the directory)",
+                         (long long)sqlite3_column_int64(stmt, 0),
+                         (const char *)sqlite3_column_text(stmt, 1),
+                         (const char *)sqlite3_column_text(stmt, 2));
+    else
+        status = cs_fail(ctx->db, CS_ERR, "an imported mapping was neither added nor updated");
+    sqlite3_finalize(stmt);
+    return status;
+}
+
 static cs_status insert_staged(import_ctx *ctx, const staged_row *row)
 {
     cs_db *db = ctx->db;
@@ -1173,6 +1201,8 @@ static cs_status insert_staged(import_ctx *ctx, const staged_row *row)
               " not_after = excluded.not_after, enabled = excluded.enabled,"
               " note = excluded.note,"
               " not_issued_before_created = excluded.not_issued_before_created"
+              /* A sync's row comes back at its next run: refused below. */
+              " WHERE mappings.source IS NULL"
             : "INSERT INTO mappings (kind, key, account_id, pin_fp, not_before, not_after, enabled,"
               " note, created, not_issued_before_created)"
               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
@@ -1192,6 +1222,8 @@ static cs_status insert_staged(import_ctx *ctx, const staged_row *row)
     sqlite3_bind_int(stmt, 10, row->not_issued_before_created);
     rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
+    if (rc == SQLITE_DONE && ctx->update && sqlite3_changes(db->sql) == 0)
+        return refuse_owned(ctx, row);
     if (rc == SQLITE_DONE)
         return CS_OK;
     if ((rc & 0xff) == SQLITE_CONSTRAINT)

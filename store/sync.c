@@ -42,6 +42,9 @@ struct cs_sync_snapshot {
     size_t npins;
     sync_user *users;
     size_t nusers;
+    char **gone; /* incremental: accounts of users the directory no longer holds */
+    size_t ngone;
+    int keep_pins; /* incremental: the pins' object did not change */
 };
 
 /* ---- the snapshot --------------------------------------------------------- */
@@ -68,6 +71,9 @@ void cs_sync_snapshot_free(cs_sync_snapshot *snap)
         free(u->certs);
         free(u->account);
     }
+    for (size_t i = 0; i < snap->ngone; i++)
+        free(snap->gone[i]);
+    free(snap->gone);
     free(snap->pins);
     free(snap->users);
     free(snap);
@@ -149,6 +155,25 @@ int cs_sync_snapshot_add_cert(cs_sync_snapshot *snap, const unsigned char *der, 
     return u != NULL && add_blob(&u->certs, &u->ncerts, der, len);
 }
 
+int cs_sync_snapshot_add_gone(cs_sync_snapshot *snap, const char *account)
+{
+    char *copy = strdup(account), **slot;
+
+    if (copy == NULL)
+        return 0;
+    if ((slot = grow((void **)&snap->gone, &snap->ngone, sizeof(*slot))) == NULL) {
+        free(copy);
+        return 0;
+    }
+    *slot = copy;
+    return 1;
+}
+
+void cs_sync_snapshot_keep_pins(cs_sync_snapshot *snap)
+{
+    snap->keep_pins = 1;
+}
+
 size_t cs_sync_snapshot_users(const cs_sync_snapshot *snap)
 {
     return snap->nusers;
@@ -162,7 +187,8 @@ typedef struct {
     cs_foreign_note_cb note;
     void *arg;
     cs_sync_result *res;
-    int64_t where; /* 1-based user number, for notes */
+    int64_t where;             /* 1-based user number, for notes */
+    int pins_kept_as_they_are; /* incremental, pins' object unchanged */
     /* Statements prepared once per sync (keyed by their SQL's address). */
     struct {
         const char *sql;
@@ -596,12 +622,16 @@ static cs_status want_rule(const cs_rule_spec *want, void *arg)
 
 /* ---- what the directory no longer names ---- */
 
-/* Ids of the source's rows in table not seen this time. */
-static cs_status unseen_ids(sync_ctx *s, const char *table, int64_t **ids, size_t *n)
+/*
+ * Ids of the source's rows in table not seen this time; scope (SQL, may be
+ * "") narrows them (an incremental sync: the rows of the users it read).
+ */
+static cs_status unseen_ids(sync_ctx *s, const char *table, const char *scope, int64_t **ids,
+                            size_t *n)
 {
     char *sql = sqlite3_mprintf("SELECT id FROM \"%w\" WHERE source = ?1 AND id NOT IN"
-                                " (SELECT id FROM temp.sync_seen WHERE tbl = %Q) ORDER BY id",
-                                table, table);
+                                " (SELECT id FROM temp.sync_seen WHERE tbl = %Q)%s ORDER BY id",
+                                table, table, scope);
     sqlite3_stmt *stmt = NULL;
     cs_status status = CS_OK;
     int rc;
@@ -654,18 +684,25 @@ static cs_status text_of_id(sync_ctx *s, const char *sql, int64_t id, char *out,
 
 static cs_status remove_unseen(sync_ctx *s, int64_t owned_mappings, int64_t owned_pins)
 {
+    /* Incremental: only the rows of the users read or gone; pins only when read. */
+    static const char users_read[] =
+        " AND account_id IN (SELECT id FROM temp.sync_seen WHERE tbl = 'accounts'"
+        " UNION ALL SELECT id FROM temp.sync_gone)";
+    int incremental = s->opts->incremental;
     int64_t *maps = NULL, *rules = NULL, *pins = NULL, *accts = NULL;
     size_t nmaps = 0, nrules = 0, npins = 0, naccts = 0;
-    cs_status status = unseen_ids(s, "mappings", &maps, &nmaps);
+    cs_status status = unseen_ids(s, "mappings", incremental ? users_read : "", &maps, &nmaps);
     int max =
         s->opts->max_removal_percent > 0 ? s->opts->max_removal_percent : SYNC_PERCENT_DEFAULT;
 
     if (status == CS_OK)
-        status = unseen_ids(s, "rules", &rules, &nrules);
+        status = unseen_ids(s, "rules", incremental ? users_read : "", &rules, &nrules);
+    if (status == CS_OK && !s->pins_kept_as_they_are)
+        status = unseen_ids(s, "pins", "", &pins, &npins);
     if (status == CS_OK)
-        status = unseen_ids(s, "pins", &pins, &npins);
-    if (status == CS_OK)
-        status = unseen_ids(s, "accounts", &accts, &naccts);
+        status = unseen_ids(s, "accounts",
+                            incremental ? " AND id IN (SELECT id FROM temp.sync_gone)" : "", &accts,
+                            &naccts);
     /* A wrong base DN or lost read rights look like mass deletion. */
     if (status == CS_OK && !s->opts->allow_mass_removal) {
         if (owned_mappings > 0 && (int64_t)nmaps * 100 > owned_mappings * max)
@@ -674,7 +711,8 @@ static cs_status remove_unseen(sync_ctx *s, int64_t owned_mappings, int64_t owne
                              "synced from it (more than %d%%); check the base DN and the "
                              "bind's rights, or use --allow-mass-removal",
                              (long long)nmaps, (long long)owned_mappings, max);
-        else if (owned_pins > 0 && npins == (size_t)owned_pins && s->res->pins_kept == 0)
+        else if (owned_pins > 0 && npins > 0 && npins == (size_t)owned_pins &&
+                 s->res->pins_kept == 0)
             status = cs_fail(s->db, CS_INVALID,
                              "refused: the directory no longer names any of the %lld CAs "
                              "pinned from it; check the pins' DN, or use --allow-mass-removal",
@@ -727,26 +765,74 @@ static cs_status remove_unseen(sync_ctx *s, int64_t owned_mappings, int64_t owne
 
 static cs_status record_success(sync_ctx *s)
 {
+    const cs_sync_mark *m = s->opts->mark;
     sqlite3_stmt *stmt = NULL;
     cs_status status;
     char detail[256];
 
-    snprintf(detail, sizeof(detail), "users=%lld mappings+%lld-%lld pins+%lld-%lld",
-             (long long)s->where, (long long)s->res->mappings_added,
-             (long long)s->res->mappings_removed, (long long)s->res->pins_added,
-             (long long)s->res->pins_removed);
+    snprintf(detail, sizeof(detail), "%s users=%lld mappings+%lld-%lld pins+%lld-%lld",
+             s->opts->incremental ? "incremental" : "full", (long long)s->where,
+             (long long)s->res->mappings_added, (long long)s->res->mappings_removed,
+             (long long)s->res->pins_added, (long long)s->res->pins_removed);
     if ((stmt = sync_stmt(
-             s, "INSERT INTO sync_state (source, last_success, detail)"
-                " VALUES (?1, ?2, ?3) ON CONFLICT (source) DO UPDATE"
-                " SET last_success = excluded.last_success, detail = excluded.detail")) == NULL)
+             s, "INSERT INTO sync_state (source, last_success, detail, server, invocation_id, usn,"
+                " pins_usn, last_full, settings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                " ON CONFLICT (source) DO UPDATE SET last_success = excluded.last_success,"
+                " detail = excluded.detail, server = excluded.server,"
+                " invocation_id = excluded.invocation_id, usn = excluded.usn,"
+                " pins_usn = excluded.pins_usn, last_full = excluded.last_full,"
+                " settings = excluded.settings")) == NULL)
         return cs_sql_fail(s->db, "recording the sync");
     sqlite3_bind_text(stmt, 1, s->opts->source, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, cs_now());
     sqlite3_bind_text(stmt, 3, detail, -1, SQLITE_TRANSIENT);
+    if (m != NULL) {
+        sqlite3_bind_text(stmt, 4, m->server, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 5, m->invocation_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 6, m->usn);
+        sqlite3_bind_int64(stmt, 7, m->pins_usn);
+        sqlite3_bind_int64(stmt, 8, m->last_full);
+        sqlite3_bind_text(stmt, 9, m->settings, -1, SQLITE_STATIC);
+    }
     status = cs_stmt_exec(s->db, stmt, "recording the sync");
     sqlite3_reset(stmt);
-    if (status == CS_OK)
+    /* `sync --follow` syncs often: the change log keeps the syncs that changed something. */
+    if (status == CS_OK && (!s->opts->incremental || cs_sync_changed(s->res)))
         status = cs_log_change(s->db, "sync source=%s %s", s->opts->source, detail);
+    return status;
+}
+
+int cs_sync_changed(const cs_sync_result *r)
+{
+    return r->pins_added + r->pins_removed + r->accounts_added + r->accounts_removed +
+               r->accounts_disabled + r->accounts_enabled + r->mappings_added +
+               r->mappings_removed + r->rules_added + r->rules_removed >
+           0;
+}
+
+/* Incremental: the owned accounts of gone users (unless read again this time) into sync_gone. */
+static cs_status collect_gone(sync_ctx *s, const cs_sync_snapshot *snap)
+{
+    cs_status status = exec_bound(s,
+                                  "CREATE TEMP TABLE IF NOT EXISTS sync_gone"
+                                  " (id INTEGER PRIMARY KEY)",
+                                  NULL, 0);
+
+    if (status == CS_OK)
+        status = exec_bound(s, "DELETE FROM temp.sync_gone", NULL, 0);
+    for (size_t i = 0; status == CS_OK && i < snap->ngone; i++) {
+        sqlite3_stmt *stmt =
+            sync_stmt(s, "INSERT OR IGNORE INTO temp.sync_gone (id) SELECT id FROM accounts"
+                         " WHERE name = ?1 AND source = ?2 AND id NOT IN"
+                         " (SELECT id FROM temp.sync_seen WHERE tbl = 'accounts')");
+
+        if (stmt == NULL)
+            return cs_sql_fail(s->db, "sync");
+        sqlite3_bind_text(stmt, 1, snap->gone[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, s->opts->source, -1, SQLITE_STATIC);
+        status = cs_stmt_exec(s->db, stmt, "sync");
+        sqlite3_reset(stmt);
+    }
     return status;
 }
 
@@ -811,10 +897,13 @@ cs_status cs_sync_apply(cs_db *db, const cs_sync_snapshot *snap, const cs_sync_o
     owned_pins = count_owned(&s, "SELECT count(*) FROM pins WHERE source = ?1");
     if (status == CS_OK && (owned_mappings < 0 || owned_pins < 0))
         status = cs_sql_fail(db, "counting the synced rows");
-    for (size_t i = 0; status == CS_OK && i < snap->npins; i++)
+    s.pins_kept_as_they_are = opts->incremental && snap->keep_pins;
+    for (size_t i = 0; status == CS_OK && !s.pins_kept_as_they_are && i < snap->npins; i++)
         status = sync_pin(&s, &snap->pins[i]);
     if (status == CS_OK)
         status = sync_users(&s, snap);
+    if (status == CS_OK)
+        status = collect_gone(&s, snap);
     if (status == CS_OK)
         status = remove_unseen(&s, owned_mappings, owned_pins);
     s.where = (int64_t)snap->nusers;
@@ -845,6 +934,41 @@ cs_status cs_sync_last_success(cs_db *db, const char *source, int64_t *when)
         status = CS_OK;
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         status = cs_sql_fail(db, "reading the last sync");
+    }
+    sqlite3_finalize(stmt);
+    return status;
+}
+
+cs_status cs_sync_mark_get(cs_db *db, const char *source, cs_sync_mark *out)
+{
+    sqlite3_stmt *stmt = NULL;
+    cs_status status = CS_NOTFOUND;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (db == NULL || db->sql == NULL)
+        return CS_ERR;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT server, invocation_id, usn, pins_usn, last_full, settings"
+                           " FROM sync_state"
+                           " WHERE source = ?1",
+                           -1, &stmt, NULL) != SQLITE_OK)
+        return cs_sql_fail(db, "reading the sync state");
+    sqlite3_bind_text(stmt, 1, source, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *server = sqlite3_column_text(stmt, 0);
+        const unsigned char *id = sqlite3_column_text(stmt, 1);
+
+        snprintf(out->server, sizeof(out->server), "%s", server ? (const char *)server : "");
+        snprintf(out->invocation_id, sizeof(out->invocation_id), "%s", id ? (const char *)id : "");
+        out->usn = sqlite3_column_int64(stmt, 2);
+        out->pins_usn = sqlite3_column_int64(stmt, 3);
+        out->last_full = sqlite3_column_int64(stmt, 4);
+        snprintf(out->settings, sizeof(out->settings), "%s",
+                 sqlite3_column_text(stmt, 5) ? (const char *)sqlite3_column_text(stmt, 5) : "");
+        status = CS_OK;
+    } else if (rc != SQLITE_DONE) {
+        status = cs_sql_fail(db, "reading the sync state");
     }
     sqlite3_finalize(stmt);
     return status;

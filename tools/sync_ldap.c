@@ -5,7 +5,8 @@
  * object and every user entry with the paged-results control, and hand it
  * all over as one snapshot. Any search that does not end in success (a
  * size or time limit, a referral, paging cut short) fails the whole read:
- * a partial directory must never look like deletions.
+ * a partial directory must never look like deletions. An incremental read
+ * (AD) asks for uSNChanged above the last sync's highestCommittedUSN.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,9 +22,16 @@
 #define NTAUTH_RDNS "CN=NTAuthCertificates,CN=Public Key Services,CN=Services,"
 #define UAC_ACCOUNTDISABLE 0x2
 
+struct sync_conn {
+    const sync_config *cfg;
+    LDAP *ld;
+};
+
 typedef struct {
     const sync_config *cfg;
     LDAP *ld;
+    long long since; /* 0: a full read; else uSNChanged above it */
+    sync_read_info *info;
     cs_sync_snapshot *snap;
     sync_note_fn note;
     void *arg;
@@ -156,7 +164,8 @@ static int check_result(reader *r, LDAPMessage *res, const char *what, struct be
     return rc == LDAP_SUCCESS && err == LDAP_SUCCESS && refs == NULL ? 0 : -1;
 }
 
-static int search_base(reader *r, const char *dn, char **attrs, LDAPMessage **res, int *found)
+static int search_base_ctrl(reader *r, const char *dn, const char *filter, char **attrs,
+                            LDAPControl **ctrls, LDAPMessage **res, int *found)
 {
     struct timeval tv = {.tv_sec = r->cfg->timeout, .tv_usec = 0};
     char what[700];
@@ -164,8 +173,7 @@ static int search_base(reader *r, const char *dn, char **attrs, LDAPMessage **re
 
     *found = 0;
     snprintf(what, sizeof(what), "reading %s", dn);
-    rc = ldap_search_ext_s(r->ld, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, &tv,
-                           1, res);
+    rc = ldap_search_ext_s(r->ld, dn, LDAP_SCOPE_BASE, filter, attrs, 0, ctrls, NULL, &tv, 1, res);
     if (rc == LDAP_NO_SUCH_OBJECT) {
         ldap_msgfree(*res);
         *res = NULL;
@@ -182,31 +190,68 @@ static int search_base(reader *r, const char *dn, char **attrs, LDAPMessage **re
     return 0;
 }
 
-/* AD: the forest's NTAuth object, under configurationNamingContext. */
-static int ad_ntauth_dn(reader *r, char *out, size_t len)
+static int search_base(reader *r, const char *dn, char **attrs, LDAPMessage **res, int *found)
 {
-    char *attrs[] = {"configurationNamingContext", NULL};
+    return search_base_ctrl(r, dn, "(objectClass=*)", attrs, NULL, res, found);
+}
+
+/* One value of attr of the root DSE into out ("" when absent). */
+static int root_dse_value(reader *r, const char *attr, char *out, size_t len)
+{
+    char *attrs[] = {(char *)attr, NULL};
     LDAPMessage *res = NULL;
     struct berval **v = NULL;
     int found = 0;
 
+    out[0] = '\0';
     if (search_base(r, "", attrs, &res, &found) != 0)
         return -1;
     if (found)
-        v = values_of(r, ldap_first_entry(r->ld, res), attrs[0]);
-    if (v == NULL || v[0] == NULL || v[0]->bv_len == 0 || v[0]->bv_len >= len - strlen(NTAUTH_RDNS))
-        fail(r, "the server's root DSE names no configurationNamingContext (not an Active "
-                "Directory? use --schema ldap or --pins-dn)");
-    else
-        snprintf(out, len, NTAUTH_RDNS "%.*s", (int)v[0]->bv_len, v[0]->bv_val);
+        v = values_of(r, ldap_first_entry(r->ld, res), attr);
+    if (v != NULL && v[0] != NULL && v[0]->bv_len < len) {
+        memcpy(out, v[0]->bv_val, v[0]->bv_len);
+        out[v[0]->bv_len] = '\0';
+    }
     ldap_value_free_len(v);
     ldap_msgfree(res);
-    return r->err[0] != '\0' ? -1 : 0;
+    return 0;
+}
+
+/* AD: the forest's NTAuth object, under configurationNamingContext. */
+static int ad_ntauth_dn(reader *r, char *out, size_t len)
+{
+    char config[900];
+
+    if (root_dse_value(r, "configurationNamingContext", config, sizeof(config)) != 0)
+        return -1;
+    if (config[0] == '\0')
+        return fail(r, "the server's root DSE names no configurationNamingContext (not an Active "
+                       "Directory? use --schema ldap or --pins-dn)");
+    snprintf(out, len, NTAUTH_RDNS "%s", config);
+    return 0;
+}
+
+static long long number_of(reader *r, LDAPMessage *e, const char *attr)
+{
+    struct berval **v = values_of(r, e, attr);
+    long long n = v != NULL && v[0] != NULL ? strtoll(v[0]->bv_val, NULL, 10) : 0;
+
+    ldap_value_free_len(v);
+    return n;
+}
+
+/* "(&FILTER(uSNChanged>=N))" for an incremental read, else FILTER. */
+static void changed_since(const reader *r, const char *filter, char *out, size_t len)
+{
+    if (r->since > 0)
+        snprintf(out, len, "(&%s(uSNChanged>=%lld))", filter, r->since + 1);
+    else
+        snprintf(out, len, "%s", filter);
 }
 
 static int read_pins(reader *r)
 {
-    char dn[1024], *attrs[] = {(char *)r->cfg->pins_attr, NULL};
+    char dn[1024], filter[128], *attrs[] = {(char *)r->cfg->pins_attr, "uSNChanged", NULL};
     LDAPMessage *res = NULL;
     struct berval **v = NULL;
     int found = 0, rc = 0;
@@ -217,12 +262,23 @@ static int read_pins(reader *r)
         return 0; /* --schema ldap without --pins-dn: pins stay as they are */
     else if (ad_ntauth_dn(r, dn, sizeof(dn)) != 0)
         return -1;
-    if (search_base(r, dn, attrs, &res, &found) != 0)
+    if (r->cfg->schema != SYNC_SCHEMA_AD)
+        attrs[1] = NULL;
+    /* Incremental: the object comes back only when it changed. */
+    changed_since(r, "(objectClass=*)", filter, sizeof(filter));
+    if (search_base_ctrl(r, dn, filter, attrs, NULL, &res, &found) != 0)
         return -1;
+    if (!found && r->since > 0) {
+        ldap_msgfree(res);
+        cs_sync_snapshot_keep_pins(r->snap);
+        return 0;
+    }
     if (!found) {
         ldap_msgfree(res);
         return fail(r, "the pins' object %s does not exist (or the bind cannot read it)", dn);
     }
+    if (r->cfg->schema == SYNC_SCHEMA_AD)
+        r->info->pins_usn = number_of(r, ldap_first_entry(r->ld, res), "uSNChanged");
     v = values_of(r, ldap_first_entry(r->ld, res), r->cfg->pins_attr);
     if (r->ranged)
         rc =
@@ -294,6 +350,7 @@ static int read_user(reader *r, LDAPMessage *e)
     int rc = 0;
 
     r->entries++;
+    r->info->entries++;
     if (name == NULL || name[0] == NULL) {
         if (r->note != NULL) {
             char why[600];
@@ -349,13 +406,15 @@ static void default_filter(const sync_config *cfg, char *out, size_t len)
         snprintf(out, len, "(%s=*)", map[0] ? map : cert);
 }
 
-static int handle_page(reader *r, LDAPMessage *res)
+typedef int (*entry_fn)(reader *r, LDAPMessage *e);
+
+static int handle_page(reader *r, LDAPMessage *res, entry_fn each)
 {
     for (LDAPMessage *m = ldap_first_message(r->ld, res); m != NULL;
          m = ldap_next_message(r->ld, m)) {
         int type = ldap_msgtype(m);
 
-        if (type == LDAP_RES_SEARCH_ENTRY && read_user(r, m) != 0)
+        if (type == LDAP_RES_SEARCH_ENTRY && each(r, m) != 0)
             return -1;
         /* AD answers a domain search with references to its other partitions. */
         if (type == LDAP_RES_SEARCH_REFERENCE && r->cfg->schema != SYNC_SCHEMA_AD)
@@ -367,14 +426,52 @@ static int handle_page(reader *r, LDAPMessage *res)
     return 0;
 }
 
+/* A subtree search in pages; extra: one more control (or NULL). */
+static int paged_search(reader *r, const char *base, const char *filter, char **attrs,
+                        LDAPControl *extra, entry_fn each)
+{
+    char what[700];
+    int rc = 0;
+    struct berval cookie = {0, NULL};
+    struct timeval tv = {.tv_sec = r->cfg->timeout, .tv_usec = 0};
+
+    snprintf(what, sizeof(what), "searching %.600s", base);
+    do {
+        LDAPControl *page = NULL, *ctrls[3] = {NULL, extra, NULL};
+        LDAPMessage *res = NULL;
+
+        if ((rc = ldap_create_page_control(r->ld, PAGE_SIZE, &cookie, 0, &page)) != LDAP_SUCCESS) {
+            rc = ldap_fail(r, what, rc);
+            break;
+        }
+        ctrls[0] = page;
+        rc = ldap_search_ext_s(r->ld, base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, ctrls, NULL, &tv,
+                               LDAP_NO_LIMIT, &res);
+        ldap_control_free(page);
+        if (rc != LDAP_SUCCESS)
+            rc = ldap_fail(r, what, rc);
+        else if ((rc = handle_page(r, res, each)) == 0)
+            rc = check_result(r, res, what, &cookie);
+        ldap_msgfree(res);
+    } while (rc == 0 && cookie.bv_val != NULL && cookie.bv_len > 0);
+    ber_memfree(cookie.bv_val);
+    return rc;
+}
+
+static void user_filter(const sync_config *cfg, char *out, size_t len)
+{
+    if (cfg->filter != NULL)
+        snprintf(out, len, "%s", cfg->filter);
+    else
+        default_filter(cfg, out, len);
+}
+
 static int read_users(reader *r)
 {
     const sync_config *cfg = r->cfg;
-    char filter[512], what[700], disabled[128] = "";
+    char filter[512], changed[600], disabled[128] = "";
     char *attrs[6];
-    int n = 0, rc = 0;
-    struct berval cookie = {0, NULL};
-    struct timeval tv = {.tv_sec = cfg->timeout, .tv_usec = 0};
+    int n = 0;
 
     attrs[n++] = (char *)cfg->account_attr;
     if (cfg->mapping_attr != NULL)
@@ -389,47 +486,200 @@ static int read_users(reader *r)
         attrs[n++] = disabled;
     }
     attrs[n] = NULL;
-    if (cfg->filter != NULL)
-        snprintf(filter, sizeof(filter), "%s", cfg->filter);
-    else
-        default_filter(cfg, filter, sizeof(filter));
-    snprintf(what, sizeof(what), "searching %s", cfg->base);
-    do {
-        LDAPControl *page = NULL, *ctrls[2] = {NULL, NULL};
-        LDAPMessage *res = NULL;
+    user_filter(cfg, filter, sizeof(filter));
+    changed_since(r, filter, changed, sizeof(changed));
+    return paged_search(r, cfg->base, changed, attrs, NULL, read_user);
+}
 
-        if ((rc = ldap_create_page_control(r->ld, PAGE_SIZE, &cookie, 0, &page)) != LDAP_SUCCESS) {
-            rc = ldap_fail(r, what, rc);
-            break;
-        }
-        ctrls[0] = page;
-        rc = ldap_search_ext_s(r->ld, cfg->base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, ctrls, NULL,
-                               &tv, LDAP_NO_LIMIT, &res);
-        ldap_control_free(page);
-        if (rc != LDAP_SUCCESS)
-            rc = ldap_fail(r, what, rc);
-        else if ((rc = handle_page(r, res)) == 0)
-            rc = check_result(r, res, what, &cookie);
-        ldap_msgfree(res);
-    } while (rc == 0 && cookie.bv_val != NULL && cookie.bv_len > 0);
-    ber_memfree(cookie.bv_val);
+/* The account name of an entry into a gone user; counter counts it. */
+static int gone_user(reader *r, LDAPMessage *e, long *counter, const char *attr)
+{
+    struct berval **name = values_of(r, e, attr);
+    int rc = 0;
+
+    (*counter)++;
+    if (name != NULL && name[0] != NULL && name[0]->bv_len <= CS_ACCOUNT_MAX &&
+        memchr(name[0]->bv_val, '\0', name[0]->bv_len) == NULL) {
+        char account[CS_ACCOUNT_MAX + 1];
+
+        memcpy(account, name[0]->bv_val, name[0]->bv_len);
+        account[name[0]->bv_len] = '\0';
+        if (!cs_sync_snapshot_add_gone(r->snap, account))
+            rc = fail(r, "out of memory");
+    }
+    ldap_value_free_len(name);
     return rc;
 }
 
-int sync_ldap_read(const sync_config *cfg, cs_sync_snapshot *snap, sync_note_fn note, void *arg,
-                   char *err, size_t errlen)
+static int left_user(reader *r, LDAPMessage *e)
 {
-    reader r = {.cfg = cfg, .snap = snap, .note = note, .arg = arg, .err = err, .errlen = errlen};
+    return gone_user(r, e, &r->info->left, r->cfg->account_attr);
+}
+
+static int deleted_user(reader *r, LDAPMessage *e)
+{
+    return gone_user(r, e, &r->info->deleted, "sAMAccountName");
+}
+
+/* Incremental AD: users changed so that the filter no longer matches them. */
+static int read_left(reader *r)
+{
+    char filter[512], left[700], *attrs[] = {(char *)r->cfg->account_attr, NULL};
+
+    user_filter(r->cfg, filter, sizeof(filter));
+    snprintf(left, sizeof(left), "(&(objectClass=user)(uSNChanged>=%lld)(!%s))", r->since + 1,
+             filter);
+    return paged_search(r, r->cfg->base, left, attrs, NULL, left_user);
+}
+
+/* A failure that means the connection is gone (not a right the bind lacks). */
+static int connection_lost(int rc)
+{
+    return rc == LDAP_SERVER_DOWN || rc == LDAP_TIMEOUT || rc == LDAP_CONNECT_ERROR ||
+           rc == LDAP_TIMELIMIT_EXCEEDED || rc == LDAP_NO_MEMORY;
+}
+
+/*
+ * Incremental AD: users deleted since, from the domain's Deleted Objects
+ * container (show-deleted control), where the bind may read it and the
+ * account is sAMAccountName (the one name a tombstone keeps). Otherwise
+ * deletions wait for the next full pass.
+ */
+static int read_deleted(reader *r)
+{
+    char dnc[900], dn[1000], filter[128], *attrs[] = {"sAMAccountName", NULL};
+    LDAPControl *show = NULL, *ctrls[2] = {NULL, NULL};
+    LDAPMessage *res = NULL;
+    int found = 0, rc;
+
+    if (strcasecmp(r->cfg->account_attr, "sAMAccountName") != 0)
+        return 0;
+    if (root_dse_value(r, "defaultNamingContext", dnc, sizeof(dnc)) != 0)
+        return -1;
+    if (dnc[0] == '\0')
+        return 0;
+    snprintf(dn, sizeof(dn), "CN=Deleted Objects,%s", dnc);
+    if (ldap_control_create(LDAP_CONTROL_X_SHOW_DELETED, 1, NULL, 0, &show) != LDAP_SUCCESS)
+        return fail(r, "out of memory");
+    ctrls[0] = show;
+    rc = search_base_ctrl(r, dn, "(objectClass=*)", attrs, ctrls, &res, &found);
+    ldap_msgfree(res);
+    if (rc != 0) { /* not readable by this bind: the full pass will see deletions */
+        int err = LDAP_SUCCESS;
+
+        ldap_get_option(r->ld, LDAP_OPT_RESULT_CODE, &err);
+        r->err[0] = '\0';
+        ldap_control_free(show);
+        return connection_lost(err) ? fail(r, "reading %s: %s", dn, ldap_err2string(err)) : 0;
+    }
+    if (found) {
+        snprintf(filter, sizeof(filter), "(&(objectClass=user)(isDeleted=TRUE)(uSNChanged>=%lld))",
+                 r->since + 1);
+        rc = paged_search(r, dn, filter, attrs, show, deleted_user);
+        r->info->deleted_objects = rc == 0;
+    }
+    ldap_control_free(show);
+    return rc;
+}
+
+int sync_ldap_open(const sync_config *cfg, sync_conn **out, char *err, size_t errlen)
+{
+    reader r = {.cfg = cfg, .err = err, .errlen = errlen};
+    sync_conn *c;
+
+    err[0] = '\0';
+    *out = NULL;
+    if (connect_and_bind(&r) != 0 || (c = calloc(1, sizeof(*c))) == NULL) {
+        if (r.ld != NULL)
+            ldap_unbind_ext_s(r.ld, NULL, NULL);
+        if (err[0] == '\0')
+            snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->cfg = cfg;
+    c->ld = r.ld;
+    *out = c;
+    return 0;
+}
+
+void sync_ldap_close(sync_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->ld != NULL)
+        ldap_unbind_ext_s(c->ld, NULL, NULL);
+    free(c);
+}
+
+int sync_ldap_ad_usn(sync_conn *c, long long *usn, char *err, size_t errlen)
+{
+    reader r = {.cfg = c->cfg, .ld = c->ld, .err = err, .errlen = errlen};
+    char text[32];
+
+    err[0] = '\0';
+    if (root_dse_value(&r, "highestCommittedUSN", text, sizeof(text)) != 0)
+        return -1;
+    if ((*usn = strtoll(text, NULL, 10)) <= 0)
+        return fail(&r, "the server's root DSE has no highestCommittedUSN (not an Active "
+                        "Directory? use --schema ldap)");
+    return 0;
+}
+
+int sync_ldap_ad_position(sync_conn *c, cs_sync_mark *pos, char *err, size_t errlen)
+{
+    reader r = {.cfg = c->cfg, .ld = c->ld, .err = err, .errlen = errlen};
+    char *attrs[] = {"invocationId", NULL};
+    LDAPMessage *res = NULL;
+    struct berval **v = NULL;
+    long long usn = 0;
+    int found = 0;
+
+    memset(pos, 0, sizeof(*pos));
+    err[0] = '\0';
+    /* The USN first: what changes while we read comes again next time. */
+    if (sync_ldap_ad_usn(c, &usn, err, errlen) != 0 ||
+        root_dse_value(&r, "dsServiceName", pos->server, sizeof(pos->server)) != 0)
+        return -1;
+    pos->usn = usn;
+    if (pos->server[0] == '\0')
+        return fail(&r, "the server's root DSE has no dsServiceName (not an Active Directory?)");
+    if (search_base(&r, pos->server, attrs, &res, &found) != 0)
+        return -1;
+    if (found)
+        v = values_of(&r, ldap_first_entry(r.ld, res), "invocationId");
+    if (v == NULL || v[0] == NULL || v[0]->bv_len == 0 ||
+        v[0]->bv_len * 2 >= sizeof(pos->invocation_id))
+        fail(&r, "%s: no invocationId", pos->server);
+    else
+        for (size_t i = 0; i < v[0]->bv_len; i++)
+            snprintf(pos->invocation_id + 2 * i, 3, "%02x", (unsigned char)v[0]->bv_val[i]);
+    ldap_value_free_len(v);
+    ldap_msgfree(res);
+    return err[0] != '\0' ? -1 : 0;
+}
+
+int sync_ldap_read(sync_conn *c, long long since, cs_sync_snapshot *snap, sync_read_info *info,
+                   sync_note_fn note, void *arg, char *err, size_t errlen)
+{
+    reader r = {.cfg = c->cfg,
+                .ld = c->ld,
+                .since = c->cfg->schema == SYNC_SCHEMA_AD ? since : 0,
+                .info = info,
+                .snap = snap,
+                .note = note,
+                .arg = arg,
+                .err = err,
+                .errlen = errlen};
     int rc;
 
     err[0] = '\0';
-    rc = connect_and_bind(&r);
-    if (rc == 0)
-        rc = read_pins(&r);
+    rc = read_pins(&r);
     if (rc == 0)
         rc = read_users(&r);
-    if (r.ld != NULL)
-        ldap_unbind_ext_s(r.ld, NULL, NULL);
+    if (rc == 0 && r.since > 0)
+        rc = read_left(&r);
+    if (rc == 0 && r.since > 0)
+        rc = read_deleted(&r);
     if (rc != 0 && err[0] == '\0')
         snprintf(err, errlen, "reading the directory failed");
     return rc;

@@ -7,7 +7,9 @@
 # altSecurityIdentities the mappings, userAccountControl ACCOUNTDISABLE a
 # disabled account. A running openssl s_server under the provider rejects
 # a user disabled in AD after the next sync, and does not resume their
-# saved session.
+# saved session. Later syncs are incremental (counted entries, tombstones
+# from Deleted Objects); sync --follow applies a change within seconds and
+# rides out the DC going away.
 . "$(dirname "$0")/common.sh"
 
 cs_require_server samba
@@ -167,10 +169,12 @@ t_unchanged() {
     local before
     cs_save_session "$SPORT" alice -tls1_2 "$SESS" "$MARK" alice || return 1
     before=$(store_state)
-    sync_ok && sync_has "mappings \+0 -0 \(2 unchanged\)" && [ "$(store_state)" = "$before" ] &&
+    sync_ok && sync_has "incremental: 0 entries read" && [ "$(store_state)" = "$before" ] &&
+        sync_ok --full && sync_has "full: 2 entries read" &&
+        sync_has "mappings \+0 -0 \(2 unchanged\)" && [ "$(store_state)" = "$before" ] &&
         cs_resume_accepted "$SPORT" alice -tls1_2 "$SESS" "$MARK"
 }
-cs_check 3 "an unchanged directory changes nothing: alice's session still resumes" t_unchanged
+cs_check 3 "an unchanged directory changes nothing (incremental: 0 entries; --full): alice's session still resumes" t_unchanged
 
 t_disabled() {
     tool user disable alice && sync_ok && sync_has "1 disabled" &&
@@ -234,11 +238,110 @@ t_upn() {
 }
 cs_check 9 "--account-attribute userPrincipalName names accounts by UPN" t_upn
 
+# ---- incremental syncs (uSNChanged), deletions, --follow ----
+json_has() {
+    local want
+    for want in "$@"; do
+        grep -Fq -- "$want" "$SYNC_OUT" || { cs_diag "sync --json lacks $want:"; cs_diag_file "$SYNC_OUT" 5; return 1; }
+    done
+}
+
+t_incremental() {
+    ldap <<EOF || return 1
+dn: $NTAUTH
+changetype: modify
+add: cACertificate
+cACertificate:< file://$WORK/ca-a.der
+EOF
+    tool user disable bob || return 1
+    # Only bob changed (and the NTAuth object): one user entry read.
+    sync_ok --json && json_has '"pass":"incremental"' '"entries":1,' '"users":1,' \
+        '"pins_added":1,' '"accounts_disabled":1,' &&
+        cs_expect_accept "$SPORT" alice "$MARK" alice
+}
+cs_check 10 "incremental: after bob is disabled and CA A is back in NTAuth, one user entry is read" t_incremental
+
+t_deleted() {
+    "$CERTSTORE_BIN" --db "$CS_DB" account ls >"$WORK/out/accounts.txt" 2>&1 &&
+        grep -q "^bob " "$WORK/out/accounts.txt" || { cs_diag "no account bob before"; return 1; }
+    tool user delete bob || return 1
+    sync_ok --json && json_has '"pass":"incremental"' '"deleted":1,' \
+        '"deletions":"deleted-objects"' '"accounts_removed":1,' || return 1
+    "$CERTSTORE_BIN" --db "$CS_DB" account ls >"$WORK/out/accounts.txt" 2>&1 &&
+        ! grep -q "^bob " "$WORK/out/accounts.txt" || { cs_diag_file "$WORK/out/accounts.txt"; return 1; }
+}
+cs_check 11 "a user deleted in AD: the incremental sync reads its tombstone (Deleted Objects) and removes the account" t_deleted
+
+t_full_again() {
+    command -v sqlite3 >/dev/null || { cs_diag "sqlite3 not installed"; return 1; }
+    sqlite3 "$CS_DB" "UPDATE sync_state SET invocation_id = 'restored-from-backup'" &&
+        sync_ok --json && json_has '"pass":"full"' '"entries":1,' || return 1
+    sync_ok --json && json_has '"pass":"incremental"' '"entries":0,' || return 1
+    sqlite3 "$CS_DB" "DELETE FROM sync_state" && sync_ok --json && json_has '"pass":"full"' &&
+        sync_ok --json --full-every 0 && json_has '"pass":"full"' &&
+        sync_ok --json --allow-weak && json_has '"pass":"full"' '"rules_added":0,'
+}
+cs_check 12 "another invocationId, no state, --full-every 0 or other options: a full pass" t_full_again
+
+FOLLOW_OUT=$WORK/out/follow.txt
+FOLLOW_PID=
+follow_waits() { # ERE SECONDS
+    local i
+    for i in $(seq $(($2 * 10))); do
+        grep -Eq -- "$1" "$FOLLOW_OUT" && return 0
+        sleep 0.1
+    done
+    cs_diag "sync --follow printed no /$1/ within $2 s:"
+    cs_diag_file "$FOLLOW_OUT" 10
+    return 1
+}
+
+t_follow() {
+    local t0
+    "$CERTSTORE_BIN" --db "$CS_DB" sync --uri "$URI" --ca "$PKI/root.pem" --base "$BASE" \
+        --bind-dn Administrator@example.com --password-file "$WORK/sync.pw" --timeout 3 \
+        --follow --poll 1 >"$FOLLOW_OUT" 2>&1 &
+    FOLLOW_PID=$!
+    cs_kill_on_exit "$FOLLOW_PID"
+    follow_waits "^applied sync:$BASE" 20 || return 1
+    cs_save_session "$SPORT" alice -tls1_2 "$SESS" "$MARK" alice || return 1
+    t0=$(date +%s%N)
+    tool user disable alice || return 1
+    follow_waits "^applied .*incremental: 1 entries read.*1 disabled" 20 || return 1
+    cs_diag "samba-tool user disable -> applied in $((($(date +%s%N) - t0) / 1000000)) ms"
+    cs_resume_rejected "$SPORT" alice -tls1_2 "$SESS" account-disabled
+}
+cs_check 13 "sync --follow: alice disabled in AD is rejected (account-disabled) within seconds, her session does not resume" t_follow
+
+t_follow_outage() {
+    local before rc
+    [ -n "$FOLLOW_PID" ] || return 1
+    before=$(store_state)
+    cs_stop_pid "$SAMBA_PID"
+    follow_waits "Can't contact LDAP server.*store is unchanged; retrying in [0-9]+ s" 20 || return 1
+    sleep 2
+    kill -0 "$FOLLOW_PID" 2>/dev/null || { cs_diag "sync --follow exited"; return 1; }
+    [ "$(store_state)" = "$before" ] || { cs_diag "the store changed during the outage"; return 1; }
+    cs_expect_reject "$SPORT" alice account-disabled || return 1
+    start_dc || return 1
+    tool user enable alice || return 1
+    follow_waits "^applied .*1 enabled" 90 || return 1
+    cs_expect_accept "$SPORT" alice "$MARK" alice || return 1
+    kill -TERM "$FOLLOW_PID"
+    wait "$FOLLOW_PID"
+    rc=$?
+    [ "$rc" -eq 0 ] || { cs_diag "sync --follow exited $rc on SIGTERM"; return 1; }
+    # Each failure is one line of its own.
+    ! grep -v -E "^applied |^certstore: sync: .*; the store is unchanged; retrying in [0-9]+ s$" \
+        "$FOLLOW_OUT" | grep -q . || { cs_diag "unexpected output:"; cs_diag_file "$FOLLOW_OUT" 20; return 1; }
+}
+cs_check 14 "the DC stopped under sync --follow: one line per retry, store unchanged; back: applied; SIGTERM: exit 0" t_follow_outage
+
 t_dc_stopped() {
     cs_stop_pid "$SAMBA_PID"
     fails_unchanged "Can't contact LDAP server" --timeout 3
 }
-cs_check 10 "the DC stopped: one line, exit 1, store unchanged" t_dc_stopped
+cs_check 15 "the DC stopped: one line, exit 1, store unchanged" t_dc_stopped
 
 t_doctor() {
     "$CERTSTORE_BIN" --db "$CS_DB" doctor --config "$CS_CNF" >"$WORK/out/doctor.txt" 2>&1
@@ -246,6 +349,6 @@ t_doctor() {
     cs_diag_file "$WORK/out/doctor.txt"
     return 1
 }
-cs_check 11 "doctor reports the age of the last successful sync" t_doctor
+cs_check 16 "doctor reports the age of the last successful sync" t_doctor
 
 cs_finish

@@ -4,6 +4,7 @@
  * a real store (cs_sync_apply), and the CLI is run against the result to
  * check that it leaves sync-owned rows alone without --force.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,27 @@ static cs_status apply(cs_sync_snapshot *snap, int allow_mass, cs_sync_result *r
     cs_sync_opts opts = {.source = SOURCE, .allow_mass_removal = allow_mass};
     cs_status st;
 
+    ck_ok(cs_db_begin(writer, "certstore sync"));
+    st = cs_sync_apply(writer, snap, &opts, collect_note, NULL, res);
+    if (st == CS_OK)
+        ck_ok(cs_db_commit(writer));
+    else
+        cs_db_rollback(writer);
+    cs_sync_snapshot_free(snap);
+    return st;
+}
+
+/* An incremental apply recording mark (usn): only what the snapshot holds changes. */
+static cs_status apply_incremental(cs_sync_snapshot *snap, int64_t usn, int allow_mass,
+                                   cs_sync_result *res)
+{
+    cs_sync_mark mark = {.usn = usn, .pins_usn = 7, .last_full = 1};
+    cs_sync_opts opts = {
+        .source = SOURCE, .incremental = 1, .mark = &mark, .allow_mass_removal = allow_mass};
+    cs_status st;
+
+    snprintf(mark.server, sizeof(mark.server), "CN=NTDS Settings,CN=DC1");
+    snprintf(mark.invocation_id, sizeof(mark.invocation_id), "00ff");
     ck_ok(cs_db_begin(writer, "certstore sync"));
     st = cs_sync_apply(writer, snap, &opts, collect_note, NULL, res);
     if (st == CS_OK)
@@ -389,6 +411,141 @@ START_TEST(test_weak_forms_become_rules_only_when_allowed)
 }
 END_TEST
 
+START_TEST(test_incremental_changes_only_the_users_read)
+{
+    cs_sync_result res;
+    cs_sync_snapshot *snap;
+    cs_sync_mark mark;
+    int64_t before = 0, after = 0;
+
+    ck_ok(apply(directory(0, 1), 0, &res));
+    ck_assert_int_eq(cs_sync_mark_get(writer, SOURCE, &mark), CS_OK);
+    ck_assert_int_eq(mark.usn, 0); /* a full apply without a mark: the next is full */
+    /* Only alice changed (disabled, her value gone); bob is not in the snapshot and stays. */
+    snap = cs_sync_snapshot_new();
+    cs_sync_snapshot_keep_pins(snap);
+    ck_assert(cs_sync_snapshot_add_user(snap, "alice", 1));
+    ck_ok(cs_db_generation(writer, &before));
+    ck_ok(apply_incremental(snap, 4242, 1, &res));
+    ck_ok(cs_db_generation(writer, &after));
+    ck_assert_int_gt(after, before);
+    ck_assert_int_eq(res.accounts_disabled, 1);
+    ck_assert_int_eq(res.mappings_removed, 1);
+    ck_assert_int_eq(res.pins_removed + res.accounts_removed, 0);
+    ck_assert(!decide(&pki->alice).accept);
+    ck_assert(decide(&pki->bob).accept);
+    ck_ok(cs_sync_mark_get(writer, SOURCE, &mark));
+    ck_assert_int_eq(mark.usn, 4242);
+    ck_assert_int_eq(mark.pins_usn, 7);
+    ck_assert_str_eq(mark.invocation_id, "00ff");
+}
+END_TEST
+
+START_TEST(test_incremental_gone_user_is_removed)
+{
+    cs_sync_result res;
+    cs_sync_snapshot *snap;
+    cs_sync_mark mark = {.usn = 11};
+    cs_sync_opts opts = {
+        .source = SOURCE, .incremental = 1, .mark = &mark, .allow_mass_removal = 1};
+    char source[CS_SOURCE_MAX];
+
+    ck_ok(apply(directory(0, 1), 0, &res));
+    ck_ok(cs_db_begin(writer, "account add"));
+    ck_ok(cs_account_add(writer, "dave", NULL));
+    ck_ok(cs_db_commit(writer));
+    /* bob deleted: 1 of 2 mappings is past the guard, as in a full sync. */
+    snap = cs_sync_snapshot_new();
+    cs_sync_snapshot_keep_pins(snap);
+    ck_assert(cs_sync_snapshot_add_gone(snap, "bob"));
+    ck_assert_int_eq(apply_incremental(snap, 10, 0, &res), CS_INVALID);
+    ck_assert(decide(&pki->bob).accept);
+    /* Allowed: bob goes; carol (never synced) and dave (local) are not the sync's. */
+    snap = cs_sync_snapshot_new();
+    cs_sync_snapshot_keep_pins(snap);
+    ck_assert(cs_sync_snapshot_add_gone(snap, "bob"));
+    ck_assert(cs_sync_snapshot_add_gone(snap, "carol"));
+    ck_assert(cs_sync_snapshot_add_gone(snap, "dave"));
+    ck_ok(cs_db_begin(writer, "certstore sync"));
+    ck_ok(cs_sync_apply(writer, snap, &opts, collect_note, NULL, &res));
+    ck_ok(cs_db_commit(writer));
+    cs_sync_snapshot_free(snap);
+    ck_assert_int_eq(res.accounts_removed, 1);
+    ck_assert_int_eq(res.mappings_removed, 1);
+    ck_assert(!decide(&pki->bob).accept);
+    ck_assert(decide(&pki->alice).accept);
+    ck_ok(cs_account_source(writer, "dave", source)); /* still there */
+    ck_assert_str_eq(source, "");
+}
+END_TEST
+
+START_TEST(test_incremental_pins_only_when_read)
+{
+    cs_sync_result res;
+    cs_sync_snapshot *snap;
+
+    ck_ok(apply(directory(0, 1), 0, &res));
+    /* Pins kept: no pins in the snapshot means nothing. */
+    snap = cs_sync_snapshot_new();
+    cs_sync_snapshot_keep_pins(snap);
+    ck_ok(apply_incremental(snap, 5, 0, &res));
+    ck_assert_int_eq(res.pins_removed, 0);
+    ck_assert(decide(&pki->alice).accept);
+    /* Pins read: CA B instead of CA A. */
+    snap = cs_sync_snapshot_new();
+    add_der(snap, pki->ca_b.cert, 1);
+    ck_assert_int_eq(apply_incremental(snap, 6, 0, &res), CS_INVALID); /* every pin: the guard */
+    snap = cs_sync_snapshot_new();
+    add_der(snap, pki->ca_b.cert, 1);
+    ck_ok(apply_incremental(snap, 6, 1, &res));
+    ck_assert_int_eq(res.pins_added, 1);
+    ck_assert_int_eq(res.pins_removed, 1);
+    ck_assert_str_eq(cs_reason_token(decide(&pki->alice).reason), "issuer-not-pinned");
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_import_update_refuses_synced_rows)
+{
+    cs_sync_result res;
+    char out[8192], fp[CS_FP_HEX_LEN + 1], path[PATH_MAX + 16], text[512];
+    cs_decision d;
+
+    ck_ok(apply(directory(0, 1), 0, &res));
+    ck_ok(cs_db_begin(writer, "account add"));
+    ck_ok(cs_account_add(writer, "mallory", NULL));
+    ck_ok(cs_db_commit(writer));
+    ck_assert(cs_fp_of_cert(pki->bob.cert, fp));
+    /* bob's synced cert mapping moved to mallory: refused in CSV and JSON lines. */
+    snprintf(path, sizeof(path), "%s/moved.csv", tstore.dir);
+    snprintf(text, sizeof(text), "kind,key,account\ncert,%s,mallory\n", fp);
+    write_file(path, text);
+    ck_assert_int_eq(cli(out, sizeof(out), "import", path, "--update", NULL), 1);
+    ck_assert_msg(strstr(out, "line 2: mapping ") != NULL &&
+                      strstr(out,
+                             "-> bob is owned by " SOURCE
+                             ": an import does not change it (change it in the directory)") != NULL,
+                  "%s", out);
+    snprintf(path, sizeof(path), "%s/moved.jsonl", tstore.dir);
+    snprintf(text, sizeof(text), "{\"kind\":\"cert\",\"key\":\"%s\",\"account\":\"mallory\"}\n",
+             fp);
+    write_file(path, text);
+    ck_assert_int_eq(cli(out, sizeof(out), "import", path, "--update", NULL), 1);
+    ck_assert_msg(strstr(out, "is owned by " SOURCE) != NULL, "%s", out);
+    d = decide(&pki->bob);
+    ck_assert(d.accept);
+    ck_assert_str_eq(d.account, "bob");
+}
+END_TEST
+
 static Suite *sync_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -406,9 +563,13 @@ static Suite *sync_suite(void)
     tcase_add_test(apply_tc, test_value_moved_to_another_user);
     tcase_add_test(apply_tc, test_two_users_naming_one_certificate_keep_the_first);
     tcase_add_test(apply_tc, test_weak_forms_become_rules_only_when_allowed);
+    tcase_add_test(apply_tc, test_incremental_changes_only_the_users_read);
+    tcase_add_test(apply_tc, test_incremental_gone_user_is_removed);
+    tcase_add_test(apply_tc, test_incremental_pins_only_when_read);
     suite_add_tcase(s, apply_tc);
     tcase_add_checked_fixture(cli_tc, setup, teardown);
     tcase_add_test(cli_tc, test_cli_refuses_synced_rows_without_force);
+    tcase_add_test(cli_tc, test_import_update_refuses_synced_rows);
     suite_add_tcase(s, cli_tc);
     return s;
 }
