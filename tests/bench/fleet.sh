@@ -45,8 +45,11 @@ now_ns() { date +%s%N; }
 secs() { awk -v ns="$1" 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 
 if [ -z "${FLEET_FORM:-}" ]; then
-    FLEET_FORM=loop
-    "$CLI" sync --help 2>&1 | grep -q -- '--follow' && FLEET_FORM=follow
+    # Not `| grep -q`: under pipefail its early exit would fail the pipe.
+    case $("$CLI" sync --help 2>&1) in
+    *--follow*) FLEET_FORM=follow ;;
+    *) FLEET_FORM=loop ;;
+    esac
 fi
 
 PIDS=()
@@ -85,8 +88,9 @@ ensure_dc() {
     issuer=$(openssl x509 -in "$PKI/ca-a.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
     openssl x509 -in "$PKI/ca-a.pem" -outform DER -out "$W/ca-a.der"
     "$SAMBA_PY" "$(dirname "$0")/fleet_load.py" "$DC_CACHE/etc/smb.conf" "$USERS" "$issuer" \
-        "$W/ca-a.der" >"$W/load.log" 2> >(tee -a "$W/load.log" | grep --line-buffered '^fleet_load: ' >&2) ||
-        { sleep 1; tail -5 "$W/load.log" >&2; die "loading $USERS users failed"; }
+        "$W/ca-a.der" >"$W/load.log" 2> >(tee -a "$W/load.log" | grep --line-buffered '^fleet_load: ' >&2) &
+    PIDS+=("$!")
+    wait "$!" || { sleep 1; tail -5 "$W/load.log" >&2; die "loading $USERS users failed"; }
     t2=$(now_ns)
     echo "$(secs $((t1 - t0))) $(secs $((t2 - t1))) $(date -u +%Y-%m-%d)" >"$DC_CACHE.info"
     touch "$DC_CACHE.done"
@@ -331,11 +335,15 @@ done
 note "$(wc -l <"$W/changes.txt") changes made"
 
 # 4. At rest: nothing changes in the directory for FLEET_REST seconds.
+gw_lines() { cat "$W"/gw*.log | wc -l; }
+gw_errors() { cat "$W"/gw*.log | grep -cv '^\(applied\|synced\) ' || true; }
 l0=$(dc_lines)
 c0=$(cpu_ticks "$SAMBA_PID")
 g0=$(cpu_ticks "${GW_PIDS[@]}")
+gl0=$(gw_lines) ge0=$(gw_errors)
 sleep "$REST"
 read -r REST_SEARCHES REST_BINDS <<<"$(dc_requests "$l0")"
+REST_LINES=$(($(gw_lines) - gl0)) REST_ERRORS=$(($(gw_errors) - ge0))
 REST_DC_CPU=$(($(cpu_ticks "$SAMBA_PID") - c0))
 REST_GW_CPU=$(($(cpu_ticks "${GW_PIDS[@]}") - g0))
 gateways_alive || die "a gateway's sync process died (see its log)"
@@ -375,6 +383,7 @@ echo "| the other $((N - 1)) stores' first syncs, all at once | $COLD_S s, $COLD
 echo "| change to every store, p50 / p99 / max ($made changes) | $(echo "$worsts" | pct 50) / $(echo "$worsts" | pct 99) / $(echo "$worsts" | pct 100) ms |"
 echo "| change to one store, p50 / p99 ($(grep -c . "$W/stores.txt") store-changes) | $(pct 50 <"$W/stores.txt") / $(pct 99 <"$W/stores.txt") ms |"
 echo "| DC requests per minute at rest, whole fleet ($REST s counted) | $(per_min "$REST_SEARCHES") searches + $(per_min "$REST_BINDS") binds |"
+echo "| gateways' log lines at rest (of which failures) | $REST_LINES ($REST_ERRORS) |"
 echo "| CPU per minute at rest: DC / all gateways together | $(awk -v t="$REST_DC_CPU" -v k="$TCK" -v s="$REST" 'BEGIN { printf "%.2f", t / k * 60 / s }') / $(awk -v t="$REST_GW_CPU" -v k="$TCK" -v s="$REST" 'BEGIN { printf "%.2f", t / k * 60 / s }') s |"
 echo
 if [ "${FAILED:-0}" -eq 1 ]; then
