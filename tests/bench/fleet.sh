@@ -211,6 +211,15 @@ user_state() {
         GROUP BY a.id;" 2>/dev/null || true
 }
 accounts_in() { sqlite3 -readonly -cmd "$SQL_TIMEOUT" "$1" "SELECT count(*) FROM accounts;" 2>/dev/null || echo 0; }
+# The gateways' log lines since a mark.
+gw_mark() {
+    local f
+    for f in "$W"/gw*.log; do echo "$f $(wc -l <"$f")"; done >"$W/$1"
+}
+gw_since() {
+    local f n
+    while read -r f n; do tail -n +"$((n + 1))" "$f"; done <"$W/$1"
+}
 gateways_alive() {
     local pid
     for pid in "${GW_PIDS[@]}"; do
@@ -289,6 +298,9 @@ issuer=$(openssl x509 -in "$PKI/ca-a.pem" -noout -subject -nameopt RFC2253 | sed
 user_of() { printf 'u%06d' $((1 + ($1 * 7919) % USERS)); }
 : >"$W/changes.txt"
 : >"$W/stores.txt"
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
+l0=$(dc_lines)
+gw_mark changes.mark
 for k in $(seq 1 "$CHANGES"); do
     # A random pause first, so that changes fall anywhere in the gateways' poll cycle.
     sleep "$(awk -v p="$POLL" -v r="$RANDOM" 'BEGIN { printf "%.2f", p * r / 32768 }')"
@@ -333,17 +345,22 @@ EOF
     [ "$ok" -eq 1 ] || { FAILED=1; break; }
 done
 note "$(wc -l <"$W/changes.txt") changes made"
+LOAD_AFTER=$(cut -d' ' -f1 /proc/loadavg)
+read -r CH_SEARCHES CH_BINDS <<<"$(dc_requests "$l0")"
+# What each gateway read for the changes: its syncs' "N entries read".
+read -r CH_SYNCS CH_ENTRIES <<<"$(gw_since changes.mark |
+    sed -n 's/.*(\(full\|incremental\): \([0-9]*\) entries read.*/\2/p' |
+    awk '{ n++; e += $1 } END { printf "%d %d\n", n, e }')"
 
 # 4. At rest: nothing changes in the directory for FLEET_REST seconds.
-gw_lines() { cat "$W"/gw*.log | wc -l; }
-gw_errors() { cat "$W"/gw*.log | grep -cv '^\(applied\|synced\) ' || true; }
 l0=$(dc_lines)
 c0=$(cpu_ticks "$SAMBA_PID")
 g0=$(cpu_ticks "${GW_PIDS[@]}")
-gl0=$(gw_lines) ge0=$(gw_errors)
+gw_mark rest.mark
 sleep "$REST"
 read -r REST_SEARCHES REST_BINDS <<<"$(dc_requests "$l0")"
-REST_LINES=$(($(gw_lines) - gl0)) REST_ERRORS=$(($(gw_errors) - ge0))
+REST_LINES=$(gw_since rest.mark | grep -c . || true)
+REST_ERRORS=$(gw_since rest.mark | grep -cv '^\(applied\|synced\) ' || true)
 REST_DC_CPU=$(($(cpu_ticks "$SAMBA_PID") - c0))
 REST_GW_CPU=$(($(cpu_ticks "${GW_PIDS[@]}") - g0))
 gateways_alive || die "a gateway's sync process died (see its log)"
@@ -367,7 +384,8 @@ echo
 echo "One Samba $(samba -V | awk '{ print $2 }') AD DC (\`samba -M single\`, LDAPS only) on 127.0.0.1 holding"
 echo "$USERS users, each with one altSecurityIdentities issuer-serial value, and the NTAuth object;"
 echo "$N stores, each kept equal to it by its own process: $form, simple bind over LDAPS."
-echo "The DC, the gateways and this script share the machine's $(nproc) cores (with other work)."
+echo "The DC, the gateways and this script share the machine's $(nproc) cores (with other work:"
+echo "load average $LOAD_BEFORE when the changes began, $LOAD_AFTER when they ended)."
 echo "Changes are made with \`ldapmodify\` one at a time, in turn a user disabled, a value added,"
 echo "that value removed; each is timed from \`ldapmodify\`'s return to the moment every store"
 echo "shows it (each store read with sqlite3 every 50 ms or so). Requests are counted on the DC"
@@ -381,6 +399,8 @@ echo "| entries read / requests to the DC (searches + binds) | $FIRST_USERS / $F
 echo "| store size after it (database + WAL) | $FIRST_BYTES bytes ($(awk -v b="$FIRST_BYTES" -v n="$USERS" 'BEGIN { printf "%.0f", b / n }') per user) |"
 echo "| the other $((N - 1)) stores' first syncs, all at once | $COLD_S s, $COLD_SEARCHES searches + $COLD_BINDS binds |"
 echo "| change to every store, p50 / p99 / max ($made changes) | $(echo "$worsts" | pct 50) / $(echo "$worsts" | pct 99) / $(echo "$worsts" | pct 100) ms |"
+echo "| syncs that applied the changes, entries they read (all stores) | $CH_SYNCS, $CH_ENTRIES |"
+echo "| DC requests while the changes were made | $CH_SEARCHES searches + $CH_BINDS binds |"
 echo "| change to one store, p50 / p99 ($(grep -c . "$W/stores.txt") store-changes) | $(pct 50 <"$W/stores.txt") / $(pct 99 <"$W/stores.txt") ms |"
 echo "| DC requests per minute at rest, whole fleet ($REST s counted) | $(per_min "$REST_SEARCHES") searches + $(per_min "$REST_BINDS") binds |"
 echo "| gateways' log lines at rest (of which failures) | $REST_LINES ($REST_ERRORS) |"
