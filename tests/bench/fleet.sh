@@ -109,7 +109,10 @@ start_dc() {
     sed -i -e "s#$DC_CACHE\([/ ]\|\$\)#$DC\1#g" \
         -e 's/^\tserver services = .*/\tserver services = ldap/' \
         -e '/^\tlog file = /d' -e '/^\tlog level = /d' -e '/^\tmax log size = /d' "$DC/etc/smb.conf"
+    # Its pid file in the copy too: the default, /run/samba, would stop a second DC.
+    mkdir "$DC/run"
     sed -i "/^\[global\]/a\\
+\tpid directory = $DC/run\\
 \tlog level = 5\\
 \tmax log size = 0\\
 \ttls certfile = $DC/tls/server.pem\\
