@@ -31,11 +31,12 @@
 # exits non-zero when a store never converges.
 set -euo pipefail
 
+: "${FLEET_CLI:?}" "${FLEET_PKI:?}" "${FLEET_CACHE:?}" "${FLEET_WORK:?}" "${FLEET_GATEWAYS:?}" \
+    "${FLEET_USERS:?}" "${FLEET_CHANGES:?}" "${FLEET_REST:?}"
 CLI=$FLEET_CLI PKI=$FLEET_PKI W=$FLEET_WORK
 N=$FLEET_GATEWAYS USERS=$FLEET_USERS CHANGES=$FLEET_CHANGES REST=$FLEET_REST
 POLL=${FLEET_POLL:-5} TIMEOUT=${FLEET_TIMEOUT:-120}
 BASE=DC=example,DC=com
-NTAUTH="CN=NTAuthCertificates,CN=Public Key Services,CN=Services,CN=Configuration,$BASE"
 ADMINPW='Adm1n-Passw0rd!'
 IP=127.0.0.1
 
@@ -88,7 +89,7 @@ ensure_dc() {
     issuer=$(openssl x509 -in "$PKI/ca-a.pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
     openssl x509 -in "$PKI/ca-a.pem" -outform DER -out "$W/ca-a.der"
     "$SAMBA_PY" "$(dirname "$0")/fleet_load.py" "$DC_CACHE/etc/smb.conf" "$USERS" "$issuer" \
-        "$W/ca-a.der" >"$W/load.log" 2> >(tee -a "$W/load.log" | grep --line-buffered '^fleet_load: ' >&2) &
+        "$W/ca-a.der" >"$W/load.out" 2> >(tee "$W/load.log" | grep --line-buffered '^fleet_load: ' >&2) &
     PIDS+=("$!")
     wait "$!" || { sleep 1; tail -5 "$W/load.log" >&2; die "loading $USERS users failed"; }
     t2=$(now_ns)
