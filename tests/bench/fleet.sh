@@ -404,7 +404,7 @@ echo "| store size after it (database + WAL) | $FIRST_BYTES bytes ($(awk -v b="$
 echo "| the other $((N - 1)) stores' first syncs, all at once | $COLD_S s, $COLD_SEARCHES searches + $COLD_BINDS binds |"
 echo "| change to every store, p50 / p99 / max ($made changes) | $(echo "$worsts" | pct 50) / $(echo "$worsts" | pct 99) / $(echo "$worsts" | pct 100) ms |"
 echo "| syncs that applied the changes, entries they read (all stores) | $CH_SYNCS, $CH_ENTRIES |"
-echo "| DC requests while the changes were made | $CH_SEARCHES searches + $CH_BINDS binds |"
+echo "| DC requests while the changes were made (the binds are ldapmodify's) | $CH_SEARCHES searches + $CH_BINDS binds |"
 echo "| change to one store, p50 / p99 ($(grep -c . "$W/stores.txt") store-changes) | $(pct 50 <"$W/stores.txt") / $(pct 99 <"$W/stores.txt") ms |"
 echo "| DC requests per minute at rest, whole fleet ($REST s counted) | $(per_min "$REST_SEARCHES") searches + $(per_min "$REST_BINDS") binds |"
 echo "| gateways' log lines at rest (of which failures) | $REST_LINES ($REST_ERRORS) |"
