@@ -163,6 +163,16 @@ static cs_status check_scope(cs_db *db, X509_CRL *crl)
         else if (idp->onlysomereasons != NULL)
             status = cs_fail(db, CS_INVALID,
                              "the CRL covers only some revocation reasons (a partitioned CRL)");
+        /*
+         * A distribution point's CRL covers only the certificates naming it:
+         * stored as the pin's whole CRL, the next partition would replace it
+         * and lift its revocations, and certificates of other partitions
+         * would count as checked.
+         */
+        else if (idp->distpoint != NULL)
+            status = cs_fail(db, CS_INVALID,
+                             "the CRL covers one distribution point only (issuingDistributionPoint "
+                             "names one: a partitioned CRL); add the CA's full CRL");
         ISSUING_DIST_POINT_free(idp);
     }
     return status;

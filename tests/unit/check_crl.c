@@ -485,6 +485,9 @@ START_TEST(test_scoped_and_unknown_critical_crls_refused)
     expect_refused(make_crl(&pki->ca_a, &s, &pki->alice, NULL), NULL, "only CA");
     s.idp = "critical,indirectCRL:TRUE";
     expect_refused(make_crl(&pki->ca_a, &s, &pki->alice, NULL), NULL, "indirect");
+    /* One shard of a sharded CRL: the next shard would lift this one's revocations. */
+    s.idp = "critical,fullname:URI:http://crl.example/shard1.crl";
+    expect_refused(make_crl(&pki->ca_a, &s, &pki->alice, NULL), NULL, "one distribution point");
     s.idp = NULL;
     s.unknown_crit = 1;
     expect_refused(make_crl(&pki->ca_a, &s, &pki->alice, NULL), NULL, "unknown critical");
