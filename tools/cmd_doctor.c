@@ -369,10 +369,58 @@ static int report_revocation(const cs_crl_info *c, void *arg)
     return 0;
 }
 
+/* The pins whose CRL is current: a stale OCSP answer under one of them is not the evidence. */
+typedef struct {
+    doctor *d;
+    char (*current)[CS_FP_HEX_LEN + 1];
+    size_t n;
+} ocsp_scan;
+
+static int note_current_crl(const cs_crl_info *c, void *arg)
+{
+    ocsp_scan *scan = arg;
+    void *grown;
+
+    if (c->state != CS_REVSTATE_GOOD)
+        return 0;
+    if ((grown = realloc(scan->current, (scan->n + 1) * sizeof(*scan->current))) == NULL)
+        return 1;
+    scan->current = grown;
+    memcpy(scan->current[scan->n++], c->pin_fp, CS_FP_HEX_LEN + 1);
+    return 0;
+}
+
+/* A good OCSP answer past its nextUpdate vouches for nothing: refresh it. */
+static int report_stale_answer(const cs_ocsp_info *o, void *arg)
+{
+    ocsp_scan *scan = arg;
+    char when[32] = "-";
+    int covered = 0;
+
+    if (o->status != CS_OCSP_GOOD || o->current)
+        return 0;
+    for (size_t i = 0; i < scan->n && !covered; i++)
+        covered = strcmp(scan->current[i], o->pin_fp) == 0;
+    if (o->next_update != CS_TIME_NONE)
+        cs_time_format(o->next_update, when);
+    report(scan->d, covered ? LEVEL_WARN : LEVEL_FAIL, "revocation",
+           "pin %.16s serial %s: OCSP answer stale since %s%s (certstore ocsp refresh)", o->pin_fp,
+           o->serial, when, covered ? ", the pin's CRL is current" : "");
+    return 0;
+}
+
 static void check_revocation(doctor *d)
 {
-    if (d->db != NULL && cs_crl_foreach(d->db, (int64_t)time(NULL), report_revocation, d) != CS_OK)
+    ocsp_scan scan = {d, NULL, 0};
+    int64_t now = (int64_t)time(NULL);
+
+    if (d->db == NULL)
+        return;
+    if (cs_crl_foreach(d->db, now, report_revocation, d) != CS_OK ||
+        cs_crl_foreach(d->db, now, note_current_crl, &scan) != CS_OK ||
+        cs_ocsp_foreach(d->db, now, report_stale_answer, &scan) != CS_OK)
         report(d, LEVEL_FAIL, "revocation", "store-unavailable: %s", cs_db_errmsg(d->db));
+    free(scan.current);
 }
 
 /* quiet: say nothing when all is well (the WAL companions). */

@@ -161,6 +161,28 @@ static int crl_due(const cs_crl_info *c, void *arg)
     return 0;
 }
 
+/* A good OCSP answer past its nextUpdate no longer vouches for its certificate. */
+static int ocsp_due(const cs_ocsp_info *o, void *arg)
+{
+    expiring_scan *scan = arg;
+
+    if (o->status != CS_OCSP_GOOD || o->current)
+        return 0;
+    scan->found++;
+    if (scan->json) {
+        cli_json_list_row(&scan->list);
+        printf("{\"what\":\"ocsp\",\"pin\":\"%s\",\"serial\":\"%s\",\"next_update\":", o->pin_fp,
+               o->serial);
+        cli_put_json_time(stdout, o->next_update);
+        printf("}");
+        return 0;
+    }
+    printf("ocsp answer of pin %s serial %s stale next-update=", o->pin_fp, o->serial);
+    cli_put_text_time(stdout, o->next_update);
+    putchar('\n');
+    return 0;
+}
+
 static int parse_days(const cli_ctx *ctx, const char *text, int64_t *days)
 {
     char *end = NULL;
@@ -206,6 +228,8 @@ static int run_expiring(cli_ctx *ctx, int argc, char **argv)
         st = cs_mapping_foreach(db, NULL, mapping_expiring, &scan);
     if (st == CS_OK && !scan.out_of_memory)
         st = cs_crl_foreach(db, scan.now, crl_due, &scan);
+    if (st == CS_OK && !scan.out_of_memory)
+        st = cs_ocsp_foreach(db, scan.now, ocsp_due, &scan);
     if (scan.json && st == CS_OK && !scan.out_of_memory)
         cli_json_list_end(&scan.list);
     if (scan.out_of_memory)
@@ -225,7 +249,7 @@ static int run_expiring(cli_ctx *ctx, int argc, char **argv)
 
 const cli_command cli_cmd_expiring = {
     "expiring",
-    "pins, mappings and CRLs that stop working within N days (exit 1 if any)",
+    "pins, mappings, CRLs and OCSP answers that stop working within N days (exit 1 if any)",
     run_expiring,
     "Usage: certstore expiring [--days N] [--all] [--json]\n"
     "\n"
@@ -237,7 +261,8 @@ const cli_command cli_cmd_expiring = {
     "with the same key still matches, only at their --not-after. A mapping\n"
     "with neither is not listed. Pins whose CRL is stale past its grace, or\n"
     "missing where their revocation policy needs one, are listed too\n"
-    "(certstore crl ls).\n"
+    "(certstore crl ls), and so are good OCSP answers past their nextUpdate\n"
+    "(certstore ocsp ls; refresh them with certstore ocsp refresh).\n"
     "\n"
     "  --days N   look ahead N days (default 30)\n"
     "  --all      also disabled pins, disabled mappings and mappings of\n"

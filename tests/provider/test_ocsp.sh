@@ -324,6 +324,24 @@ check_chain bob
 grep -q '^accept' "$work/check" || fail "hard, current: $(cat "$work/check")"
 expect_accepted bob
 
+# ---- a good answer past its nextUpdate: doctor and expiring fail until a refresh ------------
+sqlite3 "$db" "UPDATE ocsp_answers SET this_update = strftime('%s','now') - 7200,
+               next_update = strftime('%s','now') - 3600 WHERE status = 0" ||
+    fail "could not age the answers"
+rc=0
+"$CERTSTORE_BIN" --db "$db" doctor --config "$work/openssl.cnf" >"$work/doctor" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "serial .*: OCSP answer stale since .*(certstore ocsp refresh)" "$work/doctor" ||
+    fail "doctor on a stale answer (exit $rc): $(cat "$work/doctor")"
+rc=0
+cs expiring >"$work/expiring" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "^ocsp answer of pin $pin serial .* stale next-update=" "$work/expiring" ||
+    fail "expiring on a stale answer (exit $rc): $(cat "$work/expiring")"
+responder responder -ndays 1
+cs ocsp refresh >/dev/null 2>&1 || fail "refresh after aging"
+rc=0
+cs expiring >"$work/expiring" 2>&1 || rc=$?
+! grep -q '^ocsp answer' "$work/expiring" || fail "expiring after a refresh: $(cat "$work/expiring")"
+
 # ---- crl fetch through the distribution points of the mapped certificates ---------------
 openssl ca -config "$ca/ca.cnf" -batch -gencrl -out "$srv/ca.pem" >/dev/null 2>&1
 : >"$work/requests.log"

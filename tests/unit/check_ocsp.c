@@ -7,6 +7,7 @@
  * and how an answer meets the pin's revocation policy.
  */
 #include <check.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,39 @@ static listing list(void)
 }
 
 /* ---- stored and decided ------------------------------------------------------------ */
+
+/* The CLI on the test's store; stdout and stderr in out. */
+static int cli(char *out, size_t len, const char *first, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, first);
+    rc = us_cli_v(tstore.db, 1, out, len, first, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A good answer past its nextUpdate vouches for nothing: expiring lists it (exit 1). */
+START_TEST(test_stale_good_answer_is_due)
+{
+    resp_spec s = good();
+    char out[8192];
+
+    s.this_update = -600;
+    s.next_update = -120; /* stored within the five minutes of clock skew, stale now */
+    ck_ok(store(&pki->alice, &s, NULL, NULL));
+    ck_assert_int_eq(cli(out, sizeof(out), "expiring", NULL), 1);
+    ck_assert_msg(strstr(out, "ocsp answer of pin ") != NULL &&
+                      strstr(out, " stale next-update=") != NULL,
+                  "%s", out);
+    ck_assert_int_eq(cli(out, sizeof(out), "expiring", "--json", NULL), 1);
+    ck_assert_msg(strstr(out, "\"what\":\"ocsp\"") != NULL, "%s", out);
+    s = good(); /* refreshed: nothing due */
+    ck_ok(store(&pki->alice, &s, NULL, NULL));
+    ck_assert_msg(cli(out, sizeof(out), "expiring", NULL) == 0, "%s", out);
+}
+END_TEST
 
 START_TEST(test_good_answer_stored_and_accepted)
 {
@@ -470,6 +504,7 @@ static Suite *ocsp_suite(void)
 
     tcase_add_checked_fixture(decision, setup, teardown);
     tcase_add_test(decision, test_good_answer_stored_and_accepted);
+    tcase_add_test(decision, test_stale_good_answer_is_due);
     tcase_add_test(decision, test_revoked_answer_rejects_and_bumps);
     tcase_add_test(decision, test_unchanged_refresh_does_not_bump);
     tcase_add_test(decision, test_stale_answer_follows_the_policy);
