@@ -14,6 +14,8 @@ server_pid=
 port=
 TP_PIDS=()
 TP_AS=() # a command prefix the server runs under (e.g. setpriv to nobody)
+# TP_SERVER_CA: what client certificates must chain to (default $pki/root.pem);
+# TP_CLIENT_DIR: where NAME.pem, NAME.key (and NAME-chain.pem) are (default $pki).
 
 # tp_init NAME: $work (new, removed at exit), and $pki, $db, $log in it.
 tp_init() {
@@ -58,7 +60,7 @@ tp_openssl_cnf() { cs_provider_cnf "$1" "$CERTSTORE_MODULE_DIR/certstore.so" "$d
 
 # tp_start_s_server CONF [s_server option...]: `openssl s_server -rev` under
 # CONF on a free port of 127.0.0.1 (in $port), asking for a client
-# certificate that chains to the test root; run as TP_AS; its output in
+# certificate that chains to TP_SERVER_CA; run as TP_AS; its output in
 # $work/server.out. The test fails at once if it does not start.
 tp_start_s_server() {
     local conf=$1 found=
@@ -66,7 +68,7 @@ tp_start_s_server() {
     : >"$work/server.out"
     OPENSSL_CONF=$conf timeout "${TP_SERVER_SECONDS:-240}" ${TP_AS[@]+"${TP_AS[@]}"} \
         openssl s_server -accept 127.0.0.1:0 -cert "$pki/server.pem" -key "$pki/server.key" \
-        -CAfile "$pki/root.pem" -Verify 3 -rev "$@" >"$work/server.out" 2>&1 &
+        -CAfile "${TP_SERVER_CA:-$pki/root.pem}" -Verify 3 -rev "$@" >"$work/server.out" 2>&1 &
     server_pid=$!
     tp_track "$server_pid"
     for _ in $(seq 1 50); do
@@ -93,12 +95,12 @@ tp_stop_s_server() {
 # certificate (and chain, where the PKI has one) and sending a probe line
 # that `s_server -rev` sends back reversed; the output is kept in OUT.
 client() {
-    local name=$1 out=$2 chain_opt=()
+    local name=$1 out=$2 dir=${TP_CLIENT_DIR:-$pki} chain_opt=()
     shift 2
-    [ ! -f "$pki/$name-chain.pem" ] || chain_opt=(-cert_chain "$pki/$name-chain.pem")
+    [ ! -f "$dir/$name-chain.pem" ] || chain_opt=(-cert_chain "$dir/$name-chain.pem")
     (printf 'certstore-probe\n'; sleep 1) |
         timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername localhost \
-            -CAfile "$pki/root.pem" -cert "$pki/$name.pem" -key "$pki/$name.key" \
+            -CAfile "$pki/root.pem" -cert "$dir/$name.pem" -key "$dir/$name.key" \
             ${chain_opt[@]+"${chain_opt[@]}"} "$@" >"$out" 2>&1 || true
 }
 data_flowed() { grep -q 'eborp-erotstrec' "$1"; }

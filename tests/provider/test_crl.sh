@@ -11,28 +11,8 @@
 # Needs CERTSTORE_BIN, MKPKI_BIN and CERTSTORE_MODULE_DIR (set by ctest).
 set -euo pipefail
 
-: "${CERTSTORE_BIN:?}" "${MKPKI_BIN:?}" "${CERTSTORE_MODULE_DIR:?}"
-
-work=$(mktemp -d /tmp/certstore-crl-XXXXXX)
-server_pid=
-cleanup() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-pki=$work/pki db=$work/certstore.db log=$work/decisions.log
-failures=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-cs() { "$CERTSTORE_BIN" --db "$db" "$@" >/dev/null; }
+. "$(dirname "$0")/common.sh"
+tp_init crl
 
 "$MKPKI_BIN" "$pki" >/dev/null
 cs init
@@ -70,56 +50,9 @@ mkca twin ca-twin
 mkca b ca-b
 ca a -gencrl -out "$work/empty.pem"
 
-cat >"$work/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-certstore = certstore_sect
-[default_sect]
-activate = 1
-[certstore_sect]
-module = $CERTSTORE_MODULE_DIR/certstore.so
-activate = 1
-db = $db
-log = $log
-EOF
+tp_openssl_cnf "$work/openssl.cnf"
+tp_start_s_server "$work/openssl.cnf"
 
-: >"$work/server.out" # before the background job opens it: the wait below reads it at once
-OPENSSL_CONF=$work/openssl.cnf timeout 240 openssl s_server -accept 127.0.0.1:0 \
-    -cert "$pki/server.pem" -key "$pki/server.key" -CAfile "$pki/root.pem" -Verify 3 \
-    -rev >"$work/server.out" 2>&1 &
-server_pid=$!
-port=
-for _ in $(seq 1 50); do
-    port=$(sed -n 's/^ACCEPT .*:\([0-9][0-9]*\)$/\1/p' "$work/server.out" | head -n 1)
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { cat "$work/server.out" >&2; echo "FAIL: s_server did not start" >&2; exit 1; }
-
-client() {
-    local name=$1 out=$2
-    shift 2
-    (printf 'certstore-probe\n'; sleep 1) |
-        timeout 10 openssl s_client -connect "127.0.0.1:$port" -servername localhost \
-            -CAfile "$pki/root.pem" -cert "$pki/$name.pem" -key "$pki/$name.key" \
-            -cert_chain "$pki/$name-chain.pem" "$@" >"$out" 2>&1 || true
-}
-data_flowed() { grep -q 'eborp-erotstrec' "$1"; }
-reused() { grep -q '^Reused' "$1"; }
-expect_accepted() {
-    client "$1" "$work/out" "${@:2}"
-    data_flowed "$work/out" || { cat "$work/out" >&2; fail "$1 was not accepted"; }
-}
-expect_rejected() {
-    client "$1" "$work/out" "${@:2}"
-    ! data_flowed "$work/out" || fail "$1 was accepted"
-}
-expect_log() {
-    grep -q "$1" "$log" || { cat "$log" >&2; fail "log lacks: $1"; }
-}
 snapshot() {
     sqlite3 "$db" 'SELECT generation FROM meta; SELECT * FROM crls; SELECT count(*) FROM revoked;
                    SELECT revocation, revocation_grace FROM pins'
@@ -177,10 +110,10 @@ bad "not a SHA-256 fingerprint" crl add --pin nothex "$work/empty.pem"
 # ---- a live revocation ------------------------------------------------------------------
 "$CERTSTORE_BIN" --db "$db" crl add "$work/empty.pem" >"$work/stdout" || fail "empty CRL refused"
 grep -q '0 entries' "$work/stdout" || fail "empty CRL: $(cat "$work/stdout")"
-expect_accepted alice -tls1_2 -sess_out "$work/alice12"
-expect_accepted alice -tls1_3 -sess_out "$work/alice13"
-expect_accepted bob -tls1_2 -sess_out "$work/bob12"
-expect_accepted bob -tls1_3 -sess_out "$work/bob13"
+expect_accepted alice "empty CRL" -tls1_2 -sess_out "$work/alice12"
+expect_accepted alice "empty CRL" -tls1_3 -sess_out "$work/alice13"
+expect_accepted bob "empty CRL" -tls1_2 -sess_out "$work/bob12"
+expect_accepted bob "empty CRL" -tls1_3 -sess_out "$work/bob13"
 "$CERTSTORE_BIN" --db "$db" check "$pki/alice-chain.pem" --ca "$pki/root.pem" >"$work/check" ||
     fail "check rejected alice"
 grep -q '^revocation: good' "$work/check" || fail "check: $(cat "$work/check")"
@@ -195,7 +128,7 @@ ca a -gencrl -out "$work/revoked.pem"
 "$CERTSTORE_BIN" --db "$db" crl add "$work/revoked.pem" >"$work/stdout" || fail "CRL refused"
 grep -q '1 newly revoked' "$work/stdout" || fail "crl add: $(cat "$work/stdout")"
 
-expect_rejected alice
+expect_rejected alice "revoked"
 expect_log 'result=reject reason=revoked account="" subject="CN=alice'
 expect_log 'detail="revoked .* (keyCompromise)'
 for v in 2 3; do
@@ -204,8 +137,8 @@ for v in 2 3; do
     ! data_flowed "$work/out" || fail "alice's TLS 1.$v resumption was accepted"
 done
 # bob was not revoked: accepted, and from now on resumes across an unchanged refresh.
-expect_accepted bob -tls1_2 -sess_out "$work/bob12"
-expect_accepted bob -tls1_3 -sess_out "$work/bob13"
+expect_accepted bob "not revoked" -tls1_2 -sess_out "$work/bob12"
+expect_accepted bob "not revoked" -tls1_3 -sess_out "$work/bob13"
 ca a -gencrl -out "$work/refresh.pem"
 "$CERTSTORE_BIN" --db "$db" crl add "$work/refresh.pem" >"$work/stdout" || fail "refresh refused"
 grep -q '0 newly revoked' "$work/stdout" || fail "refresh: $(cat "$work/stdout")"
@@ -235,14 +168,14 @@ ca a -gencrl -crlsec 1 -out "$work/short.pem"
 cs crl add "$work/short.pem"
 cs pin revocation "$pin_a" soft --grace 1s
 sleep 3
-expect_accepted bob
+expect_accepted bob "soft, stale CRL"
 expect_log 'result=accept reason=none account="bob".* revocation=stale'
 "$CERTSTORE_BIN" --db "$db" expiring >"$work/expiring" && fail "expiring passed on a stale CRL"
 grep -q "crl of pin $pin_a revocation=stale" "$work/expiring" || fail "expiring: $(cat "$work/expiring")"
 doctor_revocation | grep -q '"level":"fail".*revocation stale' || fail "doctor: $(doctor_revocation)"
-expect_rejected alice # stale, and still listed
+expect_rejected alice "stale CRL, still listed"
 cs pin revocation "$pin_a" hard --grace 1s
-expect_rejected bob
+expect_rejected bob "hard, stale CRL"
 expect_log 'result=reject reason=revocation-unknown account="" subject="CN=bob'
 bad "not a revocation policy" pin revocation "$pin_a" strict
 bad "not a duration" pin revocation "$pin_a" soft --grace 7
@@ -251,15 +184,11 @@ bad "no pin with fingerprint" pin revocation "${pin_a//?/0}" hard
 bad "not a SHA-256 fingerprint" crl rm nothex
 bad "missing" pin revocation "$pin_a"
 cs pin revocation "$pin_a" off
-expect_accepted alice # off: the CRL is not consulted
+expect_accepted alice "policy off: the CRL is not consulted"
 cs pin revocation "$pin_a" default
 cs crl rm "$pin_a"
 bad "has no CRL" crl rm "$pin_a"
-expect_accepted alice # default policy, no CRL: nothing to enforce
+expect_accepted alice "default policy, no CRL: nothing to enforce"
 
 kill -0 "$server_pid" 2>/dev/null || fail "s_server died"
-if [ "$failures" -ne 0 ]; then
-    echo "$failures failure(s)" >&2
-    exit 1
-fi
-echo "crl: all outcomes as expected"
+tp_finish "crl"
