@@ -27,6 +27,7 @@ typedef enum {
     CSP_KEY_LOG,
     CSP_KEY_BUSY_TIMEOUT_MS,
     CSP_KEY_REQUIRE_STRONG,
+    CSP_KEY_DB_DIR_DESCRIPTOR,
     CSP_KEY_COUNT
 } csp_key;
 
@@ -36,6 +37,7 @@ static const char *const csp_key_names[CSP_KEY_COUNT] = {
     [CSP_KEY_LOG] = "log",
     [CSP_KEY_BUSY_TIMEOUT_MS] = "busy_timeout_ms",
     [CSP_KEY_REQUIRE_STRONG] = "require_strong",
+    [CSP_KEY_DB_DIR_DESCRIPTOR] = "db_dir_descriptor",
 };
 
 static const char *const csp_mode_names[] = {
@@ -158,6 +160,21 @@ static void csp_config_require_strong(csp_config *cfg, const char *value)
         cfg->require_strong = 1;
     else
         csp_config_fail(cfg, "require_strong must be yes or no, not \"%.40s\"", value);
+}
+
+/*
+ * Reach the database after a chroot through a descriptor on its directory
+ * opened at load (the default); "no" keeps none open, for a chroot that must
+ * contain a compromised worker (a descriptor outside it is a way out).
+ */
+static void csp_config_db_dir_descriptor(csp_config *cfg, const char *value)
+{
+    if (value == NULL || strcmp(value, "yes") == 0)
+        cfg->db_dir_fd = 1;
+    else if (strcmp(value, "no") == 0)
+        cfg->db_dir_fd = 0;
+    else
+        csp_config_fail(cfg, "db_dir_descriptor must be yes or no, not \"%.40s\"", value);
 }
 
 /* ---- which keys the section holds --------------------------------------------- */
@@ -284,7 +301,7 @@ static void csp_config_reject_unknown(csp_config *cfg, CONF *conf, const char *s
         if (csp_key_by_name(v->name) < 0 && !csp_openssl_key(v->name)) {
             csp_config_fail(cfg,
                             "unknown key \"%.60s\" in section [%.60s] (known: db, mode, log, "
-                            "busy_timeout_ms, require_strong)",
+                            "busy_timeout_ms, require_strong, db_dir_descriptor)",
                             v->name, section);
             return;
         }
@@ -343,5 +360,6 @@ void csp_config_read(const OSSL_CORE_HANDLE *handle, OSSL_FUNC_core_get_params_f
     csp_config_db(out, values[CSP_KEY_DB]);
     csp_config_busy_timeout(out, values[CSP_KEY_BUSY_TIMEOUT_MS]);
     csp_config_require_strong(out, values[CSP_KEY_REQUIRE_STRONG]);
+    csp_config_db_dir_descriptor(out, values[CSP_KEY_DB_DIR_DESCRIPTOR]);
     csp_config_check_keys(out, provider_name, values);
 }

@@ -63,6 +63,7 @@ typedef struct {
     char log_file[PATH_MAX];
     int busy_timeout_ms;
     int require_strong; /* refuse acceptances through rules (weak mappings) */
+    int db_dir_fd;      /* keep a descriptor on the database's directory (chroot) */
     /* Set when a value was missing or invalid: every client is denied. */
     int config_error;
     char config_error_text[256];
@@ -250,8 +251,8 @@ typedef struct {
     const SSL *ssl; /* for the peer address; may be NULL */
     const char *mode;
     const char *revocation; /* a state worth logging (stale, missing, grace), or NULL */
-    int64_t mapping_id; /* the mapping that decided, 0 if none (a rule, or none found) */
-    const char *kind;   /* its kind, when mapping_id */
+    int64_t mapping_id;     /* the mapping that decided, 0 if none (a rule, or none found) */
+    const char *kind;       /* its kind, when mapping_id */
 } csp_log_decision_args;
 
 void csp_log_decision(const csp_log_decision_args *args);

@@ -37,7 +37,8 @@ static int csp_config_same(const csp_config *a, const csp_config *b)
 {
     return strcmp(a->db, b->db) == 0 && a->mode == b->mode && a->log_kind == b->log_kind &&
            strcmp(a->log_file, b->log_file) == 0 && a->busy_timeout_ms == b->busy_timeout_ms &&
-           a->config_error == b->config_error && a->require_strong == b->require_strong;
+           a->config_error == b->config_error && a->require_strong == b->require_strong &&
+           a->db_dir_fd == b->db_dir_fd;
 }
 
 /* A later library context: identical section, nothing to do; else deny all. */
@@ -98,7 +99,9 @@ static void csp_policy_report_db(void)
     if (csp_active.config_error)
         return;
     csp_policy_warn_permissions();
-    if (!csp_dbpool_attach_dir(why, sizeof(why)))
+    if (!csp_active.db_dir_fd)
+        CSP_DEBUG("db_dir_descriptor = no: the database is opened by path only");
+    else if (!csp_dbpool_attach_dir(why, sizeof(why)))
         csp_log_notice("certstore: cannot open the database's directory now (%s); opening "
                        "the database by path only, which a server that chroots cannot do",
                        why);

@@ -158,8 +158,11 @@ static int run_jailed(int how, int (*body)(jailed *), void (*const parent_steps[
 
 /* ---- fixture ---------------------------------------------------------------- */
 
-/* untidy: openssl.cnf names the database with "//" and "/./" in its path. */
-static void setup_with(int untidy)
+/*
+ * untidy: openssl.cnf names the database with "//" and "/./" in its path.
+ * extra: more lines for the provider's section.
+ */
+static void setup_with(int untidy, const char *extra)
 {
     th_setup(&fx);
     snprintf(store_dir, sizeof(store_dir), "%s/store", fx.dir);
@@ -171,7 +174,7 @@ static void setup_with(int untidy)
     ck_assert_int_eq(mkdir(jail, 0755), 0);
     store_build(fx.db, "alice", ALICE_ACCOUNT);
     /* As the server's master: load and build everything before the chroot. */
-    th_load_provider_with(&fx, "");
+    th_load_provider_with(&fx, extra);
     th_make_server(&fx, SSL_OP_NO_TICKET, 0, 0);
     alice = th_make_client(&fx, "alice");
     bob = th_make_client(&fx, "bob");
@@ -179,12 +182,17 @@ static void setup_with(int untidy)
 
 static void setup(void)
 {
-    setup_with(0);
+    setup_with(0, "");
 }
 
 static void setup_untidy(void)
 {
-    setup_with(1);
+    setup_with(1, "");
+}
+
+static void setup_no_descriptor(void)
+{
+    setup_with(0, "db_dir_descriptor = no\n");
 }
 
 static void teardown(void)
@@ -389,16 +397,15 @@ START_TEST(test_reachable_path_followed_not_descriptor)
 }
 END_TEST
 
-/* One descriptor on the directory per load, close-on-exec, whatever the connections. */
-START_TEST(test_one_close_on_exec_descriptor_per_load)
+/* Descriptors of this process open on the database's directory; *cloexec: all close-on-exec. */
+static int directory_descriptors(int *cloexec)
 {
     struct stat dir_st, st;
     DIR *fds;
     struct dirent *e;
-    int found = 0, cloexec = 1;
+    int found = 0;
 
-    for (int i = 0; i < 3; i++)
-        ck_assert(th_connect_with(&fx, alice, NULL, 0).ok);
+    *cloexec = 1;
     ck_assert_int_eq(stat(store_dir, &dir_st), 0);
     fds = opendir("/proc/self/fd");
     ck_assert_ptr_nonnull(fds);
@@ -409,19 +416,47 @@ START_TEST(test_one_close_on_exec_descriptor_per_load)
             continue;
         if (st.st_dev == dir_st.st_dev && st.st_ino == dir_st.st_ino) {
             found++;
-            cloexec &= (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
+            *cloexec &= (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
         }
     }
     closedir(fds);
-    ck_assert_int_eq(found, 1);
+    return found;
+}
+
+/* One descriptor on the directory per load, close-on-exec, whatever the connections. */
+START_TEST(test_one_close_on_exec_descriptor_per_load)
+{
+    int cloexec;
+
+    for (int i = 0; i < 3; i++)
+        ck_assert(th_connect_with(&fx, alice, NULL, 0).ok);
+    ck_assert_int_eq(directory_descriptors(&cloexec), 1);
     ck_assert_msg(cloexec, "the directory descriptor is inherited across exec");
+}
+END_TEST
+
+static int body_no_way_in(jailed *j)
+{
+    (void)j;
+    return child_expect(alice, 0, NULL, "alice jailed with db_dir_descriptor = no") ? 0 : 1;
+}
+
+/* db_dir_descriptor = no: no way out of the chroot is kept, and none in: fail closed. */
+START_TEST(test_no_descriptor_kept_when_turned_off)
+{
+    int cloexec;
+
+    ck_assert(th_connect_with(&fx, alice, NULL, 0).ok); /* by path, before the chroot */
+    ck_assert_int_eq(directory_descriptors(&cloexec), 0);
+    ck_assert_int_eq(run_jailed(JAIL, body_no_way_in, NULL, 0), 0);
+    th_assert_log_has(&fx, "reason=store-unavailable");
 }
 END_TEST
 
 static Suite *chroot_suite(void)
 {
     Suite *s = suite_create("chroot");
-    TCase *jailed_case = tcase_create("jailed"), *untidy_case;
+    TCase *jailed_case = tcase_create("jailed"), *untidy_case, *no_descriptor_case;
 
     tcase_add_checked_fixture(jailed_case, setup, teardown);
     tcase_set_timeout(jailed_case, 60);
@@ -440,6 +475,12 @@ static Suite *chroot_suite(void)
     tcase_set_timeout(untidy_case, 60);
     tcase_add_test(untidy_case, test_jailed_worker_decides_through_descriptor);
     suite_add_tcase(s, untidy_case);
+    /* db_dir_descriptor = no: a chroot that must contain a compromised worker. */
+    no_descriptor_case = tcase_create("no_descriptor");
+    tcase_add_checked_fixture(no_descriptor_case, setup_no_descriptor, teardown);
+    tcase_set_timeout(no_descriptor_case, 60);
+    tcase_add_test(no_descriptor_case, test_no_descriptor_kept_when_turned_off);
+    suite_add_tcase(s, no_descriptor_case);
     return s;
 }
 
