@@ -50,6 +50,8 @@
 #define CERTSTORE_PARAM_MODE "certstore-mode"
 /* "ok", or "deny-all" when its configuration is invalid. */
 #define CERTSTORE_PARAM_STATUS "certstore-status"
+/* Why it denies all ("" when ok): what certstore doctor prints. */
+#define CERTSTORE_PARAM_STATUS_REASON "certstore-status-reason"
 /* 1 when require_strong refuses acceptances through a weak way in (rules). */
 #define CERTSTORE_PARAM_REQUIRE_STRONG "certstore-require-strong"
 #define CERTSTORE_SESSION_PREFIX "certstore-account="

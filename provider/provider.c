@@ -164,7 +164,7 @@ static OSSL_FUNC_provider_get_reason_strings_fn csp_get_reason_strings;
 #define CSP_PARAM_DB CERTSTORE_PARAM_DB
 #define CSP_PARAM_MODE CERTSTORE_PARAM_MODE
 #define CSP_PARAM_STATUS CERTSTORE_PARAM_STATUS
-#define CSP_PARAM_STATUS_REASON "certstore-status-reason"
+#define CSP_PARAM_STATUS_REASON CERTSTORE_PARAM_STATUS_REASON
 
 static const OSSL_ITEM csp_reason_strings[] = {
     {CSP_R_BAD_CONFIG, "invalid certstore configuration"},

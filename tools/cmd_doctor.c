@@ -33,14 +33,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "certstore.h"
 #include "cli.h"
-
-/* Provider parameters the certstore module answers (provider/provider.c). */
-#define CERTSTORE_NAME "certstore"
-#define PARAM_DB "certstore-db"
-#define PARAM_MODE "certstore-mode"
-#define PARAM_STATUS "certstore-status"
-#define PARAM_STATUS_REASON "certstore-status-reason"
 
 /* The users common servers drop to; they must read the store, never write it. */
 static const char *const server_users[] = {"www-data", "haproxy", "stunnel4", "nobody"};
@@ -170,7 +164,7 @@ static int find_certstore(OSSL_PROVIDER *prov, void *arg)
 
     /* Matched by what the module calls itself: the config may name it anything. */
     if (OSSL_PROVIDER_get_params(prov, params) && name != NULL &&
-        strcmp(name, CERTSTORE_NAME) == 0) {
+        strcmp(name, CERTSTORE_PROVIDER_NAME) == 0) {
         *(OSSL_PROVIDER **)arg = prov;
         return 0;
     }
@@ -181,10 +175,10 @@ static int read_provider_facts(provider_facts *f)
 {
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_ptr(OSSL_PROV_PARAM_VERSION, (char **)&f->version, 0),
-        OSSL_PARAM_construct_utf8_ptr(PARAM_DB, (char **)&f->db, 0),
-        OSSL_PARAM_construct_utf8_ptr(PARAM_MODE, (char **)&f->mode, 0),
-        OSSL_PARAM_construct_utf8_ptr(PARAM_STATUS, (char **)&f->status, 0),
-        OSSL_PARAM_construct_utf8_ptr(PARAM_STATUS_REASON, (char **)&f->status_reason, 0),
+        OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_DB, (char **)&f->db, 0),
+        OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_MODE, (char **)&f->mode, 0),
+        OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_STATUS, (char **)&f->status, 0),
+        OSSL_PARAM_construct_utf8_ptr(CERTSTORE_PARAM_STATUS_REASON, (char **)&f->status_reason, 0),
         OSSL_PARAM_construct_end()};
 
     return OSSL_PROVIDER_get_params(f->prov, params) && f->version != NULL && f->db != NULL &&
@@ -210,7 +204,8 @@ static void explain_not_loaded(doctor *d, const char *config)
         const CONF_VALUE *v = sk_CONF_VALUE_value(entries, i);
         const char *m = NCONF_get_string(conf, v->value, "module");
 
-        if (strcmp(v->name, CERTSTORE_NAME) == 0 || (m != NULL && strstr(m, CERTSTORE_NAME)))
+        if (strcmp(v->name, CERTSTORE_PROVIDER_NAME) == 0 ||
+            (m != NULL && strstr(m, CERTSTORE_PROVIDER_NAME)))
             name = v->name, module = m;
     }
     ERR_clear_error();
@@ -862,8 +857,10 @@ static int config_mentions_certstore(const char *path)
 
     if (conf != NULL && dump != NULL && NCONF_load(conf, path, NULL) > 0 &&
         NCONF_dump_bio(conf, dump) && (len = BIO_get_mem_data(dump, &text)) > 0) {
-        for (long i = 0; !found && i + 9 <= len; i++)
-            found = OPENSSL_strncasecmp(text + i, CERTSTORE_NAME, 9) == 0;
+        const long n = (long)sizeof(CERTSTORE_PROVIDER_NAME) - 1;
+
+        for (long i = 0; !found && i + n <= len; i++)
+            found = OPENSSL_strncasecmp(text + i, CERTSTORE_PROVIDER_NAME, (size_t)n) == 0;
     } else {
         found = 1; /* cannot tell: check it all */
     }
