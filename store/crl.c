@@ -577,22 +577,6 @@ static cs_status write_crl_row(cs_db *db, int64_t pin_id, stored_crl *old, const
     return status;
 }
 
-static cs_status quiet_writes(cs_db *db)
-{
-    static const char sql[] = "UPDATE meta SET bulk_write = 1 WHERE id = 1";
-    sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_CRL_QUIET_BEGIN, sql);
-
-    return stmt != NULL ? cs_stmt_exec(db, stmt, "starting the CRL update") : CS_ERR;
-}
-
-static cs_status bump_generation(cs_db *db)
-{
-    static const char sql[] = "UPDATE meta SET generation = generation + 1 WHERE id = 1";
-    sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_CRL_BUMP, sql);
-
-    return stmt != NULL ? cs_stmt_exec(db, stmt, "bumping the policy generation") : CS_ERR;
-}
-
 /* A later nextUpdate, or none: no acceptance made under the old CRL outlives it. */
 static int next_update_earlier(int64_t now_next, int64_t old_next)
 {
@@ -619,14 +603,15 @@ static cs_status store_crl(cs_db *db, X509_CRL *crl, const crl_issuer_search *pi
         return status;
     had_old = old.id != 0;
     old_next = old.next_update;
-    if ((status = quiet_writes(db)) != CS_OK || (status = load_incoming(db, crl)) != CS_OK ||
+    if ((status = cs_quiet_writes_begin(db)) != CS_OK ||
+        (status = load_incoming(db, crl)) != CS_OK ||
         (status = write_crl_row(db, pin->pin_id, &old, f, url, now)) != CS_OK ||
         (status = merge_serials(db, old.id, res)) != CS_OK)
         return status;
     /* A first CRL only adds what it lists: there was no freshness to shorten. */
     if (res->newly_revoked > 0 || (had_old && next_update_earlier(f->next_update, old_next))) {
         res->generation_bumped = 1;
-        status = bump_generation(db);
+        status = cs_generation_bump(db);
     }
     if (status == CS_OK)
         status =
@@ -680,7 +665,7 @@ cs_status cs_crl_remove(cs_db *db, const char *pin_fp)
         return cs_fail(db, CS_INVALID, "'%s' is not a SHA-256 fingerprint (64 hex digits)",
                        pin_fp ? pin_fp : "");
     /* Without its CRL a hard pin rejects everyone: stricter, so bump once, not per serial. */
-    if ((status = quiet_writes(db)) != CS_OK)
+    if ((status = cs_quiet_writes_begin(db)) != CS_OK)
         return status;
     if ((stmt = cs_stmt_sql(db, STMT_CRL_REMOVE, sql_remove)) == NULL)
         return CS_ERR;
@@ -689,7 +674,7 @@ cs_status cs_crl_remove(cs_db *db, const char *pin_fp)
         return status;
     if (sqlite3_changes(db->sql) == 0)
         return cs_fail(db, CS_NOTFOUND, "pin %s has no CRL", hex);
-    if ((status = bump_generation(db)) != CS_OK)
+    if ((status = cs_generation_bump(db)) != CS_OK)
         return status;
     return cs_log_change(db, "crl rm pin=%s", hex);
 }
@@ -717,7 +702,7 @@ cs_status cs_crl_note_fetch(cs_db *db, const char *pin_fp, const char *url, int6
         (last_modified != NULL && strlen(last_modified) > 128) ||
         (result != NULL && strlen(result) > 1024))
         return cs_fail(db, CS_INVALID, "fetch details too long");
-    if ((status = quiet_writes(db)) != CS_OK)
+    if ((status = cs_quiet_writes_begin(db)) != CS_OK)
         return status;
     if ((stmt = cs_stmt_sql(db, STMT_CRL_NOTE_FETCH, sql_note_fetch)) == NULL)
         return CS_ERR;

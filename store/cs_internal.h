@@ -22,6 +22,8 @@ typedef enum {
     STMT_GENERATION_GET,
     STMT_BULK_WRITE_BEGIN,
     STMT_BULK_WRITE_END,
+    STMT_QUIET_WRITES_BEGIN,
+    STMT_GENERATION_BUMP,
     STMT_CHANGE_ADD,
     STMT_CHANGE_LIST,
     STMT_PIN_ADD,
@@ -61,8 +63,6 @@ typedef enum {
     STMT_ACCOUNT_COUNT_RULES,
     STMT_ACCOUNT_DELETE_RULES,
     /* crl.c: SQL next to the code that binds it (cs_stmt_sql) */
-    STMT_CRL_QUIET_BEGIN,
-    STMT_CRL_BUMP,
     STMT_CRL_PINS,
     STMT_CRL_CURRENT,
     STMT_CRL_INSERT,
@@ -84,8 +84,6 @@ typedef enum {
     STMT_MAPPING_CERT_ADD,
     STMT_MAPPING_CERT_GET,
     /* ocsp.c */
-    STMT_OCSP_QUIET_BEGIN,
-    STMT_OCSP_BUMP,
     STMT_OCSP_PIN_ID,
     STMT_OCSP_CURRENT,
     STMT_OCSP_PUT,
@@ -134,6 +132,13 @@ cs_status cs_require_write(cs_db *db);
  */
 cs_status cs_bulk_write_begin(cs_db *db);
 cs_status cs_bulk_write_end(cs_db *db);
+/*
+ * A write that decides itself whether decisions can get stricter (crl.c,
+ * ocsp.c): the generation triggers quiet until the commit, and
+ * cs_generation_bump when they can.
+ */
+cs_status cs_quiet_writes_begin(cs_db *db);
+cs_status cs_generation_bump(cs_db *db);
 /* Append a change-log row for the current command. */
 cs_status cs_log_change(cs_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -347,6 +347,8 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_BULK_WRITE_BEGIN] = "UPDATE meta SET generation = generation + 1, bulk_write = 1"
                               " WHERE id = 1",
     [STMT_BULK_WRITE_END] = "UPDATE meta SET bulk_write = 0 WHERE id = 1 AND bulk_write <> 0",
+    [STMT_QUIET_WRITES_BEGIN] = "UPDATE meta SET bulk_write = 1 WHERE id = 1",
+    [STMT_GENERATION_BUMP] = "UPDATE meta SET generation = generation + 1 WHERE id = 1",
     [STMT_CHANGE_ADD] = "INSERT INTO changes (time, user, command, detail) VALUES (?, ?, ?, ?)",
     [STMT_CHANGE_LIST] = "SELECT id, time, user, command, detail FROM changes"
                          " WHERE time >= ? ORDER BY id",
@@ -1202,6 +1204,16 @@ cs_status cs_bulk_write_begin(cs_db *db)
 cs_status cs_bulk_write_end(cs_db *db)
 {
     return exec_simple(db, STMT_BULK_WRITE_END, "ending a bulk write");
+}
+
+cs_status cs_quiet_writes_begin(cs_db *db)
+{
+    return exec_simple(db, STMT_QUIET_WRITES_BEGIN, "starting a quiet write");
+}
+
+cs_status cs_generation_bump(cs_db *db)
+{
+    return exec_simple(db, STMT_GENERATION_BUMP, "bumping the policy generation");
 }
 
 cs_status cs_db_commit(cs_db *db)

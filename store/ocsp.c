@@ -411,22 +411,6 @@ static cs_status read_current(cs_db *db, const answer_key *k, ocsp_answer *old)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? CS_OK : cs_sql_fail(db, "reading the answer");
 }
 
-static cs_status quiet_writes(cs_db *db)
-{
-    static const char sql[] = "UPDATE meta SET bulk_write = 1 WHERE id = 1";
-    sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_OCSP_QUIET_BEGIN, sql);
-
-    return stmt != NULL ? cs_stmt_exec(db, stmt, "starting the OCSP update") : CS_ERR;
-}
-
-static cs_status bump_generation(cs_db *db)
-{
-    static const char sql[] = "UPDATE meta SET generation = generation + 1 WHERE id = 1";
-    sqlite3_stmt *stmt = cs_stmt_sql(db, STMT_OCSP_BUMP, sql);
-
-    return stmt != NULL ? cs_stmt_exec(db, stmt, "bumping the policy generation") : CS_ERR;
-}
-
 static const char sql_put[] =
     "INSERT INTO ocsp_answers (pin_id, serial, subject, status, revoked_at, reason, this_update,"
     " next_update, updated, url, fetched, fetch_result)"
@@ -497,13 +481,13 @@ cs_status cs_ocsp_store(cs_db *db, X509 *cert, X509 *issuer, OCSP_REQUEST *req,
     res->next_update = a.next_update;
     /* A later thisUpdate/nextUpdate for the same status is a renewal, not a change. */
     res->unchanged = old.status == a.status && old.revoked_at == a.revoked_at;
-    if ((status = quiet_writes(db)) != CS_OK ||
+    if ((status = cs_quiet_writes_begin(db)) != CS_OK ||
         (status = put_answer(db, &k, &a, url, now,
                              res->unchanged ? "ok: unchanged" : "ok: updated")) != CS_OK)
         return status;
     if (stricter(&old, &a)) {
         res->generation_bumped = 1;
-        if ((status = bump_generation(db)) != CS_OK)
+        if ((status = cs_generation_bump(db)) != CS_OK)
             return status;
     }
     if (res->unchanged)
@@ -530,7 +514,8 @@ cs_status cs_ocsp_note_failure(cs_db *db, X509 *cert, X509 *issuer, const char *
         return status;
     if ((url != NULL && strlen(url) > 4096) || why == NULL)
         return cs_fail(db, CS_INVALID, "fetch details too long or missing");
-    if ((status = key_of(db, cert, issuer, &k)) != CS_OK || (status = quiet_writes(db)) != CS_OK)
+    if ((status = key_of(db, cert, issuer, &k)) != CS_OK ||
+        (status = cs_quiet_writes_begin(db)) != CS_OK)
         return status;
     snprintf(result, sizeof(result), "failed: %.500s", why);
     if ((stmt = cs_stmt_sql(db, STMT_OCSP_NOTE_FAILURE, sql_note_failure)) == NULL)
